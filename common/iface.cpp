@@ -1,0 +1,34 @@
+#include "common/iface.hpp"
+
+#include <net/if.h>
+
+namespace leakguard {
+
+Result<std::string> validate_ifname(std::string_view name) {
+  const std::string quoted = "'" + std::string(name) + "'";
+  if (name.empty()) return fail("check interface name", "interface name is empty");
+  if (name.size() >= IFNAMSIZ)
+    return fail("check interface name", quoted + " is longer than " + std::to_string(IFNAMSIZ - 1) + " characters");
+  if (name == "." || name == "..") return fail("check interface name", quoted + " is not a valid interface name");
+  for (unsigned char c : name) {
+    if (c == '/' || c == ':' || c <= ' ' || c == 0x7f)
+      return fail("check interface name", quoted + " contains '/', ':', white space or a control character");
+  }
+  return std::string(name);
+}
+
+Result<IfnamePattern> IfnamePattern::parse(std::string_view text) {
+  IfnamePattern p{std::string(text)};
+  if (text == "*") return fail("check interface pattern", "'*' would match every interface");
+  auto stem = p.stem();
+  if (stem.find('*') != std::string_view::npos)
+    return fail("check interface pattern", "'" + p.text + "': '*' is only allowed at the end");
+  if (auto ok = validate_ifname(stem); !ok) return fail("check interface pattern", ok.error().message);
+  return p;
+}
+
+bool IfnamePattern::matches(std::string_view ifname) const {
+  return is_prefix() ? ifname.starts_with(stem()) : ifname == text;
+}
+
+}  // namespace leakguard

@@ -1,0 +1,26 @@
+#pragma once
+// Interface names and name patterns as the kernel accepts them.
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace leakguard {
+
+/// Checks a kernel interface name: 1..15 bytes (IFNAMSIZ-1), no '/', ':' or white
+/// space, not "." or ".." (the rules of the kernel's dev_valid_name()).
+Result<std::string> validate_ifname(std::string_view name);
+
+/// A tunnel name pattern: an exact name ("wg0") or a prefix with a trailing '*' ("wg*").
+struct IfnamePattern {
+  std::string text;  ///< as given, e.g. "wg*"
+
+  static Result<IfnamePattern> parse(std::string_view text);
+  bool is_prefix() const { return !text.empty() && text.back() == '*'; }
+  /// The literal part: the whole name, or the prefix without '*'.
+  std::string_view stem() const { return is_prefix() ? std::string_view(text).substr(0, text.size() - 1) : text; }
+  bool matches(std::string_view ifname) const;
+  bool operator==(const IfnamePattern&) const = default;
+};
+
+}  // namespace leakguard

@@ -1,0 +1,40 @@
+#include <doctest/doctest.h>
+
+#include "common/iface.hpp"
+
+using namespace leakguard;
+
+TEST_CASE("interface names follow the kernel's rules") {
+  CHECK(validate_ifname("eth0"));
+  CHECK(validate_ifname("wg-mullvad-se1"));  // 14 characters
+  CHECK(validate_ifname("abcdefghijklmno"));  // 15: the longest allowed
+  CHECK_FALSE(validate_ifname(""));
+  CHECK_FALSE(validate_ifname("abcdefghijklmnop"));  // 16
+  CHECK_FALSE(validate_ifname("eth/0"));
+  CHECK_FALSE(validate_ifname("eth 0"));
+  CHECK_FALSE(validate_ifname("eth0:1"));
+  CHECK_FALSE(validate_ifname("."));
+  CHECK_FALSE(validate_ifname(".."));
+  CHECK_FALSE(validate_ifname(std::string_view("et\0h", 4)));
+}
+
+TEST_CASE("tunnel patterns: exact names and trailing-star prefixes") {
+  auto exact = IfnamePattern::parse("wg0");
+  REQUIRE(exact);
+  CHECK(exact->matches("wg0"));
+  CHECK_FALSE(exact->matches("wg01"));
+
+  auto prefix = IfnamePattern::parse("wg*");
+  REQUIRE(prefix);
+  CHECK(prefix->is_prefix());
+  CHECK(prefix->stem() == "wg");
+  CHECK(prefix->matches("wg0"));
+  CHECK(prefix->matches("wg-mullvad"));
+  CHECK_FALSE(prefix->matches("eth0"));
+
+  CHECK_FALSE(IfnamePattern::parse("*"));
+  CHECK_FALSE(IfnamePattern::parse(""));
+  CHECK_FALSE(IfnamePattern::parse("w*g"));
+  CHECK_FALSE(IfnamePattern::parse("wg**"));
+  CHECK_FALSE(IfnamePattern::parse("tun/*"));
+}
