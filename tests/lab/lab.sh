@@ -94,6 +94,21 @@ spawn() {  # NAME ROLE CMD...
     ip netns exec "$(ns "$role")" "$@" >"$log" 2>&1 &
   fi
   echo "$! $role" >"$(state_dir)/$name.pid"
+  disown  # no job notices from this shell: the lab's processes are ended by PID, on purpose
+}
+# Waits until a spawned program is ready (a test command succeeds); fails at once if it exited,
+# with the last line it logged.
+wait_ready() {  # NAME WHAT SECONDS TEST...
+  local name=$1 what=$2 limit=$3; shift 3
+  local pid; read -r pid _ <"$(state_dir)/$name.pid"
+  local end=$((SECONDS + limit + 1))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$pid" || [ $SECONDS -ge $end ]; then
+      local last; last=$(grep -v '^\s*$' "$(state_dir)/$name.log" 2>/dev/null | tail -n1)
+      die "$what did not start${last:+: $last}"
+    fi
+    sleep 0.02
+  done
 }
 alive() {  # PID: running and not a zombie (a reparented child may wait a while to be reaped)
   local st; st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
@@ -196,9 +211,12 @@ build_host() {
 }
 
 start_stun() {
-  : >"$(state_dir)/turnserver.conf"  # an empty config: Debian's /etc/turnserver.conf changes answers
+  # An empty config file: Debian's /etc/turnserver.conf changes the answers. No RFC 5780 (NAT
+  # behaviour discovery): public STUN servers that pages use do not offer it, and clients that
+  # see it run extra tests that wait for timeouts.
+  : >"$(state_dir)/turnserver.conf"
   spawn turnserver inet turnserver -c "$(state_dir)/turnserver.conf" -L 203.0.113.3 -L 2001:db8:3::3 \
-    -p 3478 --stun-only --no-tls --no-dtls --no-cli --log-file stdout --simple-log \
+    -p 3478 --stun-only --no-rfc5780 --no-tls --no-dtls --no-cli --log-file stdout --simple-log \
     --pidfile "$(state_dir)/turnserver.pidfile"
 }
 stun_listening() {
@@ -212,7 +230,7 @@ start_vpn_server() {
   wg pubkey <"$(state_dir)/server.key" >"$(state_dir)/server.pub"
   wg pubkey <"$(state_dir)/client.key" >"$(state_dir)/client.pub"
   WGDIR=$d spawn wg-vpn vpn wireguard-go -f wg0
-  wait_until 5 test -S "$d/wg0.sock" || die "wireguard-go (VPN server) did not start; see $(state_dir)/wg-vpn.log"
+  wait_ready wg-vpn "wireguard-go (VPN server)" 5 test -S "$d/wg0.sock"
   wgx vpn "$d" set wg0 listen-port $WG_PORT private-key "$(state_dir)/server.key" \
     peer "$(cat "$(state_dir)/client.pub")" allowed-ips 100.64.0.2/32,2001:db8:100::2/128
   addr vpn wg0 100.64.0.1/24 2001:db8:100::1/64
@@ -225,7 +243,7 @@ tunnel_up() {
   local allowed=0.0.0.0/0
   [ "$IPV6" = tunnel ] && allowed=0.0.0.0/0,::/0
   WGDIR=$d spawn wg-host host wireguard-go -f wg0
-  wait_until 5 test -S "$d/wg0.sock" || die "wireguard-go (client) did not start; see $(state_dir)/wg-host.log"
+  wait_ready wg-host "wireguard-go (client)" 5 test -S "$d/wg0.sock"
   wgx host "$d" set wg0 fwmark $FWMARK private-key "$(state_dir)/client.key" \
     peer "$(cat "$(state_dir)/server.pub")" endpoint 198.51.100.1:$WG_PORT allowed-ips "$allowed" \
     persistent-keepalive 25
@@ -242,7 +260,7 @@ tunnel_up() {
   fi
   # The handshake: wait until the server has heard from us, so the tunnel carries traffic at once.
   nsx host ping -c1 -W1 -q 100.64.0.1 >/dev/null 2>&1 || true
-  wait_until 5 handshake_done || die "WireGuard handshake did not complete; see $(state_dir)/wg-*.log"
+  wait_until 5 handshake_done || die "the WireGuard handshake did not complete within 5 s"
 }
 handshake_done() {
   local t; t=$(wgx vpn "$(state_dir)/wg-vpn" show wg0 latest-handshakes | awk '{print $2}')
@@ -377,7 +395,7 @@ cmd_up() {
   [ "$UPLINK2" = off ] || uplink2_on
   [ "$TUNNEL" = down ] || tunnel_up
   split_stun "$SPLIT"
-  wait_until 10 stun_listening || die "the STUN server did not start; see $(state_dir)/turnserver.log"
+  wait_ready turnserver "the STUN server (turnserver)" 10 stun_listening
   trap - ERR
   UP_DONE=1
   print_vars | tee "$(state_dir)/vars" >/dev/null

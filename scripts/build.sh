@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Configures and builds leakguard in build/ (extra arguments go to cmake's configure step).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build build -j"$(nproc)"
