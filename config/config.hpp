@@ -1,0 +1,71 @@
+#pragma once
+// leakguard's configuration (/etc/leakguard/leakguard.yaml) as a plain value.
+// Pure: parse() reads text; only load() touches the file system. See docs/configuration.md.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/iface.hpp"
+#include "common/ip.hpp"
+#include "common/result.hpp"
+#include "common/strong.hpp"
+
+namespace leakguard::config {
+
+/// What the kill switch stops on non-tunnel interfaces: UDP only (the WebRTC leak), or all IP.
+enum class Mode { udp, strict };
+/// What a clean stop (SIGTERM) does with the rules: keep blocking (fail closed) or remove them.
+enum class OnStop { keep, remove };
+std::string_view to_string(Mode m);
+std::string_view to_string(OnStop o);
+
+/// A STUN server for the probe: a host name or address, a port, a transport.
+struct StunServer {
+  std::string host;  ///< DNS name or numeric address (IPv6 without brackets)
+  std::uint16_t port = 3478;
+  Transport transport = Transport::udp;
+
+  /// "host:port/udp", IPv6 in brackets.
+  std::string str() const;
+  bool operator==(const StunServer&) const = default;
+};
+
+struct Probe {
+  std::chrono::milliseconds interval{std::chrono::seconds(60)};  ///< between scheduled rounds
+  std::chrono::milliseconds timeout{std::chrono::seconds(3)};    ///< one round at most
+  bool ipv4 = true;
+  bool ipv6 = true;
+  std::vector<StunServer> servers;
+  bool operator==(const Probe&) const = default;
+};
+
+struct Config {
+  Mode policy = Mode::udp;
+  bool armed = true;  ///< lockdown from the start
+  OnStop on_stop = OnStop::keep;
+  bool allow_lan = false;
+  std::vector<IfnamePattern> tunnel_interfaces;  ///< names or "prefix*" patterns
+  std::vector<Endpoint> endpoints;               ///< VPN servers allowed on physical interfaces
+  std::optional<FwMark> fwmark;                  ///< if set, endpoints only for packets with this mark
+  Probe probe;
+
+  bool operator==(const Config&) const = default;
+  /// One line, for the log: every field, compactly.
+  std::string str() const;
+};
+
+/// The configuration used when the file does not say otherwise.
+Config defaults();
+
+/// Parses YAML text. Errors read "FILE:LINE:COL: FIELD: what is wrong (expected ...)".
+Result<Config> parse(std::string_view yaml, std::string_view filename);
+/// Reads and parses a file.
+Result<Config> load(const std::string& path);
+
+/// Parses a duration: "250ms", "3s", "5m", "1h" or a bare number of seconds.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+}  // namespace leakguard::config

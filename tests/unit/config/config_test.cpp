@@ -1,0 +1,151 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+using namespace leakguard;
+using namespace leakguard::config;
+using namespace std::chrono_literals;
+
+TEST_CASE("an empty file means the defaults; the shipped example equals the defaults") {
+  auto empty = parse("", "empty.yaml");
+  REQUIRE(empty);
+  CHECK(*empty == defaults());
+  CHECK(empty->policy == Mode::udp);
+  CHECK(empty->armed);
+  CHECK(empty->on_stop == OnStop::keep);
+
+  auto example = load(LEAKGUARD_EXAMPLE_CONFIG);
+  REQUIRE_MESSAGE(example, (example ? "" : example.error().str()));
+  CHECK(*example == defaults());
+}
+
+TEST_CASE("a full file is read field by field") {
+  auto c = parse(R"(
+policy: strict
+armed: false
+on_stop: remove
+allow_lan: true
+tunnel:
+  interfaces: [wg0, "tun*"]
+  endpoints:
+    - 198.51.100.1:51820/udp
+    - "[2001:db8::1]:1194/tcp"
+  fwmark: 0xca6c
+probe:
+  interval: 5m
+  timeout: 1500ms
+  families: [ipv6]
+  servers: ["203.0.113.3:3478", "[2001:db8:3::3]:3478/tcp", stun.example.org:19302]
+)",
+                 "full.yaml");
+  REQUIRE_MESSAGE(c, (c ? "" : c.error().str()));
+  CHECK(c->policy == Mode::strict);
+  CHECK_FALSE(c->armed);
+  CHECK(c->on_stop == OnStop::remove);
+  CHECK(c->allow_lan);
+  REQUIRE(c->tunnel_interfaces.size() == 2);
+  CHECK(c->tunnel_interfaces[0].text == "wg0");
+  CHECK(c->tunnel_interfaces[1].is_prefix());
+  REQUIRE(c->endpoints.size() == 2);
+  CHECK(c->endpoints[1].str() == "[2001:db8::1]:1194/tcp");
+  REQUIRE(c->fwmark);
+  CHECK(c->fwmark->value == 51820);
+  CHECK(c->probe.interval == 5min);
+  CHECK(c->probe.timeout == 1500ms);
+  CHECK_FALSE(c->probe.ipv4);
+  CHECK(c->probe.ipv6);
+  REQUIRE(c->probe.servers.size() == 3);
+  CHECK(c->probe.servers[1] == StunServer{"2001:db8:3::3", 3478, Transport::tcp});
+  CHECK(c->probe.servers[2].str() == "stun.example.org:19302/udp");
+  CHECK(c->str() ==
+        "policy=strict armed=no on_stop=remove allow_lan=yes tunnels=[wg0,tun*] "
+        "endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/tcp] fwmark=51820 probe={every 5m, timeout 1500ms, "
+        "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp]}");
+}
+
+TEST_CASE("a single value where a list is expected is a list of one") {
+  auto c = parse("tunnel:\n  interfaces: wg0\n  endpoints: 198.51.100.1:51820\n", "one.yaml");
+  REQUIRE(c);
+  CHECK(c->tunnel_interfaces.size() == 1);
+  CHECK(c->endpoints.size() == 1);
+}
+
+struct Broken {
+  const char* yaml;
+  const char* where;  // "FILE:LINE:COL: field" prefix of the message
+  const char* what;   // a phrase the message must contain
+};
+
+TEST_CASE("broken files are refused with file:line:column, the field, and what is expected") {
+  const std::vector<Broken> cases = {
+      {"policy: strct\n", "bad.yaml:1:9: policy:", "'strct' is not one of: strict, udp"},
+      {"policy:\n  - udp\n", "bad.yaml:2:3: policy:", "expected one of: strict, udp"},
+      {"armed: maybe\n", "bad.yaml:1:8: armed:", "expected true or false"},
+      {"allow_lan: 1\n", "bad.yaml:1:12: allow_lan:", "expected true or false"},
+      {"on_stop: delete\n", "bad.yaml:1:10: on_stop:", "is not one of: keep, remove"},
+      {"armd: true\n", "bad.yaml:1:1: armd:", "unknown setting"},
+      {"probe:\n  intervall: 30s\n", "bad.yaml:2:3: probe.intervall:", "unknown setting"},
+      {"policy: udp\npolicy: strict\n", "bad.yaml:2:1: policy:", "given twice"},
+      {"- policy\n- udp\n", "bad.yaml:1:1: ", "must be a mapping"},
+      {"tunnel: wg0\n", "bad.yaml:1:9: tunnel:", "expected a mapping"},
+      {"tunnel:\n  interfaces: []\n", "bad.yaml:2:15: tunnel.interfaces:", "at least one"},
+      {"tunnel:\n  interfaces: [wg0, \"w*g\"]\n", "bad.yaml:2:21: tunnel.interfaces[1]:", "only allowed at the end"},
+      {"tunnel:\n  interfaces: [abcdefghijklmnop]\n", "bad.yaml:2:16: tunnel.interfaces[0]:", "longer than 15"},
+      {"tunnel:\n  interfaces: [\"eth 0\"]\n", "bad.yaml:2:16: tunnel.interfaces[0]:", "white space"},
+      {"tunnel:\n  interfaces: [\"*\"]\n", "bad.yaml:2:16: tunnel.interfaces[0]:", "every interface"},
+      {"tunnel:\n  endpoints: [198.51.100.1:99999/udp]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "not a port"},
+      {"tunnel:\n  endpoints: [198.51.100.300:51820]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "not an IP address"},
+      {"tunnel:\n  endpoints: [\"2001:db8::1:51820\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "ADDR:PORT"},
+      {"tunnel:\n  endpoints: [198.51.100.1:51820/sctp]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "udp or tcp"},
+      {"tunnel:\n  endpoints: [198.51.100.1:51820, 198.51.100.1:51820/udp]\n", "bad.yaml:2:14: tunnel.endpoints:",
+       "same endpoint twice"},
+      {"tunnel:\n  fwmark: 0\n", "bad.yaml:2:11: tunnel.fwmark:", "expected 1..4294967295"},
+      {"tunnel:\n  fwmark: -5\n", "bad.yaml:2:11: tunnel.fwmark:", "is not a mark"},
+      {"tunnel:\n  fwmark: 0x100000000\n", "bad.yaml:2:11: tunnel.fwmark:", "is not a mark"},
+      {"probe:\n  interval: -10s\n", "bad.yaml:2:13: probe.interval:", "negative"},
+      {"probe:\n  interval: 10 minutes\n", "bad.yaml:2:13: probe.interval:", "unknown unit"},
+      {"probe:\n  interval: 200ms\n", "bad.yaml:2:13: probe.interval:", "too short (at least 1s)"},
+      {"probe:\n  interval: 30s\n  timeout: 45s\n", "bad.yaml:2:3: probe.timeout:", "shorter than probe.interval (30s)"},
+      {"probe:\n  families: [ipv5]\n", "bad.yaml:2:14: probe.families[0]:", "expected ipv4 or ipv6"},
+      {"probe:\n  servers: []\n", "bad.yaml:2:12: probe.servers:", "at least one STUN server"},
+      {"probe:\n  servers: [stun.example.org]\n", "bad.yaml:2:13: probe.servers[0]:", "port is missing"},
+      {"probe:\n  servers: [\"stun_x.example.org:3478\"]\n", "bad.yaml:2:13: probe.servers[0]:", "not a host name"},
+      {"probe:\n  servers: [\"2001:db8::3:3478\"]\n", "bad.yaml:2:13: probe.servers[0]:", "in brackets"},
+      {"policy: [udp\n", "bad.yaml:2:1: YAML syntax error", "end of sequence"},
+      {"tunnel:\n  endpoints: {a: b\n", "bad.yaml:3:1: YAML syntax error", "end of map"},
+      {"probe:\n\tinterval: 30s\n", "bad.yaml:2:10: YAML syntax error", "illegal map value"},  // a tab indent
+  };
+  CHECK(cases.size() >= 15);
+  for (const auto& c : cases) {
+    CAPTURE(c.yaml);
+    auto r = parse(c.yaml, "bad.yaml");
+    REQUIRE_FALSE(r);
+    const auto msg = r.error().message;
+    CAPTURE(msg);
+    CHECK(r.error().step == "load config");
+    CHECK(msg.starts_with(c.where));
+    CHECK(msg.find(c.what) != std::string::npos);
+  }
+}
+
+TEST_CASE("load: a missing file is an error naming the path") {
+  auto r = load("/nonexistent/leakguard.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("/nonexistent/leakguard.yaml") != std::string::npos);
+}
+
+TEST_CASE("durations") {
+  CHECK(parse_duration("250ms").value() == 250ms);
+  CHECK(parse_duration("3s").value() == 3s);
+  CHECK(parse_duration("3").value() == 3s);
+  CHECK(parse_duration("5m").value() == 5min);
+  CHECK(parse_duration("1h").value() == 1h);
+  CHECK_FALSE(parse_duration(""));
+  CHECK_FALSE(parse_duration("s"));
+  CHECK_FALSE(parse_duration("1.5s"));
+  CHECK_FALSE(parse_duration("-1s"));
+  CHECK_FALSE(parse_duration("99999999999h"));
+}
