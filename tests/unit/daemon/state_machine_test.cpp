@@ -1,0 +1,128 @@
+// The state machine, table-tested: each row is an event, the state after it, and the actions.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "daemon/state_machine.hpp"
+
+using namespace leakguard::daemon;
+
+namespace {
+struct Step {
+  Event event;
+  State after;
+  std::vector<std::string> actions;  // describe() of each action, in order
+};
+
+void play(StateMachine& m, const std::vector<Step>& steps) {
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const auto& s = steps[i];
+    CAPTURE(i);
+    CAPTURE(describe(s.event));
+    auto actions = m.handle(s.event);
+    std::vector<std::string> got;
+    for (const auto& a : actions) got.push_back(describe(a));
+    CHECK(m.state() == s.after);
+    CHECK(got == s.actions);
+  }
+}
+
+const SetArmed arm_by_config{true, "config"};
+}  // namespace
+
+TEST_CASE("start armed, tunnel comes up, probe proves it: off -> blocking -> secured") {
+  StateMachine m;
+  CHECK(m.state() == State::off);
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::ok, "no reflexive address via eth0"}, State::blocking, {}},
+              {TunnelState{true, "wg0"}, State::blocking, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, "exit 203.0.113.66 via wg0"}, State::secured,
+               {"state blocking -> secured: probe ok: exit 203.0.113.66 via wg0"}},
+          });
+}
+
+TEST_CASE("tunnel loss goes to blocking at once, without touching the rules") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {TunnelState{true, "wg0"}, State::blocking, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, ""}, State::secured, {"state blocking -> secured: probe ok"}},
+              {TunnelState{false, "wg0"}, State::blocking,
+               {"start probe (tunnel down)", "state secured -> blocking: tunnel down: wg0"}},
+              // It comes back: secured again only after a fresh probe.
+              {TunnelState{true, "wg0"}, State::blocking, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, ""}, State::secured, {"state blocking -> secured: probe ok"}},
+          });
+}
+
+TEST_CASE("a leak is loud in every state, and clears only with a clean probe") {
+  StateMachine m;
+  play(m, {
+              // Started disarmed: a probe still runs, and a leak is a leak.
+              {NetworkChanged{"eth0 up"}, State::off, {"start probe (network changed: eth0 up)"}},
+              {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking,
+               {"LEAK: 203.0.113.2 via eth0", "state off -> leaking: probe leak: 203.0.113.2 via eth0"}},
+              {arm_by_config, State::leaking, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::leaking, {}},
+              {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking, {"LEAK: 203.0.113.2 via eth0"}},
+              {ProbeDone{ProbeVerdict::ok, ""}, State::blocking, {"state leaking -> blocking: probe ok"}},
+          });
+}
+
+TEST_CASE("disarm removes the rules; arm again installs them") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {SetArmed{false, "uid 0"}, State::off,
+               {"remove rules", "start probe (disarmed)", "state blocking -> off: disarm (by uid 0)"}},
+              {SetArmed{false, "uid 0"}, State::off, {}},  // idempotent
+              {RulesApplied{}, State::off, {}},            // the removal's answer changes nothing
+              {SetArmed{true, "uid 0"}, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {SetArmed{true, "uid 0"}, State::blocking, {}},  // already armed and installed
+          });
+}
+
+TEST_CASE("rules that cannot be installed mean error; arming again retries") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesFailed{"nf_tables not available"}, State::error,
+               {"state off -> error: rules failed: nf_tables not available"}},
+              {TunnelState{true, "wg0"}, State::error, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, ""}, State::error, {}},
+              {SetArmed{true, "uid 0"}, State::error, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::secured, {"state error -> secured: rules applied"}},
+          });
+}
+
+TEST_CASE("tampering: repaired is fine, unrepaired is a leak until the rules are back") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {TableTampered{"nft (pid 42)", true}, State::blocking, {"start probe (table changed by nft (pid 42))"}},
+              {TableTampered{"nft (pid 43)", false}, State::leaking,
+               {"start probe (table changed by nft (pid 43))",
+                "state blocking -> leaking: table changed by nft (pid 43), NOT restored"}},
+              {PolicyChanged{"re-assert"}, State::leaking, {"apply rules", "start probe (policy changed: re-assert)"}},
+              {RulesApplied{}, State::blocking, {"state leaking -> blocking: rules applied"}},
+          });
+}
+
+TEST_CASE("policy changes re-apply while armed and only probe while disarmed") {
+  StateMachine m;
+  play(m, {
+              {PolicyChanged{"tunnel wg0 declared"}, State::off, {"start probe (policy changed: tunnel wg0 declared)"}},
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {PolicyChanged{"allow_lan on"}, State::blocking, {"apply rules", "start probe (policy changed: allow_lan on)"}},
+              {ProbeTimer{}, State::blocking, {"start probe (scheduled)"}},
+          });
+  CHECK(m.reason() == "rules applied");
+}
