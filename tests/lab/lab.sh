@@ -21,6 +21,9 @@ usage: lab.sh COMMAND [options]
   list                              labs that exist, with their owner process
   gc                                tear down labs whose owner process has exited
 
+A lab lives as long as its owner process (the caller of 'up', or --owner PID): when the owner
+exits, however it exits, the lab is torn down within a second.
+
 switches (knobs for 'set' use the same names without dashes):
   --tunnel up|down                  wg0 with wg-quick-style routing (default up)
   --ipv6 tunnel|native              IPv6 through the tunnel, or natively via eth0 (default tunnel)
@@ -360,7 +363,7 @@ parse_switches() {  # sets ID, TUNNEL, IPV6, SPLIT, UPLINK2, OWNER; leaves the r
       --ipv6) [ $# -ge 2 ] || die "--ipv6 needs a value"; check_value --ipv6 "$2" tunnel native; IPV6=$2; shift 2 ;;
       --split-stun) [ $# -ge 2 ] || die "--split-stun needs a value"; check_value --split-stun "$2" off on wlan0; SPLIT=$2; shift 2 ;;
       --second-uplink) [ $# -ge 2 ] || die "--second-uplink needs a value"; check_value --second-uplink "$2" off on; UPLINK2=$2; shift 2 ;;
-      --owner) OWNER=$2; shift 2 ;;
+      --owner) [[ ${2:-} =~ ^[0-9]+$ ]] || die "--owner needs a process id"; OWNER=$2; shift 2 ;;
       --) shift; REST=("$@"); return ;;
       *) die "unknown option '$1' (see 'lab.sh --help')" ;;
     esac
@@ -397,6 +400,9 @@ cmd_up() {
   split_stun "$SPLIT"
   wait_ready turnserver "the STUN server (turnserver)" 10 stun_listening
   trap - ERR
+  # A lab lives as long as its owner: a watcher in its own session takes it down when the owner
+  # exits, even by SIGKILL or Ctrl-C (which skip the owner's own cleanup).
+  setsid -f "$(readlink -f "$0")" watch --id "$ID" --owner "$OWNER" </dev/null >/dev/null 2>&1
   UP_DONE=1
   print_vars | tee "$(state_dir)/vars" >/dev/null
   print_vars
@@ -488,6 +494,14 @@ cmd_exec() {
   exec ip netns exec "$(ns "$role")" "$@"
 }
 
+cmd_watch() {
+  parse_switches "$@"
+  check_id "$ID"
+  # Polls twice a second: a process cannot be waited for from outside its parent in a shell.
+  while [ -d "$(state_dir)" ] && alive "$OWNER"; do sleep 0.5; done
+  if [ -d "$(state_dir)" ]; then LAB_QUIET=1 teardown; fi
+}
+
 cmd_list() {
   local d
   for d in "$LAB_STATE_ROOT"/*/; do
@@ -527,6 +541,7 @@ main() {
       cmd_set "${ids[@]}" ;;
     run) cmd_run "$@" ;;
     exec) cmd_exec "$@" ;;
+    watch) cmd_watch "$@" ;;
     list) cmd_list ;;
     gc) cmd_gc ;;
     -h|--help|help) usage ;;

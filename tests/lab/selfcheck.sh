@@ -90,6 +90,18 @@ expect "IPv4 through wg0" 203.0.113.3 203.0.113.66
 LAB_QUIET=1 "$LAB" down --id "$id"
 check "no namespace remains" no_namespaces
 
+echo "An owner killed with SIGKILL (no cleanup of its own): the lab goes by itself"
+sleep 60 &
+owner=$!
+LAB_QUIET=1 "$LAB" up --id "$id" --owner "$owner" >/dev/null || { echo "third lab.sh up failed" >&2; exit 1; }
+kill -9 "$owner"; wait "$owner" 2>/dev/null
+gone_within() {  # SECONDS: waits for the lab's namespaces and state to disappear
+  local end=$((SECONDS + $1))
+  while [ $SECONDS -lt $end ]; do no_namespaces && [ ! -e "/run/leakguard-lab/$id" ] && return 0; sleep 0.1; done
+  return 1
+}
+check "lab removed within 5 s of its owner's death" gone_within 5
+
 echo "figures: build ${t_up} s (goal < 15 s), teardown ${t_down} s (goal < 5 s)"
 echo "selfcheck: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
