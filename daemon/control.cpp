@@ -1,0 +1,39 @@
+#include "daemon/control.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "common/iface.hpp"
+
+namespace leakguard::daemon {
+
+std::string Caller::str() const { return "uid " + std::to_string(uid) + " (pid " + std::to_string(pid) + ")"; }
+
+bool may_control(const Caller& c, std::optional<gid_t> control_group) {
+  if (c.uid == 0) return true;
+  if (!control_group) return false;
+  return c.gid == *control_group || std::find(c.groups.begin(), c.groups.end(), *control_group) != c.groups.end();
+}
+
+Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::vector<std::string>& endpoints,
+                                       std::uint32_t fwmark) {
+  TunnelDeclaration t;
+  auto name = validate_ifname(interface);
+  if (!name) return fail("interface", name.error().message);
+  t.interface = *name;
+  if (endpoints.empty()) return fail("endpoints", "at least one endpoint is needed (ADDRESS:PORT[/udp|/tcp])");
+  if (endpoints.size() > kMaxEndpoints)
+    return fail("endpoints", std::to_string(endpoints.size()) + " endpoints given, at most " +
+                                 std::to_string(kMaxEndpoints) + " allowed");
+  std::set<Endpoint> seen;
+  for (const auto& text : endpoints) {
+    auto ep = Endpoint::parse(text);
+    if (!ep) return fail("endpoints", ep.error().message);
+    if (!seen.insert(*ep).second) return fail("endpoints", "'" + text + "' is given twice");
+    t.endpoints.push_back(*ep);
+  }
+  if (fwmark != 0) t.fwmark = FwMark{fwmark};
+  return t;
+}
+
+}  // namespace leakguard::daemon

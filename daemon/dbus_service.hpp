@@ -1,0 +1,73 @@
+#pragma once
+// org.leakguard.Daemon1 on the system bus, driven by the daemon's io_context (no bus threads).
+// Every mutating call is authorized from the caller's bus credentials and its arguments checked
+// before it reaches Control. If the bus goes away, the service keeps retrying in the background;
+// enforcement never depends on it.
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "daemon/control.hpp"
+
+namespace sdbus {
+class IConnection;
+}
+
+namespace leakguard::daemon {
+
+class DbusService {
+ public:
+  static constexpr const char* kName = "org.leakguard.Daemon1";
+  static constexpr const char* kPath = "/org/leakguard/Daemon1";
+
+  struct Options {
+    std::optional<gid_t> control_group;  ///< members may control; root always may
+    std::chrono::milliseconds retry{1000};  ///< between attempts to reach the bus
+  };
+  using LogFn = std::function<void(bool is_error, const std::string&)>;
+
+  DbusService(boost::asio::io_context& io, Control& control, Options options, LogFn log);
+  ~DbusService();
+
+  /// Connects (or keeps trying to) and registers the object.
+  void start();
+  bool connected() const { return static_cast<bool>(object_); }
+
+  // Signals; silently dropped while the bus is away.
+  void state_changed(const std::string& from, const std::string& to, const std::string& reason);
+  void leak_detected(const std::string& interface, const std::string& family, const std::string& reflexive,
+                     const std::string& server);
+  void probe_completed(const std::string& verdict);
+  void table_tampered(const std::string& process);
+  /// Emits PropertiesChanged for every property whose value differs from the last emitted one.
+  void properties_changed();
+
+ private:
+  class Object;
+  friend class Object;
+
+  void connect();
+  void lost(const std::string& why);
+  void arm_wait();
+  void process();
+
+  boost::asio::io_context& io_;
+  Control& control_;
+  Options options_;
+  LogFn log_;
+  std::unique_ptr<sdbus::IConnection> connection_;
+  std::unique_ptr<Object> object_;
+  boost::asio::posix::stream_descriptor fd_;
+  boost::asio::steady_timer timeout_;
+  boost::asio::steady_timer retry_;
+  Snapshot last_;
+  bool waiting_logged_ = false;
+};
+
+}  // namespace leakguard::daemon

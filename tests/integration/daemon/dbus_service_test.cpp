@@ -1,0 +1,302 @@
+// The D-Bus service end to end through a private bus running the project's policy file: every
+// method and property via busctl, authorization as root / nobody / nobody in the control group,
+// bad input, signals via the generated proxy, and the bus going away and coming back.
+#include <doctest/doctest.h>
+#include <grp.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "daemon/dbus_service.hpp"
+#include "leakguard_proxy.h"
+#include "tests/lab/bus.hpp"
+#include "tests/lab/lab.hpp"
+
+using namespace leakguard;
+using namespace leakguard::daemon;
+namespace lab = leakguard::lab;
+
+namespace {
+// The test's stand-in for group "leakguard": an existing group (dbus-daemon's policy needs a
+// name it can resolve), whose membership each call sets with setpriv.
+const char* const kGroupName = "users";
+const gid_t kGroup = [] {
+  const group* g = getgrnam(kGroupName);
+  return g ? g->gr_gid : gid_t{100};
+}();
+
+// Records what the service asked for; runs on the service's loop thread.
+class FakeControl final : public Control {
+ public:
+  mutable std::mutex m;
+  std::vector<std::string> calls;
+  Snapshot snap{"blocking", "udp", true, "", {}, "", 0};
+
+  Result<void> record(std::string what) {
+    std::lock_guard l(m);
+    calls.push_back(std::move(what));
+    return {};
+  }
+  Result<void> arm(const std::string& by) override {
+    snap.armed = true;
+    return record("arm by " + by);
+  }
+  Result<void> disarm(const std::string& by) override {
+    snap.armed = false;
+    return record("disarm by " + by);
+  }
+  Result<void> set_tunnel(const TunnelDeclaration& t, const std::string&) override {
+    snap.tunnel_interface = t.interface;
+    snap.endpoints.clear();
+    for (const auto& e : t.endpoints) snap.endpoints.push_back(e.str());
+    return record("tunnel " + t.interface + " " + std::to_string(t.endpoints.size()) + " mark " +
+                  (t.fwmark ? t.fwmark->str() : "none"));
+  }
+  Result<void> clear_tunnel(const std::string&) override { return record("clear tunnel"); }
+  Result<void> set_allow_lan(bool allow, const std::string&) override {
+    return record(std::string("allow_lan ") + (allow ? "on" : "off"));
+  }
+  Result<void> set_policy(const std::string& p, const std::string&) override {
+    snap.policy = p;
+    return record("policy " + p);
+  }
+  Result<void> reload(const std::string&) override { return fail("reload", "line 3: bad"); }
+  void probe_now(std::function<void(std::string, std::string)> done) override {
+    record("probe");
+    done("ok", R"({"verdict":"ok"})");
+  }
+  std::string status_json() const override { return R"({"state":"blocking"})"; }
+  Snapshot snapshot() const override { return snap; }
+  std::vector<std::string> take() {
+    std::lock_guard l(m);
+    return std::exchange(calls, {});
+  }
+};
+
+struct Service {
+  lab::PrivateBus bus;
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  FakeControl control;
+  std::mutex log_m;
+  std::vector<std::string> log;
+  DbusService service;
+  std::thread loop;
+
+  explicit Service(bool permissive = false)
+      : bus(LEAKGUARD_DBUS_POLICY, kGroupName, permissive),
+        service(io, control, {kGroup, std::chrono::milliseconds(100)}, [this](bool, const std::string& line) {
+          std::lock_guard l(log_m);
+          log.push_back(line);
+        }) {
+    service.start();
+    REQUIRE(service.connected());
+    loop = std::thread([this] { io.run(); });
+  }
+  ~Service() {
+    work.reset();
+    io.stop();
+    loop.join();
+  }
+  // Runs f on the service's loop and waits for it.
+  template <typename F>
+  auto on_loop(F f) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto fut = task.get_future();
+    boost::asio::post(io, [&task] { task(); });
+    return fut.get();
+  }
+};
+
+std::vector<std::string> busctl(std::vector<std::string> args, const std::string& as = "root") {
+  std::vector<std::string> argv;
+  if (as == "nobody") argv = {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
+  if (as == "nobody+group") argv = {"setpriv", "--reuid=nobody", "--regid=nogroup", "--groups=" + std::to_string(kGroup)};
+  argv.insert(argv.end(), {"busctl", "--system", "--timeout=5"});
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = lab::run(argv, std::chrono::seconds(10));
+  return {std::to_string(r.status), r.out};
+}
+
+std::vector<std::string> call(const std::string& method, std::vector<std::string> args = {},
+                              const std::string& as = "root") {
+  std::vector<std::string> a{"call", DbusService::kName, DbusService::kPath, DbusService::kName, method};
+  a.insert(a.end(), args.begin(), args.end());
+  return busctl(a, as);
+}
+
+std::vector<std::string> get(const std::string& property, const std::string& as = "root") {
+  return busctl({"get-property", DbusService::kName, DbusService::kPath, DbusService::kName, property}, as);
+}
+}  // namespace
+
+bool starts(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+TEST_CASE("every method and property through busctl, as root") {
+  Service s;
+  CHECK(call("Arm")[0] == "0");
+  CHECK(call("Disarm")[0] == "0");
+  CHECK(call("SetTunnel", {"sasu", "wg0", "2", "198.51.100.1:51820/udp", "[2001:db8::1]:51820", "51820"})[0] == "0");
+  CHECK(call("ClearTunnel")[0] == "0");
+  CHECK(call("SetAllowLan", {"b", "true"})[0] == "0");
+  CHECK(call("SetPolicy", {"s", "strict"})[0] == "0");
+  auto probe = call("ProbeNow");
+  CHECK(probe[0] == "0");
+  CHECK(probe[1].find(R"(ss "ok")") != std::string::npos);
+  auto status = call("GetStatus");
+  CHECK(status[0] == "0");
+  CHECK(status[1].find("blocking") != std::string::npos);
+  auto reload = call("Reload");  // the fake refuses: the error reaches the caller
+  CHECK(reload[0] != "0");
+  CHECK(reload[1].find("line 3: bad") != std::string::npos);
+
+  auto calls = s.control.take();
+  REQUIRE(calls.size() == 7);
+  CHECK(starts(calls[0], "arm by uid 0 (pid "));
+  CHECK(starts(calls[1], "disarm by uid 0"));
+  CHECK(calls[2] == "tunnel wg0 2 mark 51820");
+  CHECK(calls[3] == "clear tunnel");
+  CHECK(calls[4] == "allow_lan on");
+  CHECK(calls[5] == "policy strict");
+  CHECK(calls[6] == "probe");
+
+  CHECK(get("State")[1] == "s \"blocking\"\n");
+  CHECK(get("Policy")[1] == "s \"strict\"\n");
+  CHECK(get("Armed")[1] == "b false\n");
+  CHECK(get("TunnelInterface")[1] == "s \"wg0\"\n");
+  CHECK(get("Endpoints")[1] == "as 2 \"198.51.100.1:51820/udp\" \"[2001:db8::1]:51820/udp\"\n");
+  CHECK(get("LastProbe")[1] == "s \"\"\n");
+  CHECK(get("LeakCount")[1] == "t 0\n");
+}
+
+TEST_CASE("bad input: an error naming the argument, the daemon alive, nothing changed") {
+  Service s;
+  auto bad_if = call("SetTunnel", {"sasu", "wg/0", "1", "198.51.100.1:51820", "0"});
+  CHECK(bad_if[0] != "0");
+  CHECK(bad_if[1].find("interface") != std::string::npos);
+  auto bad_ep = call("SetTunnel", {"sasu", "wg0", "1", "198.51.100.1:99999", "0"});
+  CHECK(bad_ep[1].find("endpoints") != std::string::npos);
+  auto bad_policy = call("SetPolicy", {"s", "loose"});
+  CHECK(bad_policy[1].find("policy") != std::string::npos);
+  auto bad_sig = call("SetPolicy", {"i", "5"});
+  CHECK(bad_sig[0] != "0");
+  auto bad_sig2 = call("SetTunnel", {"s", "wg0"});
+  CHECK(bad_sig2[0] != "0");
+  auto no_method = call("Explode");
+  CHECK(no_method[0] != "0");
+  // 10,000 endpoints in one call: refused by the limit, not by a crash.
+  std::vector<std::string> args{"sasu", "wg0", "10000"};
+  for (int i = 0; i < 10'000; ++i) args.push_back("198.51.100." + std::to_string(i % 250 + 1) + ":" + std::to_string(1000 + i));
+  args.push_back("0");
+  auto many = call("SetTunnel", args);
+  CHECK(many[0] != "0");
+  CHECK(many[1].find("at most 1024") != std::string::npos);
+  CHECK(s.control.take().empty());
+  CHECK(call("GetStatus")[0] == "0");  // still answering
+}
+
+TEST_CASE("as nobody: status yes, changes no; in the control group: yes") {
+  Service s;
+  CHECK(call("GetStatus", {}, "nobody")[0] == "0");
+  CHECK(get("State", "nobody")[0] == "0");
+  for (auto* m : {"Arm", "Disarm", "ClearTunnel", "Reload", "ProbeNow"}) {
+    CAPTURE(m);
+    auto r = call(m, {}, "nobody");
+    CHECK(r[0] != "0");
+    CHECK(r[1].find("Access denied") != std::string::npos);
+  }
+  CHECK(call("SetPolicy", {"s", "udp"}, "nobody")[1].find("Access denied") != std::string::npos);
+  CHECK(s.control.take().empty());
+  auto grp = call("Arm", {}, "nobody+group");
+  CHECK_MESSAGE(grp[0] == "0", grp[1]);
+  auto calls = s.control.take();
+  REQUIRE(calls.size() == 1);
+  CHECK(starts(calls[0], "arm by uid 65534"));
+}
+
+TEST_CASE("the daemon checks again: with a bus that lets everything through, nobody is still refused") {
+  Service s(/*permissive=*/true);
+  CHECK(call("Arm", {}, "nobody")[0] != "0");
+  CHECK(call("ProbeNow", {}, "nobody")[0] != "0");
+  CHECK(s.control.take().empty());
+  {
+    // busctl shows AccessDenied as "Access denied" whoever sent it; the daemon's log says it refused.
+    std::lock_guard l(s.log_m);
+    REQUIRE(s.log.size() >= 2);
+    CHECK(s.log[s.log.size() - 1].find("refused ProbeNow from uid 65534") != std::string::npos);
+  }
+  CHECK(call("Arm", {}, "nobody+group")[0] == "0");
+}
+
+TEST_CASE("signals and PropertiesChanged reach a client") {
+  Service s;
+  auto conn = sdbus::createSystemBusConnection();
+  struct Client : sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy, sdbus::Properties_proxy> {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::string> seen;
+    Client(sdbus::IConnection& c) : ProxyInterfaces(c, DbusService::kName, DbusService::kPath) { registerProxy(); }
+    ~Client() { unregisterProxy(); }
+    void add(std::string x) {
+      std::lock_guard l(m);
+      seen.push_back(std::move(x));
+      cv.notify_all();
+    }
+    void onStateChanged(const std::string& o, const std::string& n, const std::string& r) override { add("state " + o + ">" + n + " " + r); }
+    void onLeakDetected(const std::string& i, const std::string& f, const std::string& a, const std::string& sv) override {
+      add("leak " + i + " " + f + " " + a + " " + sv);
+    }
+    void onProbeCompleted(const std::string& v) override { add("probe " + v); }
+    void onTableTampered(const std::string& p) override { add("tampered " + p); }
+    void onPropertiesChanged(const std::string&, const std::map<std::string, sdbus::Variant>& changed,
+                             const std::vector<std::string>&) override {
+      for (const auto& [k, _] : changed) add("prop " + k);
+    }
+    bool wait_for(std::size_t n) {
+      std::unique_lock l(m);
+      return cv.wait_for(l, std::chrono::seconds(5), [&] { return seen.size() >= n; });
+    }
+  } client(*conn);
+  conn->enterEventLoopAsync();
+
+  s.on_loop([&] {
+    s.control.snap.state = "leaking";
+    s.control.snap.leak_count = 1;
+    s.service.state_changed("blocking", "leaking", "probe leak");
+    s.service.leak_detected("eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478");
+    s.service.probe_completed("leak");
+    s.service.table_tampered("nft (pid 7)");
+    return 0;
+  });
+  REQUIRE(client.wait_for(6));
+  std::lock_guard l(client.m);
+  CHECK(client.seen[0] == "state blocking>leaking probe leak");
+  CHECK(client.seen[1] == "prop LeakCount");  // one PropertiesChanged; the map arrives sorted
+  CHECK(client.seen[2] == "prop State");
+  CHECK(client.seen[3] == "leak eth0 ipv4 203.0.113.2 203.0.113.3:3478");
+  CHECK(client.seen[4] == "probe leak");
+  CHECK(client.seen[5] == "tampered nft (pid 7)");
+  conn->leaveEventLoop();
+}
+
+TEST_CASE("the bus goes away and comes back: the service re-registers by itself") {
+  Service s;
+  s.bus.stop();
+  CHECK(call("GetStatus")[0] != "0");
+  s.bus.restart();
+  // Wait (with a deadline) until the name is back on the new bus.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool back = false;
+  while (!back && std::chrono::steady_clock::now() < deadline) back = call("GetStatus")[0] == "0";
+  CHECK(back);
+  CHECK(call("Arm")[0] == "0");
+  std::lock_guard l(s.log_m);
+  bool logged_loss = false;
+  for (const auto& line : s.log) logged_loss |= line.find("connection lost") != std::string::npos;
+  CHECK(logged_loss);
+}

@@ -1,0 +1,56 @@
+#include <doctest/doctest.h>
+
+#include "daemon/control.hpp"
+
+using namespace leakguard;
+using namespace leakguard::daemon;
+
+namespace {
+Caller caller(uid_t uid, gid_t gid = 0, std::vector<gid_t> groups = {}, pid_t pid = 0) {
+  Caller c;
+  c.uid = uid;
+  c.gid = gid;
+  c.groups = std::move(groups);
+  c.pid = pid;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("who may control: root, or the control group as primary or supplementary group") {
+  CHECK(may_control(caller(0), std::nullopt));
+  CHECK_FALSE(may_control(caller(1000, 1000), std::nullopt));
+  CHECK_FALSE(may_control(caller(1000, 1000, {27, 100}), 990));
+  CHECK(may_control(caller(1000, 990), 990));
+  CHECK(may_control(caller(1000, 1000, {27, 990}), 990));
+  CHECK(caller(1000, 0, {}, 42).str() == "uid 1000 (pid 42)");
+}
+
+TEST_CASE("tunnel declarations are checked argument by argument") {
+  auto ok = check_tunnel("wg0", {"198.51.100.1:51820/udp", "[2001:db8::1]:51820"}, 51820);
+  REQUIRE(ok);
+  CHECK(ok->interface == "wg0");
+  CHECK(ok->endpoints.size() == 2);
+  REQUIRE(ok->fwmark);
+  CHECK(ok->fwmark->value == 51820);
+  CHECK_FALSE(check_tunnel("wg0", {"198.51.100.1:51820"}, 0)->fwmark);
+
+  auto bad_if = check_tunnel("wg/0", {"198.51.100.1:51820"}, 0);
+  REQUIRE_FALSE(bad_if);
+  CHECK(bad_if.error().step == "interface");
+  CHECK(check_tunnel("", {"198.51.100.1:51820"}, 0).error().step == "interface");
+  CHECK(check_tunnel("a-very-long-interface", {"198.51.100.1:51820"}, 0).error().step == "interface");
+
+  auto bad_ep = check_tunnel("wg0", {"198.51.100.1:51820", "198.51.100.1"}, 0);
+  REQUIRE_FALSE(bad_ep);
+  CHECK(bad_ep.error().step == "endpoints");
+  CHECK(bad_ep.error().message.find("198.51.100.1") != std::string::npos);
+  CHECK(check_tunnel("wg0", {}, 0).error().step == "endpoints");
+  CHECK(check_tunnel("wg0", {"198.51.100.1:51820", "198.51.100.1:51820/udp"}, 0).error().message.find("twice") !=
+        std::string::npos);
+
+  std::vector<std::string> many;
+  for (int i = 0; i < 10'000; ++i) many.push_back("198.51.100." + std::to_string(i % 250 + 1) + ":" + std::to_string(1000 + i));
+  auto too_many = check_tunnel("wg0", many, 0);
+  REQUIRE_FALSE(too_many);
+  CHECK(too_many.error().message.find("at most 1024") != std::string::npos);
+}
