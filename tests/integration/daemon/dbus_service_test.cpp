@@ -200,7 +200,7 @@ TEST_CASE("bad input: an error naming the argument, the daemon alive, nothing ch
   CHECK(call("GetStatus")[0] == "0");  // still answering
 }
 
-TEST_CASE("as nobody: status yes, changes no; in the control group: yes") {
+TEST_CASE("as nobody: status yes, changes no. In the control group: changes yes") {
   Service s;
   CHECK(call("GetStatus", {}, "nobody")[0] == "0");
   CHECK(get("State", "nobody")[0] == "0");

@@ -9,7 +9,7 @@ using namespace leakguard;
 using namespace leakguard::config;
 using namespace std::chrono_literals;
 
-TEST_CASE("an empty file means the defaults; the shipped example equals the defaults") {
+TEST_CASE("an empty file means the defaults, and the shipped example equals the defaults") {
   auto empty = parse("", "empty.yaml");
   REQUIRE(empty);
   CHECK(*empty == defaults());

@@ -73,7 +73,7 @@ TEST_CASE("a leak is loud in every state, and clears only with a clean probe") {
           });
 }
 
-TEST_CASE("disarm removes the rules; arm again installs them") {
+TEST_CASE("disarm removes the rules, and arm again installs them") {
   StateMachine m;
   play(m, {
               {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
@@ -88,7 +88,7 @@ TEST_CASE("disarm removes the rules; arm again installs them") {
           });
 }
 
-TEST_CASE("rules that cannot be installed mean error; arming again retries") {
+TEST_CASE("rules that cannot be installed mean error, and arming again retries") {
   StateMachine m;
   play(m, {
               {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},

@@ -61,7 +61,7 @@ struct NotifySocket {
 };
 }  // namespace
 
-TEST_CASE("sd_notify messages reach NOTIFY_SOCKET; the watchdog interval is half of WATCHDOG_USEC") {
+TEST_CASE("sd_notify messages reach NOTIFY_SOCKET, and the watchdog interval is half of WATCHDOG_USEC") {
   NotifySocket sock;
   setenv("NOTIFY_SOCKET", sock.path.c_str(), 1);
   setenv("WATCHDOG_USEC", "3000000", 1);
