@@ -1,0 +1,251 @@
+#include "daemon/controller.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace leakguard::daemon {
+namespace {
+template <class... F>
+struct overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+overloaded(F...) -> overloaded<F...>;
+}  // namespace
+
+std::string Desired::str() const {
+  std::string t, e;
+  for (const auto& p : tunnels) t += (t.empty() ? "" : ",") + p.text;
+  for (const auto& x : endpoints) e += (e.empty() ? "" : ",") + x.str();
+  return "policy=" + std::string(config::to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
+         t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "");
+}
+
+Controller::Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
+                       std::function<Result<config::Config>()> reload_config)
+    : config_(std::move(cfg)), fw_(fw), probe_(probe), out_(out), reload_config_(std::move(reload_config)) {
+  desired_ = compute();
+}
+
+Desired Controller::compute() const {
+  Desired d;
+  d.mode = mode_override_.value_or(config_.policy);
+  d.allow_lan = lan_override_.value_or(config_.allow_lan);
+  d.tunnels = config_.tunnel_interfaces;
+  d.endpoints = config_.endpoints;
+  d.fwmark = config_.fwmark;
+  if (declared_) {
+    if (std::none_of(d.tunnels.begin(), d.tunnels.end(), [&](const IfnamePattern& p) { return p.text == declared_->interface; }))
+      d.tunnels.push_back(IfnamePattern{declared_->interface});
+    for (const auto& e : declared_->endpoints)
+      if (std::find(d.endpoints.begin(), d.endpoints.end(), e) == d.endpoints.end()) d.endpoints.push_back(e);
+    if (declared_->fwmark) d.fwmark = declared_->fwmark;
+  }
+  return d;
+}
+
+bool Controller::is_tunnel(const std::string& ifname) const {
+  return std::any_of(desired_.tunnels.begin(), desired_.tunnels.end(),
+                     [&](const IfnamePattern& p) { return p.matches(ifname); });
+}
+
+void Controller::feed(const Event& e) {
+  for (const auto& a : machine_.handle(e)) run(a);
+}
+
+void Controller::run(const Action& a) {
+  std::visit(overloaded{
+                 [&](const ApplyRules&) {
+                   auto r = fw_.apply(desired_);
+                   if (r) {
+                     last_rules_error_.clear();
+                     out_.info("rules applied: " + desired_.str());
+                     feed(RulesApplied{});
+                   } else {
+                     last_rules_error_ = r.error().str();
+                     out_.error("cannot install the rules: " + last_rules_error_);
+                     feed(RulesFailed{last_rules_error_});
+                   }
+                 },
+                 [&](const RemoveRules&) {
+                   if (auto r = fw_.remove(); !r) out_.error("cannot remove the rules: " + r.error().str());
+                   else out_.info("rules removed");
+                 },
+                 [&](const StartProbe& p) { start_probe(p.reason); },
+                 [&](const StateChanged& s) { out_.state_changed(s.from, s.to, s.reason); },
+                 [&](const LeakAlarm&) {},  // each finding was already reported with its details
+             },
+             a);
+}
+
+void Controller::start() {
+  out_.info("configuration: " + config_.str());
+  if (config_.armed) feed(SetArmed{true, "configuration"});
+  else start_probe("start (disarmed by configuration)");
+}
+
+void Controller::start_probe(const std::string& reason) {
+  if (probing_) {
+    // One round at a time; whatever arrives meanwhile is covered by one more round after it.
+    probe_again_ = true;
+    pending_reason_ = reason;
+    return;
+  }
+  probing_ = true;
+  probe_.start([this](ProbeOutcome o) { probe_finished(std::move(o)); });
+}
+
+void Controller::probe_finished(ProbeOutcome o) {
+  probing_ = false;
+  if (o.verdict == ProbeVerdict::leak) {
+    leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
+    for (const auto& l : o.leaks) out_.leak(l);
+  }
+  last_probe_ = o;
+  out_.probe_completed(o);
+  auto callers = std::exchange(waiting_, {});
+  feed(ProbeDone{o.verdict, o.summary});
+  for (auto& cb : callers) cb(o.verdict_text, o.json);
+  if (probe_again_ && !probing_) {
+    probe_again_ = false;
+    waiting_ = std::exchange(next_waiting_, {});
+    start_probe(pending_reason_);
+  }
+}
+
+void Controller::probe_now(std::function<void(std::string, std::string)> done) {
+  // The answer must come from a round that starts after the call.
+  if (probing_) {
+    next_waiting_.push_back(std::move(done));
+    probe_again_ = true;
+    pending_reason_ = "requested over D-Bus";
+    return;
+  }
+  waiting_.push_back(std::move(done));
+  start_probe("requested over D-Bus");
+}
+
+void Controller::network_changed(bool tunnel_up, const std::string& which, const std::string& summary) {
+  if (tunnel_up != machine_.tunnel_up()) feed(TunnelState{tunnel_up, which});
+  else feed(NetworkChanged{summary});
+}
+
+void Controller::table_tampered(const std::string& by, bool restored) { feed(TableTampered{by, restored}); }
+
+void Controller::probe_timer() { feed(ProbeTimer{}); }
+
+std::string Controller::stop() {
+  if (!machine_.armed()) return "stopping (disarmed, no rules to keep)";
+  if (config_.on_stop == config::OnStop::remove) {
+    if (auto r = fw_.remove(); !r) return "stopping; could not remove the rules: " + r.error().str();
+    return "stopping; rules removed (on_stop: remove)";
+  }
+  return "stopping; the block stays in place (on_stop: keep)";
+}
+
+void Controller::recompute(const std::string& what) {
+  Desired next = compute();
+  if (next == desired_) return;
+  desired_ = std::move(next);
+  feed(PolicyChanged{what});
+}
+
+namespace {
+Result<void> applied(const StateMachine& m, const std::string& error) {
+  if (m.armed() && m.state() == State::error) return fail("apply rules", error);
+  return {};
+}
+}  // namespace
+
+Result<void> Controller::arm(const std::string& by) {
+  feed(SetArmed{true, by});
+  return applied(machine_, last_rules_error_);
+}
+
+Result<void> Controller::disarm(const std::string& by) {
+  feed(SetArmed{false, by});
+  return {};
+}
+
+Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by) {
+  declared_ = t;
+  recompute("tunnel " + t.interface + " declared by " + by);
+  return applied(machine_, last_rules_error_);
+}
+
+Result<void> Controller::clear_tunnel(const std::string& by) {
+  if (!declared_) return {};
+  declared_.reset();
+  recompute("tunnel cleared by " + by);
+  return applied(machine_, last_rules_error_);
+}
+
+Result<void> Controller::set_allow_lan(bool allow, const std::string& by) {
+  lan_override_ = allow;
+  recompute(std::string("allow_lan ") + (allow ? "on" : "off") + " by " + by);
+  return applied(machine_, last_rules_error_);
+}
+
+Result<void> Controller::set_policy(const std::string& policy, const std::string& by) {
+  if (policy == "udp") mode_override_ = config::Mode::udp;
+  else if (policy == "strict") mode_override_ = config::Mode::strict;
+  else return fail("policy", "'" + policy + "' is not a policy (expected udp or strict)");
+  recompute("policy " + policy + " by " + by);
+  return applied(machine_, last_rules_error_);
+}
+
+Result<void> Controller::reload(const std::string& by) {
+  auto c = reload_config_();
+  if (!c) {
+    out_.error("reload refused, keeping the running configuration: " + c.error().message);
+    return tl::unexpected(c.error());
+  }
+  config_ = *c;
+  // The file is the truth again; only what VPN clients declared at run time is kept.
+  mode_override_.reset();
+  lan_override_.reset();
+  out_.info("configuration reloaded by " + by + ": " + config_.str());
+  recompute("configuration reloaded");
+  return applied(machine_, last_rules_error_);
+}
+
+Snapshot Controller::snapshot() const {
+  Snapshot s;
+  s.state = std::string(to_string(machine_.state()));
+  s.policy = std::string(config::to_string(desired_.mode));
+  s.armed = machine_.armed();
+  s.tunnel_interface = declared_ ? declared_->interface : "";
+  for (const auto& e : desired_.endpoints) s.endpoints.push_back(e.str());
+  s.last_probe_json = last_probe_ ? last_probe_->json : "";
+  s.leak_count = leak_count_;
+  return s;
+}
+
+std::string Controller::status_json() const {
+  nlohmann::json j;
+  j["state"] = to_string(machine_.state());
+  j["reason"] = machine_.reason();
+  j["armed"] = machine_.armed();
+  j["policy"] = config::to_string(desired_.mode);
+  j["allow_lan"] = desired_.allow_lan;
+  j["tunnel_up"] = machine_.tunnel_up();
+  auto& t = j["tunnel"];
+  t["patterns"] = nlohmann::json::array();
+  for (const auto& p : desired_.tunnels) t["patterns"].push_back(p.text);
+  t["declared"] = declared_ ? nlohmann::json(declared_->interface) : nlohmann::json(nullptr);
+  j["endpoints"] = nlohmann::json::array();
+  for (const auto& e : desired_.endpoints) j["endpoints"].push_back(e.str());
+  j["fwmark"] = desired_.fwmark ? nlohmann::json(desired_.fwmark->value) : nlohmann::json(nullptr);
+  j["leak_count"] = leak_count_;
+  j["rules_error"] = last_rules_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_rules_error_);
+  if (last_probe_) {
+    auto parsed = nlohmann::json::parse(last_probe_->json, nullptr, false);
+    j["last_probe"] = parsed.is_discarded() ? nlohmann::json(last_probe_->summary) : parsed;
+  } else {
+    j["last_probe"] = nullptr;
+  }
+  return j.dump();
+}
+
+}  // namespace leakguard::daemon

@@ -1,0 +1,133 @@
+#pragma once
+// The daemon's application layer: configuration + what VPN clients declared + the state machine,
+// with effects carried out through three small ports (firewall, probe, notifications). It is the
+// Control behind D-Bus. Single-threaded: every call comes from the daemon's one io_context.
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/iface.hpp"
+#include "common/ip.hpp"
+#include "config/config.hpp"
+#include "daemon/control.hpp"
+#include "daemon/state_machine.hpp"
+
+namespace leakguard::daemon {
+
+/// What the firewall must enforce now: the config, overridden by D-Bus calls and declarations.
+struct Desired {
+  config::Mode mode = config::Mode::udp;
+  bool allow_lan = false;
+  std::vector<IfnamePattern> tunnels;  ///< configured patterns plus the declared interface
+  std::vector<Endpoint> endpoints;     ///< configured plus declared
+  std::optional<FwMark> fwmark;
+  bool operator==(const Desired&) const = default;
+  std::string str() const;
+};
+
+/// One leak a probe found: what a web page would have learned.
+struct LeakFinding {
+  std::string interface, family, reflexive, server;
+};
+
+/// A finished probe round, as the daemon needs it (the probes library has the full report).
+struct ProbeOutcome {
+  ProbeVerdict verdict = ProbeVerdict::none;
+  std::string verdict_text;  ///< "ok", "leak", "exposed-host"
+  std::string summary;       ///< one line
+  std::vector<LeakFinding> leaks;
+  std::string json;          ///< the whole report
+};
+
+class FirewallPort {
+ public:
+  virtual ~FirewallPort() = default;
+  /// Installs or atomically replaces our table for `d`.
+  virtual Result<void> apply(const Desired& d) = 0;
+  /// Removes our table.
+  virtual Result<void> remove() = 0;
+};
+
+class ProbePort {
+ public:
+  virtual ~ProbePort() = default;
+  /// Starts a round; `done` runs on the loop when it ends. Never called while one is running.
+  virtual void start(std::function<void(ProbeOutcome)> done) = 0;
+};
+
+/// Where state changes and alarms go (log, D-Bus signals, sd_notify status).
+class Notifications {
+ public:
+  virtual ~Notifications() = default;
+  virtual void state_changed(State from, State to, const std::string& reason) = 0;
+  virtual void leak(const LeakFinding& l) = 0;
+  virtual void probe_completed(const ProbeOutcome& o) = 0;
+  virtual void info(const std::string& line) = 0;
+  virtual void error(const std::string& line) = 0;
+};
+
+class Controller final : public Control {
+ public:
+  /// `reload_config` re-reads the configuration file (for Reload and SIGHUP).
+  Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
+             std::function<Result<config::Config>()> reload_config);
+
+  /// Arms per configuration (installing the rules first) and probes. Call once, at start.
+  void start();
+  /// Input from the network watcher (after each coalesced change).
+  void network_changed(bool tunnel_up, const std::string& which, const std::string& summary);
+  /// Input from the table guard.
+  void table_tampered(const std::string& by, bool restored);
+  /// The probe interval elapsed.
+  void probe_timer();
+  /// A clean stop: keeps or removes the rules as configured; returns what it did, for the log.
+  std::string stop();
+
+  /// Is `ifname` a tunnel (configured pattern or declared)?
+  bool is_tunnel(const std::string& ifname) const;
+  const Desired& desired() const { return desired_; }
+  const StateMachine& machine() const { return machine_; }
+  const config::Config& config() const { return config_; }
+
+  // Control (D-Bus):
+  Result<void> arm(const std::string& by) override;
+  Result<void> disarm(const std::string& by) override;
+  Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) override;
+  Result<void> clear_tunnel(const std::string& by) override;
+  Result<void> set_allow_lan(bool allow, const std::string& by) override;
+  Result<void> set_policy(const std::string& policy, const std::string& by) override;
+  Result<void> reload(const std::string& by) override;
+  void probe_now(std::function<void(std::string, std::string)> done) override;
+  std::string status_json() const override;
+  Snapshot snapshot() const override;
+
+ private:
+  void feed(const Event& e);
+  void run(const Action& a);
+  void start_probe(const std::string& reason);
+  void probe_finished(ProbeOutcome o);
+  void recompute(const std::string& what);
+  Desired compute() const;
+
+  config::Config config_;
+  FirewallPort& fw_;
+  ProbePort& probe_;
+  Notifications& out_;
+  std::function<Result<config::Config>()> reload_config_;
+  StateMachine machine_;
+  Desired desired_;
+  std::optional<TunnelDeclaration> declared_;
+  std::optional<config::Mode> mode_override_;
+  std::optional<bool> lan_override_;
+  bool probing_ = false;
+  bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it
+  std::string pending_reason_;
+  std::vector<std::function<void(std::string, std::string)>> waiting_;       // ProbeNow: the running round
+  std::vector<std::function<void(std::string, std::string)>> next_waiting_;  // ProbeNow: the round after it
+  std::optional<ProbeOutcome> last_probe_;
+  std::uint64_t leak_count_ = 0;
+  std::string last_rules_error_;
+};
+
+}  // namespace leakguard::daemon

@@ -1,0 +1,219 @@
+// The Controller with fake ports: what it asks of the firewall and the prober, what it reports,
+// and how it answers the control surface. No root, no network.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/controller.hpp"
+
+using namespace leakguard;
+using namespace leakguard::daemon;
+
+namespace {
+struct FakeFirewall : FirewallPort {
+  std::vector<std::string> calls;
+  bool fail_next = false;
+  Result<void> apply(const Desired& d) override {
+    calls.push_back("apply " + d.str());
+    if (std::exchange(fail_next, false)) return fail("commit batch", "Operation not supported", 95);
+    return {};
+  }
+  Result<void> remove() override {
+    calls.push_back("remove");
+    return {};
+  }
+};
+
+struct FakeProbe : ProbePort {
+  int started = 0;
+  std::function<void(ProbeOutcome)> pending;
+  void start(std::function<void(ProbeOutcome)> done) override {
+    REQUIRE_FALSE(pending);  // never two rounds at once
+    ++started;
+    pending = std::move(done);
+  }
+  void finish(ProbeVerdict v, std::vector<LeakFinding> leaks = {}) {
+    REQUIRE(pending);
+    ProbeOutcome o;
+    o.verdict = v;
+    o.verdict_text = v == ProbeVerdict::leak ? "leak" : "ok";
+    o.summary = v == ProbeVerdict::leak ? "reflexive address via eth0" : "no leak";
+    o.leaks = std::move(leaks);
+    o.json = R"({"verdict":")" + o.verdict_text + R"("})";
+    std::exchange(pending, {})(o);
+  }
+};
+
+struct Recorder : Notifications {
+  std::vector<std::string> lines;
+  void state_changed(State f, State t, const std::string& r) override {
+    lines.push_back("state " + std::string(to_string(f)) + "->" + std::string(to_string(t)) + " (" + r + ")");
+  }
+  void leak(const LeakFinding& l) override { lines.push_back("LEAK " + l.interface + " " + l.family + " " + l.reflexive); }
+  void probe_completed(const ProbeOutcome& o) override { lines.push_back("probe " + o.verdict_text); }
+  void info(const std::string&) override {}
+  void error(const std::string& l) override { lines.push_back("error " + l); }
+};
+
+config::Config base_config() {
+  auto c = config::defaults();
+  c.tunnel_interfaces = {IfnamePattern{"wg*"}};
+  c.endpoints = {*Endpoint::parse("198.51.100.1:51820")};
+  return c;
+}
+
+struct World {
+  FakeFirewall fw;
+  FakeProbe probe;
+  Recorder out;
+  Result<config::Config> next_config = base_config();
+  Controller c;
+  explicit World(config::Config cfg = base_config()) : c(cfg, fw, probe, out, [this] { return next_config; }) {}
+};
+}  // namespace
+
+TEST_CASE("start armed: rules first, then a probe; a tunnel and a clean probe mean secured") {
+  World w;
+  w.c.start();
+  CHECK(w.fw.calls == std::vector<std::string>{"apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]"});
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.probe.started == 1);
+  w.probe.finish(ProbeVerdict::ok);
+  w.c.network_changed(true, "wg0", "wg0 up");
+  CHECK(w.probe.started == 2);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.c.machine().state() == State::secured);
+  CHECK(w.out.lines == std::vector<std::string>{"state off->blocking (rules applied)", "probe ok", "probe ok",
+                                                "state blocking->secured (probe ok: no leak)"});
+}
+
+TEST_CASE("a leak is counted, reported with its details, and shown in status") {
+  World w;
+  w.c.start();
+  w.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478"}});
+  CHECK(w.c.machine().state() == State::leaking);
+  CHECK(w.out.lines[1] == "LEAK eth0 ipv4 203.0.113.2");
+  auto s = w.c.snapshot();
+  CHECK(s.leak_count == 1);
+  CHECK(s.state == "leaking");
+  auto j = nlohmann::json::parse(w.c.status_json());
+  CHECK(j["state"] == "leaking");
+  CHECK(j["last_probe"]["verdict"] == "leak");
+  CHECK(j["leak_count"] == 1);
+}
+
+TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
+  World w;
+  w.c.start();
+  w.probe.finish(ProbeVerdict::ok);
+  auto t = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 42);
+  REQUIRE(t);
+  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  CHECK(w.c.is_tunnel("tun7"));
+  CHECK(w.c.is_tunnel("wg3"));
+  CHECK_FALSE(w.c.is_tunnel("eth0"));
+  REQUIRE(w.c.set_tunnel(*t, "uid 0"));  // same declaration: nothing to do
+  REQUIRE(w.c.set_allow_lan(true, "uid 0"));
+  REQUIRE(w.c.set_policy("strict", "uid 0"));
+  CHECK_FALSE(w.c.set_policy("loose", "uid 0"));
+  REQUIRE(w.c.clear_tunnel("uid 0"));
+  CHECK(w.fw.calls == std::vector<std::string>{
+                          "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
+                          "apply policy=udp allow_lan=no tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42",
+                          "apply policy=udp allow_lan=yes tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42",
+                          "apply policy=strict allow_lan=yes tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42",
+                          "apply policy=strict allow_lan=yes tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
+                      });
+  CHECK(w.c.snapshot().policy == "strict");
+}
+
+TEST_CASE("rules that cannot be installed: error state, and the caller hears why") {
+  World w;
+  w.fw.fail_next = true;
+  w.c.start();
+  CHECK(w.c.machine().state() == State::error);
+  CHECK(w.out.lines[0].starts_with("error cannot install the rules: commit batch: Operation not supported"));
+  auto again = w.c.arm("uid 0");  // retry succeeds
+  CHECK(again);
+  CHECK(w.c.machine().state() == State::blocking);
+  w.fw.fail_next = true;
+  auto lan = w.c.set_allow_lan(true, "uid 0");
+  REQUIRE_FALSE(lan);
+  CHECK(lan.error().message.find("Operation not supported") != std::string::npos);
+}
+
+TEST_CASE("reload: a broken file is refused and nothing changes; a good one applies") {
+  World w;
+  w.c.start();
+  w.next_config = tl::unexpected(Error{"load config", "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp"});
+  auto bad = w.c.reload("SIGHUP");
+  REQUIRE_FALSE(bad);
+  CHECK(w.fw.calls.size() == 1);
+  CHECK(w.c.config() == base_config());
+  CHECK(w.out.lines.back().find("3:9: policy") != std::string::npos);
+
+  auto next = base_config();
+  next.policy = config::Mode::strict;
+  w.next_config = next;
+  REQUIRE(w.c.reload("SIGHUP"));
+  CHECK(w.fw.calls.size() == 2);
+  CHECK(w.fw.calls.back().starts_with("apply policy=strict"));
+}
+
+TEST_CASE("probe triggers during a round coalesce into one more round") {
+  World w;
+  w.c.start();
+  CHECK(w.probe.started == 1);
+  w.c.network_changed(false, "", "address added");
+  w.c.probe_timer();
+  w.c.network_changed(false, "", "route changed");
+  CHECK(w.probe.started == 1);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.probe.started == 2);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.probe.started == 2);
+  CHECK_FALSE(w.probe.pending);
+}
+
+TEST_CASE("ProbeNow is answered by a round that started after the call") {
+  World w;
+  w.c.start();  // round 1 running
+  std::string got;
+  w.c.probe_now([&](std::string v, std::string) { got = v; });
+  w.probe.finish(ProbeVerdict::leak);  // round 1 ends: not ours
+  CHECK(got.empty());
+  CHECK(w.probe.started == 2);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(got == "ok");
+  // When idle, a round starts at once.
+  w.c.probe_now([&](std::string v, std::string) { got = v; });
+  CHECK(w.probe.started == 3);
+  w.probe.finish(ProbeVerdict::leak);
+  CHECK(got == "leak");
+}
+
+TEST_CASE("stop keeps the block by default, removes it when configured, and disarmed means nothing to do") {
+  {
+    World w;
+    w.c.start();
+    CHECK(w.c.stop() == "stopping; the block stays in place (on_stop: keep)");
+    CHECK(w.fw.calls.size() == 1);
+  }
+  {
+    auto cfg = base_config();
+    cfg.on_stop = config::OnStop::remove;
+    World w(cfg);
+    w.c.start();
+    CHECK(w.c.stop() == "stopping; rules removed (on_stop: remove)");
+    CHECK(w.fw.calls.back() == "remove");
+  }
+  {
+    auto cfg = base_config();
+    cfg.armed = false;
+    World w(cfg);
+    w.c.start();
+    CHECK(w.fw.calls.empty());
+    CHECK(w.probe.started == 1);  // disarmed still probes: a leak is a leak
+    CHECK(w.c.stop() == "stopping (disarmed, no rules to keep)");
+  }
+}
