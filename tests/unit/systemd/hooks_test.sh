@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The VPN-client hooks build the right leakguardctl calls from what each VPN client gives them.
+# Stand-ins for leakguardctl, wg, nmcli and getent record and answer; no root, no network.
+set -uo pipefail
+hooks=$(dirname "$(readlink -f "$0")")/../../../systemd/hooks
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+cat >"$tmp/leakguardctl" <<'SH'
+#!/bin/sh
+echo "leakguardctl $*" >>"$LOG"
+SH
+cat >"$tmp/wg" <<'SH'
+#!/bin/sh
+# wg show IF endpoints|fwmark, as wireguard-tools prints them
+case "$3" in
+  endpoints) printf 'pk1=\t198.51.100.1:51820\npk2=\t[2001:db8::1]:51820\npk3=\t(none)\n' ;;
+  fwmark) echo "${WG_FWMARK:-0xca6c}" ;;
+  "") exit 0 ;;
+esac
+SH
+cat >"$tmp/nmcli" <<'SH'
+#!/bin/sh
+echo "${NM_VPN_DATA:-connection-type = tls, remote = vpn.example.org:1195, 198.51.100.7, proto-tcp = yes, port = 443}"
+SH
+cat >"$tmp/getent" <<'SH'
+#!/bin/sh
+[ "$2" = vpn.example.org ] && printf '198.51.100.8 STREAM vpn.example.org\n2001:db8::8 STREAM\n' && exit 0
+echo "$2 STREAM"
+SH
+chmod +x "$tmp"/*
+export PATH="$tmp:$PATH" LOG="$tmp/log"
+expect() {  # NAME EXPECTED COMMAND...
+  local name=$1 want=$2; shift 2
+  : >"$LOG"
+  "$@" >/dev/null 2>&1
+  local got; got=$(cat "$LOG")
+  if [ "$got" = "$want" ]; then echo "  ok   $name"; passed=$((passed + 1))
+  else printf '  FAIL %s\n       want: %s\n       got:  %s\n' "$name" "$want" "$got"; failed=$((failed + 1)); fi
+}
+echo "VPN-client hooks"
+expect "wg-quick up: every peer endpoint and the fwmark" \
+  "leakguardctl tunnel set wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "$hooks/wg-quick" up wg0
+expect "wg-quick up without fwmark" \
+  "leakguardctl tunnel set wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
+  env WG_FWMARK=off "$hooks/wg-quick" up wg0
+expect "wg-quick down" "leakguardctl tunnel clear wg0" "$hooks/wg-quick" down wg0
+expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set tun0 --endpoint 198.51.100.9:1194/udp" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=udp "$hooks/openvpn"
+expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set tun1 --endpoint [2001:db8::9]:443/tcp" \
+  env script_type=up dev=tun1 trusted_ip6=2001:db8::9 trusted_port=443 proto_1=tcp-client "$hooks/openvpn"
+expect "openvpn down" "leakguardctl tunnel clear tun0" env script_type=down dev=tun0 "$hooks/openvpn"
+expect "NetworkManager: WireGuard device up" \
+  "leakguardctl tunnel set wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
+expect "NetworkManager: VPN plugin up (names resolved, tcp, port)" \
+  "leakguardctl tunnel set tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
+  env CONNECTION_UUID=u1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
+expect "NetworkManager: per-remote port and protocol, default port" \
+  "leakguardctl tunnel set tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
+  env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.10:53:tcp-client, dev = tun" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
+expect "NetworkManager: a device goes down" "leakguardctl tunnel clear eth0" "$hooks/networkmanager" eth0 down
+expect "NetworkManager: ignores other actions" "" "$hooks/networkmanager" eth0 dhcp4-change
+echo "hooks: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
