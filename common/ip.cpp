@@ -104,41 +104,48 @@ Result<std::uint16_t> parse_port(std::string_view text) {
   return static_cast<std::uint16_t>(v);
 }
 
-Result<Endpoint> Endpoint::parse(std::string_view text) {
-  const std::string whole(text);
-  Endpoint ep;
+Result<HostPort> split_host_port(std::string_view text) {
+  const std::string whole = "'" + std::string(text) + "'";
+  HostPort hp;
   if (auto slash = text.rfind('/'); slash != std::string_view::npos) {
     auto proto = text.substr(slash + 1);
-    if (proto == "udp") ep.transport = Transport::udp;
-    else if (proto == "tcp") ep.transport = Transport::tcp;
-    else return fail("parse endpoint", "'" + whole + "': protocol must be udp or tcp");
+    if (proto == "udp") hp.transport = Transport::udp;
+    else if (proto == "tcp") hp.transport = Transport::tcp;
+    else return fail("parse host:port", whole + ": protocol must be udp or tcp");
     text = text.substr(0, slash);
   }
-  std::string_view host, port;
+  std::string_view port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return fail("parse endpoint", "'" + whole + "': expected [IPv6]:PORT");
-    host = text.substr(1, close - 1);
+      return fail("parse host:port", whole + ": expected [IPv6]:PORT");
+    hp.host = std::string(text.substr(1, close - 1));
+    hp.bracketed = true;
     port = text.substr(close + 2);
   } else {
     auto colon = text.find(':');
-    if (colon == std::string_view::npos || text.find(':', colon + 1) != std::string_view::npos)
-      return fail("parse endpoint", "'" + whole + "': expected ADDR:PORT[/udp|/tcp] (IPv6 in brackets)");
-    host = text.substr(0, colon);
+    if (colon == std::string_view::npos)
+      return fail("parse host:port", whole + ": the port is missing (expected ADDR:PORT[/udp|/tcp])");
+    if (text.find(':', colon + 1) != std::string_view::npos)
+      return fail("parse host:port", whole + ": expected ADDR:PORT, IPv6 addresses go in brackets ([ADDR]:PORT)");
+    hp.host = std::string(text.substr(0, colon));
     port = text.substr(colon + 1);
   }
-  auto addr = IpAddress::parse(host);
-  if (!addr) return fail("parse endpoint", "'" + whole + "': " + addr.error().message);
-  if (addr->family == Family::v6 && text.front() != '[')
-    return fail("parse endpoint", "'" + whole + "': IPv6 addresses go in brackets");
-  if (addr->family == Family::v4 && text.front() == '[')
-    return fail("parse endpoint", "'" + whole + "': only IPv6 addresses go in brackets");
   auto p = parse_port(port);
-  if (!p) return fail("parse endpoint", "'" + whole + "': " + p.error().message);
-  ep.address = *addr;
-  ep.port = *p;
-  return ep;
+  if (!p) return fail("parse host:port", whole + ": " + p.error().message);
+  hp.port = *p;
+  return hp;
+}
+
+Result<Endpoint> Endpoint::parse(std::string_view text) {
+  const std::string whole = "'" + std::string(text) + "'";
+  auto hp = split_host_port(text);
+  if (!hp) return fail("parse endpoint", hp.error().message);
+  auto addr = IpAddress::parse(hp->host);
+  if (!addr) return fail("parse endpoint", whole + ": " + addr.error().message);
+  if (addr->family == Family::v6 && !hp->bracketed) return fail("parse endpoint", whole + ": IPv6 addresses go in brackets");
+  if (addr->family == Family::v4 && hp->bracketed) return fail("parse endpoint", whole + ": only IPv6 addresses go in brackets");
+  return Endpoint{*addr, hp->port, hp->transport};
 }
 
 std::string Endpoint::str() const {

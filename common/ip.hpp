@@ -49,6 +49,16 @@ struct Prefix {
 enum class Transport : std::uint8_t { udp = 17, tcp = 6 };
 std::string_view to_string(Transport t);
 
+/// "HOST:PORT[/udp|/tcp]" taken apart; an IPv6 literal goes in brackets ("[2001:db8::1]:3478").
+/// The host is not checked here: callers decide whether it must be an address or may be a name.
+struct HostPort {
+  std::string host;        ///< without brackets
+  bool bracketed = false;  ///< written as [host]
+  std::uint16_t port = 0;
+  Transport transport = Transport::udp;  ///< udp unless "/tcp" is given
+};
+Result<HostPort> split_host_port(std::string_view text);
+
 /// A VPN server endpoint: address, port, transport. Text form "198.51.100.1:51820/udp",
 /// "[2001:db8::1]:51820/udp"; the "/udp" suffix is optional (udp is the default).
 struct Endpoint {

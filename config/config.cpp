@@ -252,37 +252,14 @@ class Parser {
   }
 
   static Result<StunServer> parse_server(const std::string& text) {
-    StunServer s;
-    std::string_view t = text;
-    if (auto slash = t.rfind('/'); slash != std::string_view::npos) {
-      auto proto = t.substr(slash + 1);
-      if (proto == "udp") s.transport = Transport::udp;
-      else if (proto == "tcp") s.transport = Transport::tcp;
-      else return fail("server", "'" + text + "': transport must be udp or tcp");
-      t = t.substr(0, slash);
-    }
-    std::string_view host, port;
-    if (t.starts_with("[")) {
-      auto close = t.find(']');
-      if (close == std::string_view::npos || close + 1 >= t.size() || t[close + 1] != ':')
-        return fail("server", "'" + text + "': expected [IPv6]:PORT");
-      host = t.substr(1, close - 1);
-      port = t.substr(close + 2);
-      auto a = IpAddress::parse(host);
-      if (!a || a->family != Family::v6) return fail("server", "'" + text + "': only IPv6 addresses go in brackets");
-    } else {
-      auto colon = t.rfind(':');
-      if (colon == std::string_view::npos) return fail("server", "'" + text + "': the port is missing");
-      host = t.substr(0, colon);
-      port = t.substr(colon + 1);
-      if (host.find(':') != std::string_view::npos) return fail("server", "'" + text + "': IPv6 addresses go in brackets");
-      if (!is_hostname(host)) return fail("server", "'" + text + "': '" + std::string(host) + "' is not a host name or address");
-    }
-    auto p = parse_port(port);
-    if (!p) return fail("server", "'" + text + "': " + p.error().message);
-    s.host = std::string(host);
-    s.port = *p;
-    return s;
+    auto hp = split_host_port(text);
+    if (!hp) return fail("server", hp.error().message);
+    auto addr = IpAddress::parse(hp->host);
+    if (hp->bracketed && (!addr || addr->family != Family::v6))
+      return fail("server", "'" + text + "': only IPv6 addresses go in brackets");
+    if (!hp->bracketed && !addr && !is_hostname(hp->host))
+      return fail("server", "'" + text + "': '" + hp->host + "' is not a host name or address");
+    return StunServer{hp->host, hp->port, hp->transport};
   }
 };
 

@@ -1,3 +1,4 @@
+#include "common/overloaded.hpp"
 #include "daemon/controller.hpp"
 
 #include <nlohmann/json.hpp>
@@ -5,14 +6,6 @@
 #include <algorithm>
 
 namespace leakguard::daemon {
-namespace {
-template <class... F>
-struct overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-overloaded(F...) -> overloaded<F...>;
-}  // namespace
 
 std::string Desired::str() const {
   std::string t, e;

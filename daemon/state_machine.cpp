@@ -1,13 +1,8 @@
+#include "common/overloaded.hpp"
 #include "daemon/state_machine.hpp"
 
 namespace leakguard::daemon {
 namespace {
-template <class... F>
-struct overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-overloaded(F...) -> overloaded<F...>;
 
 std::string_view verdict_text(ProbeVerdict v) {
   switch (v) {

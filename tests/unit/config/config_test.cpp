@@ -98,7 +98,7 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"tunnel:\n  interfaces: [\"*\"]\n", "bad.yaml:2:16: tunnel.interfaces[0]:", "every interface"},
       {"tunnel:\n  endpoints: [198.51.100.1:99999/udp]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "not a port"},
       {"tunnel:\n  endpoints: [198.51.100.300:51820]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "not an IP address"},
-      {"tunnel:\n  endpoints: [\"2001:db8::1:51820\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "ADDR:PORT"},
+      {"tunnel:\n  endpoints: [\"2001:db8::1:51820\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "go in brackets"},
       {"tunnel:\n  endpoints: [198.51.100.1:51820/sctp]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "udp or tcp"},
       {"tunnel:\n  endpoints: [198.51.100.1:51820, 198.51.100.1:51820/udp]\n", "bad.yaml:2:14: tunnel.endpoints:",
        "same endpoint twice"},

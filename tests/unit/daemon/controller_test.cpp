@@ -72,7 +72,7 @@ struct World {
 };
 }  // namespace
 
-TEST_CASE("start armed: rules first, then a probe; a tunnel and a clean probe mean secured") {
+TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe mean secured") {
   World w;
   w.c.start();
   CHECK(w.fw.calls == std::vector<std::string>{"apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]"});
@@ -142,7 +142,7 @@ TEST_CASE("rules that cannot be installed: error state, and the caller hears why
   CHECK(lan.error().message.find("Operation not supported") != std::string::npos);
 }
 
-TEST_CASE("reload: a broken file is refused and nothing changes; a good one applies") {
+TEST_CASE("reload: a broken file is refused and nothing changes, a good one applies") {
   World w;
   w.c.start();
   w.next_config = tl::unexpected(Error{"load config", "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp"});
