@@ -1,0 +1,262 @@
+#include "cli/control_client.hpp"
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <iostream>
+#include <memory>
+
+#include "leakguard_proxy.h"  // generated from daemon/org.leakguard.Daemon1.xml
+
+namespace leakguard::cli {
+namespace {
+
+constexpr const char* kName = "org.leakguard.Daemon1";
+constexpr const char* kPath = "/org/leakguard/Daemon1";
+
+std::string sgr(bool on, const char* code, const std::string& s) {
+  return on ? std::string("\x1b[") + code + "m" + s + "\x1b[0m" : s;
+}
+
+// One proxy for every command; signal handlers only matter to `monitor`.
+class Proxy final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy> {
+ public:
+  std::function<void(const std::string&, const std::vector<std::string>&)> on_signal;
+
+  explicit Proxy(sdbus::IConnection& c) : ProxyInterfaces(c, kName, kPath) { registerProxy(); }
+  ~Proxy() { unregisterProxy(); }
+
+ private:
+  void emit(const std::string& n, std::vector<std::string> a) {
+    if (on_signal) on_signal(n, a);
+  }
+  void onStateChanged(const std::string& o, const std::string& n, const std::string& r) override {
+    emit("StateChanged", {o, n, r});
+  }
+  void onLeakDetected(const std::string& i, const std::string& f, const std::string& a, const std::string& s) override {
+    emit("LeakDetected", {i, f, a, s});
+  }
+  void onProbeCompleted(const std::string& v) override { emit("ProbeCompleted", {v}); }
+  void onTableTampered(const std::string& p) override { emit("TableTampered", {p}); }
+};
+
+// Runs one call against the daemon, turning bus errors into leakguardctl's exit statuses.
+template <typename F>
+Outcome with_daemon(F f) {
+  try {
+    auto conn = sdbus::createSystemBusConnection();
+    Proxy proxy(*conn);
+    return f(proxy);
+  } catch (const sdbus::Error& e) {
+    return from_dbus_error(e.getName(), e.getMessage());
+  }
+}
+
+std::string state_word(const std::string& state, const Style& st) {
+  if (state == "secured") return st.good(state);
+  if (state == "leaking" || state == "error") return st.bad(state);
+  if (state == "blocking") return st.warn(state);
+  return state;
+}
+
+std::string text(const nlohmann::json& j, const char* key, const std::string& fallback = "-") {
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
+  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+}
+
+}  // namespace
+
+std::string Style::bold(const std::string& s) const { return sgr(color, "1", s); }
+std::string Style::good(const std::string& s) const { return sgr(color, "1;32", s); }
+std::string Style::bad(const std::string& s) const { return sgr(color, "1;31", s); }
+std::string Style::warn(const std::string& s) const { return sgr(color, "1;33", s); }
+std::string Style::dim(const std::string& s) const { return sgr(color, "2", s); }
+
+Outcome from_dbus_error(const std::string& name, const std::string& message) {
+  const std::string detail = message.empty() ? name : message;
+  if (name == "org.freedesktop.DBus.Error.AccessDenied")
+    return {kAccessDenied, "", "leakguardctl: access denied: this needs root or membership in group leakguard"};
+  if (name == "org.freedesktop.DBus.Error.InvalidArgs")
+    return {kInvalid, "", "leakguardctl: the daemon refused the arguments: " + detail};
+  if (name == "org.leakguard.Daemon1.Error.Failed") return {kFailed, "", "leakguardctl: failed: " + detail};
+  if (name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
+      name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Disconnected" ||
+      name == "org.freedesktop.DBus.Error.FileNotFound" || name == "org.freedesktop.DBus.Error.NoServer" ||
+      name.starts_with("org.sdbuscpp.Error"))
+    return {kNotRunning, "", "leakguardctl: leakguardd is not running (no " + std::string(kName) + " on the system bus)"};
+  return {kFailed, "", "leakguardctl: " + name + ": " + detail};
+}
+
+std::string render_probe(const nlohmann::json& r, const Style& st) {
+  std::string out;
+  const std::string verdict = text(r, "verdict");
+  out += "verdict: " + (verdict == "ok" ? st.good(verdict) : verdict == "-" ? verdict : st.bad(verdict)) + "\n";
+  if (r.contains("interfaces") && r["interfaces"].is_array()) {
+    for (const auto& i : r["interfaces"]) {
+      out += "  " + st.bold(text(i, "name")) + " (" + text(i, "class") + ")";
+      if (i.contains("verdict")) out += ": " + text(i, "verdict");
+      out += "\n";
+      if (i.contains("results") && i["results"].is_array())
+        for (const auto& res : i["results"]) {
+          out += "    " + text(res, "family") + " " + text(res, "server") + ": " + text(res, "outcome");
+          if (res.contains("reflexive") && !res["reflexive"].is_null()) out += " " + st.bad(text(res, "reflexive"));
+          out += "\n";
+        }
+    }
+  }
+  if (r.contains("reflexive") && r["reflexive"].is_array())
+    for (const auto& x : r["reflexive"])
+      out += "  reflexive " + text(x, "address") + " via " + text(x, "interface") + " (" + text(x, "family") +
+             ", server " + text(x, "server") + ")\n";
+  return out;
+}
+
+std::string render_status(const nlohmann::json& s, const Style& st) {
+  std::string out;
+  const std::string state = text(s, "state");
+  out += st.bold("leakguard") + ": " + state_word(state, st);
+  if (s.contains("reason")) out += st.dim("  (" + text(s, "reason") + ")");
+  out += "\n";
+  out += "  armed:     " + std::string(s.value("armed", false) ? "yes" : "no") + "\n";
+  out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "") + "\n";
+  std::string tunnel = "-";
+  if (s.contains("tunnel")) {
+    const auto& t = s["tunnel"];
+    std::string patterns;
+    if (t.contains("patterns"))
+      for (const auto& p : t["patterns"]) patterns += (patterns.empty() ? "" : ", ") + p.get<std::string>();
+    tunnel = text(t, "declared", "none declared") + " (patterns: " + (patterns.empty() ? "none" : patterns) + ")";
+  }
+  out += "  tunnel:    " + tunnel + (s.value("tunnel_up", false) ? ", up" : ", down") + "\n";
+  if (s.contains("exit_address") && !s["exit_address"].is_null()) out += "  exit:      " + text(s, "exit_address") + "\n";
+  std::string eps;
+  if (s.contains("endpoints"))
+    for (const auto& e : s["endpoints"]) eps += (eps.empty() ? "" : ", ") + e.get<std::string>();
+  out += "  endpoints: " + (eps.empty() ? std::string("none") : eps) + "\n";
+  if (s.contains("fwmark") && !s["fwmark"].is_null()) out += "  fwmark:    " + text(s, "fwmark") + "\n";
+  if (s.contains("firewall") && s["firewall"].is_object()) {
+    const auto& fw = s["firewall"];
+    out += "  table:     inet leakguard";
+    if (fw.contains("owned")) out += fw.value("owned", false) ? ", owned (others cannot change it)" : ", not owned";
+    out += "\n";
+    if (fw.contains("counters") && fw["counters"].is_array())
+      for (const auto& c : fw["counters"]) {
+        const auto packets = c.value("packets", std::uint64_t{0});
+        if (packets == 0) continue;
+        out += "  blocked:   " + std::to_string(packets) + " " + text(c, "what") + "\n";
+      }
+  }
+  if (s.contains("rules_error") && !s["rules_error"].is_null()) out += "  " + st.bad("rules: " + text(s, "rules_error")) + "\n";
+  out += "  leaks:     " + std::to_string(s.value("leak_count", std::uint64_t{0})) + " found since start\n";
+  if (s.contains("last_probe") && !s["last_probe"].is_null()) {
+    out += "last probe: ";
+    std::string probe = render_probe(s["last_probe"], st);
+    out += probe.substr(probe.find(':') + 2);
+  } else {
+    out += "last probe: none yet\n";
+  }
+  return out;
+}
+
+std::string render_signal(const std::string& name, const std::vector<std::string>& a, const Style& st) {
+  auto arg = [&](std::size_t i) { return i < a.size() ? a[i] : std::string("?"); };
+  if (name == "StateChanged") return "state " + arg(0) + " -> " + state_word(arg(1), st) + ": " + arg(2);
+  if (name == "LeakDetected")
+    return st.bad("LEAK") + " via " + arg(0) + " (" + arg(1) + "): reflexive address " + st.bad(arg(2)) + " from " + arg(3);
+  if (name == "ProbeCompleted") return "probe: " + (arg(0) == "ok" ? st.good(arg(0)) : st.bad(arg(0)));
+  if (name == "TableTampered") return st.warn("table changed") + " by " + arg(0);
+  std::string s = name;
+  for (const auto& x : a) s += " " + x;
+  return s;
+}
+
+Outcome status(bool json, const Style& st) {
+  return with_daemon([&](Proxy& p) -> Outcome {
+    const std::string raw = p.GetStatus();
+    auto j = nlohmann::json::parse(raw, nullptr, false);
+    if (j.is_discarded()) return {kFailed, "", "leakguardctl: the daemon sent a status that is not JSON"};
+    const int code = j.value("state", "") == "leaking" ? kLeak : kOk;
+    return {code, json ? j.dump(2) + "\n" : render_status(j, st), ""};
+  });
+}
+
+Outcome probe(bool json, const Style& st) {
+  return with_daemon([&](Proxy& p) -> Outcome {
+    auto [verdict, report] = p.ProbeNow();
+    auto j = nlohmann::json::parse(report, nullptr, false);
+    const int code = verdict == "leak" ? kLeak : kOk;
+    if (json) return {code, (j.is_discarded() ? report : j.dump(2)) + "\n", ""};
+    return {code, j.is_discarded() ? "verdict: " + verdict + "\n" : render_probe(j, st), ""};
+  });
+}
+
+Outcome arm() {
+  return with_daemon([](Proxy& p) -> Outcome {
+    p.Arm();
+    return {kOk, "armed\n", ""};
+  });
+}
+
+Outcome disarm() {
+  return with_daemon([](Proxy& p) -> Outcome {
+    p.Disarm();
+    return {kOk, "disarmed: the kill switch is off\n", ""};
+  });
+}
+
+Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark) {
+  return with_daemon([&](Proxy& p) -> Outcome {
+    p.SetTunnel(interface, endpoints, fwmark);
+    return {kOk, "tunnel " + interface + " declared with " + std::to_string(endpoints.size()) + " endpoint(s)\n", ""};
+  });
+}
+
+Outcome tunnel_clear(const std::optional<std::string>& only_if) {
+  return with_daemon([&](Proxy& p) -> Outcome {
+    if (only_if) {
+      const std::string declared = p.TunnelInterface();
+      if (declared != *only_if) return {kOk, "tunnel " + *only_if + " is not the declared one; nothing to clear\n", ""};
+    }
+    p.ClearTunnel();
+    return {kOk, "tunnel declaration cleared\n", ""};
+  });
+}
+
+Outcome allow_lan(bool on) {
+  return with_daemon([&](Proxy& p) -> Outcome {
+    p.SetAllowLan(on);
+    return {kOk, std::string("LAN traffic ") + (on ? "allowed" : "blocked") + " outside the tunnel\n", ""};
+  });
+}
+
+Outcome policy(const std::string& pol) {
+  return with_daemon([&](Proxy& p) -> Outcome {
+    p.SetPolicy(pol);
+    return {kOk, "policy " + pol + "\n", ""};
+  });
+}
+
+Outcome reload() {
+  return with_daemon([](Proxy& p) -> Outcome {
+    p.Reload();
+    return {kOk, "configuration reloaded\n", ""};
+  });
+}
+
+int monitor(bool json, const Style& st) {
+  try {
+    auto conn = sdbus::createSystemBusConnection();
+    Proxy proxy(*conn);
+    proxy.on_signal = [&](const std::string& name, const std::vector<std::string>& args) {
+      if (json) std::cout << nlohmann::json{{"signal", name}, {"args", args}}.dump() << std::endl;
+      else std::cout << render_signal(name, args, st) << std::endl;
+    };
+    conn->enterEventLoop();  // until interrupted
+  } catch (const sdbus::Error& e) {
+    auto o = from_dbus_error(e.getName(), e.getMessage());
+    std::cerr << o.err << "\n";
+    return o.exit;
+  }
+  return kOk;
+}
+
+}  // namespace leakguard::cli

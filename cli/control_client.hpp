@@ -1,0 +1,64 @@
+#pragma once
+// leakguardctl's side of the D-Bus API: the control and status commands, and how their results
+// are shown. Rendering is pure (tested without a bus); the calls go through the generated proxy.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace leakguard::cli {
+
+/// leakguardctl's exit statuses (documented in docs/leakguardctl.md).
+enum Exit : int {
+  kOk = 0,
+  kLeak = 1,            ///< a probe found a leak / the state is leaking
+  kInvalid = 2,         ///< bad arguments (ours or the daemon's verdict)
+  kNotRunning = 3,      ///< no daemon on the bus
+  kAccessDenied = 4,    ///< needs root or group leakguard
+  kFailed = 5,          ///< the daemon could not do it
+};
+
+/// Text styling: ANSI colours on a terminal, plain when piped.
+struct Style {
+  bool color = false;
+  std::string bold(const std::string& s) const;
+  std::string good(const std::string& s) const;
+  std::string bad(const std::string& s) const;
+  std::string warn(const std::string& s) const;
+  std::string dim(const std::string& s) const;
+};
+
+/// `leakguardctl status` for people: from GetStatus's JSON.
+std::string render_status(const nlohmann::json& status, const Style& st);
+/// One probe report (the probes library's JSON) for people.
+std::string render_probe(const nlohmann::json& report, const Style& st);
+/// One signal, as `leakguardctl monitor` prints it.
+std::string render_signal(const std::string& name, const std::vector<std::string>& args, const Style& st);
+
+/// The result of one call: exit status and what to print (stdout), or an error line (stderr).
+struct Outcome {
+  int exit = kOk;
+  std::string out;
+  std::string err;
+};
+
+/// Maps a D-Bus error name to leakguardctl's exit status and a one-line message.
+Outcome from_dbus_error(const std::string& name, const std::string& message);
+
+// The commands. Each talks to the daemon on the system bus.
+Outcome status(bool json, const Style& st);
+Outcome probe(bool json, const Style& st);
+Outcome arm();
+Outcome disarm();
+Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark);
+/// Clears the declaration; with `only_if`, only when that interface is the declared one.
+Outcome tunnel_clear(const std::optional<std::string>& only_if);
+Outcome allow_lan(bool on);
+Outcome policy(const std::string& p);
+Outcome reload();
+/// Follows the daemon's signals until interrupted; prints each as it comes.
+int monitor(bool json, const Style& st);
+
+}  // namespace leakguard::cli
