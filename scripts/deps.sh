@@ -7,10 +7,15 @@ packages=(
   build-essential cmake pkg-config
   libnftnl-dev libmnl-dev libboost-dev libyaml-cpp-dev libsdbus-c++-dev libsdbus-c++-bin
   libsystemd-dev libexpected-dev libcli11-dev nlohmann-json3-dev libfmt-dev doctest-dev
-  # run and test: firewall, lab, VPN, STUN server, bus
+  # run and test: firewall, lab, VPN, STUN server, bus, browser
   nftables iproute2 procps util-linux iputils-ping
   wireguard-go wireguard-tools coturn dbus-daemon
+  chromium fonts-dejavu-core
 )
+# Node.js drives Chromium in the browser tests. Any node >= 18 will do: take Debian's only if
+# none is installed (a node from elsewhere may already bring its own npm).
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ "$(id -u)" -eq 0 ] || { echo "deps.sh: run as root (it installs packages with apt-get)" >&2; exit 2; }
 missing=()
 for p in "${packages[@]}"; do
@@ -18,11 +23,17 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps.sh: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "deps.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # --no-install-recommends: wireguard-tools would otherwise pull in systemd and a kernel image.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "deps.sh: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# --no-install-recommends: wireguard-tools would otherwise pull in systemd and a kernel image.
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The browser harness's one npm package (playwright-core, pinned in package-lock.json).
+browser=$(dirname "$(readlink -f "$0")")/../tests/e2e/browser
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+  echo "deps.sh: npm ci in tests/e2e/browser"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 echo "deps.sh: done"

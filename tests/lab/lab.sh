@@ -175,10 +175,11 @@ NFT
 
 build_internet() {
   # inet: the internet core. A bridge joins the ISPs and the VPN provider; the core router
-  # (203.0.113.1) and the STUN server (203.0.113.3) live on it.
+  # (203.0.113.1), the STUN server (203.0.113.3) and a web server address for test pages
+  # (203.0.113.80) live on it.
   ip -n "$(ns inet)" link add br0 type bridge
   ip -n "$(ns inet)" link set br0 up
-  addr inet br0 203.0.113.1/24 203.0.113.3/24 2001:db8:3::1/64 2001:db8:3::3/64
+  addr inet br0 203.0.113.1/24 203.0.113.3/24 203.0.113.80/24 2001:db8:3::1/64 2001:db8:3::3/64 2001:db8:3::80/64
   router inet
   # isp: the user's ISP. IPv4 is masqueraded to 203.0.113.2; IPv6 2001:db8:2::/64 is routed natively.
   veth isp up0 inet isp
@@ -339,6 +340,8 @@ LAB_ISP_PUBLIC4=203.0.113.2
 LAB_STUN4=203.0.113.3
 LAB_STUN6=2001:db8:3::3
 LAB_STUN_PORT=3478
+LAB_WEB4=203.0.113.80
+LAB_WEB6=2001:db8:3::80
 LAB_VPN_ENDPOINT=198.51.100.1:$WG_PORT
 LAB_VPN_EXIT4=203.0.113.66
 LAB_VPN_EXIT6=2001:db8:3::66
