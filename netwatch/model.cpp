@@ -1,0 +1,306 @@
+#include "netwatch/model.hpp"
+
+#include <linux/fib_rules.h>
+#include <linux/if.h>
+#include <linux/if_arp.h>
+#include <linux/rtnetlink.h>
+
+#include <algorithm>
+
+#include "common/overloaded.hpp"
+
+namespace leakguard::netwatch {
+
+std::string_view to_string(Class c) {
+  switch (c) {
+    case Class::loopback: return "loopback";
+    case Class::tunnel: return "tunnel";
+    case Class::physical: return "physical";
+    case Class::other: return "other";
+  }
+  return "?";
+}
+
+std::string_view to_string(Change::Kind k) {
+  switch (k) {
+    case Change::Kind::link_added: return "link-added";
+    case Change::Kind::link_removed: return "link-removed";
+    case Change::Kind::link_up: return "link-up";
+    case Change::Kind::link_down: return "link-down";
+    case Change::Kind::link_changed: return "link-changed";
+    case Change::Kind::address_added: return "address-added";
+    case Change::Kind::address_removed: return "address-removed";
+    case Change::Kind::default_route_changed: return "default-route-changed";
+    case Change::Kind::route_changed: return "route-changed";
+    case Change::Kind::rule_changed: return "rule-changed";
+  }
+  return "?";
+}
+
+bool Classifier::is_tunnel(const std::string& name) const {
+  return std::any_of(tunnels.begin(), tunnels.end(), [&](const IfnamePattern& p) { return p.matches(name); });
+}
+
+namespace {
+// The kernel identifies an IPv4 route by table, destination, tos and metric; IPv6 also by next hop
+// (equal-cost siblings are separate routes).
+bool same_route(const Route& a, const Route& b) {
+  if (a.family != b.family || a.table != b.table || a.dst != b.dst || a.tos != b.tos || a.priority != b.priority) return false;
+  return a.family == Family::v4 || (a.gateway == b.gateway && a.oif == b.oif);
+}
+
+template <typename Set, typename Pred>
+void erase_if_in(Set& s, Pred p) {
+  for (auto it = s.begin(); it != s.end();) it = p(*it) ? s.erase(it) : std::next(it);
+}
+}  // namespace
+
+bool NetModel::apply(const Event& e) {
+  return std::visit(
+      overloaded{
+          [&](const Added<Link>& x) {
+            auto old = links_.find(x.value.index);
+            // IPv4 drops the routes of an interface that goes down without telling anyone.
+            if (old != links_.end() && old->second.up() && !x.value.up())
+              erase_if_in(routes_, [&](const Route& r) { return r.family == Family::v4 && r.oif == x.value.index; });
+            links_[x.value.index] = x.value;
+            return true;
+          },
+          [&](const Removed<Link>& x) {
+            links_.erase(x.value.index);
+            erase_if_in(addresses_, [&](const Address& a) { return a.index == x.value.index; });
+            erase_if_in(routes_, [&](const Route& r) { return r.oif == x.value.index; });
+            return true;
+          },
+          [&](const Added<Address>& x) {
+            erase_if_in(addresses_, [&](const Address& a) { return a.index == x.value.index && a.prefix == x.value.prefix; });
+            addresses_.insert(x.value);
+            return true;
+          },
+          [&](const Removed<Address>& x) {
+            erase_if_in(addresses_, [&](const Address& a) { return a.index == x.value.index && a.prefix == x.value.prefix; });
+            return true;
+          },
+          [&](const Added<Route>& x) {
+            erase_if_in(routes_, [&](const Route& r) { return same_route(r, x.value); });
+            routes_.insert(x.value);
+            return true;
+          },
+          [&](const Removed<Route>& x) {
+            erase_if_in(routes_, [&](const Route& r) { return same_route(r, x.value); });
+            return true;
+          },
+          [&](const Added<Rule>& x) {
+            rules_.insert(x.value);
+            return true;
+          },
+          [&](const Removed<Rule>& x) {
+            rules_.erase(x.value);
+            return true;
+          },
+          [&](const Done&) { return false; },
+          [&](const Ack&) { return false; },
+      },
+      e);
+}
+
+void NetModel::apply(const std::vector<Event>& events) {
+  for (const auto& e : events) apply(e);
+}
+
+const Link* NetModel::link(IfIndex i) const {
+  auto it = links_.find(i);
+  return it == links_.end() ? nullptr : &it->second;
+}
+
+const Link* NetModel::link(const std::string& name) const {
+  for (const auto& [_, l] : links_)
+    if (l.name == name) return &l;
+  return nullptr;
+}
+
+std::vector<Address> NetModel::addresses_of(IfIndex i) const {
+  std::vector<Address> v;
+  for (const auto& a : addresses_)
+    if (a.index == i) v.push_back(a);
+  return v;
+}
+
+std::vector<Route> NetModel::default_routes(Family f) const {
+  std::vector<Route> v;
+  for (const auto& r : routes_)
+    if (r.family == f && r.is_default() && r.type == RTN_UNICAST) v.push_back(r);
+  std::stable_sort(v.begin(), v.end(), [](const Route& a, const Route& b) {
+    return a.table != b.table ? a.table < b.table : a.priority < b.priority;
+  });
+  return v;
+}
+
+Class NetModel::classify(const Link& l, const Classifier& c) const {
+  if (l.flags & IFF_LOOPBACK) return Class::loopback;
+  if (c.is_tunnel(l.name)) return Class::tunnel;
+  if (l.kind.empty() && l.type == ARPHRD_ETHER) return Class::physical;  // real hardware: Ethernet, Wi-Fi
+  for (const auto& r : routes_)
+    if (r.is_default() && r.oif == l.index) return Class::physical;  // an uplink, whatever it is made of
+  return Class::other;
+}
+
+IfIndex NetModel::egress(Family f, std::uint32_t mark) const {
+  auto best_default = [&](std::uint32_t table) -> const Route* {
+    const Route* best = nullptr;
+    for (const auto& r : routes_)
+      if (r.family == f && r.table == table && r.is_default() && r.type == RTN_UNICAST && (!best || r.priority < best->priority))
+        best = &r;
+    return best;
+  };
+  std::vector<Rule> rules;
+  for (const auto& r : rules_)
+    if (r.family == f) rules.push_back(r);
+  if (rules.empty()) {  // no rule information: the kernel's default is the main table
+    const Route* r = best_default(RT_TABLE_MAIN);
+    return r ? r->oif : IfIndex{};
+  }
+  std::stable_sort(rules.begin(), rules.end(), [](const Rule& a, const Rule& b) { return a.priority < b.priority; });
+  for (const auto& rule : rules) {
+    bool match = !rule.fwmark || ((mark & rule.fwmask) == *rule.fwmark);
+    if (rule.invert) match = !match;
+    if (!match || rule.action != FR_ACT_TO_TBL) continue;
+    const Route* r = best_default(rule.table);
+    if (!r) continue;
+    if (rule.suppress_prefixlen && r->dst.length <= *rule.suppress_prefixlen) continue;
+    return r->oif;
+  }
+  return IfIndex{};
+}
+
+namespace {
+std::string name_of(const NetModel& a, const NetModel& b, IfIndex i) {
+  if (auto* l = b.link(i)) return l->name;
+  if (auto* l = a.link(i)) return l->name;
+  return "#" + i.str();
+}
+
+std::string route_text(const NetModel& m, const Route& r) {
+  std::string s = r.gateway ? "via " + r.gateway->str() + " " : "";
+  s += "dev " + (r.oif.value ? name_of(m, m, r.oif) : std::string("?"));
+  if (r.table != RT_TABLE_MAIN) s += " table " + std::to_string(r.table);
+  if (r.priority) s += " metric " + std::to_string(r.priority);
+  return s;
+}
+}  // namespace
+
+std::vector<Change> diff(const NetModel& a, const NetModel& b) {
+  using K = Change::Kind;
+  std::vector<Change> out;
+  for (const auto& [i, l] : b.links()) {
+    const Link* old = a.link(i);
+    if (!old) {
+      out.push_back({K::link_added, i, l.name + " added" + (l.kind.empty() ? "" : " (" + l.kind + ")")});
+      continue;
+    }
+    if (old->up() != l.up() || old->running() != l.running()) {
+      const bool now = l.up() && l.running();
+      out.push_back({now ? K::link_up : K::link_down, i, l.name + (now ? " up" : l.up() ? " lost carrier" : " down")});
+    }
+    if (old->name != l.name) out.push_back({K::link_changed, i, old->name + " renamed to " + l.name});
+    else if (old->mtu != l.mtu || old->kind != l.kind) out.push_back({K::link_changed, i, l.name + " changed"});
+  }
+  for (const auto& [i, l] : a.links())
+    if (!b.link(i)) out.push_back({K::link_removed, i, l.name + " removed"});
+  for (const auto& x : b.addresses())
+    if (!a.addresses().contains(x))
+      out.push_back({K::address_added, x.index, x.prefix.str() + " added on " + name_of(a, b, x.index)});
+  for (const auto& x : a.addresses())
+    if (!b.addresses().contains(x))
+      out.push_back({K::address_removed, x.index, x.prefix.str() + " removed from " + name_of(a, b, x.index)});
+  for (Family f : {Family::v4, Family::v6}) {
+    auto da = a.default_routes(f), db = b.default_routes(f);
+    if (da != db) {
+      auto text = [](const NetModel& m, const std::vector<Route>& v) {
+        std::string s;
+        for (const auto& r : v) s += (s.empty() ? "" : ", ") + route_text(m, r);
+        return s.empty() ? std::string("none") : s;
+      };
+      out.push_back({K::default_route_changed, db.empty() ? IfIndex{} : db.front().oif,
+                     std::string(to_string(f)) + " default route: " + text(a, da) + " -> " + text(b, db)});
+    }
+  }
+  // Other routes and rules: one line per family/table with counts.
+  std::map<std::pair<Family, std::uint32_t>, std::pair<int, int>> routes;
+  for (const auto& r : b.routes())
+    if (!r.is_default() && !a.routes().contains(r)) ++routes[{r.family, r.table}].first;
+  for (const auto& r : a.routes())
+    if (!r.is_default() && !b.routes().contains(r)) ++routes[{r.family, r.table}].second;
+  for (const auto& [k, n] : routes)
+    out.push_back({K::route_changed, IfIndex{},
+                   std::string(to_string(k.first)) + " routes in table " + std::to_string(k.second) + ": +" +
+                       std::to_string(n.first) + " -" + std::to_string(n.second)});
+  for (Family f : {Family::v4, Family::v6}) {
+    int added = 0, removed = 0;
+    for (const auto& r : b.rules()) added += r.family == f && !a.rules().contains(r);
+    for (const auto& r : a.rules()) removed += r.family == f && !b.rules().contains(r);
+    if (added || removed)
+      out.push_back({K::rule_changed, IfIndex{},
+                     std::string(to_string(f)) + " rules: +" + std::to_string(added) + " -" + std::to_string(removed)});
+  }
+  return out;
+}
+
+namespace {
+std::string scope_text(std::uint8_t s) {
+  switch (s) {
+    case RT_SCOPE_UNIVERSE: return "global";
+    case RT_SCOPE_LINK: return "link";
+    case RT_SCOPE_HOST: return "host";
+    default: return std::to_string(s);
+  }
+}
+}  // namespace
+
+nlohmann::json to_json(const NetModel& m, const Classifier& c) {
+  nlohmann::json j;
+  j["links"] = nlohmann::json::array();
+  for (const auto& [i, l] : m.links()) {
+    nlohmann::json lj{{"index", i.value}, {"name", l.name}, {"kind", l.kind}, {"class", to_string(m.classify(l, c))},
+                      {"up", l.up()}, {"running", l.running()}, {"mtu", l.mtu}};
+    lj["addresses"] = nlohmann::json::array();
+    for (const auto& a : m.addresses_of(i))
+      lj["addresses"].push_back({{"family", to_string(a.prefix.address.family)}, {"address", a.prefix.address.str()},
+                                 {"prefix", a.prefix.length}, {"scope", scope_text(a.scope)}});
+    j["links"].push_back(lj);
+  }
+  j["default_routes"] = nlohmann::json::array();
+  for (Family f : {Family::v4, Family::v6})
+    for (const auto& r : m.default_routes(f)) {
+      const Link* l = m.link(r.oif);
+      j["default_routes"].push_back({{"family", to_string(f)},
+                                     {"table", r.table},
+                                     {"gateway", r.gateway ? nlohmann::json(r.gateway->str()) : nlohmann::json(nullptr)},
+                                     {"interface", l ? nlohmann::json(l->name) : nlohmann::json(nullptr)},
+                                     {"metric", r.priority}});
+    }
+  for (Family f : {Family::v4, Family::v6}) {
+    const Link* l = m.link(m.egress(f));
+    j["egress"][std::string(to_string(f))] = l ? nlohmann::json(l->name) : nlohmann::json(nullptr);
+  }
+  j["routes"] = m.routes().size();
+  j["rules"] = m.rules().size();
+  return j;
+}
+
+std::string to_text(const NetModel& m, const Classifier& c) {
+  std::string s;
+  for (const auto& [i, l] : m.links()) {
+    s += l.name + " (" + std::string(to_string(m.classify(l, c))) + (l.kind.empty() ? "" : ", " + l.kind) + ") " +
+         (l.up() ? (l.running() ? "up" : "up, no carrier") : "down") + ", mtu " + std::to_string(l.mtu) + "\n";
+    for (const auto& a : m.addresses_of(i)) s += "    " + a.prefix.str() + " scope " + scope_text(a.scope) + "\n";
+  }
+  for (Family f : {Family::v4, Family::v6}) {
+    for (const auto& r : m.default_routes(f)) s += std::string(to_string(f)) + " default " + route_text(m, r) + "\n";
+    const Link* out = m.link(m.egress(f));
+    s += std::string(to_string(f)) + " traffic leaves via " + (out ? out->name : std::string("nothing (no route)")) + "\n";
+  }
+  return s;
+}
+
+}  // namespace leakguard::netwatch

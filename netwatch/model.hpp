@@ -1,0 +1,83 @@
+#pragma once
+// The network as the kernel describes it: links, addresses, routes (all tables), rules. A value:
+// apply() events to it, diff() two of them, ask it where traffic goes. Pure.
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/iface.hpp"
+#include "netwatch/rtnl.hpp"
+
+namespace leakguard::netwatch {
+
+/// What an interface is to a kill switch. Never guessed from the kind alone: a wireguard-go
+/// interface is a plain "tun", so tunnels are named by configured patterns or declared.
+enum class Class { loopback, tunnel, physical, other };
+std::string_view to_string(Class c);
+
+/// Which interface names are tunnels (configured patterns and interfaces VPN clients declared).
+struct Classifier {
+  std::vector<IfnamePattern> tunnels;
+  bool is_tunnel(const std::string& name) const;
+};
+
+class NetModel {
+ public:
+  /// Applies one event; returns false for events that change nothing here (Done, Ack).
+  bool apply(const Event& e);
+  void apply(const std::vector<Event>& events);
+
+  const std::map<IfIndex, Link>& links() const { return links_; }
+  const std::set<Address>& addresses() const { return addresses_; }
+  const std::set<Route>& routes() const { return routes_; }
+  const std::set<Rule>& rules() const { return rules_; }
+
+  const Link* link(IfIndex i) const;
+  const Link* link(const std::string& name) const;
+  std::vector<Address> addresses_of(IfIndex i) const;
+  /// Default routes of a family in every table, best (lowest metric) first per table.
+  std::vector<Route> default_routes(Family f) const;
+
+  /// loopback; tunnel (by name); physical (hardware with no kind, or carrying a default route);
+  /// other (bridges, container veths, ...: still listed, a page sees their addresses too).
+  Class classify(const Link& l, const Classifier& c) const;
+
+  /// The interface an unmarked packet to the internet leaves by, following the rules and the
+  /// default routes as the kernel would (suppress_prefixlength and fwmark rules included).
+  /// 0 if there is no way out.
+  IfIndex egress(Family f, std::uint32_t mark = 0) const;
+
+  bool operator==(const NetModel&) const = default;
+
+ private:
+  std::map<IfIndex, Link> links_;
+  std::set<Address> addresses_;
+  std::set<Route> routes_;
+  std::set<Rule> rules_;
+};
+
+/// One difference between two models, for notifications and logs.
+struct Change {
+  enum class Kind {
+    link_added, link_removed, link_up, link_down, link_changed,
+    address_added, address_removed, default_route_changed, route_changed, rule_changed,
+  };
+  Kind kind;
+  IfIndex index;      ///< the interface concerned, where there is one
+  std::string text;   ///< e.g. "wg0 down", "192.0.2.10/24 added on eth0"
+  bool operator==(const Change&) const = default;
+};
+std::string_view to_string(Change::Kind k);
+
+/// What changed from `before` to `after`, links first, then addresses, then routes and rules.
+/// Non-default route and rule changes are summarised (one entry per table and family).
+std::vector<Change> diff(const NetModel& before, const NetModel& after);
+
+/// The model for people and for machines.
+std::string to_text(const NetModel& m, const Classifier& c);
+nlohmann::json to_json(const NetModel& m, const Classifier& c);
+
+}  // namespace leakguard::netwatch

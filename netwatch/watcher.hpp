@@ -1,0 +1,74 @@
+#pragma once
+// The rtnetlink watcher on the daemon's io_context: it subscribes to link, address, route and
+// rule changes first, then dumps everything, and keeps a NetModel. Bursts of events are coalesced:
+// one notification per burst, after it has been quiet for `debounce` (or after `max_delay` in a
+// storm that never pauses), carrying what changed. If the kernel drops events (ENOBUFS) the
+// watcher dumps everything again and reports the difference. No timers run while nothing changes.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "netwatch/model.hpp"
+
+namespace leakguard::netwatch {
+
+/// Dumps links, addresses, routes (all tables) and rules of the current network namespace.
+Result<NetModel> dump_model();
+
+class Watcher {
+ public:
+  struct Options {
+    std::chrono::milliseconds debounce{50};   ///< quiet time that ends a burst
+    std::chrono::milliseconds max_delay{500}; ///< a burst that never pauses still notifies this often
+    int receive_buffer = 4 << 20;             ///< bytes; events beyond it are lost (ENOBUFS) and resynced
+  };
+  struct Notification {
+    const NetModel& model;              ///< the model after the burst
+    std::vector<Change> changes;        ///< what changed since the last notification
+    bool resynced = false;              ///< the kernel dropped events; the model was dumped afresh
+    std::size_t events = 0;             ///< events coalesced into this notification
+    std::vector<std::string> rejected;  ///< malformed messages seen (should never happen)
+  };
+  struct Stats {
+    std::uint64_t events = 0, notifications = 0, overflows = 0, wakeups = 0, rejected = 0;
+  };
+  using Callback = std::function<void(const Notification&)>;
+
+  Watcher(boost::asio::io_context& io, Options options, Callback callback);
+  ~Watcher();
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  /// Subscribes, then dumps; the model is complete when this returns.
+  Result<void> start();
+  /// The model as last notified (never half-applied).
+  const NetModel& model() const { return published_; }
+  const Stats& stats() const { return stats_; }
+
+ private:
+  void wait();
+  void on_readable();
+  void schedule();
+  void publish();
+
+  Options options_;
+  Callback callback_;
+  boost::asio::posix::stream_descriptor socket_;
+  boost::asio::steady_timer timer_;
+  NetModel published_;
+  NetModel pending_;
+  bool burst_ = false;
+  bool resynced_ = false;
+  std::size_t burst_events_ = 0;
+  std::vector<std::string> burst_rejected_;
+  std::chrono::steady_clock::time_point burst_start_;
+  Stats stats_;
+  std::vector<std::uint8_t> buffer_;
+};
+
+}  // namespace leakguard::netwatch
