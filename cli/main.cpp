@@ -1,0 +1,105 @@
+// leakguardctl: status, control and monitoring of leakguardd over D-Bus, and the standalone
+// `candidates` probe. Human output by default, --json for machines. Exit statuses: see
+// docs/leakguardctl.md (0 ok, 1 leak, 2 invalid, 3 not running, 4 access denied, 5 failed).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/control_client.hpp"
+#if LEAKGUARD_HAVE_CANDIDATES
+#include "cli/candidates.hpp"
+#endif
+
+namespace cli = leakguard::cli;
+
+namespace {
+
+int finish(const cli::Outcome& o) {
+  if (!o.out.empty()) std::cout << o.out << (o.out.back() == '\n' ? "" : "\n");
+  if (!o.err.empty()) std::cerr << o.err << (o.err.back() == '\n' ? "" : "\n");
+  return o.exit;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"leakguardctl: query and steer leakguardd, the VPN kill switch that proves itself"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("leakguardctl ") + LEAKGUARD_VERSION);
+  bool no_color = false;
+  app.add_flag("--no-color", no_color, "Plain output even on a terminal");
+
+  int exit_code = cli::kOk;
+  auto style = [&] { return cli::Style{.color = !no_color && isatty(STDOUT_FILENO) != 0}; };
+
+  bool json = false;
+  auto* status = app.add_subcommand("status", "Show the state, the rules, the network and the last probe");
+  status->add_flag("--json", json, "Print the daemon's JSON status");
+  status->callback([&] { exit_code = finish(cli::status(json, style())); });
+
+  auto* probe = app.add_subcommand("probe", "Ask the daemon for a probe round now and show its report");
+  probe->add_flag("--json", json, "Print the report as JSON");
+  probe->callback([&] { exit_code = finish(cli::probe(json, style())); });
+
+  app.add_subcommand("arm", "Install the kill switch (needs root or group leakguard)")
+      ->callback([&] { exit_code = finish(cli::arm()); });
+  app.add_subcommand("disarm", "Remove the kill switch (needs root or group leakguard)")
+      ->callback([&] { exit_code = finish(cli::disarm()); });
+
+  auto* tunnel = app.add_subcommand("tunnel", "Declare or clear the VPN tunnel (for VPN client hooks)");
+  tunnel->require_subcommand(1);
+  std::string tun_if;
+  std::vector<std::string> endpoints;
+  std::uint32_t fwmark = 0;
+  auto* tset = tunnel->add_subcommand("set", "Declare IF as the tunnel, with its endpoints");
+  tset->add_option("interface", tun_if, "Tunnel interface, e.g. wg0")->required();
+  tset->add_option("--endpoint,-e", endpoints, "VPN server ADDR:PORT[/udp|tcp], repeatable");
+  tset->add_option("--fwmark", fwmark, "Allow endpoints only for packets with this mark (0: any)");
+  tset->callback([&] { exit_code = finish(cli::tunnel_set(tun_if, endpoints, fwmark)); });
+  std::string clear_if;
+  auto* tclear = tunnel->add_subcommand("clear", "Clear the declaration (only if IF is the declared tunnel)");
+  tclear->add_option("interface", clear_if, "Tunnel interface; omitted: whatever is declared");
+  tclear->callback([&] {
+    exit_code = finish(cli::tunnel_clear(clear_if.empty() ? std::nullopt : std::optional<std::string>(clear_if)));
+  });
+
+  std::string lan;
+  auto* allow_lan = app.add_subcommand("allow-lan", "Allow or block the local network outside the tunnel");
+  allow_lan->add_option("value", lan, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
+  allow_lan->callback([&] { exit_code = finish(cli::allow_lan(lan == "on")); });
+
+  std::string pol;
+  auto* policy = app.add_subcommand("policy", "Block UDP only (the WebRTC leak) or all IP outside the tunnel");
+  policy->add_option("policy", pol, "udp or strict")->required()->check(CLI::IsMember({"udp", "strict"}));
+  policy->callback([&] { exit_code = finish(cli::policy(pol)); });
+
+  app.add_subcommand("reload", "Re-read /etc/leakguard/leakguard.yaml")
+      ->callback([&] { exit_code = finish(cli::reload()); });
+
+  auto* monitor = app.add_subcommand("monitor", "Follow state changes, leaks, probes and tampering live");
+  monitor->add_flag("--json", json, "One JSON object per line");
+  monitor->callback([&] { exit_code = cli::monitor(json, style()); });
+
+#if LEAKGUARD_HAVE_CANDIDATES
+  cli::add_candidates_command(app, exit_code);
+#endif
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the message and usage hint
+    return cli::kInvalid;
+  }
+  return exit_code;
+}
