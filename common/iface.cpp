@@ -31,4 +31,19 @@ bool IfnamePattern::matches(std::string_view ifname) const {
   return is_prefix() ? ifname.starts_with(stem()) : ifname == text;
 }
 
+std::string printable_ifname(std::string_view name) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : name) {
+    if (c >= 0x21 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace leakguard

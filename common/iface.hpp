@@ -11,6 +11,11 @@ namespace leakguard {
 /// space, not "." or ".." (the rules of the kernel's dev_valid_name()).
 Result<std::string> validate_ifname(std::string_view name);
 
+/// An interface name safe to print, log, put in JSON or on D-Bus (which need valid UTF-8): the
+/// kernel allows any byte but '/', ':', NUL and white space, so other bytes outside printable
+/// ASCII become "\xNN".
+std::string printable_ifname(std::string_view name);
+
 /// A tunnel name pattern: an exact name ("wg0") or a prefix with a trailing '*' ("wg*").
 struct IfnamePattern {
   std::string text;  ///< as given, e.g. "wg*"

@@ -255,7 +255,7 @@ bool Link::up() const { return (flags & IFF_UP) != 0; }
 bool Link::running() const { return (flags & IFF_RUNNING) != 0 || operstate == IF_OPER_UP; }
 
 std::string str(const Link& l) {
-  return l.name + " (#" + l.index.str() + (l.kind.empty() ? "" : ", " + l.kind) + ", " + (l.up() ? "up" : "down") +
+  return printable_ifname(l.name) + " (#" + l.index.str() + (l.kind.empty() ? "" : ", " + printable_ifname(l.kind)) + ", " + (l.up() ? "up" : "down") +
          (l.running() ? "" : ", no carrier") + ", mtu " + std::to_string(l.mtu) + ")";
 }
 

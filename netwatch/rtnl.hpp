@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/iface.hpp"
 #include "common/ip.hpp"
 #include "common/strong.hpp"
 

@@ -131,9 +131,17 @@ void Watcher::on_readable() {
     const ssize_t n = recv(fd, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == ENOBUFS) {
-      // The kernel dropped events: the model may be wrong in ways no event will tell. Take
-      // the whole picture again; events still queued after this are applied on top.
+      // The kernel dropped events: the model may be wrong in ways no event will tell. What is
+      // still queued is older than anything a dump shows, and replaying it on top of a dump
+      // would bring back what was since undone: discard it, then take the whole picture again.
+      // Events that arrive from here on are applied on top (re-applying one the dump already
+      // shows changes nothing).
       ++stats_.overflows;
+      for (;;) {
+        const ssize_t d = recv(fd, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+        if (d > 0 || (d < 0 && (errno == EINTR || errno == ENOBUFS))) continue;
+        break;
+      }
       auto m = dump_model();
       if (m) {
         pending_ = std::move(*m);
@@ -174,6 +182,16 @@ void Watcher::schedule() {
 void Watcher::publish() {
   ++stats_.wakeups;
   burst_ = false;
+  bool corrected = false;
+  if (options_.verify) {
+    if (auto m = dump_model(); !m) {
+      burst_rejected_.push_back("verify failed: " + m.error().str());
+    } else if (!(*m == pending_)) {
+      ++stats_.corrections;
+      corrected = true;
+      pending_ = std::move(*m);
+    }
+  }
   auto changes = diff(published_, pending_);
   published_ = pending_;
   const bool resynced = std::exchange(resynced_, false);
@@ -181,7 +199,7 @@ void Watcher::publish() {
   const auto events = std::exchange(burst_events_, 0);
   if (changes.empty() && !resynced && rejected.empty()) return;  // a burst that undid itself
   ++stats_.notifications;
-  callback_(Notification{published_, std::move(changes), resynced, events, std::move(rejected)});
+  callback_(Notification{published_, std::move(changes), resynced, corrected, events, std::move(rejected)});
 }
 
 }  // namespace leakguard::netwatch

@@ -26,16 +26,21 @@ class Watcher {
     std::chrono::milliseconds debounce{50};   ///< quiet time that ends a burst
     std::chrono::milliseconds max_delay{500}; ///< a burst that never pauses still notifies this often
     int receive_buffer = 4 << 20;             ///< bytes; events beyond it are lost (ENOBUFS) and resynced
+    /// Check each burst's result against a fresh dump before publishing it. The kernel removes
+    /// some things without an event (IPv4 routes whose gateway became unreachable when an
+    /// address went away); with this on, consumers never see a model the kernel disagrees with.
+    bool verify = true;
   };
   struct Notification {
     const NetModel& model;              ///< the model after the burst
     std::vector<Change> changes;        ///< what changed since the last notification
     bool resynced = false;              ///< the kernel dropped events; the model was dumped afresh
+    bool corrected = false;             ///< the events alone missed something a dump showed (see verify)
     std::size_t events = 0;             ///< events coalesced into this notification
     std::vector<std::string> rejected;  ///< malformed messages seen (should never happen)
   };
   struct Stats {
-    std::uint64_t events = 0, notifications = 0, overflows = 0, wakeups = 0, rejected = 0;
+    std::uint64_t events = 0, notifications = 0, overflows = 0, corrections = 0, wakeups = 0, rejected = 0;
   };
   using Callback = std::function<void(const Notification&)>;
 

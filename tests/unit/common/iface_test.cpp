@@ -38,3 +38,10 @@ TEST_CASE("tunnel patterns: exact names and trailing-star prefixes") {
   CHECK_FALSE(IfnamePattern::parse("wg**"));
   CHECK_FALSE(IfnamePattern::parse("tun/*"));
 }
+
+TEST_CASE("interface names are made printable for logs, JSON and D-Bus") {
+  CHECK(leakguard::printable_ifname("wg0") == "wg0");
+  CHECK(leakguard::printable_ifname("\x80\xff") == "\\x80\\xff");  // not UTF-8: JSON and D-Bus refuse it
+  CHECK(leakguard::printable_ifname("a\\b") == "a\\x5cb");           // the escape character itself
+  CHECK(leakguard::printable_ifname(std::string_view("a\x01", 2)) == "a\\x01");
+}

@@ -1,0 +1,282 @@
+// The network watcher against the real kernel, in namespaces of its own: the model matches what
+// `ip -j` reports, each change shows up once and correctly classified, wireguard-go's tunnel comes
+// and goes, and an event storm that overflows the socket ends in a model equal to a fresh dump.
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "netwatch/watcher.hpp"
+#include "tests/lab/lab.hpp"
+
+using namespace leakguard;
+using namespace leakguard::netwatch;
+using namespace std::chrono_literals;
+namespace lab = leakguard::lab;
+
+namespace {
+
+void sh(const lab::Netns& ns, const std::vector<std::string>& argv) {
+  auto r = ns.run(argv);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+}
+
+// Runs the loop until `done()` or the deadline; true if done.
+template <typename P>
+bool run_until(boost::asio::io_context& io, P done, std::chrono::milliseconds deadline = 5s) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (!done()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= end) return false;
+    io.run_one_for(end - now);
+  }
+  return true;
+}
+
+std::uint32_t table_number(const nlohmann::json& r) {
+  if (!r.contains("table")) return 254;
+  const std::string t = r["table"];
+  if (t == "main") return 254;
+  if (t == "local") return 255;
+  if (t == "default") return 253;
+  return static_cast<std::uint32_t>(std::stoul(t));
+}
+
+std::uint8_t type_number(const nlohmann::json& r) {
+  static const std::map<std::string, std::uint8_t> types{{"unicast", 1}, {"local", 2},     {"broadcast", 3},
+                                                         {"anycast", 4}, {"multicast", 5}, {"blackhole", 6},
+                                                         {"unreachable", 7}, {"prohibit", 8}, {"throw", 9}};
+  return r.contains("type") ? types.at(r["type"]) : 1;
+}
+
+// The same facts from `ip -j` and from the model, as comparable lines.
+struct Facts {
+  std::set<std::string> links, addresses, routes;
+};
+
+Facts from_ip(const lab::Netns& ns) {
+  Facts f;
+  auto j = [&](std::vector<std::string> argv) {
+    auto r = ns.run(argv);
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  for (const auto& l : j({"ip", "-j", "link", "show"})) {
+    const bool up = std::find(l["flags"].begin(), l["flags"].end(), "UP") != l["flags"].end();
+    f.links.insert(std::to_string(l["ifindex"].get<int>()) + " " + l["ifname"].get<std::string>() + " mtu " +
+                   std::to_string(l["mtu"].get<int>()) + (up ? " up" : " down"));
+    }
+  for (const auto& l : j({"ip", "-j", "addr", "show"}))
+    for (const auto& a : l["addr_info"])
+      f.addresses.insert(std::to_string(l["ifindex"].get<int>()) + " " + a["local"].get<std::string>() + "/" +
+                         std::to_string(a["prefixlen"].get<int>()));
+  std::map<std::string, int> index;
+  for (const auto& l : j({"ip", "-j", "link", "show"})) index[l["ifname"]] = l["ifindex"];
+  for (const char* fam : {"-4", "-6"})
+    for (const auto& r : j({"ip", fam, "-j", "route", "show", "table", "all"})) {
+      std::string dst = r["dst"];
+      if (dst == "default") dst = fam == std::string("-4") ? "0.0.0.0/0" : "::/0";
+      else if (dst.find('/') == std::string::npos) dst += fam == std::string("-4") ? "/32" : "/128";
+      f.routes.insert(dst + " dev " + (r.contains("dev") ? std::to_string(index[r["dev"]]) : "-") + " via " +
+                      (r.contains("gateway") ? r["gateway"].get<std::string>() : "-") + " metric " +
+                      std::to_string(r.value("metric", 0)) + " table " + std::to_string(table_number(r)) + " type " +
+                      std::to_string(type_number(r)));
+    }
+  return f;
+}
+
+Facts from_model(const NetModel& m) {
+  Facts f;
+  for (const auto& [i, l] : m.links())
+    f.links.insert(i.str() + " " + l.name + " mtu " + std::to_string(l.mtu) + (l.up() ? " up" : " down"));
+  for (const auto& a : m.addresses()) f.addresses.insert(a.index.str() + " " + a.prefix.str());
+  for (const auto& r : m.routes())
+    f.routes.insert(r.dst.str() + " dev " + (r.oif.value ? r.oif.str() : "-") + " via " +
+                    (r.gateway ? r.gateway->str() : "-") + " metric " + std::to_string(r.priority) + " table " +
+                    std::to_string(r.table) + " type " + std::to_string(r.type));
+  return f;
+}
+
+// A namespace with an uplink (veth pair, both ends inside), addresses of both families, default
+// routes, a policy-routing table and rules, the way wg-quick leaves a host.
+void populate(const lab::Netns& ns) {
+  sh(ns, {"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "gw0"});
+  sh(ns, {"ip", "link", "set", "eth0", "up"});
+  sh(ns, {"ip", "link", "set", "gw0", "up"});
+  sh(ns, {"ip", "addr", "add", "192.0.2.10/24", "dev", "eth0"});
+  sh(ns, {"ip", "addr", "add", "2001:db8:2::10/64", "dev", "eth0", "nodad"});
+  sh(ns, {"ip", "route", "add", "default", "via", "192.0.2.1", "metric", "100"});
+  sh(ns, {"ip", "-6", "route", "add", "default", "via", "2001:db8:2::1", "dev", "eth0", "metric", "1024"});
+  sh(ns, {"ip", "route", "add", "default", "dev", "gw0", "table", "51820"});
+  sh(ns, {"ip", "rule", "add", "not", "fwmark", "51820", "table", "51820"});
+  sh(ns, {"ip", "rule", "add", "table", "main", "suppress_prefixlength", "0"});
+}
+
+const Classifier kWg{{*IfnamePattern::parse("wg*")}};
+
+}  // namespace
+
+TEST_CASE("the dumped model matches ip -j of the same namespace") {
+  lab::Netns ns("nw");
+  populate(ns);
+  Result<NetModel> m = [&] {
+    lab::NetnsScope in(ns.name());
+    return dump_model();
+  }();
+  REQUIRE(m);
+  auto ip = from_ip(ns);
+  auto ours = from_model(*m);
+  CHECK(ours.links == ip.links);
+  CHECK(ours.addresses == ip.addresses);
+  CHECK(ours.routes == ip.routes);
+  // Unmarked traffic follows the inverted fwmark rule into table 51820 (gw0); marked goes to eth0.
+  CHECK(m->link(m->egress(Family::v4))->name == "gw0");
+  CHECK(m->link(m->egress(Family::v4, 51820))->name == "eth0");
+  CHECK(m->link(m->egress(Family::v6))->name == "eth0");
+}
+
+TEST_CASE("each change is notified once, after its burst, correctly classified") {
+  lab::Netns ns("nw");
+  populate(ns);
+  lab::NetnsScope in(ns.name());
+  boost::asio::io_context io;
+  std::vector<std::vector<Change>> seen;
+  Watcher w(io, {}, [&](const Watcher::Notification& n) {
+    CHECK(n.rejected.empty());
+    seen.push_back(n.changes);
+  });
+  REQUIRE(w.start());
+  auto step = [&](std::vector<std::vector<std::string>> commands) {
+    seen.clear();
+    for (auto& c : commands) sh(ns, c);
+    REQUIRE(run_until(io, [&] { return !seen.empty(); }));
+    // Nothing more belongs to this burst: give the loop one more debounce window.
+    run_until(io, [] { return false; }, 150ms);
+    REQUIRE(seen.size() == 1);
+    return seen[0];
+  };
+  auto count = [](const std::vector<Change>& cs, Change::Kind k, const std::string& text) {
+    return std::count_if(cs.begin(), cs.end(), [&](const Change& c) { return c.kind == k && c.text == text; });
+  };
+
+  // A veth pair standing in for a container's link: both ends appear, classified "other".
+  auto c = step({{"ip", "link", "add", "veth7", "type", "veth", "peer", "name", "veth7p"}});
+  CHECK(count(c, Change::Kind::link_added, "veth7 added (veth)") == 1);
+  CHECK(count(c, Change::Kind::link_added, "veth7p added (veth)") == 1);
+  CHECK(w.model().classify(*w.model().link("veth7"), kWg) == Class::other);
+
+  c = step({{"ip", "addr", "add", "198.51.100.7/26", "dev", "veth7"}, {"ip", "link", "set", "veth7", "up"}});
+  CHECK(count(c, Change::Kind::address_added, "198.51.100.7/26 added on veth7") == 1);
+
+  // The IPv4 default route moves to the new link: one default-route change.
+  c = step({{"ip", "route", "replace", "default", "via", "198.51.100.1", "dev", "veth7", "metric", "100"}});
+  CHECK(std::count_if(c.begin(), c.end(), [](const Change& x) { return x.kind == Change::Kind::default_route_changed; }) == 1);
+
+  c = step({{"ip", "link", "del", "veth7"}});
+  CHECK(count(c, Change::Kind::link_removed, "veth7 removed") == 1);
+  CHECK(count(c, Change::Kind::link_removed, "veth7p removed") == 1);
+  CHECK(count(c, Change::Kind::address_removed, "198.51.100.7/26 removed from veth7") == 1);
+  // The kernel dropped the IPv4 default route via veth7 with the link; the model agrees with it.
+  auto truth = dump_model();
+  REQUIRE(truth);
+  CHECK(*truth == w.model());
+
+  // A burst that undoes itself notifies nothing.
+  seen.clear();
+  sh(ns, {"ip", "addr", "add", "198.51.100.9/32", "dev", "eth0"});
+  sh(ns, {"ip", "addr", "del", "198.51.100.9/32", "dev", "eth0"});
+  run_until(io, [] { return false; }, 200ms);
+  for (const auto& n : seen) CHECK(n.empty());
+  CHECK(w.stats().rejected == 0);
+}
+
+TEST_CASE("wireguard-go's tunnel going down and up, classified as a tunnel by name") {
+  lab::Lab l;
+  lab::NetnsScope in(l.ns("host"));
+  boost::asio::io_context io;
+  std::vector<Change> changes;
+  int notes = 0;
+  Watcher w(io, {}, [&](const Watcher::Notification& n) {
+    ++notes;
+    changes.insert(changes.end(), n.changes.begin(), n.changes.end());
+  });
+  REQUIRE(w.start());
+  const Link* wg = w.model().link("wg0");
+  REQUIRE(wg);
+  CHECK(wg->kind == "tun");
+  CHECK(w.model().classify(*wg, kWg) == Class::tunnel);
+  CHECK(w.model().classify(*w.model().link("eth0"), kWg) == Class::physical);
+  CHECK(w.model().link(w.model().egress(Family::v4))->name == "wg0");
+
+  auto has = [&](Change::Kind k, const std::string& text) {
+    return std::any_of(changes.begin(), changes.end(), [&](const Change& c) { return c.kind == k && c.text == text; });
+  };
+  l.set("tunnel", "down");
+  REQUIRE(run_until(io, [&] { return has(Change::Kind::link_removed, "wg0 removed"); }));
+  CHECK(w.model().link("wg0") == nullptr);
+  CHECK(w.model().link(w.model().egress(Family::v4))->name == "eth0");
+
+  changes.clear();
+  l.set("tunnel", "up");
+  REQUIRE(run_until(io, [&] {
+    const Link* x = w.model().link("wg0");
+    return has(Change::Kind::link_added, "wg0 added (tun)") && x && x->up() &&
+           w.model().link(w.model().egress(Family::v4)) == x;
+  }));
+  CHECK(w.model().classify(*w.model().link("wg0"), kWg) == Class::tunnel);
+  CHECK(std::count_if(changes.begin(), changes.end(), [](const Change& c) { return c.text == "wg0 added (tun)"; }) == 1);
+  auto truth = dump_model();
+  REQUIRE(truth);
+  CHECK(*truth == w.model());
+  MESSAGE("tunnel down+up: " << notes << " notifications");
+}
+
+TEST_CASE("a storm that overflows the socket is resynchronised and reported") {
+  lab::Netns ns("nw");
+  populate(ns);
+  lab::NetnsScope in(ns.name());
+  boost::asio::io_context io;
+  Watcher::Options o;
+  o.receive_buffer = 64 * 1024;  // small on purpose: the storm must overflow it
+  o.verify = false;              // prove the ENOBUFS path alone converges
+  bool resynced = false;
+  std::size_t notes = 0;
+  Watcher w(io, o, [&](const Watcher::Notification& n) {
+    ++notes;
+    resynced = resynced || n.resynced;
+  });
+  REQUIRE(w.start());
+
+  // 10,000 route changes and 1,000 address changes in one `ip -batch`, while this thread (the
+  // reader) is busy waiting for it: the kernel has to drop events.
+  const std::string batch = "/tmp/" + lab::unique_name("storm") + ".batch";
+  {
+    std::ofstream b(batch);
+    for (int i = 0; i < 5000; ++i)
+      b << "route add 100.64." << i / 250 << "." << i % 250 + 1 << "/32 dev eth0\n";
+    for (int i = 0; i < 2500; ++i) b << "route del 100.64." << i / 250 << "." << i % 250 + 1 << "/32 dev eth0\n";
+    for (int i = 0; i < 2500; ++i) b << "route add 2001:db8:ff:" << std::hex << i << std::dec << "::/64 dev eth0\n";
+    for (int i = 0; i < 700; ++i) b << "addr add 100.65." << i / 250 << "." << i % 250 + 1 << "/32 dev eth0\n";
+    for (int i = 0; i < 300; ++i) b << "addr del 100.65." << i / 250 << "." << i % 250 + 1 << "/32 dev eth0\n";
+  }
+  auto r = ns.run({"ip", "-batch", batch});
+  std::remove(batch.c_str());
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+
+  auto truth = dump_model();
+  REQUIRE(truth);
+  REQUIRE(run_until(io, [&] { return w.model() == *truth; }, 10s));
+  CHECK(w.stats().overflows >= 1);
+  CHECK(resynced);
+  CHECK(w.stats().rejected == 0);
+  CHECK(w.model().routes().size() == truth->routes().size());
+  MESSAGE("storm: " << w.stats().events << " events applied, " << w.stats().overflows << " overflows, " << notes
+                    << " notifications, " << w.model().routes().size() << " routes, " << w.model().addresses().size()
+                    << " addresses");
+}

@@ -1,0 +1,201 @@
+// The network model: events applied, interfaces classified, egress followed through policy rules
+// (wg-quick's), and what changed between two models.
+#include <doctest/doctest.h>
+#include <linux/if.h>
+#include <linux/if_arp.h>
+
+#include "netwatch/model.hpp"
+
+using namespace leakguard;
+using namespace leakguard::netwatch;
+
+namespace {
+
+constexpr std::uint32_t kUpRunning = IFF_UP | IFF_RUNNING;
+
+Link link(std::uint32_t index, std::string name, std::string kind, std::uint16_t type, std::uint32_t flags = kUpRunning) {
+  Link l;
+  l.index = IfIndex{index};
+  l.name = std::move(name);
+  l.kind = std::move(kind);
+  l.type = type;
+  l.flags = flags;
+  l.mtu = 1500;
+  return l;
+}
+
+Address addr(std::uint32_t index, const char* prefix) {
+  Address a;
+  a.index = IfIndex{index};
+  a.prefix = *Prefix::parse(prefix);
+  return a;
+}
+
+Route default_route(Family f, std::uint32_t oif, std::uint32_t table, std::uint32_t metric, const char* gw = nullptr) {
+  Route r;
+  r.family = f;
+  r.table = table;
+  r.dst = *Prefix::parse(f == Family::v4 ? "0.0.0.0/0" : "::/0");
+  if (gw) r.gateway = *IpAddress::parse(gw);
+  r.oif = IfIndex{oif};
+  r.priority = metric;
+  return r;
+}
+
+Route route(const char* dst, std::uint32_t oif) {
+  Route r;
+  r.dst = *Prefix::parse(dst);
+  r.family = r.dst.address.family;
+  r.oif = IfIndex{oif};
+  return r;
+}
+
+Rule rule(Family f, std::uint32_t prio, std::uint32_t table) {
+  Rule r;
+  r.family = f;
+  r.priority = prio;
+  r.table = table;
+  return r;
+}
+
+// The lab's host: lo, eth0 (veth standing in for hardware, carries the default route), wg0
+// (wireguard-go: a plain tun) with wg-quick's fwmark routing, and a docker-style bridge.
+NetModel host(bool tunnel = true) {
+  NetModel m;
+  m.apply(Added<Link>{link(1, "lo", "", ARPHRD_LOOPBACK, kUpRunning | IFF_LOOPBACK)});
+  m.apply(Added<Link>{link(2, "eth0", "veth", ARPHRD_ETHER)});
+  m.apply(Added<Link>{link(4, "docker0", "bridge", ARPHRD_ETHER)});
+  m.apply(Added<Address>{addr(1, "127.0.0.1/8")});
+  m.apply(Added<Address>{addr(2, "192.0.2.10/24")});
+  m.apply(Added<Address>{addr(2, "2001:db8:2::10/64")});
+  m.apply(Added<Address>{addr(4, "172.17.0.1/16")});
+  m.apply(Added<Route>{default_route(Family::v4, 2, 254, 100, "192.0.2.1")});
+  m.apply(Added<Route>{default_route(Family::v6, 2, 254, 1024, "2001:db8:2::1")});
+  m.apply(Added<Route>{route("192.0.2.0/24", 2)});
+  for (Family f : {Family::v4, Family::v6}) {
+    m.apply(Added<Rule>{rule(f, 0, 255)});
+    m.apply(Added<Rule>{rule(f, 32766, 254)});
+  }
+  if (tunnel) {
+    m.apply(Added<Link>{link(3, "wg0", "tun", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+    m.apply(Added<Address>{addr(3, "100.64.0.2/24")});
+    for (Family f : {Family::v4, Family::v6}) {
+      m.apply(Added<Route>{default_route(f, 3, 51820, 0)});
+      Rule wg = rule(f, 32764, 51820);
+      wg.fwmark = 51820;
+      wg.invert = true;
+      m.apply(Added<Rule>{wg});
+      Rule main = rule(f, 32765, 254);
+      main.suppress_prefixlen = 0;
+      m.apply(Added<Rule>{main});
+    }
+  }
+  return m;
+}
+
+const Classifier kWg{{*IfnamePattern::parse("wg*")}};
+
+}  // namespace
+
+TEST_CASE("classification: loopback, tunnel by name only, physical uplink, other") {
+  auto m = host();
+  CHECK(m.classify(*m.link("lo"), kWg) == Class::loopback);
+  CHECK(m.classify(*m.link("wg0"), kWg) == Class::tunnel);
+  CHECK(m.classify(*m.link("eth0"), kWg) == Class::physical);  // a veth, but it carries the default route
+  CHECK(m.classify(*m.link("docker0"), kWg) == Class::other);
+  // Without a pattern, a wireguard-go tun is never guessed to be a tunnel: it carries a default
+  // route, so it counts as an uplink that is firewalled (the safe side).
+  CHECK(m.classify(*m.link("wg0"), Classifier{}) == Class::physical);
+  // Real hardware (Ethernet, no kind) is physical even without a route.
+  m.apply(Added<Link>{link(9, "enp3s0", "", ARPHRD_ETHER, 0)});
+  CHECK(m.classify(*m.link("enp3s0"), kWg) == Class::physical);
+}
+
+TEST_CASE("egress follows wg-quick's rules: unmarked traffic into the tunnel, marked traffic out of eth0") {
+  auto m = host();
+  CHECK(m.egress(Family::v4) == IfIndex{3});
+  CHECK(m.egress(Family::v6) == IfIndex{3});
+  CHECK(m.egress(Family::v4, 51820) == IfIndex{2});
+  auto down = host(false);
+  CHECK(down.egress(Family::v4) == IfIndex{2});
+  CHECK(down.egress(Family::v6) == IfIndex{2});
+  NetModel empty;
+  CHECK(empty.egress(Family::v4) == IfIndex{});
+}
+
+TEST_CASE("egress without rule information uses the main table's best metric") {
+  NetModel m;
+  m.apply(Added<Link>{link(2, "eth0", "", ARPHRD_ETHER)});
+  m.apply(Added<Link>{link(5, "wlan0", "", ARPHRD_ETHER)});
+  m.apply(Added<Route>{default_route(Family::v4, 5, 254, 600)});
+  m.apply(Added<Route>{default_route(Family::v4, 2, 254, 100)});
+  CHECK(m.egress(Family::v4) == IfIndex{2});
+  CHECK(m.default_routes(Family::v4).front().oif == IfIndex{2});
+}
+
+TEST_CASE("a link going down loses its IPv4 routes, a removed link everything") {
+  auto m = host();
+  auto eth0 = *m.link("eth0");
+  eth0.flags = 0;
+  m.apply(Added<Link>{eth0});
+  CHECK(m.default_routes(Family::v4).size() == 1);  // only the tunnel's, in table 51820
+  CHECK(m.default_routes(Family::v6).size() == 2);  // IPv6 keeps its routes (the kernel sends deletes)
+  m.apply(Removed<Link>{eth0});
+  CHECK(m.link("eth0") == nullptr);
+  CHECK(m.addresses_of(IfIndex{2}).empty());
+  CHECK(m.default_routes(Family::v6).size() == 1);
+}
+
+TEST_CASE("events are idempotent: an add seen twice, a delete of something unknown") {
+  auto m = host();
+  auto before = m;
+  m.apply(Added<Address>{addr(2, "192.0.2.10/24")});
+  m.apply(Added<Route>{default_route(Family::v4, 2, 254, 100, "192.0.2.1")});
+  CHECK(m == before);
+  m.apply(Removed<Address>{addr(2, "198.51.100.7/24")});
+  CHECK(m == before);
+  // A route replaced (same key, new gateway) is one route, not two.
+  m.apply(Added<Route>{default_route(Family::v4, 2, 254, 100, "192.0.2.254"), true});
+  CHECK(m.default_routes(Family::v4).size() == 2);
+}
+
+TEST_CASE("diff names what changed, once") {
+  auto a = host(false);
+  auto b = host(true);
+  auto changes = diff(a, b);
+  std::vector<std::string> texts;
+  for (const auto& c : changes) texts.push_back(std::string(to_string(c.kind)) + ": " + c.text);
+  CHECK(texts == std::vector<std::string>{
+                     "link-added: wg0 added (tun)",
+                     "address-added: 100.64.0.2/24 added on wg0",
+                     "default-route-changed: ipv4 default route: via 192.0.2.1 dev eth0 metric 100 -> "
+                     "via 192.0.2.1 dev eth0 metric 100, dev wg0 table 51820",
+                     "default-route-changed: ipv6 default route: via 2001:db8:2::1 dev eth0 metric 1024 -> "
+                     "via 2001:db8:2::1 dev eth0 metric 1024, dev wg0 table 51820",
+                     "rule-changed: ipv4 rules: +2 -0",
+                     "rule-changed: ipv6 rules: +2 -0",
+                 });
+  CHECK(diff(b, b).empty());
+  auto c = b;
+  auto wg = *c.link("wg0");
+  wg.flags = 0;
+  c.apply(Added<Link>{wg});
+  auto d = diff(b, c);
+  REQUIRE(!d.empty());
+  CHECK(d.front().kind == Change::Kind::link_down);
+  CHECK(d.front().text == "wg0 down");
+}
+
+TEST_CASE("the model in text and JSON") {
+  auto m = host();
+  auto j = to_json(m, kWg);
+  CHECK(j["egress"]["ipv4"] == "wg0");
+  CHECK(j["links"].size() == 4);
+  CHECK(j["links"][1]["name"] == "eth0");
+  CHECK(j["links"][1]["class"] == "physical");
+  CHECK(j["links"][1]["addresses"].size() == 2);
+  auto t = to_text(m, kWg);
+  CHECK(t.find("wg0 (tunnel, tun) up") != std::string::npos);
+  CHECK(t.find("ipv6 traffic leaves via wg0") != std::string::npos);
+  CHECK(t.find("    2001:db8:2::10/64 scope global") != std::string::npos);
+}
