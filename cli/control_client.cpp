@@ -127,7 +127,14 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     tunnel = text(t, "declared", "none declared") + " (patterns: " + (patterns.empty() ? "none" : patterns) + ")";
   }
   out += "  tunnel:    " + tunnel + (s.value("tunnel_up", false) ? ", up" : ", down") + "\n";
-  if (s.contains("exit_address") && !s["exit_address"].is_null()) out += "  exit:      " + text(s, "exit_address") + "\n";
+  // The tunnel's exit address: what the last probe's STUN server saw through the tunnel.
+  if (s.contains("last_probe") && s["last_probe"].is_object() && s["last_probe"].contains("tunnel_exits")) {
+    std::string exits;
+    for (const char* f : {"ipv4", "ipv6"})
+      for (const auto& a : s["last_probe"]["tunnel_exits"].value(f, nlohmann::json::array()))
+        if (a.is_string()) exits += (exits.empty() ? "" : ", ") + a.get<std::string>();
+    if (!exits.empty()) out += "  exit:      " + exits + "\n";
+  }
   std::string eps;
   if (s.contains("endpoints"))
     for (const auto& e : s["endpoints"]) eps += (eps.empty() ? "" : ", ") + e.get<std::string>();
@@ -136,14 +143,12 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   if (s.contains("firewall") && s["firewall"].is_object()) {
     const auto& fw = s["firewall"];
     out += "  table:     inet leakguard";
-    if (fw.contains("owned")) out += fw.value("owned", false) ? ", owned (others cannot change it)" : ", not owned";
+    if (!fw.value("installed", false)) out += ", not installed";
+    else if (fw.value("owner", false)) out += ", owned (the kernel refuses others' changes), guarded";
+    else out += ", guarded (" + text(fw, "ownership", "no owner flag") + ")";
     out += "\n";
-    if (fw.contains("counters") && fw["counters"].is_array())
-      for (const auto& c : fw["counters"]) {
-        const auto packets = c.value("packets", std::uint64_t{0});
-        if (packets == 0) continue;
-        out += "  blocked:   " + std::to_string(packets) + " " + text(c, "what") + "\n";
-      }
+    if (fw.contains("blocked") && fw["blocked"].is_string()) out += "  blocked:   " + fw["blocked"].get<std::string>() + "\n";
+    if (fw.contains("error") && fw["error"].is_string()) out += "  " + st.warn("firewall: " + fw["error"].get<std::string>()) + "\n";
   }
   if (s.contains("rules_error") && !s["rules_error"].is_null()) out += "  " + st.bad("rules: " + text(s, "rules_error")) + "\n";
   out += "  leaks:     " + std::to_string(s.value("leak_count", std::uint64_t{0})) + " found since start\n";

@@ -1,9 +1,160 @@
 #!/usr/bin/env bash
-# The README's main-job command: installs what is missing, builds, and runs the demo.
-# Today the demo is the network lab's self-check: a real WireGuard tunnel, a real STUN server and
-# an independent STUN client show what a web page would learn in each scenario.
+# The README's main-job command: installs what is missing, builds, and tells leakguard's story in
+# the network lab (namespaces only; the machine's own network is never touched):
+#   1. a real Chromium opens a WebRTC leak-test page: without leakguard the page learns the real
+#      ISP address (IPv4) and the host's own IPv6 address, although a WireGuard VPN is up;
+#   2. leakguardd starts (armed, udp policy), the tunnel is declared the way the wg-quick hook does;
+#   3. the same page learns only the VPN's exit address;
+#   4. the tunnel drops: the page learns nothing, leakguard says "blocking";
+#   5. someone runs `nft flush ruleset`: leakguard's table stays.
+# Exit status 0 when every step went as expected. Screenshots and logs go to demo-output/.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
-scripts/deps.sh
-scripts/build.sh
-exec tests/lab/selfcheck.sh
+ROOT=$PWD
+if [[ ${1:-} != --no-build ]]; then
+  scripts/deps.sh
+  scripts/build.sh
+fi
+BUILD=${LEAKGUARD_BUILD:-$ROOT/build}
+OUT=$ROOT/demo-output
+mkdir -p "$OUT"
+rm -f "$OUT"/*.png "$OUT"/*.log
+
+if [[ -t 1 ]]; then B=$'\e[1m' R=$'\e[1;31m' G=$'\e[1;32m' Y=$'\e[1;33m' D=$'\e[2m' N=$'\e[0m'; else B= R= G= Y= D= N=; fi
+failures=0
+say() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
+ok() { printf '   %s✔ %s%s\n' "$G" "$*" "$N"; }
+bad() { printf '   %s✘ %s%s\n' "$R" "$*" "$N"; failures=$((failures + 1)); }
+note() { printf '   %s%s%s\n' "$D" "$*" "$N"; }
+
+ID=demo$$
+WORK=$(mktemp -d /tmp/lgt-demo.XXXXXX)
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  tests/lab/lab.sh down --id "$ID" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "Building the lab: a host with a WireGuard VPN (wireguard-go), an ISP, a STUN server (coturn), a web server"
+eval "$(tests/lab/lab.sh up --id "$ID" --owner $$ --split-stun on --ipv6 native | grep '^LAB_')"
+note "host eth0 192.0.2.10 behind the ISP's NAT (203.0.113.2), IPv6 2001:db8:2::10 native; wg0 to the VPN (exit 203.0.113.66)"
+note "the STUN server's address is routed outside the tunnel (split routing), IPv6 is not tunnelled: two classic leaks"
+HOST=$LAB_NS_HOST
+
+# The leak-test page, served from the internet namespace.
+ip netns exec "$LAB_NS_INET" node tests/e2e/browser/server.js "$LAB_WEB4" 8080 >"$OUT/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do ip netns exec "$LAB_NS_INET" ss -Hltn 'sport = :8080' | grep -q 8080 && break; sleep 0.1; done
+URL="http://$LAB_WEB4:8080/leaktest.html?stun=$LAB_STUN4:3478&stun=[$LAB_STUN6]:3478&expect=$LAB_VPN_EXIT4&expect=[$LAB_VPN_EXIT6]"
+
+# What the page learns: Chromium in the host namespace; prints the server-reflexive addresses.
+page() {  # page NAME -> sets SRFLX
+  local json
+  json=$(ip netns exec "$HOST" node tests/e2e/browser/gather.js "$URL" --screenshot "$OUT/$1.png" 2>>"$OUT/chromium.log")
+  SRFLX=$(jq -r '[.candidates[] | select(.type=="srflx") | .address] | unique | join(" ")' <<<"$json")
+  local c
+  for c in $(jq -r '.candidates[] | "\(.type)=\(.address)"' <<<"$json" | sort -u); do
+    case $c in
+      srflx=$LAB_VPN_EXIT4|srflx=\[$LAB_VPN_EXIT6\]) printf '   %s%-40s%s (the VPN exit: fine)\n' "$G" "$c" "$N" ;;
+      srflx=*) printf '   %s%-40s%s <- the real address, leaked\n' "$R" "$c" "$N" ;;
+      *) printf '   %-40s\n' "$c" ;;
+    esac
+  done
+  note "screenshot: $OUT/$1.png"
+}
+has() { [[ " $SRFLX " == *" $1 "* ]]; }
+
+say "1. Without leakguard: a web page asks the STUN server over WebRTC (real Chromium, no permission needed)"
+page leaking
+has 203.0.113.2 && ok "the page learned the ISP address 203.0.113.2 although the VPN is up" || bad "expected the ISP address"
+has "[2001:db8:2::10]" && ok "and the host's own IPv6 address 2001:db8:2::10" || bad "expected the host's IPv6 address"
+
+say "2. Starting leakguardd (armed, policy udp) and declaring the tunnel like the wg-quick hook does"
+BUS=$WORK/bus
+mkdir -p "$BUS"
+sed 's/group="leakguard"/group="root"/' systemd/org.leakguard.Daemon1.conf >"$BUS/leakguard.conf"
+cat >"$BUS/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><auth>EXTERNAL</auth><listen>unix:path=$BUS/socket</listen>
+<policy context="default"><allow user="*"/><deny own="*"/><deny send_type="method_call"/>
+<allow send_type="signal"/><allow send_requested_reply="true" send_type="method_return"/>
+<allow send_requested_reply="true" send_type="error"/><allow receive_type="method_call"/>
+<allow receive_type="method_return"/><allow receive_type="error"/><allow receive_type="signal"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+<allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/></policy>
+<include>$BUS/leakguard.conf</include></busconfig>
+CONF
+dbus-daemon --config-file="$BUS/bus.conf" --nofork --nopidfile >/dev/null 2>&1 &
+pids+=($!)
+export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$BUS/socket
+for _ in $(seq 100); do [[ -S $BUS/socket ]] && break; sleep 0.05; done
+note "(a private system bus: this machine has no systemd; on a real system leakguard.service runs it)"
+
+cat >"$WORK/leakguard.yaml" <<CONF
+policy: udp
+armed: true
+tunnel:
+  interfaces: [tun*]   # wg0 is not named here: the VPN client declares it (below)
+probe:
+  interval: 30s
+  timeout: 2s
+  servers: ["$LAB_STUN4:3478", "[$LAB_STUN6]:3478"]
+CONF
+ip netns exec "$HOST" "$BUILD/daemon/leakguardd" --config "$WORK/leakguard.yaml" >"$OUT/leakguardd.log" 2>&1 &
+pids+=($!)
+CTL=$BUILD/cli/leakguardctl
+state() { "$CTL" status --json 2>/dev/null | jq -r .state 2>/dev/null; }
+wait_state() { for _ in $(seq 150); do [[ $(state) == "$1" ]] && return 0; sleep 0.1; done; return 1; }
+wait_state blocking && ok "leakguardd is up: state blocking (no tunnel declared yet, nothing leaves but the allowed)" ||
+  bad "leakguardd did not reach blocking (see $OUT/leakguardd.log)"
+# The call wg-quick's PostUp hook makes (systemd/hooks/wg-quick reads these from `wg show`):
+"$CTL" tunnel set wg0 --endpoint 198.51.100.1:51820/udp --fwmark 51820 &&
+  ok "tunnel wg0 declared, endpoint 198.51.100.1:51820/udp for packets with fwmark 51820" ||
+  bad "declaring the tunnel failed"
+wait_state secured && ok "state secured: rules in place, and leakguard's own STUN probe found no leak" ||
+  bad "expected secured, got $(state)"
+printf '\n'
+"$CTL" status | sed 's/^/   /' || true
+
+say "3. The same page, with leakguard"
+page protected
+has 203.0.113.2 && bad "the ISP address still leaks" || ok "no ISP address: UDP outside the tunnel is blocked"
+has "[2001:db8:2::10]" && bad "the host's IPv6 still leaks" || ok "no IPv6 address of the host"
+note "(the STUN server is routed outside the tunnel, so the page gets no reflexive address at all)"
+tests/lab/lab.sh set --id "$ID" split-stun off >/dev/null
+note "now the STUN server's route goes through the tunnel, as it should:"
+page protected-through-tunnel
+[[ $SRFLX == 203.0.113.66 ]] && ok "the page sees only the VPN exit 203.0.113.66: WebRTC works, through the tunnel" ||
+  bad "expected only the VPN exit, got: ${SRFLX:-nothing}"
+
+say "4. The tunnel drops (like wg-quick down without the hook)"
+tests/lab/lab.sh set --id "$ID" tunnel down >/dev/null
+wait_state blocking && ok "leakguard noticed at once: state blocking" || bad "expected blocking, got $(state)"
+page tunnel-down
+[[ -z $SRFLX ]] && ok "the page learns no reflexive address at all" || bad "the page learned: $SRFLX"
+
+say "5. Someone runs 'nft flush ruleset' (as a careless /etc/nftables.conf or a firewall reload would)"
+ip netns exec "$HOST" nft flush ruleset || true
+sleep 0.2
+if ip netns exec "$HOST" nft list table inet leakguard >/dev/null 2>&1; then
+  ok "leakguard's table is still there (owned by the daemon; restored if the kernel let it go)"
+else
+  bad "leakguard's table is gone"
+fi
+grep -m1 -E "table inet leakguard changed" "$OUT/leakguardd.log" | sed 's/^/   /' || true
+[[ $(state) == blocking ]] && ok "still blocking" || bad "state is $(state)"
+
+say "Done"
+note "logs and screenshots: $OUT"
+if ((failures == 0)); then
+  printf '%sEvery step went as expected.%s\n' "$G" "$N"
+else
+  printf '%s%d step(s) did not go as expected.%s\n' "$R" "$failures" "$N"
+  exit 1
+fi

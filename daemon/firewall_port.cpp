@@ -1,0 +1,134 @@
+#include "daemon/firewall_port.hpp"
+
+#include <linux/rtnetlink.h>
+
+#include <algorithm>
+
+#include "firewall/counters.hpp"
+#include "firewall/firewall.hpp"
+#include "firewall/nft_text.hpp"
+#include "firewall/policy.hpp"
+#include "firewall/ruleset.hpp"
+#include "firewall/table_guard.hpp"
+
+namespace leakguard::daemon {
+
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  std::vector<Prefix> out;
+  for (const auto& a : m.addresses()) {
+    const netwatch::Link* l = m.link(a.index);
+    if (!l || m.classify(*l, c) != netwatch::Class::physical) continue;
+    // Link-local is allowed by its own rule; host-scope and full-length prefixes are no subnet.
+    if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
+    const std::uint8_t full = a.prefix.address.family == Family::v4 ? 32 : 128;
+    if (a.prefix.length == full) continue;
+    Prefix p = a.prefix.network();
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
+  firewall::Policy p;
+  p.mode = d.mode == config::Mode::strict ? firewall::Mode::strict : firewall::Mode::udp;
+  p.allow_lan = d.allow_lan;
+  p.tunnels = d.tunnels;
+  p.endpoints = d.endpoints;
+  p.fwmark = d.fwmark;
+  if (d.allow_lan) p.lan_subnets = lan;
+  return p;
+}
+
+}  // namespace leakguard::daemon
+
+namespace leakguard::daemon {
+
+NftFirewallPort::NftFirewallPort(boost::asio::io_context& io, TamperFn on_tamper)
+    : io_(io), on_tamper_(std::move(on_tamper)) {}
+
+NftFirewallPort::~NftFirewallPort() {
+  if (guard_) guard_->stop();
+}
+
+Result<void> NftFirewallPort::ensure_open() {
+  if (fw_) return {};
+  auto f = firewall::Firewall::open();
+  if (!f) return tl::unexpected(f.error());
+  fw_ = std::make_unique<firewall::Firewall>(std::move(*f));
+  // The guard only defends a table we installed; without it enforcement still stands (and with
+  // the owner flag the kernel itself refuses foreign changes), so its failure is reported, not fatal.
+  auto g = firewall::TableGuard::start(io_, *fw_, [this](const firewall::TamperEvent& e) {
+    on_tamper_(e.by, e.what + (e.repaired ? " (repaired in " + std::to_string(e.repair_time.count()) + " us)" : ""),
+               e.restored);
+  });
+  if (g) guard_ = std::move(*g);
+  else last_error_ = "table guard: " + g.error().str();
+  return {};
+}
+
+Result<void> NftFirewallPort::apply(const Desired& d) {
+  if (auto r = ensure_open(); !r) {
+    last_error_ = r.error().str();
+    return r;
+  }
+  auto r = fw_->apply(to_policy(d, lan_));
+  if (!r) {
+    last_error_ = r.error().str();
+    return r;
+  }
+  applied_ = d;
+  return {};
+}
+
+Result<void> NftFirewallPort::remove() {
+  // Also when nothing was applied by this process: an orphaned table from a previous run must go
+  // when the administrator disarms.
+  if (auto r = ensure_open(); !r) return r;
+  auto r = fw_->remove();
+  if (r) applied_.reset();
+  return r;
+}
+
+void NftFirewallPort::network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  auto lan = lan_subnets(m, c);
+  if (lan == lan_) return;
+  lan_ = std::move(lan);
+  if (!applied_ || !applied_->allow_lan || !fw_) return;
+  // Only the LAN set changes: set element updates, no rule touched.
+  if (auto r = fw_->apply(to_policy(*applied_, lan_)); !r) last_error_ = "LAN set update: " + r.error().str();
+}
+
+nlohmann::json NftFirewallPort::status_json() const {
+  nlohmann::json j;
+  j["installed"] = applied_.has_value();
+  j["error"] = last_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_error_);
+  j["lan_subnets"] = nlohmann::json::array();
+  for (const auto& p : lan_) j["lan_subnets"].push_back(p.str());
+  if (!fw_) return j;
+  j["owner"] = fw_->owns_table();
+  j["ownership"] = fw_->ownership_note();
+  j["last_apply"] = fw_->last_apply().str();
+  j["guard"] = guard_ != nullptr;
+  if (applied_) {
+    if (auto c = fw_->counters()) {
+      j["blocked"] = firewall::summarize(*c);
+      j["counters"] = nlohmann::json::array();
+      for (const auto& x : *c)
+        j["counters"].push_back({{"kind", x.kind}, {"direction", x.direction}, {"scope", x.interface_or_scope},
+                                 {"packets", x.packets}, {"bytes", x.bytes}});
+    }
+  }
+  return j;
+}
+
+Result<std::string> NftFirewallPort::dry_run(const config::Config& cfg, const std::vector<Prefix>& lan) {
+  Desired d;
+  d.mode = cfg.policy;
+  d.allow_lan = cfg.allow_lan;
+  d.tunnels = cfg.tunnel_interfaces;
+  d.endpoints = cfg.endpoints;
+  d.fwmark = cfg.fwmark;
+  return firewall::dry_run(to_policy(d, lan));
+}
+
+}  // namespace leakguard::daemon

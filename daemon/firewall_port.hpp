@@ -1,0 +1,66 @@
+#pragma once
+// The Controller's FirewallPort on the real firewall (firewall/): Desired + the LAN's on-link
+// subnets -> firewall::Policy -> one nftables transaction; the table guard's reports go to
+// `on_tamper`. If nf_tables cannot be reached, every apply says why (the daemon goes to `error`)
+// and the next apply tries again.
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.hpp"
+#include "config/config.hpp"
+#include "daemon/controller.hpp"
+#include "netwatch/model.hpp"
+
+namespace leakguard::firewall {
+class Firewall;
+class TableGuard;
+struct Policy;
+}  // namespace leakguard::firewall
+
+namespace leakguard::daemon {
+
+/// The on-link subnets of the physical interfaces (global and site scope; link-local is allowed
+/// separately): what `allow_lan` opens. Never a tunnel's.
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c);
+
+/// Desired (+ LAN subnets) as the firewall's policy.
+firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan);
+
+class NftFirewallPort final : public FirewallPort {
+ public:
+  /// by: "nft[1234]"; what: what was changed; restored: whether our table is back.
+  using TamperFn = std::function<void(const std::string& by, const std::string& what, bool restored)>;
+
+  NftFirewallPort(boost::asio::io_context& io, TamperFn on_tamper);
+  ~NftFirewallPort() override;
+
+  Result<void> apply(const Desired& d) override;
+  Result<void> remove() override;
+
+  /// Keeps the LAN set in step with the network (a set update, no rule change).
+  void network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c);
+  /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
+  nlohmann::json status_json() const;
+
+  /// The ruleset `cfg` would install, in nft syntax, without installing anything.
+  static Result<std::string> dry_run(const config::Config& cfg, const std::vector<Prefix>& lan);
+
+ private:
+  Result<void> ensure_open();
+  Result<void> install();
+
+  boost::asio::io_context& io_;
+  TamperFn on_tamper_;
+  std::unique_ptr<firewall::Firewall> fw_;
+  std::unique_ptr<firewall::TableGuard> guard_;
+  std::optional<Desired> applied_;  // what is installed (nullopt: no table of ours)
+  std::vector<Prefix> lan_;
+  std::string last_error_;
+};
+
+}  // namespace leakguard::daemon

@@ -1,0 +1,306 @@
+// leakguardd: the wiring. One io_context runs everything: the network watcher, the firewall and
+// its table guard, the STUN probe, the D-Bus service, the probe timer, signals and the watchdog.
+// State lives in the Controller (and its pure state machine); effects in the adapters.
+#include <grp.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "config/config.hpp"
+#include "daemon/controller.hpp"
+#include "daemon/dbus_service.hpp"
+#include "daemon/firewall_port.hpp"
+#include "daemon/log.hpp"
+#include "daemon/notify.hpp"
+#include "daemon/probe_port.hpp"
+#include "netwatch/watcher.hpp"
+
+namespace lg = leakguard;
+namespace d = leakguard::daemon;
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/leakguard/leakguard.yaml";
+
+// The configuration file, or the defaults when the default file is absent (a package installs it;
+// a missing file named on the command line is an error).
+lg::Result<lg::config::Config> load_config(const std::string& path, bool explicit_path) {
+  if (!explicit_path && !std::filesystem::exists(path)) return lg::config::defaults();
+  return lg::config::load(path);
+}
+
+lg::netwatch::Classifier classifier_of(const d::Controller& c) { return {c.desired().tunnels}; }
+
+// Is any tunnel interface up and carrying traffic?
+std::pair<bool, std::string> tunnel_state(const lg::netwatch::NetModel& m, const d::Controller& c) {
+  for (const auto& [i, l] : m.links())
+    if (c.is_tunnel(l.name) && l.up() && l.running()) return {true, lg::printable_ifname(l.name)};
+  return {false, ""};
+}
+
+// Where the Controller's notifications go: the log, D-Bus signals, the service manager's status.
+class Outputs final : public d::Notifications {
+ public:
+  Outputs(const d::Log& log, const d::Notifier& notifier) : log_(log), notifier_(notifier) {}
+  void attach(d::DbusService* bus) { bus_ = bus; }
+
+  void state_changed(d::State from, d::State to, const std::string& reason) override {
+    const std::string f(d::to_string(from)), t(d::to_string(to));
+    const auto level = to == d::State::leaking || to == d::State::error ? d::Level::error : d::Level::info;
+    log_.write(level, "state " + f + " -> " + t + ": " + reason, {{"LEAKGUARD_STATE", t}});
+    notifier_.status(t + ": " + reason);
+    if (bus_) {
+      bus_->state_changed(f, t, reason);
+      bus_->properties_changed();
+    }
+  }
+  void leak(const d::LeakFinding& l) override {
+    log_.error("LEAK: " + l.interface + " " + l.family + " reflexive address " + l.reflexive + " from " + l.server,
+               {{"LEAKGUARD_LEAK_INTERFACE", l.interface}, {"LEAKGUARD_LEAK_ADDRESS", l.reflexive}});
+    if (bus_) bus_->leak_detected(l.interface, l.family, l.reflexive, l.server);
+  }
+  void probe_completed(const d::ProbeOutcome& o) override {
+    log_.info("probe: " + o.summary, {{"LEAKGUARD_VERDICT", o.verdict_text}});
+    if (bus_) {
+      bus_->probe_completed(o.verdict_text);
+      bus_->properties_changed();
+    }
+  }
+  void info(const std::string& line) override {
+    log_.info(line);
+    if (bus_) bus_->properties_changed();
+  }
+  void error(const std::string& line) override {
+    log_.error(line);
+    if (bus_) bus_->properties_changed();
+  }
+
+ private:
+  const d::Log& log_;
+  const d::Notifier& notifier_;
+  d::DbusService* bus_ = nullptr;
+};
+
+// The Controller behind D-Bus, plus two things only the wiring knows: GetStatus also shows the
+// network and the firewall's counters, and a change of which interfaces are tunnels (a VPN client
+// declaring or clearing one, a reload) is checked against the network at once, not at its next
+// change: a tunnel declared after it came up is up.
+class WiredControl final : public d::Control {
+ public:
+  WiredControl(d::Controller& c, const lg::netwatch::Watcher& w, d::NftFirewallPort& fw) : c_(c), w_(w), fw_(fw) {}
+  lg::Result<void> arm(const std::string& by) override { return c_.arm(by); }
+  lg::Result<void> disarm(const std::string& by) override { return c_.disarm(by); }
+  lg::Result<void> set_tunnel(const d::TunnelDeclaration& t, const std::string& by) override {
+    return refreshed(c_.set_tunnel(t, by), "tunnel " + t.interface + " declared");
+  }
+  lg::Result<void> clear_tunnel(const std::string& by) override { return refreshed(c_.clear_tunnel(by), "tunnel cleared"); }
+  lg::Result<void> set_allow_lan(bool a, const std::string& by) override { return c_.set_allow_lan(a, by); }
+  lg::Result<void> set_policy(const std::string& p, const std::string& by) override { return c_.set_policy(p, by); }
+  lg::Result<void> reload(const std::string& by) override { return refreshed(c_.reload(by), "configuration reloaded"); }
+  void probe_now(std::function<void(std::string, std::string)> done) override { c_.probe_now(std::move(done)); }
+  d::Snapshot snapshot() const override { return c_.snapshot(); }
+  std::string status_json() const override {
+    auto j = nlohmann::json::parse(c_.status_json());
+    j["network"] = lg::netwatch::to_json(w_.model(), classifier_of(c_));
+    j["firewall"] = fw_.status_json();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  /// Re-reads tunnel state and LAN subnets from the current network model.
+  void refresh(const std::string& why) {
+    fw_.network_changed(w_.model(), classifier_of(c_));
+    auto [up, which] = tunnel_state(w_.model(), c_);
+    c_.network_changed(up, up ? which + " up" : "no tunnel interface up", why);
+  }
+
+ private:
+  lg::Result<void> refreshed(lg::Result<void> r, const std::string& why) {
+    if (r) refresh(why);
+    return r;
+  }
+  d::Controller& c_;
+  const lg::netwatch::Watcher& w_;
+  d::NftFirewallPort& fw_;
+};
+
+int run_daemon(const std::string& config_path, bool explicit_path, bool verbose) {
+  d::Log log(verbose);
+  d::Notifier notifier;
+  auto cfg = load_config(config_path, explicit_path);
+  if (!cfg) {
+    log.error("cannot start: " + cfg.error().str());
+    return 2;
+  }
+  asio::io_context io;
+  Outputs outputs(log, notifier);
+  d::Controller* controller = nullptr;
+  d::NftFirewallPort* firewall = nullptr;
+  lg::netwatch::Watcher watcher(io, {}, [&](const lg::netwatch::Watcher::Notification& n) {
+    std::string summary;
+    for (const auto& c : n.changes) summary += (summary.empty() ? "" : "; ") + c.text;
+    if (n.resynced) log.warning("network events were lost (socket overflow); resynchronised: " + summary);
+    for (const auto& r : n.rejected) log.warning("network watcher: " + r);
+    if (!controller) return;
+    firewall->network_changed(n.model, classifier_of(*controller));
+    auto [up, which] = tunnel_state(n.model, *controller);
+    controller->network_changed(up, up ? which + " up" : "no tunnel interface up", summary);
+  });
+
+  d::NftFirewallPort fw(io, [&](const std::string& by, const std::string& what, bool restored) {
+    log.write(restored ? d::Level::warning : d::Level::error,
+              "table inet leakguard changed by " + by + ": " + what + (restored ? " (restored)" : " (NOT restored)"),
+              {{"LEAKGUARD_TAMPER_BY", by}});
+    if (controller) controller->table_tampered(by, restored);
+  });
+  firewall = &fw;
+  d::StunProbePort probe(
+      io, [&] { return watcher.model(); },
+      [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); },
+      [&] { return controller->config().probe; });
+
+  auto reload = [&]() { return load_config(config_path, explicit_path); };
+  d::Controller ctl(*cfg, fw, probe, outputs, reload);
+  controller = &ctl;
+
+  // The rules before anything else: installed (or an orphaned table taken over) in one
+  // transaction. With allow_lan the LAN set starts empty and fills once the network is known:
+  // closed first, then opened.
+  ctl.start();
+  if (auto r = watcher.start(); !r) {
+    log.error("cannot watch the network: " + r.error().str() + "; exiting (the rules stay in place)");
+    return 1;
+  }
+  WiredControl control(ctl, watcher, fw);
+  control.refresh("start");
+
+  d::DbusService::Options bus_options;
+  if (const group* g = getgrnam("leakguard")) bus_options.control_group = g->gr_gid;
+  d::DbusService bus(io, control, bus_options, [&](bool is_error, const std::string& line) {
+    log.write(is_error ? d::Level::error : d::Level::info, line);
+  });
+  outputs.attach(&bus);
+  bus.start();
+
+  // The probe timer: re-armed from the current configuration each round (reload may change it).
+  asio::steady_timer probe_timer(io);
+  std::function<void()> arm_probe = [&] {
+    probe_timer.expires_after(ctl.config().probe.interval);
+    probe_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      ctl.probe_timer();
+      arm_probe();
+    });
+  };
+  arm_probe();
+
+  asio::steady_timer watchdog(io);
+  std::function<void()> arm_watchdog = [&] {
+    if (!notifier.watchdog_interval()) return;
+    watchdog.expires_after(*notifier.watchdog_interval());
+    watchdog.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      notifier.watchdog();
+      arm_watchdog();
+    });
+  };
+  arm_watchdog();
+
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        if (auto r = control.reload("SIGHUP"); !r)
+          log.error("reload failed, keeping the running configuration: " + r.error().str());
+        wait_signal();
+        return;
+      }
+      const std::string what = ctl.stop();
+      log.info(what);
+      notifier.stopping(what);
+      io.stop();
+    });
+  };
+  wait_signal();
+
+  notifier.ready(std::string(d::to_string(ctl.machine().state())));
+  log.info("leakguardd " LEAKGUARD_VERSION " running; state " + std::string(d::to_string(ctl.machine().state())));
+  io.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"leakguardd: the VPN kill switch that proves itself (see leakguardd(8), docs/)"};
+  app.set_version_flag("--version", std::string("leakguardd ") + LEAKGUARD_VERSION);
+  std::string config_path = kDefaultConfig;
+  auto* config_opt = app.add_option("--config,-c", config_path, "Configuration file")->capture_default_str();
+  std::string check_path, ruleset_path;
+  auto* check_opt = app.add_option("--check-config", check_path,
+                                   "Check a configuration file (default: --config) and exit: 0 valid, 2 invalid")
+                        ->expected(0, 1);
+  auto* ruleset_opt = app.add_option("--print-ruleset", ruleset_path,
+                                     "Print, in nft syntax, the ruleset a configuration file would install, "
+                                     "without installing it")
+                          ->expected(0, 1);
+  bool print_network = false, json = false, verbose = false;
+  app.add_flag("--print-network", print_network, "Print the network as the daemon sees it, classified, and exit");
+  app.add_flag("--json", json, "With --print-network: JSON");
+  app.add_flag("--verbose,-v", verbose, "Debug messages too");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  const bool check = check_opt->count() > 0, print_ruleset = ruleset_opt->count() > 0;
+  if (!check_path.empty()) config_path = check_path;
+  if (!ruleset_path.empty()) config_path = ruleset_path;
+  const bool explicit_path = config_opt->count() > 0 || !check_path.empty() || !ruleset_path.empty();
+
+  if (check || print_ruleset || print_network) {
+    auto cfg = load_config(config_path, explicit_path);
+    if (!cfg) {
+      std::cerr << "leakguardd: " << cfg.error().str() << "\n";
+      return 2;
+    }
+    if (check) {
+      std::cout << (explicit_path || std::filesystem::exists(config_path) ? config_path : "(defaults)") << ": ok\n"
+                << cfg->str() << "\n";
+      return 0;
+    }
+    const lg::netwatch::Classifier cls{cfg->tunnel_interfaces};
+    if (print_ruleset) {
+      // The LAN set holds the on-link subnets of the physical interfaces right now, as the daemon
+      // would fill it; without netlink access the ruleset is printed with an empty LAN set.
+      std::vector<lg::Prefix> lan;
+      if (auto m = lg::netwatch::dump_model()) lan = d::lan_subnets(*m, cls);
+      auto text = d::NftFirewallPort::dry_run(*cfg, lan);
+      if (!text) {
+        std::cerr << "leakguardd: " << text.error().str() << "\n";
+        return 2;
+      }
+      std::cout << *text;
+      return 0;
+    }
+    auto m = lg::netwatch::dump_model();
+    if (!m) {
+      std::cerr << "leakguardd: " << m.error().str() << "\n";
+      return 1;
+    }
+    std::cout << (json ? lg::netwatch::to_json(*m, cls).dump(2) + "\n" : lg::netwatch::to_text(*m, cls));
+    return 0;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  return run_daemon(config_path, explicit_path, verbose);
+}

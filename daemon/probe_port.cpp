@@ -1,0 +1,37 @@
+#include "daemon/probe_port.hpp"
+
+#include "probes/interfaces.hpp"
+#include "probes/prober.hpp"
+#include "probes/report.hpp"
+
+namespace leakguard::daemon {
+
+ProbeOutcome to_outcome(const probes::Report& r) {
+  ProbeOutcome o;
+  // exposed-host is no leak through the firewall: the state stays secured, the report says why.
+  o.verdict = r.verdict == probes::Verdict::leak ? ProbeVerdict::leak : ProbeVerdict::ok;
+  o.verdict_text = std::string(probes::to_string(r.verdict));
+  o.summary = r.summary();
+  for (const auto& l : r.leaks)
+    o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
+                       l.reflexive.str(), l.server});
+  o.json = probes::to_json(r).dump();
+  return o;
+}
+
+StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
+                             std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings)
+    : model_(std::move(model)),
+      is_tunnel_(std::move(is_tunnel)),
+      settings_(std::move(settings)),
+      prober_(std::make_unique<probes::Prober>(io)) {}
+
+StunProbePort::~StunProbePort() = default;
+
+void StunProbePort::start(std::function<void(ProbeOutcome)> done) {
+  // The interfaces as the watcher sees them now, classified with the tunnels as declared now.
+  auto plan = probes::plan_for(settings_(), probes::interfaces_from(model_(), is_tunnel_));
+  prober_->start(std::move(plan), [done = std::move(done)](probes::Report r) { done(to_outcome(r)); });
+}
+
+}  // namespace leakguard::daemon
