@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The systemd unit as installed (ExecStart pointing at the built leakguardd) passes
+# `systemd-analyze verify`, and its offline security exposure score is 2.0 or lower.
+# The D-Bus files are well-formed XML. Usage: unit_files_test.sh SOURCE_DIR LEAKGUARDD
+set -euo pipefail
+src=$1 daemon=$2
+tmp=$(mktemp -d /tmp/lgt-unit.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+sed "s|@LEAKGUARD_SBINDIR@/leakguardd|$daemon|" "$src/systemd/leakguard.service" >"$tmp/leakguard.service"
+grep -q '@' <(grep ExecStart "$tmp/leakguard.service") && fail "ExecStart still has a placeholder"
+out=$(systemd-analyze verify "$tmp/leakguard.service" 2>&1) || fail "systemd-analyze verify: $out"
+[[ -z $out ]] || fail "systemd-analyze verify complained: $out"
+echo "ok: systemd-analyze verify"
+
+score=$(systemd-analyze security --offline=true "$tmp/leakguard.service" 2>&1 | grep -oE 'Overall exposure level for leakguard.service: [0-9.]+' | grep -oE '[0-9.]+$')
+[[ -n $score ]] || fail "no exposure score"
+awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score > 2.0"
+echo "ok: offline security exposure $score (<= 2.0)"
+
+for f in org.leakguard.Daemon1.conf; do
+  python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' "$src/systemd/$f" || fail "$f is not well-formed XML"
+done
+grep -q '^Exec=.*leakguardd' "$src/systemd/org.leakguard.Daemon1.service" || grep -q '^SystemdService=leakguard.service' "$src/systemd/org.leakguard.Daemon1.service" ||
+  fail "activation file names neither leakguardd nor leakguard.service"
+echo "ok: D-Bus policy and activation files"
+# The unit's requirements from the control-surface issue, line by line.
+for want in 'Type=notify' 'WatchdogSec=' 'Restart=on-failure' 'Before=network-pre.target' 'Wants=network-pre.target' \
+            'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW' 'ProtectSystem=strict'; do
+  grep -q "^$want" "$tmp/leakguard.service" || grep -q "$want" "$tmp/leakguard.service" || fail "unit lacks $want"
+done
+echo "ok: notify, watchdog, restart, ordering before network-pre, two capabilities, read-only system"
