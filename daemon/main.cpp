@@ -132,7 +132,7 @@ class WiredControl final : public d::Control {
   d::NftFirewallPort& fw_;
 };
 
-int run_daemon(const std::string& config_path, bool explicit_path, bool verbose) {
+int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group) {
   d::Log log(verbose);
   d::Notifier notifier;
   auto cfg = load_config(config_path, explicit_path);
@@ -183,7 +183,8 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose)
   control.refresh("start");
 
   d::DbusService::Options bus_options;
-  if (const group* g = getgrnam("leakguard")) bus_options.control_group = g->gr_gid;
+  if (const group* g = getgrnam(control_group.c_str())) bus_options.control_group = g->gr_gid;
+  else log.warning("group '" + control_group + "' does not exist: only root may change anything");
   d::DbusService bus(io, control, bus_options, [&](bool is_error, const std::string& line) {
     log.write(is_error ? d::Level::error : d::Level::info, line);
   });
@@ -254,6 +255,9 @@ int main(int argc, char** argv) {
                                      "without installing it")
                           ->expected(0, 1);
   bool print_network = false, json = false, verbose = false;
+  std::string control_group = "leakguard";
+  app.add_option("--control-group", control_group, "Members of this group may change things over D-Bus (root always may)")
+      ->capture_default_str();
   app.add_flag("--print-network", print_network, "Print the network as the daemon sees it, classified, and exit");
   app.add_flag("--json", json, "With --print-network: JSON");
   app.add_flag("--verbose,-v", verbose, "Debug messages too");
@@ -302,5 +306,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
-  return run_daemon(config_path, explicit_path, verbose);
+  return run_daemon(config_path, explicit_path, verbose, control_group);
 }

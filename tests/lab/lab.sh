@@ -494,6 +494,12 @@ cmd_exec() {
   [ $# -ge 2 ] || die "exec needs --id ID ROLE CMD..."
   local role=$1; shift
   [ -f "$LAB_STATE_ROOT/$ID/vars" ] || die "no lab '$ID'; see 'lab.sh list'"
+  # A role running wireguard-go has its UAPI sockets in a private directory: mount it where `wg`
+  # looks, so `wg show` (and the wg-quick hook) work inside exec as they would on a real host.
+  local wgdir="$LAB_STATE_ROOT/$ID/wg-$role"
+  if [ -d "$wgdir" ]; then
+    exec ip netns exec "$(ns "$role")" sh -c 'mount --bind "$0" /run/wireguard && exec "$@"' "$wgdir" "$@"
+  fi
   exec ip netns exec "$(ns "$role")" "$@"
 }
 

@@ -17,108 +17,19 @@
 #include <string>
 #include <thread>
 
-#include "tests/lab/bus.hpp"
-#include "tests/lab/lab.hpp"
+#include "tests/e2e/rig/rig.hpp"
 
 using namespace std::chrono;
 using namespace std::chrono_literals;
 namespace lab = leakguard::lab;
 
-namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-// Polls `f` until it returns true or the deadline passes. The things waited for (a log line, a
-// state on the bus) have no event a test could block on; the polling is the deadline's resolution.
-template <typename F>
-bool eventually(F f, milliseconds deadline) {
-  const auto end = steady_clock::now() + deadline;
-  for (;;) {
-    if (f()) return true;
-    if (steady_clock::now() >= end) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-}
-
-const char* const kConfig = R"(policy: udp
-armed: ARMED
-on_stop: keep
-tunnel:
-  interfaces: [wg*]
-  endpoints: ["198.51.100.1:51820/udp"]
-  fwmark: 51820
-probe:
-  interval: INTERVAL
-  timeout: 1s
-  servers: ["203.0.113.3:3478", "[2001:db8:3::3]:3478"]
-)";
-
-// The lab, a private bus, and leakguardd running in the host namespace.
-struct Rig {
-  lab::Lab net;
-  lab::PrivateBus bus{LEAKGUARD_DBUS_POLICY, "users"};
-  std::string dir;
-  std::string config, log;
-  std::unique_ptr<lab::Process> daemon;
-
-  explicit Rig(lab::Options o, bool armed = true, const std::string& interval = "60s") : net(o) {
-    dir = "/tmp/" + lab::unique_name("daemon");
-    lab::run({"mkdir", "-p", dir});
-    config = dir + "/leakguard.yaml";
-    log = dir + "/leakguardd.log";
-    std::string text = kConfig;
-    text.replace(text.find("ARMED"), 5, armed ? "true" : "false");
-    text.replace(text.find("INTERVAL"), 8, interval);
-    std::ofstream(config) << text;
-    setenv("DBUS_SYSTEM_BUS_ADDRESS", bus.address().c_str(), 1);
-  }
-  ~Rig() {
-    daemon.reset();
-    lab::run({"rm", "-rf", dir});
-  }
-  void start() {
-    daemon = std::make_unique<lab::Process>(net.ns("host"), std::vector<std::string>{LEAKGUARDD, "--config", config},
-                                            log + "." + std::to_string(++starts));
-    current_log = log + "." + std::to_string(starts);
-  }
-  std::string output() const { return read_file(current_log); }
-  nlohmann::json status() const {
-    auto r = lab::run({LEAKGUARDCTL, "status", "--json"}, 5s);
-    auto j = nlohmann::json::parse(r.out, nullptr, false);
-    return j.is_discarded() ? nlohmann::json{} : j;
-  }
-  std::string state() const {
-    auto s = status();
-    return s.contains("state") && s["state"].is_string() ? s["state"].get<std::string>() : "";
-  }
-  bool wait_state(const std::string& want, milliseconds deadline = 15s) const {
-    return eventually([&] { return state() == want; }, deadline);
-  }
-  std::string table() const { return net.run("host", {"nft", "list", "table", "inet", "leakguard"}).out; }
-  // The independent witness: what coturn's own client gets through the host's routing.
-  std::string witness(const std::string& server) const {
-    auto r = net.run("host", {"timeout", "3", "turnutils_stunclient", server});
-    auto at = r.out.find("reflexive addr: ");
-    if (at == std::string::npos) return "";
-    std::string a = r.out.substr(at + 16, r.out.find_first_of(" \n", at + 16) - at - 16);
-    // Without the port: "203.0.113.2:33587" -> "203.0.113.2", "[2001:db8::1]:5000" -> "2001:db8::1".
-    if (!a.empty() && a.front() == '[') return a.substr(1, a.find(']') - 1);
-    if (std::count(a.begin(), a.end(), ':') == 1) return a.substr(0, a.find(':'));
-    return a;
-  }
-  int starts = 0;
-  std::string current_log;
-};
-
-}  // namespace
+using leakguard::e2e::eventually;
+using leakguard::e2e::read_file;
+using leakguard::e2e::Rig;
+using leakguard::e2e::RigOptions;
 
 TEST_CASE("secured with the tunnel up, blocking when it dies, and nothing escapes meanwhile") {
-  Rig rig({.split_stun = true});  // the STUN server is routed outside the tunnel: a leak waits
+  Rig rig(RigOptions{.lab = {.split_stun = true}});  // the STUN server is routed outside the tunnel: a leak waits
   // Without leakguard the witness gets the ISP address through eth0 (the lab's own check).
   REQUIRE(rig.witness("203.0.113.3") == "203.0.113.2");
   rig.start();
@@ -151,19 +62,19 @@ TEST_CASE("secured with the tunnel up, blocking when it dies, and nothing escape
 }
 
 TEST_CASE("a leak the rules do not cover is found by the probe and raised at error level") {
-  Rig rig({.split_stun = true}, /*armed=*/false);
+  Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = false});
   rig.start();
   REQUIRE_MESSAGE(rig.wait_state("leaking"), rig.output());
   CHECK(eventually([&] { return rig.output().find("LEAK: eth0 ipv4 reflexive address 203.0.113.2") != std::string::npos; }, 5s));
   CHECK(rig.output().find("error: LEAK: eth0 ipv4 reflexive address 203.0.113.2") != std::string::npos);  // error level
   // Arming closes it: the next round finds nothing.
-  auto r = lab::run({LEAKGUARDCTL, "arm"});
+  auto r = rig.ctl({"arm"});
   CHECK(r.status == 0);
   CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
 }
 
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {
-  Rig rig({.split_stun = true});
+  Rig rig(RigOptions{.lab = {.split_stun = true}});
   rig.start();
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   // A receiver in the internet namespace counts what arrives; the host floods it via eth0 (the
@@ -202,7 +113,7 @@ TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over 
     close(fd);
   });
   eventually([&] { return refused > 1000; }, 5s);
-  rig.daemon->stop(SIGKILL);
+  rig.daemon().stop(SIGKILL);
   CHECK(rig.table().find("table inet leakguard") != std::string::npos);  // orphaned, still there
   const long refused_at_kill = refused;
   eventually([&] { return refused > refused_at_kill + 10000; }, 5s);
@@ -220,12 +131,12 @@ TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over 
 }
 
 TEST_CASE("SIGHUP with a broken configuration keeps the rules, the state and the old configuration") {
-  Rig rig({.split_stun = true});
+  Rig rig(RigOptions{.lab = {.split_stun = true}});
   rig.start();
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   const std::string before = rig.table();
   std::ofstream(rig.config) << "policy: udp\ntunnel:\n  interfaces: [wg*]\n  endpoints: [\"198.51.100.1:99999\"]\n";
-  kill(rig.daemon->pid(), SIGHUP);
+  kill(rig.daemon().pid(), SIGHUP);
   REQUIRE(eventually([&] { return rig.output().find("reload failed") != std::string::npos; }, 5s));
   CHECK(rig.output().find(rig.config + ":4:") != std::string::npos);  // file:line:col of the bad port
   CHECK(rig.state() == "secured");

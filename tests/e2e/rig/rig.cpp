@@ -1,0 +1,106 @@
+#include "tests/e2e/rig/rig.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace leakguard::e2e {
+
+const char* const kControlGroup = "users";
+
+namespace {
+std::vector<std::string> as_user(Rig::As as, std::vector<std::string> argv) {
+  if (as == Rig::As::root) return argv;
+  std::vector<std::string> v{"setpriv", "--reuid=nobody", "--regid=nogroup"};
+  if (as == Rig::As::member) v.push_back(std::string("--groups=") + kControlGroup);
+  else v.push_back("--clear-groups");
+  v.insert(v.end(), argv.begin(), argv.end());
+  return v;
+}
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+bool eventually(const std::function<bool()>& f, std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  for (;;) {
+    if (f()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Rig::Rig(RigOptions o)
+    : net(o.lab),
+      bus(LEAKGUARD_DBUS_POLICY, kControlGroup),
+      dir("/tmp/" + lab::unique_name("rig")),
+      config(dir + "/leakguard.yaml") {
+  lab::run({"mkdir", "-p", "-m", "0755", dir});
+  std::ofstream(config) << "policy: udp\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
+                        << "  interfaces: " << o.tunnel_patterns << "\n"
+                        << (o.endpoint ? "  endpoints: [\"198.51.100.1:51820/udp\"]\n  fwmark: 51820\n" : "")
+                        << "probe:\n  interval: " << o.interval << "\n  timeout: 1s\n"
+                        << "  servers: [\"203.0.113.3:3478\", \"[2001:db8:3::3]:3478\"]\n";
+}
+
+Rig::~Rig() {
+  daemon_.reset();
+  lab::run({"rm", "-rf", dir});
+}
+
+void Rig::start() {
+  daemon_.reset();
+  log_ = dir + "/leakguardd." + std::to_string(++starts_) + ".log";
+  daemon_ = std::make_unique<lab::Process>(
+      net.ns("host"), std::vector<std::string>{LEAKGUARDD, "--config", config, "--control-group", kControlGroup}, log_);
+}
+
+std::string Rig::output() const { return read_file(log_); }
+
+lab::RunResult Rig::ctl(const std::vector<std::string>& args, As as) const {
+  std::vector<std::string> argv{LEAKGUARDCTL};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return lab::run(as_user(as, argv), std::chrono::seconds(20));
+}
+
+lab::RunResult Rig::busctl(const std::vector<std::string>& args, As as) const {
+  std::vector<std::string> argv{"busctl", "--system", "--timeout=20"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return lab::run(as_user(as, argv), std::chrono::seconds(25));
+}
+
+nlohmann::json Rig::status() const {
+  auto r = ctl({"status", "--json"});
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_discarded() ? nlohmann::json{} : j;
+}
+
+std::string Rig::state() const {
+  auto s = status();
+  return s.contains("state") && s["state"].is_string() ? s["state"].get<std::string>() : "";
+}
+
+bool Rig::wait_state(const std::string& want, std::chrono::milliseconds deadline) const {
+  return eventually([&] { return state() == want; }, deadline);
+}
+
+std::string Rig::table() const { return net.run("host", {"nft", "list", "table", "inet", "leakguard"}).out; }
+
+std::string Rig::witness(const std::string& server) const {
+  auto r = net.run("host", {"timeout", "3", "turnutils_stunclient", server});
+  auto at = r.out.find("reflexive addr: ");
+  if (at == std::string::npos) return "";
+  std::string a = r.out.substr(at + 16, r.out.find_first_of(" \n", at + 16) - at - 16);
+  // Without the port: "203.0.113.2:33587" -> "203.0.113.2", "[2001:db8::1]:5000" -> "2001:db8::1".
+  if (!a.empty() && a.front() == '[') return a.substr(1, a.find(']') - 1);
+  if (std::count(a.begin(), a.end(), ':') == 1) return a.substr(0, a.find(':'));
+  return a;
+}
+
+}  // namespace leakguard::e2e

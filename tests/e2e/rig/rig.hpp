@@ -1,0 +1,68 @@
+#pragma once
+// The end-to-end rig: the lab, a private system bus running the project's D-Bus policy, and
+// leakguardd as a process in the lab's host namespace, with helpers to steer and observe it.
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/lab/bus.hpp"
+#include "tests/lab/lab.hpp"
+
+namespace leakguard::e2e {
+
+/// The group tests use in place of "leakguard" (an existing one: dbus-daemon must resolve it).
+extern const char* const kControlGroup;
+
+struct RigOptions {
+  lab::Options lab;
+  bool armed = true;
+  std::string interval = "60s";
+  std::string tunnel_patterns = "[wg*]";
+  bool endpoint = true;  ///< configure the lab's WireGuard endpoint (198.51.100.1:51820/udp, fwmark 51820)
+};
+
+class Rig {
+ public:
+  explicit Rig(RigOptions o = {});
+  ~Rig();
+  Rig(const Rig&) = delete;
+  Rig& operator=(const Rig&) = delete;
+
+  lab::Lab net;
+  lab::PrivateBus bus;
+  const std::string dir;     ///< scratch directory (config, logs), removed at the end
+  const std::string config;  ///< the daemon's configuration file
+
+  /// Starts leakguardd (again); its output goes to a log of its own per start.
+  void start();
+  lab::Process& daemon() { return *daemon_; }
+  /// What the current daemon printed so far.
+  std::string output() const;
+
+  /// leakguardctl ARGS (as root, or as nobody with no groups / with the control group).
+  enum class As { root, nobody, member };
+  lab::RunResult ctl(const std::vector<std::string>& args, As as = As::root) const;
+  /// busctl --system ARGS against the private bus (as root or nobody).
+  lab::RunResult busctl(const std::vector<std::string>& args, As as = As::root) const;
+  nlohmann::json status() const;
+  std::string state() const;
+  bool wait_state(const std::string& want, std::chrono::milliseconds deadline = std::chrono::seconds(15)) const;
+  /// `nft list table inet leakguard` in the host namespace.
+  std::string table() const;
+  /// What coturn's own STUN client gets through the host's routing: the reflexive address
+  /// without port, "" if none.
+  std::string witness(const std::string& server) const;
+
+ private:
+  std::unique_ptr<lab::Process> daemon_;
+  std::string log_;
+  int starts_ = 0;
+};
+
+/// Polls `f` until true or the deadline (the things waited for have no event to block on).
+bool eventually(const std::function<bool()>& f, std::chrono::milliseconds deadline);
+std::string read_file(const std::string& path);
+
+}  // namespace leakguard::e2e
