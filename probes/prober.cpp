@@ -1,0 +1,600 @@
+#include "probes/prober.hpp"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <tuple>
+
+namespace leakguard::probes {
+namespace asio = boost::asio;
+namespace {
+
+struct SockAddr {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+SockAddr to_sockaddr(const IpAddress& a, std::uint16_t port) {
+  SockAddr s;
+  if (a.family == Family::v4) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&s.storage);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    std::memcpy(&in->sin_addr, a.bytes.data(), 4);
+    s.length = sizeof(sockaddr_in);
+  } else {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&s.storage);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    std::memcpy(&in6->sin6_addr, a.bytes.data(), 16);
+    s.length = sizeof(sockaddr_in6);
+  }
+  return s;
+}
+
+std::optional<stun::TransportAddress> from_sockaddr(const sockaddr_storage& s) {
+  stun::TransportAddress t;
+  if (s.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&s);
+    std::memcpy(t.address.bytes.data(), &in->sin_addr, 4);
+    t.port = ntohs(in->sin_port);
+    return t;
+  }
+  if (s.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&s);
+    t.address.family = Family::v6;
+    std::memcpy(t.address.bytes.data(), &in6->sin6_addr, 16);
+    t.port = ntohs(in6->sin6_port);
+    // An IPv4-mapped source cannot reach an IPV6_V6ONLY socket; nothing to unmap.
+    return t;
+  }
+  return std::nullopt;
+}
+
+IpAddress from_asio(const asio::ip::address& a) {
+  IpAddress ip;
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  } else {
+    ip.family = Family::v6;
+    const auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), ip.bytes.begin());
+  }
+  return ip;
+}
+
+std::string server_text(const config::StunServer& s) { return s.str(); }
+
+milliseconds since(TimePoint from, TimePoint to) {
+  return std::chrono::duration_cast<milliseconds>(to - from);
+}
+
+// Errors of a TCP connect that mean the SYN never left (like a refused UDP send).
+bool connect_blocked(int e) {
+  return e == EPERM || e == EACCES || e == ENETUNREACH || e == EHOSTUNREACH || e == EADDRNOTAVAIL || e == ENETDOWN;
+}
+
+}  // namespace
+
+// Sort key: the report lists probes by server, family, then bound ones in interface order, routed last.
+using Key = std::tuple<std::size_t, int, int, std::size_t, std::size_t>;
+
+struct Prober::Round : std::enable_shared_from_this<Round> {
+  struct Job;
+
+  Round(asio::io_context& io_, Plan plan_, Done done_)
+      : io(io_), plan(std::move(plan_)), done(std::move(done_)), resolver(io_), resolve_timer(io_) {}
+
+  asio::io_context& io;
+  Plan plan;
+  Done done;
+  TimePoint start;
+  TimePoint deadline;
+  asio::ip::udp::resolver resolver;
+  asio::steady_timer resolve_timer;
+  std::size_t resolving = 0;
+  std::size_t running_jobs = 0;
+  std::size_t holds = 0;  // > 0 while jobs are being added: jobs that end at once must not end the round
+  std::vector<std::shared_ptr<Job>> jobs;
+  std::vector<std::pair<Key, ProbeResult>> results;
+  bool cancelled = false;
+  bool completed = false;
+  bool completion_posted = false;
+
+  void begin();
+  void add_jobs(std::size_t si, const std::vector<IpAddress>& addresses, bool by_name);
+  void launch(Key key, ProbeResult r);
+  void record(Key key, ProbeResult r);
+  void maybe_complete();
+  void cancel();
+  const Interface* interface_by_index(int index) const;
+};
+
+struct Prober::Round::Job : std::enable_shared_from_this<Job> {
+  Job(std::shared_ptr<Round> round_, Key key_, ProbeResult r, Transaction tx_)
+      : round(std::move(round_)), key(key_), result(std::move(r)), tx(std::move(tx_)), fd(round->io), timer(round->io) {}
+
+  std::shared_ptr<Round> round;
+  Key key;
+  ProbeResult result;
+  Transaction tx;
+  asio::posix::stream_descriptor fd;
+  asio::steady_timer timer;
+  bool connected = false;
+  bool finished = false;
+  bool stream_broken = false;
+  std::vector<std::uint8_t> stream;  // TCP: bytes received and not yet framed
+
+  bool tcp() const { return result.transport == Transport::tcp; }
+  std::optional<LocalFailure> open();
+  void run();
+  void drive();
+  void arm_read();
+  void on_readable_udp();
+  void on_readable_tcp();
+  void connect_done(int error);
+  void finish();
+};
+
+// ---- setting up one socket ----------------------------------------------------------------------
+
+std::optional<LocalFailure> Prober::Round::Job::open() {
+  const bool v6 = result.family == Family::v6;
+  const int s = ::socket(v6 ? AF_INET6 : AF_INET, (tcp() ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return LocalFailure{"open socket", errno, std::strerror(errno)};
+  fd.assign(s);  // owns it from here
+  auto fail = [&](const char* step) { return LocalFailure{step, errno, std::strerror(errno)}; };
+  const int one = 1;
+  if (v6 && ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) return fail("set IPV6_V6ONLY");
+  if (!result.routed) {
+    // Like a browser on a multi-homed machine: this interface, this address. SO_BINDTODEVICE makes
+    // the kernel send through the interface whatever the routing table prefers (IPv4; IPv6 still
+    // needs a route via it, else the send fails with ENETUNREACH).
+    if (::setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, result.interface.c_str(),
+                     static_cast<socklen_t>(result.interface.size() + 1)) != 0)
+      return fail("bind to device");
+  }
+  IpAddress any;
+  any.family = result.family;
+  const SockAddr local = to_sockaddr(result.routed ? any : *result.source, 0);
+  if (::bind(s, local.get(), local.length) != 0) return fail("bind to address");
+  if (!tcp()) {
+    // Which interface and local address each answer came to: how we tell the routed probe's path.
+    if (v6 ? ::setsockopt(s, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one)
+           : ::setsockopt(s, IPPROTO_IP, IP_PKTINFO, &one, sizeof one))
+      return fail("set PKTINFO");
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (::getsockname(s, reinterpret_cast<sockaddr*>(&bound), &len) == 0)
+    if (auto ta = from_sockaddr(bound)) result.local_port = ta->port;
+  return std::nullopt;
+}
+
+void Prober::Round::Job::run() {
+  if (!tcp()) {
+    connected = true;
+    arm_read();
+    drive();
+    return;
+  }
+  const SockAddr server = to_sockaddr(result.server_address->address, result.server_address->port);
+  if (::connect(fd.native_handle(), server.get(), server.length) == 0) {
+    connect_done(0);
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    connect_done(errno);
+    return;
+  }
+  fd.async_wait(asio::posix::stream_descriptor::wait_write, [self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->finished) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(self->fd.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    self->connect_done(err);
+  });
+  drive();  // arms the deadline while the connect is pending
+}
+
+void Prober::Round::Job::connect_done(int error) {
+  if (finished) return;
+  if (error == 0) {
+    connected = true;
+    if (result.routed) {
+      // No PKTINFO on a stream: the source address the kernel chose names the way out instead.
+      sockaddr_storage local{};
+      socklen_t len = sizeof local;
+      if (::getsockname(fd.native_handle(), reinterpret_cast<sockaddr*>(&local), &len) == 0)
+        if (auto ta = from_sockaddr(local)) {
+          result.source = ta->address;
+          for (const auto& itf : round->plan.interfaces)
+            if (std::find(itf.addresses.begin(), itf.addresses.end(), ta->address) != itf.addresses.end()) {
+              result.arrival_interface = itf.name;
+              result.arrival_class = itf.cls;
+            }
+        }
+    }
+    arm_read();
+    drive();
+    return;
+  }
+  if (connect_blocked(error)) tx.send_failed(Clock::now(), error);
+  else tx.abort({"connect", error, std::strerror(error)});
+  finish();
+}
+
+// ---- running the transaction ---------------------------------------------------------------------
+
+void Prober::Round::Job::drive() {
+  while (!finished && !round->cancelled) {
+    const TimePoint now = Clock::now();
+    if (!connected && now < tx.deadline()) {
+      timer.expires_at(tx.deadline());
+      timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec) self->drive();
+      });
+      return;
+    }
+    auto effect = tx.next(now);
+    if (auto* send = std::get_if<Transaction::Send>(&effect)) {
+      ssize_t n;
+      if (tcp()) {
+        n = ::send(fd.native_handle(), send->bytes.data(), send->bytes.size(), MSG_NOSIGNAL);
+      } else {
+        const SockAddr to = to_sockaddr(result.server_address->address, result.server_address->port);
+        n = ::sendto(fd.native_handle(), send->bytes.data(), send->bytes.size(), 0, to.get(), to.length);
+      }
+      // A fresh socket's buffer takes a 28-byte request whole; a short TCP write cannot happen here.
+      if (n < 0) tx.send_failed(now, errno);
+      continue;
+    }
+    if (auto* wait = std::get_if<Transaction::Wait>(&effect)) {
+      timer.expires_at(wait->until);
+      timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec) self->drive();
+      });
+      return;
+    }
+    finish();
+    return;
+  }
+}
+
+void Prober::Round::Job::arm_read() {
+  fd.async_wait(asio::posix::stream_descriptor::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->finished || self->round->cancelled) return;
+    if (self->tcp()) self->on_readable_tcp();
+    else self->on_readable_udp();
+  });
+}
+
+void Prober::Round::Job::on_readable_udp() {
+  std::array<std::uint8_t, 8192> buf;
+  alignas(cmsghdr) std::array<char, 256> control;
+  for (;;) {
+    sockaddr_storage from{};
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    const ssize_t n = ::recvmsg(fd.native_handle(), &msg, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;  // EAGAIN: drained. Anything else (a queued ICMP error) was consumed by reading it.
+    }
+    // A datagram larger than the buffer arrives cut (MSG_TRUNC); the codec then rejects its length.
+    const auto size = static_cast<std::size_t>(n);
+    const TimePoint now = Clock::now();
+    int arrival = 0;
+    std::optional<IpAddress> local;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        in_pktinfo info;
+        std::memcpy(&info, CMSG_DATA(c), sizeof info);
+        arrival = info.ipi_ifindex;
+        IpAddress a;
+        std::memcpy(a.bytes.data(), &info.ipi_addr, 4);
+        local = a;
+      } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        in6_pktinfo info;
+        std::memcpy(&info, CMSG_DATA(c), sizeof info);
+        arrival = static_cast<int>(info.ipi6_ifindex);
+        IpAddress a;
+        a.family = Family::v6;
+        std::memcpy(a.bytes.data(), &info.ipi6_addr, 16);
+        local = a;
+      }
+    }
+    auto sender = from_sockaddr(from);
+    if (!sender) continue;
+    const Receipt receipt = tx.receive(now, *sender, std::span<const std::uint8_t>(buf.data(), std::min(size, buf.size())));
+    if (receipt == Receipt::accepted) {
+      if (arrival > 0) {
+        if (const Interface* itf = round->interface_by_index(arrival)) {
+          result.arrival_interface = itf->name;
+          result.arrival_class = itf->cls;
+        } else {
+          char name[IF_NAMESIZE] = {};
+          result.arrival_interface = if_indextoname(static_cast<unsigned>(arrival), name) ? name : "if" + std::to_string(arrival);
+        }
+      }
+      if (result.routed && local) result.source = local;
+    }
+    if (tx.done()) {
+      finish();
+      return;
+    }
+  }
+  arm_read();
+}
+
+void Prober::Round::Job::on_readable_tcp() {
+  std::array<std::uint8_t, 4096> buf;
+  const ssize_t n = ::recv(fd.native_handle(), buf.data(), buf.size(), 0);
+  const TimePoint now = Clock::now();
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    arm_read();
+    return;
+  }
+  if (n <= 0) {
+    // Closed or reset without a usable answer: not a reflexive address, and nothing more can come.
+    tx.abort({"receive", n < 0 ? errno : 0, n < 0 ? std::strerror(errno) : "the server closed the connection"});
+    finish();
+    return;
+  }
+  stream.insert(stream.end(), buf.begin(), buf.begin() + n);
+  // RFC 8489 §6.2.2: over TCP each message is framed by its own header length.
+  while (stream.size() >= stun::kHeaderSize && !stream_broken) {
+    auto size = stun::frame_size(std::span<const std::uint8_t>(stream).first(stun::kHeaderSize));
+    if (!size) {
+      // Not STUN: the stream cannot be resynchronised. Count it, then wait out the deadline.
+      (void)tx.receive(now, *result.server_address, stream);
+      stream_broken = true;
+      break;
+    }
+    if (stream.size() < *size) break;
+    (void)tx.receive(now, *result.server_address, std::span<const std::uint8_t>(stream).first(*size));
+    stream.erase(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(*size));
+    if (tx.done()) {
+      finish();
+      return;
+    }
+  }
+  if (stream_broken) return;
+  arm_read();
+}
+
+void Prober::Round::Job::finish() {
+  if (finished) return;
+  finished = true;
+  const TimePoint now = Clock::now();
+  if (!tx.done()) (void)tx.next(std::max(now, tx.deadline()));  // ends it as a timeout
+  result.outcome = tx.outcome();
+  result.ignored = tx.ignored().total();
+  result.ignored_reason = tx.ignored().last_reason;
+  result.elapsed = since(round->start, now);
+  timer.cancel();
+  boost::system::error_code ignored;
+  fd.close(ignored);
+  auto r = round;  // keep the round alive while it records us
+  r->record(key, std::move(result));
+  --r->running_jobs;
+  r->maybe_complete();
+}
+
+// ---- the round -----------------------------------------------------------------------------------
+
+const Interface* Prober::Round::interface_by_index(int index) const {
+  for (const auto& i : plan.interfaces)
+    if (static_cast<int>(i.index.value) == index) return &i;
+  return nullptr;
+}
+
+void Prober::Round::begin() {
+  ++holds;
+  start = Clock::now();
+  deadline = start + plan.timeout;
+  for (std::size_t si = 0; si < plan.servers.size(); ++si) {
+    const auto& s = plan.servers[si];
+    if (auto numeric = IpAddress::parse(s.host)) {
+      add_jobs(si, {*numeric}, false);
+      continue;
+    }
+    ++resolving;
+    // No AI_ADDRCONFIG: a family this machine seems not to have is probed anyway (and reported).
+    resolver.async_resolve(s.host, std::to_string(s.port), asio::ip::resolver_base::numeric_service,
+                           [self = shared_from_this(), si](boost::system::error_code ec,
+                                                           asio::ip::udp::resolver::results_type found) {
+                             --self->resolving;
+                             if (self->cancelled) return;
+                             if (ec) {
+                               ProbeResult r;
+                               r.routed = true;
+                               r.server = server_text(self->plan.servers[si]);
+                               r.transport = self->plan.servers[si].transport;
+                               r.outcome = LocalFailure{"resolve", ec.value(),
+                                                        ec == asio::error::operation_aborted ? "timed out" : ec.message()};
+                               r.elapsed = since(self->start, Clock::now());
+                               self->record({si, 0, 1, 0, 0}, std::move(r));
+                             } else {
+                               std::vector<IpAddress> addresses;
+                               for (const auto& e : found) addresses.push_back(from_asio(e.endpoint().address()));
+                               self->add_jobs(si, addresses, true);
+                             }
+                             if (self->resolving == 0) self->resolve_timer.cancel();
+                             self->maybe_complete();
+                           });
+  }
+  if (resolving > 0) {
+    resolve_timer.expires_at(deadline);
+    resolve_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->resolver.cancel();
+    });
+  }
+  --holds;
+  maybe_complete();
+}
+
+void Prober::Round::add_jobs(std::size_t si, const std::vector<IpAddress>& addresses, bool by_name) {
+  struct Hold {
+    std::size_t& n;
+    explicit Hold(std::size_t& count) : n(count) { ++n; }
+    ~Hold() { --n; }
+  } hold(holds);
+  const auto& server = plan.servers[si];
+  for (Family f : {Family::v4, Family::v6}) {
+    if ((f == Family::v4 && !plan.ipv4) || (f == Family::v6 && !plan.ipv6)) continue;
+    const int fi = f == Family::v4 ? 0 : 1;
+    auto it = std::find_if(addresses.begin(), addresses.end(), [f](const IpAddress& a) { return a.family == f; });
+    ProbeResult base;
+    base.family = f;
+    base.server = server_text(server);
+    base.transport = server.transport;
+    if (it == addresses.end()) {
+      // A numeric server of the other family needs no remark; a name without this family does.
+      if (by_name) {
+        base.routed = true;
+        base.outcome = LocalFailure{"resolve", 0, "no " + std::string(to_string(f)) + " address for " + server.host};
+        record({si, fi, 1, 0, 0}, std::move(base));
+      }
+      continue;
+    }
+    base.server_address = stun::TransportAddress{*it, server.port};
+    if (plan.bound) {
+      for (std::size_t ii = 0; ii < plan.interfaces.size(); ++ii) {
+        const auto& itf = plan.interfaces[ii];
+        if (itf.cls == netwatch::Class::loopback) continue;
+        if (!plan.only.empty() && std::find(plan.only.begin(), plan.only.end(), itf.name) == plan.only.end()) continue;
+        for (std::size_t ai = 0; ai < itf.addresses.size(); ++ai) {
+          const auto& a = itf.addresses[ai];
+          // A link-local source cannot reach a server beyond the link; loopback and multicast never.
+          if (a.family != f || a.is_link_local() || a.is_loopback() || a.is_multicast() || a.is_unspecified()) continue;
+          ProbeResult r = base;
+          r.interface = itf.name;
+          r.index = itf.index;
+          r.cls = itf.cls;
+          r.source = a;
+          launch({si, fi, 0, ii, ai}, std::move(r));
+        }
+      }
+    }
+    if (plan.routed) {
+      ProbeResult r = base;
+      r.routed = true;
+      launch({si, fi, 1, 0, 0}, std::move(r));
+    }
+  }
+}
+
+void Prober::Round::launch(Key key, ProbeResult r) {
+  const TimePoint now = Clock::now();
+  TransactionOptions o;
+  o.rto = plan.rto;
+  o.total = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(deadline - now));
+  o.reliable = r.transport == Transport::tcp;
+  stun::RequestOptions request{.fingerprint = true, .software = plan.software};
+  Transaction tx(stun::TransactionId::random(), *r.server_address, o, now, request);
+  auto job = std::make_shared<Job>(shared_from_this(), key, std::move(r), std::move(tx));
+  if (auto failure = job->open()) {
+    job->result.outcome = *failure;
+    job->result.elapsed = since(start, Clock::now());
+    job->finished = true;
+    record(key, std::move(job->result));
+    return;
+  }
+  ++running_jobs;
+  jobs.push_back(job);
+  job->run();
+}
+
+void Prober::Round::record(Key key, ProbeResult r) { results.emplace_back(key, std::move(r)); }
+
+void Prober::Round::maybe_complete() {
+  if (cancelled || completion_posted || holds > 0 || resolving > 0 || running_jobs > 0) return;
+  completion_posted = true;
+  // Always from a fresh handler: the caller of start() never sees its callback run inside start().
+  asio::post(io, [self = shared_from_this()] {
+    if (self->cancelled) return;
+    self->completed = true;
+    self->jobs.clear();  // the jobs held the round; let both go
+    std::stable_sort(self->results.begin(), self->results.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<ProbeResult> probes;
+    for (auto& [k, r] : self->results) probes.push_back(std::move(r));
+    auto report = make_report(self->plan.interfaces, std::move(probes), since(self->start, Clock::now()), self->plan.report);
+    auto callback = std::move(self->done);
+    if (callback) callback(std::move(report));
+  });
+}
+
+void Prober::Round::cancel() {
+  cancelled = true;
+  resolver.cancel();
+  resolve_timer.cancel();
+  for (auto& j : jobs) {
+    j->finished = true;
+    j->timer.cancel();
+    boost::system::error_code ignored;
+    j->fd.close(ignored);
+  }
+  jobs.clear();
+}
+
+// ---- the public face -------------------------------------------------------------------------------
+
+Plan plan_for(const config::Probe& probe, std::vector<Interface> interfaces) {
+  Plan p;
+  p.interfaces = std::move(interfaces);
+  p.servers = probe.servers;
+  p.ipv4 = probe.ipv4;
+  p.ipv6 = probe.ipv6;
+  p.timeout = probe.timeout;
+  return p;
+}
+
+Prober::Prober(asio::io_context& io) : io_(io) {}
+
+Prober::~Prober() { cancel(); }
+
+void Prober::start(Plan plan, Done done) {
+  cancel();
+  round_ = std::make_shared<Round>(io_, std::move(plan), std::move(done));
+  round_->begin();
+}
+
+void Prober::cancel() {
+  if (round_ && !round_->completed) round_->cancel();
+  round_.reset();
+}
+
+bool Prober::running() const { return round_ && !round_->completed && !round_->cancelled; }
+
+Report probe(Plan plan) {
+  asio::io_context io;
+  Prober prober(io);
+  Report out;
+  prober.start(std::move(plan), [&](Report r) { out = std::move(r); });
+  io.run();
+  return out;
+}
+
+}  // namespace leakguard::probes

@@ -1,0 +1,69 @@
+#pragma once
+// The prober: one round of STUN Binding transactions on the caller's io_context, the way a web
+// page's ICE agent gathers candidates. For every interface that carries addresses (loopback
+// excepted), for each family and each server: one transaction from a UDP socket bound to the
+// interface (SO_BINDTODEVICE) and to its address; plus one per family and server from a socket that
+// is not bound to anything and follows the routing table. All at once, no threads, no sleeps; the
+// round ends when every transaction has ended, at the latest after the configured timeout.
+//
+// The probe gets no exemption from the firewall (no SO_MARK): it meets the rules a browser meets.
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "probes/report.hpp"
+
+namespace leakguard::probes {
+
+struct Plan {
+  /// Every interface of the namespace (loopback and address-less ones too): bound probes run on
+  /// those with addresses, and answers are classified by the interface they arrive on.
+  std::vector<Interface> interfaces;
+  /// If not empty, bound probes only on these interface names (host candidates still list all).
+  std::vector<std::string> only;
+  std::vector<config::StunServer> servers;  ///< names are resolved when the round starts
+  bool ipv4 = true;
+  bool ipv6 = true;
+  bool bound = true;    ///< per-interface probes
+  bool routed = true;   ///< the unbound probe that follows the routing table
+  milliseconds timeout{3000};  ///< the whole round, name resolution included
+  milliseconds rto{500};       ///< first retransmission timeout (RFC 8489 §6.2.1)
+  std::string software;        ///< SOFTWARE in requests; empty: none (browsers send none)
+  ReportOptions report;
+};
+
+/// A plan from the configuration's probe section (servers, families, timeout) and the interfaces.
+Plan plan_for(const config::Probe& probe, std::vector<Interface> interfaces);
+
+class Prober {
+ public:
+  using Done = std::function<void(Report)>;
+
+  explicit Prober(boost::asio::io_context& io);
+  /// Cancels a running round; its callback is then never called.
+  ~Prober();
+  Prober(const Prober&) = delete;
+  Prober& operator=(const Prober&) = delete;
+
+  /// Starts a round; `done` runs on the io_context when it ends. A round already running is
+  /// cancelled first (its callback never runs). Sockets are opened in the calling thread's network
+  /// namespace, partly from handlers: run the io_context in the same namespace.
+  void start(Plan plan, Done done);
+  /// Stops the running round at once, without calling its callback.
+  void cancel();
+  bool running() const;
+
+ private:
+  struct Round;
+  boost::asio::io_context& io_;
+  std::shared_ptr<Round> round_;
+};
+
+/// One round on a private io_context, returned when it ends (for leakguardctl candidates and tests).
+Report probe(Plan plan);
+
+}  // namespace leakguard::probes

@@ -1,0 +1,125 @@
+#pragma once
+// The candidate report: what a web page would learn on this machine (host candidates, server-
+// reflexive addresses per interface and family) and the verdict. Pure: built from the interface
+// list and the finished probes; printed as text, JSON or ICE candidate lines. See docs/probe.md.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/ip.hpp"
+#include "common/strong.hpp"
+#include "netwatch/model.hpp"
+#include "probes/transaction.hpp"
+
+namespace leakguard::probes {
+
+/// An interface as the prober sees it: what a browser enumerates (getifaddrs) plus our class.
+struct Interface {
+  std::string name;
+  IfIndex index;
+  netwatch::Class cls = netwatch::Class::other;
+  std::vector<IpAddress> addresses;  ///< usable local addresses (no tentative/failed DAD)
+  bool operator==(const Interface&) const = default;
+  /// "eth0 #2 (physical) 192.0.2.10 2001:db8:2::10".
+  std::string str() const;
+};
+
+/// One finished probe: one transaction from one socket to one server.
+struct ProbeResult {
+  bool routed = false;       ///< from an unbound socket that follows the routing table
+  std::string interface;     ///< the bound interface ("" when routed)
+  IfIndex index;             ///< its index (0 when routed)
+  netwatch::Class cls = netwatch::Class::other;  ///< its class (routed: unused)
+  Family family = Family::v4;
+  std::optional<IpAddress> source;  ///< bound address; routed: the local address the answer came to
+  std::uint16_t local_port = 0;
+  std::string server;                                 ///< as configured, e.g. "203.0.113.3:3478/udp"
+  std::optional<stun::TransportAddress> server_address;  ///< what it resolved to
+  Transport transport = Transport::udp;
+  Outcome outcome = TimedOut{};
+  std::string arrival_interface;  ///< UDP: where the answer came in (IP_PKTINFO); TCP: whose address was the source; "" if unknown
+  std::optional<netwatch::Class> arrival_class;
+  std::size_t ignored = 0;        ///< messages received and rejected (wrong source, garbage, other id)
+  std::string ignored_reason;     ///< the last such reason
+  milliseconds elapsed{0};        ///< from the start of the round to the end of this probe
+  bool operator==(const ProbeResult&) const = default;
+  /// "eth0 ipv4 192.0.2.10 -> 203.0.113.3:3478/udp: reflexive 203.0.113.2:4000 after 1 ms (1 attempt)".
+  std::string str() const;
+};
+
+enum class Verdict { ok, leak, exposed_host };
+/// "ok", "leak", "exposed-host".
+std::string_view to_string(Verdict v);
+
+/// An address a page can read from the local interfaces (an ICE host candidate).
+struct HostCandidate {
+  std::string interface;
+  netwatch::Class cls = netwatch::Class::other;
+  IpAddress address;
+  std::uint16_t port = 0;  ///< the port of a probe socket bound to it (9 if none was)
+  bool is_public = false;  ///< globally reachable by its range, see is_public()
+  bool exposed = false;    ///< counts for the exposed-host verdict
+  bool operator==(const HostCandidate&) const = default;
+};
+
+/// A reflexive address that came back outside the tunnel.
+struct Leak {
+  std::string interface;  ///< bound interface, or for a routed probe the one the answer came in by
+  bool routed = false;
+  Family family = Family::v4;
+  stun::TransportAddress reflexive;
+  std::string server;
+  std::string why;        ///< one line
+  bool operator==(const Leak&) const = default;
+};
+
+struct ReportOptions {
+  /// Count the documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32) as
+  /// public. RFC 6890 says they are not globally reachable; the lab uses them as its internet.
+  bool documentation_is_public = false;
+};
+
+struct Report {
+  std::vector<HostCandidate> hosts;
+  std::vector<ProbeResult> probes;
+  std::vector<Leak> leaks;
+  std::vector<IpAddress> exits4, exits6;  ///< reflexive addresses seen through tunnel interfaces
+  Verdict verdict = Verdict::ok;
+  milliseconds duration{0};
+
+  /// The tunnel exit addresses of a family.
+  const std::vector<IpAddress>& exits(Family f) const { return f == Family::v4 ? exits4 : exits6; }
+  /// Host candidates that make the verdict exposed-host.
+  std::vector<HostCandidate> exposed() const;
+  /// One line: verdict, the first leak or exposure, exits, counts.
+  std::string summary() const;
+  bool operator==(const Report&) const = default;
+};
+
+/// Globally reachable by its range (RFC 6890 registries): not private, shared (100.64/10), loopback,
+/// link-local, ULA, multicast, benchmarking or reserved; documentation ranges per the option.
+bool is_public(const IpAddress& a, const ReportOptions& options = {});
+
+/// Builds the report and decides the verdict (rules in docs/probe.md):
+/// - leak: a probe bound to a non-tunnel interface got a reflexive address; or the routed probe got
+///   one and its answer came in through a non-tunnel interface (loopback excepted: a server on this
+///   machine), or (tunnel exits known for that family) it is not one of them, or (nothing known
+///   about the path) no tunnel exit was seen.
+/// - exposed-host: no leak, but a non-tunnel interface carries a public address (see is_public)
+///   that no probe showed translated: a page that can read host candidates learns it directly.
+/// - ok: otherwise. Blocked, timed-out, failed and error probes never make a leak.
+Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeResult> probes, milliseconds duration,
+                   const ReportOptions& options = {});
+
+/// For people: verdict first, then exits, host candidates, probes, leaks.
+std::string to_text(const Report& r);
+/// For machines (the daemon's D-Bus report, `leakguardctl candidates --json`).
+nlohmann::json to_json(const Report& r);
+/// As a browser would print them (RTCIceCandidate.candidate): host lines, then srflx lines.
+std::vector<std::string> ice_candidates(const Report& r);
+
+}  // namespace leakguard::probes

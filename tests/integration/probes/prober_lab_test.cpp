@@ -1,0 +1,272 @@
+// The prober in the lab (tests/lab/README.md): real sockets in the lab's host namespace, coturn in
+// the internet namespace, wireguard-go as the tunnel. Nothing here leaves the lab's namespaces.
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "probes/interfaces.hpp"
+#include "probes/prober.hpp"
+#include "tests/integration/probes/responder.hpp"
+#include "tests/lab/lab.hpp"
+
+using namespace leakguard;
+using namespace leakguard::probes;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+config::StunServer server(const std::string& host, std::uint16_t port = 3478, Transport t = Transport::udp) {
+  return {host, port, t};
+}
+
+// The plan as leakguardctl and the daemon build it, for the host namespace of `lab`.
+Plan host_plan(const lab::Lab& lab, std::vector<config::StunServer> servers, milliseconds timeout = 2s) {
+  lab::NetnsScope in(lab.ns("host"));
+  auto interfaces = current_interfaces(netwatch::Classifier{{*IfnamePattern::parse("wg*")}});
+  REQUIRE_MESSAGE(interfaces, (interfaces ? "" : interfaces.error().str()));
+  Plan p;
+  p.interfaces = *interfaces;
+  p.servers = std::move(servers);
+  p.timeout = timeout;
+  return p;
+}
+
+Report run_in_host(const lab::Lab& lab, Plan plan) {
+  lab::NetnsScope in(lab.ns("host"));
+  auto r = probe(std::move(plan));
+  MESSAGE(to_text(r));
+  return r;
+}
+
+// The one probe from `itf` ("" = routed) of `family` to `server_text`; fails the test if absent.
+const ProbeResult& find(const Report& r, const std::string& itf, Family family, const std::string& server_text) {
+  for (const auto& p : r.probes)
+    if (p.family == family && p.server == server_text && (itf.empty() ? p.routed : (!p.routed && p.interface == itf)))
+      return p;
+  FAIL("no probe " << (itf.empty() ? "route" : itf) << " " << to_string(family) << " -> " << server_text);
+  throw std::logic_error("unreachable");
+}
+
+std::string reflexive(const ProbeResult& p) {
+  const auto* x = std::get_if<Reflexive>(&p.outcome);
+  return x ? x->mapped.address.str() : "(" + str(p.outcome) + ")";
+}
+
+bool has_leak(const Report& r, const std::string& itf, Family f) {
+  for (const auto& l : r.leaks)
+    if (l.interface == itf && l.family == f) return true;
+  return false;
+}
+
+int cli(const lab::Lab& lab, std::vector<std::string> args, const std::string& program = LEAKGUARD_CANDIDATES_CLI) {
+  std::vector<std::string> argv{program, "candidates"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = lab.run("host", argv);
+  MESSAGE("candidates " << [&] {
+    std::string s;
+    for (const auto& a : args) s += a + " ";
+    return s;
+  }() << "-> exit " << r.status << "\n" << r.out);
+  return r.status;
+}
+
+const std::string kStun4 = "203.0.113.3:3478/udp";
+const std::string kStun6 = "[2001:db8:3::3]:3478/udp";
+
+}  // namespace
+
+TEST_CASE("STUN routed outside the tunnel, no firewall: eth0 yields the ISP address and the verdict is leak") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = true, .second_uplink = false});
+  REQUIRE(lab.var("STUN4") == "203.0.113.3");
+  auto plan = host_plan(lab, {server(lab.var("STUN4")), server(lab.var("STUN6"))});
+  auto r = run_in_host(lab, plan);
+
+  CHECK(r.verdict == Verdict::leak);
+  CHECK(reflexive(find(r, "eth0", Family::v4, kStun4)) == "203.0.113.2");
+  CHECK(reflexive(find(r, "wg0", Family::v4, kStun4)) == "203.0.113.66");
+  CHECK(reflexive(find(r, "eth0", Family::v6, kStun6)) == "2001:db8:2::10");
+  CHECK(reflexive(find(r, "wg0", Family::v6, kStun6)) == "2001:db8:3::66");
+  // The routed probe follows the split route out of eth0.
+  const auto& routed4 = find(r, "", Family::v4, kStun4);
+  CHECK(reflexive(routed4) == "203.0.113.2");
+  CHECK(routed4.arrival_interface == "eth0");
+  CHECK(routed4.source == std::optional<IpAddress>(*IpAddress::parse("192.0.2.10")));
+  CHECK(reflexive(find(r, "", Family::v6, kStun6)) == "2001:db8:2::10");
+  CHECK(r.exits4 == std::vector<IpAddress>{*IpAddress::parse("203.0.113.66")});
+  CHECK(r.exits6 == std::vector<IpAddress>{*IpAddress::parse("2001:db8:3::66")});
+  CHECK(has_leak(r, "eth0", Family::v4));
+  CHECK(has_leak(r, "eth0", Family::v6));
+  CHECK_FALSE(has_leak(r, "wg0", Family::v4));
+  CHECK_FALSE(has_leak(r, "wg0", Family::v6));
+  // What the daemon publishes: a JSON report with the same verdict.
+  CHECK(to_json(r)["verdict"] == "leak");
+
+  SUBCASE("over TCP too (coturn listens on TCP 3478)") {
+    auto tcp = host_plan(lab, {server(lab.var("STUN4"), 3478, Transport::tcp)});
+    auto t = run_in_host(lab, tcp);
+    CHECK(reflexive(find(t, "eth0", Family::v4, "203.0.113.3:3478/tcp")) == "203.0.113.2");
+    CHECK(reflexive(find(t, "wg0", Family::v4, "203.0.113.3:3478/tcp")) == "203.0.113.66");
+    CHECK(t.verdict == Verdict::leak);
+  }
+  SUBCASE("leakguardctl candidates: exit 1 on the leak, 0 through the tunnel only, 2 on bad input") {
+    CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--timeout", "2s"}) == 1);
+    CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--interface", "wg0", "--no-route", "--json"}) == 0);
+    CHECK(cli(lab, {"--stun", kStun4, "--stun", kStun6, "--tunnel", "wg*", "--ice"}) == 1);
+    CHECK(cli(lab, {"--stun", "203.0.113.3"}) == 2);          // no port
+    CHECK(cli(lab, {"--stun", kStun4, "--interface", "nosuch0"}) == 2);
+    CHECK(cli(lab, {"--stun", kStun4, "--timeout", "soon"}) == 2);
+    CHECK(cli(lab, {"--bogus-option"}) == 2);
+  }
+#ifdef LEAKGUARDCTL
+  SUBCASE("the same through leakguardctl itself") {
+    CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--json"}, LEAKGUARDCTL) == 1);
+    CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--interface", "wg0", "--no-route"}, LEAKGUARDCTL) == 0);
+    CHECK(cli(lab, {"--stun", "nonsense"}, LEAKGUARDCTL) == 2);
+  }
+#endif
+}
+
+TEST_CASE("IPv6 not tunnelled: the host's own IPv6 comes back through eth0 and is a leak, IPv4 leaves by the tunnel") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = false, .split_stun = false, .second_uplink = false});
+  auto r = run_in_host(lab, host_plan(lab, {server(lab.var("STUN4")), server(lab.var("STUN6"))}));
+  CHECK(r.verdict == Verdict::leak);
+  CHECK(reflexive(find(r, "eth0", Family::v6, kStun6)) == "2001:db8:2::10");
+  const auto& routed6 = find(r, "", Family::v6, kStun6);
+  CHECK(reflexive(routed6) == "2001:db8:2::10");
+  CHECK(routed6.arrival_interface == "eth0");
+  CHECK(has_leak(r, "eth0", Family::v6));
+  // IPv4 follows the tunnel: the routed probe is seen as the exit and is not a leak.
+  const auto& routed4 = find(r, "", Family::v4, kStun4);
+  CHECK(reflexive(routed4) == "203.0.113.66");
+  CHECK(routed4.arrival_interface == "wg0");
+  for (const auto& l : r.leaks) CHECK_FALSE((l.routed && l.family == Family::v4));
+  // wg0 carries no IPv6 address here, so there is no wg0 IPv6 probe and no IPv6 exit.
+  for (const auto& p : r.probes) CHECK_FALSE((p.interface == "wg0" && p.family == Family::v6));
+  CHECK(r.exits6.empty());
+}
+
+TEST_CASE("a firewall that drops non-tunnel UDP: eth0 is blocked with EPERM, wg0 shows the exit, verdict ok") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = true, .second_uplink = false});
+  // Test-local rules in the lab's host namespace (the firewall issue brings the real ones): UDP may
+  // leave only through wg0, except WireGuard's own packets to its endpoint.
+  const std::string endpoint = lab.var("VPN_ENDPOINT");  // 198.51.100.1:PORT
+  const std::string rules = "table inet lgt_probe_test {\n"
+                            "  chain out {\n"
+                            "    type filter hook output priority 0; policy accept;\n"
+                            "    ip daddr " + endpoint.substr(0, endpoint.find(':')) + " udp dport " +
+                            endpoint.substr(endpoint.find(':') + 1) + " accept\n"
+                            "    oifname != \"wg0\" meta l4proto udp drop\n"
+                            "  }\n"
+                            "}\n";
+  const std::string file = "/tmp/" + lab::unique_name("probe-nft") + ".nft";
+  {
+    std::ofstream(file) << rules;
+  }
+  auto nft = lab.run("host", {"nft", "-f", file});
+  std::remove(file.c_str());
+  REQUIRE_MESSAGE(nft.status == 0, nft.out);
+
+  auto plan = host_plan(lab, {server(lab.var("STUN4")), server(lab.var("STUN6"))});
+  auto r = run_in_host(lab, plan);
+  CHECK(r.verdict == Verdict::ok);
+  CHECK(r.leaks.empty());
+  for (Family f : {Family::v4, Family::v6}) {
+    const auto& eth0 = find(r, "eth0", f, f == Family::v4 ? kStun4 : kStun6);
+    CHECK(eth0.outcome == Outcome{Blocked{EPERM}});
+    // The split route sends the routed probe out of eth0 as well: blocked the same way.
+    CHECK(find(r, "", f, f == Family::v4 ? kStun4 : kStun6).outcome == Outcome{Blocked{EPERM}});
+  }
+  CHECK(reflexive(find(r, "wg0", Family::v4, kStun4)) == "203.0.113.66");
+  CHECK(reflexive(find(r, "wg0", Family::v6, kStun6)) == "2001:db8:3::66");
+
+  SUBCASE("with the lab's documentation addresses counted as public, eth0's addresses are exposed") {
+    plan.report.documentation_is_public = true;
+    auto e = run_in_host(lab, plan);
+    CHECK(e.verdict == Verdict::exposed_host);
+    std::vector<std::string> exposed;
+    for (const auto& h : e.exposed()) exposed.push_back(h.interface + " " + h.address.str());
+    CHECK(exposed == std::vector<std::string>{"eth0 192.0.2.10", "eth0 2001:db8:2::10"});
+  }
+  SUBCASE("leakguardctl candidates exits 0") {
+    CHECK(cli(lab, {"--stun", kStun4, "--stun", kStun6, "--tunnel", "wg*", "--timeout", "2s"}) == 0);
+  }
+}
+
+TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) never make a leak") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = false});
+  // Our own servers on extra addresses of the lab's internet: .21 silent, .22 garbage, .23 wrong
+  // source (answers from .29), .24 wrong transaction id, .25 error response.
+  struct Bad {
+    int host;
+    testing::Behaviour behaviour;
+  };
+  const std::vector<Bad> bad = {{21, testing::Behaviour::silent},
+                                {22, testing::Behaviour::garbage},
+                                {23, testing::Behaviour::wrong_source},
+                                {24, testing::Behaviour::wrong_id},
+                                {25, testing::Behaviour::error}};
+  for (int h : {21, 22, 23, 24, 25, 29}) {
+    REQUIRE(lab.run("inet", {"ip", "addr", "add", "203.0.113." + std::to_string(h) + "/24", "dev", "br0"}).status == 0);
+    REQUIRE(lab.run("inet", {"ip", "-6", "addr", "add", "2001:db8:3::" + std::to_string(h) + "/64", "dev", "br0", "nodad"})
+                .status == 0);
+  }
+  asio::io_context io;
+  std::vector<std::unique_ptr<testing::Responder>> servers;
+  std::vector<config::StunServer> list;
+  {
+    lab::NetnsScope in(lab.ns("inet"));
+    for (const auto& b : bad)
+      for (const std::string prefix : {"203.0.113.", "2001:db8:3::"}) {
+        const auto at = asio::ip::make_address(prefix + std::to_string(b.host));
+        const auto from = asio::ip::make_address(prefix + "29");
+        servers.push_back(std::make_unique<testing::Responder>(io, asio::ip::udp::endpoint(at, 3478), b.behaviour,
+                                                               asio::ip::udp::endpoint(from, b.host == 23 ? 3478 : 0)));
+        list.push_back(server(prefix + std::to_string(b.host)));
+      }
+  }
+  const milliseconds timeout = 1500ms;
+  auto plan = host_plan(lab, list, timeout);
+  Report r;
+  bool finished = false;
+  {
+    lab::NetnsScope in(lab.ns("host"));
+    Prober prober(io);
+    prober.start(plan, [&](Report report) {
+      r = std::move(report);
+      finished = true;
+      io.stop();  // the responders would listen forever
+    });
+    io.run_for(timeout + 10s);  // a deadline for the test itself, far beyond the round's
+  }
+  REQUIRE(finished);
+  MESSAGE(to_text(r));
+  MESSAGE("round took " << r.duration.count() << " ms with a timeout of " << timeout.count() << " ms");
+  CHECK(r.verdict == Verdict::ok);
+  CHECK(r.leaks.empty());
+  for (const auto& p : r.probes) CHECK_FALSE(std::holds_alternative<Reflexive>(p.outcome));
+  CHECK(r.duration < timeout + 1000ms);  // generous: the point is "bounded", not "fast"
+  // Every server heard us (from eth0, wg0 and the route), so each answer really arrived and was refused.
+  for (const auto& s : servers) CHECK(s->requests() >= 3);
+  auto outcome = [&](const std::string& itf, Family f, int host) -> const ProbeResult& {
+    const std::string s = f == Family::v4 ? "203.0.113." + std::to_string(host) + ":3478/udp"
+                                          : "[2001:db8:3::" + std::to_string(host) + "]:3478/udp";
+    return find(r, itf, f, s);
+  };
+  for (Family f : {Family::v4, Family::v6}) {
+    CHECK(outcome("eth0", f, 21).outcome == Outcome{TimedOut{2}});  // silent: sent at 0 and 500 ms
+    CHECK(outcome("eth0", f, 22).ignored >= 3);                     // garbage, cut, broken fingerprint
+    CHECK(outcome("eth0", f, 24).ignored >= 1);                     // another transaction's answer
+    CHECK(outcome("eth0", f, 24).ignored_reason.find("not ours") != std::string::npos);
+    CHECK(kind(outcome("eth0", f, 25).outcome) == "error");
+  }
+  // IPv6 is not translated on the way back, so the answer from the wrong address reaches us there
+  // (over IPv4 the ISP's NAT already drops it).
+  CHECK(outcome("eth0", Family::v6, 23).ignored >= 1);
+  CHECK(outcome("eth0", Family::v6, 23).ignored_reason.find("answer from [2001:db8:3::29]:3478") != std::string::npos);
+  CHECK(kind(outcome("eth0", Family::v6, 23).outcome) == "timeout");
+}

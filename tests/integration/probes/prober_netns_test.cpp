@@ -1,0 +1,132 @@
+// The prober's own mechanics in a bare namespace of the test's (loopback only, no lab): names
+// resolved at the start of a round, cancellation, destruction mid-round, callbacks never from
+// inside start(). The only server is an in-test responder on 127.0.0.1 inside that namespace.
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <memory>
+
+#include "probes/interfaces.hpp"
+#include "probes/prober.hpp"
+#include "tests/integration/probes/responder.hpp"
+#include "tests/lab/lab.hpp"
+
+using namespace leakguard;
+using namespace leakguard::probes;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+Plan loopback_plan(const std::string& host, milliseconds timeout) {
+  auto interfaces = current_interfaces(netwatch::Classifier{});
+  REQUIRE(interfaces);
+  Plan p;
+  p.interfaces = *interfaces;
+  p.servers = {{host, 3478, Transport::udp}};
+  p.timeout = timeout;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("a server given by name is resolved when the round starts") {
+  lab::Netns ns("pbname");
+  lab::NetnsScope in(ns.name());
+  asio::io_context io;
+  testing::Responder server(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 3478),
+                            testing::Behaviour::honest);
+  Prober prober(io);
+  Report r;
+  prober.start(loopback_plan("localhost", 1s), [&](Report report) {
+    r = std::move(report);
+    io.stop();
+  });
+  io.run_for(10s);
+  MESSAGE(to_text(r));
+  const ProbeResult* v4 = nullptr;
+  for (const auto& p : r.probes)
+    if (p.routed && p.family == Family::v4) v4 = &p;
+  REQUIRE(v4);
+  CHECK(v4->server == "localhost:3478/udp");
+  CHECK(v4->server_address == stun::TransportAddress{IpAddress::v4(127, 0, 0, 1), 3478});
+  REQUIRE(std::holds_alternative<Reflexive>(v4->outcome));
+  CHECK(std::get<Reflexive>(v4->outcome).mapped.address == IpAddress::v4(127, 0, 0, 1));
+  CHECK(v4->arrival_interface == "lo");
+  CHECK(server.requests() == 1);
+  CHECK(r.verdict == Verdict::ok);  // a server on this machine: nothing left it
+}
+
+TEST_CASE("cancel: the callback never runs and nothing is left waiting") {
+  lab::Netns ns("pbcancel");
+  lab::NetnsScope in(ns.name());
+  asio::io_context io;
+  // Nobody listens on 127.0.0.1:3478: the round would retransmit until its 30 s timeout.
+  Prober prober(io);
+  bool called = false;
+  prober.start(loopback_plan("127.0.0.1", 30s), [&](Report) { called = true; });
+  CHECK(prober.running());
+  asio::steady_timer t(io, 100ms);
+  t.async_wait([&](boost::system::error_code) { prober.cancel(); });
+  const auto start = Clock::now();
+  io.run_for(10s);  // returns by itself once no socket or timer of the round is left
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  MESSAGE("io_context ran out of work " << took.count() << " ms after the start, cancelled at 100 ms");
+  CHECK(io.stopped());
+  CHECK(took < 5s);
+  CHECK_FALSE(called);
+  CHECK_FALSE(prober.running());
+  // A fresh round on the same io_context works.
+  testing::Responder server(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 3478),
+                            testing::Behaviour::honest);
+  bool again = false;
+  io.restart();
+  prober.start(loopback_plan("127.0.0.1", 1s), [&](Report r) {
+    again = r.probes.size() == 1 && std::holds_alternative<Reflexive>(r.probes[0].outcome);
+    io.stop();
+  });
+  io.run_for(5s);
+  CHECK(again);
+}
+
+TEST_CASE("destroying the prober mid-round is safe and silent") {
+  lab::Netns ns("pbdestroy");
+  lab::NetnsScope in(ns.name());
+  asio::io_context io;
+  auto prober = std::make_unique<Prober>(io);
+  bool called = false;
+  prober->start(loopback_plan("127.0.0.1", 30s), [&](Report) { called = true; });
+  asio::steady_timer t(io, 100ms);
+  t.async_wait([&](boost::system::error_code) { prober.reset(); });
+  const auto start = Clock::now();
+  io.run_for(10s);
+  CHECK(io.stopped());
+  CHECK(Clock::now() - start < 5s);
+  CHECK_FALSE(called);
+  CHECK_FALSE(prober);
+}
+
+TEST_CASE("start() never calls back from inside itself, even when every probe fails at once") {
+  lab::Netns ns("pbfail");
+  lab::NetnsScope in(ns.name());
+  asio::io_context io;
+  Plan p;
+  // An interface the kernel does not have: binding to it fails before anything is sent.
+  p.interfaces = {{"nosuch0", IfIndex{999}, netwatch::Class::physical, {*IpAddress::parse("198.51.100.77")}}};
+  p.servers = {{"203.0.113.3", 3478, Transport::udp}};
+  p.routed = false;
+  Prober prober(io);
+  std::optional<Report> r;
+  prober.start(p, [&](Report report) { r = std::move(report); });
+  CHECK_FALSE(r);
+  io.run_for(5s);
+  REQUIRE(r);
+  REQUIRE(r->probes.size() == 1);
+  const auto* f = std::get_if<LocalFailure>(&r->probes[0].outcome);
+  REQUIRE(f);
+  CHECK(f->step == "bind to device");
+  CHECK(f->error == ENODEV);
+  CHECK(r->verdict == Verdict::ok);
+}

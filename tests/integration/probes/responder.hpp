@@ -1,0 +1,119 @@
+#pragma once
+// A tiny STUN server for tests and benches, on the caller's io_context: honest, or misbehaving in
+// one chosen way. Construct it while the thread is inside the namespace it should live in (its
+// socket stays there).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "probes/stun.hpp"
+
+namespace leakguard::probes::testing {
+
+enum class Behaviour {
+  honest,        ///< answers with XOR-MAPPED-ADDRESS = the sender
+  silent,        ///< never answers
+  garbage,       ///< answers with random bytes, a cut answer and one with a broken FINGERPRINT
+  wrong_source,  ///< answers correctly, but from another address
+  wrong_id,      ///< answers correctly, but with another transaction id
+  error,         ///< answers with a 500 error response
+};
+
+class Responder {
+ public:
+  /// Listens on `at`; `reply_from` is the endpoint wrong_source answers from.
+  Responder(boost::asio::io_context& io, const boost::asio::ip::udp::endpoint& at, Behaviour b,
+            std::optional<boost::asio::ip::udp::endpoint> reply_from = std::nullopt)
+      : socket_(io, at), behaviour_(b) {
+    if (reply_from) other_.emplace(io, *reply_from);
+    receive();
+  }
+
+  /// Binding requests received so far.
+  std::size_t requests() const { return requests_; }
+  void set_behaviour(Behaviour b) { behaviour_ = b; }
+  /// Answers this much later (a stand-in for a round trip: the lab has no netem).
+  void set_delay(std::chrono::milliseconds d) { delay_ = d; }
+
+ private:
+  void receive() {
+    socket_.async_receive_from(boost::asio::buffer(buffer_), sender_, [this](boost::system::error_code ec, std::size_t n) {
+      if (ec) return;  // closed
+      answer(n);
+      receive();
+    });
+  }
+
+  static IpAddress to_ip(const boost::asio::ip::address& a) {
+    IpAddress ip;
+    if (a.is_v4()) {
+      auto b = a.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), ip.bytes.begin());
+    } else {
+      ip.family = Family::v6;
+      auto b = a.to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), ip.bytes.begin());
+    }
+    return ip;
+  }
+
+  void send(boost::asio::ip::udp::socket& from, std::vector<std::uint8_t> bytes) {
+    if (delay_.count() > 0) {
+      auto timer = std::make_shared<boost::asio::steady_timer>(socket_.get_executor(), delay_);
+      timer->async_wait([&from, timer, to = sender_, b = std::move(bytes)](boost::system::error_code ec) {
+        if (ec) return;
+        boost::system::error_code ignored;
+        from.send_to(boost::asio::buffer(b), to, 0, ignored);
+      });
+      return;
+    }
+    boost::system::error_code ec;
+    from.send_to(boost::asio::buffer(bytes), sender_, 0, ec);  // UDP: never blocks for long
+  }
+
+  void answer(std::size_t n) {
+    auto m = stun::parse(std::span<const std::uint8_t>(buffer_.data(), n));
+    if (!m || m->cls != stun::Class::request || m->method != stun::kMethodBinding) return;
+    ++requests_;
+    const stun::TransportAddress mapped{to_ip(sender_.address()), sender_.port()};
+    switch (behaviour_) {
+      case Behaviour::honest: send(socket_, stun::encode_binding_success(m->id, mapped)); break;
+      case Behaviour::silent: break;
+      case Behaviour::garbage: {
+        std::vector<std::uint8_t> noise(40);
+        for (auto& b : noise) b = static_cast<std::uint8_t>(rng_());
+        send(socket_, noise);
+        auto cut = stun::encode_binding_success(m->id, mapped);
+        cut.resize(cut.size() - 4);
+        send(socket_, cut);
+        auto broken = stun::encode_binding_success(m->id, mapped);
+        broken[broken.size() - 1] ^= 0x01;
+        send(socket_, broken);
+        break;
+      }
+      case Behaviour::wrong_source:
+        if (other_) send(*other_, stun::encode_binding_success(m->id, mapped));
+        break;
+      case Behaviour::wrong_id: send(socket_, stun::encode_binding_success(stun::TransactionId::random(), mapped)); break;
+      case Behaviour::error: send(socket_, stun::encode_binding_error(m->id, 500, "Server Error")); break;
+    }
+  }
+
+  boost::asio::ip::udp::socket socket_;
+  std::optional<boost::asio::ip::udp::socket> other_;
+  Behaviour behaviour_;
+  std::array<std::uint8_t, 2048> buffer_{};
+  boost::asio::ip::udp::endpoint sender_;
+  std::size_t requests_ = 0;
+  std::chrono::milliseconds delay_{0};
+  std::minstd_rand rng_{12345};
+};
+
+}  // namespace leakguard::probes::testing
