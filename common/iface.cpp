@@ -5,7 +5,7 @@
 namespace leakguard {
 
 Result<std::string> validate_ifname(std::string_view name) {
-  const std::string quoted = "'" + std::string(name) + "'";
+  const std::string quoted = "'" + printable_ifname(name) + "'";
   if (name.empty()) return fail("check interface name", "interface name is empty");
   if (name.size() >= IFNAMSIZ)
     return fail("check interface name", quoted + " is longer than " + std::to_string(IFNAMSIZ - 1) + " characters");
@@ -13,6 +13,10 @@ Result<std::string> validate_ifname(std::string_view name) {
   for (unsigned char c : name) {
     if (c == '/' || c == ':' || c <= ' ' || c == 0x7f)
       return fail("check interface name", quoted + " contains '/', ':', white space or a control character");
+    // The kernel would take these, but no VPN client names a tunnel so, and they cannot be written
+    // into an nft rule or a log line as they are: refused here, consistently for every input.
+    if (c == '"' || c == '\\' || c == '\'' || c >= 0x80)
+      return fail("check interface name", quoted + " contains a quote, a backslash or a non-ASCII byte");
   }
   return std::string(name);
 }

@@ -8,7 +8,8 @@
 namespace leakguard {
 
 /// Checks a kernel interface name: 1..15 bytes (IFNAMSIZ-1), no '/', ':' or white
-/// space, not "." or ".." (the rules of the kernel's dev_valid_name()).
+/// space, not "." or ".." (the rules of the kernel's dev_valid_name()); and, stricter than the
+/// kernel, no quotes, backslashes or non-ASCII bytes (they cannot go into an nft rule as they are).
 Result<std::string> validate_ifname(std::string_view name);
 
 /// An interface name safe to print, log, put in JSON or on D-Bus (which need valid UTF-8): the

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <tuple>
 
 namespace leakguard::daemon {
 
@@ -137,11 +138,25 @@ std::string Controller::stop() {
   return "stopping; the block stays in place (on_stop: keep)";
 }
 
-void Controller::recompute(const std::string& what) {
+Result<void> Controller::recompute(const std::string& what) {
   Desired next = compute();
-  if (next == desired_) return;
+  if (next == desired_) return {};
+  if (auto r = fw_.check(next); !r) return r;
   desired_ = std::move(next);
   feed(PolicyChanged{what});
+  return {};
+}
+
+template <typename F>
+Result<void> Controller::change(F mutate, const std::string& what) {
+  auto saved = std::make_tuple(config_, declared_, mode_override_, lan_override_);
+  mutate();
+  if (auto r = recompute(what); !r) {
+    std::tie(config_, declared_, mode_override_, lan_override_) = std::move(saved);
+    out_.error("refused (" + what + "): " + r.error().str());
+    return r;
+  }
+  return {};
 }
 
 namespace {
@@ -162,29 +177,28 @@ Result<void> Controller::disarm(const std::string& by) {
 }
 
 Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by) {
-  declared_ = t;
-  recompute("tunnel " + t.interface + " declared by " + by);
+  if (auto r = change([&] { declared_ = t; }, "tunnel " + t.interface + " declared by " + by); !r) return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::clear_tunnel(const std::string& by) {
   if (!declared_) return {};
-  declared_.reset();
-  recompute("tunnel cleared by " + by);
+  if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::set_allow_lan(bool allow, const std::string& by) {
-  lan_override_ = allow;
-  recompute(std::string("allow_lan ") + (allow ? "on" : "off") + " by " + by);
+  if (auto r = change([&] { lan_override_ = allow; }, std::string("allow_lan ") + (allow ? "on" : "off") + " by " + by); !r)
+    return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::set_policy(const std::string& policy, const std::string& by) {
-  if (policy == "udp") mode_override_ = config::Mode::udp;
-  else if (policy == "strict") mode_override_ = config::Mode::strict;
+  config::Mode m;
+  if (policy == "udp") m = config::Mode::udp;
+  else if (policy == "strict") m = config::Mode::strict;
   else return fail("policy", "'" + policy + "' is not a policy (expected udp or strict)");
-  recompute("policy " + policy + " by " + by);
+  if (auto r = change([&] { mode_override_ = m; }, "policy " + policy + " by " + by); !r) return r;
   return applied(machine_, last_rules_error_);
 }
 
@@ -194,12 +208,16 @@ Result<void> Controller::reload(const std::string& by) {
     out_.error("reload refused, keeping the running configuration: " + c.error().message);
     return tl::unexpected(c.error());
   }
-  config_ = *c;
   // The file is the truth again; only what VPN clients declared at run time is kept.
-  mode_override_.reset();
-  lan_override_.reset();
+  auto r = change(
+      [&] {
+        config_ = *c;
+        mode_override_.reset();
+        lan_override_.reset();
+      },
+      "configuration reloaded by " + by);
+  if (!r) return r;
   out_.info("configuration reloaded by " + by + ": " + config_.str());
-  recompute("configuration reloaded");
   return applied(machine_, last_rules_error_);
 }
 

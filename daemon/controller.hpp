@@ -47,6 +47,12 @@ class FirewallPort {
   virtual Result<void> apply(const Desired& d) = 0;
   /// Removes our table.
   virtual Result<void> remove() = 0;
+  /// Would apply(d) accept `d`? Checked before a change is taken on, so a refused change leaves
+  /// everything as it was (the rules, the state, what was declared).
+  virtual Result<void> check(const Desired& d) const {
+    (void)d;
+    return {};
+  }
 };
 
 class ProbePort {
@@ -107,7 +113,10 @@ class Controller final : public Control {
   void run(const Action& a);
   void start_probe(const std::string& reason);
   void probe_finished(ProbeOutcome o);
-  void recompute(const std::string& what);
+  Result<void> recompute(const std::string& what);
+  /// Runs `mutate`, then recompute(); if the firewall would refuse the result, undoes `mutate`.
+  template <typename F>
+  Result<void> change(F mutate, const std::string& what);
   Desired compute() const;
 
   config::Config config_;

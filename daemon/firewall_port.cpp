@@ -89,6 +89,8 @@ Result<void> NftFirewallPort::remove() {
   return r;
 }
 
+Result<void> NftFirewallPort::check(const Desired& d) const { return firewall::validate(to_policy(d, lan_)); }
+
 void NftFirewallPort::network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c) {
   auto lan = lan_subnets(m, c);
   if (lan == lan_) return;

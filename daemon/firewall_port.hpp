@@ -41,6 +41,7 @@ class NftFirewallPort final : public FirewallPort {
 
   Result<void> apply(const Desired& d) override;
   Result<void> remove() override;
+  Result<void> check(const Desired& d) const override;
 
   /// Keeps the LAN set in step with the network (a set update, no rule change).
   void network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c);

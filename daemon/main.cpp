@@ -171,16 +171,18 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   d::Controller ctl(*cfg, fw, probe, outputs, reload);
   controller = &ctl;
 
-  // The rules before anything else: installed (or an orphaned table taken over) in one
-  // transaction. With allow_lan the LAN set starts empty and fills once the network is known:
-  // closed first, then opened.
-  ctl.start();
+  // Read the network first (a dump: nothing is sent), so the first probe knows the interfaces
+  // and the LAN set its subnets. Then the rules, before anything that sends or listens: installed
+  // (or an orphaned table taken over) in one transaction.
   if (auto r = watcher.start(); !r) {
-    log.error("cannot watch the network: " + r.error().str() + "; exiting (the rules stay in place)");
+    log.error("cannot watch the network: " + r.error().str());
+    ctl.start();  // still block: fail closed, then exit for the service manager to restart us
     return 1;
   }
+  fw.network_changed(watcher.model(), classifier_of(ctl));
   WiredControl control(ctl, watcher, fw);
-  control.refresh("start");
+  ctl.start();
+  control.refresh("start");  // the tunnel's state, from the network as dumped
 
   d::DbusService::Options bus_options;
   if (const group* g = getgrnam(control_group.c_str())) bus_options.control_group = g->gr_gid;

@@ -90,7 +90,10 @@ bool Rig::wait_state(const std::string& want, std::chrono::milliseconds deadline
   return eventually([&] { return state() == want; }, deadline);
 }
 
-std::string Rig::table() const { return net.run("host", {"nft", "list", "table", "inet", "leakguard"}).out; }
+std::string Rig::table() const {
+  auto r = net.run("host", {"nft", "list", "table", "inet", "leakguard"});
+  return r.status == 0 ? r.out : "";
+}
 
 std::string Rig::witness(const std::string& server) const {
   auto r = net.run("host", {"timeout", "3", "turnutils_stunclient", server});

@@ -22,6 +22,13 @@ struct FakeFirewall : FirewallPort {
     calls.push_back("remove");
     return {};
   }
+  // Refuses any policy naming this tunnel (stands in for the firewall's own validation).
+  std::string refuse_tunnel;
+  Result<void> check(const Desired& d) const override {
+    for (const auto& t : d.tunnels)
+      if (!refuse_tunnel.empty() && t.text == refuse_tunnel) return fail("validate policy", "tunnels: refused " + t.text);
+    return {};
+  }
 };
 
 struct FakeProbe : ProbePort {
@@ -216,4 +223,31 @@ TEST_CASE("stop keeps the block by default, removes it when configured, and disa
     CHECK(w.probe.started == 1);  // disarmed still probes: a leak is a leak
     CHECK(w.c.stop() == "stopping (disarmed, no rules to keep)");
   }
+}
+
+TEST_CASE("a change the firewall would refuse is rolled back: rules, state and declaration stay") {
+  World w;
+  w.c.start();
+  w.probe.finish(ProbeVerdict::ok);
+  w.c.network_changed(true, "wg0", "wg0 up");
+  w.probe.finish(ProbeVerdict::ok);
+  REQUIRE(w.c.machine().state() == State::secured);
+  const auto calls = w.fw.calls;
+  const auto before = w.c.desired();
+  w.fw.refuse_tunnel = "tun9";
+  TunnelDeclaration t{"tun9", {*Endpoint::parse("198.51.100.9:1194")}, std::nullopt};
+  auto r = w.c.set_tunnel(t, "test");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message == "tunnels: refused tun9");
+  CHECK(w.fw.calls == calls);  // nothing applied
+  CHECK(w.c.desired() == before);
+  CHECK(w.c.snapshot().tunnel_interface.empty());
+  CHECK(w.c.machine().state() == State::secured);
+  // A reload into a refused configuration is refused the same way.
+  auto refused = base_config();
+  refused.tunnel_interfaces.push_back(IfnamePattern{"tun9"});
+  w.next_config = refused;
+  CHECK_FALSE(w.c.reload("test"));
+  CHECK(w.c.config() == base_config());
+  CHECK(w.fw.calls == calls);
 }
