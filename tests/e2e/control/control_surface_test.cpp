@@ -141,12 +141,7 @@ TEST_CASE("the real wg-quick hook declares the tunnel on PostUp and clears it on
   Rig rig(RigOptions{.lab = {}, .armed = true, .interval = "60s", .tunnel_patterns = "[tun*]", .endpoint = false});
   rig.start();
   REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
-  auto hook = [&](const std::string& action) {
-    return lab::run({lab::lab_script(), "exec", "--id", rig.net.id(), "host", "env",
-                     "PATH=" LEAKGUARDCTL_DIR ":/usr/sbin:/usr/bin:/sbin:/bin",
-                     "DBUS_SYSTEM_BUS_ADDRESS=" + rig.bus.address(), LEAKGUARD_SOURCE_DIR "/systemd/hooks/wg-quick",
-                     action, "wg0"});
-  };
+  auto hook = [&](const std::string& action) { return rig.wg_quick_hook(action); };
   auto up = hook("up");
   INFO(up.out);
   REQUIRE(up.status == 0);

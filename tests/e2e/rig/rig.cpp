@@ -90,6 +90,14 @@ bool Rig::wait_state(const std::string& want, std::chrono::milliseconds deadline
   return eventually([&] { return state() == want; }, deadline);
 }
 
+lab::RunResult Rig::wg_quick_hook(const std::string& action) const {
+  const std::string ctl = LEAKGUARDCTL;
+  return lab::run({lab::lab_script(), "exec", "--id", net.id(), "host", "env",
+                   "PATH=" + ctl.substr(0, ctl.rfind('/')) + ":/usr/sbin:/usr/bin:/sbin:/bin",
+                   "DBUS_SYSTEM_BUS_ADDRESS=" + bus.address(), LEAKGUARD_SOURCE_DIR "/systemd/hooks/wg-quick", action,
+                   "wg0"});
+}
+
 std::string Rig::table() const {
   auto r = net.run("host", {"nft", "list", "table", "inet", "leakguard"});
   return r.status == 0 ? r.out : "";

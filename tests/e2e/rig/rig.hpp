@@ -49,7 +49,10 @@ class Rig {
   nlohmann::json status() const;
   std::string state() const;
   bool wait_state(const std::string& want, std::chrono::milliseconds deadline = std::chrono::seconds(15)) const;
-  /// `nft list table inet leakguard` in the host namespace.
+  /// Runs the project's wg-quick hook (systemd/hooks/wg-quick ACTION wg0) in the host namespace,
+  /// as wg-quick's PostUp ("up") and PreDown ("down") lines would, with leakguardctl on PATH.
+  lab::RunResult wg_quick_hook(const std::string& action) const;
+  /// `nft list table inet leakguard` in the host namespace ("" if there is none).
   std::string table() const;
   /// What coturn's own STUN client gets through the host's routing: the reflexive address
   /// without port, "" if none.
