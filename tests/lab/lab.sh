@@ -246,6 +246,9 @@ tunnel_up() {
   local d; d="$(state_dir)/wg-host"; mkdir -p "$d" /run/wireguard
   local allowed=0.0.0.0/0
   [ "$IPV6" = tunnel ] && allowed=0.0.0.0/0,::/0
+  # A socket left by the previous instance (tunnel down, then up) would pass the readiness check
+  # before the new wireguard-go listens: wg would then fall back to kernel WireGuard and fail.
+  rm -f "$d/wg0.sock"
   WGDIR=$d spawn wg-host host wireguard-go -f wg0
   wait_ready wg-host "wireguard-go (client)" 5 test -S "$d/wg0.sock"
   wgx host "$d" set wg0 fwmark $FWMARK private-key "$(state_dir)/client.key" \
@@ -414,11 +417,20 @@ cmd_up() {
 
 teardown() {
   local t0=$EPOCHREALTIME
-  local n
+  local n all=""
   for n in $(our_namespaces); do
     local pids; pids=$(ip netns pids "$n" 2>/dev/null || true)
     [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+    all="$all $pids"
     ip netns del "$n" 2>/dev/null || true
+  done
+  # SIGKILL is delivered asynchronously: wait (at most 2 s) until every process is gone or a
+  # zombie, so that "down" returning means nothing of the lab runs any more.
+  local p tries=0
+  for p in $all; do
+    while [ -e "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && [ $tries -lt 200 ]; do
+      sleep 0.01; tries=$((tries + 1))
+    done
   done
   rm -rf "$(state_dir)"
   log "lab $ID down in $(awk "BEGIN {printf \"%.2f\", $EPOCHREALTIME - $t0}") s"
