@@ -152,6 +152,22 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   }
   if (s.contains("rules_error") && !s["rules_error"].is_null()) out += "  " + st.bad("rules: " + text(s, "rules_error")) + "\n";
   out += "  leaks:     " + std::to_string(s.value("leak_count", std::uint64_t{0})) + " found since start\n";
+  // The network as the daemon sees it: what a page could enumerate, and where traffic leaves.
+  if (s.contains("network") && s["network"].is_object() && s["network"].contains("links")) {
+    const auto& n = s["network"];
+    out += "network:\n";
+    for (const auto& l : n["links"]) {
+      if (text(l, "class") == "loopback") continue;
+      std::string addrs;
+      for (const auto& a : l.value("addresses", nlohmann::json::array()))
+        if (text(a, "scope") != "link") addrs += (addrs.empty() ? "" : ", ") + text(a, "address") + "/" + text(a, "prefix");
+      out += "  " + text(l, "name") + " (" + text(l, "class") + ", " + (l.value("up", false) ? "up" : "down") + ")" +
+             (addrs.empty() ? "" : ": " + addrs) + "\n";
+    }
+    if (n.contains("egress") && n["egress"].is_object())
+      out += "  traffic leaves via: ipv4 " + text(n["egress"], "ipv4", "nothing") + ", ipv6 " +
+             text(n["egress"], "ipv6", "nothing") + "\n";
+  }
   if (s.contains("last_probe") && !s["last_probe"].is_null()) {
     out += "last probe: ";
     std::string probe = render_probe(s["last_probe"], st);

@@ -162,3 +162,22 @@ TEST_CASE("a broken configuration never starts a half-configured daemon") {
   }
   std::remove(path.c_str());
 }
+
+TEST_CASE("the dry run (print-ruleset) shows the rules a file would install, loadable by nft, installing nothing") {
+  lab::Netns ns("dry");
+  const std::string path = "/tmp/" + lab::unique_name("drycfg") + ".yaml";
+  std::ofstream(path) << "policy: strict\nallow_lan: true\ntunnel:\n  interfaces: [wg*]\n"
+                         "  endpoints: [\"198.51.100.1:51820/udp\", \"[2001:db8::1]:1194/tcp\"]\n  fwmark: 51820\n";
+  auto r = ns.run({LEAKGUARDD, "--print-ruleset", path});
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("table inet leakguard") != std::string::npos);
+  CHECK(r.out.find("oifname \"wg*\" accept") != std::string::npos);
+  CHECK(r.out.find("198.51.100.1 . udp . 51820") != std::string::npos);
+  CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard") == std::string::npos);  // nothing installed
+  const std::string rules = "/tmp/" + lab::unique_name("dry") + ".nft";
+  std::ofstream(rules) << r.out.substr(r.out.find("table inet leakguard"));
+  auto check = ns.run({"nft", "-c", "-f", rules});
+  CHECK_MESSAGE(check.status == 0, check.out);
+  std::remove(rules.c_str());
+  std::remove(path.c_str());
+}

@@ -12,6 +12,11 @@ const char* const kStatus = R"({
   "endpoints": ["198.51.100.1:51820/udp"], "fwmark": 51820, "leak_count": 0, "rules_error": null,
   "firewall": {"installed": true, "owner": true, "ownership": "owner+persist",
                "blocked": "blocked 42 UDP packets towards the internet via eth0", "error": null},
+  "network": {"links": [{"name": "lo", "class": "loopback", "up": true, "addresses": []},
+                        {"name": "eth0", "class": "physical", "up": true, "addresses": [
+                           {"address": "192.0.2.10", "prefix": 24, "scope": "global"},
+                           {"address": "fe80::1", "prefix": 64, "scope": "link"}]}],
+              "egress": {"ipv4": "wg0", "ipv6": null}},
   "last_probe": {"verdict": "ok", "summary": "ok", "tunnel_exits": {"ipv4": ["203.0.113.66"], "ipv6": []},
                  "interfaces": [], "reflexive": []}
 })";
@@ -26,6 +31,9 @@ TEST_CASE("status for people: state, tunnel, exit address, table ownership, coun
   CHECK(has(out, "endpoints: 198.51.100.1:51820/udp"));
   CHECK(has(out, "owned (the kernel refuses others' changes)"));
   CHECK(has(out, "blocked:   blocked 42 UDP packets towards the internet via eth0"));
+  CHECK(has(out, "  eth0 (physical, up): 192.0.2.10/24\n"));
+  CHECK(!has(out, "  lo "));
+  CHECK(has(out, "traffic leaves via: ipv4 wg0, ipv6 nothing"));
   CHECK(!has(out, "\x1b["));  // plain when not on a terminal
   CHECK(has(render_status(nlohmann::json::parse(kStatus), Style{true}), "\x1b[1;32msecured"));
 }
