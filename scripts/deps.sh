@@ -10,7 +10,7 @@ packages=(
   # run and test: firewall, lab, VPN, STUN server, bus, browser
   nftables iproute2 procps util-linux iputils-ping jq
   wireguard-go wireguard-tools coturn dbus-daemon
-  systemd  # systemd-analyze checks the unit (no systemd runs; --no-install-recommends keeps it small)
+  systemd lintian  # systemd-analyze checks the unit, lintian the .deb (no systemd runs)
   chromium fonts-dejavu-core
 )
 # Node.js drives Chromium in the browser tests. Any node >= 18 will do: take Debian's only if
