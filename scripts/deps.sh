@@ -8,7 +8,7 @@ packages=(
   libnftnl-dev libmnl-dev libboost-dev libyaml-cpp-dev libsdbus-c++-dev libsdbus-c++-bin
   libsystemd-dev libexpected-dev libcli11-dev nlohmann-json3-dev libfmt-dev doctest-dev
   # run and test: firewall, lab, VPN, STUN server, bus, browser
-  nftables iproute2 procps util-linux iputils-ping jq
+  nftables iproute2 procps util-linux iputils-ping jq iperf3
   wireguard-go wireguard-tools coturn dbus-daemon
   systemd lintian  # systemd-analyze checks the unit, lintian the .deb (no systemd runs)
   chromium fonts-dejavu-core

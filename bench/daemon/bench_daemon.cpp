@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "leakguard_proxy.h"
+#include "bench/report.hpp"
 #include "tests/lab/bus.hpp"
 #include "tests/lab/lab.hpp"
 
@@ -132,6 +133,8 @@ int main() {
     std::printf("tunnel interface deleted -> StateChanged(blocking): median %.1f ms, p99 %.1f ms over %zu runs "
                 "(the network watcher's debounce is 50 ms of it)\n",
                 ms[ms.size() / 2], ms.back(), ms.size());
+    leakguard::bench::result("tunnel interface gone -> blocking signalled, median", leakguard::bench::ms(ms[ms.size() / 2]));
+    leakguard::bench::result("tunnel interface gone -> blocking signalled, p99", leakguard::bench::ms(ms.back()));
 
     // 3. Idle between probes (60 s interval): CPU and wake-ups over 10 s.
     const double cpu0 = cpu_seconds(d.pid());
@@ -140,6 +143,8 @@ int main() {
     const double cpu = cpu_seconds(d.pid()) - cpu0;
     const long sw = std::stol(status_field(d.pid(), "voluntary_ctxt_switches")) - sw0;
     std::printf("idle between probes, 10 s: %.2f s CPU, %ld wake-ups (voluntary context switches)\n", cpu, sw);
+    leakguard::bench::result("daemon idle between probes, 10 s: CPU / wake-ups",
+                             std::to_string(cpu).substr(0, 4) + " s / " + std::to_string(sw));
   }
 
   // 2. Memory after 600 probe rounds (10 hours at the default 60 s interval), asked for back to
@@ -156,6 +161,7 @@ int main() {
     std::printf("RSS after 10 rounds:%s; after 610 rounds:%s (peak%s); 600 rounds took %.1f s\n", rss10.c_str(),
                 status_field(d.pid(), "VmRSS").c_str(), status_field(d.pid(), "VmHWM").c_str(),
                 duration<double>(steady_clock::now() - t0).count());
+    leakguard::bench::result("daemon RSS after 610 probe rounds (goal < 10 MiB)", status_field(d.pid(), "VmRSS"));
   }
   conn->leaveEventLoop();
   lab::run({"rm", "-rf", dir});

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "netwatch/watcher.hpp"
+#include "bench/report.hpp"
 #include "tests/lab/lab.hpp"
 
 using namespace leakguard;
@@ -75,6 +76,7 @@ int main() {
   std::sort(lat.begin(), lat.end());
   std::printf("change -> notification: median %.1f ms, p99 %.1f ms (debounce %lld ms, verify dump included)\n",
               lat[lat.size() / 2], lat[lat.size() * 99 / 100], static_cast<long long>(o.debounce.count()));
+  leakguard::bench::result("network change -> notification, median (50 ms debounce)", leakguard::bench::ms(lat[lat.size() / 2]));
 
   // CPU per 10,000 events: a burst of 10,000 route changes the socket can hold.
   auto storm = [&](int base, int deletes = 5000) {
@@ -94,11 +96,12 @@ int main() {
   auto truth = netwatch::dump_model();
   run_until(io, [&] { return w.model() == *truth && w.stats().events - events0 >= 10000; }, 10s);
   const double cpu = thread_cpu_ms() - cpu0;
+  const double settled = duration<double, std::milli>(steady_clock::now() - t0).count();
   std::printf("10,000 route events: %.1f ms CPU in the watcher (%.2f us/event), settled %.0f ms after the burst, "
               "%llu overflow(s)\n",
               cpu, cpu * 1e3 / std::max<double>(1, static_cast<double>(w.stats().events - events0)),
-              duration<double, std::milli>(steady_clock::now() - t0).count(),
-              static_cast<unsigned long long>(w.stats().overflows - overflows0));
+              settled, static_cast<unsigned long long>(w.stats().overflows - overflows0));
+  leakguard::bench::result("netlink storm: CPU for 10,000 route events", leakguard::bench::ms(cpu));
 
   // The alternative: poll with a full dump. One dump of the same namespace costs:
   std::vector<double> dumps;
@@ -110,6 +113,7 @@ int main() {
   std::sort(dumps.begin(), dumps.end());
   std::printf("alternative, polling: one full dump costs %.2f ms (median) and sees a change only at the next poll\n",
               dumps[dumps.size() / 2]);
+  leakguard::bench::result("one full rtnetlink dump (the polling alternative's cost per poll)", leakguard::bench::ms(dumps[dumps.size() / 2]));
 
   // Convergence after an overflow: a storm into a small socket, reader stalled.
   {
@@ -126,11 +130,14 @@ int main() {
     std::printf("storm with the reader stalled: %llu overflow(s), %s %.1f ms after the reader resumed\n",
                 static_cast<unsigned long long>(w2.stats().overflows), ok ? "converged" : "DID NOT converge",
                 duration<double, std::milli>(steady_clock::now() - c0).count());
+    leakguard::bench::result("netlink storm with the reader stalled: converged after resuming",
+                             ok ? leakguard::bench::ms(duration<double, std::milli>(steady_clock::now() - c0).count()) : "no");
   }
 
   // Idle: no timers run while nothing changes.
   const auto wake0 = w.stats().wakeups;
   run_until(io, [] { return false; }, 2s);
   std::printf("idle for 2 s: %llu wake-ups\n", static_cast<unsigned long long>(w.stats().wakeups - wake0));
+  leakguard::bench::result("network watcher idle wake-ups in 2 s", std::to_string(w.stats().wakeups - wake0));
   return 0;
 }

@@ -17,6 +17,7 @@
 #include "probes/interfaces.hpp"
 #include "probes/prober.hpp"
 #include "tests/integration/probes/responder.hpp"
+#include "bench/report.hpp"
 #include "tests/lab/lab.hpp"
 
 using namespace leakguard;
@@ -147,7 +148,8 @@ int main() {
     std::printf("first round (cold neighbour caches): %.1f ms, %zu reflexive of %zu\n", ms_since(start),
                 count(rep, "reflexive"), rep.probes.size());
   }
-  answered(milliseconds(0), 20);
+  const double immediate = answered(milliseconds(0), 20);
+  leakguard::bench::result("probe round, 30 probes, servers answer at once", leakguard::bench::ms(immediate));
   const double parallel = answered(milliseconds(20), 10);
 
   // The same 30 transactions one after another: one round per (interface or route, server).
@@ -172,6 +174,9 @@ int main() {
     const double serial = ms_since(start);
     std::printf("serial,   server delay  20 ms: %zu probes one at a time took %.1f ms (%.1fx the parallel round)\n", n,
                 serial, serial / parallel);
+    leakguard::bench::result("probe round, 30 probes, servers answer after 20 ms (vs one at a time)",
+                             leakguard::bench::ms(parallel), leakguard::bench::ms(serial),
+                             leakguard::bench::times(serial / parallel));
   }
 
   for (auto& r : responders) r->set_behaviour(testing::Behaviour::silent);
@@ -179,8 +184,11 @@ int main() {
     plan.timeout = timeout;
     const auto start = steady_clock::now();
     auto rep = round(io, plan);
+    const double took = ms_since(start);
     std::printf("silent servers, timeout %5lld ms: round %.1f ms, %zu probes timed out\n",
-                static_cast<long long>(timeout.count()), ms_since(start), count(rep, "timeout"));
+                static_cast<long long>(timeout.count()), took, count(rep, "timeout"));
+    leakguard::bench::result("probe round, silent servers, timeout " + std::to_string(timeout.count()) + " ms",
+                             leakguard::bench::ms(took));
   }
   return 0;
 }
