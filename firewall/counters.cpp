@@ -1,0 +1,111 @@
+#include "firewall/counters.hpp"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+namespace leakguard::firewall {
+
+namespace {
+
+int direction_rank(const std::string& d) { return d == "out" ? 0 : d == "fwd" ? 1 : d == "in" ? 2 : 3; }
+int kind_rank(const std::string& k) { return k == "udp" ? 0 : k == "tcp" ? 1 : k == "ip" ? 2 : k == "dns" ? 3 : 4; }
+
+std::string kind_of_proto(std::uint8_t proto) {
+  if (proto == 17) return "udp";  // IANA protocol numbers
+  if (proto == 6) return "tcp";
+  return "ip";
+}
+
+std::string upper_kind(const std::string& k) {
+  if (k == "ip") return "IP";
+  std::string s = k;
+  for (auto& c : s) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  return s;
+}
+
+std::string packets(std::uint64_t n) { return std::to_string(n) + (n == 1 ? " packet" : " packets"); }
+
+}  // namespace
+
+std::string Counter::str() const {
+  return kind + " " + direction + (interface_or_scope == "all" ? " total" : " via " + interface_or_scope) + ": " +
+         std::to_string(packets) + " packets, " + std::to_string(bytes) + " bytes";
+}
+
+std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const std::vector<InterfaceCounter>& interfaces) {
+  // (direction, kind, scope) -> sums; several rules share a tag (e.g. the TCP and UDP DNS rules).
+  std::map<std::tuple<std::string, std::string, std::string>, Counter> sums;
+  for (const auto& r : rules) {
+    const auto dash = r.tag.rfind('-');
+    if (dash == std::string::npos || dash == 0) continue;  // untagged: not one of our counters
+    Counter& c = sums[{r.tag.substr(dash + 1), r.tag.substr(0, dash), "all"}];
+    c.kind = r.tag.substr(0, dash);
+    c.direction = r.tag.substr(dash + 1);
+    c.interface_or_scope = "all";
+    c.packets += r.packets;
+    c.bytes += r.bytes;
+  }
+  for (const auto& i : interfaces) {
+    const auto us = i.set.rfind('_');
+    const std::string direction = us == std::string::npos ? i.set : i.set.substr(us + 1);
+    const std::string kind = kind_of_proto(i.proto);
+    Counter& c = sums[{direction, kind, i.ifname}];
+    c.kind = kind;
+    c.direction = direction;
+    c.interface_or_scope = i.ifname;
+    c.packets += i.packets;
+    c.bytes += i.bytes;
+  }
+  std::vector<Counter> out;
+  for (auto& [key, c] : sums) out.push_back(c);
+  std::sort(out.begin(), out.end(), [](const Counter& a, const Counter& b) {
+    return std::make_tuple(direction_rank(a.direction), kind_rank(a.kind), a.interface_or_scope != "all", a.interface_or_scope) <
+           std::make_tuple(direction_rank(b.direction), kind_rank(b.kind), b.interface_or_scope != "all", b.interface_or_scope);
+  });
+  return out;
+}
+
+std::string summarize(const std::vector<Counter>& counters) {
+  std::vector<std::string> parts;
+  std::uint64_t dns = 0;
+  for (const auto& total : counters) {
+    if (total.interface_or_scope != "all" || total.packets == 0) continue;
+    if (total.kind == "dns") {
+      dns += total.packets;
+      continue;
+    }
+    // The interfaces that saw this kind in this direction, busiest first.
+    std::vector<const Counter*> per_if;
+    for (const auto& c : counters)
+      if (c.interface_or_scope != "all" && c.kind == total.kind && c.direction == total.direction && c.packets > 0)
+        per_if.push_back(&c);
+    std::stable_sort(per_if.begin(), per_if.end(), [](const Counter* a, const Counter* b) { return a->packets > b->packets; });
+    std::string where;
+    for (std::size_t i = 0; i < per_if.size(); ++i) {
+      if (i == 0) {
+        where = " via " + per_if[i]->interface_or_scope;
+        if (per_if.size() > 1) where += " (" + std::to_string(per_if[i]->packets) + ")";
+      } else {
+        where += ", " + per_if[i]->interface_or_scope + " (" + std::to_string(per_if[i]->packets) + ")";
+      }
+    }
+    const std::string kind = upper_kind(total.kind);
+    if (total.direction == "out")
+      parts.push_back("blocked " + std::to_string(total.packets) + " " + kind + (total.packets == 1 ? " packet" : " packets") +
+                      " towards the internet" + where);
+    else if (total.direction == "fwd")
+      parts.push_back("blocked " + std::to_string(total.packets) + " forwarded " + kind +
+                      (total.packets == 1 ? " packet" : " packets") + where);
+    else
+      parts.push_back("dropped " + std::to_string(total.packets) + " incoming " + kind +
+                      (total.packets == 1 ? " packet" : " packets") + (where.empty() ? "" : " on" + where.substr(4)));
+  }
+  if (dns > 0) parts.push_back("blocked " + packets(dns) + " of DNS outside the tunnel");
+  if (parts.empty()) return "nothing blocked";
+  std::string s;
+  for (const auto& p : parts) s += (s.empty() ? "" : "; ") + p;
+  return s;
+}
+
+}  // namespace leakguard::firewall

@@ -1,0 +1,259 @@
+#include "firewall/firewall.hpp"
+
+#include <linux/netfilter/nf_tables.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+
+#include "firewall/ruleset_nft.hpp"
+
+namespace leakguard::firewall {
+
+std::string ApplyReport::str() const {
+  const char* h = how == How::unchanged ? "unchanged" : how == How::set_elements ? "set elements" : "replaced";
+  return std::string(h) + ", " + std::to_string(messages) + " messages, " + std::to_string(bytes) + " bytes, " +
+         std::to_string(took.count()) + " us";
+}
+
+struct Firewall::Impl {
+  mutable std::mutex m;
+  NetfilterSocket sock;
+  Options options;
+  bool owner = false;
+  std::string note;
+  std::optional<Policy> policy;
+  std::optional<Ruleset> ruleset;
+  std::optional<nft::TableSnapshot> expected;
+  ApplyReport last;
+
+  explicit Impl(NetfilterSocket s) : sock(std::move(s)) {}
+
+  std::uint32_t table_flags() const { return owner ? (nft::kTableOwner | nft::kTablePersist) : 0; }
+
+  Result<void> send(const nft::Batch& b, ApplyReport::How how, std::chrono::steady_clock::time_point t0) {
+    if (auto ok = sock.send(b); !ok) return ok;
+    last = ApplyReport{how, b.steps.size(), b.bytes.size(),
+                       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
+    return {};
+  }
+
+  Result<void> replace(const Ruleset& rs, std::chrono::steady_clock::time_point t0) {
+    return send(nft::encode_replace(rs, table_flags(), sock.seq()), ApplyReport::How::replaced, t0);
+  }
+
+  /// One read of the table; a dump interrupted by a concurrent change is retried.
+  Result<nft::TableSnapshot> snapshot(std::vector<RuleCounter>* rule_counters, std::vector<InterfaceCounter>* if_counters) {
+    for (int attempt = 0;; ++attempt) {
+      auto r = snapshot_once(rule_counters, if_counters);
+      if (r || r.error().code != EINTR || attempt == 4) return r;
+      if (rule_counters) rule_counters->clear();
+      if (if_counters) if_counters->clear();
+    }
+  }
+
+  Result<nft::TableSnapshot> snapshot_once(std::vector<RuleCounter>* rule_counters, std::vector<InterfaceCounter>* if_counters) {
+    const std::string table(kTableName);
+    nft::TableSnapshot s;
+    auto t = sock.request(nft::request_get_table(table, sock.take_seq()),
+                          [&](const nlmsghdr* nlh) { return nft::parse_table(nlh, table, s); }, "read table");
+    if (!t) {
+      if (t.error().code == ENOENT) return s;  // not present
+      return tl::unexpected(t.error());
+    }
+    auto c = sock.request(nft::request_dump_chains(table, sock.take_seq()),
+                          [&](const nlmsghdr* nlh) { return nft::parse_chain(nlh, table, s); }, "dump chains");
+    if (!c) return tl::unexpected(c.error());
+    auto st = sock.request(nft::request_dump_sets(table, sock.take_seq()),
+                           [&](const nlmsghdr* nlh) { return nft::parse_set(nlh, table, s); }, "dump sets");
+    if (!st) return tl::unexpected(st.error());
+    auto r = sock.request(nft::request_dump_rules(table, sock.take_seq()),
+                          [&](const nlmsghdr* nlh) { return nft::parse_rule(nlh, table, s, rule_counters); }, "dump rules");
+    if (!r) return tl::unexpected(r.error());
+    std::vector<std::string> names;
+    for (const auto& set : s.sets) {
+      const bool counting = (set.flags & NFT_SET_EVAL) != 0;
+      if (counting ? if_counters != nullptr : rule_counters == nullptr) names.push_back(set.name);
+    }
+    for (const auto& name : names) {
+      auto e = sock.request(nft::request_dump_elements(table, name, sock.take_seq()),
+                            [&](const nlmsghdr* nlh) { return nft::parse_elements(nlh, table, s, if_counters); },
+                            "dump set elements");
+      if (!e) return tl::unexpected(e.error());
+    }
+    nft::normalize(s);
+    return s;
+  }
+};
+
+Firewall::Firewall(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Firewall::Firewall(Firewall&&) noexcept = default;
+Firewall& Firewall::operator=(Firewall&&) noexcept = default;
+Firewall::~Firewall() = default;
+
+Result<Firewall> Firewall::open(const Options& options) {
+  auto sock = NetfilterSocket::open(options.socket);
+  if (!sock) return tl::unexpected(sock.error());
+  auto impl = std::make_unique<Impl>(std::move(*sock));
+  impl->options = options;
+  // A scratch table created and deleted in one transaction answers three questions at once:
+  // is nf_tables there, may we change it, and does the kernel know owner + persist.
+  const std::string scratch = "leakguard-probe-" + std::to_string(impl->sock.portid());
+  const std::uint32_t flags = options.ownership == Ownership::automatic ? (nft::kTableOwner | nft::kTablePersist) : 0;
+  auto probe = impl->sock.send(nft::encode_probe(scratch, flags, impl->sock.seq()));
+  if (probe) {
+    impl->owner = flags != 0;
+    impl->note = flags ? "owner+persist" : "disabled";
+    return Firewall(std::move(impl));
+  }
+  const Error& e = probe.error();
+  const bool at_table_step = e.step.find("table inet") != std::string::npos;
+  if (flags != 0 && at_table_step && (e.code == EOPNOTSUPP || e.code == EINVAL)) {
+    // An older kernel: without persist, the owner flag alone would delete the table when the
+    // daemon dies (fail-open). Go without it; the table guard re-asserts instead.
+    auto plain = impl->sock.send(nft::encode_probe(scratch, 0, impl->sock.seq()));
+    if (!plain) return fail("check nf_tables", plain.error().str(), plain.error().code);
+    impl->owner = false;
+    impl->note = "kernel lacks NFT_TABLE_F_PERSIST (" + e.message + "): no owner flag, the guard re-asserts";
+    return Firewall(std::move(impl));
+  }
+  if (e.code == EPERM) return fail("check nf_tables", "permission denied: changing nftables needs CAP_NET_ADMIN (" + e.str() + ")", e.code);
+  if (e.code == EOPNOTSUPP || e.code == EPROTONOSUPPORT || e.code == ENOENT)
+    return fail("check nf_tables", "nf_tables is not available in this kernel (" + e.str() + ")", e.code);
+  return fail("check nf_tables", e.str(), e.code);
+}
+
+Result<void> Firewall::apply(const Policy& p) {
+  std::lock_guard lock(impl_->m);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (auto ok = validate(p, impl_->options.limits); !ok) return ok;
+  Ruleset rs = build_ruleset(p);
+  Result<void> sent;
+  std::optional<std::vector<SetDelta>> deltas;
+  if (impl_->ruleset) deltas = set_deltas(*impl_->ruleset, rs);
+  if (deltas && deltas->empty()) {
+    impl_->last = ApplyReport{ApplyReport::How::unchanged, 0, 0,
+                              std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
+  } else if (deltas) {
+    sent = impl_->send(nft::encode_set_deltas(kTableName, *deltas, impl_->sock.seq()), ApplyReport::How::set_elements, t0);
+    // A set or the table that vanished (someone deleted it; the guard would notice too): the
+    // delta cannot apply, a full replace can.
+    if (!sent && (sent.error().code == ENOENT)) sent = impl_->replace(rs, t0);
+  } else {
+    sent = impl_->replace(rs, t0);
+  }
+  if (!sent) return sent;
+  impl_->policy = p;
+  impl_->expected.reset();  // computed when first needed: it costs more than a set update
+  impl_->ruleset = std::move(rs);
+  return {};
+}
+
+Result<void> Firewall::update_endpoints(const std::vector<Endpoint>& add, const std::vector<Endpoint>& remove) {
+  std::lock_guard lock(impl_->m);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!impl_->ruleset || !impl_->policy) return fail("update endpoints", "no policy is installed");
+  for (std::size_t i = 0; i < add.size(); ++i)
+    if (const char* problem = endpoint_problem(add[i]))
+      return fail("validate policy", "endpoints (added)[" + std::to_string(i) + "]: '" + add[i].str() + "': " + problem);
+  const auto deltas = endpoint_deltas(*impl_->ruleset, add, remove);
+  std::size_t added = 0, removed = 0;
+  for (const auto& d : deltas) {
+    added += d.add.size();
+    removed += d.remove.size();
+  }
+  // The policy's list may hold duplicates; the sets do not. Count what the policy will hold.
+  const std::size_t now = impl_->policy->endpoints.size();
+  if (now + added - std::min(now, removed) > impl_->options.limits.max_endpoints)
+    return fail("validate policy", "endpoints: " + std::to_string(now + added - removed) + " endpoints, at most " +
+                                       std::to_string(impl_->options.limits.max_endpoints) + " allowed");
+  if (deltas.empty()) {
+    impl_->last = ApplyReport{ApplyReport::How::unchanged, 0, 0,
+                              std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
+    return {};
+  }
+  if (auto ok = impl_->send(nft::encode_set_deltas(kTableName, deltas, impl_->sock.seq()), ApplyReport::How::set_elements, t0); !ok)
+    return ok;
+  apply_deltas(*impl_->ruleset, deltas);
+  auto& eps = impl_->policy->endpoints;
+  for (const auto& d : deltas) {
+    for (const auto& r : d.remove)
+      eps.erase(std::remove(eps.begin(), eps.end(), std::get<Endpoint>(r)), eps.end());
+    for (const auto& a : d.add) eps.push_back(std::get<Endpoint>(a));
+  }
+  impl_->expected.reset();
+  return {};
+}
+
+Result<void> Firewall::reassert() {
+  std::lock_guard lock(impl_->m);
+  if (!impl_->ruleset) return {};
+  return impl_->replace(*impl_->ruleset, std::chrono::steady_clock::now());
+}
+
+Result<void> Firewall::remove() {
+  std::lock_guard lock(impl_->m);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (auto ok = impl_->send(nft::encode_remove(kTableName, impl_->sock.seq()), ApplyReport::How::replaced, t0); !ok) return ok;
+  impl_->policy.reset();
+  impl_->ruleset.reset();
+  impl_->expected.reset();
+  return {};
+}
+
+Result<std::vector<std::string>> Firewall::verify() {
+  std::lock_guard lock(impl_->m);
+  if (!impl_->ruleset) return std::vector<std::string>{};
+  if (!impl_->expected) impl_->expected = nft::expected_snapshot(*impl_->ruleset);
+  auto s = impl_->snapshot(nullptr, nullptr);
+  if (!s) return tl::unexpected(s.error());
+  auto diff = nft::compare(*impl_->expected, *s);
+  if (s->present && impl_->owner && (!(s->flags & nft::kTableOwner) || s->owner != impl_->sock.portid()))
+    diff.push_back("table is not owned by us (flags " + std::to_string(s->flags) + ", owner " + std::to_string(s->owner) + ")");
+  return diff;
+}
+
+Result<std::vector<Counter>> Firewall::counters() {
+  std::lock_guard lock(impl_->m);
+  std::vector<RuleCounter> rules;
+  std::vector<InterfaceCounter> ifs;
+  auto s = impl_->snapshot(&rules, &ifs);
+  if (!s) return tl::unexpected(s.error());
+  if (!s->present) return fail("read counters", "table inet leakguard is not installed");
+  return make_counters(rules, ifs);
+}
+
+bool Firewall::owns_table() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->owner;
+}
+
+std::string Firewall::ownership_note() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->note;
+}
+
+std::uint32_t Firewall::portid() const { return impl_->sock.portid(); }
+
+bool Firewall::installed() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->ruleset.has_value();
+}
+
+std::optional<Policy> Firewall::policy() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->policy;
+}
+
+std::optional<Ruleset> Firewall::ruleset() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->ruleset;
+}
+
+ApplyReport Firewall::last_apply() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->last;
+}
+
+}  // namespace leakguard::firewall

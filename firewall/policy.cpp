@@ -1,0 +1,92 @@
+#include "firewall/policy.hpp"
+
+#include <cstdio>
+
+namespace leakguard::firewall {
+
+std::string_view to_string(Mode m) { return m == Mode::udp ? "udp" : "strict"; }
+
+namespace {
+
+template <typename T, typename F>
+std::string join(const std::vector<T>& v, F&& f) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + f(v[i]);
+  return s + "]";
+}
+
+std::string indexed(std::string_view field, std::size_t i) { return std::string(field) + "[" + std::to_string(i) + "]"; }
+
+tl::unexpected<Error> invalid(std::string message) { return fail("validate policy", std::move(message)); }
+
+}  // namespace
+
+const char* endpoint_problem(const Endpoint& e) {
+  if (e.address.family != Family::v4 && e.address.family != Family::v6) return "unknown address family";
+  if (e.port == 0) return "port 0 is not a port (1..65535)";
+  if (e.transport != Transport::udp && e.transport != Transport::tcp) return "transport must be udp or tcp";
+  if (e.address.is_unspecified()) return "the unspecified address is not an endpoint";
+  if (e.address.is_multicast()) return "a multicast address is not an endpoint";
+  if (e.address.is_loopback()) return "a loopback address is not an endpoint (loopback is always allowed)";
+  return nullptr;
+}
+
+std::string Policy::str() const {
+  std::string s = "mode=" + std::string(to_string(mode));
+  s += " allow_lan=" + std::string(allow_lan ? "yes" : "no");
+  s += " tunnels=" + join(tunnels, [](const IfnamePattern& p) { return p.text; });
+  s += " endpoints=" + join(endpoints, [](const Endpoint& e) { return e.str(); });
+  if (fwmark) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%x", fwmark->value);
+    s += " fwmark=" + std::string(hex);
+  } else {
+    s += " fwmark=none";
+  }
+  s += " lan=" + join(lan_subnets, [](const Prefix& p) { return p.str(); });
+  return s;
+}
+
+Result<void> validate(const Policy& p, const Limits& limits) {
+  if (p.mode != Mode::udp && p.mode != Mode::strict) return invalid("mode: must be udp or strict");
+
+  if (p.tunnels.size() > limits.max_tunnels)
+    return invalid("tunnels: " + std::to_string(p.tunnels.size()) + " patterns, at most " +
+                   std::to_string(limits.max_tunnels) + " allowed");
+  for (std::size_t i = 0; i < p.tunnels.size(); ++i) {
+    // Re-check even though IfnamePattern::parse exists: a Policy can be built field by field.
+    if (auto ok = IfnamePattern::parse(p.tunnels[i].text); !ok)
+      return invalid(indexed("tunnels", i) + ": " + ok.error().message);
+    // (IfnamePattern::parse also refuses quotes, backslashes and non-ASCII bytes: they could not
+    // be written inside an nft string literal, and the dry run prints exactly what is installed.)
+  }
+
+  if (p.endpoints.size() > limits.max_endpoints)
+    return invalid("endpoints: " + std::to_string(p.endpoints.size()) + " endpoints, at most " +
+                   std::to_string(limits.max_endpoints) + " allowed");
+  for (std::size_t i = 0; i < p.endpoints.size(); ++i) {
+    if (auto problem = endpoint_problem(p.endpoints[i]))
+      return invalid(indexed("endpoints", i) + ": '" + p.endpoints[i].str() + "': " + problem);
+  }
+
+  if (p.fwmark && p.fwmark->value == 0) return invalid("fwmark: 0 means unmarked; leave the mark out instead");
+
+  if (p.lan_subnets.size() > limits.max_lan_subnets)
+    return invalid("lan_subnets: " + std::to_string(p.lan_subnets.size()) + " subnets, at most " +
+                   std::to_string(limits.max_lan_subnets) + " allowed");
+  for (std::size_t i = 0; i < p.lan_subnets.size(); ++i) {
+    const Prefix& n = p.lan_subnets[i];
+    const std::string where = indexed("lan_subnets", i) + ": '" + n.str() + "'";
+    const bool v4 = n.address.family == Family::v4;
+    if (!v4 && n.address.family != Family::v6) return invalid(where + ": unknown address family");
+    const unsigned max = v4 ? 32 : 128;
+    if (n.length > max) return invalid(where + ": prefix length above " + std::to_string(max));
+    const std::uint8_t min = v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6;
+    if (n.length < min)
+      return invalid(where + ": shorter than /" + std::to_string(min) + ", that is not a local network");
+    if (n.address.is_loopback()) return invalid(where + ": loopback is not a LAN (it is always allowed)");
+  }
+  return {};
+}
+
+}  // namespace leakguard::firewall

@@ -1,0 +1,55 @@
+#pragma once
+// What the kill switch allows: a plain value, validated before it becomes a ruleset.
+// Pure: no sockets, no libmnl (see docs/firewall.md).
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/iface.hpp"
+#include "common/ip.hpp"
+#include "common/result.hpp"
+#include "common/strong.hpp"
+
+namespace leakguard::firewall {
+
+/// What is stopped on non-tunnel interfaces: UDP only (the WebRTC leak guard) or all IP.
+enum class Mode : std::uint8_t { udp, strict };
+/// "udp" or "strict".
+std::string_view to_string(Mode m);
+
+/// The firewall's input: everything the ruleset is a function of.
+struct Policy {
+  Mode mode = Mode::udp;
+  bool allow_lan = false;                ///< lan_subnets, link-local and multicast allowed
+  std::vector<IfnamePattern> tunnels;    ///< "wg0" or "wg*": always allowed
+  std::vector<Endpoint> endpoints;       ///< VPN servers allowed on every interface
+  std::optional<FwMark> fwmark;          ///< if set, endpoints only for packets with this mark
+  std::vector<Prefix> lan_subnets;       ///< on-link subnets of the physical interfaces
+
+  bool operator==(const Policy&) const = default;
+  /// One line: every field, compactly.
+  std::string str() const;
+};
+
+/// Bounds that keep one policy within what a single transaction should carry.
+struct Limits {
+  std::size_t max_endpoints = 1024;   ///< per policy, both families together
+  std::size_t max_tunnels = 64;       ///< interface patterns
+  std::size_t max_lan_subnets = 256;  ///< on-link subnets
+  std::uint8_t min_lan_prefix_v4 = 8;   ///< shorter LAN prefixes would open most of the internet
+  std::uint8_t min_lan_prefix_v6 = 16;
+  bool operator==(const Limits&) const = default;
+};
+
+/// What is wrong with one endpoint (port 0, unspecified, multicast or loopback address, a
+/// transport other than udp/tcp), or nullptr if nothing.
+const char* endpoint_problem(const Endpoint& e);
+
+/// Checks a policy; the error names the field, e.g. "tunnels[1]: 'wg 0' contains ...".
+/// Step: "validate policy".
+Result<void> validate(const Policy& p, const Limits& limits = {});
+
+}  // namespace leakguard::firewall

@@ -1,0 +1,426 @@
+#include "firewall/ruleset.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "common/overloaded.hpp"
+
+namespace leakguard::firewall {
+
+std::string_view nft_type(KeyType k) {
+  switch (k) {
+    case KeyType::ipv4_addr: return "ipv4_addr";
+    case KeyType::ipv6_addr: return "ipv6_addr";
+    case KeyType::inet_service: return "inet_service";
+    case KeyType::endpoint4: return "ipv4_addr . inet_proto . inet_service";
+    case KeyType::endpoint6: return "ipv6_addr . inet_proto . inet_service";
+    case KeyType::ifname_proto: return "ifname . inet_proto";
+  }
+  return "?";
+}
+
+std::string_view to_string(Hook h) {
+  switch (h) {
+    case Hook::input: return "input";
+    case Hook::output: return "output";
+    case Hook::forward: return "forward";
+  }
+  return "?";
+}
+
+// ---- address arithmetic (big-endian byte strings) --------------------------------------------
+
+namespace {
+
+/// a + 1; false if it wrapped (a was all ones).
+bool increment(IpAddress& a) {
+  for (std::size_t i = a.size(); i-- > 0;) {
+    if (++a.bytes[i] != 0) return true;
+  }
+  return false;
+}
+
+IpAddress last_of(const Prefix& p) {
+  IpAddress a = p.network().address;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const int bits_here = static_cast<int>(p.length) - static_cast<int>(i * 8);
+    if (bits_here >= 8) continue;
+    const auto host = bits_here <= 0 ? 0xff : (0xff >> bits_here);
+    a.bytes[i] = static_cast<std::uint8_t>(a.bytes[i] | host);
+  }
+  return a;
+}
+
+}  // namespace
+
+AddressRange AddressRange::of(const Prefix& p) { return AddressRange{p.network().address, last_of(p)}; }
+
+std::optional<std::uint8_t> AddressRange::prefix_length() const {
+  if (first.family != last.family) return std::nullopt;
+  const unsigned max = first.family == Family::v4 ? 32 : 128;
+  for (unsigned len = 0; len <= max; ++len) {
+    Prefix p{first, static_cast<std::uint8_t>(len)};
+    if (p.network().address == first && last_of(p) == last) return static_cast<std::uint8_t>(len);
+  }
+  return std::nullopt;
+}
+
+std::string AddressRange::str() const {
+  if (first == last) return first.str();
+  if (auto len = prefix_length()) return first.str() + "/" + std::to_string(*len);
+  return first.str() + "-" + last.str();
+}
+
+std::string to_string(const Element& e) {
+  return std::visit(overloaded{
+                        [](const Endpoint& ep) {
+                          return ep.address.str() + " . " + std::string(to_string(ep.transport)) + " . " +
+                                 std::to_string(ep.port);
+                        },
+                        [](const AddressRange& r) { return r.str(); },
+                        [](std::uint16_t port) { return std::to_string(port); },
+                    },
+                    e);
+}
+
+std::vector<AddressRange> merge_ranges(std::vector<AddressRange> ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<AddressRange> out;
+  for (const auto& r : ranges) {
+    if (!out.empty()) {
+      AddressRange& cur = out.back();
+      // Overlapping or adjacent (cur.last + 1 == r.first): one range. The kernel's interval
+      // sets refuse overlaps, and adjacent ranges would share a boundary element.
+      IpAddress next = cur.last;
+      const bool cur_reaches_top = !increment(next);
+      if (cur_reaches_top || r.first <= next) {
+        if (cur.last < r.last) cur.last = r.last;
+        continue;
+      }
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+// ---- Ruleset ---------------------------------------------------------------------------------
+
+const Set* Ruleset::find_set(std::string_view name) const {
+  for (const auto& s : sets)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+std::size_t Ruleset::rule_count() const {
+  std::size_t n = 0;
+  for (const auto& c : chains) n += c.rules.size();
+  return n;
+}
+
+std::size_t Ruleset::element_count() const {
+  std::size_t n = 0;
+  for (const auto& s : sets) n += s.elements.size();
+  return n;
+}
+
+std::string Ruleset::str() const {
+  std::string s = "table inet " + table + ":";
+  for (const auto& c : chains)
+    s += " " + c.name + "(" + std::to_string(c.rules.size()) + " rules, policy " + (c.policy_drop ? "drop" : "accept") + ")";
+  s += " sets:";
+  for (const auto& set : sets) s += " " + set.name + "(" + std::to_string(set.elements.size()) + ")";
+  return s;
+}
+
+namespace {
+
+// Names of the sets: rules refer to them, the daemon's deltas too.
+constexpr const char* kEndpoints4 = "endpoints4";
+constexpr const char* kEndpoints6 = "endpoints6";
+constexpr const char* kDnsPorts = "dns_ports";
+constexpr const char* kLan4 = "lan4";
+constexpr const char* kLan6 = "lan6";
+
+// DNS over UDP/TCP (RFC 1035 §4.2) and DNS over TLS (RFC 7858 §3.1).
+constexpr std::uint16_t kDnsPort = 53;
+constexpr std::uint16_t kDnsOverTlsPort = 853;
+// DHCPv4 client and server ports (RFC 2131 §4.1).
+constexpr std::uint16_t kDhcp4Client = 68;
+constexpr std::uint16_t kDhcp4Server = 67;
+// DHCPv6 client and server/relay ports (RFC 8415 §7.2).
+constexpr std::uint16_t kDhcp6Client = 546;
+constexpr std::uint16_t kDhcp6Server = 547;
+// ICMPv6 router solicitation .. neighbour advertisement: 133..136 (RFC 4861 §4.1-4.4); they are
+// only valid with hop limit 255 (RFC 4861 §6.1.1, §7.1.1), which also keeps them on the link.
+constexpr std::uint8_t kNdFirst = 133;
+constexpr std::uint8_t kNdLast = 136;
+constexpr std::uint8_t kNdHoplimit = 255;
+// MLD: query 130 (RFC 3810 §5.1), version 2 report 143 sent to ff02::16 (RFC 3810 §5.2.14).
+// Without reports, switches that snoop MLD stop forwarding our solicited-node multicast: ND dies.
+constexpr std::uint8_t kMldQuery = 130;
+constexpr std::uint8_t kMld2Report = 143;
+// Size of each per-interface counting set: one element per (interface, protocol) seen.
+constexpr std::uint32_t kCountingSetSize = 1024;
+
+Prefix pfx(const char* text) { return *Prefix::parse(text); }
+
+Rule accept(std::vector<Match> m) { return Rule{std::move(m), std::nullopt, false, Verdict::accept, ""}; }
+
+Rule counted(std::vector<Match> m, Verdict v, std::string tag) {
+  return Rule{std::move(m), std::nullopt, true, v, std::move(tag)};
+}
+
+std::string dir_tag(Hook h) {
+  switch (h) {
+    case Hook::output: return "out";
+    case Hook::input: return "in";
+    case Hook::forward: return "fwd";
+  }
+  return "?";
+}
+
+std::string counting_set(Hook h) { return "ifstat_" + dir_tag(h); }
+
+/// How a chain stops a packet. Output rejects, so the local sender fails at once (EPERM, or a
+/// TCP reset instead of SYN retries). Input only drops: rejecting an incoming packet would send
+/// something out of the interface. Forward rejects in udp mode (the ICMP error or reset goes back
+/// to the container as ICMP or TCP, which udp mode lets through); in strict mode that answer would
+/// itself be a packet leaving a non-tunnel interface and our output chain would stop it, so
+/// forward drops.
+Verdict block_verdict(Hook h, Mode mode, bool tcp) {
+  if (h == Hook::input || (h == Hook::forward && mode == Mode::strict)) return Verdict::drop;
+  return tcp ? Verdict::tcp_reset : Verdict::reject;
+}
+
+/// The rules that end every chain: count per interface, then block per mode, counted.
+void add_blocking(Chain& c, Mode mode) {
+  const bool out = c.hook != Hook::input;  // output and forward judge the outgoing interface
+  const std::string d = dir_tag(c.hook);
+  // Counted in a separate rule without a verdict: if the counting set is full, the dynset
+  // expression breaks out of its rule, and the verdict must not depend on that.
+  Rule count;
+  if (mode == Mode::udp) count.matches.push_back(L4protoIs{kProtoUdp});
+  count.count_per_interface = CountPerInterface{out, counting_set(c.hook)};
+  c.rules.push_back(count);
+
+  const Verdict udp_verdict = block_verdict(c.hook, mode, false);
+  const Verdict tcp_verdict = block_verdict(c.hook, mode, true);
+  if (mode == Mode::strict)
+    c.rules.push_back(counted({L4protoIs{kProtoTcp}}, tcp_verdict, "tcp-" + d));
+  c.rules.push_back(counted({L4protoIs{kProtoUdp}}, udp_verdict, "udp-" + d));
+  if (mode == Mode::strict) c.rules.push_back(counted({}, udp_verdict, "ip-" + d));
+}
+
+void add_dns(Chain& c, Mode mode) {
+  const std::string d = dir_tag(c.hook);
+  const bool dst = c.hook != Hook::input;  // queries go to port 53; input sees the replies
+  c.rules.push_back(counted({PortInSet{kProtoTcp, dst, kDnsPorts}}, block_verdict(c.hook, mode, true), "dns-" + d));
+  c.rules.push_back(counted({PortInSet{kProtoUdp, dst, kDnsPorts}}, block_verdict(c.hook, mode, false), "dns-" + d));
+}
+
+void add_lan(Chain& c) {
+  const bool dst = c.hook != Hook::input;
+  c.rules.push_back(accept({AddressInSet{Family::v4, dst, kLan4}}));
+  c.rules.push_back(accept({AddressInSet{Family::v6, dst, kLan6}}));
+}
+
+std::vector<Element> lan_elements(const Policy& p, Family f) {
+  std::vector<AddressRange> r;
+  for (const auto& n : p.lan_subnets)
+    if (n.address.family == f) r.push_back(AddressRange::of(n));
+  if (f == Family::v4) {
+    r.push_back(AddressRange::of(pfx("169.254.0.0/16")));      // link-local (RFC 3927)
+    r.push_back(AddressRange::of(pfx("224.0.0.0/4")));         // multicast (RFC 5771)
+    r.push_back(AddressRange::of(pfx("255.255.255.255/32")));  // limited broadcast (RFC 919)
+  } else {
+    r.push_back(AddressRange::of(pfx("fe80::/10")));  // link-local (RFC 4291 §2.5.6)
+    r.push_back(AddressRange::of(pfx("ff00::/8")));   // multicast (RFC 4291 §2.7)
+  }
+  std::vector<Element> out;
+  for (auto& m : merge_ranges(std::move(r))) out.emplace_back(m);
+  return out;
+}
+
+std::vector<Element> endpoint_elements(const Policy& p, Family f) {
+  // Sorted as plain Endpoints (cheaper than through the variant), then wrapped.
+  std::vector<Endpoint> eps;
+  eps.reserve(p.endpoints.size());
+  for (const auto& e : p.endpoints)
+    if (e.address.family == f) eps.push_back(e);
+  if (!std::is_sorted(eps.begin(), eps.end())) std::sort(eps.begin(), eps.end());
+  eps.erase(std::unique(eps.begin(), eps.end()), eps.end());
+  return std::vector<Element>(eps.begin(), eps.end());
+}
+
+}  // namespace
+
+Ruleset build_ruleset(const Policy& p) {
+  Ruleset rs;
+  rs.sets.push_back(Set{kEndpoints4, KeyType::endpoint4, false, false, 0, endpoint_elements(p, Family::v4)});
+  rs.sets.push_back(Set{kEndpoints6, KeyType::endpoint6, false, false, 0, endpoint_elements(p, Family::v6)});
+  rs.sets.push_back(Set{kDnsPorts, KeyType::inet_service, false, false, 0, {kDnsPort, kDnsOverTlsPort}});
+  if (p.allow_lan) {
+    rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, lan_elements(p, Family::v4)});
+    rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, lan_elements(p, Family::v6)});
+  }
+  for (Hook h : {Hook::output, Hook::input, Hook::forward})
+    rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
+
+  const bool drop = p.mode == Mode::strict;
+  const IfnamePattern lo{"lo"};
+
+  // output: locally generated packets, judged by the interface they leave through.
+  Chain out{"output", Hook::output, 0, drop, {}};
+  out.rules.push_back(accept({IfnameIs{true, lo}}));
+  for (const auto& t : p.tunnels) out.rules.push_back(accept({IfnameIs{true, t}}));
+  for (Family f : {Family::v4, Family::v6}) {
+    std::vector<Match> m;
+    if (p.fwmark) m.push_back(MarkIs{FwMark{p.fwmark->value}});
+    m.push_back(EndpointInSet{f, true, f == Family::v4 ? kEndpoints4 : kEndpoints6});
+    out.rules.push_back(accept(std::move(m)));
+  }
+  out.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Client, kDhcp4Server}}));
+  out.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, AddressIs{true, pfx("ff02::1:2/128")},
+                              PortsAre{kProtoUdp, kDhcp6Client, kDhcp6Server}}));
+  out.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));
+  out.rules.push_back(accept({Icmpv6TypeIn{kMld2Report, kMld2Report}, AddressIs{true, pfx("ff02::16/128")}}));
+  add_dns(out, p.mode);
+  if (p.allow_lan) add_lan(out);
+  add_blocking(out, p.mode);
+
+  // input: packets for this host, judged by the interface they came in through.
+  Chain in{"input", Hook::input, 0, drop, {}};
+  in.rules.push_back(accept({IfnameIs{false, lo}}));
+  for (const auto& t : p.tunnels) in.rules.push_back(accept({IfnameIs{false, t}}));
+  // Replies from the endpoints carry no mark (the mark is a property of the local socket).
+  in.rules.push_back(accept({EndpointInSet{Family::v4, false, kEndpoints4}}));
+  in.rules.push_back(accept({EndpointInSet{Family::v6, false, kEndpoints6}}));
+  in.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Server, kDhcp4Client}}));
+  in.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, PortsAre{kProtoUdp, kDhcp6Server, kDhcp6Client}}));
+  in.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));
+  in.rules.push_back(accept({Icmpv6TypeIn{kMldQuery, kMldQuery}, AddressIs{false, pfx("fe80::/10")}}));
+  add_dns(in, p.mode);
+  if (p.allow_lan) add_lan(in);
+  add_blocking(in, p.mode);
+
+  // forward: routed packets (containers, VMs) take the same way out as our own.
+  Chain fwd{"forward", Hook::forward, 0, drop, {}};
+  for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{false, t}}));
+  for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{true, t}}));
+  add_dns(fwd, p.mode);
+  if (p.allow_lan) add_lan(fwd);
+  add_blocking(fwd, p.mode);
+
+  rs.chains = {std::move(out), std::move(in), std::move(fwd)};
+  return rs;
+}
+
+namespace {
+
+/// Elements of one set all hold the same alternative: compare without std::visit's dispatch
+/// (a set update must not cost more than the kernel's part, even with 10,000 elements).
+/// The same order as Endpoint's operator<=> (family, address bytes, port, transport), with
+/// one memcmp for the address instead of a byte-wise three-way compare.
+int compare_endpoints(const Endpoint& a, const Endpoint& b) {
+  if (a.address.family != b.address.family) return a.address.family < b.address.family ? -1 : 1;
+  if (int c = std::memcmp(a.address.bytes.data(), b.address.bytes.data(), a.address.bytes.size())) return c;
+  if (a.port != b.port) return a.port < b.port ? -1 : 1;
+  if (a.transport != b.transport) return a.transport < b.transport ? -1 : 1;
+  return 0;
+}
+
+int compare_elements(const Element& a, const Element& b) {
+  if (a.index() != b.index()) return a.index() < b.index() ? -1 : 1;
+  if (const auto* x = std::get_if<Endpoint>(&a)) return compare_endpoints(*x, std::get<Endpoint>(b));
+  if (const auto* x = std::get_if<AddressRange>(&a)) {
+    const auto& y = std::get<AddressRange>(b);
+    return *x < y ? -1 : (y < *x ? 1 : 0);
+  }
+  const auto x = std::get<std::uint16_t>(a), y = std::get<std::uint16_t>(b);
+  return x < y ? -1 : (y < x ? 1 : 0);
+}
+
+struct ElementLess {
+  bool operator()(const Element& a, const Element& b) const { return compare_elements(a, b) < 0; }
+};
+
+}  // namespace
+
+std::optional<std::vector<SetDelta>> set_deltas(const Ruleset& from, const Ruleset& to) {
+  if (from.table != to.table || from.chains != to.chains || from.sets.size() != to.sets.size()) return std::nullopt;
+  std::vector<SetDelta> deltas;
+  for (std::size_t i = 0; i < from.sets.size(); ++i) {
+    const Set& a = from.sets[i];
+    const Set& b = to.sets[i];
+    if (a.name != b.name || a.key != b.key || a.interval != b.interval || a.counting != b.counting || a.size != b.size)
+      return std::nullopt;
+    if (a.counting) continue;
+    const bool same = a.elements.size() == b.elements.size() &&
+                      std::equal(a.elements.begin(), a.elements.end(), b.elements.begin(),
+                                 [](const Element& x, const Element& y) { return compare_elements(x, y) == 0; });
+    if (same) continue;
+    SetDelta d{a.name, a.key, a.interval, {}, {}};
+    // Both lists are sorted and unique. Ranges that changed at all are removed and re-added
+    // whole: merged ranges never overlap, so this never collides inside the kernel's tree.
+    std::set_difference(a.elements.begin(), a.elements.end(), b.elements.begin(), b.elements.end(),
+                        std::back_inserter(d.remove), ElementLess{});
+    std::set_difference(b.elements.begin(), b.elements.end(), a.elements.begin(), a.elements.end(),
+                        std::back_inserter(d.add), ElementLess{});
+    deltas.push_back(std::move(d));
+  }
+  return deltas;
+}
+
+std::vector<SetDelta> endpoint_deltas(const Ruleset& rs, const std::vector<Endpoint>& add,
+                                      const std::vector<Endpoint>& remove) {
+  std::vector<SetDelta> out;
+  for (Family f : {Family::v4, Family::v6}) {
+    const Set* set = rs.find_set(f == Family::v4 ? kEndpoints4 : kEndpoints6);
+    if (!set) continue;
+    SetDelta d{set->name, set->key, set->interval, {}, {}};
+    auto present = [&](const Element& e) {
+      return std::binary_search(set->elements.begin(), set->elements.end(), e, ElementLess{});
+    };
+    auto listed = [](const std::vector<Element>& v, const Element& e) {
+      return std::any_of(v.begin(), v.end(), [&](const Element& x) { return compare_elements(x, e) == 0; });
+    };
+    for (const auto& r : remove)
+      if (r.address.family == f && present(Element{r}) && !listed(d.remove, Element{r})) d.remove.emplace_back(r);
+    for (const auto& a : add)
+      if (a.address.family == f && !listed(d.add, Element{a}) && (!present(Element{a}) || listed(d.remove, Element{a})))
+        d.add.emplace_back(a);
+    // Removed and added again in the same call: nothing to do for it.
+    for (auto it = d.add.begin(); it != d.add.end();) {
+      auto in_remove = std::find_if(d.remove.begin(), d.remove.end(), [&](const Element& x) { return compare_elements(x, *it) == 0; });
+      if (in_remove != d.remove.end()) {
+        d.remove.erase(in_remove);
+        it = d.add.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    std::sort(d.remove.begin(), d.remove.end(), ElementLess{});
+    std::sort(d.add.begin(), d.add.end(), ElementLess{});
+    if (!d.add.empty() || !d.remove.empty()) out.push_back(std::move(d));
+  }
+  return out;
+}
+
+void apply_deltas(Ruleset& rs, const std::vector<SetDelta>& deltas) {
+  for (const auto& d : deltas) {
+    auto it = std::find_if(rs.sets.begin(), rs.sets.end(), [&](const Set& s) { return s.name == d.set; });
+    if (it == rs.sets.end()) continue;
+    auto& v = it->elements;
+    for (const auto& r : d.remove) {
+      auto pos = std::lower_bound(v.begin(), v.end(), r, ElementLess{});
+      if (pos != v.end() && compare_elements(*pos, r) == 0) v.erase(pos);
+    }
+    for (const auto& a : d.add) {
+      auto pos = std::lower_bound(v.begin(), v.end(), a, ElementLess{});
+      if (pos == v.end() || compare_elements(*pos, a) != 0) v.insert(pos, a);
+    }
+  }
+}
+
+}  // namespace leakguard::firewall

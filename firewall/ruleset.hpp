@@ -1,0 +1,180 @@
+#pragma once
+// The pure model of table inet leakguard: chains, sets and rules as values.
+// build_ruleset() turns a validated Policy into it; nft_text renders it for `nft -f`, ruleset_nft
+// encodes it as one nftnl batch. Every match below lowers to a fixed expression sequence that
+// mirrors what nft 1.0.6 generates for the same text, so `nft list` reads the same either way.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/iface.hpp"
+#include "common/ip.hpp"
+#include "common/strong.hpp"
+#include "firewall/policy.hpp"
+
+namespace leakguard::firewall {
+
+/// Our one table: `table inet leakguard`.
+inline constexpr std::string_view kTableName = "leakguard";
+
+// IANA protocol numbers (RFC 790 / RFC 2460 §4: "ipv6-icmp" is 58).
+inline constexpr std::uint8_t kProtoIcmp = 1;
+inline constexpr std::uint8_t kProtoTcp = 6;
+inline constexpr std::uint8_t kProtoUdp = 17;
+inline constexpr std::uint8_t kProtoIcmpv6 = 58;
+
+// ---- set keys and elements -------------------------------------------------------------------
+
+/// Key types of our sets (the nft datatypes in brackets).
+enum class KeyType : std::uint8_t {
+  ipv4_addr,     ///< ipv4_addr
+  ipv6_addr,     ///< ipv6_addr
+  inet_service,  ///< inet_service (a port)
+  endpoint4,     ///< ipv4_addr . inet_proto . inet_service
+  endpoint6,     ///< ipv6_addr . inet_proto . inet_service
+  ifname_proto,  ///< ifname . inet_proto (the per-interface counting sets)
+};
+/// The nft type text, e.g. "ipv4_addr . inet_proto . inet_service".
+std::string_view nft_type(KeyType k);
+
+/// An inclusive address range; a prefix is the common case.
+struct AddressRange {
+  IpAddress first;
+  IpAddress last;
+
+  static AddressRange of(const Prefix& p);
+  /// The prefix length if the range is exactly one prefix.
+  std::optional<std::uint8_t> prefix_length() const;
+  /// nft form: "192.0.2.0/24", "10.0.0.1" or "10.0.0.0-10.0.0.5".
+  std::string str() const;
+  auto operator<=>(const AddressRange&) const = default;
+};
+
+/// One set element: an endpoint (address . proto . port), an address range, or a port.
+using Element = std::variant<Endpoint, AddressRange, std::uint16_t>;
+std::string to_string(const Element& e);
+
+/// A named set of the table.
+struct Set {
+  std::string name;
+  KeyType key = KeyType::ipv4_addr;
+  bool interval = false;            ///< flags interval (address ranges)
+  bool counting = false;            ///< flags dynamic; counter; filled by the datapath, not by us
+  std::uint32_t size = 0;           ///< max elements (counting sets only)
+  std::vector<Element> elements;    ///< sorted, unique, non-overlapping (ranges merged)
+  bool operator==(const Set&) const = default;
+};
+
+// ---- rules -----------------------------------------------------------------------------------
+
+/// meta nfproto ipv4|ipv6
+struct NfprotoIs { Family family; bool operator==(const NfprotoIs&) const = default; };
+/// meta l4proto N
+struct L4protoIs { std::uint8_t proto; bool operator==(const L4protoIs&) const = default; };
+/// iifname/oifname "x" or "x*"
+struct IfnameIs { bool output; IfnamePattern pattern; bool operator==(const IfnameIs&) const = default; };
+/// meta mark M
+struct MarkIs { FwMark mark; bool operator==(const MarkIs&) const = default; };
+/// ip/ip6 saddr|daddr PREFIX (a full-length prefix is a plain address)
+struct AddressIs { bool destination; Prefix prefix; bool operator==(const AddressIs&) const = default; };
+/// udp|tcp sport S dport D (both given: one 4-byte compare, as nft merges them)
+struct PortsAre {
+  std::uint8_t proto;
+  std::optional<std::uint16_t> sport, dport;
+  bool operator==(const PortsAre&) const = default;
+};
+/// icmpv6 type FROM[-TO]
+struct Icmpv6TypeIn { std::uint8_t from, to; bool operator==(const Icmpv6TypeIn&) const = default; };
+/// ip6 hoplimit N
+struct HoplimitIs { std::uint8_t value; bool operator==(const HoplimitIs&) const = default; };
+/// ip/ip6 saddr|daddr @set
+struct AddressInSet { Family family; bool destination; std::string set; bool operator==(const AddressInSet&) const = default; };
+/// ip daddr . meta l4proto . th dport @set (saddr/sport when !destination)
+struct EndpointInSet { Family family; bool destination; std::string set; bool operator==(const EndpointInSet&) const = default; };
+/// udp|tcp dport|sport @set
+struct PortInSet { std::uint8_t proto; bool destination; std::string set; bool operator==(const PortInSet&) const = default; };
+
+using Match = std::variant<NfprotoIs, L4protoIs, IfnameIs, MarkIs, AddressIs, PortsAre, Icmpv6TypeIn, HoplimitIs,
+                           AddressInSet, EndpointInSet, PortInSet>;
+
+/// update @set { oifname . meta l4proto } (iifname when !output): per-interface counting.
+struct CountPerInterface {
+  bool output;
+  std::string set;
+  bool operator==(const CountPerInterface&) const = default;
+};
+
+enum class Verdict : std::uint8_t {
+  none,        ///< no verdict: evaluation continues with the next rule
+  accept,
+  drop,
+  reject,      ///< reject with icmpx admin-prohibited (the sender gets an error at once)
+  tcp_reset,   ///< reject with tcp reset (connect() fails at once instead of retrying)
+};
+
+struct Rule {
+  std::vector<Match> matches;               ///< all must hold
+  std::optional<CountPerInterface> count_per_interface;
+  bool counter = false;                     ///< counter statement
+  Verdict verdict = Verdict::none;
+  std::string comment;                      ///< tag of a counted rule: "<kind>-<direction>", e.g. "udp-out"
+  bool operator==(const Rule&) const = default;
+};
+
+enum class Hook : std::uint8_t { input, output, forward };
+std::string_view to_string(Hook h);
+
+struct Chain {
+  std::string name;
+  Hook hook = Hook::output;
+  std::int32_t priority = 0;  ///< 0 = "filter": after DNAT (-100) and mangle/reroute (-150)
+  bool policy_drop = false;   ///< base chain policy: drop (strict) or accept (udp)
+  std::vector<Rule> rules;
+  bool operator==(const Chain&) const = default;
+};
+
+struct Ruleset {
+  std::string table{kTableName};
+  std::vector<Set> sets;
+  std::vector<Chain> chains;
+
+  bool operator==(const Ruleset&) const = default;
+  const Set* find_set(std::string_view name) const;
+  std::size_t rule_count() const;
+  std::size_t element_count() const;
+  /// One line: chains, rule and element counts.
+  std::string str() const;
+};
+
+/// The table for a policy. The policy must have passed validate().
+Ruleset build_ruleset(const Policy& p);
+
+/// Element changes to one set.
+struct SetDelta {
+  std::string set;
+  KeyType key = KeyType::ipv4_addr;
+  bool interval = false;
+  std::vector<Element> remove;
+  std::vector<Element> add;
+  bool operator==(const SetDelta&) const = default;
+};
+
+/// If `to` differs from `from` only in the elements of non-counting sets, the element changes
+/// that turn one into the other (empty if none); std::nullopt when rules, chains or set
+/// declarations differ and the table must be replaced as a whole.
+std::optional<std::vector<SetDelta>> set_deltas(const Ruleset& from, const Ruleset& to);
+
+/// The element changes that add `add` to and take `remove` out of the endpoint sets of `rs`
+/// (endpoints already there / not there are skipped). O(k log n): for updates that must not cost
+/// more with 10,000 endpoints than with 10.
+std::vector<SetDelta> endpoint_deltas(const Ruleset& rs, const std::vector<Endpoint>& add, const std::vector<Endpoint>& remove);
+/// Applies element changes to the model (after the kernel took them).
+void apply_deltas(Ruleset& rs, const std::vector<SetDelta>& deltas);
+
+/// Sorts, removes duplicates and merges overlapping or adjacent ranges (one family per call).
+std::vector<AddressRange> merge_ranges(std::vector<AddressRange> ranges);
+
+}  // namespace leakguard::firewall

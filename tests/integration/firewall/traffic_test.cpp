@@ -1,0 +1,406 @@
+// Real packets through the lab with leakguard's table in the host namespace: for each policy and
+// family, what must pass passes and what must not is stopped (tests/lab/README.md has the map).
+// "Stopped" is shown twice: the sender's kernel refuses the datagram (EPERM) or the connection
+// (reset), and the receiver has not seen it by the time a later control packet sent on an allowed
+// path has arrived.
+#include <doctest/doctest.h>
+
+#include <iostream>
+
+#include "firewall/firewall.hpp"
+#include "tests/integration/firewall/net_util.hpp"
+#include "tests/lab/lab.hpp"
+
+using namespace leakguard;
+using namespace leakguard::firewall;
+using namespace fwtest;
+namespace lab = leakguard::lab;
+
+namespace {
+
+constexpr std::uint32_t kMark = 51820;  // the lab's wg-quick fwmark
+constexpr std::uint16_t kPlain = 40000, kEndpointUdp = 40001, kTcp = 40010, kEndpointTcp = 40011;
+
+struct Fam {
+  int af;
+  const char* name;
+  const char* web;        ///< a server address in the 'inet' namespace
+  const char* vpn_exit;   ///< what the server sees for tunnelled traffic
+  const char* isp_seen;   ///< what it sees for traffic that left through eth0
+  const char* gateway;    ///< the ISP router on eth0's link
+};
+const Fam kV4{AF_INET, "IPv4", "203.0.113.80", "203.0.113.66", "203.0.113.2", "192.0.2.1"};
+const Fam kV6{AF_INET6, "IPv6", "2001:db8:3::80", "2001:db8:3::66", "2001:db8:2::10", "2001:db8:2::1"};
+
+Policy lab_policy(Mode mode) {
+  Policy p;
+  p.mode = mode;
+  p.tunnels = {*IfnamePattern::parse("wg0")};
+  p.endpoints = {*Endpoint::parse("198.51.100.1:51820"),       // the real WireGuard server
+                 *Endpoint::parse("203.0.113.80:40001/udp"),   // test endpoints with receivers
+                 *Endpoint::parse("[2001:db8:3::80]:40001/udp"), *Endpoint::parse("203.0.113.80:40011/tcp"),
+                 *Endpoint::parse("[2001:db8:3::80]:40011/tcp")};
+  p.fwmark = FwMark{kMark};
+  return p;
+}
+
+Firewall open_in(const std::string& ns, Ownership o = Ownership::automatic) {
+  lab::NetnsScope in(ns);
+  Options opt;
+  opt.ownership = o;
+  auto fw = Firewall::open(opt);
+  REQUIRE_MESSAGE(fw, (fw ? "" : fw.error().str()));
+  return std::move(*fw);
+}
+
+void apply(Firewall& fw, const Policy& p) {
+  auto r = fw.apply(p);
+  REQUIRE_MESSAGE(r, (r ? "" : r.error().str()));
+}
+
+/// The 'inet' receivers for one family.
+struct Receivers {
+  Fd plain, endpoint, dns, tcp, endpoint_tcp, dns_tcp, dot_tcp;
+  Receivers(const lab::Lab& l, const Fam& f)
+      : plain(udp_listener(l.ns("inet"), f.web, kPlain)),
+        endpoint(udp_listener(l.ns("inet"), f.web, kEndpointUdp)),
+        dns(udp_listener(l.ns("inet"), f.web, 53)),
+        tcp(tcp_listener(l.ns("inet"), f.web, kTcp)),
+        endpoint_tcp(tcp_listener(l.ns("inet"), f.web, kEndpointTcp)),
+        dns_tcp(tcp_listener(l.ns("inet"), f.web, 53)),
+        dot_tcp(tcp_listener(l.ns("inet"), f.web, 853)) {}
+};
+
+SocketSpec host(const lab::Lab& l, const Fam& f, const std::string& dev = {}, std::optional<std::uint32_t> mark = {}) {
+  SocketSpec s;
+  s.ns = l.ns("host");
+  s.family = f.af;
+  s.device = dev;
+  s.mark = mark;
+  return s;
+}
+
+/// Sends `payload` on `s` and expects the kernel to refuse it, then proves the receiver did not
+/// get it: a control datagram through the tunnel must arrive first.
+void expect_udp_blocked(const lab::Lab& l, const Fam& f, const SocketSpec& s, const SockAddr& to, const Fd& receiver,
+                        const std::string& payload) {
+  Fd fd = udp_socket(s);
+  CHECK_MESSAGE(send_udp(fd, to, payload) == EPERM, payload);
+  Fd control = udp_socket(host(l, f));
+  const std::string c = "control-after-" + payload;
+  REQUIRE(send_udp(control, to, c) == 0);
+  std::vector<Datagram> seen;
+  REQUIRE_MESSAGE(wait_for(receiver, c, seen), "the control packet through the tunnel did not arrive: " << c);
+  for (auto& d : collect(receiver, 100ms)) seen.push_back(d);
+  CHECK_MESSAGE(!contains(seen, payload), "leaked: " << payload);
+}
+
+/// Sends and expects arrival; returns the source address the receiver saw.
+std::string expect_udp_arrives(const SocketSpec& s, const SockAddr& to, const Fd& receiver, const std::string& payload) {
+  Fd fd = udp_socket(s);
+  REQUIRE_MESSAGE(send_udp(fd, to, payload) == 0, payload);
+  std::vector<Datagram> seen;
+  REQUIRE_MESSAGE(wait_for(receiver, payload, seen), "did not arrive: " << payload);
+  for (const auto& d : seen)
+    if (d.payload == payload) return d.from;
+  return {};
+}
+
+void run_family_checks(const lab::Lab& l, Firewall& fw, Mode mode, const Fam& f) {
+  INFO(to_string(mode) << " " << f.name);
+  Receivers r(l, f);
+  const auto plain = SockAddr::of(f.web, kPlain);
+  const std::string tag = std::string(to_string(mode)) + "-" + f.name;
+
+  // UDP out of eth0 (the WebRTC leak): stopped in both policies.
+  expect_udp_blocked(l, f, host(l, f, "eth0"), plain, r.plain, tag + " udp via eth0");
+  // UDP through the tunnel: passes, and the server sees the VPN's exit address.
+  CHECK(expect_udp_arrives(host(l, f), plain, r.plain, tag + " udp via tunnel") == f.vpn_exit);
+
+  // TCP out of eth0: allowed in udp, reset at once in strict (not a hang).
+  const int tcp_eth0 = tcp_connect(host(l, f, "eth0"), SockAddr::of(f.web, kTcp));
+  if (mode == Mode::udp) CHECK_MESSAGE(tcp_eth0 == 0, err_name(tcp_eth0));
+  else CHECK_MESSAGE(tcp_eth0 == ECONNREFUSED, err_name(tcp_eth0));
+  CHECK(tcp_connect(host(l, f), SockAddr::of(f.web, kTcp)) == 0);  // through the tunnel
+
+  // The endpoints: only with the VPN client's mark (the mark also routes them out of eth0).
+  CHECK(expect_udp_arrives(host(l, f, {}, kMark), SockAddr::of(f.web, kEndpointUdp), r.endpoint, tag + " endpoint marked") ==
+        f.isp_seen);
+  expect_udp_blocked(l, f, host(l, f, "eth0"), SockAddr::of(f.web, kEndpointUdp), r.endpoint, tag + " endpoint unmarked");
+  CHECK(tcp_connect(host(l, f, {}, kMark), SockAddr::of(f.web, kEndpointTcp)) == 0);
+  const int unmarked_tcp = tcp_connect(host(l, f, "eth0"), SockAddr::of(f.web, kEndpointTcp));
+  if (mode == Mode::strict) CHECK_MESSAGE(unmarked_tcp == ECONNREFUSED, err_name(unmarked_tcp));
+
+  // DNS outside the tunnel: stopped in both policies, UDP and TCP, 53 and 853; through the tunnel fine.
+  expect_udp_blocked(l, f, host(l, f, "eth0"), SockAddr::of(f.web, 53), r.dns, tag + " dns via eth0");
+  expect_udp_blocked(l, f, host(l, f, {}, kMark), SockAddr::of(f.web, 53), r.dns, tag + " dns marked via eth0");
+  CHECK(expect_udp_arrives(host(l, f), SockAddr::of(f.web, 53), r.dns, tag + " dns via tunnel") == f.vpn_exit);
+  const int dns_tcp = tcp_connect(host(l, f, "eth0"), SockAddr::of(f.web, 53));
+  CHECK_MESSAGE(dns_tcp == ECONNREFUSED, err_name(dns_tcp));
+  const int dot_tcp = tcp_connect(host(l, f, "eth0"), SockAddr::of(f.web, 853));
+  CHECK_MESSAGE(dot_tcp == ECONNREFUSED, err_name(dot_tcp));
+  CHECK(tcp_connect(host(l, f), SockAddr::of(f.web, 53)) == 0);
+
+  // Everything that connected reached the server; nothing that was refused did.
+  CHECK(accept_n(r.tcp, mode == Mode::udp ? 2u : 1u) == (mode == Mode::udp ? 2u : 1u));
+  CHECK(accept_n(r.dns_tcp, 1) == 1);  // the tunnelled one only
+  CHECK(accept_all(r.tcp).empty());
+  CHECK(accept_all(r.dns_tcp).empty());
+  CHECK(accept_all(r.dot_tcp).empty());
+  (void)fw;
+}
+
+}  // namespace
+
+TEST_CASE("udp policy - IPv4 and IPv6 - UDP and DNS stopped outside the tunnel - TCP and the marked endpoints pass") {
+  lab::Lab l;
+  Firewall fw = open_in(l.ns("host"));
+  apply(fw, lab_policy(Mode::udp));
+  run_family_checks(l, fw, Mode::udp, kV4);
+  run_family_checks(l, fw, Mode::udp, kV6);
+
+  auto c = fw.counters();
+  REQUIRE_MESSAGE(c, (c ? "" : c.error().str()));
+  std::uint64_t udp_eth0 = 0, dns = 0;
+  for (const auto& x : *c) {
+    MESSAGE(x.str());
+    if (x.kind == "udp" && x.direction == "out" && x.interface_or_scope == "eth0") udp_eth0 = x.packets;
+    if (x.kind == "dns" && x.direction == "out") dns += x.packets;
+  }
+  CHECK(udp_eth0 >= 4);  // plain and unmarked endpoint, per family (DNS has its own rule)
+  CHECK(dns >= 8);
+  const std::string summary = summarize(*c);
+  MESSAGE(summary);
+  CHECK(summary.find("UDP packets towards the internet via eth0") != std::string::npos);
+  CHECK(summary.find("DNS outside the tunnel") != std::string::npos);
+}
+
+TEST_CASE("strict policy - IPv4 and IPv6 - all IP stopped outside the tunnel - TCP reset at once - tunnel still works") {
+  lab::Lab l;
+  Firewall fw = open_in(l.ns("host"));
+  apply(fw, lab_policy(Mode::strict));
+  run_family_checks(l, fw, Mode::strict, kV4);
+  run_family_checks(l, fw, Mode::strict, kV6);
+  // ICMP out of eth0 is IP too.
+  const auto ping = l.run("host", {"ping", "-c1", "-W1", "-I", "eth0", "203.0.113.80"});
+  CHECK(ping.status != 0);
+  CHECK(l.run("host", {"ping", "-c1", "-W2", "203.0.113.80"}).status == 0);  // through the tunnel
+}
+
+TEST_CASE("IPv6 neighbour discovery keeps working on eth0 in strict mode") {
+  lab::Lab l;
+  Firewall fw = open_in(l.ns("host"));
+  apply(fw, lab_policy(Mode::strict));
+  // Forget the router's link-layer address: the next packet out of eth0 must solicit it again.
+  REQUIRE(l.run("host", {"ip", "-6", "neigh", "flush", "dev", "eth0"}).status == 0);
+  REQUIRE(l.run("isp", {"ip", "-6", "neigh", "flush", "dev", "down0"}).status == 0);
+  Receivers r(l, kV6);
+  // The marked endpoint goes out of eth0 via the router 2001:db8:2::1: without NS/NA this
+  // datagram would be accepted by sendto and silently never delivered.
+  CHECK(expect_udp_arrives(host(l, kV6, {}, kMark), SockAddr::of(kV6.web, kEndpointUdp), r.endpoint, "after nd") ==
+        kV6.isp_seen);
+  const auto neigh = l.run("host", {"ip", "-6", "neigh", "show", "2001:db8:2::1", "dev", "eth0"});
+  MESSAGE(neigh.out);
+  CHECK(neigh.out.find("lladdr") != std::string::npos);
+}
+
+TEST_CASE("DHCPv4 and DHCPv6 pass in both policies - other UDP to the same places does not") {
+  lab::Lab l;
+  Firewall fw = open_in(l.ns("host"));
+  const unsigned down0 = ifindex(l.ns("isp"), "down0");
+  const unsigned eth0 = ifindex(l.ns("host"), "eth0");
+  // The "DHCP server" on the ISP side of eth0's link.
+  Fd server4 = udp_listener(l.ns("isp"), "0.0.0.0", 67, "down0");
+  Fd server6 = udp_listener(l.ns("isp"), "::", 547, "down0");
+  {
+    lab::NetnsScope in(l.ns("isp"));
+    ipv6_mreq m{};
+    inet_pton(AF_INET6, "ff02::1:2", &m.ipv6mr_multiaddr);  // All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1)
+    m.ipv6mr_interface = down0;
+    REQUIRE(setsockopt(server6.get(), IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &m, sizeof m) == 0);
+  }
+  // The client side on the host: the DHCP client port, sending and receiving.
+  SocketSpec c4 = host(l, kV4, "eth0");
+  c4.bind_port = 68;
+  c4.broadcast = true;
+  Fd client4 = udp_socket(c4);
+  for (Mode mode : {Mode::udp, Mode::strict}) {
+    const std::string m(to_string(mode));
+    apply(fw, lab_policy(mode));
+    const std::string d = m + " DHCPDISCOVER";
+    REQUIRE(send_udp(client4, SockAddr::of("255.255.255.255", 67), d) == 0);
+    std::vector<Datagram> seen;
+    CHECK_MESSAGE(wait_for(server4, d, seen), d);
+    // Not from the client port: plain UDP to the broadcast address, stopped.
+    SocketSpec other = host(l, kV4, "eth0");
+    other.broadcast = true;
+    Fd o = udp_socket(other);
+    CHECK(send_udp(o, SockAddr::of("255.255.255.255", 67), m + " not dhcp") == EPERM);
+
+    // The server's answer reaches the client port (input), other source ports do not.
+    SocketSpec s4;
+    s4.ns = l.ns("isp");
+    s4.device = "down0";
+    s4.bind_port = 67;
+    Fd offer = udp_socket(s4);
+    const std::string off = m + " DHCPOFFER";
+    REQUIRE(send_udp(offer, SockAddr::of("192.0.2.10", 68), off) == 0);
+    CHECK_MESSAGE(wait_for(client4, off, seen), off);
+    SocketSpec s5 = s4;
+    s5.bind_port = 5000;
+    Fd not_offer = udp_socket(s5);
+    REQUIRE(send_udp(not_offer, SockAddr::of("192.0.2.10", 68), m + " from 5000") == 0);
+    REQUIRE(send_udp(offer, SockAddr::of("192.0.2.10", 68), m + " second offer") == 0);
+    CHECK(wait_for(client4, m + " second offer", seen));
+    for (auto& x : collect(client4, 100ms)) seen.push_back(x);
+    CHECK_FALSE(contains(seen, m + " from 5000"));
+
+    // DHCPv6 SOLICIT from the link-local address, port 546, to ff02::1:2 port 547.
+    SocketSpec c6 = host(l, kV6, "eth0");
+    c6.bind_port = 546;
+    Fd solicit = udp_socket(c6);
+    const std::string sol = m + " SOLICIT";
+    REQUIRE(send_udp(solicit, SockAddr::of("ff02::1:2", 547, eth0), sol) == 0);
+    std::vector<Datagram> seen6;
+    REQUIRE_MESSAGE(wait_for(server6, sol, seen6), sol);
+    CHECK(seen6.back().from.rfind("fe80:", 0) == 0);
+    Fd other6 = udp_socket(host(l, kV6, "eth0"));
+    CHECK(send_udp(other6, SockAddr::of("ff02::1:2", 547, eth0), m + " not dhcpv6") == EPERM);
+  }
+}
+
+TEST_CASE("allow_lan opens the on-link subnets and multicast - off again closes them - LAN changes are set updates") {
+  lab::Lab l;
+  Firewall fw = open_in(l.ns("host"));
+  Fd lan4 = udp_listener(l.ns("isp"), "192.0.2.1", 40020);
+  Fd lan6 = udp_listener(l.ns("isp"), "2001:db8:2::1", 40020);
+  Fd host_in = udp_listener(l.ns("host"), "192.0.2.10", 40021);
+  Policy p = lab_policy(Mode::udp);
+  auto send_lan = [&](const Fam& f, const std::string& payload) {
+    Fd fd = udp_socket(host(l, f));  // on-link: the main table's subnet route wins over the tunnel
+    return send_udp(fd, SockAddr::of(f.gateway, 40020), payload);
+  };
+  auto send_in = [&](const std::string& payload) {
+    SocketSpec s;
+    s.ns = l.ns("isp");
+    Fd fd = udp_socket(s);
+    REQUIRE(send_udp(fd, SockAddr::of("192.0.2.10", 40021), payload) == 0);
+  };
+  std::vector<Datagram> seen;
+
+  apply(fw, p);  // LAN off
+  CHECK(send_lan(kV4, "lan4 off") == EPERM);
+  CHECK(send_lan(kV6, "lan6 off") == EPERM);
+  {
+    Fd m = udp_socket(host(l, kV4, "eth0"));
+    CHECK(send_udp(m, SockAddr::of("224.0.0.251", 5353), "mdns off") == EPERM);
+  }
+  send_in("in off");
+
+  p.allow_lan = true;
+  p.lan_subnets = {*Prefix::parse("192.0.2.0/24"), *Prefix::parse("2001:db8:2::/64")};
+  apply(fw, p);
+  CHECK(fw.last_apply().how == ApplyReport::How::replaced);
+  CHECK(send_lan(kV4, "lan4 on") == 0);
+  CHECK(wait_for(lan4, "lan4 on", seen));
+  CHECK(send_lan(kV6, "lan6 on") == 0);
+  CHECK(wait_for(lan6, "lan6 on", seen));
+  {
+    Fd m = udp_socket(host(l, kV4, "eth0"));
+    CHECK(send_udp(m, SockAddr::of("224.0.0.251", 5353), "mdns on") == 0);
+  }
+  send_in("in on");
+  CHECK(wait_for(host_in, "in on", seen));
+  CHECK_FALSE(contains(seen, "in off"));  // dropped on the way in while LAN was off
+
+  // Dropping the IPv4 subnet is a set update, no table replace; IPv4 LAN closes, IPv6 stays open.
+  p.lan_subnets = {*Prefix::parse("2001:db8:2::/64")};
+  apply(fw, p);
+  CHECK(fw.last_apply().how == ApplyReport::How::set_elements);
+  CHECK(send_lan(kV4, "lan4 removed") == EPERM);
+  CHECK(send_lan(kV6, "lan6 kept") == 0);
+  CHECK(wait_for(lan6, "lan6 kept", seen));
+
+  p.allow_lan = false;
+  apply(fw, p);
+  CHECK(send_lan(kV6, "lan6 off again") == EPERM);
+  CHECK_FALSE(contains(seen, "lan4 off"));
+  CHECK_FALSE(contains(seen, "lan6 off"));
+  for (auto& x : collect(lan4, 100ms)) seen.push_back(x);
+  CHECK_FALSE(contains(seen, "lan4 removed"));
+}
+
+TEST_CASE("forwarded traffic from a child namespace takes the same way out") {
+  lab::Lab l;
+  lab::Netns child("ctr");
+  const std::string h = l.ns("host");
+  // A container behind the host: veth, addresses, routes, forwarding and NAT in the host
+  // namespace only (it is the lab's, not the machine's).
+  auto sh = [&](const std::vector<std::string>& argv) {
+    auto r = lab::run(argv);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+  };
+  sh({"ip", "-n", h, "link", "add", "ctr0", "type", "veth", "peer", "name", "eth0", "netns", child.name()});
+  sh({"ip", "-n", h, "addr", "add", "100.64.200.1/24", "dev", "ctr0"});
+  sh({"ip", "-n", h, "-6", "addr", "add", "2001:db8:200::1/64", "dev", "ctr0", "nodad"});
+  sh({"ip", "-n", h, "link", "set", "ctr0", "up"});
+  sh({"ip", "-n", child.name(), "addr", "add", "100.64.200.2/24", "dev", "eth0"});
+  sh({"ip", "-n", child.name(), "-6", "addr", "add", "2001:db8:200::2/64", "dev", "eth0", "nodad"});
+  sh({"ip", "-n", child.name(), "link", "set", "eth0", "up"});
+  sh({"ip", "-n", child.name(), "route", "add", "default", "via", "100.64.200.1"});
+  sh({"ip", "-n", child.name(), "-6", "route", "add", "default", "via", "2001:db8:200::1"});
+  REQUIRE(l.run("host", {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}).status == 0);
+  REQUIRE(l.run("host", {"nft", "add table inet lgtest_nat; add chain inet lgtest_nat post { type nat hook postrouting priority srcnat; }; "
+                                "add rule inet lgtest_nat post ip saddr 100.64.200.0/24 masquerade; "
+                                "add rule inet lgtest_nat post ip6 saddr 2001:db8:200::/64 masquerade"})
+              .status == 0);
+
+  Firewall fw = open_in(h);
+  for (Mode mode : {Mode::udp, Mode::strict}) {
+    apply(fw, lab_policy(mode));
+    for (const Fam* f : {&kV4, &kV6}) {
+      INFO(to_string(mode) << " " << f->name);
+      Receivers r(l, *f);
+      const std::string tag = std::string(to_string(mode)) + " " + f->name + " ";
+      SocketSpec c;
+      c.ns = child.name();
+      c.family = f->af;
+      // Default: the host routes the container into the tunnel.
+      Fd u = udp_socket(c);
+      REQUIRE(send_udp(u, SockAddr::of(f->web, kPlain), tag + "fwd via tunnel") == 0);
+      std::vector<Datagram> seen;
+      REQUIRE(wait_for(r.plain, tag + "fwd via tunnel", seen));
+      CHECK(seen.back().from == f->vpn_exit);
+      CHECK(tcp_connect(c, SockAddr::of(f->web, kTcp)) == 0);
+
+      // Now the host routes the container out of eth0 (a split-tunnel mistake): the forward hook stops it.
+      const std::string fam = f->af == AF_INET ? "-4" : "-6";
+      const std::string src = f->af == AF_INET ? "100.64.200.0/24" : "2001:db8:200::/64";
+      REQUIRE(l.run("host", {"ip", fam, "rule", "add", "from", src, "table", "main", "priority", "100"}).status == 0);
+      REQUIRE(send_udp(u, SockAddr::of(f->web, kPlain), tag + "fwd via eth0") == 0);  // its own kernel sends it
+      REQUIRE(send_udp(u, SockAddr::of(f->web, 53), tag + "fwd dns via eth0") == 0);
+      // udp mode: TCP passes, TCP DNS is reset at once. strict: both dropped (a reset would
+      // itself have to leave through ctr0, a non-tunnel interface), so the SYN goes unanswered.
+      const int tcp = tcp_connect(c, SockAddr::of(f->web, kTcp), 700ms);
+      if (mode == Mode::udp) CHECK_MESSAGE(tcp == 0, err_name(tcp));
+      else CHECK_MESSAGE(tcp == ETIMEDOUT, err_name(tcp));
+      const int dns_tcp = tcp_connect(c, SockAddr::of(f->web, 53), 700ms);
+      CHECK_MESSAGE(dns_tcp == (mode == Mode::udp ? ECONNREFUSED : ETIMEDOUT), err_name(dns_tcp));
+      REQUIRE(l.run("host", {"ip", fam, "rule", "del", "priority", "100"}).status == 0);
+      // Back through the tunnel: the control arrives, the eth0 attempts did not.
+      REQUIRE(send_udp(u, SockAddr::of(f->web, kPlain), tag + "control") == 0);
+      REQUIRE(wait_for(r.plain, tag + "control", seen));
+      for (auto& x : collect(r.plain, 100ms)) seen.push_back(x);
+      for (auto& x : drain(r.dns)) seen.push_back(x);
+      CHECK_FALSE(contains(seen, tag + "fwd via eth0"));
+      CHECK_FALSE(contains(seen, tag + "fwd dns via eth0"));
+    }
+    auto c = fw.counters();
+    REQUIRE(c);
+    std::uint64_t fwd_udp = 0;
+    for (const auto& x : *c)
+      if (x.direction == "fwd" && x.kind == "udp" && x.interface_or_scope == "all") fwd_udp = x.packets;
+    CHECK(fwd_udp >= 2);
+    MESSAGE(summarize(*c));
+  }
+}

@@ -1,0 +1,343 @@
+// The nftnl batch encoder and the parsers for the kernel's answers, on bytes (no socket, no root).
+#include <doctest/doctest.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include <cstring>
+#include <map>
+
+#include "firewall/netfilter_socket.hpp"
+#include "firewall/ruleset_nft.hpp"
+#include "firewall/table_guard.hpp"
+
+using namespace leakguard;
+using namespace leakguard::firewall;
+
+namespace {
+
+constexpr std::uint16_t nft_type(std::uint16_t msg) { return static_cast<std::uint16_t>((NFNL_SUBSYS_NFTABLES << 8) | msg); }
+
+struct Msg {
+  std::uint16_t type, flags;
+  std::uint32_t seq, len;
+  std::vector<std::uint8_t> bytes;
+};
+
+std::vector<Msg> messages(const nft::Batch& b) {
+  std::vector<Msg> out;
+  nft::for_each_message(b.bytes.data(), b.bytes.size(), [&](const nlmsghdr* n) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(n);
+    out.push_back({n->nlmsg_type, n->nlmsg_flags, n->nlmsg_seq, n->nlmsg_len, std::vector<std::uint8_t>(p, p + n->nlmsg_len)});
+  });
+  return out;
+}
+
+const nlmsghdr* hdr(const Msg& m) { return reinterpret_cast<const nlmsghdr*>(m.bytes.data()); }
+
+Policy policy(std::size_t endpoints = 1, bool lan = false) {
+  Policy p;
+  p.tunnels = {*IfnamePattern::parse("wg0")};
+  for (std::size_t i = 0; i < endpoints; ++i) {
+    Endpoint e;
+    e.address = IpAddress::v4(10, static_cast<std::uint8_t>(i >> 16), static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i));
+    e.port = 51820;
+    p.endpoints.push_back(e);
+  }
+  p.allow_lan = lan;
+  p.lan_subnets = {*Prefix::parse("192.0.2.0/24")};
+  return p;
+}
+
+/// Elements in a NEWSETELEM/DELSETELEM message. Not with nftnl_set_elems_nlmsg_parse: libnftnl
+/// 1.2.4 numbers the list items 1, 2, 3 when it builds them but wants NFTA_LIST_ELEM when it parses.
+std::size_t count_elements(const Msg& m) {
+  const nlattr* list = nullptr;
+  mnl_attr_parse(
+      hdr(m), sizeof(nfgenmsg),
+      [](const nlattr* a, void* d) -> int {
+        if (mnl_attr_get_type(a) == NFTA_SET_ELEM_LIST_ELEMENTS) *static_cast<const nlattr**>(d) = a;
+        return MNL_CB_OK;
+      },
+      &list);
+  REQUIRE(list != nullptr);
+  std::size_t n = 0;
+  REQUIRE(mnl_attr_parse_nested(
+              list,
+              [](const nlattr*, void* d) -> int {
+                ++*static_cast<std::size_t*>(d);
+                return MNL_CB_OK;
+              },
+              &n) >= 0);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a replace is one batch: create-if-missing - delete - create with flags - sets - elements - chains - rules") {
+  const Ruleset rs = build_ruleset(policy(2, true));
+  const auto b = nft::encode_replace(rs, nft::kTableOwner | nft::kTablePersist, 1000);
+  const auto m = messages(b);
+  REQUIRE(m.size() >= 8);
+  CHECK(m.front().type == NFNL_MSG_BATCH_BEGIN);
+  CHECK(m.back().type == NFNL_MSG_BATCH_END);
+  CHECK(b.begin_seq == 1000);
+  CHECK(b.end_seq == 1000 + m.size() - 1);
+  CHECK(b.next_seq() == b.end_seq + 1);
+  CHECK(m[1].type == nft_type(NFT_MSG_NEWTABLE));
+  CHECK(m[2].type == nft_type(NFT_MSG_DELTABLE));
+  CHECK(m[3].type == nft_type(NFT_MSG_NEWTABLE));
+
+  // The first NEWTABLE carries no flags (a no-op on our own table, and allowed on an orphan);
+  // the second asks for owner + persist.
+  nftnl_table* t = nftnl_table_alloc();
+  REQUIRE(nftnl_table_nlmsg_parse(hdr(m[1]), t) >= 0);
+  CHECK_FALSE(nftnl_table_is_set(t, NFTNL_TABLE_FLAGS));
+  nftnl_table_free(t);
+  t = nftnl_table_alloc();
+  REQUIRE(nftnl_table_nlmsg_parse(hdr(m[3]), t) >= 0);
+  CHECK(nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) == 6u);
+  CHECK(std::string(nftnl_table_get_str(t, NFTNL_TABLE_NAME)) == "leakguard");
+  nftnl_table_free(t);
+
+  std::map<std::uint16_t, std::size_t> count;
+  for (std::size_t i = 1; i + 1 < m.size(); ++i) {
+    count[static_cast<std::uint16_t>(m[i].type & 0xff)]++;
+    CHECK((m[i].flags & NLM_F_ACK) != 0);  // every command is acknowledged: errors name the step
+    CHECK(m[i].seq == 1000 + i);
+    REQUIRE(b.step(m[i].seq) != nullptr);
+  }
+  CHECK(b.steps.size() == m.size() - 2);
+  CHECK(count[NFT_MSG_NEWSET] == rs.sets.size());
+  CHECK(count[NFT_MSG_NEWCHAIN] == 3);
+  CHECK(count[NFT_MSG_NEWRULE] == rs.rule_count());
+  // endpoints4, dns_ports, lan4, lan6 have elements; endpoints6 and the counting sets do not.
+  CHECK(count[NFT_MSG_NEWSETELEM] == 4);
+  // Order: all sets and elements before the chains, chains before rules.
+  std::size_t last_set = 0, first_chain = m.size(), last_chain = 0, first_rule = m.size();
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    const auto t2 = m[i].type & 0xff;
+    if (m[i].type >> 8 != NFNL_SUBSYS_NFTABLES) continue;
+    if (t2 == NFT_MSG_NEWSET || t2 == NFT_MSG_NEWSETELEM) last_set = i;
+    if (t2 == NFT_MSG_NEWCHAIN) first_chain = std::min(first_chain, i), last_chain = i;
+    if (t2 == NFT_MSG_NEWRULE) first_rule = std::min(first_rule, i);
+  }
+  CHECK(last_set < first_chain);
+  CHECK(last_chain < first_rule);
+  CHECK(b.step(m[3].seq)->what == "add table inet leakguard");
+  CHECK(b.step(m.back().seq - 1)->what == "add rule 7 to chain forward (udp-fwd)");
+}
+
+TEST_CASE("golden bytes: oifname wg-prefix accept") {
+  Ruleset rs;
+  Chain c{"output", Hook::output, 0, false, {}};
+  c.rules.push_back(Rule{{IfnameIs{true, *IfnamePattern::parse("wg*")}}, std::nullopt, false, Verdict::accept, ""});
+  rs.chains.push_back(c);
+  const auto m = messages(nft::encode_replace(rs, 0, 100));
+  REQUIRE(m.size() == 7);  // begin, table x3, chain, rule, end
+  // nft add rule inet leakguard output oifname "wg*" accept
+  const std::vector<std::uint8_t> golden{
+      0xb4, 0x00, 0x00, 0x00,  // nlmsg_len 180
+      0x06, 0x0a, 0x05, 0x0c,  // type NFNL_SUBSYS_NFTABLES<<8 | NFT_MSG_NEWRULE; flags REQUEST|ACK|CREATE|APPEND
+      0x69, 0x00, 0x00, 0x00,  // seq 105 (begin 100, three table messages, one chain)
+      0x00, 0x00, 0x00, 0x00,  // portid 0: the kernel
+      0x01, 0x00, 0x00, 0x00,  // nfgenmsg: family NFPROTO_INET, version 0, res_id 0
+      0x0e, 0x00, 0x01, 0x00,  // NFTA_RULE_TABLE, 14 bytes
+      0x6c, 0x65, 0x61, 0x6b,  // "leak"
+      0x67, 0x75, 0x61, 0x72,  // "guar"
+      0x64, 0x00, 0x00, 0x00,  // "d\0" + padding
+      0x0b, 0x00, 0x02, 0x00,  // NFTA_RULE_CHAIN, 11 bytes
+      0x6f, 0x75, 0x74, 0x70,  // "outp"
+      0x75, 0x74, 0x00, 0x00,  // "ut\0" + padding
+      0x84, 0x00, 0x04, 0x80,  // NFTA_RULE_EXPRESSIONS (nested), 132 bytes
+      0x24, 0x00, 0x01, 0x80,  //   NFTA_LIST_ELEM, 36 bytes
+      0x09, 0x00, 0x01, 0x00,  //     NFTA_EXPR_NAME, 9 bytes
+      0x6d, 0x65, 0x74, 0x61,  //     "meta"
+      0x00, 0x00, 0x00, 0x00,  //     "\0" + padding
+      0x14, 0x00, 0x02, 0x80,  //     NFTA_EXPR_DATA, 20 bytes
+      0x08, 0x00, 0x02, 0x00,  //       NFTA_META_KEY
+      0x00, 0x00, 0x00, 0x07,  //       NFT_META_OIFNAME
+      0x08, 0x00, 0x01, 0x00,  //       NFTA_META_DREG
+      0x00, 0x00, 0x00, 0x01,  //       NFT_REG_1
+      0x2c, 0x00, 0x01, 0x80,  //   NFTA_LIST_ELEM, 44 bytes
+      0x08, 0x00, 0x01, 0x00,  //     NFTA_EXPR_NAME, 8 bytes
+      0x63, 0x6d, 0x70, 0x00,  //     "cmp\0"
+      0x20, 0x00, 0x02, 0x80,  //     NFTA_EXPR_DATA, 32 bytes
+      0x08, 0x00, 0x01, 0x00,  //       NFTA_CMP_SREG
+      0x00, 0x00, 0x00, 0x01,  //       NFT_REG_1
+      0x08, 0x00, 0x02, 0x00,  //       NFTA_CMP_OP
+      0x00, 0x00, 0x00, 0x00,  //       NFT_CMP_EQ
+      0x0c, 0x00, 0x03, 0x80,  //       NFTA_CMP_DATA (nested), 12 bytes
+      0x06, 0x00, 0x01, 0x00,  //         NFTA_DATA_VALUE, 6 bytes: the prefix only, no NUL
+      0x77, 0x67, 0x00, 0x00,  //         "wg" + padding
+      0x30, 0x00, 0x01, 0x80,  //   NFTA_LIST_ELEM, 48 bytes
+      0x0e, 0x00, 0x01, 0x00,  //     NFTA_EXPR_NAME, 14 bytes
+      0x69, 0x6d, 0x6d, 0x65,  //     "imme"
+      0x64, 0x69, 0x61, 0x74,  //     "diat"
+      0x65, 0x00, 0x00, 0x00,  //     "e\0" + padding
+      0x1c, 0x00, 0x02, 0x80,  //     NFTA_EXPR_DATA, 28 bytes
+      0x08, 0x00, 0x01, 0x00,  //       NFTA_IMMEDIATE_DREG
+      0x00, 0x00, 0x00, 0x00,  //       NFT_REG_VERDICT
+      0x10, 0x00, 0x02, 0x80,  //       NFTA_IMMEDIATE_DATA (nested), 16 bytes
+      0x0c, 0x00, 0x02, 0x80,  //         NFTA_DATA_VERDICT (nested), 12 bytes
+      0x08, 0x00, 0x01, 0x00,  //           NFTA_VERDICT_CODE
+      0x00, 0x00, 0x00, 0x01,  //           NF_ACCEPT
+  };
+  CHECK(m[5].bytes == golden);
+}
+
+TEST_CASE("10000 endpoints: element messages split below 64 KiB - every element there once") {
+  const Ruleset rs = build_ruleset(policy(10000));
+  const auto b = nft::encode_replace(rs, 0, 1);
+  std::size_t elements = 0, messages_with_endpoints = 0;
+  for (const auto& m : messages(b)) {
+    CHECK(m.len < 65536);
+    if (m.type != nft_type(NFT_MSG_NEWSETELEM)) continue;
+    // The element list is one attribute: its 16-bit length must not have wrapped.
+    const nlattr* list = nullptr;
+    mnl_attr_parse(
+        hdr(m), sizeof(nfgenmsg),
+        [](const nlattr* a, void* d) -> int {
+          if (mnl_attr_get_type(a) == NFTA_SET_ELEM_LIST_ELEMENTS) *static_cast<const nlattr**>(d) = a;
+          return MNL_CB_OK;
+        },
+        &list);
+    REQUIRE(list != nullptr);
+    CHECK(list->nla_len <= nft::kMaxElementBytesPerMessage + 4);  // + the nest header
+    CHECK(list->nla_len < 65535);
+    const std::size_t n = count_elements(m);
+    if (n > 2) {  // not dns_ports
+      ++messages_with_endpoints;
+      elements += n;
+    }
+  }
+  CHECK(elements == 10000);
+  CHECK(messages_with_endpoints == 4);  // 24 bytes per element: 2560 per message
+  CHECK(b.largest_message < 64 * 1024);
+  CHECK(b.largest_message > 60 * 1024 - 100);
+}
+
+TEST_CASE("set deltas: deletions then additions - element messages only") {
+  Policy before = policy(3);
+  Policy after = before;
+  after.endpoints.erase(after.endpoints.begin());
+  after.endpoints.push_back(*Endpoint::parse("198.51.100.9:51820"));
+  auto d = set_deltas(build_ruleset(before), build_ruleset(after));
+  REQUIRE(d);
+  const auto m = messages(nft::encode_set_deltas("leakguard", *d, 50));
+  REQUIRE(m.size() == 4);
+  CHECK(m[1].type == nft_type(NFT_MSG_DELSETELEM));
+  CHECK(m[2].type == nft_type(NFT_MSG_NEWSETELEM));
+  CHECK(count_elements(m[1]) == 1);
+  CHECK(count_elements(m[2]) == 1);
+}
+
+TEST_CASE("interval sets hold boundaries: a zero end first - start and end per range - open at the top") {
+  Ruleset rs = build_ruleset(policy(1, true));
+  const auto snap = nft::expected_snapshot(rs);
+  auto it = std::find_if(snap.sets.begin(), snap.sets.end(), [](const auto& s) { return s.name == "lan4"; });
+  REQUIRE(it != snap.sets.end());
+  CHECK(it->flags == NFT_SET_INTERVAL);
+  CHECK(it->key_type == 7u);  // ipv4_addr
+  // "hexkey/end-flag", sorted: 0.0.0.0 end; 169.254/16; 192.0.2/24; 224/4; 255.255.255.255 open.
+  CHECK(it->elements == std::vector<std::string>{"00000000/1", "a9fe0000/0", "a9ff0000/1", "c0000200/0", "c0000300/1",
+                                                 "e0000000/0", "f0000000/1", "ffffffff/0"});
+  auto ep = std::find_if(snap.sets.begin(), snap.sets.end(), [](const auto& s) { return s.name == "endpoints4"; });
+  REQUIRE(ep != snap.sets.end());
+  CHECK(ep->key_type == ((7u << 12) | (12u << 6) | 13u));  // ipv4_addr . inet_proto . inet_service
+  CHECK(ep->key_len == 12u);
+  // 10.0.0.0 . udp . 51820: address, protocol padded to 4 bytes, port big endian padded to 4.
+  CHECK(ep->elements == std::vector<std::string>{"0a000000" "11000000" "ca6c0000/0"});
+}
+
+TEST_CASE("our own messages parse back to exactly the expected snapshot - tampering shows as differences") {
+  for (bool lan : {false, true}) {
+    Policy p = policy(3, lan);
+    p.mode = lan ? Mode::strict : Mode::udp;
+    p.fwmark = FwMark{51820};
+    p.endpoints.push_back(*Endpoint::parse("[2001:db8::1]:443/tcp"));
+    const Ruleset rs = build_ruleset(p);
+    nft::TableSnapshot parsed;
+    parsed.present = true;
+    std::vector<RuleCounter> counters;
+    for (const auto& m : messages(nft::encode_replace(rs, 0, 1))) {
+      switch (m.type & 0xff) {
+        case NFT_MSG_NEWCHAIN: REQUIRE(nft::parse_chain(hdr(m), "leakguard", parsed)); break;
+        case NFT_MSG_NEWSET: REQUIRE(nft::parse_set(hdr(m), "leakguard", parsed)); break;
+        case NFT_MSG_NEWSETELEM: REQUIRE(nft::parse_elements(hdr(m), "leakguard", parsed, nullptr)); break;
+        case NFT_MSG_NEWRULE: REQUIRE(nft::parse_rule(hdr(m), "leakguard", parsed, &counters)); break;
+        default: break;
+      }
+    }
+    nft::normalize(parsed);
+    const auto expected = nft::expected_snapshot(rs);
+    CHECK(nft::compare(expected, parsed).empty());
+    CHECK(counters.size() == (lan ? 15u : 9u));  // one per counted rule: DNS x2 + tcp/udp/ip or udp, x3 chains
+
+    auto t = parsed;
+    t.chains[1].rules.insert(t.chains[1].rules.begin(), "[immediate dreg 0 verdict 1]");  // an accept at the top
+    const auto added = nft::compare(expected, t);
+    REQUIRE(added.size() == 2);
+    CHECK(added.front() == "rule 0 of chain input differs (and " + std::to_string(t.chains[1].rules.size() - 2) + " after it)");
+    CHECK(added.back() == "1 rule(s) added to chain input");
+    t = parsed;
+    t.chains[2].rules.pop_back();
+    CHECK(nft::compare(expected, t) == std::vector<std::string>{"1 rule(s) missing from chain output"});
+    t = parsed;
+    t.sets[0].elements.pop_back();
+    CHECK(nft::compare(expected, t).size() == 1);
+    t = parsed;
+    t.chains[0].policy ^= 1;
+    CHECK(nft::compare(expected, t) == std::vector<std::string>{"chain forward has another policy"});
+    CHECK(nft::compare(expected, nft::TableSnapshot{}) == std::vector<std::string>{"table is missing"});
+  }
+}
+
+TEST_CASE("NEWGEN: generation id - pid and process name") {
+  // What the kernel multicasts after `nft flush ruleset` from pid 4242 (generation 7).
+  const std::vector<std::uint8_t> msg{
+      0x2c, 0x00, 0x00, 0x00,  // nlmsg_len 44
+      0x0f, 0x0a, 0x00, 0x00,  // NFNL_SUBSYS_NFTABLES<<8 | NFT_MSG_NEWGEN, no flags
+      0x05, 0x00, 0x00, 0x00,  // seq
+      0x11, 0x22, 0x00, 0x00,  // portid of the sender
+      0x00, 0x00, 0x00, 0x00,  // nfgenmsg: AF_UNSPEC, version 0, res_id (generation, 16 bits) 0
+      0x08, 0x00, 0x01, 0x00,  // NFTA_GEN_ID
+      0x00, 0x00, 0x00, 0x07,  //   7 (big endian)
+      0x08, 0x00, 0x02, 0x00,  // NFTA_GEN_PROC_PID
+      0x00, 0x00, 0x10, 0x92,  //   4242
+      0x08, 0x00, 0x03, 0x00,  // NFTA_GEN_PROC_NAME, 8 bytes
+      0x6e, 0x66, 0x74, 0x00,  //   "nft\0"
+  };
+  auto g = parse_newgen(msg.data(), msg.size());
+  REQUIRE(g);
+  CHECK(g->id == 7u);
+  CHECK(g->pid == 4242u);
+  CHECK(g->process == "nft");
+
+  auto truncated = parse_newgen(msg.data(), 16);
+  CHECK_FALSE(truncated);
+  auto other = msg;
+  other[4] = 0x10;  // NFT_MSG_GETGEN is not a notification
+  CHECK_FALSE(parse_newgen(other.data(), other.size()));
+}
+
+TEST_CASE("the probe batch creates and deletes a scratch table with the flags") {
+  const auto m = messages(nft::encode_probe("leakguard-probe-1", 6, 10));
+  REQUIRE(m.size() == 4);
+  CHECK(m[1].type == nft_type(NFT_MSG_NEWTABLE));
+  CHECK(m[2].type == nft_type(NFT_MSG_DELTABLE));
+  nftnl_table* t = nftnl_table_alloc();
+  REQUIRE(nftnl_table_nlmsg_parse(hdr(m[1]), t) >= 0);
+  CHECK(nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) == 6u);
+  CHECK(std::string(nftnl_table_get_str(t, NFTNL_TABLE_NAME)) == "leakguard-probe-1");
+  nftnl_table_free(t);
+}
+
+TEST_CASE("kernel errors are explained - missing nf_tables and missing permission are told apart from ownership") {
+  CHECK(describe_netlink_error(EOPNOTSUPP, true).find("nf_tables is not available") != std::string::npos);
+  CHECK(describe_netlink_error(EPERM, true).find("CAP_NET_ADMIN") != std::string::npos);
+  CHECK(describe_netlink_error(EPERM, false).find("owned by another process") != std::string::npos);
+  CHECK(describe_netlink_error(ENOENT, false).find("does not exist") != std::string::npos);
+}

@@ -1,0 +1,304 @@
+// The table model: what each policy puts in which chain, in which order, and which changes
+// become set-element updates instead of a table replace.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "firewall/nft_text.hpp"
+#include "firewall/ruleset.hpp"
+
+using namespace leakguard;
+using namespace leakguard::firewall;
+
+namespace {
+
+Policy policy(Mode mode, bool lan = false, bool mark = true) {
+  Policy p;
+  p.mode = mode;
+  p.allow_lan = lan;
+  p.tunnels = {*IfnamePattern::parse("wg0"), *IfnamePattern::parse("tun*")};
+  p.endpoints = {*Endpoint::parse("198.51.100.1:51820"), *Endpoint::parse("[2001:db8:3::66]:51820"),
+                 *Endpoint::parse("203.0.113.9:443/tcp")};
+  if (mark) p.fwmark = FwMark{51820};
+  p.lan_subnets = {*Prefix::parse("192.0.2.0/24")};
+  return p;
+}
+
+const Chain& chain(const Ruleset& rs, const std::string& name) {
+  auto it = std::find_if(rs.chains.begin(), rs.chains.end(), [&](const Chain& c) { return c.name == name; });
+  REQUIRE(it != rs.chains.end());
+  return *it;
+}
+
+std::vector<std::string> lines(const Chain& c) {
+  std::vector<std::string> out;
+  for (const auto& r : c.rules) out.push_back(to_nft_text(r));
+  return out;
+}
+
+std::size_t index_of(const std::vector<std::string>& v, const std::string& line) {
+  auto it = std::find(v.begin(), v.end(), line);
+  CAPTURE(line);
+  REQUIRE(it != v.end());
+  return static_cast<std::size_t>(it - v.begin());
+}
+
+}  // namespace
+
+TEST_CASE("three filter chains at priority filter - strict drops by policy - udp accepts") {
+  for (Mode m : {Mode::udp, Mode::strict}) {
+    CAPTURE(to_string(m));
+    const Ruleset rs = build_ruleset(policy(m));
+    REQUIRE(rs.chains.size() == 3);
+    CHECK(rs.table == "leakguard");
+    for (const auto& c : rs.chains) {
+      CHECK(c.priority == 0);
+      CHECK(c.policy_drop == (m == Mode::strict));
+    }
+    CHECK(chain(rs, "output").hook == Hook::output);
+    CHECK(chain(rs, "input").hook == Hook::input);
+    CHECK(chain(rs, "forward").hook == Hook::forward);
+  }
+}
+
+TEST_CASE("output: loopback and tunnels first - then endpoints - DHCP - ND - DNS block - then the policy block") {
+  const auto out = lines(chain(build_ruleset(policy(Mode::udp)), "output"));
+  CHECK(out[0] == "oifname \"lo\" accept");
+  CHECK(out[1] == "oifname \"wg0\" accept");
+  CHECK(out[2] == "oifname \"tun*\" accept");
+  const auto ep4 = index_of(out, "meta mark 0x0000ca6c ip daddr . meta l4proto . th dport @endpoints4 accept");
+  const auto ep6 = index_of(out, "meta mark 0x0000ca6c ip6 daddr . meta l4proto . th dport @endpoints6 accept");
+  const auto dhcp4 = index_of(out, "meta nfproto ipv4 udp sport 68 udp dport 67 accept");
+  const auto dhcp6 = index_of(out, "ip6 saddr fe80::/10 ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept");
+  const auto nd = index_of(out, "icmpv6 type 133-136 ip6 hoplimit 255 accept");
+  const auto dns_tcp = index_of(out, "tcp dport @dns_ports counter reject with tcp reset comment \"dns-out\"");
+  const auto dns_udp = index_of(out, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-out\"");
+  const auto count = index_of(out, "meta l4proto udp update @ifstat_out { oifname . meta l4proto }");
+  const auto block = index_of(out, "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  CHECK(ep4 > 2);
+  CHECK(ep6 > ep4);
+  // Endpoints come before the DNS block (a VPN on port 53 must work), DNS before the LAN.
+  CHECK(dns_tcp > std::max({ep6, dhcp4, dhcp6, nd}));
+  CHECK(dns_udp == dns_tcp + 1);
+  CHECK(count == dns_udp + 1);  // no LAN in this policy
+  CHECK(block == count + 1);
+  CHECK(block == out.size() - 1);
+}
+
+TEST_CASE("strict blocks TCP with a reset - UDP and everything else with admin-prohibited - all counted") {
+  const Ruleset rs = build_ruleset(policy(Mode::strict));
+  const auto out = lines(chain(rs, "output"));
+  REQUIRE(out.size() >= 4);
+  CHECK(out[out.size() - 4] == "update @ifstat_out { oifname . meta l4proto }");
+  CHECK(out[out.size() - 3] == "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
+  CHECK(out[out.size() - 2] == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  CHECK(out[out.size() - 1] == "counter reject with icmpx admin-prohibited comment \"ip-out\"");
+  // Input never rejects (that would send packets out): it drops.
+  const auto in = lines(chain(rs, "input"));
+  CHECK(in[in.size() - 3] == "meta l4proto tcp counter drop comment \"tcp-in\"");
+  CHECK(in[in.size() - 2] == "meta l4proto udp counter drop comment \"udp-in\"");
+  CHECK(in[in.size() - 1] == "counter drop comment \"ip-in\"");
+  // Forward drops in strict: a reject's answer would leave a non-tunnel interface (the
+  // container's), which our own output chain stops.
+  const auto fwd = lines(chain(rs, "forward"));
+  CHECK(fwd[fwd.size() - 3] == "meta l4proto tcp counter drop comment \"tcp-fwd\"");
+  CHECK(fwd[fwd.size() - 1] == "counter drop comment \"ip-fwd\"");
+  index_of(fwd, "tcp dport @dns_ports counter drop comment \"dns-fwd\"");
+}
+
+TEST_CASE("every drop or reject rule has a counter and a kind-direction tag") {
+  for (Mode m : {Mode::udp, Mode::strict})
+    for (bool lan : {false, true}) {
+      const Ruleset rs = build_ruleset(policy(m, lan));
+      for (const auto& c : rs.chains) {
+        const std::string dir = c.hook == Hook::output ? "out" : c.hook == Hook::input ? "in" : "fwd";
+        for (const auto& r : c.rules) {
+          CAPTURE(to_nft_text(r));
+          const bool blocks = r.verdict == Verdict::drop || r.verdict == Verdict::reject || r.verdict == Verdict::tcp_reset;
+          CHECK(r.counter == blocks);
+          if (blocks) {
+            CHECK(r.comment.size() > dir.size() + 1);
+            CHECK(r.comment.substr(r.comment.size() - dir.size() - 1) == "-" + dir);
+          }
+          // Output rejects (fail fast), forward too in udp mode; input, and forward in strict, drop.
+          const bool drops = c.hook == Hook::input || (c.hook == Hook::forward && m == Mode::strict);
+          if (drops) CHECK((!blocks || r.verdict == Verdict::drop));
+          else CHECK(r.verdict != Verdict::drop);
+        }
+      }
+    }
+}
+
+TEST_CASE("without an fwmark the endpoint rules match any packet - input never checks the mark") {
+  const Ruleset rs = build_ruleset(policy(Mode::udp, false, false));
+  const auto out = lines(chain(rs, "output"));
+  index_of(out, "ip daddr . meta l4proto . th dport @endpoints4 accept");
+  const auto in = lines(chain(build_ruleset(policy(Mode::udp)), "input"));
+  index_of(in, "ip saddr . meta l4proto . th sport @endpoints4 accept");
+  index_of(in, "ip6 saddr . meta l4proto . th sport @endpoints6 accept");
+}
+
+TEST_CASE("forward: tunnel in or out accepted - DNS and the policy block judged by the outgoing interface") {
+  const auto fwd = lines(chain(build_ruleset(policy(Mode::udp)), "forward"));
+  CHECK(fwd[0] == "iifname \"wg0\" accept");
+  CHECK(fwd[1] == "iifname \"tun*\" accept");
+  CHECK(fwd[2] == "oifname \"wg0\" accept");
+  CHECK(fwd[3] == "oifname \"tun*\" accept");
+  index_of(fwd, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-fwd\"");
+  index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta l4proto }");
+  CHECK(fwd.back() == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
+  // No endpoint, DHCP or loopback exemption for routed packets.
+  for (const auto& l : fwd) {
+    CHECK(l.find("@endpoints") == std::string::npos);
+    CHECK(l.find("sport 68") == std::string::npos);
+    CHECK(l.find("\"lo\"") == std::string::npos);
+  }
+}
+
+TEST_CASE("sets: endpoints per family - DNS ports - LAN only with allow_lan - counting sets") {
+  const Ruleset off = build_ruleset(policy(Mode::udp, false));
+  REQUIRE(off.find_set("endpoints4"));
+  CHECK(off.find_set("endpoints4")->elements ==
+        std::vector<Element>{*Endpoint::parse("198.51.100.1:51820"), *Endpoint::parse("203.0.113.9:443/tcp")});
+  CHECK(off.find_set("endpoints6")->elements == std::vector<Element>{*Endpoint::parse("[2001:db8:3::66]:51820")});
+  CHECK(off.find_set("dns_ports")->elements == std::vector<Element>{std::uint16_t{53}, std::uint16_t{853}});
+  CHECK(off.find_set("lan4") == nullptr);
+  CHECK(off.find_set("lan6") == nullptr);
+  for (const char* s : {"ifstat_out", "ifstat_in", "ifstat_fwd"}) {
+    REQUIRE(off.find_set(s));
+    CHECK(off.find_set(s)->counting);
+    CHECK(off.find_set(s)->key == KeyType::ifname_proto);
+    CHECK(off.find_set(s)->elements.empty());
+  }
+  for (const auto& l : lines(chain(off, "output"))) CHECK(l.find("@lan") == std::string::npos);
+
+  const Ruleset on = build_ruleset(policy(Mode::udp, true));
+  REQUIRE(on.find_set("lan4"));
+  CHECK(on.find_set("lan4")->interval);
+  std::vector<std::string> lan4;
+  for (const auto& e : on.find_set("lan4")->elements) lan4.push_back(to_string(e));
+  CHECK(lan4 == std::vector<std::string>{"169.254.0.0/16", "192.0.2.0/24", "224.0.0.0/4", "255.255.255.255"});
+  std::vector<std::string> lan6;
+  for (const auto& e : on.find_set("lan6")->elements) lan6.push_back(to_string(e));
+  CHECK(lan6 == std::vector<std::string>{"fe80::/10", "ff00::/8"});
+  const auto out = lines(chain(on, "output"));
+  const auto lan = index_of(out, "ip daddr @lan4 accept");
+  CHECK(lan > index_of(out, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-out\""));
+  index_of(lines(chain(on, "input")), "ip6 saddr @lan6 accept");
+  index_of(lines(chain(on, "forward")), "ip daddr @lan4 accept");
+}
+
+TEST_CASE("duplicate endpoints collapse to one element") {
+  Policy p = policy(Mode::udp);
+  p.endpoints.push_back(*Endpoint::parse("198.51.100.1:51820"));
+  CHECK(build_ruleset(p).find_set("endpoints4")->elements.size() == 2);
+}
+
+TEST_CASE("address ranges merge when they overlap or touch - and print as prefixes where they are one") {
+  auto r = [](const char* p) { return AddressRange::of(*Prefix::parse(p)); };
+  auto merged = merge_ranges({r("10.0.0.128/25"), r("10.0.0.0/25"), r("10.0.2.0/24"), r("10.0.2.5/32"), r("192.0.2.0/24")});
+  std::vector<std::string> s;
+  for (const auto& m : merged) s.push_back(m.str());
+  CHECK(s == std::vector<std::string>{"10.0.0.0/24", "10.0.2.0/24", "192.0.2.0/24"});
+  auto odd = merge_ranges({r("10.0.0.0/24"), r("10.0.1.0/25")});
+  REQUIRE(odd.size() == 1);
+  CHECK(odd[0].str() == "10.0.0.0-10.0.1.127");
+  auto top = merge_ranges({r("255.255.255.255/32"), r("240.0.0.0/4")});
+  REQUIRE(top.size() == 1);
+  CHECK(top[0].str() == "240.0.0.0/4");
+  CHECK(r("2001:db8::/64").str() == "2001:db8::/64");
+  CHECK(r("192.0.2.7/24").str() == "192.0.2.0/24");  // host bits cleared
+}
+
+TEST_CASE("only endpoint or LAN changes become set deltas - anything else is a replace") {
+  const Policy base = policy(Mode::udp, true);
+  const Ruleset a = build_ruleset(base);
+
+  SUBCASE("same policy: no change") {
+    auto d = set_deltas(a, build_ruleset(base));
+    REQUIRE(d);
+    CHECK(d->empty());
+  }
+  SUBCASE("one endpoint added and one removed") {
+    Policy p = base;
+    p.endpoints.erase(p.endpoints.begin());
+    p.endpoints.push_back(*Endpoint::parse("198.51.100.2:1194/udp"));
+    auto d = set_deltas(a, build_ruleset(p));
+    REQUIRE(d);
+    REQUIRE(d->size() == 1);
+    CHECK((*d)[0].set == "endpoints4");
+    CHECK((*d)[0].remove == std::vector<Element>{*Endpoint::parse("198.51.100.1:51820")});
+    CHECK((*d)[0].add == std::vector<Element>{*Endpoint::parse("198.51.100.2:1194/udp")});
+  }
+  SUBCASE("a LAN subnet added next to another: the merged range replaces the old one") {
+    Policy p = base;
+    p.lan_subnets.push_back(*Prefix::parse("192.0.3.0/24"));
+    auto d = set_deltas(a, build_ruleset(p));
+    REQUIRE(d);
+    REQUIRE(d->size() == 1);
+    CHECK((*d)[0].set == "lan4");
+    CHECK((*d)[0].interval);
+    REQUIRE((*d)[0].remove.size() == 1);
+    CHECK(to_string((*d)[0].remove[0]) == "192.0.2.0/24");
+    REQUIRE((*d)[0].add.size() == 1);
+    CHECK(to_string((*d)[0].add[0]) == "192.0.2.0/23");
+  }
+  SUBCASE("LAN subnets change while allow_lan is off: nothing to do") {
+    const Ruleset off = build_ruleset(policy(Mode::udp, false));
+    Policy p = policy(Mode::udp, false);
+    p.lan_subnets.push_back(*Prefix::parse("10.0.0.0/8"));
+    auto d = set_deltas(off, build_ruleset(p));
+    REQUIRE(d);
+    CHECK(d->empty());
+  }
+  SUBCASE("mode, allow_lan, tunnels or fwmark: replace") {
+    Policy p = base;
+    p.mode = Mode::strict;
+    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
+    p = base;
+    p.allow_lan = false;
+    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
+    p = base;
+    p.tunnels.pop_back();
+    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
+    p = base;
+    p.fwmark = FwMark{1};
+    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
+  }
+}
+
+TEST_CASE("the ruleset prints on one line") {
+  const Ruleset rs = build_ruleset(policy(Mode::strict, true));
+  CHECK(rs.str().rfind("table inet leakguard: output(", 0) == 0);
+  CHECK(rs.str().find("policy drop") != std::string::npos);
+  CHECK(rs.str().find("endpoints4(2)") != std::string::npos);
+  CHECK(rs.rule_count() == rs.chains[0].rules.size() + rs.chains[1].rules.size() + rs.chains[2].rules.size());
+}
+
+TEST_CASE("incremental endpoint changes: only what is missing is added and only what is there removed") {
+  Ruleset rs = build_ruleset(policy(Mode::udp));
+  const Endpoint have = *Endpoint::parse("198.51.100.1:51820");
+  const Endpoint have6 = *Endpoint::parse("[2001:db8:3::66]:51820");
+  const Endpoint fresh = *Endpoint::parse("198.51.100.50:1194/udp");
+  const Endpoint absent = *Endpoint::parse("198.51.100.60:1194/udp");
+  const Endpoint fresh6 = *Endpoint::parse("[2001:db8::5]:443/tcp");
+
+  auto d = endpoint_deltas(rs, {fresh, have, fresh, fresh6}, {absent, have6});
+  REQUIRE(d.size() == 2);
+  CHECK(d[0].set == "endpoints4");
+  CHECK(d[0].add == std::vector<Element>{fresh});
+  CHECK(d[0].remove.empty());
+  CHECK(d[1].set == "endpoints6");
+  CHECK(d[1].add == std::vector<Element>{fresh6});
+  CHECK(d[1].remove == std::vector<Element>{have6});
+
+  apply_deltas(rs, d);
+  Policy expected = policy(Mode::udp);
+  expected.endpoints.push_back(fresh);
+  expected.endpoints.push_back(fresh6);
+  expected.endpoints.erase(std::find(expected.endpoints.begin(), expected.endpoints.end(), have6));
+  CHECK(rs == build_ruleset(expected));  // same model as building from scratch
+
+  CHECK(endpoint_deltas(rs, {fresh}, {absent}).empty());  // nothing to do
+  CHECK(endpoint_deltas(rs, {have}, {have}).empty());     // removed and added back: no change
+}
