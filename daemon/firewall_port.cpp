@@ -22,6 +22,11 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
     if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
     const std::uint8_t full = a.prefix.address.family == Family::v4 ? 32 : 128;
     if (a.prefix.length == full) continue;
+    // A "LAN" wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall
+    // refuses such subnets (firewall::Limits), so they are never offered as LAN.
+    const firewall::Limits limits;
+    if (a.prefix.length < (a.prefix.address.family == Family::v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6))
+      continue;
     Prefix p = a.prefix.network();
     if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
   }
