@@ -14,8 +14,7 @@ report=docs/benchmarks.md
 tmp=$(mktemp -d /tmp/lgt-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 status=0
-for exe in build/bench/*/bench_*; do
-  [[ -x $exe ]] || continue
+for exe in $(find build/bench -mindepth 2 -maxdepth 2 -type f -executable | sort); do
   name=$(basename "$exe")
   echo "== $name"
   if ! "$exe" >"$tmp/$name.out" 2>&1; then

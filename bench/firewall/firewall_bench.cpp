@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/report.hpp"
 #include "firewall/firewall.hpp"
 #include "firewall/nft_text.hpp"
 #include "firewall/ruleset_nft.hpp"
@@ -128,6 +129,9 @@ int main() {
     const Stats s1 = stats(ours), s2 = stats(theirs);
     std::printf("%10zu %8zu %9zu %11.3f ms [%6.3f] %11.3f ms [%6.3f] %7.1fx\n", n, build_ruleset(a).rule_count(),
                 report.messages, s1.median / 1000, s1.p90 / 1000, s2.median / 1000, s2.p90 / 1000, s2.median / s1.median);
+    leakguard::bench::result("full apply, " + std::to_string(n) + " endpoints (vs nft -f of the same ruleset)",
+                             leakguard::bench::ms(s1.median / 1000), leakguard::bench::ms(s2.median / 1000),
+                             leakguard::bench::times(s2.median / s1.median) + " faster");
   }
   std::printf("  goal: <= 1 ms for 100 endpoints, >= 20x faster than nft -f\n\n");
   std::remove(file.c_str());
@@ -163,6 +167,8 @@ int main() {
       const Stats a = stats(add), d = stats(del), p = stats(via_apply);
       std::printf("  %5zu-element set: update_endpoints add %.3f ms [%.3f], remove %.3f ms [%.3f]; apply(policy) add %.3f ms [%.3f]\n",
                   n, a.median / 1000, a.p90 / 1000, d.median / 1000, d.p90 / 1000, p.median / 1000, p.p90 / 1000);
+      leakguard::bench::result("one endpoint added to a " + std::to_string(n) + "-element set",
+                               leakguard::bench::ms(a.median / 1000));
     }
     std::printf("  goal: <= 0.5 ms, independent of the set's size\n\n");
   }
@@ -210,6 +216,7 @@ int main() {
     std::printf("foreign delete of the table -> re-asserted by the guard (100 endpoints), median [p90]:\n");
     std::printf("  foreign commit to table back %.3f ms [%.3f]; first notification to table back %.3f ms [%.3f]   goal: <= 5 ms\n",
                 e.median / 1000, e.p90 / 1000, g.median / 1000, g.p90 / 1000);
+    leakguard::bench::result("foreign table delete -> re-asserted by the guard, median", leakguard::bench::ms(e.median / 1000));
     auto v = fw.verify();
     std::printf("  table in place afterwards: %s\n", v && v->empty() ? "yes" : "NO");
   }
