@@ -18,7 +18,7 @@ for t in "${targets[@]}"; do
   work=$(mktemp -d /tmp/lgt-fuzz.XXXXXX)
   cp "$corpus"/* "$work"/
   log=build-fuzz/findings/$name.log
-  if "$exe" "$work" -max_total_time="$seconds" -artifact_prefix=build-fuzz/findings/"$name"- >"$log" 2>&1; then
+  if "$exe" "$work" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix=build-fuzz/findings/"$name"- >"$log" 2>&1; then
     result="no finding"
   else
     result="FINDING (see $log and build-fuzz/findings/$name-*)"
