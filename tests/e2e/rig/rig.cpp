@@ -42,7 +42,7 @@ Rig::Rig(RigOptions o)
       dir("/tmp/" + lab::unique_name("rig")),
       config(dir + "/leakguard.yaml") {
   lab::run({"mkdir", "-p", "-m", "0755", dir});
-  std::ofstream(config) << "policy: udp\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
+  std::ofstream(config) << "policy: " << o.policy << "\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
                         << "  interfaces: " << o.tunnel_patterns << "\n"
                         << (o.endpoint ? "  endpoints: [\"198.51.100.1:51820/udp\"]\n  fwmark: 51820\n" : "")
                         << "probe:\n  interval: " << o.interval << "\n  timeout: 1s\n"

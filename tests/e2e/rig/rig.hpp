@@ -18,6 +18,7 @@ extern const char* const kControlGroup;
 struct RigOptions {
   lab::Options lab;
   bool armed = true;
+  std::string policy = "udp";
   std::string interval = "60s";
   std::string tunnel_patterns = "[wg*]";
   bool endpoint = true;  ///< configure the lab's WireGuard endpoint (198.51.100.1:51820/udp, fwmark 51820)
