@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -180,4 +181,52 @@ TEST_CASE("the dry run (print-ruleset) shows the rules a file would install, loa
   CHECK_MESSAGE(check.status == 0, check.out);
   std::remove(rules.c_str());
   std::remove(path.c_str());
+}
+
+TEST_CASE("under a service manager: READY, STATUS, watchdog pings, STOPPING, and the block kept on SIGTERM") {
+  // A notification socket of our own stands in for systemd's (NOTIFY_SOCKET, WATCHDOG_USEC).
+  Rig rig(RigOptions{.lab = {.split_stun = true}});
+  const std::string path = rig.dir + "/notify.sock";
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  timeval tv{0, 100000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "400000", 1);  // pings every 200 ms
+  rig.start();
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  std::string seen;
+  auto read_until = [&](const std::string& what, std::chrono::milliseconds deadline) {
+    return eventually(
+        [&] {
+          char buf[4096];
+          const ssize_t n = recv(fd, buf, sizeof buf, 0);
+          if (n > 0) seen.append(buf, static_cast<std::size_t>(n)).append("\n");
+          return seen.find(what) != std::string::npos;
+        },
+        deadline);
+  };
+  CHECK_MESSAGE(read_until("READY=1", 10s), seen);
+  CHECK_MESSAGE(read_until("STATUS=secured", 10s), seen);
+  auto pings = [&] {
+    std::size_t n = 0;
+    for (auto at = seen.find("WATCHDOG=1"); at != std::string::npos; at = seen.find("WATCHDOG=1", at + 1)) ++n;
+    return n;
+  };
+  seen.clear();
+  // Between scheduled probes the daemon only wakes to ping: two pings within a second.
+  CHECK_MESSAGE(eventually([&] { read_until("never", 0ms); return pings() >= 2; }, 2s), seen);
+  const std::string table = rig.table();
+  REQUIRE(!table.empty());
+  kill(rig.daemon().pid(), SIGTERM);
+  CHECK_MESSAGE(read_until("STOPPING=1", 5s), seen);
+  CHECK(eventually([&] { return !rig.daemon().running(); }, 5s));
+  CHECK(!rig.table().empty());  // on_stop: keep (the default) leaves the block in place
+  CHECK(rig.witness("203.0.113.3").empty());
+  close(fd);
 }
