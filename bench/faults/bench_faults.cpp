@@ -2,7 +2,9 @@
 // are both leaks) while the host floods UDP datagrams and TCP connection attempts towards the
 // internet namespace through eth0 (the split route). A counter on the internet side counts what
 // arrives. Each fault is repeated; the figure is how many packets/connections got through.
-//   bench_faults [FLAPS=50] [KILLS=20] [FLUSHES=50] [HUPS=100]
+//   bench_faults [FLAPS=50] [KILLS=20] [FLUSHES=50] [HUPS=100] [SOAK_SECONDS=0]
+// With SOAK_SECONDS, the mix (flap, flush, reload, probe) then runs that long against one daemon
+// process, and its memory and open file descriptors are reported at the start and the end.
 // Run as root. Prints RESULT lines for scripts/bench.sh.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   const int kills = argc > 2 ? std::atoi(argv[2]) : 20;
   const int flushes = argc > 3 ? std::atoi(argv[3]) : 50;
   const int hups = argc > 4 ? std::atoi(argv[4]) : 100;
+  const int soak = argc > 5 ? std::atoi(argv[5]) : 0;
 
   Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = true, .policy = "strict"});
   rig.start();
@@ -218,6 +222,42 @@ int main(int argc, char** argv) {
   const bool back = eventually([&] { return rig.state() == "secured"; }, 15s);
   report("bus restarted under load", before, t, 1, duration<double>(steady_clock::now() - t0).count());
   std::printf("    control back: %s\n", back ? "yes" : "NO");
+
+  if (soak > 0) {
+    auto rss = [&] {
+      std::ifstream f("/proc/" + std::to_string(rig.daemon().pid()) + "/status");
+      std::string line;
+      while (std::getline(f, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+      return -1L;
+    };
+    auto fds = [&] {
+      long n = 0;
+      for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(rig.daemon().pid()) + "/fd")) {
+        (void)e;
+        ++n;
+      }
+      return n;
+    };
+    before = t.leaked();
+    const long rss0 = rss(), fd0 = fds();
+    t0 = steady_clock::now();
+    int rounds = 0;
+    while (steady_clock::now() - t0 < seconds(soak)) {
+      rig.net.set("tunnel", "down");
+      rig.net.set("tunnel", "up");
+      rig.net.run("host", {"nft", "flush", "ruleset"});
+      kill(rig.daemon().pid(), SIGHUP);
+      rig.ctl({"probe"});
+      ++rounds;
+    }
+    report("soak: flap + flush + reload + probe", before, t, rounds, duration<double>(steady_clock::now() - t0).count());
+    std::printf("    daemon RSS %ld kB -> %ld kB, open fds %ld -> %ld\n", rss0, rss(), fd0, fds());
+    leakguard::bench::result("soak " + std::to_string(soak) + " s: daemon RSS start -> end",
+                             std::to_string(rss0) + " kB -> " + std::to_string(rss()) + " kB");
+    leakguard::bench::result("soak " + std::to_string(soak) + " s: daemon open fds start -> end",
+                             std::to_string(fd0) + " -> " + std::to_string(fds()));
+  }
 
   std::printf("total: %ld UDP datagrams and %ld TCP attempts sent towards the internet; %ld arrived outside the "
               "tunnel (leaked), %ld through it\n",
