@@ -270,3 +270,20 @@ TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) 
   CHECK(outcome("eth0", Family::v6, 23).ignored_reason.find("answer from [2001:db8:3::29]:3478") != std::string::npos);
   CHECK(kind(outcome("eth0", Family::v6, 23).outcome) == "timeout");
 }
+
+TEST_CASE("a second uplink (wlan0 via another ISP) with the STUN server routed through it: its leak is found too") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = true});
+  lab.set("split-stun", "wlan0");
+  auto plan = host_plan(lab, {server(lab.var("STUN4")), server(lab.var("STUN6"))});
+  auto r = run_in_host(lab, plan);
+  CHECK(r.verdict == Verdict::leak);
+  CHECK(reflexive(find(r, "wlan0", Family::v4, kStun4)) == "203.0.113.4");
+  CHECK(reflexive(find(r, "wlan0", Family::v6, kStun6)) == "2001:db8:4::10");
+  CHECK(reflexive(find(r, "wg0", Family::v4, kStun4)) == "203.0.113.66");
+  const auto& routed4 = find(r, "", Family::v4, kStun4);
+  CHECK(reflexive(routed4) == "203.0.113.4");
+  CHECK(routed4.arrival_interface == "wlan0");
+  CHECK(has_leak(r, "wlan0", Family::v4));
+  CHECK(has_leak(r, "wlan0", Family::v6));
+  CHECK_FALSE(has_leak(r, "wg0", Family::v4));
+}
