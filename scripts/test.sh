@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
-# The README's test command: installs what is missing, builds, and runs every test with ctest.
-# It also checks that the whole run left the machine's own network namespace exactly as it was.
-# --asan: build in build-asan/ with AddressSanitizer + UBSan and run the suite there instead
-# (about 10 more minutes of build on 2 cores; the daemon the e2e tests start is sanitized too).
+# The README's test command: installs what is missing, builds, and runs every test with ctest;
+# then builds again with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/) and runs the
+# unit, integration and fuzz-replay tests there. It also checks that the whole run left the
+# machine's own network namespace exactly as it was and no lab behind.
+#   --asan     only the sanitized build, with every test (the e2e daemon sanitized too)
+#   --no-asan  only the normal build
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
-dir=build
+mode=${1:-both}
 scripts/deps.sh
-if [[ ${1:-} == --asan ]]; then
-  dir=build-asan
-  cmake -S . -B "$dir" -DLEAKGUARD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build "$dir" -j"$(nproc)"
-else
-  scripts/build.sh
-fi
+asan_build() {
+  cmake -S . -B build-asan -DLEAKGUARD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-asan -j"$(nproc)"
+}
+case $mode in
+  both|--no-asan) scripts/build.sh ;;
+  --asan) asan_build ;;
+  *) echo "usage: scripts/test.sh [--asan|--no-asan]" >&2; exit 2 ;;
+esac
+[[ $mode == both ]] && asan_build
 tests/lab/lab.sh gc  # labs left by an earlier run that was killed
 before=$(mktemp) after=$(mktemp)
 trap 'rm -f "$before" "$after"' EXIT
 tests/lab/rootns-snapshot.sh >"$before"
 rc=0
-ctest --test-dir "$dir" --output-on-failure -j2 --timeout 600 || rc=$?
+case $mode in
+  both)
+    ctest --test-dir build --output-on-failure -j2 --timeout 600 || rc=$?
+    echo "test.sh: the same under ASan+UBSan (unit, integration, fuzz replays)"
+    ctest --test-dir build-asan --output-on-failure -j2 --timeout 600 -L 'unit|integration' || rc=$?
+    ;;
+  --no-asan) ctest --test-dir build --output-on-failure -j2 --timeout 600 || rc=$? ;;
+  --asan) ctest --test-dir build-asan --output-on-failure -j2 --timeout 600 || rc=$? ;;
+esac
 tests/lab/rootns-snapshot.sh >"$after"
 if ! diff -u "$before" "$after"; then
   echo "test.sh: FAIL: the tests changed the root network namespace (diff above)" >&2
