@@ -16,7 +16,7 @@ inline void result(const std::string& figure, const std::string& ours, const std
 /// "1.23 ms"
 inline std::string ms(double v) {
   char b[32];
-  std::snprintf(b, sizeof b, v < 10 ? "%.2f ms" : "%.0f ms", v);
+  std::snprintf(b, sizeof b, v < 0.1 ? "%.3f ms" : v < 10 ? "%.2f ms" : "%.0f ms", v);
   return b;
 }
 

@@ -74,7 +74,10 @@ std::string status_field(pid_t pid, const std::string& key) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 1);
+    if (line.rfind(key + ":", 0) == 0) {
+      auto v = line.substr(key.size() + 1);
+      return v.substr(v.find_first_not_of(" \t"));
+    }
   return "?";
 }
 
@@ -158,7 +161,7 @@ int main() {
     const std::string rss10 = status_field(d.pid(), "VmRSS");
     const auto t0 = steady_clock::now();
     for (int i = 0; i < 600; ++i) w.ProbeNow();
-    std::printf("RSS after 10 rounds:%s; after 610 rounds:%s (peak%s); 600 rounds took %.1f s\n", rss10.c_str(),
+    std::printf("RSS after 10 rounds: %s; after 610 rounds: %s (peak %s); 600 rounds took %.1f s\n", rss10.c_str(),
                 status_field(d.pid(), "VmRSS").c_str(), status_field(d.pid(), "VmHWM").c_str(),
                 duration<double>(steady_clock::now() - t0).count());
     leakguard::bench::result("daemon RSS after 610 probe rounds (goal < 10 MiB)", status_field(d.pid(), "VmRSS"));
