@@ -15,6 +15,7 @@ namespace leakguard::daemon {
 
 std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
   std::vector<Prefix> out;
+  const firewall::Limits limits;
   for (const auto& a : m.addresses()) {
     const netwatch::Link* l = m.link(a.index);
     if (!l || m.classify(*l, c) != netwatch::Class::physical) continue;
@@ -24,7 +25,6 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
     if (a.prefix.length == full) continue;
     // A "LAN" wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall
     // refuses such subnets (firewall::Limits), so they are never offered as LAN.
-    const firewall::Limits limits;
     if (a.prefix.length < (a.prefix.address.family == Family::v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6))
       continue;
     Prefix p = a.prefix.network();

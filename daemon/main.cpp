@@ -143,16 +143,13 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   asio::io_context io;
   Outputs outputs(log, notifier);
   d::Controller* controller = nullptr;
-  d::NftFirewallPort* firewall = nullptr;
+  WiredControl* wired = nullptr;  // set once everything exists; events before that change nothing
   lg::netwatch::Watcher watcher(io, {}, [&](const lg::netwatch::Watcher::Notification& n) {
     std::string summary;
     for (const auto& c : n.changes) summary += (summary.empty() ? "" : "; ") + c.text;
     if (n.resynced) log.warning("network events were lost (socket overflow); resynchronised: " + summary);
     for (const auto& r : n.rejected) log.warning("network watcher: " + r);
-    if (!controller) return;
-    firewall->network_changed(n.model, classifier_of(*controller));
-    auto [up, which] = tunnel_state(n.model, *controller);
-    controller->network_changed(up, up ? which + " up" : "no tunnel interface up", summary);
+    if (wired) wired->refresh(summary);
   });
 
   d::NftFirewallPort fw(io, [&](const std::string& by, const std::string& what, bool restored) {
@@ -161,7 +158,6 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
               {{"LEAKGUARD_TAMPER_BY", by}});
     if (controller) controller->table_tampered(by, restored);
   });
-  firewall = &fw;
   d::StunProbePort probe(
       io, [&] { return watcher.model(); },
       [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); },
@@ -181,6 +177,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   }
   fw.network_changed(watcher.model(), classifier_of(ctl));
   WiredControl control(ctl, watcher, fw);
+  wired = &control;
   ctl.start();
   control.refresh("start");  // the tunnel's state, from the network as dumped
 
@@ -222,8 +219,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        if (auto r = control.reload("SIGHUP"); !r)
-          log.error("reload failed, keeping the running configuration: " + r.error().str());
+        (void)control.reload("SIGHUP");  // a refusal is logged by the controller, with file:line:col
         wait_signal();
         return;
       }

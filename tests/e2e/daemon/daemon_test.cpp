@@ -83,14 +83,17 @@ TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over 
   std::atomic<bool> stop{false};
   std::atomic<long> sent{0}, refused{0}, received{0};
   std::atomic<bool> listening{false};
+  const sockaddr_in a = [] {  // the sink, on the STUN server's address in the internet namespace
+    sockaddr_in x{};
+    x.sin_family = AF_INET;
+    x.sin_port = htons(40000);
+    inet_pton(AF_INET, "203.0.113.3", &x.sin_addr);
+    return x;
+  }();
   std::thread sink([&] {
     lab::NetnsScope in(rig.net.ns("inet"));
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(40000);
-    inet_pton(AF_INET, "203.0.113.3", &a.sin_addr);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
     timeval tv{0, 100000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     listening = true;
@@ -103,12 +106,8 @@ TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over 
   std::thread flood([&] {
     lab::NetnsScope in(rig.net.ns("host"));
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(40000);
-    inet_pton(AF_INET, "203.0.113.3", &a.sin_addr);
     while (!stop) {
-      if (sendto(fd, "leak", 4, 0, reinterpret_cast<sockaddr*>(&a), sizeof a) == 4) ++sent;
+      if (sendto(fd, "leak", 4, 0, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 4) ++sent;
       else ++refused;
     }
     close(fd);
@@ -138,7 +137,7 @@ TEST_CASE("SIGHUP with a broken configuration keeps the rules, the state and the
   const std::string before = rig.table();
   std::ofstream(rig.config) << "policy: udp\ntunnel:\n  interfaces: [wg*]\n  endpoints: [\"198.51.100.1:99999\"]\n";
   kill(rig.daemon().pid(), SIGHUP);
-  REQUIRE(eventually([&] { return rig.output().find("reload failed") != std::string::npos; }, 5s));
+  REQUIRE(eventually([&] { return rig.output().find("reload refused") != std::string::npos; }, 5s));
   CHECK(rig.output().find(rig.config + ":4:") != std::string::npos);  // file:line:col of the bad port
   CHECK(rig.state() == "secured");
   CHECK(rig.table() == before);
