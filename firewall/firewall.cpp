@@ -12,7 +12,16 @@
 namespace leakguard::firewall {
 
 std::string ApplyReport::str() const {
-  const char* h = how == How::unchanged ? "unchanged" : how == How::set_elements ? "set elements" : "replaced";
+  const char* h = "unchanged";
+  switch (how) {
+    case How::unchanged: break;
+    case How::set_elements: h = "set elements"; break;
+    case How::replaced: h = "rules replaced in place"; break;
+    case How::installed: h = "installed"; break;
+    case How::repaired: h = "repaired in place"; break;
+    case How::recreated: h = "recreated"; break;
+    case How::removed: h = "removed"; break;
+  }
   return std::string(h) + ", " + std::to_string(messages) + " messages, " + std::to_string(bytes) + " bytes, " +
          std::to_string(took.count()) + " us";
 }
@@ -39,21 +48,50 @@ struct Firewall::Impl {
     return {};
   }
 
-  Result<void> replace(const Ruleset& rs, std::chrono::steady_clock::time_point t0) {
-    return send(nft::encode_replace(rs, table_flags(), sock.seq()), ApplyReport::How::replaced, t0);
+  /// Our table put in place the first time in this process: repaired in place (created if
+  /// missing, an orphan adopted), made anew only if that is refused or leaves foreign objects.
+  /// Then a handover table left by a process that died mid-handover goes.
+  Result<void> install(const Ruleset& rs, std::chrono::steady_clock::time_point t0) {
+    auto r = repair(rs, t0, ApplyReport::How::installed);
+    if (!r) return r;
+    if (auto gone = sock.send(nft::encode_remove(kHandoverTable, sock.seq())); !gone) return gone;
+    return {};
   }
 
-  /// One read of the table; a dump interrupted by a concurrent change is retried.
-  Result<nft::TableSnapshot> snapshot(std::vector<RuleCounter>* rule_counters, std::vector<InterfaceCounter>* if_counters) {
-    for (int attempt = 0;; ++attempt) {
-      auto r = snapshot_once(rule_counters, if_counters);
-      if (r || r.error().code != EINTR || attempt == 4) return r;
-      if (rule_counters) rule_counters->clear();
-      if (if_counters) if_counters->clear();
+  /// Everything of `rs` put back without deleting the table (the repair batch). Made anew
+  /// instead (a handover) if the kernel's table holds what a repair cannot set right (a chain or
+  /// set that is not ours, one of ours declared differently, flags the kernel will not change),
+  /// or if the kernel refuses the repair. A table owned by another live process is an error
+  /// (EPERM), never taken.
+  Result<void> repair(const Ruleset& rs, std::chrono::steady_clock::time_point t0,
+                      ApplyReport::How how = ApplyReport::How::repaired) {
+    auto now = declarations();
+    if (!now) return tl::unexpected(now.error());
+    if (nft::conflicts(nft::expected_snapshot(rs), *now, table_flags()).empty()) {
+      auto r = send(nft::encode_repair(rs, table_flags(), sock.seq()), how, t0);
+      if (r || r.error().code == EPERM) return r;
     }
+    return recreate(rs, t0);
   }
 
-  Result<nft::TableSnapshot> snapshot_once(std::vector<RuleCounter>* rule_counters, std::vector<InterfaceCounter>* if_counters) {
+  /// The table made anew without a moment in which nothing stops a packet. Deleting and adding a
+  /// table in one transaction is not enough: the kernel hooks the new base chains in front of the
+  /// old ones and lets them accept until the commit, and the commit unhooks the old ones, so a
+  /// packet can pass the new chain before its rules are live and find the old one gone (see
+  /// docs/firewall.md, "zero window"). So the same rules first go into a handover table, which
+  /// stops what the new chains let pass while our table is recreated, and is then removed.
+  Result<void> recreate(const Ruleset& rs, std::chrono::steady_clock::time_point t0) {
+    Ruleset handover = rs;
+    handover.table = kHandoverTable;
+    if (auto ok = sock.send(nft::encode_recreate(handover, 0, sock.seq())); !ok) return ok;
+    auto r = send(nft::encode_recreate(rs, table_flags(), sock.seq()), ApplyReport::How::recreated, t0);
+    auto gone = sock.send(nft::encode_remove(kHandoverTable, sock.seq()));
+    if (!r) return r;
+    return gone;
+  }
+
+  /// The table's flags, chains and sets as the kernel has them (no rules, no elements).
+  Result<nft::TableSnapshot> declarations() {
     const std::string table(kTableName);
     nft::TableSnapshot s;
     auto t = sock.request(nft::request_get_table(table, sock.take_seq()),
@@ -68,6 +106,24 @@ struct Firewall::Impl {
     auto st = sock.request(nft::request_dump_sets(table, sock.take_seq()),
                            [&](const nlmsghdr* nlh) { return nft::parse_set(nlh, table, s); }, "dump sets");
     if (!st) return tl::unexpected(st.error());
+    return s;
+  }
+
+  /// One read of the table; a dump interrupted by a concurrent change is retried.
+  Result<nft::TableSnapshot> snapshot(std::vector<RuleCounter>* rule_counters, std::vector<InterfaceCounter>* if_counters) {
+    for (int attempt = 0;; ++attempt) {
+      auto r = snapshot_once(rule_counters, if_counters);
+      if (r || r.error().code != EINTR || attempt == 4) return r;
+      if (rule_counters) rule_counters->clear();
+      if (if_counters) if_counters->clear();
+    }
+  }
+
+  Result<nft::TableSnapshot> snapshot_once(std::vector<RuleCounter>* rule_counters, std::vector<InterfaceCounter>* if_counters) {
+    const std::string table(kTableName);
+    auto d = declarations();
+    if (!d || !d->present) return d;
+    nft::TableSnapshot& s = *d;
     auto r = sock.request(nft::request_dump_rules(table, sock.take_seq()),
                           [&](const nlmsghdr* nlh) { return nft::parse_rule(nlh, table, s, rule_counters); }, "dump rules");
     if (!r) return tl::unexpected(r.error());
@@ -83,7 +139,7 @@ struct Firewall::Impl {
       if (!e) return tl::unexpected(e.error());
     }
     nft::normalize(s);
-    return s;
+    return d;
   }
 };
 
@@ -130,18 +186,23 @@ Result<void> Firewall::apply(const Policy& p) {
   if (auto ok = validate(p, impl_->options.limits); !ok) return ok;
   Ruleset rs = build_ruleset(p);
   Result<void> sent;
-  std::optional<std::vector<SetDelta>> deltas;
-  if (impl_->ruleset) deltas = set_deltas(*impl_->ruleset, rs);
-  if (deltas && deltas->empty()) {
-    impl_->last = ApplyReport{ApplyReport::How::unchanged, 0, 0,
-                              std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
-  } else if (deltas) {
-    sent = impl_->send(nft::encode_set_deltas(kTableName, *deltas, impl_->sock.seq()), ApplyReport::How::set_elements, t0);
-    // A set or the table that vanished (someone deleted it; the guard would notice too): the
-    // delta cannot apply, a full replace can.
-    if (!sent && (sent.error().code == ENOENT)) sent = impl_->replace(rs, t0);
-  } else {
-    sent = impl_->replace(rs, t0);
+  const Change change = impl_->ruleset ? plan_change(*impl_->ruleset, rs) : Change{Change::Kind::declarations, {}, {}};
+  switch (change.kind) {
+    case Change::Kind::none:
+      impl_->last = ApplyReport{ApplyReport::How::unchanged, 0, 0,
+                                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
+      break;
+    case Change::Kind::elements:
+    case Change::Kind::rules:
+      sent = impl_->send(nft::encode_update(rs, change, impl_->sock.seq()),
+                         change.kind == Change::Kind::rules ? ApplyReport::How::replaced : ApplyReport::How::set_elements, t0);
+      // The table, a chain, a set or an element we counted on is gone (possible only without the
+      // owner flag: someone else changed it; the guard would notice too): put it all back.
+      if (!sent && sent.error().code == ENOENT) sent = impl_->repair(rs, t0);
+      break;
+    case Change::Kind::declarations:
+      sent = impl_->ruleset ? impl_->repair(rs, t0) : impl_->install(rs, t0);
+      break;
   }
   if (!sent) return sent;
   impl_->policy = p;
@@ -189,13 +250,13 @@ Result<void> Firewall::update_endpoints(const std::vector<Endpoint>& add, const 
 Result<void> Firewall::reassert() {
   std::lock_guard lock(impl_->m);
   if (!impl_->ruleset) return {};
-  return impl_->replace(*impl_->ruleset, std::chrono::steady_clock::now());
+  return impl_->repair(*impl_->ruleset, std::chrono::steady_clock::now());
 }
 
 Result<void> Firewall::remove() {
   std::lock_guard lock(impl_->m);
   const auto t0 = std::chrono::steady_clock::now();
-  if (auto ok = impl_->send(nft::encode_remove(kTableName, impl_->sock.seq()), ApplyReport::How::replaced, t0); !ok) return ok;
+  if (auto ok = impl_->send(nft::encode_remove(kTableName, impl_->sock.seq()), ApplyReport::How::removed, t0); !ok) return ok;
   impl_->policy.reset();
   impl_->ruleset.reset();
   impl_->expected.reset();

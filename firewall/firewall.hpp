@@ -32,7 +32,15 @@ struct Options {
 
 /// How the last successful apply() reached the kernel.
 struct ApplyReport {
-  enum class How : std::uint8_t { unchanged, set_elements, replaced };
+  enum class How : std::uint8_t {
+    unchanged,
+    set_elements,  ///< element changes only
+    replaced,      ///< rules replaced in place (changed chains flushed and refilled), and elements
+    installed,     ///< the first apply in this process: created, adopted (an orphan) or set right in place
+    repaired,      ///< every declaration re-sent, every rule and element put back (reassert)
+    recreated,     ///< the table deleted and made anew (install, takeover of an orphan, last resort)
+    removed,       ///< the table deleted (remove())
+  };
   How how = How::unchanged;
   std::size_t messages = 0;  ///< netlink messages in the batch (without begin/end)
   std::size_t bytes = 0;     ///< batch size
@@ -53,15 +61,18 @@ class Firewall {
   Firewall& operator=(Firewall&&) noexcept;
   ~Firewall();
 
-  /// Validates and installs `p`. The first time, or when rules change: the whole table replaced
-  /// in one transaction. When only endpoints or LAN subnets change: set element updates only.
-  /// On error the kernel's state is what it was before.
+  /// Validates and installs `p`, always in one transaction. The first time: the table made anew
+  /// (which also takes over an orphan). Later: the changed chains' rules replaced in place and
+  /// set elements updated, never a chain or set created or deleted (no window: see
+  /// docs/firewall.md). On error the kernel's state is what it was before.
   Result<void> apply(const Policy& p);
   /// Adds and removes endpoints in one set-element batch without rebuilding the model: the cost
   /// does not grow with the number of endpoints installed (apply() compares whole policies).
   /// Needs an installed policy; endpoints already there (or not there) are skipped.
   Result<void> update_endpoints(const std::vector<Endpoint>& add, const std::vector<Endpoint>& remove);
-  /// Installs the current model again as a whole (the guard's repair); no-op without one.
+  /// Puts the current model back in place (the guard's repair): every declaration, rule and
+  /// element, without deleting the table; the table is made anew only if that is refused (a
+  /// foreign declaration in the way). No-op without a model.
   Result<void> reassert();
   /// Removes the table (no error if it is not there) and forgets the model.
   Result<void> remove();

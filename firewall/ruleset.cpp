@@ -209,7 +209,10 @@ void add_blocking(Chain& c, Mode mode) {
   if (mode == Mode::strict)
     c.rules.push_back(counted({L4protoIs{kProtoTcp}}, tcp_verdict, "tcp-" + d));
   c.rules.push_back(counted({L4protoIs{kProtoUdp}}, udp_verdict, "udp-" + d));
+  // The last rule decides everything left, in both modes: the chain's drop policy is never what
+  // lets a packet through or stops it while the chain has rules.
   if (mode == Mode::strict) c.rules.push_back(counted({}, udp_verdict, "ip-" + d));
+  else c.rules.push_back(accept({}));
 }
 
 void add_dns(Chain& c, Mode mode) {
@@ -260,18 +263,17 @@ Ruleset build_ruleset(const Policy& p) {
   rs.sets.push_back(Set{kEndpoints4, KeyType::endpoint4, false, false, 0, endpoint_elements(p, Family::v4)});
   rs.sets.push_back(Set{kEndpoints6, KeyType::endpoint6, false, false, 0, endpoint_elements(p, Family::v6)});
   rs.sets.push_back(Set{kDnsPorts, KeyType::inet_service, false, false, 0, {kDnsPort, kDnsOverTlsPort}});
-  if (p.allow_lan) {
-    rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, lan_elements(p, Family::v4)});
-    rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, lan_elements(p, Family::v6)});
-  }
+  // The LAN sets exist (empty) without allow_lan too: every policy declares the same sets and
+  // chains, so any change between policies is a change of rules and elements in place.
+  rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
+  rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
     rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
 
-  const bool drop = p.mode == Mode::strict;
   const IfnamePattern lo{"lo"};
 
   // output: locally generated packets, judged by the interface they leave through.
-  Chain out{"output", Hook::output, 0, drop, {}};
+  Chain out{"output", Hook::output, 0, true, {}};  // policy drop: see Chain::policy_drop
   out.rules.push_back(accept({IfnameIs{true, lo}}));
   for (const auto& t : p.tunnels) out.rules.push_back(accept({IfnameIs{true, t}}));
   for (Family f : {Family::v4, Family::v6}) {
@@ -290,7 +292,7 @@ Ruleset build_ruleset(const Policy& p) {
   add_blocking(out, p.mode);
 
   // input: packets for this host, judged by the interface they came in through.
-  Chain in{"input", Hook::input, 0, drop, {}};
+  Chain in{"input", Hook::input, 0, true, {}};
   in.rules.push_back(accept({IfnameIs{false, lo}}));
   for (const auto& t : p.tunnels) in.rules.push_back(accept({IfnameIs{false, t}}));
   // Replies from the endpoints carry no mark (the mark is a property of the local socket).
@@ -305,7 +307,7 @@ Ruleset build_ruleset(const Policy& p) {
   add_blocking(in, p.mode);
 
   // forward: routed packets (containers, VMs) take the same way out as our own.
-  Chain fwd{"forward", Hook::forward, 0, drop, {}};
+  Chain fwd{"forward", Hook::forward, 0, true, {}};
   for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{false, t}}));
   for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{true, t}}));
   add_dns(fwd, p.mode);
@@ -347,29 +349,49 @@ struct ElementLess {
 
 }  // namespace
 
-std::optional<std::vector<SetDelta>> set_deltas(const Ruleset& from, const Ruleset& to) {
-  if (from.table != to.table || from.chains != to.chains || from.sets.size() != to.sets.size()) return std::nullopt;
-  std::vector<SetDelta> deltas;
+bool same_declarations(const Ruleset& a, const Ruleset& b) {
+  if (a.table != b.table || a.chains.size() != b.chains.size() || a.sets.size() != b.sets.size()) return false;
+  for (std::size_t i = 0; i < a.chains.size(); ++i) {
+    const Chain& x = a.chains[i];
+    const Chain& y = b.chains[i];
+    if (x.name != y.name || x.hook != y.hook || x.priority != y.priority || x.policy_drop != y.policy_drop) return false;
+  }
+  for (std::size_t i = 0; i < a.sets.size(); ++i) {
+    const Set& x = a.sets[i];
+    const Set& y = b.sets[i];
+    if (x.name != y.name || x.key != y.key || x.interval != y.interval || x.counting != y.counting || x.size != y.size)
+      return false;
+  }
+  return true;
+}
+
+Change plan_change(const Ruleset& from, const Ruleset& to) {
+  Change c;
+  if (!same_declarations(from, to)) {
+    c.kind = Change::Kind::declarations;
+    return c;
+  }
+  for (std::size_t i = 0; i < from.chains.size(); ++i)
+    if (from.chains[i].rules != to.chains[i].rules) c.chains.push_back(to.chains[i].name);
   for (std::size_t i = 0; i < from.sets.size(); ++i) {
     const Set& a = from.sets[i];
     const Set& b = to.sets[i];
-    if (a.name != b.name || a.key != b.key || a.interval != b.interval || a.counting != b.counting || a.size != b.size)
-      return std::nullopt;
-    if (a.counting) continue;
+    if (a.counting) continue;  // filled by the datapath, not by us
     const bool same = a.elements.size() == b.elements.size() &&
                       std::equal(a.elements.begin(), a.elements.end(), b.elements.begin(),
                                  [](const Element& x, const Element& y) { return compare_elements(x, y) == 0; });
     if (same) continue;
-    SetDelta d{a.name, a.key, a.interval, {}, {}};
+    SetDelta d{a.name, a.key, a.interval, {}, {}, a.elements.empty(), b.elements.empty()};
     // Both lists are sorted and unique. Ranges that changed at all are removed and re-added
     // whole: merged ranges never overlap, so this never collides inside the kernel's tree.
     std::set_difference(a.elements.begin(), a.elements.end(), b.elements.begin(), b.elements.end(),
                         std::back_inserter(d.remove), ElementLess{});
     std::set_difference(b.elements.begin(), b.elements.end(), a.elements.begin(), a.elements.end(),
                         std::back_inserter(d.add), ElementLess{});
-    deltas.push_back(std::move(d));
+    c.deltas.push_back(std::move(d));
   }
-  return deltas;
+  c.kind = !c.chains.empty() ? Change::Kind::rules : !c.deltas.empty() ? Change::Kind::elements : Change::Kind::none;
+  return c;
 }
 
 std::vector<SetDelta> endpoint_deltas(const Ruleset& rs, const std::vector<Endpoint>& add,

@@ -19,6 +19,9 @@ namespace leakguard::firewall {
 
 /// Our one table: `table inet leakguard`.
 inline constexpr std::string_view kTableName = "leakguard";
+/// A copy of our rules that stands in while our table is made anew (Firewall's recreate), and
+/// exists only for that moment.
+inline constexpr std::string_view kHandoverTable = "leakguard-handover";
 
 // IANA protocol numbers (RFC 790 / RFC 2460 §4: "ipv6-icmp" is 58).
 inline constexpr std::uint8_t kProtoIcmp = 1;
@@ -131,7 +134,10 @@ struct Chain {
   std::string name;
   Hook hook = Hook::output;
   std::int32_t priority = 0;  ///< 0 = "filter": after DNAT (-100) and mangle/reroute (-150)
-  bool policy_drop = false;   ///< base chain policy: drop (strict) or accept (udp)
+  /// Base chain policy. Always drop in what build_ruleset() makes: every verdict is an explicit
+  /// rule, and the policy decides only when a chain is evaluated empty, which the kernel does for
+  /// a chain being deleted or created within a transaction (see docs/firewall.md, "zero window").
+  bool policy_drop = true;
   std::vector<Rule> rules;
   bool operator==(const Chain&) const = default;
 };
@@ -159,13 +165,32 @@ struct SetDelta {
   bool interval = false;
   std::vector<Element> remove;
   std::vector<Element> add;
+  /// The set was empty before / is empty after: an interval set's boundary element at address
+  /// zero (which nft keeps below the first range) comes or goes with the ranges.
+  bool was_empty = false, becomes_empty = false;
   bool operator==(const SetDelta&) const = default;
 };
 
-/// If `to` differs from `from` only in the elements of non-counting sets, the element changes
-/// that turn one into the other (empty if none); std::nullopt when rules, chains or set
-/// declarations differ and the table must be replaced as a whole.
-std::optional<std::vector<SetDelta>> set_deltas(const Ruleset& from, const Ruleset& to);
+/// How the kernel's table gets from one ruleset to another.
+struct Change {
+  enum class Kind : std::uint8_t {
+    none,      ///< nothing differs
+    elements,  ///< only elements of non-counting sets: `deltas`
+    rules,     ///< rules of `chains` replaced in place (flush + add), plus `deltas`
+    declarations,  ///< table, chain or set declarations differ: the table is repaired (or made anew)
+  };
+  Kind kind = Kind::none;
+  std::vector<std::string> chains;  ///< chains whose rules differ, in the ruleset's order
+  std::vector<SetDelta> deltas;     ///< element changes
+  bool operator==(const Change&) const = default;
+};
+
+/// True if both rulesets declare the same table, chains (name, hook, priority, policy) and sets
+/// (name, key, flags, size): then one can become the other without creating or deleting any
+/// chain or set, which is what keeps a change free of windows.
+bool same_declarations(const Ruleset& a, const Ruleset& b);
+/// The smallest change that turns `from` into `to`.
+Change plan_change(const Ruleset& from, const Ruleset& to);
 
 /// The element changes that add `add` to and take `remove` out of the endpoint sets of `rs`
 /// (endpoints already there / not there are skipped). O(k log n): for updates that must not cost

@@ -655,7 +655,69 @@ const Batch::Step* Batch::step(std::uint32_t seq) const {
   return nullptr;
 }
 
-Batch encode_replace(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq) {
+namespace {
+
+void add_set(Builder& b, std::string_view table, const Set& s, std::uint32_t id) {
+  SetPtr set = make_set(table, s, id);
+  char* buf = b.reserve(1024);
+  nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWSET, NLM_F_CREATE);
+  nftnl_set_nlmsg_build_payload(nlh, set.get());
+  b.commit(nlh, "add set " + s.name);
+}
+
+void add_chain(Builder& b, std::string_view table, const Chain& c) {
+  ChainPtr ch = make_chain(table, c);
+  char* buf = b.reserve(1024);
+  nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+  nftnl_chain_nlmsg_build_payload(nlh, ch.get());
+  b.commit(nlh, "add chain " + c.name);
+}
+
+void add_rules(Builder& b, const Ruleset& rs, const Chain& c) {
+  for (std::size_t i = 0; i < c.rules.size(); ++i) {
+    RulePtr r = make_rule(rs.table, c, c.rules[i], rs.sets);
+    char* buf = b.reserve(4096);
+    nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    std::string what = "add rule " + std::to_string(i) + " to chain " + c.name;
+    if (!c.rules[i].comment.empty()) what += " (" + c.rules[i].comment + ")";
+    b.commit(nlh, what);
+  }
+}
+
+/// DELRULE without a handle: every rule of `chain` (of the whole table if `chain` is empty).
+void flush_rules(Builder& b, std::string_view table, const std::string& chain) {
+  RulePtr r(nftnl_rule_alloc());
+  nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, std::string(table).c_str());
+  if (!chain.empty()) nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, chain.c_str());
+  char* buf = b.reserve(512);
+  nlmsghdr* nlh = b.header(buf, NFT_MSG_DELRULE, 0);
+  nftnl_rule_nlmsg_build_payload(nlh, r.get());
+  b.commit(nlh, chain.empty() ? "flush every chain" : "flush chain " + chain);
+}
+
+/// DELSETELEM without elements: every element of the set.
+void flush_set(Builder& b, std::string_view table, const std::string& set_name) {
+  SetPtr s(nftnl_set_alloc());
+  nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, std::string(table).c_str());
+  nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set_name.c_str());
+  char* buf = b.reserve(512);
+  nlmsghdr* nlh = b.header(buf, NFT_MSG_DELSETELEM, 0);
+  nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+  b.commit(nlh, "flush set " + set_name);
+}
+
+void add_deltas(Builder& b, std::string_view table, const std::vector<SetDelta>& deltas) {
+  for (const auto& d : deltas)
+    if (!d.remove.empty())
+      add_element_messages(b, table, d.set, 0, raw_elements(d.key, d.interval, d.remove, d.becomes_empty), true);
+  for (const auto& d : deltas)
+    if (!d.add.empty()) add_element_messages(b, table, d.set, 0, raw_elements(d.key, d.interval, d.add, d.was_empty), false);
+}
+
+}  // namespace
+
+Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq) {
   Builder b(first_seq);
   add_table(b, rs.table, std::nullopt, "create (if missing)");
   delete_table(b, rs.table);
@@ -663,32 +725,39 @@ Batch encode_replace(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t
   for (std::size_t i = 0; i < rs.sets.size(); ++i) {
     const Set& s = rs.sets[i];
     const std::uint32_t id = static_cast<std::uint32_t>(i + 1);
-    SetPtr set = make_set(rs.table, s, id);
-    char* buf = b.reserve(1024);
-    nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWSET, NLM_F_CREATE);
-    nftnl_set_nlmsg_build_payload(nlh, set.get());
-    b.commit(nlh, "add set " + s.name);
+    add_set(b, rs.table, s, id);
     if (!s.elements.empty())
       add_element_messages(b, rs.table, s.name, id, raw_elements(s.key, s.interval, s.elements, true), false);
   }
-  for (const auto& c : rs.chains) {
-    ChainPtr ch = make_chain(rs.table, c);
-    char* buf = b.reserve(1024);
-    nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWCHAIN, NLM_F_CREATE);
-    nftnl_chain_nlmsg_build_payload(nlh, ch.get());
-    b.commit(nlh, "add chain " + c.name);
+  for (const auto& c : rs.chains) add_chain(b, rs.table, c);
+  for (const auto& c : rs.chains) add_rules(b, rs, c);
+  return b.finish();
+}
+
+Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first_seq) {
+  Builder b(first_seq);
+  for (const auto& name : change.chains) flush_rules(b, rs.table, name);
+  add_deltas(b, rs.table, change.deltas);
+  for (const auto& c : rs.chains)
+    if (std::find(change.chains.begin(), change.chains.end(), c.name) != change.chains.end()) add_rules(b, rs, c);
+  return b.finish();
+}
+
+Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq) {
+  Builder b(first_seq);
+  add_table(b, rs.table, table_flags, "create or keep");
+  for (std::size_t i = 0; i < rs.sets.size(); ++i) add_set(b, rs.table, rs.sets[i], static_cast<std::uint32_t>(i + 1));
+  for (const auto& c : rs.chains) add_chain(b, rs.table, c);
+  flush_rules(b, rs.table, "");
+  for (std::size_t i = 0; i < rs.sets.size(); ++i) {
+    const Set& s = rs.sets[i];
+    if (s.counting) continue;  // the datapath's counts stay
+    flush_set(b, rs.table, s.name);
+    if (!s.elements.empty())
+      add_element_messages(b, rs.table, s.name, static_cast<std::uint32_t>(i + 1), raw_elements(s.key, s.interval, s.elements, true),
+                           false);
   }
-  for (const auto& c : rs.chains) {
-    for (std::size_t i = 0; i < c.rules.size(); ++i) {
-      RulePtr r = make_rule(rs.table, c, c.rules[i], rs.sets);
-      char* buf = b.reserve(4096);
-      nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
-      nftnl_rule_nlmsg_build_payload(nlh, r.get());
-      std::string what = "add rule " + std::to_string(i) + " to chain " + c.name;
-      if (!c.rules[i].comment.empty()) what += " (" + c.rules[i].comment + ")";
-      b.commit(nlh, what);
-    }
-  }
+  for (const auto& c : rs.chains) add_rules(b, rs, c);
   return b.finish();
 }
 
@@ -701,10 +770,7 @@ Batch encode_remove(std::string_view table, std::uint32_t first_seq) {
 
 Batch encode_set_deltas(std::string_view table, const std::vector<SetDelta>& deltas, std::uint32_t first_seq) {
   Builder b(first_seq);
-  for (const auto& d : deltas)
-    if (!d.remove.empty()) add_element_messages(b, table, d.set, 0, raw_elements(d.key, d.interval, d.remove, false), true);
-  for (const auto& d : deltas)
-    if (!d.add.empty()) add_element_messages(b, table, d.set, 0, raw_elements(d.key, d.interval, d.add, false), false);
+  add_deltas(b, table, deltas);
   return b.finish();
 }
 
@@ -799,6 +865,29 @@ std::vector<std::string> compare(const TableSnapshot& expected, const TableSnaps
     if (std::none_of(expected.sets.begin(), expected.sets.end(), [&](const auto& s) { return s.name == as.name; }))
       diff.push_back("set " + as.name + " was added");
   return diff;
+}
+
+std::vector<std::string> conflicts(const TableSnapshot& expected, const TableSnapshot& actual, std::uint32_t table_flags) {
+  std::vector<std::string> out;
+  if (!actual.present) return out;
+  const bool want_owner = (table_flags & kTableOwner) != 0;
+  // The kernel adopts an orphan (flags persist, owner gone) and keeps our own table; a table
+  // without persist cannot be given an owner, nor can persist be taken from one.
+  if (want_owner && !(actual.flags & kTablePersist)) out.push_back("table has no persist flag: it cannot be given an owner");
+  if (!want_owner && (actual.flags & kTablePersist)) out.push_back("table has the persist flag, which cannot be cleared");
+  for (const auto& ac : actual.chains) {
+    auto it = std::find_if(expected.chains.begin(), expected.chains.end(), [&](const auto& c) { return c.name == ac.name; });
+    if (it == expected.chains.end()) out.push_back("chain " + ac.name + " is not ours");
+    else if (ac.type != it->type || ac.hook != it->hook || ac.priority != it->priority)
+      out.push_back("chain " + ac.name + " has another type, hook or priority");
+  }
+  for (const auto& as : actual.sets) {
+    auto it = std::find_if(expected.sets.begin(), expected.sets.end(), [&](const auto& s) { return s.name == as.name; });
+    if (it == expected.sets.end()) out.push_back("set " + as.name + " is not ours");
+    else if (as.key_type != it->key_type || as.key_len != it->key_len || as.flags != it->flags)
+      out.push_back("set " + as.name + " has another key or flags");
+  }
+  return out;
 }
 
 // ---- requests --------------------------------------------------------------------------------

@@ -46,9 +46,22 @@ struct Batch {
   const Step* step(std::uint32_t seq) const;
 };
 
-/// The whole table in one transaction: NEWTABLE (no flags: a no-op if present, so the delete
+/// The table made anew in one transaction: NEWTABLE (no flags: a no-op if present, so the delete
 /// cannot fail with ENOENT), DELTABLE, NEWTABLE with `table_flags`, sets, elements, chains, rules.
-Batch encode_replace(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq);
+/// Only for installing, taking an orphan over and as the last resort of a repair: new base chains
+/// are hooked in before the old ones, and a packet can meet the new chain still empty and the
+/// old one already empty; only their drop policy stops it then (docs/firewall.md, "zero window").
+Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq);
+/// `change` (Kind::rules or Kind::elements, planned from the ruleset installed) in place: the
+/// changed chains flushed and refilled, element deltas; no chain or set is created or deleted, so
+/// every packet meets either the old rules or the new ones.
+Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first_seq);
+/// Puts `rs` back in place whatever our table holds now, without deleting it: NEWTABLE with
+/// `table_flags`, NEWSET and NEWCHAIN for every declaration (created if missing, kept if there),
+/// every rule flushed, every non-counting set flushed and refilled, every rule added. Fails (and
+/// changes nothing) if a declaration in the kernel conflicts, e.g. a chain on another hook.
+Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq);
+
 /// Removes the table (create-then-delete, so a missing table is not an error).
 Batch encode_remove(std::string_view table, std::uint32_t first_seq);
 /// Element changes only: deletions first, then additions, in one transaction; no rule changes.
@@ -87,6 +100,12 @@ TableSnapshot expected_snapshot(const Ruleset& rs);
 /// Differences, one line each ("rule 3 of chain output differs", "set lan4 missing"); empty if equal.
 /// Table flags and owner are not compared here.
 std::vector<std::string> compare(const TableSnapshot& expected, const TableSnapshot& actual);
+
+/// What in the kernel's table (`actual`: table, chains and sets are enough) a repair batch for
+/// `expected` cannot set right in place, one line each: chains or sets that are not ours, ours
+/// declared differently, table flags the kernel will not change to `table_flags`. Empty if the
+/// table is missing or repairable.
+std::vector<std::string> conflicts(const TableSnapshot& expected, const TableSnapshot& actual, std::uint32_t table_flags);
 
 /// Netlink requests for reading the table (each is one message; dumps end with NLMSG_DONE).
 std::vector<std::uint8_t> request_get_table(std::string_view table, std::uint32_t seq);

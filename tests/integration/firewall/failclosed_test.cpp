@@ -102,7 +102,7 @@ TEST_CASE("kill -9 of the process holding the table - rules stay and block - a n
   const auto after_kill = flood.counts(3).received;
   REQUIRE(flood.wait_received(3, after_kill + 1000));  // traffic kept flowing, rules kept judging
 
-  // A new daemon takes over: delete + add with the flags in one transaction.
+  // A new daemon adopts the orphan in place: NEWTABLE with the flags, then the repair batch.
   Firewall fw = [&] {
     lab::NetnsScope in(net.snd.name());
     auto f = Firewall::open();
@@ -114,6 +114,7 @@ TEST_CASE("kill -9 of the process holding the table - rules stay and block - a n
   p.endpoints = {*Endpoint::parse("192.0.2.2:5001/udp")};
   auto r = fw.apply(p);
   REQUIRE_MESSAGE(r, (r ? "" : r.error().str()));
+  CHECK(fw.last_apply().how == ApplyReport::How::installed);
   CHECK(fw.owns_table());
   CHECK(net.snd.run({"nft", "list", "table", "inet", "leakguard"}).out.find("flags owner") != std::string::npos);
   auto v = fw.verify();
@@ -139,4 +140,54 @@ TEST_CASE("kill -9 of the process holding the table - rules stay and block - a n
       CHECK(c.refused > 0);
     }
   }
+}
+
+// Without the owner flag anyone with CAP_NET_ADMIN can empty our chains. An emptied chain must
+// block (policy drop), not open: in udp mode the chains used to end without a catch-all rule and
+// with policy accept, so a flushed output chain let every datagram out until the guard repaired it.
+TEST_CASE("a foreign flush of our chains (owner flag off) blocks everything until the table is repaired - never opens") {
+  TwoHosts net;
+  Firewall fw = [&] {
+    lab::NetnsScope in(net.snd.name());
+    Options o;
+    o.ownership = Ownership::off;
+    auto f = Firewall::open(o);
+    REQUIRE_MESSAGE(f, (f ? "" : f.error().str()));
+    return std::move(*f);
+  }();
+  Policy p;
+  p.tunnels = {*IfnamePattern::parse("tun0")};
+  p.endpoints = {*Endpoint::parse("192.0.2.2:5001/udp")};
+  REQUIRE(fw.apply(p));
+
+  SocketSpec eth0;
+  eth0.ns = net.snd.name();
+  eth0.device = "eth0";
+  Fd tx = udp_socket(eth0);
+  Fd endpoint = udp_listener(net.rcv.name(), "192.0.2.2", 5001);
+  Fd blocked = udp_listener(net.rcv.name(), "192.0.2.2", 5002);
+  const SockAddr to_endpoint = SockAddr::of("192.0.2.2", 5001), to_blocked = SockAddr::of("192.0.2.2", 5002);
+  std::vector<Datagram> seen;
+  // Control: the rules let the endpoint through and stop the rest.
+  CHECK(send_udp(tx, to_endpoint, "endpoint before") == 0);
+  REQUIRE(wait_for(endpoint, "endpoint before", seen));
+  CHECK(send_udp(tx, to_blocked, "blocked before") == EPERM);
+
+  const auto flushed = net.snd.run({"nft", "flush", "chain", "inet", "leakguard", "output"});
+  REQUIRE_MESSAGE(flushed.status == 0, flushed.out);
+  const std::string emptied = net.snd.run({"nft", "list", "chain", "inet", "leakguard", "output"}).out;
+  CHECK(emptied.find("reject") == std::string::npos);  // no rule left
+  CHECK(emptied.find("policy drop") != std::string::npos);
+  CHECK(send_udp(tx, to_blocked, "blocked while flushed") == EPERM);  // the policy drops it
+  CHECK(send_udp(tx, to_endpoint, "endpoint while flushed") == EPERM);  // fail-closed: everything
+
+  REQUIRE(fw.reassert());
+  CHECK(fw.last_apply().how == ApplyReport::How::repaired);
+  CHECK(send_udp(tx, to_endpoint, "endpoint after") == 0);
+  REQUIRE(wait_for(endpoint, "endpoint after", seen));
+  CHECK(send_udp(tx, to_blocked, "blocked after") == EPERM);
+  // Nothing that was refused arrived anyway (the endpoint's datagram after the repair did).
+  CHECK_FALSE(contains(seen, "endpoint while flushed"));
+  const auto at_blocked = drain(blocked);
+  CHECK(at_blocked.empty());
 }

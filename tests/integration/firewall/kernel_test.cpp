@@ -112,7 +112,7 @@ TEST_CASE("only endpoint and LAN changes are set updates - 10000 endpoints in on
     p.endpoints.push_back(Endpoint{IpAddress::v4(198, 51, static_cast<std::uint8_t>(i / 250), static_cast<std::uint8_t>(i % 250 + 1)),
                                    51820, Transport::udp});
   apply(fw, p);
-  CHECK(fw.last_apply().how == ApplyReport::How::replaced);
+  CHECK(fw.last_apply().how == ApplyReport::How::installed);
   MESSAGE("10000 endpoints: " << fw.last_apply().str());
   expect_in_place(fw);
 

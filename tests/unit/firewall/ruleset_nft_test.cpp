@@ -1,11 +1,15 @@
 // The nftnl batch encoder and the parsers for the kernel's answers, on bytes (no socket, no root).
 #include <doctest/doctest.h>
 #include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -76,9 +80,9 @@ std::size_t count_elements(const Msg& m) {
 
 }  // namespace
 
-TEST_CASE("a replace is one batch: create-if-missing - delete - create with flags - sets - elements - chains - rules") {
+TEST_CASE("a recreate is one batch: create-if-missing - delete - create with flags - sets - elements - chains - rules") {
   const Ruleset rs = build_ruleset(policy(2, true));
-  const auto b = nft::encode_replace(rs, nft::kTableOwner | nft::kTablePersist, 1000);
+  const auto b = nft::encode_recreate(rs, nft::kTableOwner | nft::kTablePersist, 1000);
   const auto m = messages(b);
   REQUIRE(m.size() >= 8);
   CHECK(m.front().type == NFNL_MSG_BATCH_BEGIN);
@@ -127,7 +131,110 @@ TEST_CASE("a replace is one batch: create-if-missing - delete - create with flag
   CHECK(last_set < first_chain);
   CHECK(last_chain < first_rule);
   CHECK(b.step(m[3].seq)->what == "add table inet leakguard");
-  CHECK(b.step(m.back().seq - 1)->what == "add rule 7 to chain forward (udp-fwd)");
+  CHECK(b.step(m.back().seq - 1)->what == "add rule 8 to chain forward");  // udp mode's final accept
+}
+
+namespace {
+
+std::vector<std::string> step_texts(const nft::Batch& b) {
+  std::vector<std::string> out;
+  for (const auto& s : b.steps) out.push_back(s.what);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("an update changes rules and elements in place: no table, chain or set is created or deleted") {
+  Policy before = policy(2, true);
+  Policy after = before;
+  after.mode = Mode::strict;
+  after.endpoints.push_back(*Endpoint::parse("198.51.100.9:51820"));
+  const Ruleset from = build_ruleset(before), to = build_ruleset(after);
+  const Change change = plan_change(from, to);
+  REQUIRE(change.kind == Change::Kind::rules);
+  const auto b = nft::encode_update(to, change, 7);
+  const auto m = messages(b);
+  std::map<std::uint16_t, std::size_t> count;
+  for (std::size_t i = 1; i + 1 < m.size(); ++i) {
+    CHECK((m[i].flags & NLM_F_ACK) != 0);
+    count[static_cast<std::uint16_t>(m[i].type & 0xff)]++;
+  }
+  // The three chains flushed (DELRULE naming the chain, no handle), one element added, every
+  // rule of the new ruleset added; nothing else.
+  CHECK(count.size() == 3);
+  CHECK(count[NFT_MSG_DELRULE] == 3);
+  CHECK(count[NFT_MSG_NEWSETELEM] == 1);
+  CHECK(count[NFT_MSG_NEWRULE] == to.rule_count());
+  const auto steps = step_texts(b);
+  CHECK(steps[0] == "flush chain output");
+  CHECK(steps[1] == "flush chain input");
+  CHECK(steps[2] == "flush chain forward");
+  CHECK(steps[3] == "add 1 elements to set endpoints4 (0..0)");
+  CHECK(steps[4] == "add rule 0 to chain output");
+  nftnl_rule* r = nftnl_rule_alloc();
+  REQUIRE(nftnl_rule_nlmsg_parse(hdr(m[1]), r) >= 0);
+  CHECK(std::string(nftnl_rule_get_str(r, NFTNL_RULE_CHAIN)) == "output");
+  CHECK_FALSE(nftnl_rule_is_set(r, NFTNL_RULE_HANDLE));
+  nftnl_rule_free(r);
+
+  // Only the fwmark changes: only the output chain is touched.
+  Policy marked = before;
+  marked.fwmark = FwMark{7};
+  const auto only_output = step_texts(nft::encode_update(build_ruleset(marked), plan_change(from, build_ruleset(marked)), 1));
+  CHECK(only_output.front() == "flush chain output");
+  for (const auto& s : only_output) CHECK(s.find("input") == std::string::npos);
+}
+
+TEST_CASE("allow_lan switched on and off in place: nft's zero boundary element comes with the first ranges and goes with the last") {
+  const Ruleset off = build_ruleset(policy(1, false)), on = build_ruleset(policy(1, true));
+  auto lan4_messages = [](const nft::Batch& b, std::uint16_t type) {
+    std::size_t n = 0;
+    for (const auto& s : b.steps)
+      if (s.type == type && s.what.find("set lan4") != std::string::npos) ++n;
+    return n;
+  };
+  const auto up = nft::encode_update(on, plan_change(off, on), 1);
+  const auto down = nft::encode_update(off, plan_change(on, off), 1);
+  REQUIRE(lan4_messages(up, NFT_MSG_NEWSETELEM) == 1);
+  REQUIRE(lan4_messages(down, NFT_MSG_DELSETELEM) == 1);
+  // lan4 holds 169.254.0.0/16, 192.0.2.0/24, 224.0.0.0/4 and 255.255.255.255: a start and an end
+  // element each but the last (it runs to the top), plus the end element at 0.0.0.0 that nft
+  // puts below the first range - what a recreate or `nft -f` installs too.
+  const std::size_t raw = 2 + 2 + 2 + 1 + 1;
+  auto lan4_elements = [&](const nft::Batch& b) {
+    for (const auto& m : messages(b))
+      if (const auto* step = b.step(m.seq); step && step->what.find("set lan4") != std::string::npos) return count_elements(m);
+    return std::size_t{0};
+  };
+  CHECK(lan4_elements(up) == raw);
+  CHECK(lan4_elements(down) == raw);
+}
+
+TEST_CASE("a repair re-declares everything, flushes rules and elements and refills them - without deleting the table") {
+  const Ruleset rs = build_ruleset(policy(2, true));
+  const auto b = nft::encode_repair(rs, nft::kTableOwner | nft::kTablePersist, 1);
+  const auto m = messages(b);
+  std::map<std::uint16_t, std::size_t> count;
+  for (std::size_t i = 1; i + 1 < m.size(); ++i) count[static_cast<std::uint16_t>(m[i].type & 0xff)]++;
+  CHECK(count[NFT_MSG_DELTABLE] == 0);
+  CHECK(count[NFT_MSG_DELCHAIN] == 0);
+  CHECK(count[NFT_MSG_DELSET] == 0);
+  CHECK(count[NFT_MSG_NEWTABLE] == 1);
+  CHECK(count[NFT_MSG_NEWSET] == rs.sets.size());
+  CHECK(count[NFT_MSG_NEWCHAIN] == 3);
+  CHECK(count[NFT_MSG_DELRULE] == 1);  // the whole table's rules: DELRULE naming no chain
+  CHECK(count[NFT_MSG_DELSETELEM] == 5);  // every set we fill; the counting sets keep their counts
+  CHECK(count[NFT_MSG_NEWRULE] == rs.rule_count());
+  nftnl_table* t = nftnl_table_alloc();
+  REQUIRE(nftnl_table_nlmsg_parse(hdr(m[1]), t) >= 0);
+  CHECK(nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) == 6u);  // a missing table comes back owned
+  nftnl_table_free(t);
+  // NEWCHAIN without NLM_F_EXCL: created if missing, updated (same hook, policy drop) if there.
+  for (const auto& x : m)
+    if ((x.type & 0xff) == NFT_MSG_NEWCHAIN) CHECK((x.flags & NLM_F_EXCL) == 0);
+  const auto steps = step_texts(b);
+  CHECK(std::find(steps.begin(), steps.end(), "flush set ifstat_out") == steps.end());
+  CHECK(std::find(steps.begin(), steps.end(), "flush set endpoints4") != steps.end());
 }
 
 TEST_CASE("golden bytes: oifname wg-prefix accept") {
@@ -135,7 +242,7 @@ TEST_CASE("golden bytes: oifname wg-prefix accept") {
   Chain c{"output", Hook::output, 0, false, {}};
   c.rules.push_back(Rule{{IfnameIs{true, *IfnamePattern::parse("wg*")}}, std::nullopt, false, Verdict::accept, ""});
   rs.chains.push_back(c);
-  const auto m = messages(nft::encode_replace(rs, 0, 100));
+  const auto m = messages(nft::encode_recreate(rs, 0, 100));
   REQUIRE(m.size() == 7);  // begin, table x3, chain, rule, end
   // nft add rule inet leakguard output oifname "wg*" accept
   const std::vector<std::uint8_t> golden{
@@ -190,7 +297,7 @@ TEST_CASE("golden bytes: oifname wg-prefix accept") {
 
 TEST_CASE("10000 endpoints: element messages split below 64 KiB - every element there once") {
   const Ruleset rs = build_ruleset(policy(10000));
-  const auto b = nft::encode_replace(rs, 0, 1);
+  const auto b = nft::encode_recreate(rs, 0, 1);
   std::size_t elements = 0, messages_with_endpoints = 0;
   for (const auto& m : messages(b)) {
     CHECK(m.len < 65536);
@@ -224,9 +331,9 @@ TEST_CASE("set deltas: deletions then additions - element messages only") {
   Policy after = before;
   after.endpoints.erase(after.endpoints.begin());
   after.endpoints.push_back(*Endpoint::parse("198.51.100.9:51820"));
-  auto d = set_deltas(build_ruleset(before), build_ruleset(after));
-  REQUIRE(d);
-  const auto m = messages(nft::encode_set_deltas("leakguard", *d, 50));
+  const Change c = plan_change(build_ruleset(before), build_ruleset(after));
+  REQUIRE(c.kind == Change::Kind::elements);
+  const auto m = messages(nft::encode_set_deltas("leakguard", c.deltas, 50));
   REQUIRE(m.size() == 4);
   CHECK(m[1].type == nft_type(NFT_MSG_DELSETELEM));
   CHECK(m[2].type == nft_type(NFT_MSG_NEWSETELEM));
@@ -262,7 +369,7 @@ TEST_CASE("our own messages parse back to exactly the expected snapshot - tamper
     nft::TableSnapshot parsed;
     parsed.present = true;
     std::vector<RuleCounter> counters;
-    for (const auto& m : messages(nft::encode_replace(rs, 0, 1))) {
+    for (const auto& m : messages(nft::encode_recreate(rs, 0, 1))) {
       switch (m.type & 0xff) {
         case NFT_MSG_NEWCHAIN: REQUIRE(nft::parse_chain(hdr(m), "leakguard", parsed)); break;
         case NFT_MSG_NEWSET: REQUIRE(nft::parse_set(hdr(m), "leakguard", parsed)); break;

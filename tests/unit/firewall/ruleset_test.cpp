@@ -45,15 +45,23 @@ std::size_t index_of(const std::vector<std::string>& v, const std::string& line)
 
 }  // namespace
 
-TEST_CASE("three filter chains at priority filter - strict drops by policy - udp accepts") {
+TEST_CASE("three filter chains at priority filter - policy drop in both modes - the last rule decides the rest") {
   for (Mode m : {Mode::udp, Mode::strict}) {
     CAPTURE(to_string(m));
     const Ruleset rs = build_ruleset(policy(m));
     REQUIRE(rs.chains.size() == 3);
     CHECK(rs.table == "leakguard");
     for (const auto& c : rs.chains) {
+      CAPTURE(c.name);
       CHECK(c.priority == 0);
-      CHECK(c.policy_drop == (m == Mode::strict));
+      // A chain evaluated empty (being created or deleted in a transaction) must stop packets.
+      CHECK(c.policy_drop);
+      REQUIRE_FALSE(c.rules.empty());
+      // What no earlier rule decided is decided by the last one, never by the policy: udp mode
+      // lets it through explicitly, strict stops it.
+      const Rule& last = c.rules.back();
+      CHECK(last.matches.empty());
+      CHECK(last.verdict == (m == Mode::udp ? Verdict::accept : c.hook == Hook::input || c.hook == Hook::forward ? Verdict::drop : Verdict::reject));
     }
     CHECK(chain(rs, "output").hook == Hook::output);
     CHECK(chain(rs, "input").hook == Hook::input);
@@ -82,7 +90,8 @@ TEST_CASE("output: loopback and tunnels first - then endpoints - DHCP - ND - DNS
   CHECK(dns_udp == dns_tcp + 1);
   CHECK(count == dns_udp + 1);  // no LAN in this policy
   CHECK(block == count + 1);
-  CHECK(block == out.size() - 1);
+  CHECK(block == out.size() - 2);
+  CHECK(out.back() == "accept");  // udp mode: what is not UDP passes, by rule (the policy is drop)
 }
 
 TEST_CASE("strict blocks TCP with a reset - UDP and everything else with admin-prohibited - all counted") {
@@ -146,7 +155,8 @@ TEST_CASE("forward: tunnel in or out accepted - DNS and the policy block judged 
   CHECK(fwd[3] == "oifname \"tun*\" accept");
   index_of(fwd, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-fwd\"");
   index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta l4proto }");
-  CHECK(fwd.back() == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
+  CHECK(fwd[fwd.size() - 2] == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
+  CHECK(fwd.back() == "accept");
   // No endpoint, DHCP or loopback exemption for routed packets.
   for (const auto& l : fwd) {
     CHECK(l.find("@endpoints") == std::string::npos);
@@ -155,15 +165,20 @@ TEST_CASE("forward: tunnel in or out accepted - DNS and the policy block judged 
   }
 }
 
-TEST_CASE("sets: endpoints per family - DNS ports - LAN only with allow_lan - counting sets") {
+TEST_CASE("sets: endpoints per family - DNS ports - LAN sets always declared - filled only with allow_lan - counting sets") {
   const Ruleset off = build_ruleset(policy(Mode::udp, false));
   REQUIRE(off.find_set("endpoints4"));
   CHECK(off.find_set("endpoints4")->elements ==
         std::vector<Element>{*Endpoint::parse("198.51.100.1:51820"), *Endpoint::parse("203.0.113.9:443/tcp")});
   CHECK(off.find_set("endpoints6")->elements == std::vector<Element>{*Endpoint::parse("[2001:db8:3::66]:51820")});
   CHECK(off.find_set("dns_ports")->elements == std::vector<Element>{std::uint16_t{53}, std::uint16_t{853}});
-  CHECK(off.find_set("lan4") == nullptr);
-  CHECK(off.find_set("lan6") == nullptr);
+  // Declared but empty: every policy has the same sets, so switching allow_lan is a change of
+  // rules and elements in place, never a new set.
+  REQUIRE(off.find_set("lan4"));
+  REQUIRE(off.find_set("lan6"));
+  CHECK(off.find_set("lan4")->elements.empty());
+  CHECK(off.find_set("lan6")->elements.empty());
+  CHECK(same_declarations(off, build_ruleset(policy(Mode::strict, true))));
   for (const char* s : {"ifstat_out", "ifstat_in", "ifstat_fwd"}) {
     REQUIRE(off.find_set(s));
     CHECK(off.find_set(s)->counting);
@@ -210,60 +225,88 @@ TEST_CASE("address ranges merge when they overlap or touch - and print as prefix
   CHECK(r("192.0.2.7/24").str() == "192.0.2.0/24");  // host bits cleared
 }
 
-TEST_CASE("only endpoint or LAN changes become set deltas - anything else is a replace") {
+TEST_CASE("plan_change: endpoint or LAN changes are element deltas - rule changes replace only the chains that differ") {
   const Policy base = policy(Mode::udp, true);
   const Ruleset a = build_ruleset(base);
 
   SUBCASE("same policy: no change") {
-    auto d = set_deltas(a, build_ruleset(base));
-    REQUIRE(d);
-    CHECK(d->empty());
+    CHECK(plan_change(a, build_ruleset(base)) == Change{});
   }
   SUBCASE("one endpoint added and one removed") {
     Policy p = base;
     p.endpoints.erase(p.endpoints.begin());
     p.endpoints.push_back(*Endpoint::parse("198.51.100.2:1194/udp"));
-    auto d = set_deltas(a, build_ruleset(p));
-    REQUIRE(d);
-    REQUIRE(d->size() == 1);
-    CHECK((*d)[0].set == "endpoints4");
-    CHECK((*d)[0].remove == std::vector<Element>{*Endpoint::parse("198.51.100.1:51820")});
-    CHECK((*d)[0].add == std::vector<Element>{*Endpoint::parse("198.51.100.2:1194/udp")});
+    const Change c = plan_change(a, build_ruleset(p));
+    CHECK(c.kind == Change::Kind::elements);
+    CHECK(c.chains.empty());
+    REQUIRE(c.deltas.size() == 1);
+    CHECK(c.deltas[0].set == "endpoints4");
+    CHECK(c.deltas[0].remove == std::vector<Element>{*Endpoint::parse("198.51.100.1:51820")});
+    CHECK(c.deltas[0].add == std::vector<Element>{*Endpoint::parse("198.51.100.2:1194/udp")});
   }
   SUBCASE("a LAN subnet added next to another: the merged range replaces the old one") {
     Policy p = base;
     p.lan_subnets.push_back(*Prefix::parse("192.0.3.0/24"));
-    auto d = set_deltas(a, build_ruleset(p));
-    REQUIRE(d);
-    REQUIRE(d->size() == 1);
-    CHECK((*d)[0].set == "lan4");
-    CHECK((*d)[0].interval);
-    REQUIRE((*d)[0].remove.size() == 1);
-    CHECK(to_string((*d)[0].remove[0]) == "192.0.2.0/24");
-    REQUIRE((*d)[0].add.size() == 1);
-    CHECK(to_string((*d)[0].add[0]) == "192.0.2.0/23");
+    const Change c = plan_change(a, build_ruleset(p));
+    CHECK(c.kind == Change::Kind::elements);
+    REQUIRE(c.deltas.size() == 1);
+    CHECK(c.deltas[0].set == "lan4");
+    CHECK(c.deltas[0].interval);
+    REQUIRE(c.deltas[0].remove.size() == 1);
+    CHECK(to_string(c.deltas[0].remove[0]) == "192.0.2.0/24");
+    REQUIRE(c.deltas[0].add.size() == 1);
+    CHECK(to_string(c.deltas[0].add[0]) == "192.0.2.0/23");
   }
   SUBCASE("LAN subnets change while allow_lan is off: nothing to do") {
     const Ruleset off = build_ruleset(policy(Mode::udp, false));
     Policy p = policy(Mode::udp, false);
     p.lan_subnets.push_back(*Prefix::parse("10.0.0.0/8"));
-    auto d = set_deltas(off, build_ruleset(p));
-    REQUIRE(d);
-    CHECK(d->empty());
+    CHECK(plan_change(off, build_ruleset(p)).kind == Change::Kind::none);
   }
-  SUBCASE("mode, allow_lan, tunnels or fwmark: replace") {
+  SUBCASE("mode: every chain's rules, in place") {
     Policy p = base;
     p.mode = Mode::strict;
-    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
-    p = base;
+    const Change c = plan_change(a, build_ruleset(p));
+    CHECK(c.kind == Change::Kind::rules);
+    CHECK(c.chains == std::vector<std::string>{"output", "input", "forward"});
+    CHECK(c.deltas.empty());
+  }
+  SUBCASE("allow_lan off: the LAN rules go and the LAN sets are emptied, in place") {
+    Policy p = base;
     p.allow_lan = false;
-    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
-    p = base;
-    p.tunnels.pop_back();
-    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
-    p = base;
+    const Change c = plan_change(a, build_ruleset(p));
+    CHECK(c.kind == Change::Kind::rules);
+    CHECK(c.chains == std::vector<std::string>{"output", "input", "forward"});
+    REQUIRE(c.deltas.size() == 2);
+    CHECK(c.deltas[0].set == "lan4");
+    CHECK(c.deltas[0].add.empty());
+    CHECK(c.deltas[0].remove.size() == a.find_set("lan4")->elements.size());
+    CHECK(c.deltas[1].set == "lan6");
+  }
+  SUBCASE("fwmark: only output matches the mark") {
+    Policy p = base;
     p.fwmark = FwMark{1};
-    CHECK_FALSE(set_deltas(a, build_ruleset(p)));
+    const Change c = plan_change(a, build_ruleset(p));
+    CHECK(c.kind == Change::Kind::rules);
+    CHECK(c.chains == std::vector<std::string>{"output"});
+  }
+  SUBCASE("tunnels and an endpoint at once: rules and elements in one change") {
+    Policy p = base;
+    p.tunnels.pop_back();
+    p.endpoints.push_back(*Endpoint::parse("198.51.100.3:443/tcp"));
+    const Change c = plan_change(a, build_ruleset(p));
+    CHECK(c.kind == Change::Kind::rules);
+    CHECK(c.chains == std::vector<std::string>{"output", "input", "forward"});
+    REQUIRE(c.deltas.size() == 1);
+    CHECK(c.deltas[0].add == std::vector<Element>{*Endpoint::parse("198.51.100.3:443/tcp")});
+  }
+  SUBCASE("a different declaration (another chain policy, a set missing): the declarations change") {
+    Ruleset b = build_ruleset(base);
+    b.chains[1].policy_drop = false;
+    CHECK(plan_change(a, b).kind == Change::Kind::declarations);
+    Ruleset c = build_ruleset(base);
+    c.sets.pop_back();
+    CHECK(plan_change(a, c).kind == Change::Kind::declarations);
   }
 }
 
