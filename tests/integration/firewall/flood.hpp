@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstring>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -188,6 +190,45 @@ class Flood {
   std::thread sender_, receiver_;
   mutable std::mutex m_;
   std::condition_variable cv_;
+};
+
+/// The magnifier: another table's output chain at our priority (0) that decides nothing but
+/// takes time (it jumps to a chain of `rules` times `meta l4proto udp counter`), hooked in again
+/// before every change. The kernel runs base chains of equal priority newest first, so a chain
+/// that a change creates runs before this one and a chain it deletes runs after it: a packet
+/// takes as long to get from one to the other as this chain takes to evaluate. Other firewalls
+/// (iptables-nft, firewalld, docker) put chains at this priority on real machines.
+class Magnifier {
+ public:
+  Magnifier(const leakguard::lab::Netns& ns, int rules) : ns_(ns) {
+    std::string text = "table inet lgt_slow {\n\tchain slow {\n";
+    for (int i = 0; i < rules; ++i) text += "\t\tmeta l4proto udp counter\n";
+    text += "\t}\n}\n";
+    nft(text + kHook);
+  }
+  ~Magnifier() { std::remove(file_.c_str()); }
+  Magnifier(const Magnifier&) = delete;
+  Magnifier& operator=(const Magnifier&) = delete;
+
+  /// Hooks the chain in again, in front of every base chain of equal priority there is now.
+  void rehook() { nft(std::string("delete chain inet lgt_slow entry\n") + kHook); }
+
+ private:
+  static constexpr const char* kHook =
+      "add chain inet lgt_slow entry { type filter hook output priority 0; }\n"
+      "add rule inet lgt_slow entry jump slow\n";
+
+  void nft(const std::string& text) {
+    {
+      std::ofstream f(file_, std::ios::trunc);
+      f << text;
+    }
+    const auto r = ns_.run({"nft", "-f", file_});
+    if (r.status != 0) throw std::runtime_error("nft -f (magnifier): " + r.out);
+  }
+
+  const leakguard::lab::Netns& ns_;
+  std::string file_ = "/tmp/" + leakguard::lab::unique_name("magnifier") + ".nft";
 };
 
 }  // namespace fwtest
