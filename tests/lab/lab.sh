@@ -544,6 +544,15 @@ cmd_gc() {
       ID=$(basename "$d"); teardown
     fi
   done
+  # Namespaces of the C++ fixtures (lab::Netns: lgt-<pid>-<random>-<tag>, no state directory)
+  # whose process is gone: a test or bench killed by a signal never ran its destructors. Labs
+  # made by this script have a state directory and an owner, handled above.
+  local ns id pid
+  for ns in $(ip netns list | awk '{print $1}' | grep -E '^lgt-[0-9]+-[0-9a-f]+-[a-z0-9]+$' || true); do
+    id=${ns#lgt-}; id=${id%-*}; pid=${id%%-*}
+    [ -d "$LAB_STATE_ROOT/$id" ] && continue
+    kill -0 "$pid" 2>/dev/null || ip netns delete "$ns" 2>/dev/null || true
+  done
 }
 
 main() {
