@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 #include "firewall/ruleset_nft.hpp"
 
@@ -48,14 +50,45 @@ struct Firewall::Impl {
     return {};
   }
 
+  /// `p` differs from the installed policy in rules only (same_sets()): the chains whose rules
+  /// differ are flushed and refilled in one transaction. nullopt if that does not fit (the
+  /// chains are declared differently, or the kernel lost something: the general path repairs).
+  std::optional<Result<void>> change_rules(const Policy& p, std::chrono::steady_clock::time_point t0) {
+    Ruleset& current = *ruleset;
+    std::vector<Chain> next = build_chains(p);
+    if (next.size() != current.chains.size()) return std::nullopt;
+    Change change{Change::Kind::rules, {}, {}};
+    for (std::size_t i = 0; i < next.size(); ++i) {
+      const Chain& a = current.chains[i];
+      const Chain& b = next[i];
+      if (a.name != b.name || a.hook != b.hook || a.priority != b.priority || a.policy_drop != b.policy_drop) return std::nullopt;
+      if (a.rules != b.rules) change.chains.push_back(b.name);
+    }
+    if (change.chains.empty()) {
+      policy = p;
+      last = ApplyReport{ApplyReport::How::unchanged, 0, 0,
+                         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
+      return Result<void>{};
+    }
+    // The model takes the new chains for the encoding (the sets stay as they are); put back if
+    // the kernel refuses.
+    std::vector<Chain> before = std::exchange(current.chains, std::move(next));
+    auto sent = send(nft::encode_update(current, change, sock.seq()), ApplyReport::How::replaced, t0);
+    if (!sent) {
+      current.chains = std::move(before);
+      if (sent.error().code == ENOENT) return std::nullopt;
+      return sent;
+    }
+    policy = p;
+    expected.reset();
+    return Result<void>{};
+  }
+
   /// Our table put in place the first time in this process: repaired in place (created if
-  /// missing, an orphan adopted), made anew only if that is refused or leaves foreign objects.
-  /// Then a handover table left by a process that died mid-handover goes.
+  /// missing, an orphan adopted), made anew only if a declaration is in the way. A handover
+  /// table left by a process that died mid-handover goes in the same transaction.
   Result<void> install(const Ruleset& rs, std::chrono::steady_clock::time_point t0) {
-    auto r = repair(rs, t0, ApplyReport::How::installed);
-    if (!r) return r;
-    if (auto gone = sock.send(nft::encode_remove(kHandoverTable, sock.seq())); !gone) return gone;
-    return {};
+    return repair(rs, t0, ApplyReport::How::installed, kHandoverTable);
   }
 
   /// Everything of `rs` put back without deleting the table (the repair batch). Made anew
@@ -64,11 +97,11 @@ struct Firewall::Impl {
   /// or if the kernel refuses the repair. A table owned by another live process is an error
   /// (EPERM), never taken.
   Result<void> repair(const Ruleset& rs, std::chrono::steady_clock::time_point t0,
-                      ApplyReport::How how = ApplyReport::How::repaired) {
+                      ApplyReport::How how = ApplyReport::How::repaired, std::string_view also_remove = {}) {
     auto now = declarations();
     if (!now) return tl::unexpected(now.error());
     if (nft::conflicts(nft::expected_snapshot(rs), *now, table_flags()).empty()) {
-      auto r = send(nft::encode_repair(rs, table_flags(), sock.seq()), how, t0);
+      auto r = send(nft::encode_repair(rs, table_flags(), sock.seq(), also_remove), how, t0);
       if (r || r.error().code == EPERM) return r;
     }
     return recreate(rs, t0);
@@ -183,6 +216,12 @@ Result<Firewall> Firewall::open(const Options& options) {
 Result<void> Firewall::apply(const Policy& p) {
   std::lock_guard lock(impl_->m);
   const auto t0 = std::chrono::steady_clock::now();
+  // Same endpoints and LAN as installed (a tunnel declared, the mode changed): only chains are
+  // built and compared, so the cost does not grow with the number of endpoints.
+  if (impl_->ruleset && impl_->policy && same_sets(*impl_->policy, p)) {
+    if (auto ok = validate_rules(p, impl_->options.limits); !ok) return ok;
+    if (auto done = impl_->change_rules(p, t0)) return *done;
+  }
   if (auto ok = validate(p, impl_->options.limits); !ok) return ok;
   Ruleset rs = build_ruleset(p);
   Result<void> sent;

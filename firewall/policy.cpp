@@ -48,19 +48,7 @@ std::string Policy::str() const {
 }
 
 Result<void> validate(const Policy& p, const Limits& limits) {
-  if (p.mode != Mode::udp && p.mode != Mode::strict) return invalid("mode: must be udp or strict");
-
-  if (p.tunnels.size() > limits.max_tunnels)
-    return invalid("tunnels: " + std::to_string(p.tunnels.size()) + " patterns, at most " +
-                   std::to_string(limits.max_tunnels) + " allowed");
-  for (std::size_t i = 0; i < p.tunnels.size(); ++i) {
-    // Re-check even though IfnamePattern::parse exists: a Policy can be built field by field.
-    if (auto ok = IfnamePattern::parse(p.tunnels[i].text); !ok)
-      return invalid(indexed("tunnels", i) + ": " + ok.error().message);
-    // (IfnamePattern::parse also refuses quotes, backslashes and non-ASCII bytes: they could not
-    // be written inside an nft string literal, and the dry run prints exactly what is installed.)
-  }
-
+  if (auto ok = validate_rules(p, limits); !ok) return ok;
   if (p.endpoints.size() > limits.max_endpoints)
     return invalid("endpoints: " + std::to_string(p.endpoints.size()) + " endpoints, at most " +
                    std::to_string(limits.max_endpoints) + " allowed");
@@ -68,9 +56,6 @@ Result<void> validate(const Policy& p, const Limits& limits) {
     if (auto problem = endpoint_problem(p.endpoints[i]))
       return invalid(indexed("endpoints", i) + ": '" + p.endpoints[i].str() + "': " + problem);
   }
-
-  if (p.fwmark && p.fwmark->value == 0) return invalid("fwmark: 0 means unmarked; leave the mark out instead");
-
   if (p.lan_subnets.size() > limits.max_lan_subnets)
     return invalid("lan_subnets: " + std::to_string(p.lan_subnets.size()) + " subnets, at most " +
                    std::to_string(limits.max_lan_subnets) + " allowed");
@@ -87,6 +72,28 @@ Result<void> validate(const Policy& p, const Limits& limits) {
     if (n.address.is_loopback()) return invalid(where + ": loopback is not a LAN (it is always allowed)");
   }
   return {};
+}
+
+Result<void> validate_rules(const Policy& p, const Limits& limits) {
+  if (p.mode != Mode::udp && p.mode != Mode::strict) return invalid("mode: must be udp or strict");
+
+  if (p.tunnels.size() > limits.max_tunnels)
+    return invalid("tunnels: " + std::to_string(p.tunnels.size()) + " patterns, at most " +
+                   std::to_string(limits.max_tunnels) + " allowed");
+  for (std::size_t i = 0; i < p.tunnels.size(); ++i) {
+    // Re-check even though IfnamePattern::parse exists: a Policy can be built field by field.
+    if (auto ok = IfnamePattern::parse(p.tunnels[i].text); !ok)
+      return invalid(indexed("tunnels", i) + ": " + ok.error().message);
+    // (IfnamePattern::parse also refuses quotes, backslashes and non-ASCII bytes: they could not
+    // be written inside an nft string literal, and the dry run prints exactly what is installed.)
+  }
+
+  if (p.fwmark && p.fwmark->value == 0) return invalid("fwmark: 0 means unmarked; leave the mark out instead");
+  return {};
+}
+
+bool same_sets(const Policy& a, const Policy& b) {
+  return a.allow_lan == b.allow_lan && a.endpoints == b.endpoints && a.lan_subnets == b.lan_subnets;
 }
 
 }  // namespace leakguard::firewall

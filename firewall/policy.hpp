@@ -51,5 +51,12 @@ const char* endpoint_problem(const Endpoint& e);
 /// Checks a policy; the error names the field, e.g. "tunnels[1]: 'wg 0' contains ...".
 /// Step: "validate policy".
 Result<void> validate(const Policy& p, const Limits& limits = {});
+/// validate() but for the endpoints and LAN subnets one by one: for a policy whose endpoints
+/// and subnets are those of one that passed validate() (see same_sets()).
+Result<void> validate_rules(const Policy& p, const Limits& limits = {});
+
+/// True if both policies give the table the same set elements (same endpoints, allow_lan and LAN
+/// subnets): a change from one to the other changes rules only.
+bool same_sets(const Policy& a, const Policy& b);
 
 }  // namespace leakguard::firewall

@@ -269,7 +269,11 @@ Ruleset build_ruleset(const Policy& p) {
   rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
     rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
+  rs.chains = build_chains(p);
+  return rs;
+}
 
+std::vector<Chain> build_chains(const Policy& p) {
   const IfnamePattern lo{"lo"};
 
   // output: locally generated packets, judged by the interface they leave through.
@@ -314,8 +318,7 @@ Ruleset build_ruleset(const Policy& p) {
   if (p.allow_lan) add_lan(fwd);
   add_blocking(fwd, p.mode);
 
-  rs.chains = {std::move(out), std::move(in), std::move(fwd)};
-  return rs;
+  return {std::move(out), std::move(in), std::move(fwd)};
 }
 
 namespace {

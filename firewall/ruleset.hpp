@@ -157,6 +157,9 @@ struct Ruleset {
 
 /// The table for a policy. The policy must have passed validate().
 Ruleset build_ruleset(const Policy& p);
+/// Only the chains of build_ruleset(p) (they refer to its sets by name): for a change of rules,
+/// whose cost must not grow with the number of endpoints.
+std::vector<Chain> build_chains(const Policy& p);
 
 /// Element changes to one set.
 struct SetDelta {

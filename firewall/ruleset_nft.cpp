@@ -743,8 +743,12 @@ Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first
   return b.finish();
 }
 
-Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq) {
+Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, std::string_view also_remove) {
   Builder b(first_seq);
+  if (!also_remove.empty()) {
+    add_table(b, also_remove, std::nullopt, "create (if missing)");
+    delete_table(b, also_remove);
+  }
   add_table(b, rs.table, table_flags, "create or keep");
   for (std::size_t i = 0; i < rs.sets.size(); ++i) add_set(b, rs.table, rs.sets[i], static_cast<std::uint32_t>(i + 1));
   for (const auto& c : rs.chains) add_chain(b, rs.table, c);

@@ -60,7 +60,9 @@ Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first
 /// `table_flags`, NEWSET and NEWCHAIN for every declaration (created if missing, kept if there),
 /// every rule flushed, every non-counting set flushed and refilled, every rule added. Fails (and
 /// changes nothing) if a declaration in the kernel conflicts, e.g. a chain on another hook.
-Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq);
+/// `also_remove` names a table deleted in the same transaction if it exists (a handover table
+/// left behind), or is empty.
+Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, std::string_view also_remove = {});
 
 /// Removes the table (create-then-delete, so a missing table is not an error).
 Batch encode_remove(std::string_view table, std::uint32_t first_seq);

@@ -4,8 +4,10 @@
 // "eth0" and "tun0" of a fresh namespace pair while one kind of change is repeated N times; the
 // receiver counts what arrived by sequence number.
 //
-//   bench_zerowindow [--changes N] [--kinds k1,k2,...] [--blocked-rate R] [--allowed-rate R] [--contention T]
-//                    [--magnify RULES]
+//   bench_zerowindow [--run KINDS:CHANGES[:MAGNIFY]]... [--blocked-rate R] [--allowed-rate R] [--contention T]
+//
+// Each --run repeats every kind it names (a comma list, or "all") CHANGES times, with the
+// magnifier of MAGNIFY rules if given. Without --run: all:10000, then all:300:3000.
 //
 // Kinds (each with a fresh Firewall in a fresh namespace pair):
 //   same       whole-table replace with the same policy (Firewall::reassert(), as the guard does)
@@ -20,7 +22,7 @@
 //   takeover   the owning socket closes (the table is orphaned) and a new Firewall takes the
 //              table over (owner + persist)
 // --contention T runs T busy threads beside the flood and the changes (CI runs tests two at a
-// time on two cores). --magnify RULES widens any window between two chains (class Magnifier):
+// time on two cores). The magnifier widens any window between two chains (class Magnifier):
 // what takes a million changes to see without it shows within a thousand. Prints figures;
 // asserts nothing. Root; touches only its own namespaces.
 #include <netinet/in.h>  // before linux/netfilter.h, which would define in_addr again
@@ -220,30 +222,50 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+/// One --run: these kinds, this many changes each, this magnifier (0: none).
+struct Run {
+  std::vector<std::string> kinds;
+  long changes = 0;
+  int magnify = 0;
+};
+
+const std::vector<std::string> kAllKinds = {"same", "mode", "tunnels", "endpoints", "lan", "guard", "recreate", "takeover"};
+
+/// "KINDS:CHANGES[:MAGNIFY]", KINDS a comma list or "all".
+Run parse_run(const std::string& spec) {
+  Run r;
+  const auto a = spec.find(':');
+  if (a == std::string::npos) die("--run " + spec + ": expected KINDS:CHANGES[:MAGNIFY]");
+  const auto b = spec.find(':', a + 1);
+  const std::string kinds = spec.substr(0, a);
+  r.kinds = kinds == "all" ? kAllKinds : split(kinds);
+  r.changes = std::stol(spec.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1));
+  if (b != std::string::npos) r.magnify = std::stoi(spec.substr(b + 1));
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  long changes = 100000;
-  int blocked_rate = 200000, allowed_rate = 20000, contention = 0, magnify = 0;
-  std::vector<std::string> kinds = {"same", "mode", "tunnels", "endpoints", "lan", "guard", "recreate", "takeover"};
+  int blocked_rate = 200000, allowed_rate = 20000, contention = 0;
+  std::vector<Run> runs;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
       if (i + 1 >= argc) die("missing value after " + a);
       return argv[++i];
     };
-    if (a == "--changes") changes = std::stol(next());
+    if (a == "--run") runs.push_back(parse_run(next()));
     else if (a == "--blocked-rate") blocked_rate = std::stoi(next());
     else if (a == "--allowed-rate") allowed_rate = std::stoi(next());
     else if (a == "--contention") contention = std::stoi(next());
-    else if (a == "--magnify") magnify = std::stoi(next());
-    else if (a == "--kinds") kinds = split(next());
-    else die("usage: bench_zerowindow [--changes N] [--kinds same,mode,tunnels,endpoints,lan,guard,recreate,takeover] [--blocked-rate R] [--allowed-rate R] [--contention T] [--magnify RULES]");
+    else die("usage: bench_zerowindow [--run KINDS:CHANGES[:MAGNIFY]]... [--blocked-rate R] [--allowed-rate R] [--contention T]");
   }
+  // Without --run: every kind 10,000 times, then every kind 300 times magnified (a few minutes).
+  if (runs.empty()) runs = {{kAllKinds, 10000, 0}, {kAllKinds, 300, 3000}};
   std::printf("flood: 2 blocked flows x %d datagrams/s (192.0.2.2:5002 and [2001:db8:1::2]:5004 via eth0), 2 allowed flows "
-              "x %d datagrams/s (the endpoint 192.0.2.2:5001 via eth0, 100.64.1.2:5003 via tun0); %d busy thread(s) beside it; "
-              "magnifier: %d rules\n",
-              blocked_rate, allowed_rate, contention, magnify);
+              "x %d datagrams/s (the endpoint 192.0.2.2:5001 via eth0, 100.64.1.2:5003 via tun0); %d busy thread(s) beside it\n",
+              blocked_rate, allowed_rate, contention);
 
   std::optional<Firewall> fw;
   std::optional<NetfilterSocket> foreign;
@@ -365,14 +387,17 @@ int main(int argc, char** argv) {
                  plain_teardown});
 
   Totals sum;
-  for (const auto& name : kinds) {
-    auto it = std::find_if(all.begin(), all.end(), [&](const Kind& k) { return k.name == name; });
-    if (it == all.end()) die("unknown kind " + name);
-    const Totals t = run_kind(*it, changes, blocked_rate, allowed_rate, contention, magnify);
-    sum.blocked_sent += t.blocked_sent;
-    sum.blocked_through += t.blocked_through;
-    sum.allowed_refused += t.allowed_refused;
-    sum.allowed_lost += t.allowed_lost;
+  for (const Run& run : runs) {
+    if (run.magnify) std::printf("magnified: another table's chain of %d rules hooked in between before every change\n", run.magnify);
+    for (const auto& name : run.kinds) {
+      auto it = std::find_if(all.begin(), all.end(), [&](const Kind& k) { return k.name == name; });
+      if (it == all.end()) die("unknown kind " + name);
+      const Totals t = run_kind(*it, run.changes, blocked_rate, allowed_rate, contention, run.magnify);
+      sum.blocked_sent += t.blocked_sent;
+      sum.blocked_through += t.blocked_through;
+      sum.allowed_refused += t.allowed_refused;
+      sum.allowed_lost += t.allowed_lost;
+    }
   }
   std::printf("total: %llu blocked datagrams sent, %llu through; %llu allowed refused, %llu allowed lost\n",
               static_cast<unsigned long long>(sum.blocked_sent), static_cast<unsigned long long>(sum.blocked_through),

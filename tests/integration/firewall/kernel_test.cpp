@@ -218,11 +218,44 @@ TEST_CASE("a live owner's table cannot be taken over - after its socket is gone 
   CHECK(orphan.find("flags owner") == std::string::npos);
   CHECK(orphan.find("chain output") != std::string::npos);
   apply(second, sample(Mode::strict, false, 1));
+  CHECK(second.last_apply().how == ApplyReport::How::installed);  // adopted in place, not made anew
   expect_in_place(second);
   CHECK(listing(ns).find("flags owner") != std::string::npos);
   REQUIRE(second.remove());
   CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard") == std::string::npos);
   REQUIRE(second.remove());  // removing what is not there is fine
+}
+
+TEST_CASE("what the first apply finds: a table by hand (no persist) is made anew owned - a handover table left behind goes") {
+  lab::Netns ns("fwfind");
+  // `nft -f` of our own dry run: a table without flags, which the kernel will not give an owner.
+  TextOptions o;
+  o.replace = true;
+  const std::string file = "/tmp/" + lab::unique_name("fw") + ".nft";
+  {
+    std::ofstream(file) << to_nft_text(build_ruleset(sample(Mode::udp, false, 1)), o);
+  }
+  REQUIRE(ns.run({"nft", "-f", file}).status == 0);
+  std::remove(file.c_str());
+  // As if a daemon had died between the steps of a recreation.
+  REQUIRE(ns.run({"nft", "add", "table", "inet", "leakguard-handover"}).status == 0);
+
+  Firewall fw = open_in(ns.name());
+  apply(fw, sample(Mode::strict, false, 1));
+  CHECK(fw.last_apply().how == ApplyReport::How::recreated);
+  expect_in_place(fw);  // ours, with the owner flag
+  CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard-handover") == std::string::npos);
+
+  // The daemon restarts: the orphan is adopted in place, a leftover handover table goes with it.
+  REQUIRE(ns.run({"nft", "add", "table", "inet", "leakguard-handover"}).status == 0);
+  {
+    Firewall gone = std::move(fw);
+  }
+  Firewall next = open_in(ns.name());
+  apply(next, sample(Mode::strict, false, 1));
+  CHECK(next.last_apply().how == ApplyReport::How::installed);
+  expect_in_place(next);
+  CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard-handover") == std::string::npos);
 }
 
 TEST_CASE("without CAP_NET_ADMIN open() fails with a clear error instead of crashing") {
