@@ -9,6 +9,7 @@
 #include <optional>
 #include <utility>
 
+#include "firewall/nft_dump.hpp"
 #include "firewall/ruleset_nft.hpp"
 
 namespace leakguard::firewall {

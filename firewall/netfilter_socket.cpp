@@ -12,6 +12,8 @@
 #include <ctime>
 #include <string>
 
+#include "firewall/nft_dump.hpp"
+
 namespace leakguard::firewall {
 
 namespace {

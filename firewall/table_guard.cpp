@@ -15,6 +15,8 @@
 #include <map>
 #include <vector>
 
+#include "firewall/nft_dump.hpp"
+
 namespace leakguard::firewall {
 
 std::string TamperEvent::str() const {

@@ -18,6 +18,7 @@
 
 #include "firewall/policy.hpp"
 #include "firewall/ruleset.hpp"
+#include "firewall/nft_dump.hpp"
 #include "firewall/ruleset_nft.hpp"
 
 namespace {

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "firewall/netfilter_socket.hpp"
+#include "firewall/nft_dump.hpp"
 #include "firewall/ruleset_nft.hpp"
 #include "firewall/table_guard.hpp"
 
