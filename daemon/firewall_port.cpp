@@ -18,7 +18,7 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
   const firewall::Limits limits;
   for (const auto& a : m.addresses()) {
     const netwatch::Link* l = m.link(a.index);
-    if (!l || m.classify(*l, c) != netwatch::Class::physical) continue;
+    if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
     // Link-local is allowed by its own rule; host-scope and full-length prefixes are no subnet.
     if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
     const std::uint8_t full = a.prefix.address.family == Family::v4 ? 32 : 128;

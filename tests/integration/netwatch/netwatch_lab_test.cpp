@@ -168,7 +168,7 @@ TEST_CASE("each change is notified once, after its burst, correctly classified")
   auto c = step({{"ip", "link", "add", "veth7", "type", "veth", "peer", "name", "veth7p"}});
   CHECK(count(c, Change::Kind::link_added, "veth7 added (veth)") == 1);
   CHECK(count(c, Change::Kind::link_added, "veth7p added (veth)") == 1);
-  CHECK(w.model().classify(*w.model().link("veth7"), kWg) == Class::other);
+  CHECK(w.model().classify(*w.model().link("veth7"), kWg) == InterfaceClass::other);
 
   c = step({{"ip", "addr", "add", "198.51.100.7/26", "dev", "veth7"}, {"ip", "link", "set", "veth7", "up"}});
   CHECK(count(c, Change::Kind::address_added, "198.51.100.7/26 added on veth7") == 1);
@@ -209,8 +209,8 @@ TEST_CASE("wireguard-go's tunnel going down and up, classified as a tunnel by na
   const Link* wg = w.model().link("wg0");
   REQUIRE(wg);
   CHECK(wg->kind == "tun");
-  CHECK(w.model().classify(*wg, kWg) == Class::tunnel);
-  CHECK(w.model().classify(*w.model().link("eth0"), kWg) == Class::physical);
+  CHECK(w.model().classify(*wg, kWg) == InterfaceClass::tunnel);
+  CHECK(w.model().classify(*w.model().link("eth0"), kWg) == InterfaceClass::physical);
   CHECK(w.model().link(w.model().egress(Family::v4))->name == "wg0");
 
   auto has = [&](Change::Kind k, const std::string& text) {
@@ -228,7 +228,7 @@ TEST_CASE("wireguard-go's tunnel going down and up, classified as a tunnel by na
     return has(Change::Kind::link_added, "wg0 added (tun)") && x && x->up() &&
            w.model().link(w.model().egress(Family::v4)) == x;
   }));
-  CHECK(w.model().classify(*w.model().link("wg0"), kWg) == Class::tunnel);
+  CHECK(w.model().classify(*w.model().link("wg0"), kWg) == InterfaceClass::tunnel);
   CHECK(std::count_if(changes.begin(), changes.end(), [](const Change& c) { return c.text == "wg0 added (tun)"; }) == 1);
   auto truth = dump_model();
   REQUIRE(truth);

@@ -99,16 +99,16 @@ const Classifier kWg{{*IfnamePattern::parse("wg*")}};
 
 TEST_CASE("classification: loopback, tunnel by name only, physical uplink, other") {
   auto m = host();
-  CHECK(m.classify(*m.link("lo"), kWg) == Class::loopback);
-  CHECK(m.classify(*m.link("wg0"), kWg) == Class::tunnel);
-  CHECK(m.classify(*m.link("eth0"), kWg) == Class::physical);  // a veth, but it carries the default route
-  CHECK(m.classify(*m.link("docker0"), kWg) == Class::other);
+  CHECK(m.classify(*m.link("lo"), kWg) == InterfaceClass::loopback);
+  CHECK(m.classify(*m.link("wg0"), kWg) == InterfaceClass::tunnel);
+  CHECK(m.classify(*m.link("eth0"), kWg) == InterfaceClass::physical);  // a veth, but it carries the default route
+  CHECK(m.classify(*m.link("docker0"), kWg) == InterfaceClass::other);
   // Without a pattern, a wireguard-go tun is never guessed to be a tunnel: it carries a default
   // route, so it counts as an uplink that is firewalled (the safe side).
-  CHECK(m.classify(*m.link("wg0"), Classifier{}) == Class::physical);
+  CHECK(m.classify(*m.link("wg0"), Classifier{}) == InterfaceClass::physical);
   // Real hardware (Ethernet, no kind) is physical even without a route.
   m.apply(Added<Link>{link(9, "enp3s0", "", ARPHRD_ETHER, 0)});
-  CHECK(m.classify(*m.link("enp3s0"), kWg) == Class::physical);
+  CHECK(m.classify(*m.link("enp3s0"), kWg) == InterfaceClass::physical);
 }
 
 TEST_CASE("egress follows wg-quick's rules: unmarked traffic into the tunnel, marked traffic out of eth0") {
