@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/ip.hpp"
+#include "common/mode.hpp"
 #include "common/result.hpp"
 #include "common/strong.hpp"
 
@@ -62,8 +63,7 @@ class Control {
   virtual Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) = 0;
   virtual Result<void> clear_tunnel(const std::string& by) = 0;
   virtual Result<void> set_allow_lan(bool allow, const std::string& by) = 0;
-  /// "udp" or "strict".
-  virtual Result<void> set_policy(const std::string& policy, const std::string& by) = 0;
+  virtual Result<void> set_policy(Mode policy, const std::string& by) = 0;
   virtual Result<void> reload(const std::string& by) = 0;
   /// Starts a probe round; `done(verdict, report_json)` runs on the loop when it ends.
   virtual void probe_now(std::function<void(std::string, std::string)> done) = 0;

@@ -12,7 +12,7 @@ std::string Desired::str() const {
   std::string t, e;
   for (const auto& p : tunnels) t += (t.empty() ? "" : ",") + p.text;
   for (const auto& x : endpoints) e += (e.empty() ? "" : ",") + x.str();
-  return "policy=" + std::string(config::to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
+  return "policy=" + std::string(to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
          t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "");
 }
 
@@ -193,12 +193,9 @@ Result<void> Controller::set_allow_lan(bool allow, const std::string& by) {
   return applied(machine_, last_rules_error_);
 }
 
-Result<void> Controller::set_policy(const std::string& policy, const std::string& by) {
-  config::Mode m;
-  if (policy == "udp") m = config::Mode::udp;
-  else if (policy == "strict") m = config::Mode::strict;
-  else return fail("policy", "'" + policy + "' is not a policy (expected udp or strict)");
-  if (auto r = change([&] { mode_override_ = m; }, "policy " + policy + " by " + by); !r) return r;
+Result<void> Controller::set_policy(Mode policy, const std::string& by) {
+  if (auto r = change([&] { mode_override_ = policy; }, "policy " + std::string(to_string(policy)) + " by " + by); !r)
+    return r;
   return applied(machine_, last_rules_error_);
 }
 
@@ -224,7 +221,7 @@ Result<void> Controller::reload(const std::string& by) {
 Snapshot Controller::snapshot() const {
   Snapshot s;
   s.state = std::string(to_string(machine_.state()));
-  s.policy = std::string(config::to_string(desired_.mode));
+  s.policy = std::string(to_string(desired_.mode));
   s.armed = machine_.armed();
   s.tunnel_interface = declared_ ? declared_->interface : "";
   for (const auto& e : desired_.endpoints) s.endpoints.push_back(e.str());
@@ -238,7 +235,7 @@ std::string Controller::status_json() const {
   j["state"] = to_string(machine_.state());
   j["reason"] = machine_.reason();
   j["armed"] = machine_.armed();
-  j["policy"] = config::to_string(desired_.mode);
+  j["policy"] = to_string(desired_.mode);
   j["allow_lan"] = desired_.allow_lan;
   j["tunnel_up"] = machine_.tunnel_up();
   auto& t = j["tunnel"];

@@ -17,7 +17,7 @@ namespace leakguard::daemon {
 
 /// What the firewall must enforce now: the config, overridden by D-Bus calls and declarations.
 struct Desired {
-  config::Mode mode = config::Mode::udp;
+  Mode mode = Mode::udp;
   bool allow_lan = false;
   std::vector<IfnamePattern> tunnels;  ///< configured patterns plus the declared interface
   std::vector<Endpoint> endpoints;     ///< configured plus declared
@@ -102,7 +102,7 @@ class Controller final : public Control {
   Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) override;
   Result<void> clear_tunnel(const std::string& by) override;
   Result<void> set_allow_lan(bool allow, const std::string& by) override;
-  Result<void> set_policy(const std::string& policy, const std::string& by) override;
+  Result<void> set_policy(Mode policy, const std::string& by) override;
   Result<void> reload(const std::string& by) override;
   void probe_now(std::function<void(std::string, std::string)> done) override;
   std::string status_json() const override;
@@ -127,7 +127,7 @@ class Controller final : public Control {
   StateMachine machine_;
   Desired desired_;
   std::optional<TunnelDeclaration> declared_;
-  std::optional<config::Mode> mode_override_;
+  std::optional<Mode> mode_override_;
   std::optional<bool> lan_override_;
   bool probing_ = false;
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it

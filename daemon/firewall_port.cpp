@@ -35,7 +35,7 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
 
 firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
   firewall::Policy p;
-  p.mode = d.mode == config::Mode::strict ? firewall::Mode::strict : firewall::Mode::udp;
+  p.mode = d.mode;
   p.allow_lan = d.allow_lan;
   p.tunnels = d.tunnels;
   p.endpoints = d.endpoints;

@@ -30,8 +30,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr const char* kDefaultConfig = "/etc/leakguard/leakguard.yaml";
-
 // The configuration file, or the defaults when the default file is absent (a package installs it;
 // a missing file named on the command line is an error).
 lg::Result<lg::config::Config> load_config(const std::string& path, bool explicit_path) {
@@ -105,7 +103,7 @@ class WiredControl final : public d::Control {
   }
   lg::Result<void> clear_tunnel(const std::string& by) override { return refreshed(c_.clear_tunnel(by), "tunnel cleared"); }
   lg::Result<void> set_allow_lan(bool a, const std::string& by) override { return c_.set_allow_lan(a, by); }
-  lg::Result<void> set_policy(const std::string& p, const std::string& by) override { return c_.set_policy(p, by); }
+  lg::Result<void> set_policy(lg::Mode p, const std::string& by) override { return c_.set_policy(p, by); }
   lg::Result<void> reload(const std::string& by) override { return refreshed(c_.reload(by), "configuration reloaded"); }
   void probe_now(std::function<void(std::string, std::string)> done) override { c_.probe_now(std::move(done)); }
   d::Snapshot snapshot() const override { return c_.snapshot(); }
@@ -242,7 +240,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
 int main(int argc, char** argv) {
   CLI::App app{"leakguardd: the VPN kill switch that proves itself (see leakguardd(8), docs/)"};
   app.set_version_flag("--version", std::string("leakguardd ") + LEAKGUARD_VERSION);
-  std::string config_path = kDefaultConfig;
+  std::string config_path{lg::config::kDefaultPath};
   auto* config_opt = app.add_option("--config,-c", config_path, "Configuration file")->capture_default_str();
   std::string check_path, ruleset_path;
   auto* check_opt = app.add_option("--check-config", check_path,

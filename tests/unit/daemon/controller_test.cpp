@@ -121,8 +121,7 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   CHECK_FALSE(w.c.is_tunnel("eth0"));
   REQUIRE(w.c.set_tunnel(*t, "uid 0"));  // same declaration: nothing to do
   REQUIRE(w.c.set_allow_lan(true, "uid 0"));
-  REQUIRE(w.c.set_policy("strict", "uid 0"));
-  CHECK_FALSE(w.c.set_policy("loose", "uid 0"));
+  REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));
   REQUIRE(w.c.clear_tunnel("uid 0"));
   CHECK(w.fw.calls == std::vector<std::string>{
                           "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
@@ -160,7 +159,7 @@ TEST_CASE("reload: a broken file is refused and nothing changes, a good one appl
   CHECK(w.out.lines.back().find("3:9: policy") != std::string::npos);
 
   auto next = base_config();
-  next.policy = config::Mode::strict;
+  next.policy = Mode::strict;
   w.next_config = next;
   REQUIRE(w.c.reload("SIGHUP"));
   CHECK(w.fw.calls.size() == 2);

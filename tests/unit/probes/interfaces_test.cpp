@@ -73,3 +73,17 @@ TEST_CASE("plan_for takes servers, families and timeout from the configuration")
   CHECK(plan.bound);
   CHECK(plan.routed);
 }
+
+TEST_CASE("one default each: the prober's timing when nothing is configured is the configuration's") {
+  const Plan plan;
+  const TransactionOptions tx;
+  const config::Probe configured = config::defaults().probe;
+  CHECK(configured.interval == kDefaultProbeInterval);
+  CHECK(configured.timeout == kDefaultProbeTimeout);
+  CHECK(plan.timeout == configured.timeout);
+  CHECK(tx.total == configured.timeout);
+  CHECK(plan.rto == kInitialRto);
+  CHECK(tx.rto == kInitialRto);
+  CHECK(kInitialRto == std::chrono::milliseconds(500));  // RFC 8489 §6.2.1
+  CHECK(plan_for(configured, {}).rto == tx.rto);
+}
