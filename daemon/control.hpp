@@ -29,11 +29,9 @@ struct Caller {
 /// Root, or a member of the control group (primary or supplementary), may change things.
 bool may_control(const Caller& c, std::optional<gid_t> control_group);
 
-/// The most endpoints one SetTunnel may declare (the firewall's set limit).
-inline constexpr std::size_t kMaxEndpoints = 1024;
-
-/// A tunnel declaration as a VPN client sends it, checked: a valid interface name, 1..kMaxEndpoints
-/// well-formed distinct endpoints, an fwmark (0 means none).
+/// A tunnel declaration as a VPN client sends it, checked: a valid interface name, 1 up to the
+/// firewall's endpoint limit (firewall::Limits::max_endpoints) of well-formed distinct endpoints,
+/// an fwmark (0 means none).
 struct TunnelDeclaration {
   std::string interface;
   std::vector<Endpoint> endpoints;

@@ -16,6 +16,16 @@ std::string Desired::str() const {
          t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "");
 }
 
+Desired desired_from(const config::Config& c) {
+  Desired d;
+  d.mode = c.policy;
+  d.allow_lan = c.allow_lan;
+  d.tunnels = c.tunnel_interfaces;
+  d.endpoints = c.endpoints;
+  d.fwmark = c.fwmark;
+  return d;
+}
+
 Controller::Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
                        std::function<Result<config::Config>()> reload_config)
     : config_(std::move(cfg)), fw_(fw), probe_(probe), out_(out), reload_config_(std::move(reload_config)) {
@@ -23,12 +33,9 @@ Controller::Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, N
 }
 
 Desired Controller::compute() const {
-  Desired d;
-  d.mode = mode_override_.value_or(config_.policy);
-  d.allow_lan = lan_override_.value_or(config_.allow_lan);
-  d.tunnels = config_.tunnel_interfaces;
-  d.endpoints = config_.endpoints;
-  d.fwmark = config_.fwmark;
+  Desired d = desired_from(config_);
+  if (mode_override_) d.mode = *mode_override_;
+  if (lan_override_) d.allow_lan = *lan_override_;
   if (declared_) {
     if (std::none_of(d.tunnels.begin(), d.tunnels.end(), [&](const IfnamePattern& p) { return p.text == declared_->interface; }))
       d.tunnels.push_back(IfnamePattern{declared_->interface});

@@ -26,6 +26,10 @@ struct Desired {
   std::string str() const;
 };
 
+/// What a configuration asks of the firewall, before any D-Bus override or declaration: the one
+/// translation, used by the running daemon and by --print-ruleset alike.
+Desired desired_from(const config::Config& c);
+
 /// One leak a probe found: what a web page would have learned.
 struct LeakFinding {
   std::string interface, family, reflexive, server;

@@ -129,13 +129,7 @@ nlohmann::json NftFirewallPort::status_json() const {
 }
 
 Result<std::string> NftFirewallPort::dry_run(const config::Config& cfg, const std::vector<Prefix>& lan) {
-  Desired d;
-  d.mode = cfg.policy;
-  d.allow_lan = cfg.allow_lan;
-  d.tunnels = cfg.tunnel_interfaces;
-  d.endpoints = cfg.endpoints;
-  d.fwmark = cfg.fwmark;
-  return firewall::dry_run(to_policy(d, lan));
+  return firewall::dry_run(to_policy(desired_from(cfg), lan));
 }
 
 }  // namespace leakguard::daemon

@@ -94,6 +94,20 @@ TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe me
                                                 "state blocking->secured (probe ok: no leak)"});
 }
 
+TEST_CASE("the configuration becomes the firewall's Desired in one place; overrides and declarations on top") {
+  auto cfg = base_config();
+  cfg.policy = Mode::strict;
+  cfg.allow_lan = true;
+  cfg.fwmark = FwMark{51820};
+  const Desired d = desired_from(cfg);
+  CHECK(d.str() == "policy=strict allow_lan=yes tunnels=[wg*] endpoints=[198.51.100.1:51820/udp] fwmark=51820");
+  World w(cfg);
+  CHECK(w.c.desired() == d);  // what --print-ruleset prints is what the daemon installs
+  REQUIRE(w.c.set_policy(Mode::udp, "uid 0"));
+  CHECK(w.c.desired().mode == Mode::udp);
+  CHECK(desired_from(w.c.config()) == d);  // the override is not the configuration
+}
+
 TEST_CASE("a leak is counted, reported with its details, and shown in status") {
   World w;
   w.c.start();
