@@ -132,7 +132,12 @@ void Controller::network_changed(bool tunnel_up, const std::string& which, const
   else feed(NetworkChanged{summary});
 }
 
-void Controller::table_tampered(const std::string& by, bool restored) { feed(TableTampered{by, restored}); }
+void Controller::table_tampered(const std::string& by, const std::string& what, bool restored) {
+  // Every foreign change is news (log, TableTampered on D-Bus), repaired or not; the state machine
+  // decides what it means for the state.
+  out_.table_tampered(by, what, restored);
+  feed(TableTampered{by, restored});
+}
 
 void Controller::probe_timer() { feed(ProbeTimer{}); }
 

@@ -73,6 +73,9 @@ class Notifications {
   virtual void state_changed(State from, State to, const std::string& reason) = 0;
   virtual void leak(const LeakFinding& l) = 0;
   virtual void probe_completed(const ProbeOutcome& o) = 0;
+  /// Another process changed our table (`by`: "nft[1234]", `what` it did); `restored`: the table
+  /// is as it should be again.
+  virtual void table_tampered(const std::string& by, const std::string& what, bool restored) = 0;
   virtual void info(const std::string& line) = 0;
   virtual void error(const std::string& line) = 0;
 };
@@ -87,8 +90,8 @@ class Controller final : public Control {
   void start();
   /// Input from the network watcher (after each coalesced change).
   void network_changed(bool tunnel_up, const std::string& which, const std::string& summary);
-  /// Input from the table guard.
-  void table_tampered(const std::string& by, bool restored);
+  /// Input from the table guard: `by` changed our table (`what`); `restored`: it is back.
+  void table_tampered(const std::string& by, const std::string& what, bool restored);
   /// The probe interval elapsed.
   void probe_timer();
   /// A clean stop: keeps or removes the rules as configured; returns what it did, for the log.

@@ -48,8 +48,8 @@ firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
 
 namespace leakguard::daemon {
 
-NftFirewallPort::NftFirewallPort(boost::asio::io_context& io, TamperFn on_tamper)
-    : io_(io), on_tamper_(std::move(on_tamper)) {}
+NftFirewallPort::NftFirewallPort(boost::asio::io_context& io, firewall::Options options, TamperFn on_tamper)
+    : io_(io), options_(std::move(options)), on_tamper_(std::move(on_tamper)) {}
 
 NftFirewallPort::~NftFirewallPort() {
   if (guard_) guard_->stop();
@@ -57,7 +57,7 @@ NftFirewallPort::~NftFirewallPort() {
 
 Result<void> NftFirewallPort::ensure_open() {
   if (fw_) return {};
-  auto f = firewall::Firewall::open();
+  auto f = firewall::Firewall::open(options_);
   if (!f) return tl::unexpected(f.error());
   fw_ = std::make_unique<firewall::Firewall>(std::move(*f));
   // The guard only defends a table we installed; without it enforcement still stands (and with
@@ -94,7 +94,9 @@ Result<void> NftFirewallPort::remove() {
   return r;
 }
 
-Result<void> NftFirewallPort::check(const Desired& d) const { return firewall::validate(to_policy(d, lan_)); }
+Result<void> NftFirewallPort::check(const Desired& d) const {
+  return firewall::validate(to_policy(d, lan_), options_.limits);
+}
 
 void NftFirewallPort::network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c) {
   auto lan = lan_subnets(m, c);

@@ -14,12 +14,11 @@
 #include "common/ip.hpp"
 #include "config/config.hpp"
 #include "daemon/controller.hpp"
+#include "firewall/firewall.hpp"
 #include "netwatch/model.hpp"
 
 namespace leakguard::firewall {
-class Firewall;
 class TableGuard;
-struct Policy;
 }  // namespace leakguard::firewall
 
 namespace leakguard::daemon {
@@ -36,7 +35,8 @@ class NftFirewallPort final : public FirewallPort {
   /// by: "nft[1234]"; what: what was changed; restored: whether our table is back.
   using TamperFn = std::function<void(const std::string& by, const std::string& what, bool restored)>;
 
-  NftFirewallPort(boost::asio::io_context& io, TamperFn on_tamper);
+  /// `options`: how the Firewall is opened (Ownership::off: no owner flag, the guard alone).
+  NftFirewallPort(boost::asio::io_context& io, firewall::Options options, TamperFn on_tamper);
   ~NftFirewallPort() override;
 
   Result<void> apply(const Desired& d) override;
@@ -53,9 +53,9 @@ class NftFirewallPort final : public FirewallPort {
 
  private:
   Result<void> ensure_open();
-  Result<void> install();
 
   boost::asio::io_context& io_;
+  firewall::Options options_;
   TamperFn on_tamper_;
   std::unique_ptr<firewall::Firewall> fw_;
   std::unique_ptr<firewall::TableGuard> guard_;

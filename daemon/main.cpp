@@ -74,6 +74,12 @@ class Outputs final : public d::Notifications {
       bus_->properties_changed();
     }
   }
+  void table_tampered(const std::string& by, const std::string& what, bool restored) override {
+    log_.write(restored ? d::Level::warning : d::Level::error,
+               "table inet leakguard changed by " + by + ": " + what + (restored ? " (restored)" : " (NOT restored)"),
+               {{"LEAKGUARD_TAMPER_BY", by}});
+    if (bus_) bus_->table_tampered(by);
+  }
   void info(const std::string& line) override {
     log_.info(line);
     if (bus_) bus_->properties_changed();
@@ -130,7 +136,8 @@ class WiredControl final : public d::Control {
   d::NftFirewallPort& fw_;
 };
 
-int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group) {
+int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group,
+               bool table_owner) {
   d::Log log(verbose);
   d::Notifier notifier;
   auto cfg = load_config(config_path, explicit_path);
@@ -150,11 +157,10 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     if (wired) wired->refresh(summary);
   });
 
-  d::NftFirewallPort fw(io, [&](const std::string& by, const std::string& what, bool restored) {
-    log.write(restored ? d::Level::warning : d::Level::error,
-              "table inet leakguard changed by " + by + ": " + what + (restored ? " (restored)" : " (NOT restored)"),
-              {{"LEAKGUARD_TAMPER_BY", by}});
-    if (controller) controller->table_tampered(by, restored);
+  lg::firewall::Options fw_options;
+  if (!table_owner) fw_options.ownership = lg::firewall::Ownership::off;
+  d::NftFirewallPort fw(io, fw_options, [&](const std::string& by, const std::string& what, bool restored) {
+    if (controller) controller->table_tampered(by, what, restored);
   });
   d::StunProbePort probe(
       io, [&] { return watcher.model(); },
@@ -250,10 +256,13 @@ int main(int argc, char** argv) {
                                      "Print, in nft syntax, the ruleset a configuration file would install, "
                                      "without installing it")
                           ->expected(0, 1);
-  bool print_network = false, json = false, verbose = false;
+  bool print_network = false, json = false, verbose = false, no_table_owner = false;
   std::string control_group = "leakguard";
   app.add_option("--control-group", control_group, "Members of this group may change things over D-Bus (root always may)")
       ->capture_default_str();
+  app.add_flag("--no-table-owner", no_table_owner,
+               "Never ask the kernel for the table's owner flag; the table guard alone defends it (for tests, and "
+               "kernels where the flag misbehaves)");
   app.add_flag("--print-network", print_network, "Print the network as the daemon sees it, classified, and exit");
   app.add_flag("--json", json, "With --print-network: JSON");
   app.add_flag("--verbose,-v", verbose, "Debug messages too");
@@ -302,5 +311,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
-  return run_daemon(config_path, explicit_path, verbose, control_group);
+  return run_daemon(config_path, explicit_path, verbose, control_group, !no_table_owner);
 }

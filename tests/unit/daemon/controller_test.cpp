@@ -58,6 +58,9 @@ struct Recorder : Notifications {
   }
   void leak(const LeakFinding& l) override { lines.push_back("LEAK " + l.interface + " " + l.family + " " + l.reflexive); }
   void probe_completed(const ProbeOutcome& o) override { lines.push_back("probe " + o.verdict_text); }
+  void table_tampered(const std::string& by, const std::string& what, bool restored) override {
+    lines.push_back("tampered by " + by + ": " + what + (restored ? ", restored" : ", NOT restored"));
+  }
   void info(const std::string&) override {}
   void error(const std::string& l) override { lines.push_back("error " + l); }
 };
@@ -145,6 +148,23 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
                           "apply policy=strict allow_lan=yes tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
                       });
   CHECK(w.c.snapshot().policy == "strict");
+}
+
+TEST_CASE("a foreign change to our table is signalled with who made it; one not restored means leaking") {
+  World w;
+  w.c.start();
+  w.probe.finish(ProbeVerdict::ok);
+  w.out.lines.clear();
+  w.c.table_tampered("nft[4242]", "table deleted (repaired in 300 us)", true);
+  CHECK(w.out.lines == std::vector<std::string>{"tampered by nft[4242]: table deleted (repaired in 300 us), restored"});
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.probe.started == 2);  // and the probe checks again
+  w.probe.finish(ProbeVerdict::ok);
+  w.out.lines.clear();
+  w.c.table_tampered("nft[4243]", "1 rule(s) added to chain output", false);
+  CHECK(w.out.lines == std::vector<std::string>{
+                           "tampered by nft[4243]: 1 rule(s) added to chain output, NOT restored",
+                           "state blocking->leaking (table changed by nft[4243], NOT restored)"});
 }
 
 TEST_CASE("rules that cannot be installed: error state, and the caller hears why") {
