@@ -1,10 +1,12 @@
-#include "common/overloaded.hpp"
 #include "daemon/controller.hpp"
 
-#include <nlohmann/json.hpp>
+#include <linux/rtnetlink.h>
 
 #include <algorithm>
 #include <tuple>
+
+#include "common/overloaded.hpp"
+#include "firewall/policy.hpp"
 
 namespace leakguard::daemon {
 
@@ -26,9 +28,39 @@ Desired desired_from(const config::Config& c) {
   return d;
 }
 
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  std::vector<Prefix> out;
+  const firewall::Limits limits;
+  for (const auto& a : m.addresses()) {
+    const netwatch::Link* l = m.link(a.index);
+    if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
+    // Link-local is allowed by its own rule; host-scope and full-length prefixes are no subnet.
+    if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
+    const bool v4 = a.prefix.address.family == Family::v4;
+    if (a.prefix.length == (v4 ? 32 : 128)) continue;
+    // A "LAN" wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall
+    // refuses such subnets (firewall::Limits), so they are never offered as LAN.
+    if (a.prefix.length < (v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6)) continue;
+    Prefix p = a.prefix.network();
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+TunnelLink tunnel_link(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  for (const auto& [i, l] : m.links())
+    if (c.is_tunnel(l.name) && l.up() && l.running()) return {true, printable_ifname(l.name)};
+  return {};
+}
+
 Controller::Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
-                       std::function<Result<config::Config>()> reload_config)
-    : config_(std::move(cfg)), fw_(fw), probe_(probe), out_(out), reload_config_(std::move(reload_config)) {
+                       std::function<Result<config::Config>()> reload_config, std::function<TimePoint()> clock)
+    : config_(std::move(cfg)),
+      fw_(fw),
+      probe_(probe),
+      out_(out),
+      reload_config_(std::move(reload_config)),
+      clock_(std::move(clock)) {
   desired_ = compute();
 }
 
@@ -46,10 +78,7 @@ Desired Controller::compute() const {
   return d;
 }
 
-bool Controller::is_tunnel(const std::string& ifname) const {
-  return std::any_of(desired_.tunnels.begin(), desired_.tunnels.end(),
-                     [&](const IfnamePattern& p) { return p.matches(ifname); });
-}
+bool Controller::is_tunnel(const std::string& ifname) const { return classifier().is_tunnel(ifname); }
 
 void Controller::feed(const Event& e) {
   for (const auto& a : machine_.handle(e)) run(a);
@@ -80,10 +109,25 @@ void Controller::run(const Action& a) {
              a);
 }
 
-void Controller::start() {
+void Controller::start(const netwatch::NetModel& network) {
+  network_ = network;
+  fw_.set_lan(lan_subnets(network_, classifier()));  // before the first install: it is complete
   out_.info("configuration: " + config_.str());
   if (config_.armed) feed(SetArmed{true, "configuration"});
   else start_probe("start (disarmed by configuration)");
+  observe("start", false);  // after the rules: a tunnel found up starts no probe before them
+}
+
+void Controller::network_changed(const netwatch::NetModel& network, const std::string& summary) {
+  network_ = network;
+  observe(summary, true);
+}
+
+void Controller::observe(const std::string& why, bool network_event) {
+  fw_.set_lan(lan_subnets(network_, classifier()));
+  const TunnelLink t = tunnel_link(network_, classifier());
+  if (t.up != machine_.tunnel_up()) feed(TunnelState{t.up, t.str()});
+  else if (network_event) feed(NetworkChanged{why});
 }
 
 void Controller::start_probe(const std::string& reason) {
@@ -99,6 +143,7 @@ void Controller::start_probe(const std::string& reason) {
 
 void Controller::probe_finished(ProbeOutcome o) {
   probing_ = false;
+  last_round_end_ = clock_();
   if (o.verdict == ProbeVerdict::leak) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
@@ -113,6 +158,19 @@ void Controller::probe_finished(ProbeOutcome o) {
     waiting_ = std::exchange(next_waiting_, {});
     start_probe(pending_reason_);
   }
+  reschedule();
+}
+
+std::optional<TimePoint> Controller::next_probe_due() const {
+  if (probing_ || !last_round_end_) return std::nullopt;
+  return *last_round_end_ + config_.probe.interval;
+}
+
+void Controller::reschedule() {
+  const auto due = next_probe_due();
+  if (!due) return;  // a round is running: its end schedules the next
+  if (clock_() >= *due) feed(ProbeTimer{});
+  else out_.probe_due(*due);
 }
 
 void Controller::probe_now(std::function<void(std::string, std::string)> done) {
@@ -127,11 +185,6 @@ void Controller::probe_now(std::function<void(std::string, std::string)> done) {
   start_probe("requested over D-Bus");
 }
 
-void Controller::network_changed(bool tunnel_up, const std::string& which, const std::string& summary) {
-  if (tunnel_up != machine_.tunnel_up()) feed(TunnelState{tunnel_up, which});
-  else feed(NetworkChanged{summary});
-}
-
 void Controller::table_tampered(const std::string& by, const std::string& what, bool restored) {
   // Every foreign change is news (log, TableTampered on D-Bus), repaired or not; the state machine
   // decides what it means for the state.
@@ -139,7 +192,7 @@ void Controller::table_tampered(const std::string& by, const std::string& what, 
   feed(TableTampered{by, restored});
 }
 
-void Controller::probe_timer() { feed(ProbeTimer{}); }
+void Controller::probe_timer() { reschedule(); }
 
 std::string Controller::stop() {
   if (!machine_.armed()) return "stopping (disarmed, no rules to keep)";
@@ -168,6 +221,8 @@ Result<void> Controller::change(F mutate, const std::string& what) {
     out_.error("refused (" + what + "): " + r.error().str());
     return r;
   }
+  // A tunnel declared after it came up is up now, not at the network's next change.
+  observe(what, false);
   return {};
 }
 
@@ -227,6 +282,7 @@ Result<void> Controller::reload(const std::string& by) {
       "configuration reloaded by " + by);
   if (!r) return r;
   out_.info("configuration reloaded by " + by + ": " + config_.str());
+  reschedule();  // a new probe.interval counts from the last round now, not after the old wait
   return applied(machine_, last_rules_error_);
 }
 
@@ -265,7 +321,9 @@ std::string Controller::status_json() const {
   } else {
     j["last_probe"] = nullptr;
   }
-  return j.dump();
+  j["network"] = netwatch::to_json(network_, classifier());
+  j["firewall"] = fw_.status();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace leakguard::daemon

@@ -15,17 +15,12 @@
 #include "config/config.hpp"
 #include "daemon/controller.hpp"
 #include "firewall/firewall.hpp"
-#include "netwatch/model.hpp"
 
 namespace leakguard::firewall {
 class TableGuard;
 }  // namespace leakguard::firewall
 
 namespace leakguard::daemon {
-
-/// The on-link subnets of the physical interfaces (global and site scope; link-local is allowed
-/// separately): what `allow_lan` opens. Never a tunnel's.
-std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c);
 
 /// Desired (+ LAN subnets) as the firewall's policy.
 firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan);
@@ -44,9 +39,9 @@ class NftFirewallPort final : public FirewallPort {
   Result<void> check(const Desired& d) const override;
 
   /// Keeps the LAN set in step with the network (a set update, no rule change).
-  void network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c);
+  void set_lan(const std::vector<Prefix>& subnets) override;
   /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
-  nlohmann::json status_json() const;
+  nlohmann::json status() const override;
 
   /// The ruleset `cfg` would install, in nft syntax, without installing anything.
   static Result<std::string> dry_run(const config::Config& cfg, const std::vector<Prefix>& lan);
