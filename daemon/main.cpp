@@ -110,7 +110,10 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     });
   });
 
-  lg::netwatch::Watcher watcher(io, {}, [&](const lg::netwatch::Watcher::Notification& n) {
+  lg::netwatch::Watcher::Options watch;
+  // A tunnel's own link going down is published at once: `blocking` must not wait for a debounce.
+  watch.is_tunnel = [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); };
+  lg::netwatch::Watcher watcher(io, watch, [&](const lg::netwatch::Watcher::Notification& n) {
     std::string summary;
     for (const auto& c : n.changes) summary += (summary.empty() ? "" : "; ") + c.text;
     if (n.resynced) log.warning("network events were lost (socket overflow); resynchronised: " + summary);

@@ -209,6 +209,23 @@ std::string route_text(const NetModel& m, const Route& r) {
 }
 }  // namespace
 
+std::string link_lost(const NetModel& m, const Event& e) {
+  const Link* after = nullptr;
+  IfIndex index;
+  if (const auto* a = std::get_if<Added<Link>>(&e)) {
+    after = &a->value;
+    index = a->value.index;
+  } else if (const auto* r = std::get_if<Removed<Link>>(&e)) {
+    index = r->value.index;
+  } else {
+    return "";
+  }
+  const Link* before = m.link(index);
+  if (!before || !before->up() || !before->running()) return "";
+  if (after && after->up() && after->running()) return "";
+  return before->name;
+}
+
 std::vector<Change> diff(const NetModel& a, const NetModel& b) {
   using K = Change::Kind;
   std::vector<Change> out;

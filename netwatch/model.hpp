@@ -67,6 +67,10 @@ struct Change {
 };
 std::string_view to_string(Change::Kind k);
 
+/// The name of the interface `e` takes down or away: a link up and running in `m` that after `e`
+/// is not, or is gone. "" for any other event.
+std::string link_lost(const NetModel& m, const Event& e);
+
 /// What changed from `before` to `after`, links first, then addresses, then routes and rules.
 /// Non-default route and rule changes are summarised (one entry per table and family).
 std::vector<Change> diff(const NetModel& before, const NetModel& after);

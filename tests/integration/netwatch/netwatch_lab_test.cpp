@@ -236,6 +236,63 @@ TEST_CASE("wireguard-go's tunnel going down and up, classified as a tunnel by na
   MESSAGE("tunnel down+up: " << notes << " notifications");
 }
 
+TEST_CASE("a tunnel's own link going down or away is published at once, not after the debounce") {
+  lab::Netns ns("nw");
+  populate(ns);
+  sh(ns, {"ip", "link", "add", "wg0", "type", "veth", "peer", "name", "wg0p"});
+  sh(ns, {"ip", "link", "set", "wg0p", "up"});
+  sh(ns, {"ip", "link", "set", "wg0", "up"});
+  lab::NetnsScope in(ns.name());
+  boost::asio::io_context io;
+  Watcher::Options o;
+  // A debounce far longer than the test's deadlines: only the immediate path can notify in time.
+  o.debounce = 1h;
+  o.max_delay = 2h;
+  o.is_tunnel = [](const std::string& name) { return name == "wg0"; };
+  std::vector<std::vector<Change>> seen;
+  Watcher w(io, o, [&](const Watcher::Notification& n) { seen.push_back(n.changes); });
+  REQUIRE(w.start());
+  REQUIRE(w.model().link("wg0"));
+  REQUIRE(w.model().link("wg0")->running());
+
+  auto has = [&](Change::Kind k, const std::string& text) {
+    for (const auto& cs : seen)
+      for (const auto& c : cs)
+        if (c.kind == k && c.text == text) return true;
+    return false;
+  };
+  sh(ns, {"ip", "link", "set", "wg0", "down"});
+  REQUIRE(run_until(io, [&] { return has(Change::Kind::link_down, "wg0 down"); }, 10s));
+  CHECK(w.stats().immediate == 1);
+  CHECK_FALSE(w.model().link("wg0")->up());
+
+  // Within the rate limit (one immediate publication per debounce, here an hour) a second loss is
+  // not immediate: a flapping tunnel coalesces like any other burst.
+  sh(ns, {"ip", "link", "set", "wg0", "up"});
+  sh(ns, {"ip", "link", "del", "wg0"});
+  REQUIRE(run_until(io, [&] { return w.pending().link("wg0") == nullptr; }, 10s));  // the removal was read
+  CHECK(w.stats().immediate == 1);
+  CHECK(seen.size() == 1);
+
+  // Another watcher, another tunnel going away outright: at once.
+  sh(ns, {"ip", "link", "add", "wg1", "type", "veth", "peer", "name", "wg1p"});
+  sh(ns, {"ip", "link", "set", "wg1p", "up"});
+  sh(ns, {"ip", "link", "set", "wg1", "up"});
+  o.is_tunnel = [](const std::string& name) { return name == "wg1"; };
+  std::size_t notes = 0;
+  bool removed = false;
+  Watcher w2(io, o, [&](const Watcher::Notification& n) {
+    ++notes;
+    for (const auto& c : n.changes) removed = removed || (c.kind == Change::Kind::link_removed && c.text == "wg1 removed");
+  });
+  REQUIRE(w2.start());
+  REQUIRE(run_until(io, [&] { return w2.model().link("wg1") && w2.model().link("wg1")->running(); }, 10s));
+  sh(ns, {"ip", "link", "del", "wg1"});
+  REQUIRE(run_until(io, [&] { return w2.stats().immediate == 1 && notes > 0; }, 10s));
+  const Link* wg1 = w2.model().link("wg1");
+  CHECK((removed || (wg1 && !wg1->up())));  // gone, or (the verify dump was quicker) going
+}
+
 TEST_CASE("a storm that overflows the socket is resynchronised and reported") {
   lab::Netns ns("nw");
   populate(ns);

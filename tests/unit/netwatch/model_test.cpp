@@ -159,6 +159,29 @@ TEST_CASE("events are idempotent: an add seen twice, a delete of something unkno
   CHECK(m.default_routes(Family::v4).size() == 2);
 }
 
+TEST_CASE("link_lost names a link that goes down or away, and nothing else") {
+  const NetModel m = host();
+  const Link wg = *m.link("wg0");
+  Link down = wg;
+  down.flags &= ~static_cast<std::uint32_t>(IFF_UP);
+  Link no_carrier = wg;
+  no_carrier.flags &= ~static_cast<std::uint32_t>(IFF_RUNNING);
+  no_carrier.operstate = 2;  // IF_OPER_DOWN
+  CHECK(link_lost(m, Added<Link>{down}) == "wg0");
+  CHECK(link_lost(m, Added<Link>{no_carrier}) == "wg0");
+  CHECK(link_lost(m, Removed<Link>{wg}) == "wg0");
+  CHECK(link_lost(m, Added<Link>{wg}).empty());  // unchanged: still up
+  Link mtu = wg;
+  mtu.mtu = 1420;
+  CHECK(link_lost(m, Added<Link>{mtu}).empty());
+  CHECK(link_lost(host(false), Removed<Link>{wg}).empty());         // not there before
+  NetModel was_down = m;
+  was_down.apply(Added<Link>{down});
+  CHECK(link_lost(was_down, Removed<Link>{wg}).empty());            // already down: nothing lost now
+  CHECK(link_lost(m, Removed<Address>{addr(3, "100.64.0.2/24")}).empty());
+  CHECK(link_lost(m, Removed<Route>{default_route(Family::v4, 3, 51820, 0)}).empty());
+}
+
 TEST_CASE("diff names what changed, once") {
   auto a = host(false);
   auto b = host(true);
