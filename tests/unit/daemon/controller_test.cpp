@@ -142,7 +142,7 @@ TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe me
                                                 "state blocking->secured (probe ok: no leak)"});
 }
 
-TEST_CASE("the configuration becomes the firewall's Desired in one place; overrides and declarations on top") {
+TEST_CASE("the configuration becomes the firewall's Desired in one place, overrides and declarations on top") {
   auto cfg = base_config();
   cfg.policy = Mode::strict;
   cfg.allow_lan = true;
@@ -195,7 +195,7 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   CHECK(w.c.snapshot().policy == "strict");
 }
 
-TEST_CASE("a foreign change to our table is signalled with who made it; one not restored means leaking") {
+TEST_CASE("a foreign change to our table is signalled with who made it, and one not restored means leaking") {
   World w;
   w.c.start(network());
   w.probe.finish(ProbeVerdict::ok);
