@@ -14,11 +14,8 @@
 #include "tests/e2e/rig/rig.hpp"
 
 using namespace std::chrono_literals;
+using namespace leakguard::e2e;
 namespace lab = leakguard::lab;
-using leakguard::e2e::eventually;
-using leakguard::e2e::read_file;
-using leakguard::e2e::Rig;
-using leakguard::e2e::RigOptions;
 
 namespace {
 
@@ -53,6 +50,16 @@ nlohmann::json rules(const Rig& rig) {
   return out;
 }
 
+// Starts the daemon, waits for `secured` with the owner flag as asked, and returns its rules.
+nlohmann::json start_secured(Rig& rig, bool owner) {
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  CHECK(rig.status()["firewall"]["owner"] == owner);
+  auto r = rules(rig);
+  REQUIRE(r.size() > 3);
+  return r;
+}
+
 // A monitor that is known to be listening: it has shown the answer to a ProbeNow.
 struct Monitor {
   const std::string log;
@@ -70,11 +77,7 @@ TEST_CASE("owner flag off: a foreign nft delete table is restored and TableTampe
   RigOptions o;
   o.daemon_args = {"--no-table-owner"};
   Rig rig(o);
-  rig.start();
-  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
-  CHECK(rig.status()["firewall"]["owner"] == false);
-  const auto before = rules(rig);
-  REQUIRE(before.size() > 3);
+  const auto before = start_secured(rig, false);
   Monitor monitor(rig);
 
   auto del = rig.net.run("host", {"nft", "delete", "table", "inet", "leakguard"});
@@ -94,11 +97,7 @@ TEST_CASE("owner flag off: a foreign nft delete table is restored and TableTampe
 
 TEST_CASE("owner flag on: the kernel refuses a foreign change (EPERM), the table stays, nothing is signalled") {
   Rig rig;
-  rig.start();
-  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
-  CHECK(rig.status()["firewall"]["owner"] == true);
-  const auto before = rules(rig);
-  REQUIRE(before.size() > 3);
+  const auto before = start_secured(rig, true);
   Monitor monitor(rig);
 
   const std::vector<std::vector<std::string>> refused{
