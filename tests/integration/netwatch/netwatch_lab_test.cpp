@@ -105,6 +105,10 @@ Facts from_model(const NetModel& m) {
 // A namespace with an uplink (veth pair, both ends inside), addresses of both families, default
 // routes, a policy-routing table and rules, the way wg-quick leaves a host.
 void populate(const lab::Netns& ns) {
+  // No duplicate address detection in this namespace: its end, a second or so after a link comes
+  // up, changes the link-local addresses' flags — a change nobody made, which a slow (sanitized,
+  // loaded) run would see land in the middle of a burst it is checking.
+  sh(ns, {"sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"});
   sh(ns, {"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "gw0"});
   sh(ns, {"ip", "link", "set", "eth0", "up"});
   sh(ns, {"ip", "link", "set", "gw0", "up"});
