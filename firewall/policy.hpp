@@ -18,6 +18,7 @@ namespace leakguard::firewall {
 
 /// What is stopped on non-tunnel interfaces: UDP only (the WebRTC leak guard) or all IP.
 using Mode = leakguard::Mode;
+using leakguard::to_string;  // firewall::to_string(Mode) keeps working: "udp" or "strict"
 
 /// The firewall's input: everything the ruleset is a function of.
 struct Policy {
