@@ -21,7 +21,6 @@ namespace {
 constexpr int kNoLeak = 0;
 constexpr int kLeakFound = 1;
 constexpr int kError = 2;
-constexpr const char* kDefaultConfig = "/etc/leakguard/leakguard.yaml";
 
 struct CandidatesOptions {
   std::vector<std::string> stun;
@@ -45,8 +44,9 @@ int run_candidates(const CandidatesOptions& o, std::ostream& out, std::ostream& 
 
   // The configuration supplies what the command line leaves out: servers, tunnel names, timeout.
   config::Config cfg = config::defaults();
-  if (!o.config.empty() || std::filesystem::exists(kDefaultConfig)) {
-    auto loaded = config::load(o.config.empty() ? kDefaultConfig : o.config);
+  const std::string default_path(config::kDefaultPath);
+  if (!o.config.empty() || std::filesystem::exists(default_path)) {
+    auto loaded = config::load(o.config.empty() ? default_path : o.config);
     if (!loaded) return bad(loaded.error().str());
     cfg = *loaded;
   }
@@ -129,7 +129,7 @@ void add_candidates_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--tunnel,-t", o->tunnels, "Interface name or prefix* that counts as the VPN tunnel; repeatable "
                                              "(default: tunnel.interfaces from the configuration, wg* tun*)");
   cmd->add_option("--timeout", o->timeout, "How long the round may take, e.g. 3s, 500ms (default: probe.timeout)");
-  cmd->add_option("--config", o->config, std::string("Configuration file (default: ") + kDefaultConfig + " if present)");
+  cmd->add_option("--config", o->config, "Configuration file (default: " + std::string(config::kDefaultPath) + " if present)");
   cmd->add_flag("-4", o->only4, "IPv4 only");
   cmd->add_flag("-6", o->only6, "IPv6 only");
   cmd->add_flag("--no-route", o->no_route, "Skip the probe that follows the routing table (per-interface probes only)");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/control_client.hpp"
+#include "common/mode.hpp"
 #if LEAKGUARD_HAVE_CANDIDATES
 #include "cli/candidates.hpp"
 #endif
@@ -75,10 +76,12 @@ int main(int argc, char** argv) {
 
   std::string pol;
   auto* policy = app.add_subcommand("policy", "Block UDP only (the WebRTC leak) or all IP outside the tunnel");
-  policy->add_option("policy", pol, "udp or strict")->required()->check(CLI::IsMember({"udp", "strict"}));
+  policy->add_option("policy", pol, "udp or strict")
+      ->required()
+      ->check(CLI::IsMember(std::vector<std::string>(leakguard::kModeNames.begin(), leakguard::kModeNames.end())));
   policy->callback([&] { exit_code = finish(cli::policy(pol)); });
 
-  app.add_subcommand("reload", "Re-read /etc/leakguard/leakguard.yaml")
+  app.add_subcommand("reload", "Make the daemon re-read its configuration file")
       ->callback([&] { exit_code = finish(cli::reload()); });
 
   auto* monitor = app.add_subcommand("monitor", "Follow state changes, leaks, probes and tampering live");

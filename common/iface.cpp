@@ -35,6 +35,16 @@ bool IfnamePattern::matches(std::string_view ifname) const {
   return is_prefix() ? ifname.starts_with(stem()) : ifname == text;
 }
 
+std::string_view to_string(InterfaceClass c) {
+  switch (c) {
+    case InterfaceClass::loopback: return "loopback";
+    case InterfaceClass::tunnel: return "tunnel";
+    case InterfaceClass::physical: return "physical";
+    case InterfaceClass::other: return "other";
+  }
+  return "?";
+}
+
 std::string printable_ifname(std::string_view name) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

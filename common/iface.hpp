@@ -17,6 +17,13 @@ Result<std::string> validate_ifname(std::string_view name);
 /// ASCII become "\xNN".
 std::string printable_ifname(std::string_view name);
 
+/// What an interface is to a kill switch (netwatch/ classifies, probes/ and the daemon read it).
+/// Never guessed from the kind alone: a wireguard-go interface is a plain "tun", so tunnels are
+/// named by configured patterns or declared.
+enum class InterfaceClass { loopback, tunnel, physical, other };
+/// "loopback", "tunnel", "physical", "other".
+std::string_view to_string(InterfaceClass c);
+
 /// A tunnel name pattern: an exact name ("wg0") or a prefix with a trailing '*' ("wg*").
 struct IfnamePattern {
   std::string text;  ///< as given, e.g. "wg*"

@@ -11,7 +11,6 @@
 
 namespace leakguard::config {
 
-std::string_view to_string(Mode m) { return m == Mode::udp ? "udp" : "strict"; }
 std::string_view to_string(OnStop o) { return o == OnStop::keep ? "keep" : "remove"; }
 
 std::string StunServer::str() const {
@@ -42,6 +41,13 @@ std::string ms_text(std::chrono::milliseconds d) {
   if (n % 60'000 == 0 && n != 0) return std::to_string(n / 60'000) + "m";
   if (n % 1000 == 0) return std::to_string(n / 1000) + "s";
   return std::to_string(n) + "ms";
+}
+
+// The policies by name, from their one definition (common/mode.hpp).
+std::map<std::string, Mode> modes() {
+  std::map<std::string, Mode> m;
+  for (std::size_t i = 0; i < kModeNames.size(); ++i) m.emplace(kModeNames[i], static_cast<Mode>(i));
+  return m;
 }
 
 // A DNS name as RFC 1123 allows it: labels of letters, digits and '-', dot-separated.
@@ -76,7 +82,7 @@ class Parser {
       const auto key = it.first.as<std::string>();
       const YAML::Node& v = it.second;
       Result<void> r;
-      if (key == "policy") r = enumerated(v, key, {{"udp", Mode::udp}, {"strict", Mode::strict}}, c.policy);
+      if (key == "policy") r = enumerated(v, key, modes(), c.policy);
       else if (key == "armed") r = boolean(v, key, c.armed);
       else if (key == "on_stop") r = enumerated(v, key, {{"keep", OnStop::keep}, {"remove", OnStop::remove}}, c.on_stop);
       else if (key == "allow_lan") r = boolean(v, key, c.allow_lan);

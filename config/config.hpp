@@ -8,18 +8,20 @@
 #include <string_view>
 #include <vector>
 
+#include "common/defaults.hpp"
 #include "common/iface.hpp"
 #include "common/ip.hpp"
+#include "common/mode.hpp"
 #include "common/result.hpp"
 #include "common/strong.hpp"
 
 namespace leakguard::config {
 
-/// What the kill switch stops on non-tunnel interfaces: UDP only (the WebRTC leak), or all IP.
-enum class Mode { udp, strict };
+/// The configuration file leakguardd (and leakguardctl candidates) read unless told otherwise.
+inline constexpr std::string_view kDefaultPath = "/etc/leakguard/leakguard.yaml";
+
 /// What a clean stop (SIGTERM) does with the rules: keep blocking (fail closed) or remove them.
 enum class OnStop { keep, remove };
-std::string_view to_string(Mode m);
 std::string_view to_string(OnStop o);
 
 /// A STUN server for the probe: a host name or address, a port, a transport.
@@ -34,8 +36,8 @@ struct StunServer {
 };
 
 struct Probe {
-  std::chrono::milliseconds interval{std::chrono::seconds(60)};  ///< between scheduled rounds
-  std::chrono::milliseconds timeout{std::chrono::seconds(3)};    ///< one round at most
+  std::chrono::milliseconds interval = kDefaultProbeInterval;  ///< between scheduled rounds
+  std::chrono::milliseconds timeout = kDefaultProbeTimeout;    ///< one round at most
   bool ipv4 = true;
   bool ipv6 = true;
   std::vector<StunServer> servers;
@@ -43,7 +45,7 @@ struct Probe {
 };
 
 struct Config {
-  Mode policy = Mode::udp;
+  Mode policy = Mode::udp;  ///< what is stopped outside the tunnel (common/mode.hpp)
   bool armed = true;  ///< lockdown from the start
   OnStop on_stop = OnStop::keep;
   bool allow_lan = false;

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/iface.hpp"
+#include "firewall/policy.hpp"
 
 namespace leakguard::daemon {
 
@@ -22,9 +23,11 @@ Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::
   if (!name) return fail("interface", name.error().message);
   t.interface = *name;
   if (endpoints.empty()) return fail("endpoints", "at least one endpoint is needed (ADDRESS:PORT[/udp|/tcp])");
-  if (endpoints.size() > kMaxEndpoints)
-    return fail("endpoints", std::to_string(endpoints.size()) + " endpoints given, at most " +
-                                 std::to_string(kMaxEndpoints) + " allowed");
+  // The firewall's own limit: a declaration it would refuse is refused here, with the same number.
+  const std::size_t max = firewall::Limits{}.max_endpoints;
+  if (endpoints.size() > max)
+    return fail("endpoints", std::to_string(endpoints.size()) + " endpoints given, at most " + std::to_string(max) +
+                                 " allowed");
   std::set<Endpoint> seen;
   for (const auto& text : endpoints) {
     auto ep = Endpoint::parse(text);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/ip.hpp"
+#include "common/mode.hpp"
 #include "common/result.hpp"
 #include "common/strong.hpp"
 
@@ -28,11 +29,9 @@ struct Caller {
 /// Root, or a member of the control group (primary or supplementary), may change things.
 bool may_control(const Caller& c, std::optional<gid_t> control_group);
 
-/// The most endpoints one SetTunnel may declare (the firewall's set limit).
-inline constexpr std::size_t kMaxEndpoints = 1024;
-
-/// A tunnel declaration as a VPN client sends it, checked: a valid interface name, 1..kMaxEndpoints
-/// well-formed distinct endpoints, an fwmark (0 means none).
+/// A tunnel declaration as a VPN client sends it, checked: a valid interface name, 1 up to the
+/// firewall's endpoint limit (firewall::Limits::max_endpoints) of well-formed distinct endpoints,
+/// an fwmark (0 means none).
 struct TunnelDeclaration {
   std::string interface;
   std::vector<Endpoint> endpoints;
@@ -62,8 +61,7 @@ class Control {
   virtual Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) = 0;
   virtual Result<void> clear_tunnel(const std::string& by) = 0;
   virtual Result<void> set_allow_lan(bool allow, const std::string& by) = 0;
-  /// "udp" or "strict".
-  virtual Result<void> set_policy(const std::string& policy, const std::string& by) = 0;
+  virtual Result<void> set_policy(Mode policy, const std::string& by) = 0;
   virtual Result<void> reload(const std::string& by) = 0;
   /// Starts a probe round; `done(verdict, report_json)` runs on the loop when it ends.
   virtual void probe_now(std::function<void(std::string, std::string)> done) = 0;

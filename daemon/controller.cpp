@@ -1,10 +1,12 @@
-#include "common/overloaded.hpp"
 #include "daemon/controller.hpp"
 
-#include <nlohmann/json.hpp>
+#include <linux/rtnetlink.h>
 
 #include <algorithm>
 #include <tuple>
+
+#include "common/overloaded.hpp"
+#include "firewall/policy.hpp"
 
 namespace leakguard::daemon {
 
@@ -12,23 +14,60 @@ std::string Desired::str() const {
   std::string t, e;
   for (const auto& p : tunnels) t += (t.empty() ? "" : ",") + p.text;
   for (const auto& x : endpoints) e += (e.empty() ? "" : ",") + x.str();
-  return "policy=" + std::string(config::to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
+  return "policy=" + std::string(to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
          t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "");
 }
 
+Desired desired_from(const config::Config& c) {
+  Desired d;
+  d.mode = c.policy;
+  d.allow_lan = c.allow_lan;
+  d.tunnels = c.tunnel_interfaces;
+  d.endpoints = c.endpoints;
+  d.fwmark = c.fwmark;
+  return d;
+}
+
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  std::vector<Prefix> out;
+  const firewall::Limits limits;
+  for (const auto& a : m.addresses()) {
+    const netwatch::Link* l = m.link(a.index);
+    if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
+    // Link-local is allowed by its own rule; host-scope and full-length prefixes are no subnet.
+    if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
+    const bool v4 = a.prefix.address.family == Family::v4;
+    if (a.prefix.length == (v4 ? 32 : 128)) continue;
+    // A "LAN" wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall
+    // refuses such subnets (firewall::Limits), so they are never offered as LAN.
+    if (a.prefix.length < (v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6)) continue;
+    Prefix p = a.prefix.network();
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+TunnelLink tunnel_link(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  for (const auto& [i, l] : m.links())
+    if (c.is_tunnel(l.name) && l.up() && l.running()) return {true, printable_ifname(l.name)};
+  return {};
+}
+
 Controller::Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
-                       std::function<Result<config::Config>()> reload_config)
-    : config_(std::move(cfg)), fw_(fw), probe_(probe), out_(out), reload_config_(std::move(reload_config)) {
+                       std::function<Result<config::Config>()> reload_config, std::function<TimePoint()> clock)
+    : config_(std::move(cfg)),
+      fw_(fw),
+      probe_(probe),
+      out_(out),
+      reload_config_(std::move(reload_config)),
+      clock_(std::move(clock)) {
   desired_ = compute();
 }
 
 Desired Controller::compute() const {
-  Desired d;
-  d.mode = mode_override_.value_or(config_.policy);
-  d.allow_lan = lan_override_.value_or(config_.allow_lan);
-  d.tunnels = config_.tunnel_interfaces;
-  d.endpoints = config_.endpoints;
-  d.fwmark = config_.fwmark;
+  Desired d = desired_from(config_);
+  if (mode_override_) d.mode = *mode_override_;
+  if (lan_override_) d.allow_lan = *lan_override_;
   if (declared_) {
     if (std::none_of(d.tunnels.begin(), d.tunnels.end(), [&](const IfnamePattern& p) { return p.text == declared_->interface; }))
       d.tunnels.push_back(IfnamePattern{declared_->interface});
@@ -39,10 +78,7 @@ Desired Controller::compute() const {
   return d;
 }
 
-bool Controller::is_tunnel(const std::string& ifname) const {
-  return std::any_of(desired_.tunnels.begin(), desired_.tunnels.end(),
-                     [&](const IfnamePattern& p) { return p.matches(ifname); });
-}
+bool Controller::is_tunnel(const std::string& ifname) const { return classifier().is_tunnel(ifname); }
 
 void Controller::feed(const Event& e) {
   for (const auto& a : machine_.handle(e)) run(a);
@@ -73,10 +109,25 @@ void Controller::run(const Action& a) {
              a);
 }
 
-void Controller::start() {
+void Controller::start(const netwatch::NetModel& network) {
+  network_ = network;
+  fw_.set_lan(lan_subnets(network_, classifier()));  // before the first install: it is complete
   out_.info("configuration: " + config_.str());
   if (config_.armed) feed(SetArmed{true, "configuration"});
   else start_probe("start (disarmed by configuration)");
+  observe("start", false);  // after the rules: a tunnel found up starts no probe before them
+}
+
+void Controller::network_changed(const netwatch::NetModel& network, const std::string& summary) {
+  network_ = network;
+  observe(summary, true);
+}
+
+void Controller::observe(const std::string& why, bool network_event) {
+  fw_.set_lan(lan_subnets(network_, classifier()));
+  const TunnelLink t = tunnel_link(network_, classifier());
+  if (t.up != machine_.tunnel_up()) feed(TunnelState{t.up, t.str()});
+  else if (network_event) feed(NetworkChanged{why});
 }
 
 void Controller::start_probe(const std::string& reason) {
@@ -92,6 +143,7 @@ void Controller::start_probe(const std::string& reason) {
 
 void Controller::probe_finished(ProbeOutcome o) {
   probing_ = false;
+  last_round_end_ = clock_();
   if (o.verdict == ProbeVerdict::leak) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
@@ -106,6 +158,19 @@ void Controller::probe_finished(ProbeOutcome o) {
     waiting_ = std::exchange(next_waiting_, {});
     start_probe(pending_reason_);
   }
+  reschedule();
+}
+
+std::optional<TimePoint> Controller::next_probe_due() const {
+  if (probing_ || !last_round_end_) return std::nullopt;
+  return *last_round_end_ + config_.probe.interval;
+}
+
+void Controller::reschedule() {
+  const auto due = next_probe_due();
+  if (!due) return;  // a round is running: its end schedules the next
+  if (clock_() >= *due) feed(ProbeTimer{});
+  else out_.probe_due(*due);
 }
 
 void Controller::probe_now(std::function<void(std::string, std::string)> done) {
@@ -120,14 +185,14 @@ void Controller::probe_now(std::function<void(std::string, std::string)> done) {
   start_probe("requested over D-Bus");
 }
 
-void Controller::network_changed(bool tunnel_up, const std::string& which, const std::string& summary) {
-  if (tunnel_up != machine_.tunnel_up()) feed(TunnelState{tunnel_up, which});
-  else feed(NetworkChanged{summary});
+void Controller::table_tampered(const std::string& by, const std::string& what, bool restored) {
+  // Every foreign change is news (log, TableTampered on D-Bus), repaired or not; the state machine
+  // decides what it means for the state.
+  out_.table_tampered(by, what, restored);
+  feed(TableTampered{by, restored});
 }
 
-void Controller::table_tampered(const std::string& by, bool restored) { feed(TableTampered{by, restored}); }
-
-void Controller::probe_timer() { feed(ProbeTimer{}); }
+void Controller::probe_timer() { reschedule(); }
 
 std::string Controller::stop() {
   if (!machine_.armed()) return "stopping (disarmed, no rules to keep)";
@@ -156,6 +221,8 @@ Result<void> Controller::change(F mutate, const std::string& what) {
     out_.error("refused (" + what + "): " + r.error().str());
     return r;
   }
+  // A tunnel declared after it came up is up now, not at the network's next change.
+  observe(what, false);
   return {};
 }
 
@@ -193,12 +260,9 @@ Result<void> Controller::set_allow_lan(bool allow, const std::string& by) {
   return applied(machine_, last_rules_error_);
 }
 
-Result<void> Controller::set_policy(const std::string& policy, const std::string& by) {
-  config::Mode m;
-  if (policy == "udp") m = config::Mode::udp;
-  else if (policy == "strict") m = config::Mode::strict;
-  else return fail("policy", "'" + policy + "' is not a policy (expected udp or strict)");
-  if (auto r = change([&] { mode_override_ = m; }, "policy " + policy + " by " + by); !r) return r;
+Result<void> Controller::set_policy(Mode policy, const std::string& by) {
+  if (auto r = change([&] { mode_override_ = policy; }, "policy " + std::string(to_string(policy)) + " by " + by); !r)
+    return r;
   return applied(machine_, last_rules_error_);
 }
 
@@ -218,13 +282,14 @@ Result<void> Controller::reload(const std::string& by) {
       "configuration reloaded by " + by);
   if (!r) return r;
   out_.info("configuration reloaded by " + by + ": " + config_.str());
+  reschedule();  // a new probe.interval counts from the last round now, not after the old wait
   return applied(machine_, last_rules_error_);
 }
 
 Snapshot Controller::snapshot() const {
   Snapshot s;
   s.state = std::string(to_string(machine_.state()));
-  s.policy = std::string(config::to_string(desired_.mode));
+  s.policy = std::string(to_string(desired_.mode));
   s.armed = machine_.armed();
   s.tunnel_interface = declared_ ? declared_->interface : "";
   for (const auto& e : desired_.endpoints) s.endpoints.push_back(e.str());
@@ -238,7 +303,7 @@ std::string Controller::status_json() const {
   j["state"] = to_string(machine_.state());
   j["reason"] = machine_.reason();
   j["armed"] = machine_.armed();
-  j["policy"] = config::to_string(desired_.mode);
+  j["policy"] = to_string(desired_.mode);
   j["allow_lan"] = desired_.allow_lan;
   j["tunnel_up"] = machine_.tunnel_up();
   auto& t = j["tunnel"];
@@ -256,7 +321,9 @@ std::string Controller::status_json() const {
   } else {
     j["last_probe"] = nullptr;
   }
-  return j.dump();
+  j["network"] = netwatch::to_json(network_, classifier());
+  j["firewall"] = fw_.status();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace leakguard::daemon

@@ -1,23 +1,34 @@
 #pragma once
-// The daemon's application layer: configuration + what VPN clients declared + the state machine,
-// with effects carried out through three small ports (firewall, probe, notifications). It is the
+// The daemon's application layer: configuration + what VPN clients declared + the network as the
+// watcher last published it + the state machine, with effects carried out through three small
+// ports (firewall, probe, notifications). It decides — whether the tunnel is up, what the LAN is,
+// when the next probe round is due — and the adapters and main.cpp only carry out. It is the
 // Control behind D-Bus. Single-threaded: every call comes from the daemon's one io_context.
+// Pure: no Asio, sdbus or libmnl; time comes from an injected clock, so the schedule is tested on
+// virtual time.
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/iface.hpp"
 #include "common/ip.hpp"
 #include "config/config.hpp"
 #include "daemon/control.hpp"
 #include "daemon/state_machine.hpp"
+#include "netwatch/model.hpp"
 
 namespace leakguard::daemon {
 
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
 /// What the firewall must enforce now: the config, overridden by D-Bus calls and declarations.
 struct Desired {
-  config::Mode mode = config::Mode::udp;
+  Mode mode = Mode::udp;
   bool allow_lan = false;
   std::vector<IfnamePattern> tunnels;  ///< configured patterns plus the declared interface
   std::vector<Endpoint> endpoints;     ///< configured plus declared
@@ -25,6 +36,24 @@ struct Desired {
   bool operator==(const Desired&) const = default;
   std::string str() const;
 };
+
+/// What a configuration asks of the firewall, before any D-Bus override or declaration: the one
+/// translation, used by the running daemon and by --print-ruleset alike.
+Desired desired_from(const config::Config& c);
+
+/// The on-link subnets of the physical interfaces (global and site scope; link-local is allowed
+/// separately): what `allow_lan` opens. Never a tunnel's, never wider than the firewall accepts.
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c);
+
+/// Whether some tunnel interface is up and carrying traffic, and which.
+struct TunnelLink {
+  bool up = false;
+  std::string which;  ///< its name, printable ("" if none)
+  bool operator==(const TunnelLink&) const = default;
+  /// "wg0 up", "no tunnel interface up".
+  std::string str() const { return up ? which + " up" : "no tunnel interface up"; }
+};
+TunnelLink tunnel_link(const netwatch::NetModel& m, const netwatch::Classifier& c);
 
 /// One leak a probe found: what a web page would have learned.
 struct LeakFinding {
@@ -53,6 +82,10 @@ class FirewallPort {
     (void)d;
     return {};
   }
+  /// The LAN's subnets changed: keep the LAN set in step (set elements only, no rule change).
+  virtual void set_lan(const std::vector<Prefix>& subnets) { (void)subnets; }
+  /// What GetStatus shows of the firewall (ownership, counters, last error).
+  virtual nlohmann::json status() const { return nullptr; }
 };
 
 class ProbePort {
@@ -62,36 +95,51 @@ class ProbePort {
   virtual void start(std::function<void(ProbeOutcome)> done) = 0;
 };
 
-/// Where state changes and alarms go (log, D-Bus signals, sd_notify status).
+/// Where the Controller's decisions go out: the log, D-Bus signals, the service manager's status,
+/// and the probe timer.
 class Notifications {
  public:
   virtual ~Notifications() = default;
   virtual void state_changed(State from, State to, const std::string& reason) = 0;
   virtual void leak(const LeakFinding& l) = 0;
   virtual void probe_completed(const ProbeOutcome& o) = 0;
+  /// Another process changed our table (`by`: "nft[1234]", `what` it did); `restored`: the table
+  /// is as it should be again.
+  virtual void table_tampered(const std::string& by, const std::string& what, bool restored) = 0;
+  /// The next scheduled probe round is due at `at`: call Controller::probe_timer() then. Replaces
+  /// any earlier time.
+  virtual void probe_due(TimePoint at) = 0;
   virtual void info(const std::string& line) = 0;
   virtual void error(const std::string& line) = 0;
 };
 
 class Controller final : public Control {
  public:
-  /// `reload_config` re-reads the configuration file (for Reload and SIGHUP).
+  /// `reload_config` re-reads the configuration file (for Reload and SIGHUP); `clock` says the time.
   Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
-             std::function<Result<config::Config>()> reload_config);
+             std::function<Result<config::Config>()> reload_config, std::function<TimePoint()> clock = Clock::now);
 
-  /// Arms per configuration (installing the rules first) and probes. Call once, at start.
-  void start();
-  /// Input from the network watcher (after each coalesced change).
-  void network_changed(bool tunnel_up, const std::string& which, const std::string& summary);
-  /// Input from the table guard.
-  void table_tampered(const std::string& by, bool restored);
-  /// The probe interval elapsed.
+  /// Takes the network as dumped (the LAN set is known before the first install), arms per
+  /// configuration (installing the rules first), probes, and says whether a tunnel is up. Once.
+  void start(const netwatch::NetModel& network);
+  /// Input from the network watcher (after each coalesced change): re-reads tunnel state and LAN
+  /// subnets, probes.
+  void network_changed(const netwatch::NetModel& network, const std::string& summary);
+  /// Input from the table guard: `by` changed our table (`what`); `restored`: it is back.
+  void table_tampered(const std::string& by, const std::string& what, bool restored);
+  /// The probe timer fired: starts the scheduled round if it is due (else says when it will be).
   void probe_timer();
   /// A clean stop: keeps or removes the rules as configured; returns what it did, for the log.
   std::string stop();
 
+  /// When the next scheduled probe round is due: `probe.interval` after the last round ended,
+  /// whatever started that one (the timer, a network change, ProbeNow, a policy change). None while
+  /// a round runs: its end decides.
+  std::optional<TimePoint> next_probe_due() const;
   /// Is `ifname` a tunnel (configured pattern or declared)?
   bool is_tunnel(const std::string& ifname) const;
+  /// The tunnels (configured and declared) as the network model's classifier.
+  netwatch::Classifier classifier() const { return {desired_.tunnels}; }
   const Desired& desired() const { return desired_; }
   const StateMachine& machine() const { return machine_; }
   const config::Config& config() const { return config_; }
@@ -102,7 +150,7 @@ class Controller final : public Control {
   Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) override;
   Result<void> clear_tunnel(const std::string& by) override;
   Result<void> set_allow_lan(bool allow, const std::string& by) override;
-  Result<void> set_policy(const std::string& policy, const std::string& by) override;
+  Result<void> set_policy(Mode policy, const std::string& by) override;
   Result<void> reload(const std::string& by) override;
   void probe_now(std::function<void(std::string, std::string)> done) override;
   std::string status_json() const override;
@@ -113,8 +161,15 @@ class Controller final : public Control {
   void run(const Action& a);
   void start_probe(const std::string& reason);
   void probe_finished(ProbeOutcome o);
+  /// Starts the scheduled round if it is due, else tells Notifications when it will be.
+  void reschedule();
+  /// Re-reads tunnel state and LAN subnets from the network as last published (after it changed,
+  /// or after a change of which interfaces are tunnels). `network_event`: probe even if the tunnel
+  /// state stays as it was.
+  void observe(const std::string& why, bool network_event);
   Result<void> recompute(const std::string& what);
   /// Runs `mutate`, then recompute(); if the firewall would refuse the result, undoes `mutate`.
+  /// Then the network is observed again: which interfaces are tunnels may have changed.
   template <typename F>
   Result<void> change(F mutate, const std::string& what);
   Desired compute() const;
@@ -124,14 +179,17 @@ class Controller final : public Control {
   ProbePort& probe_;
   Notifications& out_;
   std::function<Result<config::Config>()> reload_config_;
+  std::function<TimePoint()> clock_;
   StateMachine machine_;
   Desired desired_;
+  netwatch::NetModel network_;
   std::optional<TunnelDeclaration> declared_;
-  std::optional<config::Mode> mode_override_;
+  std::optional<Mode> mode_override_;
   std::optional<bool> lan_override_;
   bool probing_ = false;
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it
   std::string pending_reason_;
+  std::optional<TimePoint> last_round_end_;
   std::vector<std::function<void(std::string, std::string)>> waiting_;       // ProbeNow: the running round
   std::vector<std::function<void(std::string, std::string)>> next_waiting_;  // ProbeNow: the round after it
   std::optional<ProbeOutcome> last_probe_;

@@ -85,9 +85,9 @@ class DbusService::Object final
   }
   void SetPolicy(const std::string& policy) override {
     change("SetPolicy", [&](const std::string& by) -> Result<void> {
-      if (policy != "udp" && policy != "strict")
-        invalid(Error{"policy", "'" + policy + "' is not a policy (expected udp or strict)"});
-      return s_.control_.set_policy(policy, by);
+      auto mode = parse_mode(policy);
+      if (!mode) invalid(mode.error());
+      return s_.control_.set_policy(*mode, by);
     });
   }
   void Reload() override {

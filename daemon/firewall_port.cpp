@@ -1,9 +1,5 @@
 #include "daemon/firewall_port.hpp"
 
-#include <linux/rtnetlink.h>
-
-#include <algorithm>
-
 #include "firewall/counters.hpp"
 #include "firewall/firewall.hpp"
 #include "firewall/nft_text.hpp"
@@ -13,29 +9,9 @@
 
 namespace leakguard::daemon {
 
-std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
-  std::vector<Prefix> out;
-  const firewall::Limits limits;
-  for (const auto& a : m.addresses()) {
-    const netwatch::Link* l = m.link(a.index);
-    if (!l || m.classify(*l, c) != netwatch::Class::physical) continue;
-    // Link-local is allowed by its own rule; host-scope and full-length prefixes are no subnet.
-    if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
-    const std::uint8_t full = a.prefix.address.family == Family::v4 ? 32 : 128;
-    if (a.prefix.length == full) continue;
-    // A "LAN" wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall
-    // refuses such subnets (firewall::Limits), so they are never offered as LAN.
-    if (a.prefix.length < (a.prefix.address.family == Family::v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6))
-      continue;
-    Prefix p = a.prefix.network();
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
-  }
-  return out;
-}
-
 firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
   firewall::Policy p;
-  p.mode = d.mode == config::Mode::strict ? firewall::Mode::strict : firewall::Mode::udp;
+  p.mode = d.mode;
   p.allow_lan = d.allow_lan;
   p.tunnels = d.tunnels;
   p.endpoints = d.endpoints;
@@ -44,12 +20,8 @@ firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
   return p;
 }
 
-}  // namespace leakguard::daemon
-
-namespace leakguard::daemon {
-
-NftFirewallPort::NftFirewallPort(boost::asio::io_context& io, TamperFn on_tamper)
-    : io_(io), on_tamper_(std::move(on_tamper)) {}
+NftFirewallPort::NftFirewallPort(boost::asio::io_context& io, firewall::Options options, TamperFn on_tamper)
+    : io_(io), options_(std::move(options)), on_tamper_(std::move(on_tamper)) {}
 
 NftFirewallPort::~NftFirewallPort() {
   if (guard_) guard_->stop();
@@ -57,7 +29,7 @@ NftFirewallPort::~NftFirewallPort() {
 
 Result<void> NftFirewallPort::ensure_open() {
   if (fw_) return {};
-  auto f = firewall::Firewall::open();
+  auto f = firewall::Firewall::open(options_);
   if (!f) return tl::unexpected(f.error());
   fw_ = std::make_unique<firewall::Firewall>(std::move(*f));
   // The guard only defends a table we installed; without it enforcement still stands (and with
@@ -94,18 +66,19 @@ Result<void> NftFirewallPort::remove() {
   return r;
 }
 
-Result<void> NftFirewallPort::check(const Desired& d) const { return firewall::validate(to_policy(d, lan_)); }
+Result<void> NftFirewallPort::check(const Desired& d) const {
+  return firewall::validate(to_policy(d, lan_), options_.limits);
+}
 
-void NftFirewallPort::network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c) {
-  auto lan = lan_subnets(m, c);
-  if (lan == lan_) return;
-  lan_ = std::move(lan);
+void NftFirewallPort::set_lan(const std::vector<Prefix>& subnets) {
+  if (subnets == lan_) return;
+  lan_ = subnets;
   if (!applied_ || !applied_->allow_lan || !fw_) return;
   // Only the LAN set changes: set element updates, no rule touched.
   if (auto r = fw_->apply(to_policy(*applied_, lan_)); !r) last_error_ = "LAN set update: " + r.error().str();
 }
 
-nlohmann::json NftFirewallPort::status_json() const {
+nlohmann::json NftFirewallPort::status() const {
   nlohmann::json j;
   j["installed"] = applied_.has_value();
   j["error"] = last_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_error_);
@@ -129,13 +102,7 @@ nlohmann::json NftFirewallPort::status_json() const {
 }
 
 Result<std::string> NftFirewallPort::dry_run(const config::Config& cfg, const std::vector<Prefix>& lan) {
-  Desired d;
-  d.mode = cfg.policy;
-  d.allow_lan = cfg.allow_lan;
-  d.tunnels = cfg.tunnel_interfaces;
-  d.endpoints = cfg.endpoints;
-  d.fwmark = cfg.fwmark;
-  return firewall::dry_run(to_policy(d, lan));
+  return firewall::dry_run(to_policy(desired_from(cfg), lan));
 }
 
 }  // namespace leakguard::daemon

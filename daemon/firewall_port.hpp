@@ -14,19 +14,13 @@
 #include "common/ip.hpp"
 #include "config/config.hpp"
 #include "daemon/controller.hpp"
-#include "netwatch/model.hpp"
+#include "firewall/firewall.hpp"
 
 namespace leakguard::firewall {
-class Firewall;
 class TableGuard;
-struct Policy;
 }  // namespace leakguard::firewall
 
 namespace leakguard::daemon {
-
-/// The on-link subnets of the physical interfaces (global and site scope; link-local is allowed
-/// separately): what `allow_lan` opens. Never a tunnel's.
-std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c);
 
 /// Desired (+ LAN subnets) as the firewall's policy.
 firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan);
@@ -36,7 +30,8 @@ class NftFirewallPort final : public FirewallPort {
   /// by: "nft[1234]"; what: what was changed; restored: whether our table is back.
   using TamperFn = std::function<void(const std::string& by, const std::string& what, bool restored)>;
 
-  NftFirewallPort(boost::asio::io_context& io, TamperFn on_tamper);
+  /// `options`: how the Firewall is opened (Ownership::off: no owner flag, the guard alone).
+  NftFirewallPort(boost::asio::io_context& io, firewall::Options options, TamperFn on_tamper);
   ~NftFirewallPort() override;
 
   Result<void> apply(const Desired& d) override;
@@ -44,18 +39,18 @@ class NftFirewallPort final : public FirewallPort {
   Result<void> check(const Desired& d) const override;
 
   /// Keeps the LAN set in step with the network (a set update, no rule change).
-  void network_changed(const netwatch::NetModel& m, const netwatch::Classifier& c);
+  void set_lan(const std::vector<Prefix>& subnets) override;
   /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
-  nlohmann::json status_json() const;
+  nlohmann::json status() const override;
 
   /// The ruleset `cfg` would install, in nft syntax, without installing anything.
   static Result<std::string> dry_run(const config::Config& cfg, const std::vector<Prefix>& lan);
 
  private:
   Result<void> ensure_open();
-  Result<void> install();
 
   boost::asio::io_context& io_;
+  firewall::Options options_;
   TamperFn on_tamper_;
   std::unique_ptr<firewall::Firewall> fw_;
   std::unique_ptr<firewall::TableGuard> guard_;

@@ -1,6 +1,7 @@
 // leakguardd: the wiring. One io_context runs everything: the network watcher, the firewall and
 // its table guard, the STUN probe, the D-Bus service, the probe timer, signals and the watchdog.
-// State lives in the Controller (and its pure state machine); effects in the adapters.
+// State and every decision live in the Controller (and its pure state machine); effects in the
+// adapters. This file only connects them and arms the timers the Controller asks for.
 #include <grp.h>
 #include <signal.h>
 
@@ -12,7 +13,6 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "config/config.hpp"
@@ -30,8 +30,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr const char* kDefaultConfig = "/etc/leakguard/leakguard.yaml";
-
 // The configuration file, or the defaults when the default file is absent (a package installs it;
 // a missing file named on the command line is an error).
 lg::Result<lg::config::Config> load_config(const std::string& path, bool explicit_path) {
@@ -39,19 +37,12 @@ lg::Result<lg::config::Config> load_config(const std::string& path, bool explici
   return lg::config::load(path);
 }
 
-lg::netwatch::Classifier classifier_of(const d::Controller& c) { return {c.desired().tunnels}; }
-
-// Is any tunnel interface up and carrying traffic?
-std::pair<bool, std::string> tunnel_state(const lg::netwatch::NetModel& m, const d::Controller& c) {
-  for (const auto& [i, l] : m.links())
-    if (c.is_tunnel(l.name) && l.up() && l.running()) return {true, lg::printable_ifname(l.name)};
-  return {false, ""};
-}
-
-// Where the Controller's notifications go: the log, D-Bus signals, the service manager's status.
+// Where the Controller's decisions go: the log, D-Bus signals, the service manager's status, and
+// the probe timer.
 class Outputs final : public d::Notifications {
  public:
-  Outputs(const d::Log& log, const d::Notifier& notifier) : log_(log), notifier_(notifier) {}
+  Outputs(const d::Log& log, const d::Notifier& notifier, std::function<void(d::TimePoint)> arm_probe_timer)
+      : log_(log), notifier_(notifier), arm_probe_timer_(std::move(arm_probe_timer)) {}
   void attach(d::DbusService* bus) { bus_ = bus; }
 
   void state_changed(d::State from, d::State to, const std::string& reason) override {
@@ -76,6 +67,13 @@ class Outputs final : public d::Notifications {
       bus_->properties_changed();
     }
   }
+  void table_tampered(const std::string& by, const std::string& what, bool restored) override {
+    log_.write(restored ? d::Level::warning : d::Level::error,
+               "table inet leakguard changed by " + by + ": " + what + (restored ? " (restored)" : " (NOT restored)"),
+               {{"LEAKGUARD_TAMPER_BY", by}});
+    if (bus_) bus_->table_tampered(by);
+  }
+  void probe_due(d::TimePoint at) override { arm_probe_timer_(at); }
   void info(const std::string& line) override {
     log_.info(line);
     if (bus_) bus_->properties_changed();
@@ -88,51 +86,12 @@ class Outputs final : public d::Notifications {
  private:
   const d::Log& log_;
   const d::Notifier& notifier_;
+  std::function<void(d::TimePoint)> arm_probe_timer_;
   d::DbusService* bus_ = nullptr;
 };
 
-// The Controller behind D-Bus, plus two things only the wiring knows: GetStatus also shows the
-// network and the firewall's counters, and a change of which interfaces are tunnels (a VPN client
-// declaring or clearing one, a reload) is checked against the network at once, not at its next
-// change: a tunnel declared after it came up is up.
-class WiredControl final : public d::Control {
- public:
-  WiredControl(d::Controller& c, const lg::netwatch::Watcher& w, d::NftFirewallPort& fw) : c_(c), w_(w), fw_(fw) {}
-  lg::Result<void> arm(const std::string& by) override { return c_.arm(by); }
-  lg::Result<void> disarm(const std::string& by) override { return c_.disarm(by); }
-  lg::Result<void> set_tunnel(const d::TunnelDeclaration& t, const std::string& by) override {
-    return refreshed(c_.set_tunnel(t, by), "tunnel " + t.interface + " declared");
-  }
-  lg::Result<void> clear_tunnel(const std::string& by) override { return refreshed(c_.clear_tunnel(by), "tunnel cleared"); }
-  lg::Result<void> set_allow_lan(bool a, const std::string& by) override { return c_.set_allow_lan(a, by); }
-  lg::Result<void> set_policy(const std::string& p, const std::string& by) override { return c_.set_policy(p, by); }
-  lg::Result<void> reload(const std::string& by) override { return refreshed(c_.reload(by), "configuration reloaded"); }
-  void probe_now(std::function<void(std::string, std::string)> done) override { c_.probe_now(std::move(done)); }
-  d::Snapshot snapshot() const override { return c_.snapshot(); }
-  std::string status_json() const override {
-    auto j = nlohmann::json::parse(c_.status_json());
-    j["network"] = lg::netwatch::to_json(w_.model(), classifier_of(c_));
-    j["firewall"] = fw_.status_json();
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  }
-  /// Re-reads tunnel state and LAN subnets from the current network model.
-  void refresh(const std::string& why) {
-    fw_.network_changed(w_.model(), classifier_of(c_));
-    auto [up, which] = tunnel_state(w_.model(), c_);
-    c_.network_changed(up, up ? which + " up" : "no tunnel interface up", why);
-  }
-
- private:
-  lg::Result<void> refreshed(lg::Result<void> r, const std::string& why) {
-    if (r) refresh(why);
-    return r;
-  }
-  d::Controller& c_;
-  const lg::netwatch::Watcher& w_;
-  d::NftFirewallPort& fw_;
-};
-
-int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group) {
+int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group,
+               bool table_owner) {
   d::Log log(verbose);
   d::Notifier notifier;
   auto cfg = load_config(config_path, explicit_path);
@@ -141,22 +100,31 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     return 2;
   }
   asio::io_context io;
-  Outputs outputs(log, notifier);
-  d::Controller* controller = nullptr;
-  WiredControl* wired = nullptr;  // set once everything exists; events before that change nothing
-  lg::netwatch::Watcher watcher(io, {}, [&](const lg::netwatch::Watcher::Notification& n) {
+  d::Controller* controller = nullptr;  // set once it exists; nothing reaches it before io.run()
+
+  asio::steady_timer probe_timer(io);
+  Outputs outputs(log, notifier, [&](d::TimePoint at) {
+    probe_timer.expires_at(at);  // cancels the wait for an earlier time
+    probe_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) controller->probe_timer();
+    });
+  });
+
+  lg::netwatch::Watcher::Options watch;
+  // A tunnel's own link going down is published at once: `blocking` must not wait for a debounce.
+  watch.is_tunnel = [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); };
+  lg::netwatch::Watcher watcher(io, watch, [&](const lg::netwatch::Watcher::Notification& n) {
     std::string summary;
     for (const auto& c : n.changes) summary += (summary.empty() ? "" : "; ") + c.text;
     if (n.resynced) log.warning("network events were lost (socket overflow); resynchronised: " + summary);
     for (const auto& r : n.rejected) log.warning("network watcher: " + r);
-    if (wired) wired->refresh(summary);
+    if (controller) controller->network_changed(n.model, summary);
   });
 
-  d::NftFirewallPort fw(io, [&](const std::string& by, const std::string& what, bool restored) {
-    log.write(restored ? d::Level::warning : d::Level::error,
-              "table inet leakguard changed by " + by + ": " + what + (restored ? " (restored)" : " (NOT restored)"),
-              {{"LEAKGUARD_TAMPER_BY", by}});
-    if (controller) controller->table_tampered(by, restored);
+  lg::firewall::Options fw_options;
+  if (!table_owner) fw_options.ownership = lg::firewall::Ownership::off;
+  d::NftFirewallPort fw(io, fw_options, [&](const std::string& by, const std::string& what, bool restored) {
+    if (controller) controller->table_tampered(by, what, restored);
   });
   d::StunProbePort probe(
       io, [&] { return watcher.model(); },
@@ -172,35 +140,19 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   // (or an orphaned table taken over) in one transaction.
   if (auto r = watcher.start(); !r) {
     log.error("cannot watch the network: " + r.error().str());
-    ctl.start();  // still block: fail closed, then exit for the service manager to restart us
+    ctl.start({});  // still block: fail closed, then exit for the service manager to restart us
     return 1;
   }
-  fw.network_changed(watcher.model(), classifier_of(ctl));
-  WiredControl control(ctl, watcher, fw);
-  wired = &control;
-  ctl.start();
-  control.refresh("start");  // the tunnel's state, from the network as dumped
+  ctl.start(watcher.model());
 
   d::DbusService::Options bus_options;
   if (const group* g = getgrnam(control_group.c_str())) bus_options.control_group = g->gr_gid;
   else log.warning("group '" + control_group + "' does not exist: only root may change anything");
-  d::DbusService bus(io, control, bus_options, [&](bool is_error, const std::string& line) {
+  d::DbusService bus(io, ctl, bus_options, [&](bool is_error, const std::string& line) {
     log.write(is_error ? d::Level::error : d::Level::info, line);
   });
   outputs.attach(&bus);
   bus.start();
-
-  // The probe timer: re-armed from the current configuration each round (reload may change it).
-  asio::steady_timer probe_timer(io);
-  std::function<void()> arm_probe = [&] {
-    probe_timer.expires_after(ctl.config().probe.interval);
-    probe_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      ctl.probe_timer();
-      arm_probe();
-    });
-  };
-  arm_probe();
 
   asio::steady_timer watchdog(io);
   std::function<void()> arm_watchdog = [&] {
@@ -219,7 +171,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        (void)control.reload("SIGHUP");  // a refusal is logged by the controller, with file:line:col
+        (void)ctl.reload("SIGHUP");  // a refusal is logged by the controller, with file:line:col
         wait_signal();
         return;
       }
@@ -242,7 +194,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
 int main(int argc, char** argv) {
   CLI::App app{"leakguardd: the VPN kill switch that proves itself (see leakguardd(8), docs/)"};
   app.set_version_flag("--version", std::string("leakguardd ") + LEAKGUARD_VERSION);
-  std::string config_path = kDefaultConfig;
+  std::string config_path{lg::config::kDefaultPath};
   auto* config_opt = app.add_option("--config,-c", config_path, "Configuration file")->capture_default_str();
   std::string check_path, ruleset_path;
   auto* check_opt = app.add_option("--check-config", check_path,
@@ -252,10 +204,13 @@ int main(int argc, char** argv) {
                                      "Print, in nft syntax, the ruleset a configuration file would install, "
                                      "without installing it")
                           ->expected(0, 1);
-  bool print_network = false, json = false, verbose = false;
+  bool print_network = false, json = false, verbose = false, no_table_owner = false;
   std::string control_group = "leakguard";
   app.add_option("--control-group", control_group, "Members of this group may change things over D-Bus (root always may)")
       ->capture_default_str();
+  app.add_flag("--no-table-owner", no_table_owner,
+               "Never ask the kernel for the table's owner flag; the table guard alone defends it (for tests, and "
+               "kernels where the flag misbehaves)");
   app.add_flag("--print-network", print_network, "Print the network as the daemon sees it, classified, and exit");
   app.add_flag("--json", json, "With --print-network: JSON");
   app.add_flag("--verbose,-v", verbose, "Debug messages too");
@@ -304,5 +259,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
-  return run_daemon(config_path, explicit_path, verbose, control_group);
+  return run_daemon(config_path, explicit_path, verbose, control_group, !no_table_owner);
 }

@@ -4,8 +4,6 @@
 
 namespace leakguard::firewall {
 
-std::string_view to_string(Mode m) { return m == Mode::udp ? "udp" : "strict"; }
-
 namespace {
 
 template <typename T, typename F>

@@ -10,15 +10,15 @@
 
 #include "common/iface.hpp"
 #include "common/ip.hpp"
+#include "common/mode.hpp"
 #include "common/result.hpp"
 #include "common/strong.hpp"
 
 namespace leakguard::firewall {
 
 /// What is stopped on non-tunnel interfaces: UDP only (the WebRTC leak guard) or all IP.
-enum class Mode : std::uint8_t { udp, strict };
-/// "udp" or "strict".
-std::string_view to_string(Mode m);
+using Mode = leakguard::Mode;
+using leakguard::to_string;  // firewall::to_string(Mode) keeps working: "udp" or "strict"
 
 /// The firewall's input: everything the ruleset is a function of.
 struct Policy {

@@ -11,16 +11,6 @@
 
 namespace leakguard::netwatch {
 
-std::string_view to_string(Class c) {
-  switch (c) {
-    case Class::loopback: return "loopback";
-    case Class::tunnel: return "tunnel";
-    case Class::physical: return "physical";
-    case Class::other: return "other";
-  }
-  return "?";
-}
-
 std::string_view to_string(Change::Kind k) {
   switch (k) {
     case Change::Kind::link_added: return "link-added";
@@ -166,13 +156,13 @@ std::vector<Route> NetModel::default_routes(Family f) const {
   return v;
 }
 
-Class NetModel::classify(const Link& l, const Classifier& c) const {
-  if (l.flags & IFF_LOOPBACK) return Class::loopback;
-  if (c.is_tunnel(l.name)) return Class::tunnel;
-  if (l.kind.empty() && l.type == ARPHRD_ETHER) return Class::physical;  // real hardware: Ethernet, Wi-Fi
+InterfaceClass NetModel::classify(const Link& l, const Classifier& c) const {
+  if (l.flags & IFF_LOOPBACK) return InterfaceClass::loopback;
+  if (c.is_tunnel(l.name)) return InterfaceClass::tunnel;
+  if (l.kind.empty() && l.type == ARPHRD_ETHER) return InterfaceClass::physical;  // real hardware: Ethernet, Wi-Fi
   for (const auto& r : routes_)
-    if (r.is_default() && r.oif == l.index) return Class::physical;  // an uplink, whatever it is made of
-  return Class::other;
+    if (r.is_default() && r.oif == l.index) return InterfaceClass::physical;  // an uplink, whatever it is made of
+  return InterfaceClass::other;
 }
 
 IfIndex NetModel::egress(Family f, std::uint32_t mark) const {
@@ -218,6 +208,23 @@ std::string route_text(const NetModel& m, const Route& r) {
   return s;
 }
 }  // namespace
+
+std::string link_lost(const NetModel& m, const Event& e) {
+  const Link* after = nullptr;
+  IfIndex index;
+  if (const auto* a = std::get_if<Added<Link>>(&e)) {
+    after = &a->value;
+    index = a->value.index;
+  } else if (const auto* r = std::get_if<Removed<Link>>(&e)) {
+    index = r->value.index;
+  } else {
+    return "";
+  }
+  const Link* before = m.link(index);
+  if (!before || !before->up() || !before->running()) return "";
+  if (after && after->up() && after->running()) return "";
+  return before->name;
+}
 
 std::vector<Change> diff(const NetModel& a, const NetModel& b) {
   using K = Change::Kind;

@@ -13,11 +13,6 @@
 
 namespace leakguard::netwatch {
 
-/// What an interface is to a kill switch. Never guessed from the kind alone: a wireguard-go
-/// interface is a plain "tun", so tunnels are named by configured patterns or declared.
-enum class Class { loopback, tunnel, physical, other };
-std::string_view to_string(Class c);
-
 /// Which interface names are tunnels (configured patterns and interfaces VPN clients declared).
 struct Classifier {
   std::vector<IfnamePattern> tunnels;
@@ -43,7 +38,7 @@ class NetModel {
 
   /// loopback; tunnel (by name); physical (hardware with no kind, or carrying a default route);
   /// other (bridges, container veths, ...: still listed, a page sees their addresses too).
-  Class classify(const Link& l, const Classifier& c) const;
+  InterfaceClass classify(const Link& l, const Classifier& c) const;
 
   /// The interface an unmarked packet to the internet leaves by, following the rules and the
   /// default routes as the kernel would (suppress_prefixlength and fwmark rules included).
@@ -71,6 +66,10 @@ struct Change {
   bool operator==(const Change&) const = default;
 };
 std::string_view to_string(Change::Kind k);
+
+/// The name of the interface `e` takes down or away: a link up and running in `m` that after `e`
+/// is not, or is gone. "" for any other event.
+std::string link_lost(const NetModel& m, const Event& e);
 
 /// What changed from `before` to `after`, links first, then addresses, then routes and rules.
 /// Non-default route and rule changes are summarised (one entry per table and family).

@@ -92,7 +92,12 @@ Result<NetModel> dump_model() {
 }
 
 Watcher::Watcher(boost::asio::io_context& io, Options options, Callback callback)
-    : options_(options), callback_(std::move(callback)), socket_(io), timer_(io), buffer_(kBuffer) {}
+    : options_(std::move(options)),
+      callback_(std::move(callback)),
+      socket_(io),
+      timer_(io),
+      coalescer_({options_.debounce, options_.max_delay}),
+      buffer_(kBuffer) {}
 
 Watcher::~Watcher() = default;
 
@@ -126,7 +131,7 @@ void Watcher::wait() {
 void Watcher::on_readable() {
   ++stats_.wakeups;
   const int fd = socket_.native_handle();
-  bool any = false;
+  bool any = false, urgent = false;
   for (;;) {
     const ssize_t n = recv(fd, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
@@ -154,34 +159,44 @@ void Watcher::on_readable() {
     }
     if (n <= 0) break;  // EAGAIN: drained
     auto parsed = parse({buffer_.data(), static_cast<std::size_t>(n)});
-    for (const auto& e : parsed.events)
+    for (const auto& e : parsed.events) {
+      if (options_.is_tunnel && !urgent) {
+        const std::string lost = link_lost(pending_, e);
+        urgent = !lost.empty() && options_.is_tunnel(lost);
+      }
       if (pending_.apply(e)) {
         ++burst_events_;
         ++stats_.events;
         any = true;
       }
+    }
     stats_.rejected += parsed.rejected.size();
     for (auto& r : parsed.rejected) burst_rejected_.push_back(std::move(r));
   }
-  if (any || !burst_rejected_.empty()) schedule();
+  if (any || !burst_rejected_.empty()) schedule(urgent);
   wait();
 }
 
-void Watcher::schedule() {
-  const auto now = std::chrono::steady_clock::now();
-  if (!burst_) {
-    burst_ = true;
-    burst_start_ = now;
+void Watcher::schedule(bool urgent) {
+  const auto now = Coalescer::Clock::now();
+  const auto at = coalescer_.arrived(now, urgent);
+  if (at <= now) {
+    timer_.cancel();
+    ++stats_.immediate;
+    publish();
+    return;
   }
-  timer_.expires_at(std::min(now + options_.debounce, burst_start_ + options_.max_delay));
+  timer_.expires_at(at);
   timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) publish();
+    // A wait that had already expired when the burst was published at once finds nothing to do.
+    if (ec || !coalescer_.in_burst()) return;
+    ++stats_.wakeups;
+    publish();
   });
 }
 
 void Watcher::publish() {
-  ++stats_.wakeups;
-  burst_ = false;
+  coalescer_.published();
   bool corrected = false;
   if (options_.verify) {
     if (auto m = dump_model(); !m) {

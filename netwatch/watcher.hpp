@@ -2,7 +2,8 @@
 // The rtnetlink watcher on the daemon's io_context: it subscribes to link, address, route and
 // rule changes first, then dumps everything, and keeps a NetModel. Bursts of events are coalesced:
 // one notification per burst, after it has been quiet for `debounce` (or after `max_delay` in a
-// storm that never pauses), carrying what changed. If the kernel drops events (ENOBUFS) the
+// storm that never pauses), carrying what changed — except that a tunnel's own link going down or
+// away ends its burst at once (see coalescer.hpp). If the kernel drops events (ENOBUFS) the
 // watcher dumps everything again and reports the difference. No timers run while nothing changes.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "netwatch/coalescer.hpp"
 #include "netwatch/model.hpp"
 
 namespace leakguard::netwatch {
@@ -30,6 +32,10 @@ class Watcher {
     /// some things without an event (IPv4 routes whose gateway became unreachable when an
     /// address went away); with this on, consumers never see a model the kernel disagrees with.
     bool verify = true;
+    /// Which interface names are tunnels: one of them going down or away is published at once,
+    /// not a debounce later (at most once per debounce, so a flapping tunnel still coalesces).
+    /// Unset: every burst waits for its debounce.
+    std::function<bool(const std::string& ifname)> is_tunnel{};
   };
   struct Notification {
     const NetModel& model;              ///< the model after the burst
@@ -41,6 +47,7 @@ class Watcher {
   };
   struct Stats {
     std::uint64_t events = 0, notifications = 0, overflows = 0, corrections = 0, wakeups = 0, rejected = 0;
+    std::uint64_t immediate = 0;  ///< bursts published at once (a tunnel's link lost)
   };
   using Callback = std::function<void(const Notification&)>;
 
@@ -53,12 +60,14 @@ class Watcher {
   Result<void> start();
   /// The model as last notified (never half-applied).
   const NetModel& model() const { return published_; }
+  /// The model with the events read so far applied, including a burst not yet notified.
+  const NetModel& pending() const { return pending_; }
   const Stats& stats() const { return stats_; }
 
  private:
   void wait();
   void on_readable();
-  void schedule();
+  void schedule(bool urgent);
   void publish();
 
   Options options_;
@@ -67,11 +76,10 @@ class Watcher {
   boost::asio::steady_timer timer_;
   NetModel published_;
   NetModel pending_;
-  bool burst_ = false;
+  Coalescer coalescer_;
   bool resynced_ = false;
   std::size_t burst_events_ = 0;
   std::vector<std::string> burst_rejected_;
-  std::chrono::steady_clock::time_point burst_start_;
   Stats stats_;
   std::vector<std::uint8_t> buffer_;
 };

@@ -32,7 +32,7 @@ std::vector<Interface> interfaces_from(const netwatch::NetModel& m, const netwat
 std::vector<Interface> interfaces_from(const netwatch::NetModel& m, const std::function<bool(const std::string&)>& is_tunnel) {
   return collect(m, [&](const netwatch::Link& l) {
     const auto cls = m.classify(l, netwatch::Classifier{});
-    if (cls != netwatch::Class::loopback && is_tunnel && is_tunnel(l.name)) return netwatch::Class::tunnel;
+    if (cls != InterfaceClass::loopback && is_tunnel && is_tunnel(l.name)) return InterfaceClass::tunnel;
     return cls;
   });
 }

@@ -482,7 +482,7 @@ void Prober::Round::add_jobs(std::size_t si, const std::vector<IpAddress>& addre
     if (plan.bound) {
       for (std::size_t ii = 0; ii < plan.interfaces.size(); ++ii) {
         const auto& itf = plan.interfaces[ii];
-        if (itf.cls == netwatch::Class::loopback) continue;
+        if (itf.cls == InterfaceClass::loopback) continue;
         if (!plan.only.empty() && std::find(plan.only.begin(), plan.only.end(), itf.name) == plan.only.end()) continue;
         for (std::size_t ai = 0; ai < itf.addresses.size(); ++ai) {
           const auto& a = itf.addresses[ai];

@@ -30,8 +30,8 @@ struct Plan {
   bool ipv6 = true;
   bool bound = true;    ///< per-interface probes
   bool routed = true;   ///< the unbound probe that follows the routing table
-  milliseconds timeout{3000};  ///< the whole round, name resolution included
-  milliseconds rto{500};       ///< first retransmission timeout (RFC 8489 §6.2.1)
+  milliseconds timeout = kDefaultProbeTimeout;  ///< the whole round, name resolution included
+  milliseconds rto = kInitialRto;                  ///< first retransmission timeout (RFC 8489 §6.2.1)
   std::string software;        ///< SOFTWARE in requests; empty: none (browsers send none)
   ReportOptions report;
 };

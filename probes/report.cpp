@@ -68,7 +68,7 @@ std::string_view to_string(Verdict v) {
 }
 
 std::string Interface::str() const {
-  std::string s = name + " #" + index.str() + " (" + std::string(netwatch::to_string(cls)) + ")";
+  std::string s = name + " #" + index.str() + " (" + std::string(leakguard::to_string(cls)) + ")";
   for (const auto& a : addresses) s += " " + a.str();
   return s;
 }
@@ -147,7 +147,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   // Tunnel exits: what servers saw through tunnel interfaces.
   for (const auto& p : probes) {
     const auto* x = reflexive_of(p);
-    if (!x || p.routed || p.cls != netwatch::Class::tunnel) continue;
+    if (!x || p.routed || p.cls != InterfaceClass::tunnel) continue;
     auto& v = p.family == Family::v4 ? r.exits4 : r.exits6;
     if (!contains(v, x->mapped.address)) v.push_back(x->mapped.address);
   }
@@ -158,15 +158,15 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
     if (!x) continue;
     Leak l{p.interface, p.routed, p.family, x->mapped, p.server, {}};
     if (!p.routed) {
-      if (p.cls == netwatch::Class::tunnel || p.cls == netwatch::Class::loopback) continue;
-      l.why = "a request from " + p.interface + " (" + std::string(netwatch::to_string(p.cls)) +
+      if (p.cls == InterfaceClass::tunnel || p.cls == InterfaceClass::loopback) continue;
+      l.why = "a request from " + p.interface + " (" + std::string(leakguard::to_string(p.cls)) +
               ") reached the server, which saw " + x->mapped.address.str();
     } else {
       const auto& exits = r.exits(p.family);
       l.interface = p.arrival_interface;
       // A server on this machine: the request never left it.
-      if (p.arrival_class == netwatch::Class::loopback) continue;
-      if (p.arrival_class && *p.arrival_class != netwatch::Class::tunnel) {
+      if (p.arrival_class == InterfaceClass::loopback) continue;
+      if (p.arrival_class && *p.arrival_class != InterfaceClass::tunnel) {
         l.why = "the routed request left outside the tunnel: its answer came in through " + p.arrival_interface;
       } else if (!exits.empty() && !contains(exits, x->mapped.address)) {
         l.why = "the routed request was seen as " + x->mapped.address.str() + ", not as the tunnel exit " + join(exits);
@@ -182,7 +182,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
 
   // Host candidates: what a page enumerates. Browsers leave out loopback and IPv6 link-local.
   for (const auto& itf : interfaces) {
-    if (itf.cls == netwatch::Class::loopback) continue;
+    if (itf.cls == InterfaceClass::loopback) continue;
     for (const auto& a : itf.addresses) {
       if (a.is_loopback() || a.is_multicast() || a.is_unspecified()) continue;
       if (a.family == Family::v6 && a.is_link_local()) continue;
@@ -198,7 +198,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
         if (const auto* x = reflexive_of(p); x && x->mapped.address != a) translated = true;
       }
       // A server that saw another address proves this one is not what the internet knows us by.
-      h.exposed = h.is_public && !translated && itf.cls != netwatch::Class::tunnel;
+      h.exposed = h.is_public && !translated && itf.cls != InterfaceClass::tunnel;
       r.hosts.push_back(h);
     }
   }
@@ -231,7 +231,7 @@ std::string to_text(const Report& r) {
   out += "\nhost candidates (what a page can read):\n";
   if (r.hosts.empty()) out += "  (none)\n";
   for (const auto& h : r.hosts)
-    out += "  " + pad(h.interface, 10) + pad(std::string(netwatch::to_string(h.cls)), 10) + pad(h.address.str(), 28) +
+    out += "  " + pad(h.interface, 10) + pad(std::string(leakguard::to_string(h.cls)), 10) + pad(h.address.str(), 28) +
            (h.exposed ? "public, EXPOSED" : h.is_public ? "public" : "") + "\n";
   out += "\nprobes:\n";
   for (const auto& p : r.probes) {
@@ -269,7 +269,7 @@ nlohmann::json to_json(const Report& r) {
   j["hosts"] = json::array();
   for (const auto& h : r.hosts)
     j["hosts"].push_back({{"interface", h.interface},
-                          {"class", std::string(netwatch::to_string(h.cls))},
+                          {"class", std::string(leakguard::to_string(h.cls))},
                           {"family", std::string(to_string(h.address.family))},
                           {"address", h.address.str()},
                           {"port", h.port},
@@ -279,7 +279,7 @@ nlohmann::json to_json(const Report& r) {
   for (const auto& p : r.probes) {
     json q{{"routed", p.routed},
            {"interface", p.routed ? json(nullptr) : json(p.interface)},
-           {"class", p.routed ? json(nullptr) : json(std::string(netwatch::to_string(p.cls)))},
+           {"class", p.routed ? json(nullptr) : json(std::string(leakguard::to_string(p.cls)))},
            {"family", std::string(to_string(p.family))},
            {"source", p.source ? json(p.source->str()) : json(nullptr)},
            {"local_port", p.local_port},
@@ -329,7 +329,7 @@ nlohmann::json to_json(const Report& r) {
   j["reflexive"] = json::array();
   for (const auto& p : r.probes) {
     const std::string name = p.routed ? "route" : p.interface;
-    json& g = group(name, p.routed ? "route" : std::string(netwatch::to_string(p.cls)));
+    json& g = group(name, p.routed ? "route" : std::string(leakguard::to_string(p.cls)));
     const auto* x = reflexive_of(p);
     const bool leak = x && std::any_of(r.leaks.begin(), r.leaks.end(), [&](const Leak& l) {
       return l.routed == p.routed && l.server == p.server && l.family == p.family && l.reflexive == x->mapped;

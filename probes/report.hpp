@@ -12,7 +12,7 @@
 
 #include "common/ip.hpp"
 #include "common/strong.hpp"
-#include "netwatch/model.hpp"
+#include "common/iface.hpp"
 #include "probes/transaction.hpp"
 
 namespace leakguard::probes {
@@ -21,7 +21,7 @@ namespace leakguard::probes {
 struct Interface {
   std::string name;
   IfIndex index;
-  netwatch::Class cls = netwatch::Class::other;
+  InterfaceClass cls = InterfaceClass::other;
   std::vector<IpAddress> addresses;  ///< usable local addresses (no tentative/failed DAD)
   bool operator==(const Interface&) const = default;
   /// "eth0 #2 (physical) 192.0.2.10 2001:db8:2::10".
@@ -33,7 +33,7 @@ struct ProbeResult {
   bool routed = false;       ///< from an unbound socket that follows the routing table
   std::string interface;     ///< the bound interface ("" when routed)
   IfIndex index;             ///< its index (0 when routed)
-  netwatch::Class cls = netwatch::Class::other;  ///< its class (routed: unused)
+  InterfaceClass cls = InterfaceClass::other;  ///< its class (routed: unused)
   Family family = Family::v4;
   std::optional<IpAddress> source;  ///< bound address; routed: the local address the answer came to
   std::uint16_t local_port = 0;
@@ -42,7 +42,7 @@ struct ProbeResult {
   Transport transport = Transport::udp;
   Outcome outcome = TimedOut{};
   std::string arrival_interface;  ///< UDP: where the answer came in (IP_PKTINFO); TCP: whose address was the source; "" if unknown
-  std::optional<netwatch::Class> arrival_class;
+  std::optional<InterfaceClass> arrival_class;
   std::size_t ignored = 0;        ///< messages received and rejected (wrong source, garbage, other id)
   std::string ignored_reason;     ///< the last such reason
   milliseconds elapsed{0};        ///< from the start of the round to the end of this probe
@@ -58,7 +58,7 @@ std::string_view to_string(Verdict v);
 /// An address a page can read from the local interfaces (an ICE host candidate).
 struct HostCandidate {
   std::string interface;
-  netwatch::Class cls = netwatch::Class::other;
+  InterfaceClass cls = InterfaceClass::other;
   IpAddress address;
   std::uint16_t port = 0;  ///< the port of a probe socket bound to it (9 if none was)
   bool is_public = false;  ///< globally reachable by its range, see is_public()

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/defaults.hpp"
 #include "probes/stun.hpp"
 
 namespace leakguard::probes {
@@ -69,11 +70,14 @@ bool refused_by_firewall(int error);
 
 // ---- the transaction ----------------------------------------------------------------------------
 
+/// The initial retransmission timeout, RTO (RFC 8489 §6.2.1: 500 ms).
+inline constexpr milliseconds kInitialRto{500};
+
 struct TransactionOptions {
-  milliseconds rto{500};      ///< initial retransmission timeout (RFC 8489 §6.2.1: 500 ms)
+  milliseconds rto = kInitialRto;  ///< initial retransmission timeout
   int max_sends = 7;          ///< Rc (RFC 8489 §6.2.1)
   int last_wait_rtos = 16;    ///< Rm: how many RTOs to wait after the last send (RFC 8489 §6.2.1)
-  milliseconds total{3000};   ///< the probing bound: done by then whatever the RFC schedule says
+  milliseconds total = kDefaultProbeTimeout;  ///< the probing bound: done by then whatever the RFC schedule says
   bool reliable = false;      ///< TCP: one send, no retransmissions (RFC 8489 §6.2.2)
   milliseconds reliable_timeout{39500};  ///< Ti (RFC 8489 §6.2.2)
 };

@@ -159,7 +159,7 @@ int main() {
     std::size_t n = 0;
     for (const auto& s : servers) {
       for (const auto& itf : plan.interfaces) {
-        if (itf.cls == netwatch::Class::loopback || itf.addresses.empty()) continue;
+        if (itf.cls == InterfaceClass::loopback || itf.addresses.empty()) continue;
         Plan one = plan;
         one.servers = {s};
         one.only = {itf.name};

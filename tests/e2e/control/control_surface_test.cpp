@@ -100,7 +100,7 @@ TEST_CASE("every method, property and signal through leakguardctl and busctl") {
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
 
   // The monitor saw the signals (TableTampered needs a foreign change the kernel lets through:
-  // with the owner flag it refuses them, see the firewall's guard tests).
+  // with the owner flag it refuses them; table_tamper_test.cpp covers both).
   monitor.stop();
   const std::string seen = read_file(signals);
   CHECK(has(seen, "StateChanged"));

@@ -40,7 +40,8 @@ Rig::Rig(RigOptions o)
     : net(o.lab),
       bus(LEAKGUARD_DBUS_POLICY, kControlGroup),
       dir("/tmp/" + lab::unique_name("rig")),
-      config(dir + "/leakguard.yaml") {
+      config(dir + "/leakguard.yaml"),
+      daemon_args_(o.daemon_args) {
   lab::run({"mkdir", "-p", "-m", "0755", dir});
   std::ofstream(config) << "policy: " << o.policy << "\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
                         << "  interfaces: " << o.tunnel_patterns << "\n"
@@ -57,8 +58,9 @@ Rig::~Rig() {
 void Rig::start() {
   daemon_.reset();
   log_ = dir + "/leakguardd." + std::to_string(++starts_) + ".log";
-  daemon_ = std::make_unique<lab::Process>(
-      net.ns("host"), std::vector<std::string>{LEAKGUARDD, "--config", config, "--control-group", kControlGroup}, log_);
+  std::vector<std::string> argv{LEAKGUARDD, "--config", config, "--control-group", kControlGroup};
+  argv.insert(argv.end(), daemon_args_.begin(), daemon_args_.end());
+  daemon_ = std::make_unique<lab::Process>(net.ns("host"), std::move(argv), log_);
 }
 
 std::string Rig::output() const { return read_file(log_); }

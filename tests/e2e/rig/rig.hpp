@@ -22,6 +22,7 @@ struct RigOptions {
   std::string interval = "60s";
   std::string tunnel_patterns = "[wg*]";
   bool endpoint = true;  ///< configure the lab's WireGuard endpoint (198.51.100.1:51820/udp, fwmark 51820)
+  std::vector<std::string> daemon_args{};  ///< more command-line arguments for leakguardd
 };
 
 class Rig {
@@ -60,6 +61,7 @@ class Rig {
   std::string witness(const std::string& server) const;
 
  private:
+  std::vector<std::string> daemon_args_;
   std::unique_ptr<lab::Process> daemon_;
   std::string log_;
   int starts_ = 0;

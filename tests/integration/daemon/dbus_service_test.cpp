@@ -61,9 +61,9 @@ class FakeControl final : public Control {
   Result<void> set_allow_lan(bool allow, const std::string&) override {
     return record(std::string("allow_lan ") + (allow ? "on" : "off"));
   }
-  Result<void> set_policy(const std::string& p, const std::string&) override {
-    snap.policy = p;
-    return record("policy " + p);
+  Result<void> set_policy(Mode p, const std::string&) override {
+    snap.policy = std::string(to_string(p));
+    return record("policy " + snap.policy);
   }
   Result<void> reload(const std::string&) override { return fail("reload", "line 3: bad"); }
   void probe_now(std::function<void(std::string, std::string)> done) override {

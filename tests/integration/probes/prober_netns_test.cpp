@@ -114,7 +114,7 @@ TEST_CASE("start() never calls back from inside itself, even when every probe fa
   asio::io_context io;
   Plan p;
   // An interface the kernel does not have: binding to it fails before anything is sent.
-  p.interfaces = {{"nosuch0", IfIndex{999}, netwatch::Class::physical, {*IpAddress::parse("198.51.100.77")}}};
+  p.interfaces = {{"nosuch0", IfIndex{999}, InterfaceClass::physical, {*IpAddress::parse("198.51.100.77")}}};
   p.servers = {{"203.0.113.3", 3478, Transport::udp}};
   p.routed = false;
   Prober prober(io);

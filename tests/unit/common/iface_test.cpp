@@ -45,3 +45,10 @@ TEST_CASE("interface names are made printable for logs, JSON and D-Bus") {
   CHECK(leakguard::printable_ifname("a\\b") == "a\\x5cb");           // the escape character itself
   CHECK(leakguard::printable_ifname(std::string_view("a\x01", 2)) == "a\\x01");
 }
+
+TEST_CASE("interface classes by name: one definition for the watcher, the prober and the daemon") {
+  CHECK(to_string(InterfaceClass::loopback) == "loopback");
+  CHECK(to_string(InterfaceClass::tunnel) == "tunnel");
+  CHECK(to_string(InterfaceClass::physical) == "physical");
+  CHECK(to_string(InterfaceClass::other) == "other");
+}

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "daemon/control.hpp"
+#include "firewall/policy.hpp"
 
 using namespace leakguard;
 using namespace leakguard::daemon;
@@ -53,4 +54,20 @@ TEST_CASE("tunnel declarations are checked argument by argument") {
   auto too_many = check_tunnel("wg0", many, 0);
   REQUIRE_FALSE(too_many);
   CHECK(too_many.error().message.find("at most 1024") != std::string::npos);
+}
+
+TEST_CASE("a declaration is limited by the firewall's own endpoint limit, not a second number") {
+  const std::size_t max = firewall::Limits{}.max_endpoints;
+  std::vector<std::string> eps;
+  for (std::size_t i = 0; i < max; ++i) eps.push_back("198.51.100.1:" + std::to_string(1000 + i));
+  auto at_limit = check_tunnel("wg0", eps, 0);
+  REQUIRE(at_limit);
+  // What the daemon accepts, the firewall accepts.
+  firewall::Policy p;
+  p.endpoints = at_limit->endpoints;
+  CHECK(firewall::validate(p));
+  eps.push_back("198.51.100.2:1");
+  auto over = check_tunnel("wg0", eps, 0);
+  REQUIRE_FALSE(over);
+  CHECK(over.error().message.find("at most " + std::to_string(max)) != std::string::npos);
 }

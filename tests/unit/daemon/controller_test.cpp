@@ -1,6 +1,9 @@
 // The Controller with fake ports: what it asks of the firewall and the prober, what it reports,
 // and how it answers the control surface. No root, no network.
 #include <doctest/doctest.h>
+#include <linux/if.h>
+#include <linux/if_arp.h>
+#include <linux/rtnetlink.h>
 
 #include <nlohmann/json.hpp>
 
@@ -8,10 +11,39 @@
 
 using namespace leakguard;
 using namespace leakguard::daemon;
+using namespace std::chrono_literals;
 
 namespace {
+
+// A machine with eth0 (192.0.2.10/24, the default route) and, if `wg0` says so, a tunnel wg0
+// that is up and running, up but not running, or absent.
+enum class Wg { absent, up, down };
+netwatch::NetModel network(Wg wg = Wg::absent, const char* tunnel_name = "wg0") {
+  auto link = [](std::uint32_t index, const char* name, std::uint16_t type, std::uint32_t flags) {
+    netwatch::Link l;
+    l.index = IfIndex{index};
+    l.name = name;
+    l.type = type;
+    l.flags = flags;
+    return l;
+  };
+  netwatch::NetModel m;
+  m.apply(netwatch::Added<netwatch::Link>{link(1, "lo", ARPHRD_LOOPBACK, IFF_UP | IFF_RUNNING | IFF_LOOPBACK)});
+  m.apply(netwatch::Added<netwatch::Link>{link(2, "eth0", ARPHRD_ETHER, IFF_UP | IFF_RUNNING)});
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{2}, *Prefix::parse("192.0.2.10/24"), RT_SCOPE_UNIVERSE, 0}});
+  netwatch::Route def;
+  def.dst = *Prefix::parse("0.0.0.0/0");
+  def.oif = IfIndex{2};
+  m.apply(netwatch::Added<netwatch::Route>{def});
+  if (wg != Wg::absent)
+    m.apply(netwatch::Added<netwatch::Link>{
+        link(3, tunnel_name, ARPHRD_NONE, wg == Wg::up ? IFF_UP | IFF_RUNNING | IFF_POINTOPOINT : IFF_POINTOPOINT)});
+  return m;
+}
+
 struct FakeFirewall : FirewallPort {
   std::vector<std::string> calls;
+  std::vector<Prefix> lan;
   bool fail_next = false;
   Result<void> apply(const Desired& d) override {
     calls.push_back("apply " + d.str());
@@ -22,6 +54,7 @@ struct FakeFirewall : FirewallPort {
     calls.push_back("remove");
     return {};
   }
+  void set_lan(const std::vector<Prefix>& subnets) override { lan = subnets; }
   // Refuses any policy naming this tunnel (stands in for the firewall's own validation).
   std::string refuse_tunnel;
   Result<void> check(const Desired& d) const override {
@@ -58,6 +91,11 @@ struct Recorder : Notifications {
   }
   void leak(const LeakFinding& l) override { lines.push_back("LEAK " + l.interface + " " + l.family + " " + l.reflexive); }
   void probe_completed(const ProbeOutcome& o) override { lines.push_back("probe " + o.verdict_text); }
+  void table_tampered(const std::string& by, const std::string& what, bool restored) override {
+    lines.push_back("tampered by " + by + ": " + what + (restored ? ", restored" : ", NOT restored"));
+  }
+  std::optional<TimePoint> due;  // the probe timer as main.cpp would arm it
+  void probe_due(TimePoint at) override { due = at; }
   void info(const std::string&) override {}
   void error(const std::string& l) override { lines.push_back("error " + l); }
 };
@@ -74,19 +112,29 @@ struct World {
   FakeProbe probe;
   Recorder out;
   Result<config::Config> next_config = base_config();
+  TimePoint now{};  // virtual time
   Controller c;
-  explicit World(config::Config cfg = base_config()) : c(cfg, fw, probe, out, [this] { return next_config; }) {}
+  explicit World(config::Config cfg = base_config())
+      : c(cfg, fw, probe, out, [this] { return next_config; }, [this] { return now; }) {}
+  /// Lets time pass and fires the probe timer if it was armed for then, as main.cpp's would.
+  void advance(std::chrono::milliseconds d) {
+    now += d;
+    if (out.due && *out.due <= now) {
+      out.due.reset();
+      c.probe_timer();
+    }
+  }
 };
 }  // namespace
 
 TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe mean secured") {
   World w;
-  w.c.start();
+  w.c.start(network());
   CHECK(w.fw.calls == std::vector<std::string>{"apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]"});
   CHECK(w.c.machine().state() == State::blocking);
   CHECK(w.probe.started == 1);
   w.probe.finish(ProbeVerdict::ok);
-  w.c.network_changed(true, "wg0", "wg0 up");
+  w.c.network_changed(network(Wg::up), "wg0 added");
   CHECK(w.probe.started == 2);
   w.probe.finish(ProbeVerdict::ok);
   CHECK(w.c.machine().state() == State::secured);
@@ -94,9 +142,23 @@ TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe me
                                                 "state blocking->secured (probe ok: no leak)"});
 }
 
+TEST_CASE("the configuration becomes the firewall's Desired in one place, overrides and declarations on top") {
+  auto cfg = base_config();
+  cfg.policy = Mode::strict;
+  cfg.allow_lan = true;
+  cfg.fwmark = FwMark{51820};
+  const Desired d = desired_from(cfg);
+  CHECK(d.str() == "policy=strict allow_lan=yes tunnels=[wg*] endpoints=[198.51.100.1:51820/udp] fwmark=51820");
+  World w(cfg);
+  CHECK(w.c.desired() == d);  // what --print-ruleset prints is what the daemon installs
+  REQUIRE(w.c.set_policy(Mode::udp, "uid 0"));
+  CHECK(w.c.desired().mode == Mode::udp);
+  CHECK(desired_from(w.c.config()) == d);  // the override is not the configuration
+}
+
 TEST_CASE("a leak is counted, reported with its details, and shown in status") {
   World w;
-  w.c.start();
+  w.c.start(network());
   w.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478"}});
   CHECK(w.c.machine().state() == State::leaking);
   CHECK(w.out.lines[1] == "LEAK eth0 ipv4 203.0.113.2");
@@ -111,7 +173,7 @@ TEST_CASE("a leak is counted, reported with its details, and shown in status") {
 
 TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   World w;
-  w.c.start();
+  w.c.start(network());
   w.probe.finish(ProbeVerdict::ok);
   auto t = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 42);
   REQUIRE(t);
@@ -121,8 +183,7 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   CHECK_FALSE(w.c.is_tunnel("eth0"));
   REQUIRE(w.c.set_tunnel(*t, "uid 0"));  // same declaration: nothing to do
   REQUIRE(w.c.set_allow_lan(true, "uid 0"));
-  REQUIRE(w.c.set_policy("strict", "uid 0"));
-  CHECK_FALSE(w.c.set_policy("loose", "uid 0"));
+  REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));
   REQUIRE(w.c.clear_tunnel("uid 0"));
   CHECK(w.fw.calls == std::vector<std::string>{
                           "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
@@ -134,10 +195,27 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   CHECK(w.c.snapshot().policy == "strict");
 }
 
+TEST_CASE("a foreign change to our table is signalled with who made it, and one not restored means leaking") {
+  World w;
+  w.c.start(network());
+  w.probe.finish(ProbeVerdict::ok);
+  w.out.lines.clear();
+  w.c.table_tampered("nft[4242]", "table deleted (repaired in 300 us)", true);
+  CHECK(w.out.lines == std::vector<std::string>{"tampered by nft[4242]: table deleted (repaired in 300 us), restored"});
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.probe.started == 2);  // and the probe checks again
+  w.probe.finish(ProbeVerdict::ok);
+  w.out.lines.clear();
+  w.c.table_tampered("nft[4243]", "1 rule(s) added to chain output", false);
+  CHECK(w.out.lines == std::vector<std::string>{
+                           "tampered by nft[4243]: 1 rule(s) added to chain output, NOT restored",
+                           "state blocking->leaking (table changed by nft[4243], NOT restored)"});
+}
+
 TEST_CASE("rules that cannot be installed: error state, and the caller hears why") {
   World w;
   w.fw.fail_next = true;
-  w.c.start();
+  w.c.start(network());
   CHECK(w.c.machine().state() == State::error);
   CHECK(w.out.lines[0].starts_with("error cannot install the rules: commit batch: Operation not supported"));
   auto again = w.c.arm("uid 0");  // retry succeeds
@@ -151,7 +229,7 @@ TEST_CASE("rules that cannot be installed: error state, and the caller hears why
 
 TEST_CASE("reload: a broken file is refused and nothing changes, a good one applies") {
   World w;
-  w.c.start();
+  w.c.start(network());
   w.next_config = tl::unexpected(Error{"load config", "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp"});
   auto bad = w.c.reload("SIGHUP");
   REQUIRE_FALSE(bad);
@@ -160,7 +238,7 @@ TEST_CASE("reload: a broken file is refused and nothing changes, a good one appl
   CHECK(w.out.lines.back().find("3:9: policy") != std::string::npos);
 
   auto next = base_config();
-  next.policy = config::Mode::strict;
+  next.policy = Mode::strict;
   w.next_config = next;
   REQUIRE(w.c.reload("SIGHUP"));
   CHECK(w.fw.calls.size() == 2);
@@ -169,11 +247,11 @@ TEST_CASE("reload: a broken file is refused and nothing changes, a good one appl
 
 TEST_CASE("probe triggers during a round coalesce into one more round") {
   World w;
-  w.c.start();
+  w.c.start(network());
   CHECK(w.probe.started == 1);
-  w.c.network_changed(false, "", "address added");
+  w.c.network_changed(network(), "address added");
   w.c.probe_timer();
-  w.c.network_changed(false, "", "route changed");
+  w.c.network_changed(network(), "route changed");
   CHECK(w.probe.started == 1);
   w.probe.finish(ProbeVerdict::ok);
   CHECK(w.probe.started == 2);
@@ -184,7 +262,7 @@ TEST_CASE("probe triggers during a round coalesce into one more round") {
 
 TEST_CASE("ProbeNow is answered by a round that started after the call") {
   World w;
-  w.c.start();  // round 1 running
+  w.c.start(network());  // round 1 running
   std::string got;
   w.c.probe_now([&](std::string v, std::string) { got = v; });
   w.probe.finish(ProbeVerdict::leak);  // round 1 ends: not ours
@@ -202,7 +280,7 @@ TEST_CASE("ProbeNow is answered by a round that started after the call") {
 TEST_CASE("stop keeps the block by default, removes it when configured, and disarmed means nothing to do") {
   {
     World w;
-    w.c.start();
+    w.c.start(network());
     CHECK(w.c.stop() == "stopping; the block stays in place (on_stop: keep)");
     CHECK(w.fw.calls.size() == 1);
   }
@@ -210,7 +288,7 @@ TEST_CASE("stop keeps the block by default, removes it when configured, and disa
     auto cfg = base_config();
     cfg.on_stop = config::OnStop::remove;
     World w(cfg);
-    w.c.start();
+    w.c.start(network());
     CHECK(w.c.stop() == "stopping; rules removed (on_stop: remove)");
     CHECK(w.fw.calls.back() == "remove");
   }
@@ -218,7 +296,7 @@ TEST_CASE("stop keeps the block by default, removes it when configured, and disa
     auto cfg = base_config();
     cfg.armed = false;
     World w(cfg);
-    w.c.start();
+    w.c.start(network());
     CHECK(w.fw.calls.empty());
     CHECK(w.probe.started == 1);  // disarmed still probes: a leak is a leak
     CHECK(w.c.stop() == "stopping (disarmed, no rules to keep)");
@@ -227,9 +305,9 @@ TEST_CASE("stop keeps the block by default, removes it when configured, and disa
 
 TEST_CASE("a change the firewall would refuse is rolled back: rules, state and declaration stay") {
   World w;
-  w.c.start();
+  w.c.start(network());
   w.probe.finish(ProbeVerdict::ok);
-  w.c.network_changed(true, "wg0", "wg0 up");
+  w.c.network_changed(network(Wg::up), "wg0 added");
   w.probe.finish(ProbeVerdict::ok);
   REQUIRE(w.c.machine().state() == State::secured);
   const auto calls = w.fw.calls;
@@ -250,4 +328,100 @@ TEST_CASE("a change the firewall would refuse is rolled back: rules, state and d
   CHECK_FALSE(w.c.reload("test"));
   CHECK(w.c.config() == base_config());
   CHECK(w.fw.calls == calls);
+}
+
+TEST_CASE("the controller decides from the network model whether a tunnel is up, and what the LAN is") {
+  World w;
+  w.c.start(network(Wg::up));
+  CHECK(w.c.machine().tunnel_up());
+  CHECK(w.fw.lan == std::vector<Prefix>{*Prefix::parse("192.0.2.0/24")});  // eth0's subnet, known at start
+  w.probe.finish(ProbeVerdict::ok);  // round 1 (armed) ends; round 2 (tunnel up) starts
+  w.probe.finish(ProbeVerdict::ok);
+  REQUIRE(w.c.machine().state() == State::secured);
+  // Up but not running (wg-quick down halfway) is not up: blocking at once, no rule change.
+  const auto applied = w.fw.calls.size();
+  w.c.network_changed(network(Wg::down), "wg0 down");
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.out.lines.back() == "state secured->blocking (tunnel down: no tunnel interface up)");
+  CHECK(w.fw.calls.size() == applied);
+  w.probe.finish(ProbeVerdict::ok);
+
+  // An interface no pattern names is no tunnel, until a VPN client declares it: then it is up at
+  // once, without waiting for the network's next change.
+  w.c.network_changed(network(Wg::up, "tun7"), "tun7 added");
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK_FALSE(w.c.machine().tunnel_up());
+  auto t = check_tunnel("tun7", {"198.51.100.7:1194"}, 0);
+  REQUIRE(t);
+  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  CHECK(w.c.machine().tunnel_up());
+  CHECK(nlohmann::json::parse(w.c.status_json())["network"]["links"].size() == 3);  // GetStatus shows the network
+  REQUIRE(w.c.clear_tunnel("uid 0"));
+  CHECK_FALSE(w.c.machine().tunnel_up());
+}
+
+TEST_CASE("the probe schedule on virtual time: interval, network-change rounds, ProbeNow, reload") {
+  auto cfg = base_config();
+  cfg.probe.interval = 1h;
+  World w(cfg);
+  w.c.start(network());  // round 1: armed
+  CHECK_FALSE(w.c.next_probe_due());  // a round is running: its end decides
+  w.advance(2s);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.c.next_probe_due() == w.now + 1h);
+  CHECK(w.out.due == w.now + 1h);
+
+  // The interval: nothing before it, a round when it has passed.
+  w.advance(59min);
+  CHECK(w.probe.started == 1);
+  w.advance(1min);
+  CHECK(w.probe.started == 2);
+  w.probe.finish(ProbeVerdict::ok);
+
+  // A round for a network change counts as a round: the next scheduled one is an interval after it.
+  w.advance(30min);
+  w.c.network_changed(network(), "address added");
+  CHECK(w.probe.started == 3);
+  w.advance(1s);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.out.due == w.now + 1h);
+  w.advance(31min);  // a fixed period would have probed here
+  CHECK(w.probe.started == 3);
+
+  // ProbeNow too.
+  std::string verdict;
+  w.c.probe_now([&](std::string v, std::string) { verdict = v; });
+  CHECK(w.probe.started == 4);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(verdict == "ok");
+  CHECK(w.out.due == w.now + 1h);
+
+  // A reload from 1h to 10s takes effect at once: due 10 s after the last round, not in an hour.
+  w.advance(5s);
+  auto fast = base_config();
+  fast.probe.interval = 10s;
+  w.next_config = fast;
+  REQUIRE(w.c.reload("SIGHUP"));
+  CHECK(w.out.due == w.now + 5s);
+  w.advance(5s);
+  CHECK(w.probe.started == 5);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.out.due == w.now + 10s);
+
+  // Back to 1h, then 20 s later to 10 s: overdue, so the round runs at once.
+  w.next_config = cfg;
+  REQUIRE(w.c.reload("SIGHUP"));
+  CHECK(w.out.due == w.now + 1h);
+  w.advance(20s);
+  CHECK(w.probe.started == 5);
+  w.next_config = fast;
+  REQUIRE(w.c.reload("SIGHUP"));
+  CHECK(w.probe.started == 6);
+  CHECK_FALSE(w.c.next_probe_due());
+
+  // A timer that fires early (armed for a time since moved later) starts nothing.
+  w.probe.finish(ProbeVerdict::ok);
+  w.c.probe_timer();
+  CHECK(w.probe.started == 6);
+  CHECK(w.out.due == w.now + 10s);
 }

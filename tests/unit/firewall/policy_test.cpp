@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <type_traits>
 
 #include "firewall/policy.hpp"
 
@@ -124,4 +125,10 @@ TEST_CASE("too many tunnels or LAN subnets are refused") {
   p = good();
   p.lan_subnets.push_back(*Prefix::parse("10.1.0.0/16"));
   expect_refused(p, "lan_subnets: 3 subnets", limits);
+}
+
+TEST_CASE("the policy mode is common/'s one definition, under its firewall names too") {
+  static_assert(std::is_same_v<firewall::Mode, leakguard::Mode>);
+  CHECK(firewall::to_string(firewall::Mode::strict) == "strict");
+  CHECK(firewall::to_string(firewall::Mode::udp) == "udp");
 }

@@ -99,16 +99,16 @@ const Classifier kWg{{*IfnamePattern::parse("wg*")}};
 
 TEST_CASE("classification: loopback, tunnel by name only, physical uplink, other") {
   auto m = host();
-  CHECK(m.classify(*m.link("lo"), kWg) == Class::loopback);
-  CHECK(m.classify(*m.link("wg0"), kWg) == Class::tunnel);
-  CHECK(m.classify(*m.link("eth0"), kWg) == Class::physical);  // a veth, but it carries the default route
-  CHECK(m.classify(*m.link("docker0"), kWg) == Class::other);
+  CHECK(m.classify(*m.link("lo"), kWg) == InterfaceClass::loopback);
+  CHECK(m.classify(*m.link("wg0"), kWg) == InterfaceClass::tunnel);
+  CHECK(m.classify(*m.link("eth0"), kWg) == InterfaceClass::physical);  // a veth, but it carries the default route
+  CHECK(m.classify(*m.link("docker0"), kWg) == InterfaceClass::other);
   // Without a pattern, a wireguard-go tun is never guessed to be a tunnel: it carries a default
   // route, so it counts as an uplink that is firewalled (the safe side).
-  CHECK(m.classify(*m.link("wg0"), Classifier{}) == Class::physical);
+  CHECK(m.classify(*m.link("wg0"), Classifier{}) == InterfaceClass::physical);
   // Real hardware (Ethernet, no kind) is physical even without a route.
   m.apply(Added<Link>{link(9, "enp3s0", "", ARPHRD_ETHER, 0)});
-  CHECK(m.classify(*m.link("enp3s0"), kWg) == Class::physical);
+  CHECK(m.classify(*m.link("enp3s0"), kWg) == InterfaceClass::physical);
 }
 
 TEST_CASE("egress follows wg-quick's rules: unmarked traffic into the tunnel, marked traffic out of eth0") {
@@ -157,6 +157,29 @@ TEST_CASE("events are idempotent: an add seen twice, a delete of something unkno
   // A route replaced (same key, new gateway) is one route, not two.
   m.apply(Added<Route>{default_route(Family::v4, 2, 254, 100, "192.0.2.254"), true});
   CHECK(m.default_routes(Family::v4).size() == 2);
+}
+
+TEST_CASE("link_lost names a link that goes down or away, and nothing else") {
+  const NetModel m = host();
+  const Link wg = *m.link("wg0");
+  Link down = wg;
+  down.flags &= ~static_cast<std::uint32_t>(IFF_UP);
+  Link no_carrier = wg;
+  no_carrier.flags &= ~static_cast<std::uint32_t>(IFF_RUNNING);
+  no_carrier.operstate = 2;  // IF_OPER_DOWN
+  CHECK(link_lost(m, Added<Link>{down}) == "wg0");
+  CHECK(link_lost(m, Added<Link>{no_carrier}) == "wg0");
+  CHECK(link_lost(m, Removed<Link>{wg}) == "wg0");
+  CHECK(link_lost(m, Added<Link>{wg}).empty());  // unchanged: still up
+  Link mtu = wg;
+  mtu.mtu = 1420;
+  CHECK(link_lost(m, Added<Link>{mtu}).empty());
+  CHECK(link_lost(host(false), Removed<Link>{wg}).empty());         // not there before
+  NetModel was_down = m;
+  was_down.apply(Added<Link>{down});
+  CHECK(link_lost(was_down, Removed<Link>{wg}).empty());            // already down: nothing lost now
+  CHECK(link_lost(m, Removed<Address>{addr(3, "100.64.0.2/24")}).empty());
+  CHECK(link_lost(m, Removed<Route>{default_route(Family::v4, 3, 51820, 0)}).empty());
 }
 
 TEST_CASE("diff names what changed, once") {

@@ -51,12 +51,12 @@ TEST_CASE("interfaces_from: up links only, classified, without addresses that ca
 TEST_CASE("interfaces_from with the daemon's predicate: declared tunnels, never loopback") {
   auto list = interfaces_from(model(), [](const std::string& name) { return name == "wg0" || name == "lo"; });
   REQUIRE(list.size() == 4);
-  CHECK(list[0].cls == netwatch::Class::loopback);
-  CHECK(list[1].cls == netwatch::Class::physical);
-  CHECK(list[2].cls == netwatch::Class::tunnel);
-  CHECK(list[3].cls == netwatch::Class::other);
+  CHECK(list[0].cls == InterfaceClass::loopback);
+  CHECK(list[1].cls == InterfaceClass::physical);
+  CHECK(list[2].cls == InterfaceClass::tunnel);
+  CHECK(list[3].cls == InterfaceClass::other);
   auto none = interfaces_from(model(), std::function<bool(const std::string&)>{});
-  CHECK(none[2].cls == netwatch::Class::other);  // a TUN device nobody called a tunnel
+  CHECK(none[2].cls == InterfaceClass::other);  // a TUN device nobody called a tunnel
 }
 
 TEST_CASE("plan_for takes servers, families and timeout from the configuration") {
@@ -72,4 +72,18 @@ TEST_CASE("plan_for takes servers, families and timeout from the configuration")
   CHECK(plan.interfaces.size() == 4);
   CHECK(plan.bound);
   CHECK(plan.routed);
+}
+
+TEST_CASE("one default each: the prober's timing when nothing is configured is the configuration's") {
+  const Plan plan;
+  const TransactionOptions tx;
+  const config::Probe configured = config::defaults().probe;
+  CHECK(configured.interval == kDefaultProbeInterval);
+  CHECK(configured.timeout == kDefaultProbeTimeout);
+  CHECK(plan.timeout == configured.timeout);
+  CHECK(tx.total == configured.timeout);
+  CHECK(plan.rto == kInitialRto);
+  CHECK(tx.rto == kInitialRto);
+  CHECK(kInitialRto == std::chrono::milliseconds(500));  // RFC 8489 §6.2.1
+  CHECK(plan_for(configured, {}).rto == tx.rto);
 }

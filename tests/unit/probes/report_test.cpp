@@ -10,7 +10,7 @@
 using namespace leakguard;
 using namespace leakguard::probes;
 using namespace std::chrono_literals;
-using netwatch::Class;
+using Class = InterfaceClass;
 
 namespace {
 

@@ -1,0 +1,13 @@
+#pragma once
+// Defaults that more than one library needs, defined once: the configuration's defaults
+// (config/) are the prober's (probes/) when nothing is configured.
+#include <chrono>
+
+namespace leakguard {
+
+/// Between scheduled probe rounds (probe.interval).
+inline constexpr std::chrono::milliseconds kDefaultProbeInterval = std::chrono::seconds(60);
+/// One probe round at most, name resolution included (probe.timeout).
+inline constexpr std::chrono::milliseconds kDefaultProbeTimeout = std::chrono::seconds(3);
+
+}  // namespace leakguard
