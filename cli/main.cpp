@@ -10,10 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "cli/control_client.hpp"
-#if LEAKGUARD_HAVE_CANDIDATES
 #include "cli/candidates.hpp"
-#endif
+#include "cli/control_client.hpp"
 
 namespace cli = leakguard::cli;
 
@@ -85,9 +83,7 @@ int main(int argc, char** argv) {
   monitor->add_flag("--json", json, "One JSON object per line");
   monitor->callback([&] { exit_code = cli::monitor(json, style()); });
 
-#if LEAKGUARD_HAVE_CANDIDATES
   cli::add_candidates_command(app, exit_code);
-#endif
 
   try {
     app.parse(argc, argv);

@@ -122,13 +122,11 @@ TEST_CASE("STUN routed outside the tunnel, no firewall: eth0 yields the ISP addr
     CHECK(cli(lab, {"--stun", kStun4, "--timeout", "soon"}) == 2);
     CHECK(cli(lab, {"--bogus-option"}) == 2);
   }
-#ifdef LEAKGUARDCTL
   SUBCASE("the same through leakguardctl itself") {
     CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--json"}, LEAKGUARDCTL) == 1);
     CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--interface", "wg0", "--no-route"}, LEAKGUARDCTL) == 0);
     CHECK(cli(lab, {"--stun", "nonsense"}, LEAKGUARDCTL) == 2);
   }
-#endif
 }
 
 TEST_CASE("IPv6 not tunnelled: the host's own IPv6 comes back through eth0 and is a leak, IPv4 leaves by the tunnel") {
