@@ -28,6 +28,9 @@ int finish(const cli::Outcome& o) {
 int main(int argc, char** argv) {
   CLI::App app{"leakguardctl: query and steer leakguardd, the VPN kill switch that proves itself"};
   app.require_subcommand(1);
+  // Global flags work where people type them, before or after the command: every subcommand
+  // (added below, which inherits this) hands the options it does not know to its parent.
+  app.fallthrough();
   app.set_version_flag("--version", std::string("leakguardctl ") + LEAKGUARD_VERSION);
   bool no_color = false;
   app.add_flag("--no-color", no_color, "Plain output even on a terminal");
