@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "netwatch/watcher.hpp"
 #include "tests/lab/lab.hpp"
@@ -105,6 +106,8 @@ Facts from_model(const NetModel& m) {
 // A namespace with an uplink (veth pair, both ends inside), addresses of both families, default
 // routes, a policy-routing table and rules, the way wg-quick leaves a host.
 void populate(const lab::Netns& ns) {
+  // No duplicate address detection: addresses are final as soon as they are added.
+  sh(ns, {"sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"});
   sh(ns, {"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "gw0"});
   sh(ns, {"ip", "link", "set", "eth0", "up"});
   sh(ns, {"ip", "link", "set", "gw0", "up"});
@@ -115,6 +118,16 @@ void populate(const lab::Netns& ns) {
   sh(ns, {"ip", "route", "add", "default", "dev", "gw0", "table", "51820"});
   sh(ns, {"ip", "rule", "add", "not", "fwmark", "51820", "table", "51820"});
   sh(ns, {"ip", "rule", "add", "table", "main", "suppress_prefixlength", "0"});
+  // The kernel gives eth0 and gw0 their IPv6 link-local addresses (and routes) once it has seen
+  // their carrier come up, which it does later, on its own (linkwatch). Wait for both, with a
+  // deadline, so that no test sees them arrive in the middle of what it watches.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  for (;;) {
+    const auto r = ns.run({"ip", "-6", "-o", "addr", "show", "scope", "link"});
+    if (r.out.find(" eth0 ") != std::string::npos && r.out.find(" gw0 ") != std::string::npos) break;
+    REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "no IPv6 link-local addresses yet:\n" << r.out);
+    std::this_thread::sleep_for(20ms);  // the poll interval of a wait with a deadline
+  }
 }
 
 const Classifier kWg{{*IfnamePattern::parse("wg*")}};
