@@ -63,7 +63,44 @@ std::string text(const nlohmann::json& j, const char* key, const std::string& fa
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
 }
 
+std::string joined(const nlohmann::json& list, const std::string& none) {
+  std::string s;
+  if (list.is_array())
+    for (const auto& x : list)
+      if (x.is_string()) s += (s.empty() ? "" : ", ") + x.get<std::string>();
+  return s.empty() ? none : s;
+}
+
+// The reflexive entry of a probe report that belongs to one result line: same address, server and
+// family, from the same interface ("route" lists its entries as "route via IF").
+const nlohmann::json* reflexive_entry(const nlohmann::json& report, const std::string& group, const nlohmann::json& res) {
+  if (!report.contains("reflexive") || !report["reflexive"].is_array()) return nullptr;
+  for (const auto& x : report["reflexive"]) {
+    const std::string itf = text(x, "interface");
+    if (text(x, "address") == text(res, "reflexive") && text(x, "server") == text(res, "server") &&
+        text(x, "family") == text(res, "family") && (itf == group || (group == "route" && itf.starts_with("route"))))
+      return &x;
+  }
+  return nullptr;
+}
+
 }  // namespace
+
+std::string reason_text(const std::string& reason, bool brief) {
+  std::string r = reason;
+  if (!r.starts_with("probe ")) return r;
+  // "probe ok: ok; ..." / "probe leak: leak: ADDR seen by ...": the probe's summary opens with
+  // the verdict the state machine has just named.
+  const auto colon = r.find(": ", 6);
+  if (colon != std::string::npos) {
+    const std::string verdict = r.substr(6, colon - 6);
+    const std::string rest = r.substr(colon + 2);
+    if (rest.starts_with(verdict) && (rest.size() == verdict.size() || rest[verdict.size()] == ':' || rest[verdict.size()] == ';'))
+      r = "probe " + verdict + rest.substr(verdict.size());
+  }
+  // The rest ("; tunnel exit ...; 6 probes ... in 2 ms") has lines of its own in the status.
+  return brief ? r.substr(0, r.find(';')) : r;
+}
 
 std::string Style::bold(const std::string& s) const { return sgr(color, "1", s); }
 std::string Style::good(const std::string& s) const { return sgr(color, "1;32", s); }
@@ -90,23 +127,30 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
   std::string out;
   const std::string verdict = text(r, "verdict");
   out += "verdict: " + (verdict == "ok" ? st.good(verdict) : verdict == "-" ? verdict : st.bad(verdict)) + "\n";
-  if (r.contains("interfaces") && r["interfaces"].is_array()) {
-    for (const auto& i : r["interfaces"]) {
-      out += "  " + st.bold(text(i, "name")) + " (" + text(i, "class") + ")";
-      if (i.contains("verdict")) out += ": " + text(i, "verdict");
+  if (!r.contains("interfaces") || !r["interfaces"].is_array()) return out;
+  // One block per interface, one line per probe. The probe that follows the routing table has no
+  // interface of its own: it is named for what it is, and says where its answer came in.
+  for (const auto& i : r["interfaces"]) {
+    const std::string name = text(i, "name");
+    out += "  " + (name == "route" ? st.bold("as routed") + " (no interface bound)" : st.bold(name) + " (" + text(i, "class") + ")");
+    if (i.contains("verdict")) out += ": " + text(i, "verdict");
+    out += "\n";
+    if (!i.contains("results") || !i["results"].is_array()) continue;
+    for (const auto& res : i["results"]) {
+      out += "    " + text(res, "family") + " " + text(res, "server") + ": ";
+      if (res.contains("reflexive") && !res["reflexive"].is_null()) {
+        const auto* x = reflexive_entry(r, name, res);
+        const bool leak = x && x->value("leak", false);
+        out += "reflexive " + (leak ? st.bad(text(res, "reflexive")) : text(res, "reflexive"));
+        if (x && name == "route" && text(*x, "interface").starts_with("route via "))
+          out += ", came in through " + text(*x, "interface").substr(10);
+        if (leak) out += "  " + st.bad("<- LEAK");
+      } else {
+        out += text(res, "detail", text(res, "outcome"));
+      }
       out += "\n";
-      if (i.contains("results") && i["results"].is_array())
-        for (const auto& res : i["results"]) {
-          out += "    " + text(res, "family") + " " + text(res, "server") + ": " + text(res, "outcome");
-          if (res.contains("reflexive") && !res["reflexive"].is_null()) out += " " + st.bad(text(res, "reflexive"));
-          out += "\n";
-        }
     }
   }
-  if (r.contains("reflexive") && r["reflexive"].is_array())
-    for (const auto& x : r["reflexive"])
-      out += "  reflexive " + text(x, "address") + " via " + text(x, "interface") + " (" + text(x, "family") +
-             ", server " + text(x, "server") + ")\n";
   return out;
 }
 
@@ -114,19 +158,19 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   std::string out;
   const std::string state = text(s, "state");
   out += st.bold("leakguard") + ": " + state_word(state, st);
-  if (s.contains("reason")) out += st.dim("  (" + text(s, "reason") + ")");
+  if (s.contains("reason") && s["reason"].is_string()) out += st.dim("  (" + reason_text(text(s, "reason"), true) + ")");
   out += "\n";
   out += "  armed:     " + std::string(s.value("armed", false) ? "yes" : "no") + "\n";
   out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "") + "\n";
-  std::string tunnel = "-";
-  if (s.contains("tunnel")) {
+  // Up or down first; then which interfaces count as the tunnel: by the configuration's names,
+  // and the one a VPN client declared.
+  std::string tunnel = s.value("tunnel_up", false) ? "up" : "down";
+  if (s.contains("tunnel") && s["tunnel"].is_object()) {
     const auto& t = s["tunnel"];
-    std::string patterns;
-    if (t.contains("patterns"))
-      for (const auto& p : t["patterns"]) patterns += (patterns.empty() ? "" : ", ") + p.get<std::string>();
-    tunnel = text(t, "declared", "none declared") + " (patterns: " + (patterns.empty() ? "none" : patterns) + ")";
+    tunnel += " (configured: " + joined(t.value("patterns", nlohmann::json::array()), "none") +
+              "; declared: " + text(t, "declared", "none") + ")";
   }
-  out += "  tunnel:    " + tunnel + (s.value("tunnel_up", false) ? ", up" : ", down") + "\n";
+  out += "  tunnel:    " + tunnel + "\n";
   // The tunnel's exit address: what the last probe's STUN server saw through the tunnel.
   if (s.contains("last_probe") && s["last_probe"].is_object() && s["last_probe"].contains("tunnel_exits")) {
     std::string exits;
@@ -135,10 +179,7 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
         if (a.is_string()) exits += (exits.empty() ? "" : ", ") + a.get<std::string>();
     if (!exits.empty()) out += "  exit:      " + exits + "\n";
   }
-  std::string eps;
-  if (s.contains("endpoints"))
-    for (const auto& e : s["endpoints"]) eps += (eps.empty() ? "" : ", ") + e.get<std::string>();
-  out += "  endpoints: " + (eps.empty() ? std::string("none") : eps) + "\n";
+  out += "  endpoints: " + joined(s.value("endpoints", nlohmann::json::array()), "none") + "\n";
   if (s.contains("fwmark") && !s["fwmark"].is_null()) out += "  fwmark:    " + text(s, "fwmark") + "\n";
   if (s.contains("firewall") && s["firewall"].is_object()) {
     const auto& fw = s["firewall"];
@@ -147,7 +188,8 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     else if (fw.value("owner", false)) out += ", owned (the kernel refuses others' changes), guarded";
     else out += ", guarded (" + text(fw, "ownership", "no owner flag") + ")";
     out += "\n";
-    if (fw.contains("blocked") && fw["blocked"].is_string()) out += "  blocked:   " + fw["blocked"].get<std::string>() + "\n";
+    // The firewall's summary is a sentence of its own ("blocked 8 UDP packets ..."; "nothing blocked").
+    if (fw.contains("blocked") && fw["blocked"].is_string()) out += "  counters:  " + fw["blocked"].get<std::string>() + "\n";
     if (fw.contains("error") && fw["error"].is_string()) out += "  " + st.warn("firewall: " + fw["error"].get<std::string>()) + "\n";
   }
   if (s.contains("rules_error") && !s["rules_error"].is_null()) out += "  " + st.bad("rules: " + text(s, "rules_error")) + "\n";
@@ -180,14 +222,32 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
 
 std::string render_signal(const std::string& name, const std::vector<std::string>& a, const Style& st) {
   auto arg = [&](std::size_t i) { return i < a.size() ? a[i] : std::string("?"); };
-  if (name == "StateChanged") return "state " + arg(0) + " -> " + state_word(arg(1), st) + ": " + arg(2);
-  if (name == "LeakDetected")
-    return st.bad("LEAK") + " via " + arg(0) + " (" + arg(1) + "): reflexive address " + st.bad(arg(2)) + " from " + arg(3);
+  if (name == "StateChanged") return "state " + arg(0) + " -> " + state_word(arg(1), st) + ": " + reason_text(arg(2), false);
+  if (name == "LeakDetected") {
+    // The daemon names the probe that follows the routing table "routed via IF".
+    const std::string via = arg(0).starts_with("routed via ") ? arg(0).substr(11) + " (" + arg(1) + ", routed)"
+                                                               : arg(0) + " (" + arg(1) + ")";
+    return st.bad("LEAK") + " via " + via + ": " + st.bad(arg(2)) + " seen by " + arg(3);
+  }
   if (name == "ProbeCompleted") return "probe: " + (arg(0) == "ok" ? st.good(arg(0)) : st.bad(arg(0)));
   if (name == "TableTampered") return st.warn("table changed") + " by " + arg(0);
   std::string s = name;
   for (const auto& x : a) s += " " + x;
   return s;
+}
+
+std::string tunnel_declared(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark) {
+  std::string s = "tunnel " + interface + " declared";
+  if (endpoints.empty()) s += ", no endpoint";
+  else s += std::string(endpoints.size() == 1 ? ", endpoint " : ", endpoints ") + joined(endpoints, "");
+  if (fwmark != 0) s += ", fwmark " + std::to_string(fwmark);
+  return s + "\n";
+}
+
+std::string policy_set(const std::string& policy) {
+  if (policy == "strict") return "policy strict: all IP outside the tunnel is blocked\n";
+  if (policy == "udp") return "policy udp: UDP outside the tunnel is blocked\n";
+  return "policy " + policy + "\n";
 }
 
 Outcome status(bool json, const Style& st) {
@@ -213,7 +273,7 @@ Outcome probe(bool json, const Style& st) {
 Outcome arm() {
   return with_daemon([](Proxy& p) -> Outcome {
     p.Arm();
-    return {kOk, "armed\n", ""};
+    return {kOk, "armed: the kill switch is on\n", ""};
   });
 }
 
@@ -227,7 +287,7 @@ Outcome disarm() {
 Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark) {
   return with_daemon([&](Proxy& p) -> Outcome {
     p.SetTunnel(interface, endpoints, fwmark);
-    return {kOk, "tunnel " + interface + " declared with " + std::to_string(endpoints.size()) + " endpoint(s)\n", ""};
+    return {kOk, tunnel_declared(interface, endpoints, fwmark), ""};
   });
 }
 
@@ -252,7 +312,7 @@ Outcome allow_lan(bool on) {
 Outcome policy(const std::string& pol) {
   return with_daemon([&](Proxy& p) -> Outcome {
     p.SetPolicy(pol);
-    return {kOk, "policy " + pol + "\n", ""};
+    return {kOk, policy_set(pol), ""};
   });
 }
 

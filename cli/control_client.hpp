@@ -36,6 +36,12 @@ std::string render_status(const nlohmann::json& status, const Style& st);
 std::string render_probe(const nlohmann::json& report, const Style& st);
 /// One signal, as `leakguardctl monitor` prints it.
 std::string render_signal(const std::string& name, const std::vector<std::string>& args, const Style& st);
+/// The daemon's reason for its state, without the probe verdict said twice; `brief`: only its
+/// first part (what the status header shows).
+std::string reason_text(const std::string& reason, bool brief);
+/// What `tunnel set` and `policy` print once the daemon took the change.
+std::string tunnel_declared(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark);
+std::string policy_set(const std::string& policy);
 
 /// The result of one call: exit status and what to print (stdout), or an error line (stderr).
 struct Outcome {

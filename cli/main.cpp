@@ -10,11 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "cli/candidates.hpp"
 #include "cli/control_client.hpp"
 #include "common/mode.hpp"
-#if LEAKGUARD_HAVE_CANDIDATES
-#include "cli/candidates.hpp"
-#endif
 
 namespace cli = leakguard::cli;
 
@@ -31,6 +29,9 @@ int finish(const cli::Outcome& o) {
 int main(int argc, char** argv) {
   CLI::App app{"leakguardctl: query and steer leakguardd, the VPN kill switch that proves itself"};
   app.require_subcommand(1);
+  // Global flags work where people type them, before or after the command: every subcommand
+  // (added below, which inherits this) hands the options it does not know to its parent.
+  app.fallthrough();
   app.set_version_flag("--version", std::string("leakguardctl ") + LEAKGUARD_VERSION);
   bool no_color = false;
   app.add_flag("--no-color", no_color, "Plain output even on a terminal");
@@ -88,9 +89,7 @@ int main(int argc, char** argv) {
   monitor->add_flag("--json", json, "One JSON object per line");
   monitor->callback([&] { exit_code = cli::monitor(json, style()); });
 
-#if LEAKGUARD_HAVE_CANDIDATES
   cli::add_candidates_command(app, exit_code);
-#endif
 
   try {
     app.parse(argc, argv);

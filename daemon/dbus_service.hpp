@@ -57,7 +57,7 @@ class DbusService {
   void arm_wait();
   void process();
 
-  boost::asio::io_context& io_;
+  [[maybe_unused]] boost::asio::io_context& io_;  // never read: fd_ and the timers hold the io_context
   Control& control_;
   Options options_;
   LogFn log_;

@@ -7,6 +7,8 @@ packages=(
   build-essential cmake pkg-config
   libnftnl-dev libmnl-dev libboost-dev libyaml-cpp-dev libsdbus-c++-dev libsdbus-c++-bin
   libsystemd-dev libexpected-dev libcli11-dev nlohmann-json3-dev libfmt-dev doctest-dev
+  libssl-dev  # HMAC-SHA1 for the RFC 5769 MESSAGE-INTEGRITY vectors (a test only)
+  clang       # CI also builds everything with clang (scripts/test.sh), the fuzzers need it too
   # run and test: firewall, lab, VPN, STUN server, bus, browser
   nftables iproute2 procps util-linux iputils-ping jq iperf3
   wireguard-go wireguard-tools coturn dbus-daemon

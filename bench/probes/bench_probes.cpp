@@ -5,6 +5,7 @@
 //   answered:   round time with immediate answers, and with answers delayed by 20 ms (a stand-in
 //               for a round trip: no netem here), compared with the same 30 transactions one at a time
 //   unanswered: round time when the servers stay silent, for two timeouts
+//   cancelled:  how soon a round cancelled mid-way has nothing left waiting on its io_context
 // Printed, never asserted. Documentation addresses only, all inside the bench's namespaces.
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -189,6 +190,26 @@ int main() {
                 static_cast<long long>(timeout.count()), took, count(rep, "timeout"));
     leakguard::bench::result("probe round, silent servers, timeout " + std::to_string(timeout.count()) + " ms",
                              leakguard::bench::ms(took));
+  }
+
+  // Cancelling a round mid-way: how soon nothing of it is left waiting (on an io_context of its
+  // own, so that the responders' sockets do not count). The servers stay silent.
+  {
+    plan.timeout = milliseconds(30000);
+    asio::io_context own;
+    Prober prober(own);
+    prober.start(plan, [](Report) {});
+    own.run_for(milliseconds(100));  // the first requests go out
+    const auto start = steady_clock::now();
+    prober.cancel();
+    own.run_for(seconds(10));  // returns early once no socket or timer of the round is left
+    const double took = ms_since(start);
+    if (!own.stopped()) {
+      std::fprintf(stderr, "bench_probes: a cancelled round left work behind\n");
+      return 1;
+    }
+    std::printf("cancelled 100 ms into a round (timeout 30 s): nothing left waiting %.2f ms after cancel()\n", took);
+    leakguard::bench::result("probe round cancelled: nothing left waiting after", leakguard::bench::ms(took));
   }
   return 0;
 }

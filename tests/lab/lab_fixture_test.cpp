@@ -16,7 +16,7 @@ bool netns_exists(const std::string& name) {
 }
 ino_t current_netns() {
   struct stat st {};
-  stat("/proc/thread-self/ns/net", &st);
+  REQUIRE(stat("/proc/thread-self/ns/net", &st) == 0);
   return st.st_ino;
 }
 }  // namespace

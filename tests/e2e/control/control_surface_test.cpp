@@ -202,6 +202,10 @@ TEST_CASE("bad D-Bus input gets an error reply and changes nothing") {
   CHECK(after["endpoints"] == before["endpoints"]);
   CHECK(after["policy"] == before["policy"]);
   CHECK(rig.table() == table);
+  // The control: a good call through the same path does change the rules.
+  CHECK(call({"SetPolicy", "s", "strict"}).status == 0);
+  CHECK(rig.status()["policy"] == "strict");
+  CHECK(rig.table() != table);
 }
 
 TEST_CASE("the bus goes away and comes back: enforcement never stops, the name comes back") {
@@ -213,4 +217,7 @@ TEST_CASE("the bus goes away and comes back: enforcement never stops, the name c
   CHECK_MESSAGE(eventually([&] { return rig.state() == "secured"; }, 10s), rig.output());
   CHECK(rig.daemon().running());
   CHECK(rig.ctl({"policy", "strict"}).status == 0);  // and it can be steered again
+  // The control for "still blocked": disarmed, the same witness gets the ISP address.
+  CHECK(rig.ctl({"disarm"}).status == 0);
+  CHECK(eventually([&] { return rig.witness("203.0.113.3") == "203.0.113.2"; }, 10s));
 }

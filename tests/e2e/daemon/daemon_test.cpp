@@ -11,9 +11,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -48,18 +51,20 @@ TEST_CASE("secured with the tunnel up, blocking when it dies, and nothing escape
       ++looks;
     }
   });
-  const auto t0 = steady_clock::now();
   rig.net.set("tunnel", "down");
   const bool blocking = rig.wait_state("blocking", 5s);
-  const auto took = duration_cast<milliseconds>(steady_clock::now() - t0);
-  eventually([&] { return looks >= 3; }, 15s);
+  const bool looked = eventually([&] { return looks >= 3; }, 15s);
   stop = true;
   watcher.join();
   CHECK_MESSAGE(blocking, rig.output());
+  CHECK_MESSAGE(looked, "the witness looked only " << looks.load() << " times");
   CHECK_MESSAGE(escaped == "", "the witness got " << escaped);
-  CHECK(rig.witness("[2001:db8:3::3]:3478").empty());
-  MESSAGE("tunnel down -> blocking reported after " << took.count() << " ms (incl. polling); witness looked "
-                                                     << looks.load() << " times");
+  CHECK(rig.witness("2001:db8:3::3").empty());
+  // The control: disarmed, the same witness on the same path gets the ISP address again (the STUN
+  // server answers, the witness works: only the rules kept it empty).
+  REQUIRE(rig.ctl({"disarm"}).status == 0);
+  CHECK(eventually([&] { return rig.witness("203.0.113.3") == "203.0.113.2"; }, 10s));
+  CHECK(rig.witness("2001:db8:3::3") == "2001:db8:2::10");
 }
 
 TEST_CASE("a leak the rules do not cover is found by the probe and raised at error level") {
@@ -80,9 +85,9 @@ TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over 
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   // A receiver in the internet namespace counts what arrives; the host floods it via eth0 (the
   // split route) from before the kill until after the restart.
-  std::atomic<bool> stop{false};
-  std::atomic<long> sent{0}, refused{0}, received{0};
-  std::atomic<bool> listening{false};
+  std::atomic<bool> stop_flood{false}, stop_sink{false};
+  std::atomic<long> sent{0}, refused{0}, received{0}, controls{0};
+  std::atomic<int> sink_state{0};  // 0 starting, 1 listening, -errno: could not
   const sockaddr_in a = [] {  // the sink, on the STUN server's address in the internet namespace
     sockaddr_in x{};
     x.sin_family = AF_INET;
@@ -93,41 +98,72 @@ TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over 
   std::thread sink([&] {
     lab::NetnsScope in(rig.net.ns("inet"));
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
-    timeval tv{0, 100000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    listening = true;
+    timeval tv{0, 100000};  // a deadline for recv, so that the loop sees stop_sink
+    if (fd < 0 || bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+      sink_state = -errno;
+      if (fd >= 0) close(fd);
+      return;
+    }
+    sink_state = 1;
     char buf[64];
-    while (!stop)
-      if (recv(fd, buf, sizeof buf, 0) > 0) ++received;
+    while (!stop_sink) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n == 4 && std::memcmp(buf, "leak", 4) == 0) ++received;
+      else if (n > 0) ++controls;
+    }
     close(fd);
   });
-  eventually([&] { return listening.load(); }, 5s);
-  std::thread flood([&] {
+  struct Join {  // the threads end even when a REQUIRE below fails
+    std::atomic<bool>& stop_flood;
+    std::atomic<bool>& stop_sink;
+    std::thread& sink;
+    std::optional<std::thread> flood;
+    ~Join() {
+      stop_flood = stop_sink = true;
+      if (flood) flood->join();
+      sink.join();
+    }
+  } join{stop_flood, stop_sink, sink, std::nullopt};
+  REQUIRE(eventually([&] { return sink_state != 0; }, 5s));
+  REQUIRE_MESSAGE(sink_state == 1, "the sink could not listen: " << std::strerror(-sink_state));
+  join.flood.emplace([&] {
     lab::NetnsScope in(rig.net.ns("host"));
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    while (!stop) {
+    while (!stop_flood) {
       if (sendto(fd, "leak", 4, 0, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 4) ++sent;
       else ++refused;
     }
     close(fd);
   });
-  eventually([&] { return refused > 1000; }, 5s);
+  REQUIRE(eventually([&] { return refused > 1000; }, 5s));
   rig.daemon().stop(SIGKILL);
   CHECK(rig.table().find("table inet leakguard") != std::string::npos);  // orphaned, still there
   const long refused_at_kill = refused;
-  eventually([&] { return refused > refused_at_kill + 10000; }, 5s);
+  CHECK(eventually([&] { return refused > refused_at_kill + 10000; }, 5s));
   rig.start();
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   const long refused_at_restart = refused;
-  eventually([&] { return refused > refused_at_restart + 10000; }, 5s);
-  stop = true;
-  flood.join();
-  sink.join();
-  CHECK(received == 0);
+  CHECK(eventually([&] { return refused > refused_at_restart + 10000; }, 5s));
+  stop_flood = true;
+  join.flood->join();
+  join.flood.reset();
+  // The control: disarmed, the same sends reach the same sink (it was listening all along).
+  REQUIRE(rig.ctl({"disarm"}).status == 0);
+  const bool arrived = eventually(
+      [&] {
+        lab::NetnsScope in(rig.net.ns("host"));
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sendto(fd, "control", 7, 0, reinterpret_cast<const sockaddr*>(&a), sizeof a);
+        close(fd);
+        return controls > 0;
+      },
+      5s);
+  CHECK_MESSAGE(arrived, "the control datagram did not reach the sink");
+  CHECK_MESSAGE(received == 0, received.load() << " flood datagrams arrived in the internet namespace");
   CHECK(refused > refused_at_kill);
-  MESSAGE("flood: " << refused.load() << " sends refused, " << sent.load() << " accepted by the kernel, " << received.load()
-                    << " arrived in the internet namespace");
+  MESSAGE("flood: " << refused.load() << " sends refused, " << sent.load() << " accepted by the kernel, "
+                    << received.load() << " arrived in the internet namespace");
 }
 
 TEST_CASE("SIGHUP with a broken configuration keeps the rules, the state and the old configuration") {
@@ -136,7 +172,7 @@ TEST_CASE("SIGHUP with a broken configuration keeps the rules, the state and the
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   const std::string before = rig.table();
   std::ofstream(rig.config) << "policy: udp\ntunnel:\n  interfaces: [wg*]\n  endpoints: [\"198.51.100.1:99999\"]\n";
-  kill(rig.daemon().pid(), SIGHUP);
+  REQUIRE(kill(rig.daemon().pid(), SIGHUP) == 0);
   REQUIRE(eventually([&] { return rig.output().find("reload refused") != std::string::npos; }, 5s));
   CHECK(rig.output().find(rig.config + ":4:") != std::string::npos);  // file:line:col of the bad port
   CHECK(rig.state() == "secured");
@@ -150,17 +186,25 @@ TEST_CASE("a broken configuration never starts a half-configured daemon") {
       "policy: loose\n", "armed: maybe\n", "tunnel:\n  interfaces: ['']\n", "probe:\n  interval: -5s\n",
       "tunnel:\n  endpoints: ['198.51.100.1']\n", "colour: blue\n", "policy: [udp\n",
   };
+  auto tables = [&] {
+    auto t = ns.run({"nft", "list", "tables"});
+    REQUIRE_MESSAGE(t.status == 0, t.out);
+    return t.out;
+  };
   for (const char* text : bad) {
     CAPTURE(text);
     std::ofstream(path) << text;
     auto r = ns.run({LEAKGUARDD, "--config", path});
     CHECK(r.status == 2);
     CHECK(r.out.find(path + ":") != std::string::npos);
-    CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard") == std::string::npos);
+    CHECK(tables().find("leakguard") == std::string::npos);
     auto c = lab::run({LEAKGUARDD, "--check-config", path});
     CHECK(c.status == 2);
   }
   std::remove(path.c_str());
+  // The control: the same look does see a leakguard table in this namespace once there is one.
+  REQUIRE(ns.run({"nft", "add", "table", "inet", "leakguard"}).status == 0);
+  CHECK(tables().find("table inet leakguard") != std::string::npos);
 }
 
 TEST_CASE("the dry run (print-ruleset) shows the rules a file would install, loadable by nft, installing nothing") {
@@ -173,11 +217,17 @@ TEST_CASE("the dry run (print-ruleset) shows the rules a file would install, loa
   CHECK(r.out.find("table inet leakguard") != std::string::npos);
   CHECK(r.out.find("oifname \"wg*\" accept") != std::string::npos);
   CHECK(r.out.find("198.51.100.1 . udp . 51820") != std::string::npos);
-  CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard") == std::string::npos);  // nothing installed
+  auto tables = ns.run({"nft", "list", "tables"});
+  REQUIRE(tables.status == 0);
+  CHECK(tables.out.find("leakguard") == std::string::npos);  // nothing installed
   const std::string rules = "/tmp/" + lab::unique_name("dry") + ".nft";
   std::ofstream(rules) << r.out.substr(r.out.find("table inet leakguard"));
   auto check = ns.run({"nft", "-c", "-f", rules});
   CHECK_MESSAGE(check.status == 0, check.out);
+  // The control: loaded for real (in this test's namespace), the same look finds the table.
+  auto load = ns.run({"nft", "-f", rules});
+  CHECK_MESSAGE(load.status == 0, load.out);
+  CHECK(ns.run({"nft", "list", "tables"}).out.find("table inet leakguard") != std::string::npos);
   std::remove(rules.c_str());
   std::remove(path.c_str());
 }
@@ -192,20 +242,23 @@ TEST_CASE("under a service manager: READY, STATUS, watchdog pings, STOPPING, and
   a.sun_family = AF_UNIX;
   std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
   REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  timeval tv{0, 100000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  timeval tv{0, 100000};  // a deadline for each recv, not a sleep
+  REQUIRE(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
   setenv("NOTIFY_SOCKET", path.c_str(), 1);
   setenv("WATCHDOG_USEC", "400000", 1);  // pings every 200 ms
   rig.start();
   unsetenv("NOTIFY_SOCKET");
   unsetenv("WATCHDOG_USEC");
   std::string seen;
+  auto receive = [&] {  // one message, or none within the socket's 100 ms
+    char buf[4096];
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) seen.append(buf, static_cast<std::size_t>(n)).append("\n");
+  };
   auto read_until = [&](const std::string& what, std::chrono::milliseconds deadline) {
     return eventually(
         [&] {
-          char buf[4096];
-          const ssize_t n = recv(fd, buf, sizeof buf, 0);
-          if (n > 0) seen.append(buf, static_cast<std::size_t>(n)).append("\n");
+          receive();
           return seen.find(what) != std::string::npos;
         },
         deadline);
@@ -219,13 +272,23 @@ TEST_CASE("under a service manager: READY, STATUS, watchdog pings, STOPPING, and
   };
   seen.clear();
   // Between scheduled probes the daemon only wakes to ping: two pings within a second.
-  CHECK_MESSAGE(eventually([&] { read_until("never", 0ms); return pings() >= 2; }, 2s), seen);
+  CHECK_MESSAGE(eventually(
+                    [&] {
+                      receive();
+                      return pings() >= 2;
+                    },
+                    2s),
+                seen);
   const std::string table = rig.table();
   REQUIRE(!table.empty());
-  kill(rig.daemon().pid(), SIGTERM);
+  REQUIRE(kill(rig.daemon().pid(), SIGTERM) == 0);
   CHECK_MESSAGE(read_until("STOPPING=1", 5s), seen);
   CHECK(eventually([&] { return !rig.daemon().running(); }, 5s));
+  close(fd);
   CHECK(!rig.table().empty());  // on_stop: keep (the default) leaves the block in place
   CHECK(rig.witness("203.0.113.3").empty());
-  close(fd);
+  // The control: without the table left behind, the same witness gets the ISP address.
+  auto del = rig.net.run("host", {"nft", "delete", "table", "inet", "leakguard"});
+  REQUIRE_MESSAGE(del.status == 0, del.out);
+  CHECK(rig.witness("203.0.113.3") == "203.0.113.2");
 }

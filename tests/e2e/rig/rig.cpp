@@ -1,8 +1,10 @@
 #include "tests/e2e/rig/rig.hpp"
 
-#include <algorithm>
+#include <arpa/inet.h>
+
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 namespace leakguard::e2e {
@@ -106,14 +108,19 @@ std::string Rig::table() const {
 }
 
 std::string Rig::witness(const std::string& server) const {
+  // turnutils_stunclient takes a bare address (it would try to resolve "ADDR:PORT" as a name,
+  // fail, and look exactly like a blocked request): refuse anything else.
+  in6_addr scratch{};
+  if (inet_pton(AF_INET, server.c_str(), &scratch) != 1 && inet_pton(AF_INET6, server.c_str(), &scratch) != 1)
+    throw std::invalid_argument("Rig::witness: '" + server + "' is not an IP address");
   auto r = net.run("host", {"timeout", "3", "turnutils_stunclient", server});
   auto at = r.out.find("reflexive addr: ");
   if (at == std::string::npos) return "";
   std::string a = r.out.substr(at + 16, r.out.find_first_of(" \n", at + 16) - at - 16);
-  // Without the port: "203.0.113.2:33587" -> "203.0.113.2", "[2001:db8::1]:5000" -> "2001:db8::1".
+  // Without the port: "203.0.113.2:33587" -> "203.0.113.2", "2001:db8::1:5000" (no brackets) or
+  // "[2001:db8::1]:5000" -> "2001:db8::1".
   if (!a.empty() && a.front() == '[') return a.substr(1, a.find(']') - 1);
-  if (std::count(a.begin(), a.end(), ':') == 1) return a.substr(0, a.find(':'));
-  return a;
+  return a.substr(0, a.rfind(':'));
 }
 
 }  // namespace leakguard::e2e

@@ -56,8 +56,8 @@ class Rig {
   lab::RunResult wg_quick_hook(const std::string& action) const;
   /// `nft list table inet leakguard` in the host namespace ("" if there is none).
   std::string table() const;
-  /// What coturn's own STUN client gets through the host's routing: the reflexive address
-  /// without port, "" if none.
+  /// What coturn's own STUN client gets through the host's routing from the STUN server at
+  /// `server` (an IPv4 or IPv6 address, port 3478): the reflexive address without port, "" if none.
   std::string witness(const std::string& server) const;
 
  private:

@@ -122,13 +122,11 @@ TEST_CASE("STUN routed outside the tunnel, no firewall: eth0 yields the ISP addr
     CHECK(cli(lab, {"--stun", kStun4, "--timeout", "soon"}) == 2);
     CHECK(cli(lab, {"--bogus-option"}) == 2);
   }
-#ifdef LEAKGUARDCTL
   SUBCASE("the same through leakguardctl itself") {
     CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--json"}, LEAKGUARDCTL) == 1);
     CHECK(cli(lab, {"--stun", kStun4, "--tunnel", "wg*", "--interface", "wg0", "--no-route"}, LEAKGUARDCTL) == 0);
     CHECK(cli(lab, {"--stun", "nonsense"}, LEAKGUARDCTL) == 2);
   }
-#endif
 }
 
 TEST_CASE("IPv6 not tunnelled: the host's own IPv6 comes back through eth0 and is a leak, IPv4 leaves by the tunnel") {
@@ -243,13 +241,14 @@ TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) 
     });
     io.run_for(timeout + 10s);  // a deadline for the test itself, far beyond the round's
   }
+  // The round ended by itself although no server gave a usable answer: it is bounded. (How long
+  // it takes is a figure of bench/probes, not an assertion.)
   REQUIRE(finished);
   MESSAGE(to_text(r));
-  MESSAGE("round took " << r.duration.count() << " ms with a timeout of " << timeout.count() << " ms");
   CHECK(r.verdict == Verdict::ok);
   CHECK(r.leaks.empty());
+  REQUIRE(r.probes.size() >= servers.size());
   for (const auto& p : r.probes) CHECK_FALSE(std::holds_alternative<Reflexive>(p.outcome));
-  CHECK(r.duration < timeout + 1000ms);  // generous: the point is "bounded", not "fast"
   // Every server heard us (from eth0, wg0 and the route), so each answer really arrived and was refused.
   for (const auto& s : servers) CHECK(s->requests() >= 3);
   auto outcome = [&](const std::string& itf, Family f, int host) -> const ProbeResult& {

@@ -42,12 +42,13 @@ struct NotifySocket {
     path = "/tmp/lgt-notify-" + std::to_string(getpid()) + ".sock";
     unlink(path.c_str());
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     path.copy(a.sun_path, sizeof a.sun_path - 1);
     REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     timeval tv{2, 0};  // a deadline for recv, not a sleep
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
   }
   ~NotifySocket() {
     close(fd);
@@ -84,10 +85,19 @@ TEST_CASE("sd_notify messages reach NOTIFY_SOCKET, and the watchdog interval is 
 }
 
 TEST_CASE("without NOTIFY_SOCKET nothing is sent and no watchdog is asked for") {
+  NotifySocket sock;
   unsetenv("NOTIFY_SOCKET");
   unsetenv("WATCHDOG_USEC");
   Notifier n;
   CHECK_FALSE(n.enabled());
   CHECK_FALSE(n.watchdog_interval());
-  n.ready("x");  // must not crash
+  n.ready("x");
+  n.status("y");
+  // The control: a notifier that knows the socket. Datagrams queue in order, so its message
+  // arriving first means the one without NOTIFY_SOCKET sent nothing.
+  setenv("NOTIFY_SOCKET", sock.path.c_str(), 1);
+  Notifier control;
+  control.status("control");
+  CHECK(sock.next() == "STATUS=control");
+  unsetenv("NOTIFY_SOCKET");
 }

@@ -242,9 +242,13 @@ TEST_CASE("truncated buffers never read past the end") {
     auto p = parse(cut);
     CHECK(p.events.size() <= 5);
   }
+  CHECK(parse(all).events.size() == 5);  // whole, every message is read
 }
 
 TEST_CASE("unknown message types and families are skipped, not rejected") {
+  // The controls: unchanged, each message is read.
+  CHECK(parse(kNewLink).events.size() == 1);
+  CHECK(parse(kNewAddr4).events.size() == 1);
   auto p = parse(with(kNewLink, 4, {0x99}));  // not an rtnetlink type we read
   CHECK(p.events.empty());
   CHECK(p.rejected.empty());
