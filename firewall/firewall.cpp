@@ -65,8 +65,14 @@ struct Firewall::Impl {
       if (a.name != b.name || a.hook != b.hook || a.priority != b.priority || a.policy_drop != b.policy_drop) return std::nullopt;
       if (a.rules != b.rules) change.chains.push_back(b.name);
     }
+    // Only what may differ is copied: the endpoints and subnets are those installed.
+    auto take_rules_of = [&] {
+      policy->mode = p.mode;
+      policy->tunnels = p.tunnels;
+      policy->fwmark = p.fwmark;
+    };
     if (change.chains.empty()) {
-      policy = p;
+      take_rules_of();
       last = ApplyReport{ApplyReport::How::unchanged, 0, 0,
                          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)};
       return Result<void>{};
@@ -80,7 +86,7 @@ struct Firewall::Impl {
       if (sent.error().code == ENOENT) return std::nullopt;
       return sent;
     }
-    policy = p;
+    take_rules_of();
     expected.reset();
     return Result<void>{};
   }

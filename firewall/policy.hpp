@@ -28,6 +28,8 @@ struct Policy {
   std::vector<Endpoint> endpoints;       ///< VPN servers allowed on every interface
   std::optional<FwMark> fwmark;          ///< if set, endpoints only for packets with this mark
   std::vector<Prefix> lan_subnets;       ///< on-link subnets of the physical interfaces
+  // A new field belongs either to same_sets() or to what Firewall's change of rules copies
+  // (firewall.cpp, change_rules): keep both in step with this list.
 
   bool operator==(const Policy&) const = default;
   /// One line: every field, compactly.

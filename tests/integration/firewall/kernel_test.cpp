@@ -146,8 +146,12 @@ TEST_CASE("only endpoint and LAN changes are set updates - 10000 endpoints in on
   apply(fw, p);
   CHECK(fw.last_apply().how == ApplyReport::How::unchanged);
   p.mode = Mode::strict;
+  p.tunnels.push_back(*IfnamePattern::parse("wg9"));
+  p.fwmark = FwMark{7};
   apply(fw, p);
   CHECK(fw.last_apply().how == ApplyReport::How::replaced);
+  REQUIRE(fw.policy());
+  CHECK(*fw.policy() == p);  // the change of rules kept what it copied and what it did not
   expect_in_place(fw);
 }
 
