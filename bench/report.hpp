@@ -27,4 +27,11 @@ inline std::string times(double v) {
   return b;
 }
 
+/// "0.934x": for ratios that differ in the second decimal.
+inline std::string times3(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3fx", v);
+  return b;
+}
+
 }  // namespace leakguard::bench

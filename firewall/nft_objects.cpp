@@ -71,6 +71,9 @@ RawElement raw_address(const IpAddress& a, std::uint32_t flags) {
 
 // ---- lowering rules to expressions -----------------------------------------------------------
 
+/// The loopback interface's index in every network namespace (LOOPBACK_IFINDEX, include/net/flow.h).
+constexpr std::uint32_t kLoopbackIfindex = 1;
+
 /// nft's register numbering: a value that starts at a 16-byte boundary uses a 128-bit register
 /// number (NFT_REG_1..4), any other 32-bit slot its NFT_REG32_xx number (nft's
 /// netlink_put_register does the same, for compatibility with old kernels).
@@ -102,6 +105,11 @@ class Lowering {
                      const auto stem = x.pattern.stem();
                      std::memcpy(name.data(), stem.data(), std::min<std::size_t>(stem.size(), 15));
                      cmp(NFT_CMP_EQ, name.data(), x.pattern.is_prefix() ? stem.size() : name.size());
+                   },
+                   [&](const LoopbackIs& x) {
+                     meta(x.output ? NFT_META_OIF : NFT_META_IIF, NFT_REG_1);
+                     const std::uint32_t index = kLoopbackIfindex;  // meta values are in host byte order
+                     cmp(NFT_CMP_EQ, &index, 4);
                    },
                    [&](const MarkIs& x) {
                      meta(NFT_META_MARK, NFT_REG_1);

@@ -79,6 +79,9 @@ struct NfprotoIs { Family family; bool operator==(const NfprotoIs&) const = defa
 struct L4protoIs { std::uint8_t proto; bool operator==(const L4protoIs&) const = default; };
 /// iifname/oifname "x" or "x*"
 struct IfnameIs { bool output; IfnamePattern pattern; bool operator==(const IfnameIs&) const = default; };
+/// oif|iif "lo": the loopback interface by index (always 1, LOOPBACK_IFINDEX), a 4-byte compare
+/// instead of a 16-byte name - loopback is the busiest interface there is.
+struct LoopbackIs { bool output; bool operator==(const LoopbackIs&) const = default; };
 /// meta mark M
 struct MarkIs { FwMark mark; bool operator==(const MarkIs&) const = default; };
 /// ip/ip6 saddr|daddr PREFIX (a full-length prefix is a plain address)
@@ -100,7 +103,7 @@ struct EndpointInSet { Family family; bool destination; std::string set; bool op
 /// udp|tcp dport|sport @set
 struct PortInSet { std::uint8_t proto; bool destination; std::string set; bool operator==(const PortInSet&) const = default; };
 
-using Match = std::variant<NfprotoIs, L4protoIs, IfnameIs, MarkIs, AddressIs, PortsAre, Icmpv6TypeIn, HoplimitIs,
+using Match = std::variant<NfprotoIs, L4protoIs, IfnameIs, LoopbackIs, MarkIs, AddressIs, PortsAre, Icmpv6TypeIn, HoplimitIs,
                            AddressInSet, EndpointInSet, PortInSet>;
 
 /// update @set { oifname . meta l4proto } (iifname when !output): per-interface counting.
