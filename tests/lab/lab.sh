@@ -20,6 +20,7 @@ usage: lab.sh COMMAND [options]
   exec  --id ID ROLE CMD...         run CMD inside a role's namespace (host, isp, inet, vpn, isp2)
   list                              labs that exist, with their owner process
   gc                                tear down labs whose owner process has exited
+  orphans                           list lgt-* namespaces whose owner has exited (left behind)
 
 A lab lives as long as its owner process (the caller of 'up', or --owner PID): when the owner
 exits, however it exits, the lab is torn down within a second.
@@ -534,6 +535,36 @@ cmd_list() {
   done
 }
 
+# The lgt-* namespaces nobody owns any more: a lab's (state directory) whose owner process has
+# exited, a C++ fixture's (lab::Netns: lgt-<pid>-<random>-<tag>, no state directory) whose
+# process is gone, and any other lgt-* namespace (no owner to ask). Namespaces of runs still going
+# (another test run, a benchmark) are not orphans.
+orphans() {
+  local ns d id owner pid mine
+  for ns in $(ip netns list | awk '{print $1}' | grep '^lgt-' || true); do
+    mine=""
+    for d in "$LAB_STATE_ROOT"/*/; do
+      [ -d "$d" ] || continue
+      id=$(basename "$d")
+      if [[ $ns == "lgt-$id-"* ]]; then
+        owner=$(cat "$d/owner" 2>/dev/null || echo 0)
+        if [ "$owner" -gt 1 ] 2>/dev/null && kill -0 "$owner" 2>/dev/null; then mine=alive; else mine=dead; fi
+        break
+      fi
+    done
+    if [ -z "$mine" ] && [[ $ns =~ ^lgt-([0-9]+)-[0-9a-f]+-[a-z0-9]+$ ]]; then
+      pid=${BASH_REMATCH[1]}
+      if kill -0 "$pid" 2>/dev/null; then mine=alive; else mine=dead; fi
+    fi
+    [ "$mine" = alive ] || echo "$ns"
+  done
+}
+
+cmd_orphans() {
+  need_root "orphans"
+  orphans
+}
+
 cmd_gc() {
   need_root "gc"
   local d
@@ -544,14 +575,12 @@ cmd_gc() {
       ID=$(basename "$d"); teardown
     fi
   done
-  # Namespaces of the C++ fixtures (lab::Netns: lgt-<pid>-<random>-<tag>, no state directory)
-  # whose process is gone: a test or bench killed by a signal never ran its destructors. Labs
-  # made by this script have a state directory and an owner, handled above.
-  local ns id pid
-  for ns in $(ip netns list | awk '{print $1}' | grep -E '^lgt-[0-9]+-[0-9a-f]+-[a-z0-9]+$' || true); do
-    id=${ns#lgt-}; id=${id%-*}; pid=${id%%-*}
-    [ -d "$LAB_STATE_ROOT/$id" ] && continue
-    kill -0 "$pid" 2>/dev/null || ip netns delete "$ns" 2>/dev/null || true
+  # Namespaces of the C++ fixtures whose process is gone (a test or bench killed by a signal
+  # never ran its destructors). Other lgt-* namespaces without an owner are left to the eye
+  # ('orphans' lists them).
+  local ns
+  for ns in $(orphans); do
+    [[ $ns =~ ^lgt-[0-9]+-[0-9a-f]+-[a-z0-9]+$ ]] && ip netns delete "$ns" 2>/dev/null || true
   done
 }
 
@@ -574,6 +603,7 @@ main() {
     watch) cmd_watch "$@" ;;
     list) cmd_list ;;
     gc) cmd_gc ;;
+    orphans) cmd_orphans ;;
     -h|--help|help) usage ;;
     *) die "unknown command '$cmd' (see 'lab.sh --help')" ;;
   esac
