@@ -3,6 +3,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,11 @@ struct IpAddress {
   bool is_unspecified() const;
   std::string str() const;
   auto operator<=>(const IpAddress&) const = default;
+  /// A compare of constant size, which the compiler does in place (std::array's == goes through a
+  /// library memcmp; the firewall compares up to max_endpoints addresses on every change of rules).
+  bool operator==(const IpAddress& o) const {
+    return family == o.family && std::memcmp(bytes.data(), o.bytes.data(), sizeof bytes) == 0;
+  }
 };
 
 /// An address with a prefix length, e.g. 192.0.2.0/24. Host bits are kept as given.

@@ -1,8 +1,6 @@
 #include "firewall/policy.hpp"
 
-#include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 namespace leakguard::firewall {
 
@@ -93,14 +91,7 @@ Result<void> validate_rules(const Policy& p, const Limits& limits) {
 }
 
 bool same_sets(const Policy& a, const Policy& b) {
-  // Endpoint's == compares the address through a library memcmp; with a constant size the
-  // compiler compares in place (this runs over up to max_endpoints on every change of rules).
-  auto same = [](const Endpoint& x, const Endpoint& y) {
-    return x.port == y.port && x.transport == y.transport && x.address.family == y.address.family &&
-           std::memcmp(x.address.bytes.data(), y.address.bytes.data(), sizeof x.address.bytes) == 0;
-  };
-  return a.allow_lan == b.allow_lan && a.lan_subnets == b.lan_subnets &&
-         std::equal(a.endpoints.begin(), a.endpoints.end(), b.endpoints.begin(), b.endpoints.end(), same);
+  return a.allow_lan == b.allow_lan && a.endpoints == b.endpoints && a.lan_subnets == b.lan_subnets;
 }
 
 }  // namespace leakguard::firewall
