@@ -29,7 +29,8 @@ struct Caller {
 /// Root, or a member of the control group (primary or supplementary), may change things.
 bool may_control(const Caller& c, std::optional<gid_t> control_group);
 
-/// A tunnel declaration as a VPN client sends it, checked: a valid interface name, 1 up to the
+/// A tunnel declaration as a VPN client sends it, checked: a valid interface name (literal: no
+/// '*', which the rules would read as a wildcard), 1 up to the
 /// firewall's endpoint limit (firewall::Limits::max_endpoints) of well-formed distinct endpoints,
 /// an fwmark (0 means none).
 struct TunnelDeclaration {

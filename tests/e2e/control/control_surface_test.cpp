@@ -180,6 +180,7 @@ TEST_CASE("bad D-Bus input gets an error reply and changes nothing") {
       {"interface with a slash", {"SetTunnel", "sasu", "a/b", "1", "198.51.100.1:51820", "0"}, "interface"},
       {"interface too long", {"SetTunnel", "sasu", "wg0123456789abcdef", "1", "198.51.100.1:51820", "0"}, "interface"},
       {"interface with a space", {"SetTunnel", "sasu", "wg 0", "1", "198.51.100.1:51820", "0"}, "interface"},
+      {"a wildcard for a name: eth0 would be the tunnel", {"SetTunnel", "sasu", "e*", "1", "198.51.100.1:51820", "0"}, "literally"},
       {"escaped bytes in a name", {"SetTunnel", "sasu", "wg\\x80", "1", "198.51.100.1:51820", "0"}, "interface"},
       {"malformed endpoint", {"SetTunnel", "sasu", "wg0", "1", "198.51.100.1:99999", "0"}, "endpoints"},
       {"unknown policy", {"SetPolicy", "s", "loose"}, "policy"},

@@ -40,6 +40,14 @@ TEST_CASE("tunnel declarations are checked argument by argument") {
   CHECK(bad_if.error().step == "interface");
   CHECK(check_tunnel("", {"198.51.100.1:51820"}, 0).error().step == "interface");
   CHECK(check_tunnel("a-very-long-interface", {"198.51.100.1:51820"}, 0).error().step == "interface");
+  // A declared name is literal: "e*" would otherwise become a wildcard that makes eth0 the tunnel.
+  for (const char* wildcard : {"e*", "eth*", "w*g", "*"}) {
+    CAPTURE(wildcard);
+    auto w = check_tunnel(wildcard, {"198.51.100.1:51820"}, 0);
+    REQUIRE_FALSE(w);
+    CHECK(w.error().step == "interface");
+    CHECK(w.error().message.find("literally") != std::string::npos);
+  }
 
   auto bad_ep = check_tunnel("wg0", {"198.51.100.1:51820", "198.51.100.1"}, 0);
   REQUIRE_FALSE(bad_ep);
