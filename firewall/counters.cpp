@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <map>
+#include <iterator>
 #include <tuple>
+
+#include "firewall/ruleset.hpp"
 
 namespace leakguard::firewall {
 
@@ -12,8 +15,9 @@ int direction_rank(const std::string& d) { return d == "out" ? 0 : d == "fwd" ? 
 int kind_rank(const std::string& k) { return k == "udp" ? 0 : k == "tcp" ? 1 : k == "ip" ? 2 : k == "dns" ? 3 : 4; }
 
 std::string kind_of_proto(std::uint8_t proto) {
-  if (proto == 17) return "udp";  // IANA protocol numbers
-  if (proto == 6) return "tcp";
+  // "udp" is every datagram protocol the rules block as UDP (kDatagramProtos).
+  if (std::find(std::begin(kDatagramProtos), std::end(kDatagramProtos), proto) != std::end(kDatagramProtos)) return "udp";
+  if (proto == kProtoTcp) return "tcp";
   return "ip";
 }
 
@@ -53,7 +57,7 @@ std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const 
     Counter& c = sums[{direction, kind, i.ifname}];
     c.kind = kind;
     c.direction = direction;
-    c.interface_or_scope = i.ifname;
+    c.interface_or_scope = printable_ifname(i.ifname);  // from the kernel: any bytes
     c.packets += i.packets;
     c.bytes += i.bytes;
   }

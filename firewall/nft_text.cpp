@@ -14,6 +14,9 @@ std::string proto_name(std::uint8_t p) {
     case kProtoUdp: return "udp";
     case kProtoIcmp: return "icmp";
     case kProtoIcmpv6: return "ipv6-icmp";
+    case kProtoUdplite: return "udplite";
+    case kProtoSctp: return "sctp";
+    case kProtoDccp: return "dccp";
     default: return std::to_string(p);
   }
 }

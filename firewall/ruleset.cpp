@@ -199,19 +199,23 @@ void add_blocking(Chain& c, Mode mode) {
   const std::string d = dir_tag(c.hook);
   // Counted in a separate rule without a verdict: if the counting set is full, the dynset
   // expression breaks out of its rule, and the verdict must not depend on that.
-  Rule count;
-  if (mode == Mode::udp) count.matches.push_back(L4protoIs{kProtoUdp});
-  count.count_per_interface = CountPerInterface{out, counting_set(c.hook)};
-  c.rules.push_back(count);
+  // In udp mode each datagram protocol is counted and blocked by a pair of rules of its own (a
+  // packet of another protocol passes each pair after two expressions); strict counts every
+  // packet once.
+  const CountPerInterface count{out, counting_set(c.hook)};
+  if (mode == Mode::strict) c.rules.push_back(Rule{{}, count, false, Verdict::none, ""});
 
-  const Verdict udp_verdict = block_verdict(c.hook, mode, false);
+  const Verdict datagram_verdict = block_verdict(c.hook, mode, false);
   const Verdict tcp_verdict = block_verdict(c.hook, mode, true);
   if (mode == Mode::strict)
     c.rules.push_back(counted({L4protoIs{kProtoTcp}}, tcp_verdict, "tcp-" + d));
-  c.rules.push_back(counted({L4protoIs{kProtoUdp}}, udp_verdict, "udp-" + d));
+  for (std::uint8_t proto : kDatagramProtos) {
+    if (mode == Mode::udp) c.rules.push_back(Rule{{L4protoIs{proto}}, count, false, Verdict::none, ""});
+    c.rules.push_back(counted({L4protoIs{proto}}, datagram_verdict, "udp-" + d));
+  }
   // The last rule decides everything left, in both modes: the chain's drop policy is never what
   // lets a packet through or stops it while the chain has rules.
-  if (mode == Mode::strict) c.rules.push_back(counted({}, udp_verdict, "ip-" + d));
+  if (mode == Mode::strict) c.rules.push_back(counted({}, datagram_verdict, "ip-" + d));
   else c.rules.push_back(accept({}));
 }
 

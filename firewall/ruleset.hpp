@@ -28,6 +28,16 @@ inline constexpr std::uint8_t kProtoIcmp = 1;
 inline constexpr std::uint8_t kProtoTcp = 6;
 inline constexpr std::uint8_t kProtoUdp = 17;
 inline constexpr std::uint8_t kProtoIcmpv6 = 58;
+inline constexpr std::uint8_t kProtoDccp = 33;      // RFC 4340
+inline constexpr std::uint8_t kProtoSctp = 132;     // RFC 9260
+inline constexpr std::uint8_t kProtoUdplite = 136;  // RFC 3828
+
+/// The datagram protocols an unprivileged process can send with a socket of its own: what `udp`
+/// mode blocks outside the tunnel (and counts as "udp"). UDP first: it is nearly all of them.
+/// UDP-Lite takes any unprivileged SOCK_DGRAM socket; SCTP and DCCP sockets load their modules on
+/// demand where the kernel has them (DCCP left Linux in 6.16, but older kernels still carry it).
+/// Raw IP and ICMP need CAP_NET_RAW (ICMP echo through ping sockets aside: see docs/firewall.md).
+inline constexpr std::uint8_t kDatagramProtos[] = {kProtoUdp, kProtoUdplite, kProtoSctp, kProtoDccp};
 
 // ---- set keys and elements -------------------------------------------------------------------
 

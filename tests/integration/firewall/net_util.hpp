@@ -98,6 +98,7 @@ struct SocketSpec {
   std::uint16_t bind_port = 0;
   bool broadcast = false;
   int family = AF_INET;
+  int protocol = 0;  ///< socket()'s third argument: IPPROTO_UDPLITE, or the protocol of a raw socket
 };
 
 inline void check(bool ok, const std::string& what) {
@@ -106,7 +107,7 @@ inline void check(bool ok, const std::string& what) {
 
 inline Fd make_socket(const SocketSpec& s, int type) {
   leakguard::lab::NetnsScope in(s.ns);
-  Fd fd(::socket(s.family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  Fd fd(::socket(s.family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, s.protocol));
   check(fd.get() >= 0, "socket");
   const int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

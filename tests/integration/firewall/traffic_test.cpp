@@ -187,6 +187,79 @@ TEST_CASE("strict policy - IPv4 and IPv6 - all IP stopped outside the tunnel - T
   CHECK(l.run("host", {"ping", "-c1", "-W2", "203.0.113.80"}).status == 0);  // through the tunnel
 }
 
+TEST_CASE("udp policy stops the other datagram protocols too: UDP-Lite (IPv4, IPv6), SCTP, DCCP") {
+  // UDP-Lite is an unprivileged SOCK_DGRAM socket like UDP. SCTP and DCCP are sent from raw
+  // sockets here (this kernel may have neither module): the rules judge the IP protocol number,
+  // not the socket that made the packet.
+  lab::Lab l;
+  struct Case {
+    const char* name;
+    const Fam* fam;
+    int protocol;
+    bool raw;
+  };
+  const Case cases[] = {{"UDP-Lite", &kV4, IPPROTO_UDPLITE, false},
+                        {"UDP-Lite", &kV6, IPPROTO_UDPLITE, false},
+                        {"SCTP", &kV4, IPPROTO_SCTP, true},
+                        {"DCCP", &kV4, IPPROTO_DCCP, true}};
+  // A datagram of the case's protocol from the host, out of `dev` ("" = routed: the tunnel).
+  auto send = [&](const Case& c, const std::string& dev, const std::string& payload) {
+    SocketSpec s = host(l, *c.fam, dev);
+    s.protocol = c.protocol;
+    Fd fd = make_socket(s, c.raw ? SOCK_RAW : SOCK_DGRAM);
+    return send_udp(fd, SockAddr::of(c.fam->web, c.raw ? 0 : kPlain), payload);
+  };
+  // Has a datagram carrying `payload` arrived by the deadline? (A raw IPv4 socket reads the IP
+  // header too, so the payload is looked for inside what arrived.) Everything read is kept in `seen`.
+  auto arrives = [](const Fd& rx, const std::string& payload, std::vector<Datagram>& seen, std::chrono::milliseconds t) {
+    const auto deadline = Clock::now() + t;
+    for (;;) {
+      for (auto& d : drain(rx)) seen.push_back(std::move(d));
+      for (const auto& d : seen)
+        if (d.payload.find(payload) != std::string::npos) return true;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{rx.get(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    }
+  };
+  Firewall fw = open_in(l.ns("host"));
+  for (const auto& c : cases) {
+    const std::string tag = std::string(c.name) + " " + c.fam->name;
+    INFO(tag);
+    SocketSpec rs;
+    rs.ns = l.ns("inet");
+    rs.family = c.fam->af;
+    rs.protocol = c.protocol;
+    if (!c.raw) {
+      rs.bind_ip = c.fam->web;
+      rs.bind_port = kPlain;
+    }
+    Fd rx = make_socket(rs, c.raw ? SOCK_RAW : SOCK_DGRAM);
+    std::vector<Datagram> seen;
+    // Without our table it leaves eth0 and arrives: the path the rules must close.
+    REQUIRE(fw.remove());
+    REQUIRE(send(c, "eth0", tag + " before") == 0);
+    REQUIRE_MESSAGE(arrives(rx, tag + " before", seen, 5000ms), "the path via eth0 does not work without a table");
+
+    apply(fw, lab_policy(Mode::udp));
+    CHECK(send(c, "eth0", tag + " via eth0") == EPERM);
+    // The control: through the tunnel the same protocol still passes, and arrives after anything
+    // sent earlier via eth0 would have.
+    REQUIRE(send(c, "", tag + " via the tunnel") == 0);
+    REQUIRE_MESSAGE(arrives(rx, tag + " via the tunnel", seen, 5000ms), "the control through the tunnel did not arrive");
+    arrives(rx, "\x01never-sent", seen, 100ms);
+    for (const auto& d : seen) CHECK_MESSAGE(d.payload.find(tag + " via eth0") == std::string::npos, "leaked: " << tag);
+    // Counted as UDP, on eth0 (the table was installed afresh for this case).
+    auto counted = fw.counters();
+    REQUIRE_MESSAGE(counted, (counted ? "" : counted.error().str()));
+    std::uint64_t eth0 = 0;
+    for (const auto& x : *counted)
+      if (x.kind == "udp" && x.direction == "out" && x.interface_or_scope == "eth0") eth0 = x.packets;
+    CHECK(eth0 == 1);
+  }
+}
+
 TEST_CASE("IPv6 neighbour discovery keeps working on eth0 in strict mode") {
   lab::Lab l;
   Firewall fw = open_in(l.ns("host"));
