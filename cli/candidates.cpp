@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/iface.hpp"
+#include "common/json_text.hpp"
 #include "common/ip.hpp"
 #include "config/config.hpp"
 #include "probes/interfaces.hpp"
@@ -97,7 +98,7 @@ int run_candidates(const CandidatesOptions& o, std::ostream& out, std::ostream& 
   if (o.json) {
     auto j = probes::to_json(report);
     if (o.ice) j["ice"] = probes::ice_candidates(report);
-    out << j.dump(2) << "\n";
+    out << json_text(j, 2) << "\n";
   } else if (o.ice) {
     for (const auto& line : probes::ice_candidates(report)) out << line << "\n";
   } else {

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 
+#include "common/json_text.hpp"
 #include "leakguard_proxy.h"  // generated from daemon/org.leakguard.Daemon1.xml
 
 namespace leakguard::cli {
@@ -60,7 +61,7 @@ std::string state_word(const std::string& state, const Style& st) {
 
 std::string text(const nlohmann::json& j, const char* key, const std::string& fallback = "-") {
   if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
-  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+  return j[key].is_string() ? j[key].get<std::string>() : json_text(j[key]);
 }
 
 std::string joined(const nlohmann::json& list, const std::string& none) {
@@ -256,7 +257,7 @@ Outcome status(bool json, const Style& st) {
     auto j = nlohmann::json::parse(raw, nullptr, false);
     if (j.is_discarded()) return {kFailed, "", "leakguardctl: the daemon sent a status that is not JSON"};
     const int code = j.value("state", "") == "leaking" ? kLeak : kOk;
-    return {code, json ? j.dump(2) + "\n" : render_status(j, st), ""};
+    return {code, json ? json_text(j, 2) + "\n" : render_status(j, st), ""};
   });
 }
 
@@ -265,7 +266,7 @@ Outcome probe(bool json, const Style& st) {
     auto [verdict, report] = p.ProbeNow();
     auto j = nlohmann::json::parse(report, nullptr, false);
     const int code = verdict == "leak" ? kLeak : kOk;
-    if (json) return {code, (j.is_discarded() ? report : j.dump(2)) + "\n", ""};
+    if (json) return {code, (j.is_discarded() ? report : json_text(j, 2)) + "\n", ""};
     return {code, j.is_discarded() ? "verdict: " + verdict + "\n" : render_probe(j, st), ""};
   });
 }
@@ -328,7 +329,7 @@ int monitor(bool json, const Style& st) {
     auto conn = sdbus::createSystemBusConnection();
     Proxy proxy(*conn);
     proxy.on_signal = [&](const std::string& name, const std::vector<std::string>& args) {
-      if (json) std::cout << nlohmann::json{{"signal", name}, {"args", args}}.dump() << std::endl;
+      if (json) std::cout << json_text(nlohmann::json{{"signal", name}, {"args", args}}) << std::endl;
       else std::cout << render_signal(name, args, st) << std::endl;
     };
     conn->enterEventLoop();  // until interrupted

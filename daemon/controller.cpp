@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "common/json_text.hpp"
 #include "common/overloaded.hpp"
 #include "firewall/policy.hpp"
 
@@ -323,7 +324,7 @@ std::string Controller::status_json() const {
   }
   j["network"] = netwatch::to_json(network_, classifier());
   j["firewall"] = fw_.status();
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(j);
 }
 
 }  // namespace leakguard::daemon

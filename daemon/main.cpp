@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/json_text.hpp"
 #include "config/config.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dbus_service.hpp"
@@ -255,7 +256,7 @@ int main(int argc, char** argv) {
       std::cerr << "leakguardd: " << m.error().str() << "\n";
       return 1;
     }
-    std::cout << (json ? lg::netwatch::to_json(*m, cls).dump(2) + "\n" : lg::netwatch::to_text(*m, cls));
+    std::cout << (json ? lg::json_text(lg::netwatch::to_json(*m, cls), 2) + "\n" : lg::netwatch::to_text(*m, cls));
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);

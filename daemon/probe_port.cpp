@@ -1,5 +1,6 @@
 #include "daemon/probe_port.hpp"
 
+#include "common/json_text.hpp"
 #include "probes/interfaces.hpp"
 #include "probes/prober.hpp"
 #include "probes/report.hpp"
@@ -15,7 +16,7 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
                        l.reflexive.str(), l.server});
-  o.json = probes::to_json(r).dump();
+  o.json = json_text(probes::to_json(r));
   return o;
 }
 

@@ -156,18 +156,18 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   for (const auto& p : probes) {
     const auto* x = reflexive_of(p);
     if (!x) continue;
-    Leak l{p.interface, p.routed, p.family, x->mapped, p.server, {}};
+    Leak l{printable_ifname(p.interface), p.routed, p.family, x->mapped, p.server, {}};
     if (!p.routed) {
       if (p.cls == InterfaceClass::tunnel || p.cls == InterfaceClass::loopback) continue;
-      l.why = "a request from " + p.interface + " (" + std::string(leakguard::to_string(p.cls)) +
+      l.why = "a request from " + l.interface + " (" + std::string(leakguard::to_string(p.cls)) +
               ") reached the server, which saw " + x->mapped.address.str();
     } else {
       const auto& exits = r.exits(p.family);
-      l.interface = p.arrival_interface;
+      l.interface = printable_ifname(p.arrival_interface);
       // A server on this machine: the request never left it.
       if (p.arrival_class == InterfaceClass::loopback) continue;
       if (p.arrival_class && *p.arrival_class != InterfaceClass::tunnel) {
-        l.why = "the routed request left outside the tunnel: its answer came in through " + p.arrival_interface;
+        l.why = "the routed request left outside the tunnel: its answer came in through " + l.interface;
       } else if (!exits.empty() && !contains(exits, x->mapped.address)) {
         l.why = "the routed request was seen as " + x->mapped.address.str() + ", not as the tunnel exit " + join(exits);
       } else if (!p.arrival_class && exits.empty()) {
@@ -186,7 +186,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
     for (const auto& a : itf.addresses) {
       if (a.is_loopback() || a.is_multicast() || a.is_unspecified()) continue;
       if (a.family == Family::v6 && a.is_link_local()) continue;
-      HostCandidate h{itf.name, itf.cls, a, 9, is_public(a, options), false};
+      HostCandidate h{printable_ifname(itf.name), itf.cls, a, 9, is_public(a, options), false};
       bool translated = false;
       bool have_port = false;
       for (const auto& p : probes) {
@@ -204,6 +204,13 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   }
 
   r.probes = std::move(probes);
+  // A report is for people, logs, JSON and D-Bus: every interface name in it is printable (the
+  // kernel allows bytes that are not UTF-8, which JSON and D-Bus refuse). Matching by the real
+  // names is done above.
+  for (auto& p : r.probes) {
+    p.interface = printable_ifname(p.interface);
+    p.arrival_interface = printable_ifname(p.arrival_interface);
+  }
   if (!r.leaks.empty()) r.verdict = Verdict::leak;
   else if (std::any_of(r.hosts.begin(), r.hosts.end(), [](const HostCandidate& h) { return h.exposed; }))
     r.verdict = Verdict::exposed_host;

@@ -79,6 +79,43 @@ TEST_CASE("a leak the rules do not cover is found by the probe and raised at err
   CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
 }
 
+TEST_CASE("interfaces named with bytes that are not UTF-8 are probed and reported - the daemon runs on") {
+  // The kernel takes any byte but '/', ':', NUL and white space in a name. JSON and D-Bus take
+  // only UTF-8: such a name used to crash the daemon on every probe round.
+  Rig rig;
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  const std::string odd = "\xff\xfe" "0", peer = "lg\x80peer";
+  REQUIRE(rig.net.run("host", {"ip", "link", "add", "name", odd, "type", "veth", "peer", "name", peer}).status == 0);
+  REQUIRE(rig.net.run("host", {"ip", "addr", "add", "203.0.113.200/32", "dev", odd}).status == 0);
+  REQUIRE(rig.net.run("host", {"ip", "link", "set", odd, "up"}).status == 0);
+  REQUIRE(rig.net.run("host", {"ip", "link", "set", peer, "up"}).status == 0);
+
+  // A probe round covers it (the daemon sees the new interface first: poll the report).
+  std::string report;
+  const bool probed = eventually([&] {
+    auto r = rig.ctl({"probe", "--json"});
+    report = r.out;
+    return r.status == 0 && report.find("\\\\xff\\\\xfe0") != std::string::npos;
+  }, 15s);
+  INFO(report);
+  INFO(rig.output());
+  CHECK(probed);
+  REQUIRE(rig.daemon().running());
+  CHECK_FALSE(nlohmann::json::parse(report, nullptr, false).is_discarded());
+  // The status (network, counters, last probe) and the properties say it too.
+  auto st = rig.ctl({"status", "--json"});
+  REQUIRE(st.status == 0);
+  const auto j = nlohmann::json::parse(st.out, nullptr, false);
+  REQUIRE_FALSE(j.is_discarded());
+  CHECK(st.out.find("\\\\xff\\\\xfe0") != std::string::npos);
+  CHECK(rig.busctl({"get-property", "org.leakguard.Daemon1", "/org/leakguard/Daemon1", "org.leakguard.Daemon1",
+                    "LastProbe"}).status == 0);
+  CHECK(rig.ctl({"status"}).status == 0);
+  CHECK(rig.daemon().running());
+  CHECK(rig.state() == "secured");
+}
+
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {
   Rig rig(RigOptions{.lab = {.split_stun = true}});
   rig.start();
