@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/lan.hpp"
+
 namespace leakguard::config {
 
 std::string_view to_string(OnStop o) { return o == OnStop::keep ? "keep" : "remove"; }
@@ -76,7 +78,7 @@ class Parser {
     Config c = defaults();
     if (!root || root.IsNull()) return c;  // an empty file: all defaults
     if (!root.IsMap()) return error(root, "", "the file must be a mapping of settings (key: value)");
-    auto keys = check_keys(root, "", {"policy", "armed", "on_stop", "allow_lan", "tunnel", "probe"});
+    auto keys = check_keys(root, "", {"policy", "armed", "on_stop", "allow_lan", "allow_lan_ranges", "tunnel", "probe"});
     if (!keys) return tl::unexpected(keys.error());
     for (auto it : root) {
       const auto key = it.first.as<std::string>();
@@ -86,6 +88,7 @@ class Parser {
       else if (key == "armed") r = boolean(v, key, c.armed);
       else if (key == "on_stop") r = enumerated(v, key, {{"keep", OnStop::keep}, {"remove", OnStop::remove}}, c.on_stop);
       else if (key == "allow_lan") r = boolean(v, key, c.allow_lan);
+      else if (key == "allow_lan_ranges") r = lan_ranges(v, c);
       else if (key == "tunnel") r = tunnel(v, c);
       else if (key == "probe") r = probe(v, c.probe);
       if (!r) return tl::unexpected(r.error());
@@ -175,6 +178,26 @@ class Parser {
       out.push_back(*parsed);
     }
     return out;
+  }
+
+  Result<void> lan_ranges(const YAML::Node& v, Config& c) const {
+    if (v.IsNull()) return {};
+    auto r = list<Prefix>(v, "allow_lan_ranges", "an address range like 192.168.178.0/24 or fd00::/64",
+                          [](const std::string& s) -> Result<Prefix> {
+                            auto p = Prefix::parse(s);
+                            if (!p) return p;
+                            if (!lan_sized(*p))
+                              return fail("parse", "'" + s + "' is wider than /" +
+                                                       std::to_string(p->address.family == Family::v4 ? kMinLanPrefixV4
+                                                                                                     : kMinLanPrefixV6) +
+                                                       ": that is not a local network");
+                            if (p->address.is_loopback() || p->address.is_multicast())
+                              return fail("parse", "'" + s + "' is not a local network");
+                            return p->network();
+                          });
+    if (!r) return tl::unexpected(r.error());
+    c.allow_lan_ranges = *r;
+    return {};
   }
 
   Result<void> tunnel(const YAML::Node& v, Config& c) const {
@@ -316,14 +339,15 @@ Result<Config> load(const std::string& path) {
 }
 
 std::string Config::str() const {
-  std::vector<std::string> tunnels, eps, servers;
+  std::vector<std::string> tunnels, eps, servers, lan;
   for (const auto& t : tunnel_interfaces) tunnels.push_back(t.text);
+  for (const auto& r : allow_lan_ranges) lan.push_back(r.str());
   for (const auto& e : endpoints) eps.push_back(e.str());
   for (const auto& s : probe.servers) servers.push_back(s.str());
   std::string fam = probe.ipv4 && probe.ipv6 ? "ipv4+ipv6" : probe.ipv4 ? "ipv4" : "ipv6";
   return "policy=" + std::string(to_string(policy)) + " armed=" + (armed ? "yes" : "no") +
          " on_stop=" + std::string(to_string(on_stop)) + " allow_lan=" + (allow_lan ? "yes" : "no") +
-         " tunnels=[" + join(tunnels, ",") + "] endpoints=[" + join(eps, ",") + "]" +
+         (lan.empty() ? "" : " allow_lan_ranges=[" + join(lan, ",") + "]") + " tunnels=[" + join(tunnels, ",") + "] endpoints=[" + join(eps, ",") + "]" +
          (fwmark ? " fwmark=" + fwmark->str() : "") + " probe={every " + ms_text(probe.interval) + ", timeout " +
          ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "]}";
 }

@@ -49,6 +49,9 @@ struct Config {
   bool armed = true;  ///< lockdown from the start
   OnStop on_stop = OnStop::keep;
   bool allow_lan = false;
+  /// Ranges that count as LAN besides the on-link parts of the private ranges (common/lan.hpp):
+  /// a LAN on public addresses, or 100.64.0.0/10. Installed as they are while allow_lan is on.
+  std::vector<Prefix> allow_lan_ranges;
   std::vector<IfnamePattern> tunnel_interfaces;  ///< names or "prefix*" patterns
   std::vector<Endpoint> endpoints;               ///< VPN servers allowed on physical interfaces
   std::optional<FwMark> fwmark;                  ///< if set, endpoints only for packets with this mark

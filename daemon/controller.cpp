@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "common/json_text.hpp"
+#include "common/lan.hpp"
 #include "common/overloaded.hpp"
 #include "firewall/policy.hpp"
 
@@ -29,9 +30,15 @@ Desired desired_from(const config::Config& c) {
   return d;
 }
 
-std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c,
+                                const std::vector<Prefix>& listed) {
   std::vector<Prefix> out;
-  const firewall::Limits limits;
+  auto add = [&](const Prefix& p) {
+    // Wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall refuses
+    // such subnets, so they are never offered (the configuration refuses them in its list).
+    if (lan_sized(p) && std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  };
+  for (const auto& p : listed) add(p.network());
   for (const auto& a : m.addresses()) {
     const netwatch::Link* l = m.link(a.index);
     if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
@@ -39,11 +46,10 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
     if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
     const bool v4 = a.prefix.address.family == Family::v4;
     if (a.prefix.length == (v4 ? 32 : 128)) continue;
-    // A "LAN" wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall
-    // refuses such subnets (firewall::Limits), so they are never offered as LAN.
-    if (a.prefix.length < (v4 ? limits.min_lan_prefix_v4 : limits.min_lan_prefix_v6)) continue;
-    Prefix p = a.prefix.network();
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+    // Only the part inside the private ranges: the network decides what is on-link, not what
+    // is local.
+    for (const auto& range : private_ranges())
+      if (auto part = intersect(a.prefix, range)) add(*part);
   }
   return out;
 }
@@ -112,7 +118,7 @@ void Controller::run(const Action& a) {
 
 void Controller::start(const netwatch::NetModel& network) {
   network_ = network;
-  fw_.set_lan(lan_subnets(network_, classifier()));  // before the first install: it is complete
+  fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));  // before the first install: it is complete
   out_.info("configuration: " + config_.str());
   if (config_.armed) feed(SetArmed{true, "configuration"});
   else start_probe("start (disarmed by configuration)");
@@ -125,7 +131,7 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
 }
 
 void Controller::observe(const std::string& why, bool network_event) {
-  fw_.set_lan(lan_subnets(network_, classifier()));
+  fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));
   const TunnelLink t = tunnel_link(network_, classifier());
   if (t.up != machine_.tunnel_up()) feed(TunnelState{t.up, t.str()});
   else if (network_event) feed(NetworkChanged{why});

@@ -41,9 +41,13 @@ struct Desired {
 /// translation, used by the running daemon and by --print-ruleset alike.
 Desired desired_from(const config::Config& c);
 
-/// The on-link subnets of the physical interfaces (global and site scope; link-local is allowed
-/// separately): what `allow_lan` opens. Never a tunnel's, never wider than the firewall accepts.
-std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c);
+/// What `allow_lan` opens besides link-local: the ranges the configuration lists
+/// (allow_lan_ranges), and the on-link subnets of the physical interfaces (global and site scope)
+/// as far as they lie inside the private ranges (common/lan.hpp) — a network may hand out any
+/// prefix, and 52.1.2.3/8 must not open 52.0.0.0/8. Never a tunnel's, never wider than the
+/// firewall accepts.
+std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c,
+                                const std::vector<Prefix>& listed = {});
 
 /// Whether some tunnel interface is up and carrying traffic, and which.
 struct TunnelLink {

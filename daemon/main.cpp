@@ -242,7 +242,7 @@ int main(int argc, char** argv) {
       // The LAN set holds the on-link subnets of the physical interfaces right now, as the daemon
       // would fill it; without netlink access the ruleset is printed with an empty LAN set.
       std::vector<lg::Prefix> lan;
-      if (auto m = lg::netwatch::dump_model()) lan = d::lan_subnets(*m, cls);
+      if (auto m = lg::netwatch::dump_model()) lan = d::lan_subnets(*m, cls, cfg->allow_lan_ranges);
       auto text = d::NftFirewallPort::dry_run(*cfg, lan);
       if (!text) {
         std::cerr << "leakguardd: " << text.error().str() << "\n";

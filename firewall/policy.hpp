@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/lan.hpp"
 #include "common/iface.hpp"
 #include "common/ip.hpp"
 #include "common/mode.hpp"
@@ -41,8 +42,8 @@ struct Limits {
   std::size_t max_endpoints = 1024;   ///< per policy, both families together
   std::size_t max_tunnels = 64;       ///< interface patterns
   std::size_t max_lan_subnets = 256;  ///< on-link subnets
-  std::uint8_t min_lan_prefix_v4 = 8;   ///< shorter LAN prefixes would open most of the internet
-  std::uint8_t min_lan_prefix_v6 = 16;
+  std::uint8_t min_lan_prefix_v4 = kMinLanPrefixV4;  ///< shorter LAN prefixes would open most of the internet
+  std::uint8_t min_lan_prefix_v6 = kMinLanPrefixV6;
   bool operator==(const Limits&) const = default;
 };
 

@@ -116,6 +116,47 @@ TEST_CASE("interfaces named with bytes that are not UTF-8 are probed and reporte
   CHECK(rig.state() == "secured");
 }
 
+TEST_CASE("allow_lan trusts only the private part of what a network hands out (TunnelCrack LocalNet)") {
+  Rig rig;
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  REQUIRE(rig.ctl({"allow-lan", "on"}).status == 0);
+  // A UDP datagram from the host out of eth0: 0 if the rules let it go, else errno (EPERM).
+  auto send_via_eth0 = [&](const char* ip) {
+    lab::NetnsScope in(rig.net.ns("host"));
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, "eth0", 4) == 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(40000);
+    inet_pton(AF_INET, ip, &to.sin_addr);
+    const int rc = ::sendto(fd, "lan?", 4, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) < 0 ? errno : 0;
+    ::close(fd);
+    return rc;
+  };
+  // The hostile network's DHCP hands out an address whose prefix covers the STUN and web servers
+  // (a public /24 of the lab's internet), and a private one, the control that the change was seen.
+  REQUIRE(rig.net.run("host", {"ip", "addr", "add", "203.0.113.77/24", "dev", "eth0"}).status == 0);
+  REQUIRE(rig.net.run("host", {"ip", "addr", "add", "10.77.0.10/24", "dev", "eth0"}).status == 0);
+  nlohmann::json lan;
+  const bool seen = eventually([&] {
+    lan = rig.status()["firewall"]["lan_subnets"];
+    return std::find(lan.begin(), lan.end(), "10.77.0.0/24") != lan.end();
+  }, 10s);
+  INFO(lan.dump());
+  INFO(rig.output());
+  REQUIRE_MESSAGE(seen, "the private on-link subnet never reached the LAN set");
+  CHECK(std::find(lan.begin(), lan.end(), "203.0.113.0/24") == lan.end());
+  CHECK(rig.table().find("203.0.113.0/24") == std::string::npos);
+  CHECK(send_via_eth0("203.0.113.80") == EPERM);  // the "LAN" server outside the tunnel: blocked
+  CHECK(send_via_eth0("10.77.0.20") == 0);        // the real LAN: open
+  // The user can still say that a public range is their LAN.
+  std::ofstream(rig.config, std::ios::app) << "allow_lan: true\nallow_lan_ranges: [203.0.113.0/24]\n";
+  REQUIRE(rig.ctl({"reload"}).status == 0);
+  CHECK(eventually([&] { return send_via_eth0("203.0.113.80") == 0; }, 5s));
+}
+
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {
   Rig rig(RigOptions{.lab = {.split_stun = true}});
   rig.start();

@@ -28,6 +28,7 @@ policy: strict
 armed: false
 on_stop: remove
 allow_lan: true
+allow_lan_ranges: [100.64.0.0/10, 198.51.100.77/26, "fd00:1::/64"]
 tunnel:
   interfaces: [wg0, "tun*"]
   endpoints:
@@ -46,6 +47,9 @@ probe:
   CHECK_FALSE(c->armed);
   CHECK(c->on_stop == OnStop::remove);
   CHECK(c->allow_lan);
+  // Host bits cleared: a range, not an address.
+  CHECK(c->allow_lan_ranges == std::vector<Prefix>{*Prefix::parse("100.64.0.0/10"), *Prefix::parse("198.51.100.64/26"),
+                                                   *Prefix::parse("fd00:1::/64")});
   REQUIRE(c->tunnel_interfaces.size() == 2);
   CHECK(c->tunnel_interfaces[0].text == "wg0");
   CHECK(c->tunnel_interfaces[1].is_prefix());
@@ -61,7 +65,8 @@ probe:
   CHECK(c->probe.servers[1] == StunServer{"2001:db8:3::3", 3478, Transport::tcp});
   CHECK(c->probe.servers[2].str() == "stun.example.org:19302/udp");
   CHECK(c->str() ==
-        "policy=strict armed=no on_stop=remove allow_lan=yes tunnels=[wg0,tun*] "
+        "policy=strict armed=no on_stop=remove allow_lan=yes "
+        "allow_lan_ranges=[100.64.0.0/10,198.51.100.64/26,fd00:1::/64] tunnels=[wg0,tun*] "
         "endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/tcp] fwmark=51820 probe={every 5m, timeout 1500ms, "
         "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp]}");
 }
@@ -85,6 +90,10 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"policy:\n  - udp\n", "bad.yaml:2:3: policy:", "expected one of: strict, udp"},
       {"armed: maybe\n", "bad.yaml:1:8: armed:", "expected true or false"},
       {"allow_lan: 1\n", "bad.yaml:1:12: allow_lan:", "expected true or false"},
+      {"allow_lan_ranges: [10.0.0.0/24, 0.0.0.0/0]\n", "bad.yaml:1:33: allow_lan_ranges[1]:", "wider than /8"},
+      {"allow_lan_ranges: [\"fd00::/12\"]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "wider than /16"},
+      {"allow_lan_ranges: 10.0.0.0/33\n", "bad.yaml:1:19: allow_lan_ranges[0]:", "expected an address range"},
+      {"allow_lan_ranges: [224.0.0.0/8]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "not a local network"},
       {"on_stop: delete\n", "bad.yaml:1:10: on_stop:", "is not one of: keep, remove"},
       {"armd: true\n", "bad.yaml:1:1: armd:", "unknown setting"},
       {"probe:\n  intervall: 30s\n", "bad.yaml:2:3: probe.intervall:", "unknown setting"},

@@ -334,7 +334,8 @@ TEST_CASE("the controller decides from the network model whether a tunnel is up,
   World w;
   w.c.start(network(Wg::up));
   CHECK(w.c.machine().tunnel_up());
-  CHECK(w.fw.lan == std::vector<Prefix>{*Prefix::parse("192.0.2.0/24")});  // eth0's subnet, known at start
+  // eth0's subnet, 192.0.2.0/24, is no private range: no LAN (the LAN's own test is below).
+  CHECK(w.fw.lan.empty());
   w.probe.finish(ProbeVerdict::ok);  // round 1 (armed) ends; round 2 (tunnel up) starts
   w.probe.finish(ProbeVerdict::ok);
   REQUIRE(w.c.machine().state() == State::secured);
@@ -424,4 +425,49 @@ TEST_CASE("the probe schedule on virtual time: interval, network-change rounds, 
   w.c.probe_timer();
   CHECK(w.probe.started == 6);
   CHECK(w.out.due == w.now + 10s);
+}
+
+TEST_CASE("the LAN is the on-link subnets inside the private ranges, plus what the configuration lists") {
+  netwatch::NetModel m = network(Wg::up);  // eth0 192.0.2.10/24 (documentation range: not private), wg0
+  auto addr = [&](std::uint32_t index, const char* prefix, unsigned char scope = RT_SCOPE_UNIVERSE) {
+    m.apply(netwatch::Added<netwatch::Address>{{IfIndex{index}, *Prefix::parse(prefix), scope, 0}});
+  };
+  addr(2, "10.1.2.3/24");          // a home LAN: as it is
+  addr(2, "52.1.2.3/8");           // a hotspot's DHCP hands out a public /8 (TunnelCrack LocalNet): nothing
+  addr(2, "10.200.0.5/7");         // wider than the private range: only its private part, 10.0.0.0/8
+  addr(2, "172.0.0.1/8");          // the same: 172.16.0.0/12
+  addr(2, "100.64.7.1/24");        // RFC 6598 (a carrier's): only if listed
+  addr(2, "fd00:1::5/64");         // unique local: as it is
+  addr(2, "2001:db8:2::10/64");    // global IPv6: not LAN
+  addr(2, "192.168.1.7/32");       // a host address is no subnet
+  addr(2, "192.168.9.1/24", RT_SCOPE_HOST);
+  addr(3, "10.66.0.2/24");         // the tunnel's own subnet: never LAN
+  const netwatch::Classifier c{{IfnamePattern{"wg0"}}};
+  const auto lan = lan_subnets(m, c);
+  auto has = [&](const std::vector<Prefix>& v, const char* p) {
+    return std::find(v.begin(), v.end(), *Prefix::parse(p)) != v.end();
+  };
+  CHECK(lan == std::vector<Prefix>{*Prefix::parse("10.1.2.0/24"), *Prefix::parse("10.0.0.0/8"),
+                                   *Prefix::parse("172.16.0.0/12"), *Prefix::parse("fd00:1::/64")});
+  CHECK_FALSE(has(lan, "52.0.0.0/8"));
+  CHECK_FALSE(has(lan, "10.66.0.0/24"));
+  // Listed ranges come as they are (host bits cleared), the RFC 6598 one included; too wide never.
+  const auto listed = lan_subnets(m, c, {*Prefix::parse("100.64.0.0/10"), *Prefix::parse("203.0.113.9/24"),
+                                         *Prefix::parse("10.1.2.0/24")});
+  CHECK(has(listed, "100.64.0.0/10"));
+  CHECK(has(listed, "203.0.113.0/24"));
+  CHECK(std::count(listed.begin(), listed.end(), *Prefix::parse("10.1.2.0/24")) == 1);
+  CHECK_FALSE(has(listed, "52.0.0.0/8"));
+  CHECK(lan_subnets(m, c, {*Prefix::parse("0.0.0.0/1")}) == lan);
+}
+
+TEST_CASE("allow_lan_ranges from the configuration reach the firewall, and a reload changes them at once") {
+  World w;
+  w.c.start(network(Wg::up));
+  CHECK(w.fw.lan.empty());
+  auto c = base_config();
+  c.allow_lan_ranges = {*Prefix::parse("192.0.2.0/24")};
+  w.next_config = c;
+  REQUIRE(w.c.reload("test"));
+  CHECK(w.fw.lan == std::vector<Prefix>{*Prefix::parse("192.0.2.0/24")});
 }

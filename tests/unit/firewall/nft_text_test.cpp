@@ -149,8 +149,8 @@ TEST_CASE("strict with LAN - mark and prefix tunnels: the lines that differ") {
   has("\t\tmeta mark 0x0000ca6c ip6 daddr . meta l4proto . th dport @endpoints6 accept\n");
   has("\t\telements = { 203.0.113.9 . tcp . 443 }\n");
   has("\t\telements = { 2001:db8:3::66 . udp . 51820 }\n");
-  has("\tset lan4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.0.0.0/24, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 }\n");
-  has("\t\telements = { 2001:db8:2::/64, fe80::/10, ff00::/8 }\n");
+  has("\tset lan4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.0.0.0/24, 169.254.0.0/16, 224.0.0.0/24, 239.255.255.250,\n\t\t\t     255.255.255.255 }\n");
+  has("\t\telements = { 2001:db8:2::/64, fe80::/10, ff02::/16 }\n");
   has("\t\tip6 saddr @lan6 accept\n");
   has("\t\tupdate @ifstat_out { oifname . meta l4proto }\n");
   has("\t\tcounter reject with icmpx admin-prohibited comment \"ip-out\"\n");

@@ -198,10 +198,10 @@ TEST_CASE("allow_lan switched on and off in place: nft's zero boundary element c
   const auto down = nft::encode_update(off, plan_change(on, off), 1);
   REQUIRE(lan4_messages(up, NFT_MSG_NEWSETELEM) == 1);
   REQUIRE(lan4_messages(down, NFT_MSG_DELSETELEM) == 1);
-  // lan4 holds 169.254.0.0/16, 192.0.2.0/24, 224.0.0.0/4 and 255.255.255.255: a start and an end
-  // element each but the last (it runs to the top), plus the end element at 0.0.0.0 that nft
-  // puts below the first range - what a recreate or `nft -f` installs too.
-  const std::size_t raw = 2 + 2 + 2 + 1 + 1;
+  // lan4 holds 169.254.0.0/16, 192.0.2.0/24, 224.0.0.0/24, 239.255.255.250 and 255.255.255.255:
+  // a start and an end element each but the last (it runs to the top), plus the end element at
+  // 0.0.0.0 that nft puts below the first range - what a recreate or `nft -f` installs too.
+  const std::size_t raw = 2 + 2 + 2 + 2 + 1 + 1;
   auto lan4_elements = [&](const nft::Batch& b) {
     for (const auto& m : messages(b))
       if (const auto* step = b.step(m.seq); step && step->what.find("set lan4") != std::string::npos) return count_elements(m);
@@ -349,9 +349,10 @@ TEST_CASE("interval sets hold boundaries: a zero end first - start and end per r
   REQUIRE(it != snap.sets.end());
   CHECK(it->flags == NFT_SET_INTERVAL);
   CHECK(it->key_type == 7u);  // ipv4_addr
-  // "hexkey/end-flag", sorted: 0.0.0.0 end; 169.254/16; 192.0.2/24; 224/4; 255.255.255.255 open.
+  // "hexkey/end-flag", sorted: 0.0.0.0 end; 169.254/16; 192.0.2/24; 224.0.0/24; 239.255.255.250;
+  // 255.255.255.255 open.
   CHECK(it->elements == std::vector<std::string>{"00000000/1", "a9fe0000/0", "a9ff0000/1", "c0000200/0", "c0000300/1",
-                                                 "e0000000/0", "f0000000/1", "ffffffff/0"});
+                                                 "e0000000/0", "e0000100/1", "effffffa/0", "effffffb/1", "ffffffff/0"});
   auto ep = std::find_if(snap.sets.begin(), snap.sets.end(), [](const auto& s) { return s.name == "endpoints4"; });
   REQUIRE(ep != snap.sets.end());
   CHECK(ep->key_type == ((7u << 12) | (12u << 6) | 13u));  // ipv4_addr . inet_proto . inet_service

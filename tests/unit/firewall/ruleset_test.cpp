@@ -206,10 +206,12 @@ TEST_CASE("sets: endpoints per family - DNS ports - LAN sets always declared - f
   CHECK(on.find_set("lan4")->interval);
   std::vector<std::string> lan4;
   for (const auto& e : on.find_set("lan4")->elements) lan4.push_back(to_string(e));
-  CHECK(lan4 == std::vector<std::string>{"169.254.0.0/16", "192.0.2.0/24", "224.0.0.0/4", "255.255.255.255"});
+  // Multicast only where it stays on the link (and SSDP): not 224.0.0.0/4, not ff00::/8.
+  CHECK(lan4 == std::vector<std::string>{"169.254.0.0/16", "192.0.2.0/24", "224.0.0.0/24", "239.255.255.250",
+                                         "255.255.255.255"});
   std::vector<std::string> lan6;
   for (const auto& e : on.find_set("lan6")->elements) lan6.push_back(to_string(e));
-  CHECK(lan6 == std::vector<std::string>{"fe80::/10", "ff00::/8"});
+  CHECK(lan6 == std::vector<std::string>{"fe80::/10", "ff02::/16"});
   const auto out = lines(chain(on, "output"));
   const auto lan = index_of(out, "ip daddr @lan4 accept");
   CHECK(lan > index_of(out, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-out\""));
