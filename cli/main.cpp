@@ -59,13 +59,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> endpoints;
   std::uint32_t fwmark = 0;
   auto* tset = tunnel->add_subcommand("set", "Declare IF as the tunnel, with its endpoints");
-  tset->add_option("interface", tun_if, "Tunnel interface, e.g. wg0")->required();
+  // Also as --interface=IF: the hooks pass it so, since an interface name may begin with '-'.
+  tset->add_option("interface,--interface", tun_if, "Tunnel interface, e.g. wg0")->required();
   tset->add_option("--endpoint,-e", endpoints, "VPN server ADDR:PORT[/udp|tcp], repeatable");
   tset->add_option("--fwmark", fwmark, "Allow endpoints only for packets with this mark (0: any)");
   tset->callback([&] { exit_code = finish(cli::tunnel_set(tun_if, endpoints, fwmark)); });
   std::string clear_if;
   auto* tclear = tunnel->add_subcommand("clear", "Clear the declaration (only if IF is the declared tunnel)");
-  tclear->add_option("interface", clear_if, "Tunnel interface; omitted: whatever is declared");
+  tclear->add_option("interface,--interface", clear_if, "Tunnel interface; omitted: whatever is declared");
   tclear->callback([&] {
     exit_code = finish(cli::tunnel_clear(clear_if.empty() ? std::nullopt : std::optional<std::string>(clear_if)));
   });

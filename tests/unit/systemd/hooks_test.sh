@@ -13,7 +13,7 @@ cat >"$tmp/wg" <<'SH'
 #!/bin/sh
 # wg show IF endpoints|fwmark, as wireguard-tools prints them
 case "$3" in
-  endpoints) printf 'pk1=\t198.51.100.1:51820\npk2=\t[2001:db8::1]:51820\npk3=\t(none)\n' ;;
+  endpoints) printf "${WG_ENDPOINTS:-pk1=\t198.51.100.1:51820\npk2=\t[2001:db8::1]:51820\npk3=\t(none)\n}" ;;
   fwmark) echo "${WG_FWMARK:-0xca6c}" ;;
   "") exit 0 ;;
 esac
@@ -39,28 +39,77 @@ expect() {  # NAME EXPECTED COMMAND...: the hook exits 0 and makes exactly the E
 }
 echo "VPN-client hooks"
 expect "wg-quick up: every peer endpoint and the fwmark" \
-  "leakguardctl tunnel set wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
 expect "wg-quick up without fwmark" \
-  "leakguardctl tunnel set wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
+  "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
   env WG_FWMARK=off "$hooks/wg-quick" up wg0
-expect "wg-quick down" "leakguardctl tunnel clear wg0" "$hooks/wg-quick" down wg0
-expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set tun0 --endpoint 198.51.100.9:1194/udp" \
+expect "wg-quick down" "leakguardctl tunnel clear --interface=wg0" "$hooks/wg-quick" down wg0
+expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=udp "$hooks/openvpn"
-expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set tun1 --endpoint [2001:db8::9]:443/tcp" \
+expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
   env script_type=up dev=tun1 trusted_ip6=2001:db8::9 trusted_port=443 proto_1=tcp-client "$hooks/openvpn"
-expect "openvpn down" "leakguardctl tunnel clear tun0" env script_type=down dev=tun0 "$hooks/openvpn"
+expect "openvpn down" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn"
 expect "NetworkManager: WireGuard device up" \
-  "leakguardctl tunnel set wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
 expect "NetworkManager: VPN plugin up (names resolved, tcp, port)" \
-  "leakguardctl tunnel set tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
+  "leakguardctl tunnel set --interface=tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
   env CONNECTION_UUID=u1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 expect "NetworkManager: per-remote port and protocol, default port" \
-  "leakguardctl tunnel set tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
+  "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
   env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.10:53:tcp-client, dev = tun" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
-expect "NetworkManager: a device goes down" "leakguardctl tunnel clear eth0" "$hooks/networkmanager" eth0 down
+expect "NetworkManager: a device goes down" "leakguardctl tunnel clear --interface=eth0" "$hooks/networkmanager" eth0 down
 # No call at all: the stand-in that recorded every call above is the control that calls do arrive.
 expect "NetworkManager: ignores other actions" "" "$hooks/networkmanager" eth0 dhcp4-change
+
+echo "adversarial environments"
+# A file whose name matches an endpoint read as a glob pattern ("[2001:db8::1]:51820" matches
+# "1:51820"), and one matching a tunnel name pattern, in the working directory.
+mkdir "$tmp/cwd" && touch "$tmp/cwd/1:51820" "$tmp/cwd/eth0" && cd "$tmp/cwd"
+expect "wg-quick: an endpoint is never a glob pattern" \
+  "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "$hooks/wg-quick" up wg0
+expect "NetworkManager WireGuard: an endpoint is never a glob pattern" \
+  "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
+expect "NetworkManager VPN: a bracketed remote is never a glob pattern" \
+  "leakguardctl tunnel set --interface=tun7 --endpoint [2001:db8::1]:51820/udp" \
+  env NM_VPN_DATA="remote = [2001:db8::1]:51820" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun7 "$hooks/networkmanager" tun7 vpn-up
+expect "an interface name with '*' goes as it is (the daemon refuses it), never globbed" \
+  "leakguardctl tunnel set --interface=e* --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "$hooks/wg-quick" up 'e*'
+expect "an interface name beginning with '-' is no option" \
+  "leakguardctl tunnel set --interface=-x --endpoint 198.51.100.9:1194/udp" \
+  env script_type=up dev=-x trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
+expect "wg-quick down with an odd name" "leakguardctl tunnel clear --interface=--fwmark=1" "$hooks/wg-quick" down --fwmark=1
+cd - >/dev/null
+expect "NetworkManager VPN: a bare IPv6 remote is an address, not host:port" \
+  "leakguardctl tunnel set --interface=tun8 --endpoint [2001:db8::1]:1194/udp" \
+  env NM_VPN_DATA="remote = 2001:db8::1" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun8 "$hooks/networkmanager" tun8 vpn-up
+expect "NetworkManager VPN: IPv6 remotes with port and protocol, bracketed or not" \
+  "leakguardctl tunnel set --interface=tun8 --endpoint [2001:db8::2]:443/tcp --endpoint [2001:db8::3]:53/udp --endpoint [2001:db8::4]:1195/udp" \
+  env NM_VPN_DATA="remote = [2001:db8::2]:443:tcp-client, 2001:db8::3::udp6, [2001:db8::4]:1195, port = 53" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun8 "$hooks/networkmanager" tun8 vpn-up
+expect "NetworkManager VPN: several remotes split by commas, spaces and tabs" \
+  "leakguardctl tunnel set --interface=tun9 --endpoint 198.51.100.7:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::9]:1194/udp --endpoint 198.51.100.10:1196/tcp" \
+  env NM_VPN_DATA="$(printf 'remote = 198.51.100.7:1195:udp 198.51.100.8, 2001:db8::9\t198.51.100.10:1196:tcp')" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun9 "$hooks/networkmanager" tun9 vpn-up
+expect "NetworkManager VPN: no interface from NetworkManager: the dispatcher's own" \
+  "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.7:1194/udp" \
+  env NM_VPN_DATA="remote = 198.51.100.7" CONNECTION_UUID=u VPN_IP_IFACE= "$hooks/networkmanager" tun3 vpn-up
+# Empty values: nothing is declared (the block stays as it is), never a malformed call.
+expect "NetworkManager VPN: an empty remote declares nothing" "" \
+  env NM_VPN_DATA="remote = , port = " CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun4 "$hooks/networkmanager" tun4 vpn-up
+expect "wg-quick: no peer endpoint yet declares nothing" "" env WG_ENDPOINTS='pk1=\t(none)\n' "$hooks/wg-quick" up wg0
+expect_fails() {  # NAME COMMAND...: the hook exits non-zero, says why, and calls nothing
+  local name=$1; shift
+  : >"$LOG"
+  local rc=0 out; out=$("$@" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$out" ] && [ ! -s "$LOG" ]; then echo "  ok   $name"; passed=$((passed + 1))
+  else printf '  FAIL %s (exit %s, calls: %s)\n%s\n' "$name" "$rc" "$(cat "$LOG")" "$out"; failed=$((failed + 1)); fi
+}
+expect_fails "openvpn: an empty port" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port= "$hooks/openvpn"
+expect_fails "openvpn: no server address" env script_type=up dev=tun0 trusted_ip= trusted_ip6= trusted_port=1194 "$hooks/openvpn"
+expect_fails "openvpn: an empty device" env script_type=up dev= trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
+expect_fails "wg-quick: no interface" "$hooks/wg-quick" up ""
 echo "hooks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
