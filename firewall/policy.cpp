@@ -42,6 +42,7 @@ std::string Policy::str() const {
     s += " fwmark=none";
   }
   s += " lan=" + join(lan_subnets, [](const Prefix& p) { return p.str(); });
+  if (!tunnel_addresses.empty()) s += " tunnel_addresses=" + join(tunnel_addresses, [](const IpAddress& a) { return a.str(); });
   return s;
 }
 
@@ -87,11 +88,21 @@ Result<void> validate_rules(const Policy& p, const Limits& limits) {
   }
 
   if (p.fwmark && p.fwmark->value == 0) return invalid("fwmark: 0 means unmarked; leave the mark out instead");
+  if (p.tunnel_addresses.size() > limits.max_tunnel_addresses)
+    return invalid("tunnel_addresses: " + std::to_string(p.tunnel_addresses.size()) + " addresses, at most " +
+                   std::to_string(limits.max_tunnel_addresses) + " allowed");
+  for (std::size_t i = 0; i < p.tunnel_addresses.size(); ++i) {
+    const IpAddress& a = p.tunnel_addresses[i];
+    if (a.family != Family::v4 && a.family != Family::v6) return invalid(indexed("tunnel_addresses", i) + ": unknown address family");
+    if (a.is_unspecified() || a.is_loopback() || a.is_multicast())
+      return invalid(indexed("tunnel_addresses", i) + ": '" + a.str() + "' is no address of an interface");
+  }
   return {};
 }
 
 bool same_sets(const Policy& a, const Policy& b) {
-  return a.allow_lan == b.allow_lan && a.endpoints == b.endpoints && a.lan_subnets == b.lan_subnets;
+  return a.allow_lan == b.allow_lan && a.endpoints == b.endpoints && a.lan_subnets == b.lan_subnets &&
+         a.tunnel_addresses == b.tunnel_addresses;
 }
 
 }  // namespace leakguard::firewall

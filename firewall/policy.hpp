@@ -29,6 +29,9 @@ struct Policy {
   std::vector<Endpoint> endpoints;       ///< VPN servers allowed on every interface
   std::optional<FwMark> fwmark;          ///< if set, endpoints only for packets with this mark
   std::vector<Prefix> lan_subnets;       ///< on-link subnets of the physical interfaces
+  /// The tunnel interfaces' own addresses (not link-local): nothing addressed to them may come in
+  /// through another interface (CVE-2019-14899: a LAN peer routing the tunnel address via eth0).
+  std::vector<IpAddress> tunnel_addresses;
   // A new field belongs either to same_sets() or to what Firewall's change of rules copies
   // (firewall.cpp, change_rules): keep both in step with this list.
 
@@ -42,6 +45,7 @@ struct Limits {
   std::size_t max_endpoints = 1024;   ///< per policy, both families together
   std::size_t max_tunnels = 64;       ///< interface patterns
   std::size_t max_lan_subnets = 256;  ///< on-link subnets
+  std::size_t max_tunnel_addresses = 256;
   std::uint8_t min_lan_prefix_v4 = kMinLanPrefixV4;  ///< shorter LAN prefixes would open most of the internet
   std::uint8_t min_lan_prefix_v6 = kMinLanPrefixV6;
   bool operator==(const Limits&) const = default;

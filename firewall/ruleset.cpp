@@ -141,6 +141,8 @@ constexpr const char* kEndpoints6 = "endpoints6";
 constexpr const char* kDnsPorts = "dns_ports";
 constexpr const char* kLan4 = "lan4";
 constexpr const char* kLan6 = "lan6";
+constexpr const char* kTunnelAddrs4 = "tunnel_addrs4";
+constexpr const char* kTunnelAddrs6 = "tunnel_addrs6";
 
 // DNS over UDP/TCP (RFC 1035 §4.2) and DNS over TLS (RFC 7858 §3.1).
 constexpr std::uint16_t kDnsPort = 53;
@@ -252,6 +254,17 @@ std::vector<Element> lan_elements(const Policy& p, Family f) {
   return out;
 }
 
+std::vector<Element> tunnel_address_elements(const Policy& p, Family f) {
+  std::vector<IpAddress> a;
+  for (const auto& x : p.tunnel_addresses)
+    if (x.family == f) a.push_back(x);
+  std::sort(a.begin(), a.end());
+  a.erase(std::unique(a.begin(), a.end()), a.end());
+  std::vector<Element> out;
+  for (const auto& x : a) out.emplace_back(AddressRange{x, x});
+  return out;
+}
+
 std::vector<Element> endpoint_elements(const Policy& p, Family f) {
   // Sorted as plain Endpoints (cheaper than through the variant), then wrapped.
   std::vector<Endpoint> eps;
@@ -274,6 +287,8 @@ Ruleset build_ruleset(const Policy& p) {
   // chains, so any change between policies is a change of rules and elements in place.
   rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
   rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
+  rs.sets.push_back(Set{kTunnelAddrs4, KeyType::ipv4_addr, false, false, 0, tunnel_address_elements(p, Family::v4)});
+  rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, tunnel_address_elements(p, Family::v6)});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
     rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
   rs.chains = build_chains(p);
@@ -304,11 +319,16 @@ std::vector<Chain> build_chains(const Policy& p) {
 
   // input: packets for this host, judged by the interface they came in through.
   Chain in{"input", Hook::input, 0, true, {}};
+  in.rules.push_back(accept({LoopbackIs{false}}));
+  for (const auto& t : p.tunnels) in.rules.push_back(accept({IfnameIs{false, t}}));
+  // What is addressed to the tunnel's own address came in through another interface: a LAN
+  // peer routing it via eth0 (CVE-2019-14899), whatever its source claims - before the
+  // endpoint, LAN and (udp mode) accept-all rules.
+  in.rules.push_back(counted({AddressInSet{Family::v4, true, kTunnelAddrs4}}, Verdict::drop, "tunaddr-in"));
+  in.rules.push_back(counted({AddressInSet{Family::v6, true, kTunnelAddrs6}}, Verdict::drop, "tunaddr-in"));
   // Replies from the endpoints carry no mark (the mark is a property of the local socket).
   in.rules.push_back(accept({EndpointInSet{Family::v4, false, kEndpoints4}}));
   in.rules.push_back(accept({EndpointInSet{Family::v6, false, kEndpoints6}}));
-  in.rules.push_back(accept({LoopbackIs{false}}));
-  for (const auto& t : p.tunnels) in.rules.push_back(accept({IfnameIs{false, t}}));
   in.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Server, kDhcp4Client}}));
   in.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, PortsAre{kProtoUdp, kDhcp6Server, kDhcp6Client}}));
   in.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));
