@@ -70,6 +70,7 @@ struct Firewall::Impl {
       policy->mode = p.mode;
       policy->tunnels = p.tunnels;
       policy->fwmark = p.fwmark;
+      policy->emergency = p.emergency;
     };
     if (change.chains.empty()) {
       take_rules_of();
@@ -307,6 +308,13 @@ Result<void> Firewall::remove() {
   impl_->ruleset.reset();
   impl_->expected.reset();
   return {};
+}
+
+Result<bool> Firewall::table_present() {
+  std::lock_guard lock(impl_->m);
+  auto d = impl_->declarations();
+  if (!d) return tl::unexpected(d.error());
+  return d->present;
 }
 
 Result<std::vector<std::string>> Firewall::verify() {

@@ -77,6 +77,9 @@ class Firewall {
   /// Removes the table (no error if it is not there) and forgets the model.
   Result<void> remove();
 
+  /// Whether table inet leakguard is in the kernel now (ours, or one a previous process left
+  /// behind): read only, nothing changes.
+  Result<bool> table_present();
   /// Reads the kernel's table and compares it with the model: empty if it is exactly in place,
   /// else one line per difference ("table is missing", "1 rule(s) added to chain output").
   Result<std::vector<std::string>> verify();

@@ -42,6 +42,7 @@ std::string Policy::str() const {
     s += " fwmark=none";
   }
   s += " lan=" + join(lan_subnets, [](const Prefix& p) { return p.str(); });
+  if (emergency) s += " emergency";
   return s;
 }
 
@@ -91,7 +92,8 @@ Result<void> validate_rules(const Policy& p, const Limits& limits) {
 }
 
 bool same_sets(const Policy& a, const Policy& b) {
-  return a.allow_lan == b.allow_lan && a.endpoints == b.endpoints && a.lan_subnets == b.lan_subnets;
+  return a.emergency == b.emergency && a.allow_lan == b.allow_lan && a.endpoints == b.endpoints &&
+         a.lan_subnets == b.lan_subnets;
 }
 
 }  // namespace leakguard::firewall

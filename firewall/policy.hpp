@@ -28,6 +28,10 @@ struct Policy {
   std::vector<Endpoint> endpoints;       ///< VPN servers allowed on every interface
   std::optional<FwMark> fwmark;          ///< if set, endpoints only for packets with this mark
   std::vector<Prefix> lan_subnets;       ///< on-link subnets of the physical interfaces
+  /// The emergency block (no usable configuration): everything but loopback stopped in every
+  /// chain, both families; the fields above are ignored. The same chains and sets as any other
+  /// policy, so a good policy later replaces it in place (docs/firewall.md, "The zero window").
+  bool emergency = false;
   // A new field belongs either to same_sets() or to what Firewall's change of rules copies
   // (firewall.cpp, change_rules): keep both in step with this list.
 
@@ -58,7 +62,7 @@ Result<void> validate(const Policy& p, const Limits& limits = {});
 Result<void> validate_rules(const Policy& p, const Limits& limits = {});
 
 /// True if both policies give the table the same set elements (same endpoints, allow_lan and LAN
-/// subnets): a change from one to the other changes rules only.
+/// subnets, both emergency blocks or neither): a change from one to the other changes rules only.
 bool same_sets(const Policy& a, const Policy& b);
 
 }  // namespace leakguard::firewall
