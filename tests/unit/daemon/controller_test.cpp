@@ -539,7 +539,7 @@ TEST_CASE("retries re-read the file with backoff on virtual time: 1 s doubling t
   CHECK(j["protection"] == "configured");
 }
 
-TEST_CASE("SIGHUP or Reload retries at once; a file that says disarmed takes the block away") {
+TEST_CASE("SIGHUP or Reload retries at once - and a file that says disarmed takes the block away") {
   World w{Result<config::Config>(tl::unexpected(kTypo))};
   w.next_config = tl::unexpected(kTypo);
   REQUIRE(w.c.start(network()));
