@@ -151,7 +151,7 @@ TEST_CASE("a configuration that cannot be used means error, sticky until a good 
   CHECK(m.config_error().empty());
 }
 
-TEST_CASE("a failed install stays error against a clean probe until the rules are really in") {
+TEST_CASE("a failed install stays error against a clean probe - and such a probe does not count once the rules are in") {
   StateMachine m;
   play(m, {
               {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
@@ -162,4 +162,11 @@ TEST_CASE("a failed install stays error against a clean probe until the rules ar
               {ProbeDone{ProbeVerdict::ok, "no leak"}, State::error, {}},
           });
   CHECK(m.rules_error() == "permission denied");
+  // The retry installs them: the clean rounds that ran while they were not in count for nothing,
+  // so `secured` waits for a round under the rules.
+  play(m, {
+              {SetArmed{true, "retry"}, State::error, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state error -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::secured, {"state blocking -> secured: probe ok: no leak"}},
+          });
 }
