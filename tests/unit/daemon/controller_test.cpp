@@ -606,7 +606,7 @@ TEST_CASE("rules the kernel refuses at start: the emergency block, error sticky 
   CHECK(w.c.machine().state() == State::secured);
 }
 
-TEST_CASE("a change the kernel refuses while running keeps the rules in place and is retried, at once on SIGHUP") {
+TEST_CASE("a change the kernel refuses while running keeps the rules in place and is retried with backoff") {
   World w;
   REQUIRE(w.c.start(network()));
   w.fw.fail_next = true;
@@ -615,10 +615,24 @@ TEST_CASE("a change the kernel refuses while running keeps the rules in place an
   CHECK(w.fw.calls.size() == 2);                       // no emergency block over them
   CHECK(w.c.machine().state() == State::error);
   REQUIRE(w.c.next_retry_due());
-  REQUIRE(w.c.reload("SIGHUP"));  // the same file: no change of rules, but the failed apply is retried
+  w.advance(1s);
   CHECK(w.fw.calls.size() == 3);
+  CHECK(w.fw.calls.back().starts_with("apply policy=strict"));
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK_FALSE(w.c.next_retry_due());
+}
+
+TEST_CASE("rules the kernel refused are tried again at once on SIGHUP, even with the file unchanged") {
+  World w;
+  w.fw.fail_next = true;
+  REQUIRE(w.c.start(network()));
+  CHECK(w.fw.calls.size() == 3);  // the rules, the look for our table, the emergency block
+  CHECK(w.c.machine().state() == State::error);
+  REQUIRE(w.c.reload("SIGHUP"));  // the same file: no change of rules, but the failed apply is retried
+  CHECK(w.fw.calls.size() == 4);
   CHECK(w.fw.calls.back().starts_with("apply policy=udp"));
   CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.c.protection() == Protection::configured);
   CHECK_FALSE(w.c.next_retry_due());
 }
 
