@@ -172,7 +172,7 @@ void Controller::fail_closed(const std::string& why) {
   // Our table from a previous run (kept by the kernel's persist flag, or left by a daemon that was
   // stopped) is the last good configuration's: it stays exactly as it is, never weakened to the
   // emergency block nor replaced by anything else until a good configuration is applied.
-  if (auto present = fw_.table_present(); present && *present) {
+  if (auto kept = fw_.keep_existing_table(); kept && *kept) {
     protection_ = Protection::kept;
     out_.error(why + ": table inet leakguard left by the previous run is kept as it is");
     return;

@@ -107,9 +107,10 @@ class FirewallPort {
   virtual void set_lan(const std::vector<Prefix>& subnets) { (void)subnets; }
   /// What GetStatus shows of the firewall (ownership, counters, last error).
   virtual nlohmann::json status() const { return nullptr; }
-  /// Is our table in the kernel now (installed by this process or left by a previous one)?
-  /// Read only. An error if the firewall cannot even be read.
-  virtual Result<bool> table_present() { return false; }
+  /// If our table is in the kernel (left by a previous run), keeps it exactly as it is — taking
+  /// ownership where the kernel allows, never changing a rule — and says true; false if there is
+  /// none. An error if the firewall cannot even be read.
+  virtual Result<bool> keep_existing_table() { return false; }
 };
 
 class ProbePort {

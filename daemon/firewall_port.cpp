@@ -67,12 +67,14 @@ Result<void> NftFirewallPort::remove() {
   return r;
 }
 
-Result<bool> NftFirewallPort::table_present() {
+Result<bool> NftFirewallPort::keep_existing_table() {
   if (auto r = ensure_open(); !r) {
     last_error_ = r.error().str();
     return tl::unexpected(r.error());
   }
-  return fw_->table_present();
+  auto kept = fw_->adopt_as_is();
+  if (!kept) last_error_ = "keeping the table left by the previous run: " + kept.error().str();
+  return kept;
 }
 
 Result<void> NftFirewallPort::check(const Desired& d) const {

@@ -259,12 +259,19 @@ TEST_CASE("our table left by the previous run is kept exactly as it was when the
   check_error_status(rig, rig.config + ":" + std::to_string(lines_of(good) + 1) + ":", "kept");
   CHECK(rules_of(rig) == before);  // not weakened, not replaced by the emergency block
   CHECK(rig.witness("203.0.113.3").empty());  // and it still blocks the page's STUN via eth0
+  // Kept and taken over: the kernel refuses another program's delete (owner flag).
+  auto refused = rig.net.run("host", {"nft", "delete", "table", "inet", "leakguard"});
+  CHECK_MESSAGE(refused.status != 0, refused.out);
+  CHECK(rules_of(rig) == before);
   std::ofstream(rig.config) << good;
   REQUIRE(kill(rig.daemon().pid(), SIGHUP) == 0);
   REQUIRE_MESSAGE(rig.wait_state("secured", 30s), rig.output());
   CHECK(rig.status().value("protection", "") == "configured");
-  // The control: the same witness gets the ISP address once the table is gone.
-  REQUIRE(rig.ctl({"disarm"}).status == 0);
+  // The controls: once no process owns the table (the daemon killed), the same delete goes
+  // through, and the same witness then gets the ISP address.
+  rig.daemon().stop(SIGKILL);
+  auto deleted = rig.net.run("host", {"nft", "delete", "table", "inet", "leakguard"});
+  CHECK_MESSAGE(deleted.status == 0, deleted.out);
   CHECK(eventually([&] { return rig.witness("203.0.113.3") == "203.0.113.2"; }, 10s));
 }
 

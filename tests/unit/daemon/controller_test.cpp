@@ -54,8 +54,8 @@ struct FakeFirewall : FirewallPort {
     present = true;
     return {};
   }
-  Result<bool> table_present() override {
-    calls.push_back("table present?");
+  Result<bool> keep_existing_table() override {
+    calls.push_back("keep our table?");
     if (fail_always) return fail("check nf_tables", "permission denied: changing nftables needs CAP_NET_ADMIN", 1);
     return present;
   }
@@ -458,7 +458,7 @@ TEST_CASE("a broken configuration at start: the emergency block first, error wit
   w.next_config = tl::unexpected(kTypo);
   REQUIRE(w.c.start(network(Wg::up)));
   // Our table was looked for (none), then the block went in: everything but loopback dropped.
-  CHECK(w.fw.calls == std::vector<std::string>{"table present?", "apply emergency block (everything but loopback dropped)"});
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?", "apply emergency block (everything but loopback dropped)"});
   CHECK(w.c.protection() == Protection::emergency);
   CHECK(w.c.machine().state() == State::error);
   CHECK(w.c.machine().reason().find("leakguard.yaml:3:9: policy") != std::string::npos);
@@ -488,7 +488,7 @@ TEST_CASE("a broken configuration with our table left by the previous run: the t
   w.next_config = tl::unexpected(kTypo);
   w.fw.present = true;
   REQUIRE(w.c.start(network()));
-  CHECK(w.fw.calls == std::vector<std::string>{"table present?"});  // nothing applied over it
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?"});  // nothing applied over it
   CHECK(w.c.protection() == Protection::kept);
   CHECK(w.c.machine().state() == State::error);
   CHECK(std::find(w.out.lines.begin(), w.out.lines.end(),
@@ -498,7 +498,7 @@ TEST_CASE("a broken configuration with our table left by the previous run: the t
   w.advance(1s);
   w.advance(2s);
   CHECK(w.reads == 2);
-  CHECK(w.fw.calls == std::vector<std::string>{"table present?"});
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?"});
   // A good file replaces it with its own rules (in place: the firewall adopts the orphan).
   w.next_config = base_config();
   w.advance(4s);
@@ -579,7 +579,7 @@ TEST_CASE("rules the kernel refuses at start: the emergency block, error sticky 
   REQUIRE(w.c.start(network(Wg::up)));
   CHECK(w.fw.calls == std::vector<std::string>{
                           "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
-                          "table present?",
+                          "keep our table?",
                           "apply emergency block (everything but loopback dropped)",
                       });
   CHECK(w.c.protection() == Protection::emergency);
