@@ -172,20 +172,24 @@ void Controller::fail_closed(const std::string& why) {
   // Our table from a previous run (kept by the kernel's persist flag, or left by a daemon that was
   // stopped) is the last good configuration's: it stays exactly as it is, never weakened to the
   // emergency block nor replaced by anything else until a good configuration is applied.
-  if (auto kept = fw_.keep_existing_table(); kept && *kept) {
+  auto kept = fw_.keep_existing_table();
+  if (kept && *kept) {
     protection_ = Protection::kept;
     out_.error(why + ": table inet leakguard left by the previous run is kept as it is");
     return;
   }
-  if (auto r = fw_.apply(emergency_block()); r) {
+  // Not readable, or not ours to take (another live process owns it): the emergency block's
+  // install says the rest (it fails too if the firewall cannot be reached at all).
+  if (!kept) out_.error("cannot keep the table left by the previous run: " + kept.error().str());
+  auto r = fw_.apply(emergency_block());
+  if (r) {
     protection_ = Protection::emergency;
     out_.error(why + ": emergency block in place (everything but loopback dropped)");
     return;
-  } else {
-    protection_ = Protection::none;
-    block_error_ = r.error().str();
-    out_.error("cannot install even the emergency block: " + block_error_);
   }
+  protection_ = Protection::none;
+  block_error_ = r.error().str();
+  out_.error("cannot install even the emergency block: " + block_error_);
 }
 
 void Controller::schedule_retry() {
