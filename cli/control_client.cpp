@@ -194,6 +194,11 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     if (fw.contains("error") && fw["error"].is_string()) out += "  " + st.warn("firewall: " + fw["error"].get<std::string>()) + "\n";
   }
   if (s.contains("rules_error") && !s["rules_error"].is_null()) out += "  " + st.bad("rules: " + text(s, "rules_error")) + "\n";
+  // Failing closed (no usable configuration, or rules the kernel refused): what stands instead.
+  if (s.contains("config_error") && s["config_error"].is_string())
+    out += "  " + st.bad("configuration: " + text(s, "config_error") + " (fix the file, then leakguardctl reload)") + "\n";
+  if (text(s, "protection") == "emergency") out += "  " + st.bad("emergency block: everything but loopback dropped") + "\n";
+  if (text(s, "protection") == "kept") out += "  " + st.bad("kept: the table the previous run left, as it was") + "\n";
   out += "  leaks:     " + std::to_string(s.value("leak_count", std::uint64_t{0})) + " found since start\n";
   // The network as the daemon sees it: what a page could enumerate, and where traffic leaves.
   if (s.contains("network") && s["network"].is_object() && s["network"].contains("links")) {

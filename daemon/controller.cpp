@@ -13,6 +13,7 @@
 namespace leakguard::daemon {
 
 std::string Desired::str() const {
+  if (emergency) return "emergency block (everything but loopback dropped)";
   std::string t, e;
   for (const auto& p : tunnels) t += (t.empty() ? "" : ",") + p.text;
   for (const auto& x : endpoints) e += (e.empty() ? "" : ",") + x.str();
@@ -28,6 +29,23 @@ Desired desired_from(const config::Config& c) {
   d.endpoints = c.endpoints;
   d.fwmark = c.fwmark;
   return d;
+}
+
+Desired emergency_block() {
+  Desired d;
+  d.mode = Mode::strict;
+  d.emergency = true;
+  return d;
+}
+
+std::string_view to_string(Protection p) {
+  switch (p) {
+    case Protection::none: return "none";
+    case Protection::configured: return "configured";
+    case Protection::emergency: return "emergency";
+    case Protection::kept: return "kept";
+  }
+  return "?";
 }
 
 std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c,
@@ -60,15 +78,22 @@ TunnelLink tunnel_link(const netwatch::NetModel& m, const netwatch::Classifier& 
   return {};
 }
 
-Controller::Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
+Controller::Controller(Result<config::Config> cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
                        std::function<Result<config::Config>()> reload_config, std::function<TimePoint()> clock)
-    : config_(std::move(cfg)),
+    : config_(cfg ? std::move(*cfg) : config::defaults()),
       fw_(fw),
       probe_(probe),
       out_(out),
       reload_config_(std::move(reload_config)),
       clock_(std::move(clock)) {
-  desired_ = compute();
+  if (!cfg) {
+    // The defaults only stand in for what nobody reads while the configuration is not usable:
+    // no tunnel is trusted and the firewall gets the emergency block, never the defaults' rules.
+    start_config_error_ = cfg.error().message.empty() ? cfg.error().str() : cfg.error().message;
+    desired_ = emergency_block();
+  } else {
+    desired_ = compute();
+  }
 }
 
 Desired Controller::compute() const {
@@ -94,20 +119,34 @@ void Controller::feed(const Event& e) {
 void Controller::run(const Action& a) {
   std::visit(overloaded{
                  [&](const ApplyRules&) {
+                   ++applies_;
                    auto r = fw_.apply(desired_);
                    if (r) {
                      last_rules_error_.clear();
+                     protection_ = Protection::configured;
+                     retry_due_.reset();
+                     retry_delay_ = kRetryFirst;
                      out_.info("rules applied: " + desired_.str());
                      feed(RulesApplied{});
                    } else {
                      last_rules_error_ = r.error().str();
                      out_.error("cannot install the rules: " + last_rules_error_);
                      feed(RulesFailed{last_rules_error_});
+                     // The kernel took nothing of this batch: what stood before still stands. If
+                     // that was nothing, fail closed now; either way, try again later.
+                     if (protection_ == Protection::none) fail_closed("the rules could not be installed");
+                     schedule_retry();
                    }
                  },
                  [&](const RemoveRules&) {
-                   if (auto r = fw_.remove(); !r) out_.error("cannot remove the rules: " + r.error().str());
-                   else out_.info("rules removed");
+                   retry_due_.reset();  // disarmed: nothing to retry
+                   retry_delay_ = kRetryFirst;
+                   if (auto r = fw_.remove(); !r) {
+                     out_.error("cannot remove the rules: " + r.error().str());
+                   } else {
+                     protection_ = Protection::none;
+                     out_.info("rules removed");
+                   }
                  },
                  [&](const StartProbe& p) { start_probe(p.reason); },
                  [&](const StateChanged& s) { out_.state_changed(s.from, s.to, s.reason); },
@@ -116,13 +155,99 @@ void Controller::run(const Action& a) {
              a);
 }
 
-void Controller::start(const netwatch::NetModel& network) {
+Result<void> Controller::start(const netwatch::NetModel& network) {
   network_ = network;
   fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));  // before the first install: it is complete
-  out_.info("configuration: " + config_.str());
-  if (config_.armed) feed(SetArmed{true, "configuration"});
-  else start_probe("start (disarmed by configuration)");
+  if (!start_config_error_.empty()) {
+    out_.error("configuration not usable: " + start_config_error_ +
+               " (failing closed; fix the file, then SIGHUP or leakguardctl reload)");
+    feed(ConfigFailed{start_config_error_});
+    fail_closed("no usable configuration");
+    schedule_retry();
+  } else {
+    out_.info("configuration: " + config_.str());
+    if (config_.armed) feed(SetArmed{true, "configuration"});  // a failure fails closed (run())
+    else start_probe("start (disarmed by configuration)");
+  }
   observe("start", false);  // after the rules: a tunnel found up starts no probe before them
+  if (machine_.armed() && protection_ == Protection::none)
+    return fail("start", "cannot install even the emergency block: " + block_error_);
+  return {};
+}
+
+void Controller::fail_closed(const std::string& why) {
+  // Our table from a previous run (kept by the kernel's persist flag, or left by a daemon that was
+  // stopped) is the last good configuration's: it stays exactly as it is, never weakened to the
+  // emergency block nor replaced by anything else until a good configuration is applied.
+  auto kept = fw_.keep_existing_table();
+  if (kept && *kept) {
+    protection_ = Protection::kept;
+    out_.error(why + ": table inet leakguard left by the previous run is kept as it is");
+    return;
+  }
+  // Not readable, or not ours to take (another live process owns it): the emergency block's
+  // install says the rest (it fails too if the firewall cannot be reached at all).
+  if (!kept) out_.error("cannot keep the table left by the previous run: " + kept.error().str());
+  auto r = fw_.apply(emergency_block());
+  if (r) {
+    protection_ = Protection::emergency;
+    out_.error(why + ": emergency block in place (everything but loopback dropped)");
+    return;
+  }
+  protection_ = Protection::none;
+  block_error_ = r.error().str();
+  out_.error("cannot install even the emergency block: " + block_error_);
+}
+
+void Controller::schedule_retry() {
+  retry_due_ = clock_() + retry_delay_;
+  retry_delay_ = std::min(retry_delay_ * 2, kRetryCap);
+  out_.retry_due(*retry_due_);
+}
+
+void Controller::retry_timer() {
+  if (!retry_due_) return;
+  if (clock_() < *retry_due_) {
+    out_.retry_due(*retry_due_);  // woken early: wait for the rest
+    return;
+  }
+  retry_due_.reset();
+  retry("retry");
+}
+
+void Controller::retry(const std::string& by) {
+  if (!machine_.config_error().empty()) {
+    auto c = reload_config_();
+    if (!c) {
+      const std::string why = c.error().message.empty() ? c.error().str() : c.error().message;
+      out_.error("configuration still not usable (" + by + "): " + why);
+      if (protection_ == Protection::none) fail_closed("no usable configuration");
+      if (!retry_due_) schedule_retry();
+      return;
+    }
+    retry_due_.reset();
+    config_ = std::move(*c);
+    mode_override_.reset();
+    lan_override_.reset();
+    desired_ = compute();
+    out_.info("configuration loaded (" + by + "): " + config_.str());
+    feed(ConfigLoaded{by});
+    // Per the file now: its rules replace the block in place (a failure retries with backoff),
+    // or, if it says so, disarmed.
+    feed(SetArmed{config_.armed, "configuration"});
+    observe(by, false);
+    return;
+  }
+  if (machine_.armed() && !machine_.rules_error().empty()) {
+    retry_due_.reset();
+    feed(SetArmed{true, by});  // arming again while armed retries the install
+  }
+}
+
+Result<void> Controller::usable() const {
+  if (machine_.config_error().empty()) return {};
+  return fail("configuration", "not usable (" + machine_.config_error() +
+                                   "): fix the file and reload; until then only the block stands");
 }
 
 void Controller::network_changed(const netwatch::NetModel& network, const std::string& summary) {
@@ -138,6 +263,9 @@ void Controller::observe(const std::string& why, bool network_event) {
 }
 
 void Controller::start_probe(const std::string& reason) {
+  // Without a usable configuration there are no probe servers to ask, and nothing a probe could
+  // say would change the state: the block, not a verdict, is what protects now.
+  if (!machine_.config_error().empty()) return;
   if (probing_) {
     // One round at a time; whatever arrives meanwhile is covered by one more round after it.
     probe_again_ = true;
@@ -181,6 +309,10 @@ void Controller::reschedule() {
 }
 
 void Controller::probe_now(std::function<void(std::string, std::string)> done) {
+  if (auto u = usable(); !u) {
+    done("none", nlohmann::json{{"error", u.error().str()}}.dump());
+    return;
+  }
   // The answer must come from a round that starts after the call.
   if (probing_) {
     next_waiting_.push_back(std::move(done));
@@ -241,45 +373,58 @@ Result<void> applied(const StateMachine& m, const std::string& error) {
 }  // namespace
 
 Result<void> Controller::arm(const std::string& by) {
+  if (auto u = usable(); !u) return u;
   feed(SetArmed{true, by});
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::disarm(const std::string& by) {
+  if (auto u = usable(); !u) return u;
   feed(SetArmed{false, by});
   return {};
 }
 
 Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by) {
+  if (auto u = usable(); !u) return u;
   if (auto r = change([&] { declared_ = t; }, "tunnel " + t.interface + " declared by " + by); !r) return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::clear_tunnel(const std::string& by) {
+  if (auto u = usable(); !u) return u;
   if (!declared_) return {};
   if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::set_allow_lan(bool allow, const std::string& by) {
+  if (auto u = usable(); !u) return u;
   if (auto r = change([&] { lan_override_ = allow; }, std::string("allow_lan ") + (allow ? "on" : "off") + " by " + by); !r)
     return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::set_policy(Mode policy, const std::string& by) {
+  if (auto u = usable(); !u) return u;
   if (auto r = change([&] { mode_override_ = policy; }, "policy " + std::string(to_string(policy)) + " by " + by); !r)
     return r;
   return applied(machine_, last_rules_error_);
 }
 
 Result<void> Controller::reload(const std::string& by) {
+  if (!machine_.config_error().empty()) {
+    // Not a refusal to keep the running configuration (there is none): a retry, now.
+    retry("reload by " + by);
+    if (auto u = usable(); !u) return u;
+    return applied(machine_, last_rules_error_);
+  }
   auto c = reload_config_();
   if (!c) {
     out_.error("reload refused, keeping the running configuration: " + c.error().message);
     return tl::unexpected(c.error());
   }
   // The file is the truth again; only what VPN clients declared at run time is kept.
+  const std::uint64_t applies_before = applies_;
   auto r = change(
       [&] {
         config_ = *c;
@@ -289,6 +434,11 @@ Result<void> Controller::reload(const std::string& by) {
       "configuration reloaded by " + by);
   if (!r) return r;
   out_.info("configuration reloaded by " + by + ": " + config_.str());
+  // Rules that failed before are tried again at once, if the new file did not already.
+  if (applies_ == applies_before && machine_.armed() && !machine_.rules_error().empty()) {
+    retry_due_.reset();
+    feed(SetArmed{true, "reload by " + by});
+  }
   reschedule();  // a new probe.interval counts from the last round now, not after the old wait
   return applied(machine_, last_rules_error_);
 }
@@ -322,6 +472,12 @@ std::string Controller::status_json() const {
   j["fwmark"] = desired_.fwmark ? nlohmann::json(desired_.fwmark->value) : nlohmann::json(nullptr);
   j["leak_count"] = leak_count_;
   j["rules_error"] = last_rules_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_rules_error_);
+  j["config_error"] = machine_.config_error().empty() ? nlohmann::json(nullptr) : nlohmann::json(machine_.config_error());
+  j["protection"] = to_string(protection_);
+  if (retry_due_)
+    j["retry_in_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_due_ - clock_()).count();
+  else
+    j["retry_in_ms"] = nullptr;
   if (last_probe_) {
     auto parsed = nlohmann::json::parse(last_probe_->json, nullptr, false);
     j["last_probe"] = parsed.is_discarded() ? nlohmann::json(last_probe_->summary) : parsed;

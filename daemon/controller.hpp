@@ -33,9 +33,30 @@ struct Desired {
   std::vector<IfnamePattern> tunnels;  ///< configured patterns plus the declared interface
   std::vector<Endpoint> endpoints;     ///< configured plus declared
   std::optional<FwMark> fwmark;
+  /// The emergency block: everything but loopback dropped, the fields above ignored.
+  bool emergency = false;
   bool operator==(const Desired&) const = default;
   std::string str() const;
 };
+
+/// What the firewall enforces when no configuration can be (a broken or missing file, or rules
+/// the kernel refuses, with no table of ours in place): everything but loopback dropped, in all
+/// three chains, both families.
+Desired emergency_block();
+
+/// What stands between the machine and the network while armed.
+enum class Protection {
+  none,        ///< nothing of ours is installed
+  configured,  ///< the rules of the configuration (and D-Bus changes) as last applied
+  emergency,   ///< the emergency block (see emergency_block())
+  kept,        ///< our table as a previous run left it, untouched (the configuration could not be used)
+};
+std::string_view to_string(Protection p);
+
+/// Retrying a failed installation: the first retry after 1 s, each next one after twice the wait
+/// before, never more than 60 s apart; a success starts over.
+inline constexpr std::chrono::milliseconds kRetryFirst{1000};
+inline constexpr std::chrono::milliseconds kRetryCap{60000};
 
 /// What a configuration asks of the firewall, before any D-Bus override or declaration: the one
 /// translation, used by the running daemon and by --print-ruleset alike.
@@ -90,6 +111,10 @@ class FirewallPort {
   virtual void set_lan(const std::vector<Prefix>& subnets) { (void)subnets; }
   /// What GetStatus shows of the firewall (ownership, counters, last error).
   virtual nlohmann::json status() const { return nullptr; }
+  /// If our table is in the kernel (left by a previous run), keeps it exactly as it is — taking
+  /// ownership where the kernel allows, never changing a rule — and says true; false if there is
+  /// none. An error if the firewall cannot even be read.
+  virtual Result<bool> keep_existing_table() { return false; }
 };
 
 class ProbePort {
@@ -113,19 +138,28 @@ class Notifications {
   /// The next scheduled probe round is due at `at`: call Controller::probe_timer() then. Replaces
   /// any earlier time.
   virtual void probe_due(TimePoint at) = 0;
+  /// A failed installation is to be tried again at `at`: call Controller::retry_timer() then.
+  /// Replaces any earlier time.
+  virtual void retry_due(TimePoint at) = 0;
   virtual void info(const std::string& line) = 0;
   virtual void error(const std::string& line) = 0;
 };
 
 class Controller final : public Control {
  public:
-  /// `reload_config` re-reads the configuration file (for Reload and SIGHUP); `clock` says the time.
-  Controller(config::Config cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
+  /// `cfg`: the configuration as read at start, or why it could not be read (then the daemon
+  /// fails closed: see start()). `reload_config` re-reads the configuration file (for Reload,
+  /// SIGHUP and the retries); `clock` says the time.
+  Controller(Result<config::Config> cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
              std::function<Result<config::Config>()> reload_config, std::function<TimePoint()> clock = Clock::now);
 
   /// Takes the network as dumped (the LAN set is known before the first install), arms per
   /// configuration (installing the rules first), probes, and says whether a tunnel is up. Once.
-  void start(const netwatch::NetModel& network);
+  /// Fails closed: without a usable configuration, or if the rules cannot be installed, our table
+  /// left by a previous run is kept as it is, else the emergency block is installed; the state is
+  /// `error` and installation is retried with backoff (retry_due). An error only if not even the
+  /// emergency block could be put in place: the daemon must not go on (nor say READY).
+  Result<void> start(const netwatch::NetModel& network);
   /// Input from the network watcher (after each coalesced change): re-reads tunnel state and LAN
   /// subnets, probes.
   void network_changed(const netwatch::NetModel& network, const std::string& summary);
@@ -133,6 +167,13 @@ class Controller final : public Control {
   void table_tampered(const std::string& by, const std::string& what, bool restored);
   /// The probe timer fired: starts the scheduled round if it is due (else says when it will be).
   void probe_timer();
+  /// The retry timer fired: if the retry is due, re-reads the configuration (when it was not
+  /// usable) and installs the rules again; a failure schedules the next retry, twice as late.
+  void retry_timer();
+  /// When the next retry is due (none: nothing to retry).
+  std::optional<TimePoint> next_retry_due() const { return retry_due_; }
+  /// What protects the machine now.
+  Protection protection() const { return protection_; }
   /// A clean stop: keeps or removes the rules as configured; returns what it did, for the log.
   std::string stop();
 
@@ -177,6 +218,14 @@ class Controller final : public Control {
   template <typename F>
   Result<void> change(F mutate, const std::string& what);
   Desired compute() const;
+  /// Nothing of ours is in place while armed: keep our table if the kernel has one, else install
+  /// the emergency block. `why` goes into the log line.
+  void fail_closed(const std::string& why);
+  void schedule_retry();
+  /// Tries again now: re-reads a configuration that was not usable, re-applies failed rules.
+  void retry(const std::string& by);
+  /// Refuses changes while the configuration is not usable (only a good file may end that).
+  Result<void> usable() const;
 
   config::Config config_;
   FirewallPort& fw_;
@@ -199,6 +248,12 @@ class Controller final : public Control {
   std::optional<ProbeOutcome> last_probe_;
   std::uint64_t leak_count_ = 0;
   std::string last_rules_error_;
+  std::string start_config_error_;  // why the configuration given at start could not be used
+  Protection protection_ = Protection::none;
+  std::string block_error_;  // why not even the emergency block could be installed
+  std::optional<TimePoint> retry_due_;
+  std::chrono::milliseconds retry_delay_ = kRetryFirst;
+  std::uint64_t applies_ = 0;  // ApplyRules carried out so far
 };
 
 }  // namespace leakguard::daemon

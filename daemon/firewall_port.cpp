@@ -17,6 +17,7 @@ firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
   p.endpoints = d.endpoints;
   p.fwmark = d.fwmark;
   if (d.allow_lan) p.lan_subnets = lan;
+  p.emergency = d.emergency;
   return p;
 }
 
@@ -64,6 +65,16 @@ Result<void> NftFirewallPort::remove() {
   auto r = fw_->remove();
   if (r) applied_.reset();
   return r;
+}
+
+Result<bool> NftFirewallPort::keep_existing_table() {
+  if (auto r = ensure_open(); !r) {
+    last_error_ = r.error().str();
+    return tl::unexpected(r.error());
+  }
+  auto kept = fw_->adopt_as_is();
+  if (!kept) last_error_ = "keeping the table left by the previous run: " + kept.error().str();
+  return kept;
 }
 
 Result<void> NftFirewallPort::check(const Desired& d) const {

@@ -37,6 +37,7 @@ class NftFirewallPort final : public FirewallPort {
   Result<void> apply(const Desired& d) override;
   Result<void> remove() override;
   Result<void> check(const Desired& d) const override;
+  Result<bool> keep_existing_table() override;
 
   /// Keeps the LAN set in step with the network (a set update, no rule change).
   void set_lan(const std::vector<Prefix>& subnets) override;

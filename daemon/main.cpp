@@ -42,8 +42,12 @@ lg::Result<lg::config::Config> load_config(const std::string& path, bool explici
 // the probe timer.
 class Outputs final : public d::Notifications {
  public:
-  Outputs(const d::Log& log, const d::Notifier& notifier, std::function<void(d::TimePoint)> arm_probe_timer)
-      : log_(log), notifier_(notifier), arm_probe_timer_(std::move(arm_probe_timer)) {}
+  Outputs(const d::Log& log, const d::Notifier& notifier, std::function<void(d::TimePoint)> arm_probe_timer,
+          std::function<void(d::TimePoint)> arm_retry_timer)
+      : log_(log),
+        notifier_(notifier),
+        arm_probe_timer_(std::move(arm_probe_timer)),
+        arm_retry_timer_(std::move(arm_retry_timer)) {}
   void attach(d::DbusService* bus) { bus_ = bus; }
 
   void state_changed(d::State from, d::State to, const std::string& reason) override {
@@ -75,6 +79,7 @@ class Outputs final : public d::Notifications {
     if (bus_) bus_->table_tampered(by);
   }
   void probe_due(d::TimePoint at) override { arm_probe_timer_(at); }
+  void retry_due(d::TimePoint at) override { arm_retry_timer_(at); }
   void info(const std::string& line) override {
     log_.info(line);
     if (bus_) bus_->properties_changed();
@@ -88,6 +93,7 @@ class Outputs final : public d::Notifications {
   const d::Log& log_;
   const d::Notifier& notifier_;
   std::function<void(d::TimePoint)> arm_probe_timer_;
+  std::function<void(d::TimePoint)> arm_retry_timer_;
   d::DbusService* bus_ = nullptr;
 };
 
@@ -95,21 +101,27 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
                bool table_owner) {
   d::Log log(verbose);
   d::Notifier notifier;
+  // A broken or missing file does not stop the start: the Controller fails closed (our table from
+  // the last run kept, else the emergency block), says `error` with the file's error, and retries.
   auto cfg = load_config(config_path, explicit_path);
-  if (!cfg) {
-    log.error("cannot start: " + cfg.error().str());
-    return 2;
-  }
   asio::io_context io;
   d::Controller* controller = nullptr;  // set once it exists; nothing reaches it before io.run()
 
-  asio::steady_timer probe_timer(io);
-  Outputs outputs(log, notifier, [&](d::TimePoint at) {
-    probe_timer.expires_at(at);  // cancels the wait for an earlier time
-    probe_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) controller->probe_timer();
-    });
-  });
+  asio::steady_timer probe_timer(io), retry_timer(io);
+  Outputs outputs(
+      log, notifier,
+      [&](d::TimePoint at) {
+        probe_timer.expires_at(at);  // cancels the wait for an earlier time
+        probe_timer.async_wait([&](const boost::system::error_code& ec) {
+          if (!ec) controller->probe_timer();
+        });
+      },
+      [&](d::TimePoint at) {
+        retry_timer.expires_at(at);
+        retry_timer.async_wait([&](const boost::system::error_code& ec) {
+          if (!ec) controller->retry_timer();
+        });
+      });
 
   lg::netwatch::Watcher::Options watch;
   // A tunnel's own link going down is published at once: `blocking` must not wait for a debounce.
@@ -133,7 +145,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       [&] { return controller->config().probe; });
 
   auto reload = [&]() { return load_config(config_path, explicit_path); };
-  d::Controller ctl(*cfg, fw, probe, outputs, reload);
+  d::Controller ctl(std::move(cfg), fw, probe, outputs, reload);
   controller = &ctl;
 
   // Read the network first (a dump: nothing is sent), so the first probe knows the interfaces
@@ -141,10 +153,15 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   // (or an orphaned table taken over) in one transaction.
   if (auto r = watcher.start(); !r) {
     log.error("cannot watch the network: " + r.error().str());
-    ctl.start({});  // still block: fail closed, then exit for the service manager to restart us
+    (void)ctl.start({});  // still block: fail closed, then exit for the service manager to restart us
     return 1;
   }
-  ctl.start(watcher.model());
+  if (auto started = ctl.start(watcher.model()); !started) {
+    // Nothing of ours stands between the machine and the network: fail loudly, before READY, so
+    // the service manager sees the unit fail (and restarts it) instead of a kill switch that is off.
+    log.error(started.error().message);
+    return 1;
+  }
 
   d::DbusService::Options bus_options;
   if (const group* g = getgrnam(control_group.c_str())) bus_options.control_group = g->gr_gid;

@@ -37,6 +37,8 @@ std::string describe(const Event& e) {
           [](const ProbeTimer&) { return std::string("probe interval elapsed"); },
           [](const ProbeDone& x) { return "probe " + std::string(verdict_text(x.verdict)) + (x.summary.empty() ? "" : ": " + x.summary); },
           [](const TableTampered& x) { return "table changed by " + x.by + (x.restored ? ", restored" : ", NOT restored"); },
+          [](const ConfigFailed& x) { return "configuration not usable: " + x.error; },
+          [](const ConfigLoaded& x) { return "configuration loaded (by " + x.by + ")"; },
       },
       e);
 }
@@ -58,6 +60,9 @@ std::string describe(const Action& a) {
 State StateMachine::derive() const {
   // A leak seen by a probe outranks everything: what a web page could learn is the truth.
   if (probe_ == ProbeVerdict::leak) return State::leaking;
+  // Without a usable configuration nothing is "fine", whatever a probe says: only a good file
+  // whose rules are installed ends it.
+  if (!config_error_.empty()) return State::error;
   if (!armed_) return State::off;
   if (!rules_error_.empty()) return State::error;
   if (table_lost_) return State::leaking;
@@ -122,12 +127,29 @@ std::vector<Action> StateMachine::handle(const Event& e) {
                  [&](const ProbeTimer&) { out.push_back(StartProbe{"scheduled"}); },
                  [&](const ProbeDone& x) {
                    probe_ = x.verdict;
+                   // A clean round while the rules are not in (the emergency block, a kept or
+                   // older table) proves nothing about the rules that will be: it never counts
+                   // towards `secured`. A leak always counts.
+                   if (probe_ == ProbeVerdict::ok && armed_ && (!rules_ok_ || !config_error_.empty() || !rules_error_.empty()))
+                     probe_ = ProbeVerdict::none;
                    if (x.verdict == ProbeVerdict::leak) out.push_back(LeakAlarm{x.summary});
                  },
                  [&](const TableTampered& x) {
                    if (!armed_) return;
                    table_lost_ = !x.restored;
                    out.push_back(StartProbe{"table changed by " + x.by});
+                 },
+                 [&](const ConfigFailed& x) {
+                   // Fail closed: armed, and no rules of a configuration count as installed.
+                   config_error_ = x.error.empty() ? "unknown error" : x.error;
+                   armed_ = true;
+                   rules_ok_ = false;
+                 },
+                 [&](const ConfigLoaded&) {
+                   // Still no rules of this configuration: derive() keeps the state until the
+                   // firewall confirms them (RulesApplied) or the configuration disarms.
+                   config_error_.clear();
+                   rules_ok_ = false;
                  },
              },
              e);

@@ -32,9 +32,15 @@ struct ProbeTimer {};
 struct ProbeDone { ProbeVerdict verdict; std::string summary; };
 /// Someone changed our table; `restored` says whether the guard put it back.
 struct TableTampered { std::string by; bool restored; };
+/// The configuration could not be read (`error`: file:line:col and what). Fail closed: armed,
+/// `error` until a good configuration is loaded and its rules are installed (the Controller puts
+/// the emergency block, or the table a previous run left, in place meanwhile).
+struct ConfigFailed { std::string error; };
+/// A good configuration was read after ConfigFailed; `error` stays until its rules are applied.
+struct ConfigLoaded { std::string by; };
 
 using Event = std::variant<SetArmed, PolicyChanged, RulesApplied, RulesFailed, TunnelState, NetworkChanged, ProbeTimer,
-                           ProbeDone, TableTampered>;
+                           ProbeDone, TableTampered, ConfigFailed, ConfigLoaded>;
 
 // ---- actions (outputs) ----
 struct ApplyRules {};   ///< install/replace the ruleset for the current policy
@@ -64,6 +70,10 @@ class StateMachine {
   ProbeVerdict last_probe() const { return probe_; }
   /// The reason of the last transition (one line).
   const std::string& reason() const { return reason_; }
+  /// Why the configuration could not be read ("" if it was).
+  const std::string& config_error() const { return config_error_; }
+  /// Why the rules could not be installed, the last time they were tried ("" if they were).
+  const std::string& rules_error() const { return rules_error_; }
 
  private:
   State derive() const;
@@ -72,6 +82,7 @@ class StateMachine {
   State state_ = State::off;
   bool armed_ = false;
   bool rules_ok_ = false;         // the current policy is installed
+  std::string config_error_;      // the configuration could not be read: error until it is
   std::string rules_error_;       // the last failure to install, if any
   bool table_lost_ = false;       // tampering the guard could not repair
   bool tunnel_up_ = false;

@@ -70,6 +70,7 @@ struct Firewall::Impl {
       policy->mode = p.mode;
       policy->tunnels = p.tunnels;
       policy->fwmark = p.fwmark;
+      policy->emergency = p.emergency;
     };
     if (change.chains.empty()) {
       take_rules_of();
@@ -307,6 +308,21 @@ Result<void> Firewall::remove() {
   impl_->ruleset.reset();
   impl_->expected.reset();
   return {};
+}
+
+Result<bool> Firewall::adopt_as_is() {
+  std::lock_guard lock(impl_->m);
+  auto before = impl_->declarations();
+  if (!before) return tl::unexpected(before.error());
+  if (!before->present || before->chains.empty()) return false;  // nothing that blocks: nothing to keep
+  if (impl_->owner) {
+    if (auto ok = impl_->sock.send(nft::encode_adopt(kTableName, impl_->table_flags(), impl_->sock.seq())); !ok)
+      return tl::unexpected(ok.error());
+  }
+  // Still there, with its chains (it may have been deleted in between: then there is nothing kept).
+  auto after = impl_->declarations();
+  if (!after) return tl::unexpected(after.error());
+  return after->present && !after->chains.empty();
 }
 
 Result<std::vector<std::string>> Firewall::verify() {

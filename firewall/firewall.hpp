@@ -77,6 +77,10 @@ class Firewall {
   /// Removes the table (no error if it is not there) and forgets the model.
   Result<void> remove();
 
+  /// Keeps our table as a previous process left it — chains, sets, rules and elements untouched —
+  /// and, with the owner flag, takes ownership of it (the kernel then refuses others' changes).
+  /// True if a table with chains is there (kept); false if there is none to keep.
+  Result<bool> adopt_as_is();
   /// Reads the kernel's table and compares it with the model: empty if it is exactly in place,
   /// else one line per difference ("table is missing", "1 rule(s) added to chain output").
   Result<std::vector<std::string>> verify();

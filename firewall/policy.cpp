@@ -43,6 +43,7 @@ std::string Policy::str() const {
   }
   s += " lan=" + join(lan_subnets, [](const Prefix& p) { return p.str(); });
   if (!tunnel_addresses.empty()) s += " tunnel_addresses=" + join(tunnel_addresses, [](const IpAddress& a) { return a.str(); });
+  if (emergency) s += " emergency";
   return s;
 }
 
@@ -101,8 +102,8 @@ Result<void> validate_rules(const Policy& p, const Limits& limits) {
 }
 
 bool same_sets(const Policy& a, const Policy& b) {
-  return a.allow_lan == b.allow_lan && a.endpoints == b.endpoints && a.lan_subnets == b.lan_subnets &&
-         a.tunnel_addresses == b.tunnel_addresses;
+  return a.emergency == b.emergency && a.allow_lan == b.allow_lan && a.endpoints == b.endpoints &&
+         a.lan_subnets == b.lan_subnets && a.tunnel_addresses == b.tunnel_addresses;
 }
 
 }  // namespace leakguard::firewall

@@ -32,6 +32,10 @@ struct Policy {
   /// The tunnel interfaces' own addresses (not link-local): nothing addressed to them may come in
   /// through another interface (CVE-2019-14899: a LAN peer routing the tunnel address via eth0).
   std::vector<IpAddress> tunnel_addresses;
+  /// The emergency block (no usable configuration): everything but loopback stopped in every
+  /// chain, both families; the fields above are ignored. The same chains and sets as any other
+  /// policy, so a good policy later replaces it in place (docs/firewall.md, "The zero window").
+  bool emergency = false;
   // A new field belongs either to same_sets() or to what Firewall's change of rules copies
   // (firewall.cpp, change_rules): keep both in step with this list.
 
@@ -63,7 +67,7 @@ Result<void> validate(const Policy& p, const Limits& limits = {});
 Result<void> validate_rules(const Policy& p, const Limits& limits = {});
 
 /// True if both policies give the table the same set elements (same endpoints, allow_lan and LAN
-/// subnets): a change from one to the other changes rules only.
+/// subnets, both emergency blocks or neither): a change from one to the other changes rules only.
 bool same_sets(const Policy& a, const Policy& b);
 
 }  // namespace leakguard::firewall

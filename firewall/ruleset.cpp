@@ -280,15 +280,18 @@ std::vector<Element> endpoint_elements(const Policy& p, Family f) {
 
 Ruleset build_ruleset(const Policy& p) {
   Ruleset rs;
-  rs.sets.push_back(Set{kEndpoints4, KeyType::endpoint4, false, false, 0, endpoint_elements(p, Family::v4)});
-  rs.sets.push_back(Set{kEndpoints6, KeyType::endpoint6, false, false, 0, endpoint_elements(p, Family::v6)});
+  // The emergency block declares every set too (so that a good policy replaces it in place), empty.
+  const bool e = p.emergency;
+  rs.sets.push_back(Set{kEndpoints4, KeyType::endpoint4, false, false, 0, e ? std::vector<Element>{} : endpoint_elements(p, Family::v4)});
+  rs.sets.push_back(Set{kEndpoints6, KeyType::endpoint6, false, false, 0, e ? std::vector<Element>{} : endpoint_elements(p, Family::v6)});
   rs.sets.push_back(Set{kDnsPorts, KeyType::inet_service, false, false, 0, {kDnsPort, kDnsOverTlsPort}});
   // The LAN sets exist (empty) without allow_lan too: every policy declares the same sets and
   // chains, so any change between policies is a change of rules and elements in place.
-  rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
-  rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
-  rs.sets.push_back(Set{kTunnelAddrs4, KeyType::ipv4_addr, false, false, 0, tunnel_address_elements(p, Family::v4)});
-  rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, tunnel_address_elements(p, Family::v6)});
+  const bool lan = p.allow_lan && !e;
+  rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
+  rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
+  rs.sets.push_back(Set{kTunnelAddrs4, KeyType::ipv4_addr, false, false, 0, e ? std::vector<Element>{} : tunnel_address_elements(p, Family::v4)});
+  rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, e ? std::vector<Element>{} : tunnel_address_elements(p, Family::v6)});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
     rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
   rs.chains = build_chains(p);
@@ -296,6 +299,18 @@ Ruleset build_ruleset(const Policy& p) {
 }
 
 std::vector<Chain> build_chains(const Policy& p) {
+  if (p.emergency) {
+    // The emergency block: nothing but loopback, in and out, both families; nothing forwarded.
+    // The same chains as every policy, ending with strict mode's counted blocks (output rejects,
+    // so local senders fail at once; input and forward drop).
+    Chain out{"output", Hook::output, 0, true, {accept({LoopbackIs{true}})}};
+    add_blocking(out, Mode::strict);
+    Chain in{"input", Hook::input, 0, true, {accept({LoopbackIs{false}})}};
+    add_blocking(in, Mode::strict);
+    Chain fwd{"forward", Hook::forward, 0, true, {}};
+    add_blocking(fwd, Mode::strict);
+    return {std::move(out), std::move(in), std::move(fwd)};
+  }
   // output: locally generated packets, judged by the interface they leave through. The endpoints
   // come first: every packet through the tunnel also leaves once, encrypted, to the endpoint, so
   // this order takes the fewest rules per tunnelled packet (bench_pathcost).

@@ -250,6 +250,18 @@ Batch encode_set_deltas(std::string_view table, const std::vector<SetDelta>& del
   return b.finish();
 }
 
+Batch encode_adopt(std::string_view table, std::uint32_t table_flags, std::uint32_t first_seq) {
+  Builder b(first_seq);
+  TablePtr t(nftnl_table_alloc());
+  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, std::string(table).c_str());
+  nftnl_table_set_u32(t.get(), NFTNL_TABLE_FLAGS, table_flags);
+  char* buf = b.reserve(512);
+  nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWTABLE, 0);
+  nftnl_table_nlmsg_build_payload(nlh, t.get());
+  b.commit(nlh, "adopt table inet " + std::string(table));
+  return b.finish();
+}
+
 Batch encode_probe(std::string_view scratch_table, std::uint32_t table_flags, std::uint32_t first_seq) {
   Builder b(first_seq);
   add_table(b, scratch_table, table_flags, "add (probe)");

@@ -67,6 +67,10 @@ Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t 
 Batch encode_remove(std::string_view table, std::uint32_t first_seq);
 /// Element changes only: deletions first, then additions, in one transaction; no rule changes.
 Batch encode_set_deltas(std::string_view table, const std::vector<SetDelta>& deltas, std::uint32_t first_seq);
+/// Only NEWTABLE with `table_flags` for an existing table: an orphan (a table whose owning socket
+/// closed) becomes owned by this socket, its chains, sets, rules and elements untouched. Without
+/// NLM_F_CREATE, so that a table gone meanwhile is not made anew, empty.
+Batch encode_adopt(std::string_view table, std::uint32_t table_flags, std::uint32_t first_seq);
 /// Creates and deletes a scratch table with `table_flags` in one transaction: succeeds only if
 /// the kernel knows the flags (EOPNOTSUPP on kernels without NFT_TABLE_F_PERSIST).
 Batch encode_probe(std::string_view scratch_table, std::uint32_t table_flags, std::uint32_t first_seq);

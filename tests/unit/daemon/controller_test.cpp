@@ -45,13 +45,23 @@ struct FakeFirewall : FirewallPort {
   std::vector<std::string> calls;
   std::vector<Prefix> lan;
   bool fail_next = false;
+  bool fail_always = false;  // no CAP_NET_ADMIN: nothing can be installed, nor read
+  bool present = false;      // our table is in the kernel (left by a previous run)
   Result<void> apply(const Desired& d) override {
     calls.push_back("apply " + d.str());
+    if (fail_always) return fail("check nf_tables", "permission denied: changing nftables needs CAP_NET_ADMIN", 1);
     if (std::exchange(fail_next, false)) return fail("commit batch", "Operation not supported", 95);
+    present = true;
     return {};
+  }
+  Result<bool> keep_existing_table() override {
+    calls.push_back("keep our table?");
+    if (fail_always) return fail("check nf_tables", "permission denied: changing nftables needs CAP_NET_ADMIN", 1);
+    return present;
   }
   Result<void> remove() override {
     calls.push_back("remove");
+    present = false;
     return {};
   }
   void set_lan(const std::vector<Prefix>& subnets) override { lan = subnets; }
@@ -96,6 +106,8 @@ struct Recorder : Notifications {
   }
   std::optional<TimePoint> due;  // the probe timer as main.cpp would arm it
   void probe_due(TimePoint at) override { due = at; }
+  std::optional<TimePoint> retry;  // the retry timer as main.cpp would arm it
+  void retry_due(TimePoint at) override { retry = at; }
   void info(const std::string&) override {}
   void error(const std::string& l) override { lines.push_back("error " + l); }
 };
@@ -112,19 +124,32 @@ struct World {
   FakeProbe probe;
   Recorder out;
   Result<config::Config> next_config = base_config();
+  int reads = 0;  // how often the configuration was read again
   TimePoint now{};  // virtual time
   Controller c;
-  explicit World(config::Config cfg = base_config())
-      : c(cfg, fw, probe, out, [this] { return next_config; }, [this] { return now; }) {}
-  /// Lets time pass and fires the probe timer if it was armed for then, as main.cpp's would.
+  explicit World(Result<config::Config> cfg = base_config())
+      : c(std::move(cfg), fw, probe, out,
+          [this] {
+            ++reads;
+            return next_config;
+          },
+          [this] { return now; }) {}
+  /// Lets time pass and fires the probe and retry timers if they were armed for then, as
+  /// main.cpp's would.
   void advance(std::chrono::milliseconds d) {
     now += d;
     if (out.due && *out.due <= now) {
       out.due.reset();
       c.probe_timer();
     }
+    if (out.retry && *out.retry <= now) {
+      out.retry.reset();
+      c.retry_timer();
+    }
   }
 };
+
+const Error kTypo{"load config", "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp"};
 }  // namespace
 
 TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe mean secured") {
@@ -470,4 +495,215 @@ TEST_CASE("allow_lan_ranges from the configuration reach the firewall, and a rel
   w.next_config = c;
   REQUIRE(w.c.reload("test"));
   CHECK(w.fw.lan == std::vector<Prefix>{*Prefix::parse("192.0.2.0/24")});
+}
+
+// ---- failing closed (issue 14, finding 2) ----
+
+TEST_CASE("a broken configuration at start: the emergency block first, error with the file's reason, nothing else") {
+  World w{Result<config::Config>(tl::unexpected(kTypo))};
+  w.next_config = tl::unexpected(kTypo);
+  REQUIRE(w.c.start(network(Wg::up)));
+  // Our table was looked for (none), then the block went in: everything but loopback dropped.
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?", "apply emergency block (everything but loopback dropped)"});
+  CHECK(w.c.protection() == Protection::emergency);
+  CHECK(w.c.machine().state() == State::error);
+  CHECK(w.c.machine().reason().find("leakguard.yaml:3:9: policy") != std::string::npos);
+  CHECK(w.out.lines.front().starts_with("error configuration not usable: /etc/leakguard/leakguard.yaml:3:9: policy"));
+  auto j = nlohmann::json::parse(w.c.status_json());
+  CHECK(j["state"] == "error");
+  CHECK(j["config_error"] == kTypo.message);
+  CHECK(j["protection"] == "emergency");
+  CHECK(j["retry_in_ms"] == 1000);
+  // No tunnel is trusted, no probe runs (there are no servers to ask), and nothing may change
+  // the block but a good file.
+  CHECK_FALSE(w.c.is_tunnel("wg0"));
+  CHECK(w.probe.started == 0);
+  for (auto r : {w.c.disarm("uid 0"), w.c.arm("uid 0"), w.c.set_policy(Mode::udp, "uid 0"), w.c.set_allow_lan(true, "uid 0")}) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.find("3:9: policy") != std::string::npos);
+  }
+  std::string verdict;
+  w.c.probe_now([&](std::string v, std::string) { verdict = std::move(v); });
+  CHECK(verdict == "none");  // answered at once, not left waiting
+  CHECK(w.fw.calls.size() == 2);
+  CHECK(w.c.stop() == "stopping; the block stays in place (on_stop: keep)");
+}
+
+TEST_CASE("a broken configuration with our table left by the previous run: the table is kept exactly as it is") {
+  World w{Result<config::Config>(tl::unexpected(kTypo))};
+  w.next_config = tl::unexpected(kTypo);
+  w.fw.present = true;
+  REQUIRE(w.c.start(network()));
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?"});  // nothing applied over it
+  CHECK(w.c.protection() == Protection::kept);
+  CHECK(w.c.machine().state() == State::error);
+  CHECK(std::find(w.out.lines.begin(), w.out.lines.end(),
+                  "error no usable configuration: table inet leakguard left by the previous run is kept as it is") !=
+        w.out.lines.end());
+  // Retries do not touch it either while the file stays broken.
+  w.advance(1s);
+  w.advance(2s);
+  CHECK(w.reads == 2);
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?"});
+  // A good file replaces it with its own rules (in place: the firewall adopts the orphan).
+  w.next_config = base_config();
+  w.advance(4s);
+  CHECK(w.fw.calls.back() == "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]");
+  CHECK(w.c.protection() == Protection::configured);
+  CHECK(w.c.machine().state() == State::blocking);
+}
+
+TEST_CASE("retries re-read the file with backoff on virtual time: 1 s doubling to 60 s, a good file ends error") {
+  World w{Result<config::Config>(tl::unexpected(kTypo))};
+  w.next_config = tl::unexpected(kTypo);
+  REQUIRE(w.c.start(network()));
+  std::vector<long> waits;  // seconds from one retry to the next
+  for (int i = 0; i < 9; ++i) {
+    REQUIRE(w.c.next_retry_due());
+    const auto wait = *w.c.next_retry_due() - w.now;
+    waits.push_back(std::chrono::duration_cast<std::chrono::seconds>(wait).count());
+    w.advance(std::chrono::duration_cast<std::chrono::milliseconds>(wait) - 1ms);
+    CHECK(w.reads == i);  // not a moment early
+    w.advance(1ms);
+    CHECK(w.reads == i + 1);
+    CHECK(w.c.machine().state() == State::error);
+  }
+  CHECK(waits == std::vector<long>{1, 2, 4, 8, 16, 32, 60, 60, 60});
+  CHECK(w.fw.calls.size() == 2);  // the block stood all along: installed once, never re-applied
+  // The file fixed: the next retry takes it, its rules replace the block, the state leaves error.
+  auto fixed = base_config();
+  fixed.policy = Mode::strict;
+  w.next_config = fixed;
+  w.advance(60s);
+  CHECK(w.fw.calls.back() == "apply policy=strict allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]");
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.c.config() == fixed);
+  CHECK_FALSE(w.c.next_retry_due());
+  CHECK(w.probe.started == 1);  // and now it proves itself
+  auto j = nlohmann::json::parse(w.c.status_json());
+  CHECK(j["config_error"].is_null());
+  CHECK(j["protection"] == "configured");
+}
+
+TEST_CASE("SIGHUP or Reload retries at once - and a file that says disarmed takes the block away") {
+  World w{Result<config::Config>(tl::unexpected(kTypo))};
+  w.next_config = tl::unexpected(kTypo);
+  REQUIRE(w.c.start(network()));
+  const auto due = w.c.next_retry_due();
+  REQUIRE(due);
+  auto still = w.c.reload("SIGHUP");
+  REQUIRE_FALSE(still);
+  CHECK(still.error().message.find("3:9: policy") != std::string::npos);
+  CHECK(w.reads == 1);
+  CHECK(w.c.next_retry_due() == due);  // the schedule goes on as it was
+  CHECK(w.c.machine().state() == State::error);
+
+  SUBCASE("armed") {
+    w.next_config = base_config();
+    REQUIRE(w.c.reload("uid 0"));  // no time has passed
+    CHECK(w.reads == 2);
+    CHECK(w.c.machine().state() == State::blocking);
+    CHECK(w.fw.calls.back().starts_with("apply policy=udp"));
+    CHECK_FALSE(w.c.next_retry_due());
+    CHECK(w.c.set_policy(Mode::strict, "uid 0"));  // changes are taken again
+  }
+  SUBCASE("disarmed") {
+    auto off = base_config();
+    off.armed = false;
+    w.next_config = off;
+    REQUIRE(w.c.reload("SIGHUP"));
+    CHECK(w.fw.calls.back() == "remove");
+    CHECK(w.c.machine().state() == State::off);
+    CHECK(w.c.protection() == Protection::none);
+    CHECK_FALSE(w.c.next_retry_due());
+  }
+}
+
+TEST_CASE("rules the kernel refuses at start: the emergency block, error sticky against a clean probe, retried with backoff") {
+  World w;
+  w.fw.fail_next = true;
+  REQUIRE(w.c.start(network(Wg::up)));
+  CHECK(w.fw.calls == std::vector<std::string>{
+                          "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
+                          "keep our table?",
+                          "apply emergency block (everything but loopback dropped)",
+                      });
+  CHECK(w.c.protection() == Protection::emergency);
+  CHECK(w.c.machine().state() == State::error);
+  // A probe that finds nothing (everything is blocked) does not make it look healthy.
+  REQUIRE(w.probe.pending);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.c.machine().state() == State::error);
+  REQUIRE(w.c.next_retry_due());
+  CHECK(*w.c.next_retry_due() - w.now == 1s);
+  // The first retry fails again: the next comes twice as late; the block stays (not re-applied).
+  w.fw.fail_next = true;
+  w.advance(1s);
+  CHECK(w.fw.calls.size() == 4);
+  CHECK(*w.c.next_retry_due() - w.now == 2s);
+  CHECK(w.c.machine().state() == State::error);
+  w.advance(2s);  // this one works
+  CHECK(w.fw.calls.size() == 5);
+  CHECK(w.fw.calls.back().starts_with("apply policy=udp"));
+  CHECK(w.c.protection() == Protection::configured);
+  CHECK_FALSE(w.c.next_retry_due());
+  CHECK(w.c.machine().state() == State::blocking);  // the tunnel still has to be proven
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.c.machine().state() == State::secured);
+}
+
+TEST_CASE("a change the kernel refuses while running keeps the rules in place and is retried with backoff") {
+  World w;
+  REQUIRE(w.c.start(network()));
+  w.fw.fail_next = true;
+  REQUIRE_FALSE(w.c.set_policy(Mode::strict, "uid 0"));
+  CHECK(w.c.protection() == Protection::configured);  // the batch was refused whole: the old rules stand
+  CHECK(w.fw.calls.size() == 2);                       // no emergency block over them
+  CHECK(w.c.machine().state() == State::error);
+  REQUIRE(w.c.next_retry_due());
+  w.advance(1s);
+  CHECK(w.fw.calls.size() == 3);
+  CHECK(w.fw.calls.back().starts_with("apply policy=strict"));
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK_FALSE(w.c.next_retry_due());
+}
+
+TEST_CASE("rules the kernel refused are tried again at once on SIGHUP, even with the file unchanged") {
+  World w;
+  w.fw.fail_next = true;
+  REQUIRE(w.c.start(network()));
+  CHECK(w.fw.calls.size() == 3);  // the rules, the look for our table, the emergency block
+  CHECK(w.c.machine().state() == State::error);
+  REQUIRE(w.c.reload("SIGHUP"));  // the same file: no change of rules, but the failed apply is retried
+  CHECK(w.fw.calls.size() == 4);
+  CHECK(w.fw.calls.back().starts_with("apply policy=udp"));
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.c.protection() == Protection::configured);
+  CHECK_FALSE(w.c.next_retry_due());
+}
+
+TEST_CASE("not even the emergency block can be installed: start fails, saying so") {
+  SUBCASE("broken configuration") {
+    World w{Result<config::Config>(tl::unexpected(kTypo))};
+    w.fw.fail_always = true;
+    auto r = w.c.start(network());
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.starts_with("cannot install even the emergency block: check nf_tables: permission denied"));
+    CHECK(w.c.protection() == Protection::none);
+  }
+  SUBCASE("good configuration") {
+    World w;
+    w.fw.fail_always = true;
+    auto r = w.c.start(network());
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message.starts_with("cannot install even the emergency block: check nf_tables: permission denied"));
+  }
+  SUBCASE("disarmed by the configuration: nothing to install, nothing failed") {
+    auto off = base_config();
+    off.armed = false;
+    World w(off);
+    w.fw.fail_always = true;
+    CHECK(w.c.start(network()));
+    CHECK(w.fw.calls.empty());
+  }
 }

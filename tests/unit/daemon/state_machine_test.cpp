@@ -97,7 +97,9 @@ TEST_CASE("rules that cannot be installed mean error, and arming again retries")
               {TunnelState{true, "wg0"}, State::error, {"start probe (tunnel up)"}},
               {ProbeDone{ProbeVerdict::ok, ""}, State::error, {}},
               {SetArmed{true, "uid 0"}, State::error, {"apply rules", "start probe (armed)"}},
-              {RulesApplied{}, State::secured, {"state error -> secured: rules applied"}},
+              // The clean probe above ran while the rules were not in: it counts for nothing.
+              {RulesApplied{}, State::blocking, {"state error -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::ok, ""}, State::secured, {"state blocking -> secured: probe ok"}},
           });
 }
 
@@ -125,4 +127,46 @@ TEST_CASE("policy changes re-apply while armed and only probe while disarmed") {
               {ProbeTimer{}, State::blocking, {"start probe (scheduled)"}},
           });
   CHECK(m.reason() == "rules applied");
+}
+
+TEST_CASE("a configuration that cannot be used means error, sticky until a good one's rules are installed") {
+  StateMachine m;
+  play(m, {
+              {ConfigFailed{"/etc/leakguard/leakguard.yaml:1:1: colour: unknown setting"}, State::error,
+               {"state off -> error: configuration not usable: /etc/leakguard/leakguard.yaml:1:1: colour: unknown setting"}},
+              // Whatever else happens, nothing moves it: not a confirmed install (the emergency
+              // block's), not a tunnel, not a clean probe, not a repaired table.
+              {RulesApplied{}, State::error, {}},
+              {TunnelState{true, "wg0"}, State::error, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::error, {}},
+              {TableTampered{"nft[1]", true}, State::error, {"start probe (table changed by nft[1])"}},
+              // A good file: still error until its own rules are in.
+              {ConfigLoaded{"retry"}, State::error, {}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::error, {}},
+              {SetArmed{true, "configuration"}, State::error, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state error -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::secured, {"state blocking -> secured: probe ok: no leak"}},
+          });
+  CHECK(m.armed());
+  CHECK(m.config_error().empty());
+}
+
+TEST_CASE("a failed install stays error against a clean probe - and such a probe does not count once the rules are in") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesFailed{"permission denied"}, State::error, {"state off -> error: rules failed: permission denied"}},
+              {TunnelState{true, "wg0"}, State::error, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::error, {}},
+              {TableTampered{"nft[1]", true}, State::error, {"start probe (table changed by nft[1])"}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::error, {}},
+          });
+  CHECK(m.rules_error() == "permission denied");
+  // The retry installs them: the clean rounds that ran while they were not in count for nothing,
+  // so `secured` waits for a round under the rules.
+  play(m, {
+              {SetArmed{true, "retry"}, State::error, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state error -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::ok, "no leak"}, State::secured, {"state blocking -> secured: probe ok: no leak"}},
+          });
 }

@@ -446,6 +446,25 @@ TEST_CASE("the probe batch creates and deletes a scratch table with the flags") 
   nftnl_table_free(t);
 }
 
+TEST_CASE("adopting a table left behind is one NEWTABLE with our flags - without NLM_F_CREATE - nothing else") {
+  const auto b = nft::encode_adopt("leakguard", nft::kTableOwner | nft::kTablePersist, 20);
+  const auto m = messages(b);
+  REQUIRE(m.size() == 3);  // batch begin, NEWTABLE, batch end: no chain, set, rule or element touched
+  CHECK(m[1].type == nft_type(NFT_MSG_NEWTABLE));
+  // A table deleted meanwhile must not come back empty (ENOENT instead), nor may an existing one
+  // be refused (no NLM_F_EXCL): the kernel updates the flags of the one that is there.
+  CHECK((m[1].flags & NLM_F_CREATE) == 0);
+  CHECK((m[1].flags & NLM_F_EXCL) == 0);
+  CHECK((m[1].flags & NLM_F_ACK) != 0);
+  nftnl_table* t = nftnl_table_alloc();
+  REQUIRE(nftnl_table_nlmsg_parse(hdr(m[1]), t) >= 0);
+  CHECK(nftnl_table_get_u32(t, NFTNL_TABLE_FLAGS) == (nft::kTableOwner | nft::kTablePersist));
+  CHECK(std::string(nftnl_table_get_str(t, NFTNL_TABLE_NAME)) == "leakguard");
+  nftnl_table_free(t);
+  REQUIRE(b.steps.size() == 1);
+  CHECK(b.steps[0].what == "adopt table inet leakguard");
+}
+
 TEST_CASE("kernel errors are explained - missing nf_tables and missing permission are told apart from ownership") {
   CHECK(describe_netlink_error(EOPNOTSUPP, true).find("nf_tables is not available") != std::string::npos);
   CHECK(describe_netlink_error(EPERM, true).find("CAP_NET_ADMIN") != std::string::npos);

@@ -361,3 +361,56 @@ TEST_CASE("incremental endpoint changes: only what is missing is added and only 
   CHECK(endpoint_deltas(rs, {fresh}, {absent}).empty());  // nothing to do
   CHECK(endpoint_deltas(rs, {have}, {have}).empty());     // removed and added back: no change
 }
+
+TEST_CASE("the emergency block: only loopback passes, every chain ends blocking, and a good policy replaces it in place") {
+  Policy e = policy(Mode::udp, true);  // whatever else the value holds is ignored
+  e.emergency = true;
+  const Ruleset rs = build_ruleset(e);
+  CHECK(lines(chain(rs, "output")) == std::vector<std::string>{
+                                          "oif \"lo\" accept",
+                                          "update @ifstat_out { oifname . meta l4proto }",
+                                          "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"",
+                                          "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"",
+                                          "meta l4proto udplite counter reject with icmpx admin-prohibited comment \"udp-out\"",
+                                          "meta l4proto sctp counter reject with icmpx admin-prohibited comment \"udp-out\"",
+                                          "meta l4proto dccp counter reject with icmpx admin-prohibited comment \"udp-out\"",
+                                          "counter reject with icmpx admin-prohibited comment \"ip-out\"",
+                                      });
+  CHECK(lines(chain(rs, "input")) == std::vector<std::string>{
+                                         "iif \"lo\" accept",
+                                         "update @ifstat_in { iifname . meta l4proto }",
+                                         "meta l4proto tcp counter drop comment \"tcp-in\"",
+                                         "meta l4proto udp counter drop comment \"udp-in\"",
+                                         "meta l4proto udplite counter drop comment \"udp-in\"",
+                                         "meta l4proto sctp counter drop comment \"udp-in\"",
+                                         "meta l4proto dccp counter drop comment \"udp-in\"",
+                                         "counter drop comment \"ip-in\"",
+                                     });
+  CHECK(lines(chain(rs, "forward")) == std::vector<std::string>{
+                                           "update @ifstat_fwd { oifname . meta l4proto }",
+                                           "meta l4proto tcp counter drop comment \"tcp-fwd\"",
+                                           "meta l4proto udp counter drop comment \"udp-fwd\"",
+                                           "meta l4proto udplite counter drop comment \"udp-fwd\"",
+                                           "meta l4proto sctp counter drop comment \"udp-fwd\"",
+                                           "meta l4proto dccp counter drop comment \"udp-fwd\"",
+                                           "counter drop comment \"ip-fwd\"",
+                                       });
+  for (const auto& c : rs.chains) CHECK(c.policy_drop);
+  // No endpoint and no LAN element: nothing is let out.
+  for (const char* name : {"endpoints4", "endpoints6", "lan4", "lan6"}) {
+    REQUIRE(rs.find_set(name));
+    CHECK(rs.find_set(name)->elements.empty());
+  }
+  // The same declarations as any policy: the good policy that follows replaces rules and fills
+  // sets in place, never creating or deleting a chain or set (no window).
+  for (Mode m : {Mode::udp, Mode::strict}) {
+    const Ruleset good = build_ruleset(policy(m, true));
+    CHECK(same_declarations(rs, good));
+    const Change c = plan_change(rs, good);
+    CHECK(c.kind == Change::Kind::rules);
+    CHECK(c.chains == std::vector<std::string>{"output", "input", "forward"});
+    CHECK(plan_change(good, rs).kind == Change::Kind::rules);
+  }
+  CHECK_FALSE(same_sets(e, policy(Mode::udp, true)));
+  CHECK(e.str().ends_with(" emergency"));
+}

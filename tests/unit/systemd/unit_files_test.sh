@@ -27,7 +27,11 @@ grep -q '^Exec=.*leakguardd' "$src/systemd/org.leakguard.Daemon1.service" || gre
 echo "ok: D-Bus policy and activation files"
 # The unit's requirements from the control-surface issue, line by line.
 for want in 'Type=notify' 'WatchdogSec=' 'Restart=on-failure' 'Before=network-pre.target' 'Wants=network-pre.target' \
-            'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW' 'ProtectSystem=strict'; do
+            'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW' 'ProtectSystem=strict' 'DefaultDependencies=no'; do
   grep -q "^$want" "$tmp/leakguard.service" || fail "unit lacks $want"
 done
-echo "ok: notify, watchdog, restart, ordering before network-pre, two capabilities, read-only system"
+# Ordering as systemd reads it (several units may share a line): before network-pre, after the
+# users exist (issue 14, finding 2).
+grep -qE '^Before=(.* )?network-pre\.target( |$)' "$tmp/leakguard.service" || fail "unit is not ordered before network-pre.target"
+grep -qE '^After=(.* )?systemd-sysusers\.service( |$)' "$tmp/leakguard.service" || fail "unit is not ordered after systemd-sysusers.service"
+echo "ok: notify, watchdog, restart, ordering before network-pre and after sysusers, two capabilities, read-only system"
