@@ -31,6 +31,18 @@ Desired desired_from(const config::Config& c) {
   return d;
 }
 
+std::vector<IpAddress> tunnel_addresses(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  std::vector<IpAddress> out;
+  for (const auto& a : m.addresses()) {
+    const netwatch::Link* l = m.link(a.index);
+    if (!l || m.classify(*l, c) != InterfaceClass::tunnel) continue;
+    const IpAddress& x = a.prefix.address;
+    if (x.is_link_local() || x.is_loopback() || x.is_multicast() || x.is_unspecified()) continue;
+    if (std::find(out.begin(), out.end(), x) == out.end()) out.push_back(x);
+  }
+  return out;
+}
+
 Desired emergency_block() {
   Desired d;
   d.mode = Mode::strict;
@@ -157,7 +169,9 @@ void Controller::run(const Action& a) {
 
 Result<void> Controller::start(const netwatch::NetModel& network) {
   network_ = network;
-  fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));  // before the first install: it is complete
+  // Before the first install: it is complete.
+  fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));
+  fw_.set_tunnel_addresses(tunnel_addresses(network_, classifier()));
   if (!start_config_error_.empty()) {
     out_.error("configuration not usable: " + start_config_error_ +
                " (failing closed; fix the file, then SIGHUP or leakguardctl reload)");
@@ -257,6 +271,7 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
 
 void Controller::observe(const std::string& why, bool network_event) {
   fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));
+  fw_.set_tunnel_addresses(tunnel_addresses(network_, classifier()));
   const TunnelLink t = tunnel_link(network_, classifier());
   if (t.up != machine_.tunnel_up()) feed(TunnelState{t.up, t.str()});
   else if (network_event) feed(NetworkChanged{why});

@@ -70,6 +70,11 @@ Desired desired_from(const config::Config& c);
 std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c,
                                 const std::vector<Prefix>& listed = {});
 
+/// The addresses of the tunnel interfaces (not link-local, which is scoped to its own link): a
+/// packet for one of them that comes in through another interface is a LAN peer routing the
+/// tunnel's address (CVE-2019-14899), and is dropped.
+std::vector<IpAddress> tunnel_addresses(const netwatch::NetModel& m, const netwatch::Classifier& c);
+
 /// Whether some tunnel interface is up and carrying traffic, and which.
 struct TunnelLink {
   bool up = false;
@@ -109,6 +114,9 @@ class FirewallPort {
   }
   /// The LAN's subnets changed: keep the LAN set in step (set elements only, no rule change).
   virtual void set_lan(const std::vector<Prefix>& subnets) { (void)subnets; }
+  /// The tunnel interfaces' own addresses, kept current like the LAN subnets: nothing addressed
+  /// to them may come in through another interface.
+  virtual void set_tunnel_addresses(const std::vector<IpAddress>& addresses) { (void)addresses; }
   /// What GetStatus shows of the firewall (ownership, counters, last error).
   virtual nlohmann::json status() const { return nullptr; }
   /// If our table is in the kernel (left by a previous run), keeps it exactly as it is — taking

@@ -9,7 +9,7 @@
 
 namespace leakguard::daemon {
 
-firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
+firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan, const std::vector<IpAddress>& tunnel_addresses) {
   firewall::Policy p;
   p.mode = d.mode;
   p.allow_lan = d.allow_lan;
@@ -17,6 +17,7 @@ firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan) {
   p.endpoints = d.endpoints;
   p.fwmark = d.fwmark;
   if (d.allow_lan) p.lan_subnets = lan;
+  p.tunnel_addresses = tunnel_addresses;
   p.emergency = d.emergency;
   return p;
 }
@@ -49,7 +50,7 @@ Result<void> NftFirewallPort::apply(const Desired& d) {
     last_error_ = r.error().str();
     return r;
   }
-  auto r = fw_->apply(to_policy(d, lan_));
+  auto r = fw_->apply(to_policy(d, lan_, tunnel_addresses_));
   if (!r) {
     last_error_ = r.error().str();
     return r;
@@ -78,7 +79,7 @@ Result<bool> NftFirewallPort::keep_existing_table() {
 }
 
 Result<void> NftFirewallPort::check(const Desired& d) const {
-  return firewall::validate(to_policy(d, lan_), options_.limits);
+  return firewall::validate(to_policy(d, lan_, tunnel_addresses_), options_.limits);
 }
 
 void NftFirewallPort::set_lan(const std::vector<Prefix>& subnets) {
@@ -86,7 +87,16 @@ void NftFirewallPort::set_lan(const std::vector<Prefix>& subnets) {
   lan_ = subnets;
   if (!applied_ || !applied_->allow_lan || !fw_) return;
   // Only the LAN set changes: set element updates, no rule touched.
-  if (auto r = fw_->apply(to_policy(*applied_, lan_)); !r) last_error_ = "LAN set update: " + r.error().str();
+  if (auto r = fw_->apply(to_policy(*applied_, lan_, tunnel_addresses_)); !r) last_error_ = "LAN set update: " + r.error().str();
+}
+
+void NftFirewallPort::set_tunnel_addresses(const std::vector<IpAddress>& addresses) {
+  if (addresses == tunnel_addresses_) return;
+  tunnel_addresses_ = addresses;
+  if (!applied_ || !fw_) return;
+  // Only the tunnel address sets change: set element updates, no rule touched.
+  if (auto r = fw_->apply(to_policy(*applied_, lan_, tunnel_addresses_)); !r)
+    last_error_ = "tunnel address set update: " + r.error().str();
 }
 
 nlohmann::json NftFirewallPort::status() const {
@@ -95,6 +105,8 @@ nlohmann::json NftFirewallPort::status() const {
   j["error"] = last_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_error_);
   j["lan_subnets"] = nlohmann::json::array();
   for (const auto& p : lan_) j["lan_subnets"].push_back(p.str());
+  j["tunnel_addresses"] = nlohmann::json::array();
+  for (const auto& a : tunnel_addresses_) j["tunnel_addresses"].push_back(a.str());
   if (!fw_) return j;
   j["owner"] = fw_->owns_table();
   j["ownership"] = fw_->ownership_note();

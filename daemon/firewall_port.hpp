@@ -23,7 +23,8 @@ class TableGuard;
 namespace leakguard::daemon {
 
 /// Desired (+ LAN subnets) as the firewall's policy.
-firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan);
+firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan,
+                           const std::vector<IpAddress>& tunnel_addresses = {});
 
 class NftFirewallPort final : public FirewallPort {
  public:
@@ -41,6 +42,7 @@ class NftFirewallPort final : public FirewallPort {
 
   /// Keeps the LAN set in step with the network (a set update, no rule change).
   void set_lan(const std::vector<Prefix>& subnets) override;
+  void set_tunnel_addresses(const std::vector<IpAddress>& addresses) override;
   /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
   nlohmann::json status() const override;
 
@@ -57,6 +59,7 @@ class NftFirewallPort final : public FirewallPort {
   std::unique_ptr<firewall::TableGuard> guard_;
   std::optional<Desired> applied_;  // what is installed (nullopt: no table of ours)
   std::vector<Prefix> lan_;
+  std::vector<IpAddress> tunnel_addresses_;
   std::string last_error_;
 };
 

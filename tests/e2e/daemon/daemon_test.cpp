@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -20,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/e2e/rig/rig.hpp"
 
@@ -155,6 +157,109 @@ TEST_CASE("allow_lan trusts only the private part of what a network hands out (T
   std::ofstream(rig.config, std::ios::app) << "allow_lan: true\nallow_lan_ranges: [203.0.113.0/24]\n";
   REQUIRE(rig.ctl({"reload"}).status == 0);
   CHECK(eventually([&] { return send_via_eth0("203.0.113.80") == 0; }, 5s));
+}
+
+namespace {
+// A TCP connection from `ns` to ip:port within the deadline (non-blocking connect, then poll).
+bool tcp_connects(const std::string& ns, const char* ip, std::uint16_t port, milliseconds deadline) {
+  lab::NetnsScope in(ns);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &to.sin_addr);
+  bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0;
+  if (!ok && errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    ok = ::poll(&p, 1, static_cast<int>(deadline.count())) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+  }
+  ::close(fd);
+  return ok;
+}
+
+// A UDP datagram from `ns` that claims to come from src:sport (IP_TRANSPARENT: any source).
+void udp_from(const std::string& ns, const char* src, std::uint16_t sport, const char* dst, std::uint16_t dport,
+              const std::string& payload) {
+  lab::NetnsScope in(ns);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const int one = 1;
+  REQUIRE(setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) == 0);
+  sockaddr_in a{}, to{};
+  a.sin_family = to.sin_family = AF_INET;
+  a.sin_port = htons(sport);
+  to.sin_port = htons(dport);
+  inet_pton(AF_INET, src, &a.sin_addr);
+  inet_pton(AF_INET, dst, &to.sin_addr);
+  REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) ==
+          static_cast<ssize_t>(payload.size()));
+  ::close(fd);
+}
+
+// Waits for a datagram carrying `payload` on `fd` (every one read goes to `seen`).
+bool udp_arrives(int fd, const std::string& payload, std::vector<std::string>& seen, milliseconds deadline) {
+  const auto end = steady_clock::now() + deadline;
+  for (;;) {
+    char buf[512];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT)) >= 0) seen.emplace_back(buf, static_cast<std::size_t>(n));
+    if (std::find(seen.begin(), seen.end(), payload) != seen.end()) return true;
+    const auto left = duration_cast<milliseconds>(end - steady_clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left));
+  }
+}
+}  // namespace
+
+TEST_CASE("packets for the tunnel's own address never come in through eth0 (CVE-2019-14899)") {
+  // The ISP router is the LAN peer on eth0's link: it routes the host's tunnel address via eth0.
+  for (const std::string policy : {"udp", "strict"}) {
+    CAPTURE(policy);
+    RigOptions o;
+    o.policy = policy;
+    Rig rig(o);
+    rig.start();
+    REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+    REQUIRE(rig.net.run("isp", {"ip", "route", "add", "100.64.0.2/32", "via", "192.0.2.10", "dev", "down0"}).status == 0);
+    // What listens on the host, on every address.
+    int udp = -1, tcp = -1;
+    {
+      lab::NetnsScope in(rig.net.ns("host"));
+      udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in any{};
+      any.sin_family = AF_INET;
+      any.sin_port = htons(40123);
+      REQUIRE(::bind(udp, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
+      REQUIRE(::bind(tcp, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
+      REQUIRE(::listen(tcp, 8) == 0);
+    }
+    std::vector<std::string> seen;
+    // The controls: a datagram from the VPN endpoint's address and port (spoofed by the LAN
+    // peer) to the host's eth0 address arrives - the endpoint exception lets it in, in both
+    // policies - and in udp policy a TCP connection to eth0's address is made.
+    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40123, policy + " to eth0's address");
+    REQUIRE_MESSAGE(udp_arrives(udp, policy + " to eth0's address", seen, 5000ms), "the spoofed control did not arrive");
+    if (policy == "udp") CHECK(tcp_connects(rig.net.ns("isp"), "192.0.2.10", 40123, 5000ms));
+    // The attack: the same to the tunnel's address, through eth0.
+    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "100.64.0.2", 40123, policy + " to the tunnel's address");
+    CHECK_FALSE(tcp_connects(rig.net.ns("isp"), "100.64.0.2", 40123, 1000ms));
+    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40123, policy + " control after");
+    REQUIRE(udp_arrives(udp, policy + " control after", seen, 5000ms));
+    CHECK(std::find(seen.begin(), seen.end(), policy + " to the tunnel's address") == seen.end());
+    // Counted, and the set follows the tunnel's addresses.
+    const auto st = rig.status();
+    INFO(st.dump());
+    CHECK(st["firewall"]["tunnel_addresses"].dump().find("100.64.0.2") != std::string::npos);
+    CHECK(st["firewall"]["blocked"].get<std::string>().find("for the tunnel's address") != std::string::npos);
+    ::close(udp);
+    ::close(tcp);
+  }
 }
 
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {

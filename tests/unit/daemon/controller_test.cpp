@@ -65,6 +65,8 @@ struct FakeFirewall : FirewallPort {
     return {};
   }
   void set_lan(const std::vector<Prefix>& subnets) override { lan = subnets; }
+  std::vector<IpAddress> tunnel_addresses;
+  void set_tunnel_addresses(const std::vector<IpAddress>& a) override { tunnel_addresses = a; }
   // Refuses any policy naming this tunnel (stands in for the firewall's own validation).
   std::string refuse_tunnel;
   Result<void> check(const Desired& d) const override {
@@ -706,4 +708,23 @@ TEST_CASE("not even the emergency block can be installed: start fails, saying so
     CHECK(w.c.start(network()));
     CHECK(w.fw.calls.empty());
   }
+}
+
+TEST_CASE("the tunnel's own addresses reach the firewall, and follow the tunnel") {
+  World w;
+  netwatch::NetModel m = network(Wg::up);
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("100.64.0.2/24"), RT_SCOPE_UNIVERSE, 0}});
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("2001:db8:100::2/64"), RT_SCOPE_UNIVERSE, 0}});
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("fe80::2/64"), RT_SCOPE_LINK, 0}});
+  const netwatch::Classifier c{{IfnamePattern{"wg0"}}};
+  // Link-local is scoped to its own link; eth0's address is no tunnel's.
+  CHECK(tunnel_addresses(m, c) == std::vector<IpAddress>{*IpAddress::parse("100.64.0.2"), *IpAddress::parse("2001:db8:100::2")});
+  w.c.start(m);
+  CHECK(w.fw.tunnel_addresses.size() == 2);
+  // The tunnel gets another address: the set follows; the tunnel goes: the set empties.
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("100.64.0.3/24"), RT_SCOPE_UNIVERSE, 0}});
+  w.c.network_changed(m, "address added");
+  CHECK(w.fw.tunnel_addresses.size() == 3);
+  w.c.network_changed(network(Wg::absent), "wg0 removed");
+  CHECK(w.fw.tunnel_addresses.empty());
 }
