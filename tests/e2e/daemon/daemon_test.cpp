@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -260,6 +261,49 @@ TEST_CASE("packets for the tunnel's own address never come in through eth0 (CVE-
     ::close(udp);
     ::close(tcp);
   }
+}
+
+TEST_CASE("with exactly the unit's capabilities the daemon installs its rules and probes through eth0") {
+  // The unit's set, read from the unit file itself: "CapabilityBoundingSet=CAP_A CAP_B".
+  std::string caps;
+  unsigned long long mask = 0;  // as /proc/PID/status shows it
+  {
+    const std::map<std::string, int> bit{{"net_bind_service", 10}, {"net_admin", 12}, {"net_raw", 13}};
+    std::istringstream unit(read_file(LEAKGUARD_UNIT));
+    for (std::string line; std::getline(unit, line);)
+      if (line.rfind("CapabilityBoundingSet=", 0) == 0) {
+        std::istringstream names(line.substr(line.find('=') + 1));
+        for (std::string c; names >> c;) {
+          std::string lower = c.substr(4);  // setpriv's names: "net_admin"
+          for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          caps += ",+" + lower;
+          REQUIRE_MESSAGE(bit.count(lower), "a capability this test does not know: " << c);
+          mask |= 1ULL << bit.at(lower);
+        }
+      }
+  }
+  REQUIRE_FALSE(caps.empty());
+  MESSAGE("the unit's capabilities: " << caps.substr(1));
+  const std::string set = "-all" + caps;
+  // Disarmed with the STUN server routed outside the tunnel: only a probe bound to eth0
+  // (SO_BINDTODEVICE) can find the leak; then arming needs NET_ADMIN for the table.
+  RigOptions o;
+  o.lab = {.split_stun = true};
+  o.armed = false;
+  o.wrapper = {"setpriv", "--inh-caps=" + set, "--ambient-caps=" + set, "--bounding-set=" + set, "--"};
+  Rig rig(o);
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("leaking"), rig.output());
+  CHECK(eventually([&] { return rig.output().find("LEAK: eth0 ipv4 reflexive address 203.0.113.2") != std::string::npos; }, 5s));
+  // The daemon really runs without the rest (CapBnd of its /proc status is the unit's set only).
+  char want[64];
+  std::snprintf(want, sizeof want, "CapBnd:\t%016llx", mask);
+  const std::string status = read_file("/proc/" + std::to_string(rig.daemon().pid()) + "/status");
+  CHECK_MESSAGE(status.find(want) != std::string::npos, status);
+  REQUIRE(rig.ctl({"arm"}).status == 0);
+  CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
+  CHECK(rig.table().find("table inet leakguard") != std::string::npos);
+  CHECK(rig.witness("203.0.113.3").empty());
 }
 
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {

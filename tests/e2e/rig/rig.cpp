@@ -43,7 +43,8 @@ Rig::Rig(RigOptions o)
       bus(LEAKGUARD_DBUS_POLICY, kControlGroup),
       dir("/tmp/" + lab::unique_name("rig")),
       config(dir + "/leakguard.yaml"),
-      daemon_args_(o.daemon_args) {
+      daemon_args_(o.daemon_args),
+      wrapper_(o.wrapper) {
   lab::run({"mkdir", "-p", "-m", "0755", dir});
   std::ofstream(config) << "policy: " << o.policy << "\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
                         << "  interfaces: " << o.tunnel_patterns << "\n"
@@ -60,7 +61,8 @@ Rig::~Rig() {
 void Rig::start() {
   daemon_.reset();
   log_ = dir + "/leakguardd." + std::to_string(++starts_) + ".log";
-  std::vector<std::string> argv{LEAKGUARDD, "--config", config, "--control-group", kControlGroup};
+  std::vector<std::string> argv = wrapper_;
+  for (const char* a : {LEAKGUARDD, "--config", config.c_str(), "--control-group", kControlGroup}) argv.emplace_back(a);
   argv.insert(argv.end(), daemon_args_.begin(), daemon_args_.end());
   daemon_ = std::make_unique<lab::Process>(net.ns("host"), std::move(argv), log_);
 }

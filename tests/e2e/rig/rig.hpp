@@ -23,6 +23,7 @@ struct RigOptions {
   std::string tunnel_patterns = "[wg*]";
   bool endpoint = true;  ///< configure the lab's WireGuard endpoint (198.51.100.1:51820/udp, fwmark 51820)
   std::vector<std::string> daemon_args{};  ///< more command-line arguments for leakguardd
+  std::vector<std::string> wrapper{};      ///< a command leakguardd runs under (e.g. setpriv ...)
 };
 
 class Rig {
@@ -62,6 +63,7 @@ class Rig {
 
  private:
   std::vector<std::string> daemon_args_;
+  std::vector<std::string> wrapper_;
   std::unique_ptr<lab::Process> daemon_;
   std::string log_;
   int starts_ = 0;
