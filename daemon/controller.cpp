@@ -43,6 +43,23 @@ std::vector<IpAddress> tunnel_addresses(const netwatch::NetModel& m, const netwa
   return out;
 }
 
+std::vector<Prefix> dhcp_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
+  std::vector<Prefix> out;
+  for (const auto& a : m.addresses()) {
+    const netwatch::Link* l = m.link(a.index);
+    if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
+    if (a.prefix.address.family != Family::v4 || a.scope != RT_SCOPE_UNIVERSE) continue;
+    if (a.prefix.length == 32 || !lan_sized(a.prefix)) continue;  // no subnet, or no link's
+    const Prefix p = a.prefix.network();
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  }
+  return out;
+}
+
+NetworkSets network_sets(const netwatch::NetModel& m, const netwatch::Classifier& c, const std::vector<Prefix>& listed_lan) {
+  return {lan_subnets(m, c, listed_lan), tunnel_addresses(m, c), dhcp_subnets(m, c)};
+}
+
 Desired emergency_block() {
   Desired d;
   d.mode = Mode::strict;
@@ -170,8 +187,7 @@ void Controller::run(const Action& a) {
 Result<void> Controller::start(const netwatch::NetModel& network) {
   network_ = network;
   // Before the first install: it is complete.
-  fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));
-  fw_.set_tunnel_addresses(tunnel_addresses(network_, classifier()));
+  fw_.set_network(network_sets(network_, classifier(), config_.allow_lan_ranges));
   if (!start_config_error_.empty()) {
     out_.error("configuration not usable: " + start_config_error_ +
                " (failing closed; fix the file, then SIGHUP or leakguardctl reload)");
@@ -270,8 +286,7 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
 }
 
 void Controller::observe(const std::string& why, bool network_event) {
-  fw_.set_lan(lan_subnets(network_, classifier(), config_.allow_lan_ranges));
-  fw_.set_tunnel_addresses(tunnel_addresses(network_, classifier()));
+  fw_.set_network(network_sets(network_, classifier(), config_.allow_lan_ranges));
   const TunnelLink t = tunnel_link(network_, classifier());
   if (t.up != machine_.tunnel_up()) feed(TunnelState{t.up, t.str()});
   else if (network_event) feed(NetworkChanged{why});

@@ -75,6 +75,21 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
 /// tunnel's address (CVE-2019-14899), and is dropped.
 std::vector<IpAddress> tunnel_addresses(const netwatch::NetModel& m, const netwatch::Classifier& c);
 
+/// The IPv4 on-link subnets of the physical interfaces (all of them, at most /8 wide): where a
+/// DHCP client may reach its server by unicast (renewals). Broadcast is always allowed.
+std::vector<Prefix> dhcp_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c);
+
+/// What the network itself puts into the rules, read from the network model on every change and
+/// installed as set element updates (never a rule change).
+struct NetworkSets {
+  std::vector<Prefix> lan;                  ///< what allow_lan opens (lan_subnets())
+  std::vector<IpAddress> tunnel_addresses;  ///< the tunnels' own addresses (tunnel_addresses())
+  std::vector<Prefix> dhcp;                 ///< where DHCP servers may be reached by unicast (dhcp_subnets())
+  bool operator==(const NetworkSets&) const = default;
+};
+NetworkSets network_sets(const netwatch::NetModel& m, const netwatch::Classifier& c,
+                         const std::vector<Prefix>& listed_lan = {});
+
 /// Whether some tunnel interface is up and carrying traffic, and which.
 struct TunnelLink {
   bool up = false;
@@ -112,11 +127,9 @@ class FirewallPort {
     (void)d;
     return {};
   }
-  /// The LAN's subnets changed: keep the LAN set in step (set elements only, no rule change).
-  virtual void set_lan(const std::vector<Prefix>& subnets) { (void)subnets; }
-  /// The tunnel interfaces' own addresses, kept current like the LAN subnets: nothing addressed
-  /// to them may come in through another interface.
-  virtual void set_tunnel_addresses(const std::vector<IpAddress>& addresses) { (void)addresses; }
+  /// The network's part of the rules (LAN, the tunnels' addresses, DHCP subnets), before the
+  /// first apply and on every change: keep the sets in step (set elements only, no rule change).
+  virtual void set_network(const NetworkSets& sets) { (void)sets; }
   /// What GetStatus shows of the firewall (ownership, counters, last error).
   virtual nlohmann::json status() const { return nullptr; }
   /// If our table is in the kernel (left by a previous run), keeps it exactly as it is — taking

@@ -9,15 +9,16 @@
 
 namespace leakguard::daemon {
 
-firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan, const std::vector<IpAddress>& tunnel_addresses) {
+firewall::Policy to_policy(const Desired& d, const NetworkSets& network) {
   firewall::Policy p;
   p.mode = d.mode;
   p.allow_lan = d.allow_lan;
   p.tunnels = d.tunnels;
   p.endpoints = d.endpoints;
   p.fwmark = d.fwmark;
-  if (d.allow_lan) p.lan_subnets = lan;
-  p.tunnel_addresses = tunnel_addresses;
+  if (d.allow_lan) p.lan_subnets = network.lan;
+  p.tunnel_addresses = network.tunnel_addresses;
+  p.dhcp_subnets = network.dhcp;
   p.emergency = d.emergency;
   return p;
 }
@@ -50,7 +51,7 @@ Result<void> NftFirewallPort::apply(const Desired& d) {
     last_error_ = r.error().str();
     return r;
   }
-  auto r = fw_->apply(to_policy(d, lan_, tunnel_addresses_));
+  auto r = fw_->apply(to_policy(d, network_));
   if (!r) {
     last_error_ = r.error().str();
     return r;
@@ -79,24 +80,15 @@ Result<bool> NftFirewallPort::keep_existing_table() {
 }
 
 Result<void> NftFirewallPort::check(const Desired& d) const {
-  return firewall::validate(to_policy(d, lan_, tunnel_addresses_), options_.limits);
+  return firewall::validate(to_policy(d, network_), options_.limits);
 }
 
-void NftFirewallPort::set_lan(const std::vector<Prefix>& subnets) {
-  if (subnets == lan_) return;
-  lan_ = subnets;
-  if (!applied_ || !applied_->allow_lan || !fw_) return;
-  // Only the LAN set changes: set element updates, no rule touched.
-  if (auto r = fw_->apply(to_policy(*applied_, lan_, tunnel_addresses_)); !r) last_error_ = "LAN set update: " + r.error().str();
-}
-
-void NftFirewallPort::set_tunnel_addresses(const std::vector<IpAddress>& addresses) {
-  if (addresses == tunnel_addresses_) return;
-  tunnel_addresses_ = addresses;
+void NftFirewallPort::set_network(const NetworkSets& sets) {
+  if (sets == network_) return;
+  network_ = sets;
   if (!applied_ || !fw_) return;
-  // Only the tunnel address sets change: set element updates, no rule touched.
-  if (auto r = fw_->apply(to_policy(*applied_, lan_, tunnel_addresses_)); !r)
-    last_error_ = "tunnel address set update: " + r.error().str();
+  // Only sets change: element updates, no rule touched.
+  if (auto r = fw_->apply(to_policy(*applied_, network_)); !r) last_error_ = "network set update: " + r.error().str();
 }
 
 nlohmann::json NftFirewallPort::status() const {
@@ -104,9 +96,11 @@ nlohmann::json NftFirewallPort::status() const {
   j["installed"] = applied_.has_value();
   j["error"] = last_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_error_);
   j["lan_subnets"] = nlohmann::json::array();
-  for (const auto& p : lan_) j["lan_subnets"].push_back(p.str());
+  for (const auto& p : network_.lan) j["lan_subnets"].push_back(p.str());
   j["tunnel_addresses"] = nlohmann::json::array();
-  for (const auto& a : tunnel_addresses_) j["tunnel_addresses"].push_back(a.str());
+  for (const auto& a : network_.tunnel_addresses) j["tunnel_addresses"].push_back(a.str());
+  j["dhcp_subnets"] = nlohmann::json::array();
+  for (const auto& p : network_.dhcp) j["dhcp_subnets"].push_back(p.str());
   if (!fw_) return j;
   j["owner"] = fw_->owns_table();
   j["ownership"] = fw_->ownership_note();
@@ -124,8 +118,8 @@ nlohmann::json NftFirewallPort::status() const {
   return j;
 }
 
-Result<std::string> NftFirewallPort::dry_run(const config::Config& cfg, const std::vector<Prefix>& lan) {
-  return firewall::dry_run(to_policy(desired_from(cfg), lan));
+Result<std::string> NftFirewallPort::dry_run(const config::Config& cfg, const NetworkSets& network) {
+  return firewall::dry_run(to_policy(desired_from(cfg), network));
 }
 
 }  // namespace leakguard::daemon

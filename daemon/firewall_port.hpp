@@ -23,8 +23,7 @@ class TableGuard;
 namespace leakguard::daemon {
 
 /// Desired (+ LAN subnets) as the firewall's policy.
-firewall::Policy to_policy(const Desired& d, const std::vector<Prefix>& lan,
-                           const std::vector<IpAddress>& tunnel_addresses = {});
+firewall::Policy to_policy(const Desired& d, const NetworkSets& network = {});
 
 class NftFirewallPort final : public FirewallPort {
  public:
@@ -41,13 +40,12 @@ class NftFirewallPort final : public FirewallPort {
   Result<bool> keep_existing_table() override;
 
   /// Keeps the LAN set in step with the network (a set update, no rule change).
-  void set_lan(const std::vector<Prefix>& subnets) override;
-  void set_tunnel_addresses(const std::vector<IpAddress>& addresses) override;
+  void set_network(const NetworkSets& sets) override;
   /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
   nlohmann::json status() const override;
 
   /// The ruleset `cfg` would install, in nft syntax, without installing anything.
-  static Result<std::string> dry_run(const config::Config& cfg, const std::vector<Prefix>& lan);
+  static Result<std::string> dry_run(const config::Config& cfg, const NetworkSets& network);
 
  private:
   Result<void> ensure_open();
@@ -58,8 +56,7 @@ class NftFirewallPort final : public FirewallPort {
   std::unique_ptr<firewall::Firewall> fw_;
   std::unique_ptr<firewall::TableGuard> guard_;
   std::optional<Desired> applied_;  // what is installed (nullopt: no table of ours)
-  std::vector<Prefix> lan_;
-  std::vector<IpAddress> tunnel_addresses_;
+  NetworkSets network_;
   std::string last_error_;
 };
 

@@ -256,11 +256,11 @@ int main(int argc, char** argv) {
     }
     const lg::netwatch::Classifier cls{cfg->tunnel_interfaces};
     if (print_ruleset) {
-      // The LAN set holds the on-link subnets of the physical interfaces right now, as the daemon
-      // would fill it; without netlink access the ruleset is printed with an empty LAN set.
-      std::vector<lg::Prefix> lan;
-      if (auto m = lg::netwatch::dump_model()) lan = d::lan_subnets(*m, cls, cfg->allow_lan_ranges);
-      auto text = d::NftFirewallPort::dry_run(*cfg, lan);
+      // The network's sets (LAN, the tunnels' addresses, DHCP subnets) as the daemon would fill
+      // them right now; without netlink access the ruleset is printed with them empty.
+      d::NetworkSets sets;
+      if (auto m = lg::netwatch::dump_model()) sets = d::network_sets(*m, cls, cfg->allow_lan_ranges);
+      auto text = d::NftFirewallPort::dry_run(*cfg, sets);
       if (!text) {
         std::cerr << "leakguardd: " << text.error().str() << "\n";
         return 2;

@@ -43,6 +43,7 @@ std::string Policy::str() const {
   }
   s += " lan=" + join(lan_subnets, [](const Prefix& p) { return p.str(); });
   if (!tunnel_addresses.empty()) s += " tunnel_addresses=" + join(tunnel_addresses, [](const IpAddress& a) { return a.str(); });
+  if (!dhcp_subnets.empty()) s += " dhcp=" + join(dhcp_subnets, [](const Prefix& p) { return p.str(); });
   if (emergency) s += " emergency";
   return s;
 }
@@ -89,6 +90,14 @@ Result<void> validate_rules(const Policy& p, const Limits& limits) {
   }
 
   if (p.fwmark && p.fwmark->value == 0) return invalid("fwmark: 0 means unmarked; leave the mark out instead");
+  if (p.dhcp_subnets.size() > limits.max_lan_subnets)
+    return invalid("dhcp_subnets: " + std::to_string(p.dhcp_subnets.size()) + " subnets, at most " +
+                   std::to_string(limits.max_lan_subnets) + " allowed");
+  for (std::size_t i = 0; i < p.dhcp_subnets.size(); ++i) {
+    const Prefix& n = p.dhcp_subnets[i];
+    if (n.address.family != Family::v4 || n.length > 32 || n.length < limits.min_lan_prefix_v4)
+      return invalid(indexed("dhcp_subnets", i) + ": '" + n.str() + "' is no IPv4 subnet of a link");
+  }
   if (p.tunnel_addresses.size() > limits.max_tunnel_addresses)
     return invalid("tunnel_addresses: " + std::to_string(p.tunnel_addresses.size()) + " addresses, at most " +
                    std::to_string(limits.max_tunnel_addresses) + " allowed");
@@ -103,7 +112,7 @@ Result<void> validate_rules(const Policy& p, const Limits& limits) {
 
 bool same_sets(const Policy& a, const Policy& b) {
   return a.emergency == b.emergency && a.allow_lan == b.allow_lan && a.endpoints == b.endpoints &&
-         a.lan_subnets == b.lan_subnets && a.tunnel_addresses == b.tunnel_addresses;
+         a.lan_subnets == b.lan_subnets && a.tunnel_addresses == b.tunnel_addresses && a.dhcp_subnets == b.dhcp_subnets;
 }
 
 }  // namespace leakguard::firewall

@@ -32,6 +32,9 @@ struct Policy {
   /// The tunnel interfaces' own addresses (not link-local): nothing addressed to them may come in
   /// through another interface (CVE-2019-14899: a LAN peer routing the tunnel address via eth0).
   std::vector<IpAddress> tunnel_addresses;
+  /// IPv4 subnets where a DHCP server may be reached by unicast from port 68 (the on-link subnets
+  /// of the physical interfaces: renewals); DHCP to the broadcast address always passes.
+  std::vector<Prefix> dhcp_subnets;
   /// The emergency block (no usable configuration): everything but loopback stopped in every
   /// chain, both families; the fields above are ignored. The same chains and sets as any other
   /// policy, so a good policy later replaces it in place (docs/firewall.md, "The zero window").

@@ -142,6 +142,7 @@ constexpr const char* kDnsPorts = "dns_ports";
 constexpr const char* kLan4 = "lan4";
 constexpr const char* kLan6 = "lan6";
 constexpr const char* kTunnelAddrs4 = "tunnel_addrs4";
+constexpr const char* kDhcp4 = "dhcp4";
 constexpr const char* kTunnelAddrs6 = "tunnel_addrs6";
 
 // DNS over UDP/TCP (RFC 1035 §4.2) and DNS over TLS (RFC 7858 §3.1).
@@ -290,6 +291,12 @@ Ruleset build_ruleset(const Policy& p) {
   const bool lan = p.allow_lan && !e;
   rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
   rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
+  std::vector<AddressRange> dhcp;
+  if (!e)
+    for (const auto& n : p.dhcp_subnets) dhcp.push_back(AddressRange::of(n));
+  std::vector<Element> dhcp_elements;
+  for (auto& r : merge_ranges(std::move(dhcp))) dhcp_elements.emplace_back(r);
+  rs.sets.push_back(Set{kDhcp4, KeyType::ipv4_addr, true, false, 0, std::move(dhcp_elements)});
   rs.sets.push_back(Set{kTunnelAddrs4, KeyType::ipv4_addr, false, false, 0, e ? std::vector<Element>{} : tunnel_address_elements(p, Family::v4)});
   rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, e ? std::vector<Element>{} : tunnel_address_elements(p, Family::v6)});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
@@ -323,7 +330,11 @@ std::vector<Chain> build_chains(const Policy& p) {
   }
   out.rules.push_back(accept({LoopbackIs{true}}));
   for (const auto& t : p.tunnels) out.rules.push_back(accept({IfnameIs{true, t}}));
-  out.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Client, kDhcp4Server}}));
+  // DHCPv4 from the client port: broadcast (DISCOVER, REQUEST, REBIND), or unicast to a server
+  // on the link (RENEW); never to any address on port 67 (a root socket on port 68 is no
+  // licence to leave). A server behind a relay is renewed by the broadcast rebind.
+  out.rules.push_back(accept({AddressIs{true, pfx("255.255.255.255/32")}, PortsAre{kProtoUdp, kDhcp4Client, kDhcp4Server}}));
+  out.rules.push_back(accept({AddressInSet{Family::v4, true, kDhcp4}, PortsAre{kProtoUdp, kDhcp4Client, kDhcp4Server}}));
   out.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, AddressIs{true, pfx("ff02::1:2/128")},
                               PortsAre{kProtoUdp, kDhcp6Client, kDhcp6Server}}));
   out.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));

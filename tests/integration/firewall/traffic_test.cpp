@@ -277,7 +277,7 @@ TEST_CASE("IPv6 neighbour discovery keeps working on eth0 in strict mode") {
   CHECK(neigh.out.find("lladdr") != std::string::npos);
 }
 
-TEST_CASE("DHCPv4 and DHCPv6 pass in both policies - other UDP to the same places does not") {
+TEST_CASE("DHCPv4 and DHCPv6 pass in both policies - other UDP to the same places does not - nor DHCP to far servers") {
   lab::Lab l;
   Firewall fw = open_in(l.ns("host"));
   const unsigned down0 = ifindex(l.ns("isp"), "down0");
@@ -309,6 +309,17 @@ TEST_CASE("DHCPv4 and DHCPv6 pass in both policies - other UDP to the same place
     other.broadcast = true;
     Fd o = udp_socket(other);
     CHECK(send_udp(o, SockAddr::of("255.255.255.255", 67), m + " not dhcp") == EPERM);
+    // From the client port, but to an address far away: no DHCP server is there (a root socket on
+    // port 68 is no licence to leave).
+    CHECK(send_udp(client4, SockAddr::of("203.0.113.80", 67), m + " far port 67") == EPERM);
+    // RENEW: unicast to the server on the link, once the daemon has put the link's subnet in.
+    Policy with_link = lab_policy(mode);
+    with_link.dhcp_subnets = {*Prefix::parse("192.0.2.0/24")};
+    apply(fw, with_link);
+    const std::string renew = m + " DHCPREQUEST renewing";
+    REQUIRE(send_udp(client4, SockAddr::of("192.0.2.1", 67), renew) == 0);
+    CHECK_MESSAGE(wait_for(server4, renew, seen), renew);
+    CHECK(send_udp(client4, SockAddr::of("203.0.113.80", 67), m + " far port 67, again") == EPERM);
 
     // The server's answer reaches the client port (input), other source ports do not.
     SocketSpec s4;

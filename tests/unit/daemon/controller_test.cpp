@@ -64,9 +64,8 @@ struct FakeFirewall : FirewallPort {
     present = false;
     return {};
   }
-  void set_lan(const std::vector<Prefix>& subnets) override { lan = subnets; }
-  std::vector<IpAddress> tunnel_addresses;
-  void set_tunnel_addresses(const std::vector<IpAddress>& a) override { tunnel_addresses = a; }
+  NetworkSets net;
+  void set_network(const NetworkSets& sets) override { net = sets; }
   // Refuses any policy naming this tunnel (stands in for the firewall's own validation).
   std::string refuse_tunnel;
   Result<void> check(const Desired& d) const override {
@@ -362,7 +361,7 @@ TEST_CASE("the controller decides from the network model whether a tunnel is up,
   w.c.start(network(Wg::up));
   CHECK(w.c.machine().tunnel_up());
   // eth0's subnet, 192.0.2.0/24, is no private range: no LAN (the LAN's own test is below).
-  CHECK(w.fw.lan.empty());
+  CHECK(w.fw.net.lan.empty());
   w.probe.finish(ProbeVerdict::ok);  // round 1 (armed) ends; round 2 (tunnel up) starts
   w.probe.finish(ProbeVerdict::ok);
   REQUIRE(w.c.machine().state() == State::secured);
@@ -491,12 +490,12 @@ TEST_CASE("the LAN is the on-link subnets inside the private ranges, plus what t
 TEST_CASE("allow_lan_ranges from the configuration reach the firewall, and a reload changes them at once") {
   World w;
   w.c.start(network(Wg::up));
-  CHECK(w.fw.lan.empty());
+  CHECK(w.fw.net.lan.empty());
   auto c = base_config();
   c.allow_lan_ranges = {*Prefix::parse("192.0.2.0/24")};
   w.next_config = c;
   REQUIRE(w.c.reload("test"));
-  CHECK(w.fw.lan == std::vector<Prefix>{*Prefix::parse("192.0.2.0/24")});
+  CHECK(w.fw.net.lan == std::vector<Prefix>{*Prefix::parse("192.0.2.0/24")});
 }
 
 // ---- failing closed (issue 14, finding 2) ----
@@ -720,11 +719,11 @@ TEST_CASE("the tunnel's own addresses reach the firewall, and follow the tunnel"
   // Link-local is scoped to its own link; eth0's address is no tunnel's.
   CHECK(tunnel_addresses(m, c) == std::vector<IpAddress>{*IpAddress::parse("100.64.0.2"), *IpAddress::parse("2001:db8:100::2")});
   w.c.start(m);
-  CHECK(w.fw.tunnel_addresses.size() == 2);
+  CHECK(w.fw.net.tunnel_addresses.size() == 2);
   // The tunnel gets another address: the set follows; the tunnel goes: the set empties.
   m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("100.64.0.3/24"), RT_SCOPE_UNIVERSE, 0}});
   w.c.network_changed(m, "address added");
-  CHECK(w.fw.tunnel_addresses.size() == 3);
+  CHECK(w.fw.net.tunnel_addresses.size() == 3);
   w.c.network_changed(network(Wg::absent), "wg0 removed");
-  CHECK(w.fw.tunnel_addresses.empty());
+  CHECK(w.fw.net.tunnel_addresses.empty());
 }

@@ -78,7 +78,9 @@ TEST_CASE("output: endpoints first - then loopback (by index) and tunnels - DHCP
   CHECK(out[3] == "oifname \"wg0\" accept");
   CHECK(out[4] == "oifname \"tun*\" accept");
   const auto ep6 = std::size_t{1};
-  const auto dhcp4 = index_of(out, "meta nfproto ipv4 udp sport 68 udp dport 67 accept");
+  // DHCPv4 only to the broadcast address or a server on the link, never anywhere on port 67.
+  const auto dhcp4 = index_of(out, "ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept");
+  CHECK(out[dhcp4 + 1] == "ip daddr @dhcp4 udp sport 68 udp dport 67 accept");
   const auto dhcp6 = index_of(out, "ip6 saddr fe80::/10 ip6 daddr ff02::1:2 udp sport 546 udp dport 547 accept");
   const auto nd = index_of(out, "icmpv6 type 133-136 ip6 hoplimit 255 accept");
   const auto dns_tcp = index_of(out, "tcp dport @dns_ports counter reject with tcp reset comment \"dns-out\"");
