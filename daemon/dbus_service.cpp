@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
 #include "leakguard_adaptor.h"  // generated from org.leakguard.Daemon1.xml
@@ -12,6 +13,13 @@ namespace {
 constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 constexpr const char* kInvalidArgument = "org.freedesktop.DBus.Error.InvalidArgs";
 constexpr const char* kFailed = "org.leakguard.Daemon1.Error.Failed";
+constexpr const char* kLimitsExceeded = "org.leakguard.Daemon1.Error.LimitsExceeded";
+
+std::string rate(double per_second) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", per_second);
+  return b;
+}
 }  // namespace
 
 class DbusService::Object final
@@ -25,10 +33,15 @@ class DbusService::Object final
  private:
   DbusService& s_;
 
-  Caller caller() {
-    Caller c;
+  // The caller's credentials, asked of the bus once per connection: the bus fixes them when the
+  // connection is made and never reuses a unique name, and asking is a round trip through the bus
+  // (slow exactly when the bus is flooded).
+  const Caller& caller() {
     const auto* msg = getObject().getCurrentlyProcessedMessage();
     if (!msg) throw sdbus::Error(kAccessDenied, "no caller credentials");
+    const std::string sender = msg->getSender();
+    if (const Caller* known = s_.senders_.find(sender)) return *known;
+    Caller c;
     try {
       c.uid = msg->getCredsUid();
       c.gid = msg->getCredsGid();
@@ -38,12 +51,28 @@ class DbusService::Object final
       // Without credentials we cannot tell who asks: refuse rather than guess.
       throw sdbus::Error(kAccessDenied, std::string("cannot read the caller's credentials: ") + e.what());
     }
-    return c;
+    return s_.senders_.insert(sender, std::move(c));
+  }
+
+  // What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a
+  // budget per uid. An excess call is refused at once, and logged at most once per report period.
+  void limit(const char* what) {
+    const Caller& c = caller();
+    if (may_control(c, s_.options_.control_group)) return;
+    const auto d = s_.limiter_.take(c.uid, GuardClock::now());
+    if (d.allowed) return;
+    const auto& l = s_.limiter_.limit();
+    if (d.report)
+      s_.log_(false, std::string("refused ") + std::to_string(*d.report) + " " + what + " call(s) from uid " +
+                         std::to_string(c.uid) + ": more than " + rate(l.per_second) + "/s (burst " +
+                         rate(l.burst) + ")");
+    throw sdbus::Error(kLimitsExceeded, std::string(what) + ": uid " + std::to_string(c.uid) + " calls more than " +
+                                            rate(l.per_second) + " times a second; try again later");
   }
 
   // The bus policy already keeps strangers out; this is the second, independent check.
   Caller authorize(const char* what) {
-    const Caller c = caller();
+    const Caller c = caller();  // a copy: the cache may drop its entry while the change runs
     if (!may_control(c, s_.options_.control_group)) {
       s_.log_(false, std::string("refused ") + what + " from " + c.str() + ": not root and not in group leakguard");
       throw sdbus::Error(kAccessDenied, std::string(what) + " needs root or membership in group leakguard");
@@ -109,19 +138,34 @@ class DbusService::Object final
       }
     });
   }
-  std::string GetStatus() override { return s_.control_.status_json(); }
+  // Building the document dumps the nftables counters over netlink: at most once per
+  // status_max_age, or when something changed.
+  std::string GetStatus() override {
+    limit("GetStatus");
+    return s_.status_.get(GuardClock::now(), [this] { return s_.control_.status_json(); });
+  }
 
-  std::string State() override { return s_.control_.snapshot().state; }
-  std::string Policy() override { return s_.control_.snapshot().policy; }
-  bool Armed() override { return s_.control_.snapshot().armed; }
-  std::string TunnelInterface() override { return s_.control_.snapshot().tunnel_interface; }
-  std::vector<std::string> Endpoints() override { return s_.control_.snapshot().endpoints; }
-  std::string LastProbe() override { return s_.control_.snapshot().last_probe_json; }
-  uint64_t LeakCount() override { return s_.control_.snapshot().leak_count; }
+  std::string State() override { return s_.properties().state; }
+  std::string Policy() override { return s_.properties().policy; }
+  bool Armed() override { return s_.properties().armed; }
+  std::string TunnelInterface() override { return s_.properties().tunnel_interface; }
+  std::vector<std::string> Endpoints() override { return s_.properties().endpoints; }
+  std::string LastProbe() override { return s_.properties().last_probe_json; }
+  uint64_t LeakCount() override { return s_.properties().leak_count; }
 };
 
 DbusService::DbusService(boost::asio::io_context& io, Control& control, Options options, LogFn log)
-    : io_(io), control_(control), options_(options), log_(std::move(log)), fd_(io), timeout_(io), retry_(io) {}
+    : io_(io),
+      control_(control),
+      options_(options),
+      log_(std::move(log)),
+      fd_(io),
+      timeout_(io),
+      retry_(io),
+      limiter_(options.rate_limit),
+      status_(options.status_max_age) {
+  if (options_.batch == 0) options_.batch = 1;
+}
 
 DbusService::~DbusService() {
   object_.reset();
@@ -131,6 +175,8 @@ DbusService::~DbusService() {
 void DbusService::start() { connect(); }
 
 void DbusService::connect() {
+  ++generation_;
+  senders_.clear();  // unique names belong to one bus instance
   try {
     connection_ = sdbus::createSystemBusConnection(kName);
     object_ = std::make_unique<Object>(*connection_, *this);
@@ -160,6 +206,7 @@ void DbusService::lost(const std::string& why) {
   timeout_.cancel();
   object_.reset();
   connection_.reset();
+  ++generation_;
   waiting_logged_ = true;
   retry_.expires_after(options_.retry);
   retry_.async_wait([this](const boost::system::error_code& ec) {
@@ -188,36 +235,70 @@ void DbusService::process() {
   boost::system::error_code ignored;
   fd_.cancel(ignored);
   timeout_.cancel();
+  // At most `batch` requests, then the loop's other work gets its turn: a flood of calls must not
+  // keep netlink, nftables, timers or signals waiting. More may be queued inside sd-bus already
+  // (read from the socket, so the descriptor would not wake us): continue from a posted handler,
+  // which runs after everything that became ready meanwhile.
+  bool more = false;
   try {
-    while (connection_->processPendingRequest()) {
+    for (std::size_t i = 0; i < options_.batch; ++i) {
+      more = connection_->processPendingRequest();
+      if (!more) break;
     }
   } catch (const sdbus::Error& e) {
     lost(e.what());
     return;
   }
-  arm_wait();
+  if (!more) {
+    arm_wait();
+    return;
+  }
+  boost::asio::post(io_, [this, generation = generation_] {
+    if (generation == generation_) process();
+  });
+}
+
+void DbusService::invalidate() {
+  status_.invalidate();
+  properties_.reset();
+}
+
+const Snapshot& DbusService::properties() {
+  // Served from memory: every change reaches properties_changed(), which drops it; the age bound
+  // only covers a change that forgot to say so.
+  const auto now = GuardClock::now();
+  if (!properties_ || now < properties_at_ || now - properties_at_ >= options_.status_max_age) {
+    properties_ = control_.snapshot();
+    properties_at_ = now;
+  }
+  return *properties_;
 }
 
 void DbusService::state_changed(const std::string& from, const std::string& to, const std::string& reason) {
+  invalidate();
   if (object_) object_->emitStateChanged(from, to, reason);
   properties_changed();
 }
 
 void DbusService::leak_detected(const std::string& interface, const std::string& family, const std::string& reflexive,
                                 const std::string& server) {
+  invalidate();
   if (object_) object_->emitLeakDetected(interface, family, reflexive, server);
 }
 
 void DbusService::probe_completed(const std::string& verdict) {
+  invalidate();
   if (object_) object_->emitProbeCompleted(verdict);
   properties_changed();
 }
 
 void DbusService::table_tampered(const std::string& process) {
+  invalidate();
   if (object_) object_->emitTableTampered(process);
 }
 
 void DbusService::properties_changed() {
+  invalidate();
   const Snapshot now = control_.snapshot();
   std::vector<std::string> changed;
   if (now.state != last_.state) changed.push_back("State");

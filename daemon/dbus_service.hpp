@@ -3,6 +3,11 @@
 // Every mutating call is authorized from the caller's bus credentials and its arguments checked
 // before it reaches Control. If the bus goes away, the service keeps retrying in the background;
 // enforcement never depends on it.
+// Everyone may read, so nobody may stall the loop by reading (issue 14, finding 1): at most
+// `Options::batch` requests are handled per turn of the loop before the rest of the daemon
+// (netlink, nftables, timers, signals) gets its turn; GetStatus is served from a cache that is
+// rebuilt at most once a second or when something changes; property reads come from memory; and
+// callers that are neither root nor in the control group get a per-uid rate limit on GetStatus.
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
@@ -13,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "daemon/bus_guard.hpp"
 #include "daemon/control.hpp"
 
 namespace sdbus {
@@ -29,6 +35,9 @@ class DbusService {
   struct Options {
     std::optional<gid_t> control_group;  ///< members may control; root always may
     std::chrono::milliseconds retry{1000};  ///< between attempts to reach the bus
+    std::size_t batch = 32;                  ///< requests handled per turn of the loop, at most
+    RateLimit rate_limit{};                  ///< GetStatus per unprivileged uid
+    std::chrono::milliseconds status_max_age{1000};  ///< how old GetStatus's counters may be
   };
   using LogFn = std::function<void(bool is_error, const std::string&)>;
 
@@ -48,6 +57,9 @@ class DbusService {
   /// Emits PropertiesChanged for every property whose value differs from the last emitted one.
   void properties_changed();
 
+  /// How many times the GetStatus document was built (the rest were served from the cache).
+  std::uint64_t status_builds() const { return status_.builds(); }
+
  private:
   class Object;
   friend class Object;
@@ -56,8 +68,10 @@ class DbusService {
   void lost(const std::string& why);
   void arm_wait();
   void process();
+  void invalidate();
+  const Snapshot& properties();
 
-  [[maybe_unused]] boost::asio::io_context& io_;  // never read: fd_ and the timers hold the io_context
+  boost::asio::io_context& io_;  // where the next batch of requests is posted
   Control& control_;
   Options options_;
   LogFn log_;
@@ -68,6 +82,12 @@ class DbusService {
   boost::asio::steady_timer retry_;
   Snapshot last_;
   bool waiting_logged_ = false;
+  std::uint64_t generation_ = 0;  // a new connection makes older posted continuations void
+  RateLimiter limiter_;
+  SenderCache senders_;
+  StatusCache status_;
+  std::optional<Snapshot> properties_;  // what the property getters serve, until something changes
+  GuardTime properties_at_{};
 };
 
 }  // namespace leakguard::daemon
