@@ -15,14 +15,20 @@
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <memory>
+#include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "daemon/bus_guard.hpp"
 #include "daemon/control.hpp"
 
 namespace sdbus {
 class IConnection;
+class IProxy;
+class Error;
+class Variant;
 }
 
 namespace leakguard::daemon {
@@ -38,6 +44,7 @@ class DbusService {
     std::size_t batch = 32;                  ///< requests handled per turn of the loop, at most
     RateLimit rate_limit{};                  ///< GetStatus per unprivileged uid
     std::chrono::milliseconds status_max_age{1000};  ///< how old GetStatus's counters may be
+    std::size_t max_waiting = 4096;  ///< calls waiting for their callers' credentials, at most
   };
   using LogFn = std::function<void(bool is_error, const std::string&)>;
 
@@ -69,6 +76,12 @@ class DbusService {
   void arm_wait();
   void process();
   void invalidate();
+  // Runs `k` with the credentials of the connection `sender` (":1.42"): now if known, else when
+  // the bus has answered our asynchronous question; with an error if it cannot be answered.
+  using CallerFn = std::function<void(const Caller*, const sdbus::Error*)>;
+  void with_caller(const std::string& sender, CallerFn k);
+  void credentials(const std::string& sender, const sdbus::Error* error,
+                   const std::map<std::string, sdbus::Variant>& answer);
   const Snapshot& properties();
 
   boost::asio::io_context& io_;  // where the next batch of requests is posted
@@ -77,6 +90,7 @@ class DbusService {
   LogFn log_;
   std::unique_ptr<sdbus::IConnection> connection_;
   std::unique_ptr<Object> object_;
+  std::unique_ptr<sdbus::IProxy> driver_;  // org.freedesktop.DBus, asked for callers' credentials
   boost::asio::posix::stream_descriptor fd_;
   boost::asio::steady_timer timeout_;
   boost::asio::steady_timer retry_;
@@ -85,6 +99,8 @@ class DbusService {
   std::uint64_t generation_ = 0;  // a new connection makes older posted continuations void
   RateLimiter limiter_;
   SenderCache senders_;
+  std::unordered_map<std::string, std::vector<CallerFn>> waiting_;  // for credentials, by sender
+  std::size_t waiting_total_ = 0;
   StatusCache status_;
   std::optional<Snapshot> properties_;  // what the property getters serve, until something changes
   GuardTime properties_at_{};

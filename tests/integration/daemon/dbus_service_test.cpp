@@ -75,7 +75,7 @@ class FakeControl final : public Control {
     done("ok", R"({"verdict":"ok"})");
   }
   mutable std::atomic<int> status_built{0};
-  std::chrono::microseconds status_cost{0};  ///< CPU time each status document takes, like a counter dump
+  std::chrono::microseconds status_cost{0};  ///< CPU time each status or snapshot takes, like a counter dump
   std::string status_json() const override {
     const auto until = std::chrono::steady_clock::now() + status_cost;
     while (std::chrono::steady_clock::now() < until) {
@@ -83,7 +83,14 @@ class FakeControl final : public Control {
     ++status_built;
     return R"({"state":"blocking"})";
   }
-  Snapshot snapshot() const override { return snap; }
+  mutable std::atomic<int> snapshots{0};
+  Snapshot snapshot() const override {
+    const auto until = std::chrono::steady_clock::now() + status_cost;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    ++snapshots;
+    return snap;
+  }
   std::vector<std::string> take() {
     std::lock_guard l(m);
     return std::exchange(calls, {});
@@ -367,9 +374,9 @@ TEST_CASE("GetStatus is served from a cache: built once for many calls, again af
 }
 
 TEST_CASE("a flood of calls does not keep the loop from its other work: bounded requests per turn") {
-  // Every GetStatus costs 300 us (the cache is off, the fake spins as a counter dump would), and a
-  // client sends them without waiting for replies faster than that: before the bound, the service
-  // handled the bus's queue in one turn for as long as the flood lasted.
+  // Every property read costs 300 us (the caches are off, the fake spins as a counter dump would),
+  // and a client sends them without waiting for replies faster than that: before the bound, the
+  // service handled the bus's queue in one turn for as long as the flood lasted.
   DbusService::Options o{kGroup, std::chrono::milliseconds(100)};
   o.status_max_age = std::chrono::milliseconds(0);
   Service s(false, o, std::chrono::microseconds(300));
@@ -380,8 +387,9 @@ TEST_CASE("a flood of calls does not keep the loop from its other work: bounded 
     if (sd_bus_open_system(&bus) < 0) return;
     while (!stop) {
       sd_bus_message* m = nullptr;
-      if (sd_bus_message_new_method_call(bus, &m, DbusService::kName, DbusService::kPath, DbusService::kName,
-                                         "GetStatus") < 0)
+      if (sd_bus_message_new_method_call(bus, &m, DbusService::kName, DbusService::kPath,
+                                         "org.freedesktop.DBus.Properties", "Get") < 0 ||
+          sd_bus_message_append(m, "ss", DbusService::kName, "State") < 0)
         break;
       sd_bus_message_set_expect_reply(m, 0);
       const int r = sd_bus_send(bus, m, nullptr);
@@ -397,9 +405,9 @@ TEST_CASE("a flood of calls does not keep the loop from its other work: bounded 
   });
   // The service is busy with the flood...
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (s.control.status_built.load() < 500 && std::chrono::steady_clock::now() < deadline)
+  while (s.control.snapshots.load() < 500 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  CHECK(s.control.status_built.load() >= 500);
+  CHECK(s.control.snapshots.load() >= 500);
   // ...and work posted to its loop meanwhile still runs, within a deadline, while the flood goes on.
   std::promise<long> ran;
   auto when = ran.get_future();
@@ -410,7 +418,22 @@ TEST_CASE("a flood of calls does not keep the loop from its other work: bounded 
   flood.join();
   REQUIRE_MESSAGE(in_time, "posted work waited more than 5 s behind the flood");
   // A control: the flood was faster than the service (calls were queued when the work ran).
-  MESSAGE("sent " << sent_meanwhile << ", built " << s.control.status_built.load());
-  CHECK(sent_meanwhile > s.control.status_built.load());
+  MESSAGE("sent " << sent_meanwhile << ", read " << s.control.snapshots.load());
+  CHECK(sent_meanwhile > s.control.snapshots.load());
   when.get();
+}
+
+TEST_CASE("a GetStatus that asks for no reply costs nothing: no credentials, no document") {
+  DbusService::Options o{kGroup, std::chrono::milliseconds(100)};
+  o.status_max_age = std::chrono::milliseconds(0);  // no cache: every answered call builds the document
+  Service s(false, o);
+  auto r = lab::run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl", "--system",
+                     "--expect-reply=no", "call", DbusService::kName, DbusService::kPath, DbusService::kName,
+                     "GetStatus"},
+                    std::chrono::seconds(10));
+  CHECK(r.status == 0);
+  // A call after it, with a reply, shows the first was handled (the bus keeps one sender's order)
+  // and that only this one built the document.
+  CHECK(call("GetStatus", {}, "nobody")[0] == "0");
+  CHECK(s.control.status_built.load() == 1);
 }
