@@ -32,6 +32,9 @@ std::optional<gid_t> real_gid(pid_t pid) {
   return std::nullopt;
 }
 
+// Thrown by a handler that leaves its call unanswered on purpose (see Object::limit).
+struct Unanswered {};
+
 std::string rate(double per_second) {
   char b[32];
   std::snprintf(b, sizeof b, "%g", per_second);
@@ -73,6 +76,8 @@ class DbusService::Object final
         }
       } catch (const sdbus::Error& error) {
         answer_error(*pending, error);
+      } catch (const Unanswered&) {
+        // Dropped: the Result goes without an answer (sdbus-c++ sends nothing for it).
       }
     });
   }
@@ -108,11 +113,18 @@ class DbusService::Object final
   }
 
   // What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a
-  // budget per uid. An excess call is refused at once, and logged at most once per report period.
+  // budget per uid. An excess call is refused with LimitsExceeded, logged at most once per report
+  // period; refusals have a budget of their own (the same rate), and beyond it a call is left
+  // unanswered. Every answer is a message the bus must carry for us, and the bus serves our
+  // connection no faster than any other: answering a flood would queue root's replies and our
+  // signals behind it. An unanswered call keeps one of the caller's pending-reply slots at the bus
+  // (max_replies_per_connection, 128 on the system bus), so a flood stalls its own sender.
   void limit(const Caller& c, const char* what) {
     if (may_control(c, s_.options_.control_group)) return;
-    const auto d = s_.limiter_.take(c.uid, GuardClock::now());
+    const auto now = GuardClock::now();
+    const auto d = s_.limiter_.take(c.uid, now);
     if (d.allowed) return;
+    if (!s_.refusals_.take(c.uid, now).allowed) throw Unanswered{};
     const auto& l = s_.limiter_.limit();
     if (d.report)
       s_.log_(false, std::string("refused ") + std::to_string(*d.report) + " " + what + " call(s) from uid " +
@@ -215,6 +227,8 @@ DbusService::DbusService(boost::asio::io_context& io, Control& control, Options 
       timeout_(io),
       retry_(io),
       limiter_(options.rate_limit),
+      refusals_(options.rate_limit),
+      property_limiter_(options.property_limit),
       status_(options.status_max_age) {
   if (options_.batch == 0) options_.batch = 1;
 }
@@ -380,9 +394,23 @@ void DbusService::invalidate() {
 }
 
 const Snapshot& DbusService::properties() {
+  const auto now = GuardClock::now();
+  // sd-bus answers Properties.Get/GetAll itself and calls the getters without telling who asks
+  // (sdbus-c++ 1.2 has no current message there), so reads by everyone share one budget: a flood
+  // of GetAll (each answer carries the last probe report) cannot make the bus carry megabytes.
+  if (!emitting_) {
+    const auto d = property_limiter_.take(0, now);
+    if (!d.allowed) {
+      const auto& l = property_limiter_.limit();
+      if (d.report)
+        log_(false, "refused " + std::to_string(*d.report) + " property read(s): more than " + rate(l.per_second) +
+                        "/s from all callers together (burst " + rate(l.burst) + ")");
+      throw sdbus::Error(kLimitsExceeded, "property reads: more than " + rate(l.per_second) +
+                                              " a second from all callers together; try again later");
+    }
+  }
   // Served from memory: every change reaches properties_changed(), which drops it; the age bound
   // only covers a change that forgot to say so.
-  const auto now = GuardClock::now();
   if (!properties_ || now < properties_at_ || now - properties_at_ >= options_.status_max_age) {
     properties_ = control_.snapshot();
     properties_at_ = now;
@@ -425,7 +453,16 @@ void DbusService::properties_changed() {
   if (now.last_probe_json != last_.last_probe_json) changed.push_back("LastProbe");
   if (now.leak_count != last_.leak_count) changed.push_back("LeakCount");
   last_ = now;
-  if (object_ && !changed.empty()) object_->emitPropertiesChangedSignal(org::leakguard::Daemon1_adaptor::INTERFACE_NAME, changed);
+  if (object_ && !changed.empty()) {
+    emitting_ = true;
+    try {
+      object_->emitPropertiesChangedSignal(org::leakguard::Daemon1_adaptor::INTERFACE_NAME, changed);
+    } catch (...) {
+      emitting_ = false;
+      throw;
+    }
+    emitting_ = false;
+  }
 }
 
 }  // namespace leakguard::daemon

@@ -43,6 +43,8 @@ class DbusService {
     std::chrono::milliseconds retry{1000};  ///< between attempts to reach the bus
     std::size_t batch = 32;                  ///< requests handled per turn of the loop, at most
     RateLimit rate_limit{};                  ///< GetStatus per unprivileged uid
+    /// Property reads by everyone together (a getter does not learn who asks): one bucket.
+    RateLimit property_limit{.per_second = 100, .burst = 200};
     std::chrono::milliseconds status_max_age{1000};  ///< how old GetStatus's counters may be
     std::size_t max_waiting = 4096;  ///< calls waiting for their callers' credentials, at most
   };
@@ -98,6 +100,9 @@ class DbusService {
   bool waiting_logged_ = false;
   std::uint64_t generation_ = 0;  // a new connection makes older posted continuations void
   RateLimiter limiter_;
+  RateLimiter refusals_;  // LimitsExceeded answers per uid; beyond them, calls go unanswered
+  RateLimiter property_limiter_;  // one bucket, key 0: all callers together
+  bool emitting_ = false;         // our own PropertiesChanged reads the getters: not a caller's read
   SenderCache senders_;
   std::unordered_map<std::string, std::vector<CallerFn>> waiting_;  // for credentials, by sender
   std::size_t waiting_total_ = 0;

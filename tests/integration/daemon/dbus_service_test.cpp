@@ -345,6 +345,16 @@ TEST_CASE("GetStatus: a rate limit per unprivileged uid, LimitsExceeded beyond i
     CHECK(r.status != 0);
     CHECK_MESSAGE(r.out.find("org.leakguard.Daemon1.Error.LimitsExceeded") != std::string::npos, r.out);
   }
+  // Refusals have a budget too (the same: three); beyond it a call goes unanswered, and the
+  // caller's own timeout ends it (the bus keeps one of its pending-reply slots meanwhile).
+  CHECK(call("GetStatus", {}, "nobody")[1].find("try again later") != std::string::npos);  // the third refusal
+  {
+    auto r = lab::run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl", "--system",
+                       "--timeout=2", "call", DbusService::kName, DbusService::kPath, DbusService::kName, "GetStatus"},
+                      std::chrono::seconds(10));
+    CHECK(r.status != 0);
+    CHECK_MESSAGE(r.out.find("imed out") != std::string::npos, r.out);
+  }
   // Not limited: root, and nobody in the control group (a different uid's budget is not needed:
   // the group exempts the same uid 65534).
   for (int i = 0; i < 10; ++i) CHECK(call("GetStatus")[0] == "0");
