@@ -3,6 +3,9 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <fstream>
+
+#include <boost/asio/post.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
 #include "leakguard_adaptor.h"  // generated from org.leakguard.Daemon1.xml
@@ -12,6 +15,31 @@ namespace {
 constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 constexpr const char* kInvalidArgument = "org.freedesktop.DBus.Error.InvalidArgs";
 constexpr const char* kFailed = "org.leakguard.Daemon1.Error.Failed";
+constexpr const char* kLimitsExceeded = "org.leakguard.Daemon1.Error.LimitsExceeded";
+
+// The real gid of a process, as the kernel shows it (what sd-bus's credential augmentation reads
+// too: the bus's GetConnectionCredentials has no primary group).
+std::optional<gid_t> real_gid(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("Gid:", 0) == 0) {
+      try {
+        return static_cast<gid_t>(std::stoul(line.substr(4)));
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    }
+  return std::nullopt;
+}
+
+// Thrown by a handler that leaves its call unanswered on purpose (see Object::limit).
+struct Unanswered {};
+
+std::string rate(double per_second) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", per_second);
+  return b;
+}
 }  // namespace
 
 class DbusService::Object final
@@ -25,105 +53,189 @@ class DbusService::Object final
  private:
   DbusService& s_;
 
-  Caller caller() {
-    Caller c;
+  // Answers the call in `result` with what `body(caller)` returns (or the sdbus::Error it throws),
+  // once the caller's credentials are known: at once when the bus told us before, else when it
+  // answers our question (the loop goes on meanwhile). The bus has gone away if an answer cannot be
+  // sent; then there is nobody to tell.
+  template <typename... Ts, typename Body>
+  void with_caller(sdbus::Result<Ts...>&& result, Body body) {
+    auto pending = std::make_shared<sdbus::Result<Ts...>>(std::move(result));
     const auto* msg = getObject().getCurrentlyProcessedMessage();
-    if (!msg) throw sdbus::Error(kAccessDenied, "no caller credentials");
-    try {
-      c.uid = msg->getCredsUid();
-      c.gid = msg->getCredsGid();
-      c.groups = msg->getCredsSupplementaryGids();
-      c.pid = msg->getCredsPid();
-    } catch (const sdbus::Error& e) {
-      // Without credentials we cannot tell who asks: refuse rather than guess.
-      throw sdbus::Error(kAccessDenied, std::string("cannot read the caller's credentials: ") + e.what());
+    if (!msg) {
+      answer_error(*pending, sdbus::Error(kAccessDenied, "no caller credentials"));
+      return;
     }
-    return c;
+    s_.with_caller(msg->getSender(), [pending, body = std::move(body)](const Caller* c, const sdbus::Error* e) {
+      try {
+        if (!c) throw *e;
+        if constexpr (sizeof...(Ts) == 0) {
+          body(*c);
+          pending->returnResults();
+        } else {
+          pending->returnResults(body(*c));
+        }
+      } catch (const sdbus::Error& error) {
+        answer_error(*pending, error);
+      } catch (const Unanswered&) {
+        // Dropped: the Result goes without an answer (sdbus-c++ sends nothing for it).
+      }
+    });
+  }
+  template <typename... Ts>
+  static void answer_error(const sdbus::Result<Ts...>& r, const sdbus::Error& e) {
+    try {
+      r.returnError(e);
+    } catch (const sdbus::Error&) {
+    }
   }
 
   // The bus policy already keeps strangers out; this is the second, independent check.
-  Caller authorize(const char* what) {
-    const Caller c = caller();
+  void authorize(const Caller& c, const char* what) {
     if (!may_control(c, s_.options_.control_group)) {
       s_.log_(false, std::string("refused ") + what + " from " + c.str() + ": not root and not in group leakguard");
       throw sdbus::Error(kAccessDenied, std::string(what) + " needs root or membership in group leakguard");
     }
-    return c;
   }
 
   // Authorizes, runs one change, turns its failure into a D-Bus error, publishes the new values.
-  void change(const char* what, const std::function<Result<void>(const std::string& by)>& f) {
-    const Caller c = authorize(what);
-    auto r = f(c.str());
-    if (!r) throw sdbus::Error(kFailed, r.error().str());
-    s_.properties_changed();
+  // The arguments are copied in: the change runs after the call's message may be gone.
+  void change(sdbus::Result<>&& result, const char* what, std::function<Result<void>(const std::string& by)> f) {
+    with_caller(std::move(result), [this, what, f = std::move(f)](const Caller& c) {
+      authorize(c, what);
+      auto r = f(c.str());
+      if (!r) throw sdbus::Error(kFailed, r.error().str());
+      s_.properties_changed();
+    });
   }
 
   [[noreturn]] static void invalid(const Error& e) {
     throw sdbus::Error(kInvalidArgument, "invalid argument " + e.str());
   }
 
-  void Arm() override {
-    change("Arm", [&](const std::string& by) { return s_.control_.arm(by); });
+  // What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a
+  // budget per uid. An excess call is refused with LimitsExceeded, logged at most once per report
+  // period; refusals have a budget of their own (the same rate), and beyond it a call is left
+  // unanswered. Every answer is a message the bus must carry for us, and the bus serves our
+  // connection no faster than any other: answering a flood would queue root's replies and our
+  // signals behind it. An unanswered call keeps one of the caller's pending-reply slots at the bus
+  // (max_replies_per_connection, 128 on the system bus), so a flood stalls its own sender.
+  void limit(const Caller& c, const char* what) {
+    if (may_control(c, s_.options_.control_group)) return;
+    const auto now = GuardClock::now();
+    const auto d = s_.limiter_.take(c.uid, now);
+    if (d.allowed) return;
+    if (!s_.refusals_.take(c.uid, now).allowed) throw Unanswered{};
+    const auto& l = s_.limiter_.limit();
+    if (d.report)
+      s_.log_(false, std::string("refused ") + std::to_string(*d.report) + " " + what + " call(s) from uid " +
+                         std::to_string(c.uid) + ": more than " + rate(l.per_second) + "/s (burst " +
+                         rate(l.burst) + ")");
+    throw sdbus::Error(kLimitsExceeded, std::string(what) + ": uid " + std::to_string(c.uid) + " calls more than " +
+                                            rate(l.per_second) + " times a second; try again later");
   }
-  void Disarm() override {
-    change("Disarm", [&](const std::string& by) { return s_.control_.disarm(by); });
+
+  // A call that asked for no reply (the flood in issue 14, finding 1) would be answered into the
+  // void: it gets no work at all. sdbus-c++ hands handlers the MethodCall as a Message.
+  bool unanswered() {
+    const auto* msg = getObject().getCurrentlyProcessedMessage();
+    return msg && static_cast<const sdbus::MethodCall*>(msg)->doesntExpectReply();
   }
-  void SetTunnel(const std::string& interface, const std::vector<std::string>& endpoints,
-                 const uint32_t& fwmark) override {
-    change("SetTunnel", [&](const std::string& by) -> Result<void> {
-      auto t = check_tunnel(interface, endpoints, fwmark);
-      if (!t) invalid(t.error());
-      return s_.control_.set_tunnel(*t, by);
-    });
+
+  void Arm(sdbus::Result<>&& result) override {
+    change(std::move(result), "Arm", [this](const std::string& by) { return s_.control_.arm(by); });
   }
-  void ClearTunnel() override {
-    change("ClearTunnel", [&](const std::string& by) { return s_.control_.clear_tunnel(by); });
+  void Disarm(sdbus::Result<>&& result) override {
+    change(std::move(result), "Disarm", [this](const std::string& by) { return s_.control_.disarm(by); });
   }
-  void SetAllowLan(const bool& allow) override {
-    change("SetAllowLan", [&](const std::string& by) { return s_.control_.set_allow_lan(allow, by); });
+  void SetTunnel(sdbus::Result<>&& result, std::string interface, std::vector<std::string> endpoints,
+                 uint32_t fwmark) override {
+    change(std::move(result), "SetTunnel",
+           [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
+               const std::string& by) -> Result<void> {
+             auto t = check_tunnel(interface, endpoints, fwmark);
+             if (!t) invalid(t.error());
+             return s_.control_.set_tunnel(*t, by);
+           });
   }
-  void SetPolicy(const std::string& policy) override {
-    change("SetPolicy", [&](const std::string& by) -> Result<void> {
+  void ClearTunnel(sdbus::Result<>&& result) override {
+    change(std::move(result), "ClearTunnel", [this](const std::string& by) { return s_.control_.clear_tunnel(by); });
+  }
+  void SetAllowLan(sdbus::Result<>&& result, bool allow) override {
+    change(std::move(result), "SetAllowLan",
+           [this, allow](const std::string& by) { return s_.control_.set_allow_lan(allow, by); });
+  }
+  void SetPolicy(sdbus::Result<>&& result, std::string policy) override {
+    change(std::move(result), "SetPolicy", [this, policy = std::move(policy)](const std::string& by) -> Result<void> {
       auto mode = parse_mode(policy);
       if (!mode) invalid(mode.error());
       return s_.control_.set_policy(*mode, by);
     });
   }
-  void Reload() override {
-    change("Reload", [&](const std::string& by) { return s_.control_.reload(by); });
+  void Reload(sdbus::Result<>&& result) override {
+    change(std::move(result), "Reload", [this](const std::string& by) { return s_.control_.reload(by); });
   }
   void ProbeNow(sdbus::Result<std::string, std::string>&& result) override {
     auto pending = std::make_shared<sdbus::Result<std::string, std::string>>(std::move(result));
-    try {
-      authorize("ProbeNow");
-    } catch (const sdbus::Error& e) {
-      pending->returnError(e);
+    const auto* msg = getObject().getCurrentlyProcessedMessage();
+    if (!msg) {
+      answer_error(*pending, sdbus::Error(kAccessDenied, "no caller credentials"));
       return;
     }
-    s_.control_.probe_now([pending](std::string verdict, std::string report) {
+    s_.with_caller(msg->getSender(), [this, pending](const Caller* c, const sdbus::Error* e) {
       try {
-        pending->returnResults(verdict, report);
-      } catch (const sdbus::Error&) {
-        // The caller or the bus went away while the probe ran; nothing to answer.
+        if (!c) throw *e;
+        authorize(*c, "ProbeNow");
+      } catch (const sdbus::Error& error) {
+        answer_error(*pending, error);
+        return;
       }
+      s_.control_.probe_now([pending](std::string verdict, std::string report) {
+        try {
+          pending->returnResults(verdict, report);
+        } catch (const sdbus::Error&) {
+          // The caller or the bus went away while the probe ran; nothing to answer.
+        }
+      });
     });
   }
-  std::string GetStatus() override { return s_.control_.status_json(); }
+  // Building the document dumps the nftables counters over netlink: at most once per
+  // status_max_age, or when something changed.
+  void GetStatus(sdbus::Result<std::string>&& result) override {
+    if (unanswered()) return;  // sdbus-c++ drops a Result never answered; the caller expects nothing
+    with_caller(std::move(result), [this](const Caller& c) {
+      limit(c, "GetStatus");
+      return s_.status_.get(GuardClock::now(), [this] { return s_.control_.status_json(); });
+    });
+  }
 
-  std::string State() override { return s_.control_.snapshot().state; }
-  std::string Policy() override { return s_.control_.snapshot().policy; }
-  bool Armed() override { return s_.control_.snapshot().armed; }
-  std::string TunnelInterface() override { return s_.control_.snapshot().tunnel_interface; }
-  std::vector<std::string> Endpoints() override { return s_.control_.snapshot().endpoints; }
-  std::string LastProbe() override { return s_.control_.snapshot().last_probe_json; }
-  uint64_t LeakCount() override { return s_.control_.snapshot().leak_count; }
+  // Served from memory (see DbusService::properties()).
+  std::string State() override { return s_.properties().state; }
+  std::string Policy() override { return s_.properties().policy; }
+  bool Armed() override { return s_.properties().armed; }
+  std::string TunnelInterface() override { return s_.properties().tunnel_interface; }
+  std::vector<std::string> Endpoints() override { return s_.properties().endpoints; }
+  std::string LastProbe() override { return s_.properties().last_probe_json; }
+  uint64_t LeakCount() override { return s_.properties().leak_count; }
 };
 
 DbusService::DbusService(boost::asio::io_context& io, Control& control, Options options, LogFn log)
-    : io_(io), control_(control), options_(options), log_(std::move(log)), fd_(io), timeout_(io), retry_(io) {}
+    : io_(io),
+      control_(control),
+      options_(options),
+      log_(std::move(log)),
+      fd_(io),
+      timeout_(io),
+      retry_(io),
+      limiter_(options.rate_limit),
+      refusals_(options.rate_limit),
+      property_limiter_(options.property_limit),
+      status_(options.status_max_age) {
+  if (options_.batch == 0) options_.batch = 1;
+}
 
 DbusService::~DbusService() {
+  waiting_.clear();
+  driver_.reset();
   object_.reset();
   connection_.reset();
 }
@@ -131,11 +243,15 @@ DbusService::~DbusService() {
 void DbusService::start() { connect(); }
 
 void DbusService::connect() {
+  ++generation_;
+  senders_.clear();  // unique names belong to one bus instance
   try {
     connection_ = sdbus::createSystemBusConnection(kName);
     object_ = std::make_unique<Object>(*connection_, *this);
+    driver_ = sdbus::createProxy(*connection_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
     fd_.assign(::dup(connection_->getEventLoopPollData().fd));
   } catch (const sdbus::Error& e) {
+    driver_.reset();
     object_.reset();
     connection_.reset();
     if (!waiting_logged_) log_(true, std::string("D-Bus: cannot register ") + kName + ", retrying: " + e.what());
@@ -158,8 +274,12 @@ void DbusService::lost(const std::string& why) {
   fd_.cancel(ignored);
   fd_.close(ignored);
   timeout_.cancel();
+  waiting_.clear();  // their calls went with the bus: nobody to answer
+  waiting_total_ = 0;
+  driver_.reset();
   object_.reset();
   connection_.reset();
+  ++generation_;
   waiting_logged_ = true;
   retry_.expires_after(options_.retry);
   retry_.async_wait([this](const boost::system::error_code& ec) {
@@ -188,36 +308,141 @@ void DbusService::process() {
   boost::system::error_code ignored;
   fd_.cancel(ignored);
   timeout_.cancel();
+  // At most `batch` requests, then the loop's other work gets its turn: a flood of calls must not
+  // keep netlink, nftables, timers or signals waiting. More may be queued inside sd-bus already
+  // (read from the socket, so the descriptor would not wake us): continue from a posted handler,
+  // which runs after everything that became ready meanwhile.
+  bool more = false;
   try {
-    while (connection_->processPendingRequest()) {
+    for (std::size_t i = 0; i < options_.batch; ++i) {
+      more = connection_->processPendingRequest();
+      if (!more) break;
     }
   } catch (const sdbus::Error& e) {
     lost(e.what());
     return;
   }
-  arm_wait();
+  if (!more) {
+    arm_wait();
+    return;
+  }
+  boost::asio::post(io_, [this, generation = generation_] {
+    if (generation == generation_) process();
+  });
+}
+
+void DbusService::with_caller(const std::string& sender, CallerFn k) {
+  if (const Caller* known = senders_.find(sender)) {
+    k(known, nullptr);
+    return;
+  }
+  if (waiting_total_ >= options_.max_waiting) {
+    const sdbus::Error busy(kLimitsExceeded, "too many calls are waiting for their callers' credentials; try again");
+    k(nullptr, &busy);
+    return;
+  }
+  auto& queue = waiting_[sender];
+  queue.push_back(std::move(k));
+  ++waiting_total_;
+  if (queue.size() > 1) return;  // already asked
+  try {
+    driver_->callMethodAsync("GetConnectionCredentials")
+        .onInterface("org.freedesktop.DBus")
+        .withArguments(sender)
+        .uponReplyInvoke([this, sender, generation = generation_](const sdbus::Error* error,
+                                                                  std::map<std::string, sdbus::Variant> answer) {
+          if (generation == generation_) credentials(sender, error, answer);
+        });
+  } catch (const sdbus::Error& e) {
+    credentials(sender, &e, {});
+  }
+}
+
+void DbusService::credentials(const std::string& sender, const sdbus::Error* error,
+                              const std::map<std::string, sdbus::Variant>& answer) {
+  auto it = waiting_.find(sender);
+  if (it == waiting_.end()) return;
+  auto queue = std::move(it->second);
+  waiting_.erase(it);
+  waiting_total_ -= std::min(waiting_total_, queue.size());
+  const Caller* caller = nullptr;
+  std::optional<sdbus::Error> refused;
+  if (error) {
+    refused.emplace(kAccessDenied, "cannot read the caller's credentials: " + error->getMessage());
+  } else {
+    try {
+      Caller c;
+      c.uid = answer.at("UnixUserID").get<uint32_t>();
+      if (auto p = answer.find("ProcessID"); p != answer.end()) c.pid = static_cast<pid_t>(p->second.get<uint32_t>());
+      if (auto g = answer.find("UnixGroupIDs"); g != answer.end())
+        for (auto gid : g->second.get<std::vector<uint32_t>>()) c.groups.push_back(gid);
+      // Unknown primary group: one no group matches, so only the supplementary ones count.
+      c.gid = (c.pid > 0 ? real_gid(c.pid) : std::nullopt).value_or(static_cast<gid_t>(-1));
+      caller = &senders_.insert(sender, std::move(c));
+    } catch (const std::exception& e) {
+      refused.emplace(kAccessDenied, std::string("cannot read the caller's credentials: ") + e.what());
+    }
+  }
+  // A copy: a continuation may ask for more credentials, and the cache may drop this entry.
+  const std::optional<Caller> known = caller ? std::optional<Caller>(*caller) : std::nullopt;
+  for (auto& k : queue) k(known ? &*known : nullptr, refused ? &*refused : nullptr);
+}
+
+void DbusService::invalidate() {
+  status_.invalidate();
+  properties_.reset();
+}
+
+const Snapshot& DbusService::properties() {
+  const auto now = GuardClock::now();
+  // sd-bus answers Properties.Get/GetAll itself and calls the getters without telling who asks
+  // (sdbus-c++ 1.2 has no current message there), so reads by everyone share one budget: a flood
+  // of GetAll (each answer carries the last probe report) cannot make the bus carry megabytes.
+  if (!emitting_) {
+    const auto d = property_limiter_.take(0, now);
+    if (!d.allowed) {
+      const auto& l = property_limiter_.limit();
+      if (d.report)
+        log_(false, "refused " + std::to_string(*d.report) + " property read(s): more than " + rate(l.per_second) +
+                        "/s from all callers together (burst " + rate(l.burst) + ")");
+      throw sdbus::Error(kLimitsExceeded, "property reads: more than " + rate(l.per_second) +
+                                              " a second from all callers together; try again later");
+    }
+  }
+  // Served from memory: every change reaches properties_changed(), which drops it; the age bound
+  // only covers a change that forgot to say so.
+  if (!properties_ || now < properties_at_ || now - properties_at_ >= options_.status_max_age) {
+    properties_ = control_.snapshot();
+    properties_at_ = now;
+  }
+  return *properties_;
 }
 
 void DbusService::state_changed(const std::string& from, const std::string& to, const std::string& reason) {
+  invalidate();
   if (object_) object_->emitStateChanged(from, to, reason);
   properties_changed();
 }
 
 void DbusService::leak_detected(const std::string& interface, const std::string& family, const std::string& reflexive,
                                 const std::string& server) {
+  invalidate();
   if (object_) object_->emitLeakDetected(interface, family, reflexive, server);
 }
 
 void DbusService::probe_completed(const std::string& verdict) {
+  invalidate();
   if (object_) object_->emitProbeCompleted(verdict);
   properties_changed();
 }
 
 void DbusService::table_tampered(const std::string& process) {
+  invalidate();
   if (object_) object_->emitTableTampered(process);
 }
 
 void DbusService::properties_changed() {
+  invalidate();
   const Snapshot now = control_.snapshot();
   std::vector<std::string> changed;
   if (now.state != last_.state) changed.push_back("State");
@@ -228,7 +453,16 @@ void DbusService::properties_changed() {
   if (now.last_probe_json != last_.last_probe_json) changed.push_back("LastProbe");
   if (now.leak_count != last_.leak_count) changed.push_back("LeakCount");
   last_ = now;
-  if (object_ && !changed.empty()) object_->emitPropertiesChangedSignal(org::leakguard::Daemon1_adaptor::INTERFACE_NAME, changed);
+  if (object_ && !changed.empty()) {
+    emitting_ = true;
+    try {
+      object_->emitPropertiesChangedSignal(org::leakguard::Daemon1_adaptor::INTERFACE_NAME, changed);
+    } catch (...) {
+      emitting_ = false;
+      throw;
+    }
+    emitting_ = false;
+  }
 }
 
 }  // namespace leakguard::daemon

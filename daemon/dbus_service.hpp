@@ -3,6 +3,11 @@
 // Every mutating call is authorized from the caller's bus credentials and its arguments checked
 // before it reaches Control. If the bus goes away, the service keeps retrying in the background;
 // enforcement never depends on it.
+// Everyone may read, so nobody may stall the loop by reading (issue 14, finding 1): at most
+// `Options::batch` requests are handled per turn of the loop before the rest of the daemon
+// (netlink, nftables, timers, signals) gets its turn; GetStatus is served from a cache that is
+// rebuilt at most once a second or when something changes; property reads come from memory; and
+// callers that are neither root nor in the control group get a per-uid rate limit on GetStatus.
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
@@ -10,13 +15,20 @@
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <memory>
+#include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
+#include "daemon/bus_guard.hpp"
 #include "daemon/control.hpp"
 
 namespace sdbus {
 class IConnection;
+class IProxy;
+class Error;
+class Variant;
 }
 
 namespace leakguard::daemon {
@@ -29,6 +41,12 @@ class DbusService {
   struct Options {
     std::optional<gid_t> control_group;  ///< members may control; root always may
     std::chrono::milliseconds retry{1000};  ///< between attempts to reach the bus
+    std::size_t batch = 32;                  ///< requests handled per turn of the loop, at most
+    RateLimit rate_limit{};                  ///< GetStatus per unprivileged uid
+    /// Property reads by everyone together (a getter does not learn who asks): one bucket.
+    RateLimit property_limit{.per_second = 100, .burst = 200};
+    std::chrono::milliseconds status_max_age{1000};  ///< how old GetStatus's counters may be
+    std::size_t max_waiting = 4096;  ///< calls waiting for their callers' credentials, at most
   };
   using LogFn = std::function<void(bool is_error, const std::string&)>;
 
@@ -48,6 +66,9 @@ class DbusService {
   /// Emits PropertiesChanged for every property whose value differs from the last emitted one.
   void properties_changed();
 
+  /// How many times the GetStatus document was built (the rest were served from the cache).
+  std::uint64_t status_builds() const { return status_.builds(); }
+
  private:
   class Object;
   friend class Object;
@@ -56,18 +77,38 @@ class DbusService {
   void lost(const std::string& why);
   void arm_wait();
   void process();
+  void invalidate();
+  // Runs `k` with the credentials of the connection `sender` (":1.42"): now if known, else when
+  // the bus has answered our asynchronous question; with an error if it cannot be answered.
+  using CallerFn = std::function<void(const Caller*, const sdbus::Error*)>;
+  void with_caller(const std::string& sender, CallerFn k);
+  void credentials(const std::string& sender, const sdbus::Error* error,
+                   const std::map<std::string, sdbus::Variant>& answer);
+  const Snapshot& properties();
 
-  [[maybe_unused]] boost::asio::io_context& io_;  // never read: fd_ and the timers hold the io_context
+  boost::asio::io_context& io_;  // where the next batch of requests is posted
   Control& control_;
   Options options_;
   LogFn log_;
   std::unique_ptr<sdbus::IConnection> connection_;
   std::unique_ptr<Object> object_;
+  std::unique_ptr<sdbus::IProxy> driver_;  // org.freedesktop.DBus, asked for callers' credentials
   boost::asio::posix::stream_descriptor fd_;
   boost::asio::steady_timer timeout_;
   boost::asio::steady_timer retry_;
   Snapshot last_;
   bool waiting_logged_ = false;
+  std::uint64_t generation_ = 0;  // a new connection makes older posted continuations void
+  RateLimiter limiter_;
+  RateLimiter refusals_;  // LimitsExceeded answers per uid; beyond them, calls go unanswered
+  RateLimiter property_limiter_;  // one bucket, key 0: all callers together
+  bool emitting_ = false;         // our own PropertiesChanged reads the getters: not a caller's read
+  SenderCache senders_;
+  std::unordered_map<std::string, std::vector<CallerFn>> waiting_;  // for credentials, by sender
+  std::size_t waiting_total_ = 0;
+  StatusCache status_;
+  std::optional<Snapshot> properties_;  // what the property getters serve, until something changes
+  GuardTime properties_at_{};
 };
 
 }  // namespace leakguard::daemon

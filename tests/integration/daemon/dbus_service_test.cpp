@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 #include <grp.h>
 
+#include <systemd/sd-bus.h>
+
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
@@ -33,6 +36,7 @@ const gid_t kGroup = [] {
 // Records what the service asked for; runs on the service's loop thread.
 class FakeControl final : public Control {
  public:
+  explicit FakeControl(std::chrono::microseconds cost = {}) : status_cost(cost) {}
   mutable std::mutex m;
   std::vector<std::string> calls;
   Snapshot snap{"blocking", "udp", true, "", {}, "", 0};
@@ -70,8 +74,23 @@ class FakeControl final : public Control {
     record("probe");
     done("ok", R"({"verdict":"ok"})");
   }
-  std::string status_json() const override { return R"({"state":"blocking"})"; }
-  Snapshot snapshot() const override { return snap; }
+  mutable std::atomic<int> status_built{0};
+  std::chrono::microseconds status_cost{0};  ///< CPU time each status or snapshot takes, like a counter dump
+  std::string status_json() const override {
+    const auto until = std::chrono::steady_clock::now() + status_cost;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    ++status_built;
+    return R"({"state":"blocking"})";
+  }
+  mutable std::atomic<int> snapshots{0};
+  Snapshot snapshot() const override {
+    const auto until = std::chrono::steady_clock::now() + status_cost;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    ++snapshots;
+    return snap;
+  }
   std::vector<std::string> take() {
     std::lock_guard l(m);
     return std::exchange(calls, {});
@@ -88,9 +107,11 @@ struct Service {
   DbusService service;
   std::thread loop;
 
-  explicit Service(bool permissive = false)
+  explicit Service(bool permissive = false, DbusService::Options options = {kGroup, std::chrono::milliseconds(100)},
+                   std::chrono::microseconds status_cost = {})
       : bus(LEAKGUARD_DBUS_POLICY, kGroupName, permissive),
-        service(io, control, {kGroup, std::chrono::milliseconds(100)}, [this](bool, const std::string& line) {
+        control(status_cost),
+        service(io, control, options, [this](bool, const std::string& line) {
           std::lock_guard l(log_m);
           log.push_back(line);
         }) {
@@ -305,4 +326,124 @@ TEST_CASE("the bus goes away and comes back: the service re-registers by itself"
   bool logged_loss = false;
   for (const auto& line : s.log) logged_loss |= line.find("connection lost") != std::string::npos;
   CHECK(logged_loss);
+}
+
+TEST_CASE("GetStatus: a rate limit per unprivileged uid, LimitsExceeded beyond it, root and the control group exempt") {
+  DbusService::Options o{kGroup, std::chrono::milliseconds(100)};
+  o.rate_limit = RateLimit{.per_second = 0.001, .burst = 3};  // three calls, then (practically) none
+  Service s(false, o);
+  for (int i = 0; i < 3; ++i) CHECK(call("GetStatus", {}, "nobody")[0] == "0");
+  auto refused = call("GetStatus", {}, "nobody");
+  CHECK(refused[0] != "0");
+  CHECK_MESSAGE(refused[1].find("uid 65534 calls more than 0.001 times a second") != std::string::npos, refused[1]);
+  // The error's name, as a client library sees it.
+  {
+    auto r = lab::run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "dbus-send", "--system",
+                       "--print-reply", "--dest=org.leakguard.Daemon1", "/org/leakguard/Daemon1",
+                       "org.leakguard.Daemon1.GetStatus"},
+                      std::chrono::seconds(10));
+    CHECK(r.status != 0);
+    CHECK_MESSAGE(r.out.find("org.leakguard.Daemon1.Error.LimitsExceeded") != std::string::npos, r.out);
+  }
+  // Refusals have a budget too (the same: three); beyond it a call goes unanswered, and the
+  // caller's own timeout ends it (the bus keeps one of its pending-reply slots meanwhile).
+  CHECK(call("GetStatus", {}, "nobody")[1].find("try again later") != std::string::npos);  // the third refusal
+  {
+    auto r = lab::run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl", "--system",
+                       "--timeout=2", "call", DbusService::kName, DbusService::kPath, DbusService::kName, "GetStatus"},
+                      std::chrono::seconds(10));
+    CHECK(r.status != 0);
+    CHECK_MESSAGE(r.out.find("imed out") != std::string::npos, r.out);
+  }
+  // Not limited: root, and nobody in the control group (a different uid's budget is not needed:
+  // the group exempts the same uid 65534).
+  for (int i = 0; i < 10; ++i) CHECK(call("GetStatus")[0] == "0");
+  for (int i = 0; i < 5; ++i) CHECK(call("GetStatus", {}, "nobody+group")[0] == "0");
+  // Property reads cost the same as a refusal would (served from memory): not limited.
+  CHECK(get("State", "nobody")[0] == "0");
+  // Logged once for the episode, not once per call.
+  std::lock_guard l(s.log_m);
+  int lines = 0;
+  for (const auto& line : s.log) lines += line.find("GetStatus call(s) from uid 65534") != std::string::npos ? 1 : 0;
+  CHECK(lines == 1);
+}
+
+TEST_CASE("GetStatus is served from a cache: built once for many calls, again after a change") {
+  Service s;
+  for (int i = 0; i < 5; ++i) CHECK(call("GetStatus")[0] == "0");
+  // Five calls within the freshness period (1 s) build it at most twice (a slow machine may cross
+  // the second once), never five times.
+  CHECK(s.control.status_built.load() <= 2);
+  const int built = s.control.status_built.load();
+  s.on_loop([&] {
+    s.service.properties_changed();  // what every change of state or property calls
+    return 0;
+  });
+  CHECK(call("GetStatus")[0] == "0");
+  CHECK(s.control.status_built.load() == built + 1);
+}
+
+TEST_CASE("a flood of calls does not keep the loop from its other work: bounded requests per turn") {
+  // Every property read costs 300 us (the caches are off, the fake spins as a counter dump would),
+  // and a client sends them without waiting for replies faster than that: before the bound, the
+  // service handled the bus's queue in one turn for as long as the flood lasted.
+  DbusService::Options o{kGroup, std::chrono::milliseconds(100)};
+  o.status_max_age = std::chrono::milliseconds(0);
+  Service s(false, o, std::chrono::microseconds(300));
+  std::atomic<bool> stop{false};
+  std::atomic<long> sent{0};
+  std::thread flood([&] {
+    sd_bus* bus = nullptr;
+    if (sd_bus_open_system(&bus) < 0) return;
+    while (!stop) {
+      sd_bus_message* m = nullptr;
+      if (sd_bus_message_new_method_call(bus, &m, DbusService::kName, DbusService::kPath,
+                                         "org.freedesktop.DBus.Properties", "Get") < 0 ||
+          sd_bus_message_append(m, "ss", DbusService::kName, "State") < 0)
+        break;
+      sd_bus_message_set_expect_reply(m, 0);
+      const int r = sd_bus_send(bus, m, nullptr);
+      sd_bus_message_unref(m);
+      if (r < 0 && r != -ENOBUFS) break;
+      if (++sent % 256 == 0 || r == -ENOBUFS) {
+        sd_bus_flush(bus);
+        while (sd_bus_process(bus, nullptr) > 0) {
+        }
+      }
+    }
+    sd_bus_flush_close_unref(bus);
+  });
+  // The service is busy with the flood...
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (s.control.snapshots.load() < 500 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(s.control.snapshots.load() >= 500);
+  // ...and work posted to its loop meanwhile still runs, within a deadline, while the flood goes on.
+  std::promise<long> ran;
+  auto when = ran.get_future();
+  boost::asio::post(s.io, [&] { ran.set_value(sent.load()); });
+  const bool in_time = when.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  const long sent_meanwhile = sent.load();
+  stop = true;
+  flood.join();
+  REQUIRE_MESSAGE(in_time, "posted work waited more than 5 s behind the flood");
+  // A control: the flood was faster than the service (calls were queued when the work ran).
+  MESSAGE("sent " << sent_meanwhile << ", read " << s.control.snapshots.load());
+  CHECK(sent_meanwhile > s.control.snapshots.load());
+  when.get();
+}
+
+TEST_CASE("a GetStatus that asks for no reply costs nothing: no credentials, no document") {
+  DbusService::Options o{kGroup, std::chrono::milliseconds(100)};
+  o.status_max_age = std::chrono::milliseconds(0);  // no cache: every answered call builds the document
+  Service s(false, o);
+  auto r = lab::run({"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl", "--system",
+                     "--expect-reply=no", "call", DbusService::kName, DbusService::kPath, DbusService::kName,
+                     "GetStatus"},
+                    std::chrono::seconds(10));
+  CHECK(r.status == 0);
+  // A call after it, with a reply, shows the first was handled (the bus keeps one sender's order)
+  // and that only this one built the document.
+  CHECK(call("GetStatus", {}, "nobody")[0] == "0");
+  CHECK(s.control.status_built.load() == 1);
 }
