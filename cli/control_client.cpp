@@ -180,7 +180,12 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
         if (a.is_string()) exits += (exits.empty() ? "" : ", ") + a.get<std::string>();
     if (!exits.empty()) out += "  exit:      " + exits + "\n";
   }
-  out += "  endpoints: " + joined(s.value("endpoints", nlohmann::json::array()), "none") + "\n";
+  // Callers outside the control group get no endpoints, addresses or probe details (the daemon
+  // says so in "redacted"): say that instead of "none".
+  if (s.contains("redacted") && !s.contains("endpoints"))
+    out += "  details:   " + st.dim("for root and group leakguard only (endpoints, addresses, probe results)") + "\n";
+  else
+    out += "  endpoints: " + joined(s.value("endpoints", nlohmann::json::array()), "none") + "\n";
   if (s.contains("fwmark") && !s["fwmark"].is_null()) out += "  fwmark:    " + text(s, "fwmark") + "\n";
   if (s.contains("firewall") && s["firewall"].is_object()) {
     const auto& fw = s["firewall"];

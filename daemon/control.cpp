@@ -45,4 +45,29 @@ Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::
   return t;
 }
 
+std::string public_reason(const std::string& reason) {
+  for (const char* prefix : {"probe ", "LEAK"})
+    if (reason.rfind(prefix, 0) == 0) return reason.substr(0, reason.find(':'));
+  return reason;
+}
+
+nlohmann::json public_status(const nlohmann::json& s) {
+  nlohmann::json p = nlohmann::json::object();
+  if (!s.is_object()) return p;
+  for (const char* k : {"state", "armed", "policy", "allow_lan", "tunnel_up", "leak_count", "protection", "config_error"})
+    if (s.contains(k)) p[k] = s[k];
+  if (s.contains("reason") && s["reason"].is_string()) p["reason"] = public_reason(s["reason"].get<std::string>());
+  if (s.contains("last_probe") && s["last_probe"].is_object() && s["last_probe"].contains("verdict"))
+    p["last_probe"] = {{"verdict", s["last_probe"]["verdict"]}};
+  else if (s.contains("last_probe"))
+    p["last_probe"] = nullptr;
+  if (s.contains("firewall") && s["firewall"].is_object()) {
+    auto& fw = p["firewall"] = nlohmann::json::object();
+    for (const char* k : {"installed", "owner", "blocked"})
+      if (s["firewall"].contains(k)) fw[k] = s["firewall"][k];
+  }
+  p["redacted"] = "endpoints, addresses, probe details and the network are shown to root and group leakguard only";
+  return p;
+}
+
 }  // namespace leakguard::daemon

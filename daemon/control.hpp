@@ -14,6 +14,8 @@
 #include "common/result.hpp"
 #include "common/strong.hpp"
 
+#include <nlohmann/json.hpp>
+
 namespace leakguard::daemon {
 
 /// Who sent a request, from the bus's credentials (real uid and groups, not /etc/group).
@@ -53,6 +55,21 @@ struct Snapshot {
   std::uint64_t leak_count = 0;
   bool operator==(const Snapshot&) const = default;
 };
+
+/// What GetStatus tells a caller who is neither root nor in the control group: whether they are
+/// protected, and nothing that identifies the VPN or the user's real address. Kept: state,
+/// armed, policy, allow_lan, tunnel_up, leak_count, protection, config_error, the reason (as
+/// public_reason() gives it), the last probe's verdict, and the
+/// firewall's installed/owner flags and its one-line counter summary. Left out: endpoints,
+/// fwmark, the tunnel's names, exit and reflexive addresses, probe details, the network, rule
+/// errors (they quote addresses). `redacted` says so. The input is Control::status_json()'s.
+nlohmann::json public_status(const nlohmann::json& status);
+
+/// A state's reason as everyone may read it (GetStatus for non-members, and the StateChanged
+/// signal, which every local user receives): a probe's summary names the leaked and the exit
+/// addresses, so "probe leak: leak: 203.0.113.2 seen by ..." becomes "probe leak". Other reasons
+/// (rules applied, tunnel down, network changes, configuration errors, tampering) stay.
+std::string public_reason(const std::string& reason);
 
 class Control {
  public:

@@ -3,11 +3,11 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <fstream>
 
 #include <boost/asio/post.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
+#include "common/json_text.hpp"
 #include "leakguard_adaptor.h"  // generated from org.leakguard.Daemon1.xml
 
 namespace leakguard::daemon {
@@ -16,21 +16,6 @@ constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 constexpr const char* kInvalidArgument = "org.freedesktop.DBus.Error.InvalidArgs";
 constexpr const char* kFailed = "org.leakguard.Daemon1.Error.Failed";
 constexpr const char* kLimitsExceeded = "org.leakguard.Daemon1.Error.LimitsExceeded";
-
-// The real gid of a process, as the kernel shows it (what sd-bus's credential augmentation reads
-// too: the bus's GetConnectionCredentials has no primary group).
-std::optional<gid_t> real_gid(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("Gid:", 0) == 0) {
-      try {
-        return static_cast<gid_t>(std::stoul(line.substr(4)));
-      } catch (const std::exception&) {
-        return std::nullopt;
-      }
-    }
-  return std::nullopt;
-}
 
 // Thrown by a handler that leaves its call unanswered on purpose (see Object::limit).
 struct Unanswered {};
@@ -202,9 +187,13 @@ class DbusService::Object final
   // status_max_age, or when something changed.
   void GetStatus(sdbus::Result<std::string>&& result) override {
     if (unanswered()) return;  // sdbus-c++ drops a Result never answered; the caller expects nothing
-    with_caller(std::move(result), [this](const Caller& c) {
+    with_caller(std::move(result), [this](const Caller& c) -> std::string {
       limit(c, "GetStatus");
-      return s_.status_.get(GuardClock::now(), [this] { return s_.control_.status_json(); });
+      const auto now = GuardClock::now();
+      auto full = [&]() -> const std::string& { return s_.status_.get(now, [this] { return s_.control_.status_json(); }); };
+      if (may_control(c, s_.options_.control_group)) return full();
+      // Everyone else learns whether they are protected, not the VPN or the real address.
+      return s_.public_status_.get(now, [&] { return json_text(public_status(nlohmann::json::parse(full(), nullptr, false))); });
     });
   }
 
@@ -376,8 +365,11 @@ void DbusService::credentials(const std::string& sender, const sdbus::Error* err
       if (auto p = answer.find("ProcessID"); p != answer.end()) c.pid = static_cast<pid_t>(p->second.get<uint32_t>());
       if (auto g = answer.find("UnixGroupIDs"); g != answer.end())
         for (auto gid : g->second.get<std::vector<uint32_t>>()) c.groups.push_back(gid);
-      // Unknown primary group: one no group matches, so only the supplementary ones count.
-      c.gid = (c.pid > 0 ? real_gid(c.pid) : std::nullopt).value_or(static_cast<gid_t>(-1));
+      // Everything from the bus's own record of the connection (SO_PEERCRED and SO_PEERGROUPS at
+      // connect time; dbus-daemon adds the primary group to UnixGroupIDs), never from /proc at
+      // call time, where a reused PID could name another process. The primary group is among
+      // the groups, so Caller::gid matches nothing.
+      c.gid = static_cast<gid_t>(-1);
       caller = &senders_.insert(sender, std::move(c));
     } catch (const std::exception& e) {
       refused.emplace(kAccessDenied, std::string("cannot read the caller's credentials: ") + e.what());
@@ -390,6 +382,7 @@ void DbusService::credentials(const std::string& sender, const sdbus::Error* err
 
 void DbusService::invalidate() {
   status_.invalidate();
+  public_status_.invalidate();
   properties_.reset();
 }
 
@@ -420,7 +413,8 @@ const Snapshot& DbusService::properties() {
 
 void DbusService::state_changed(const std::string& from, const std::string& to, const std::string& reason) {
   invalidate();
-  if (object_) object_->emitStateChanged(from, to, reason);
+  // Every local user receives this signal: the reason without what a probe saw (public_reason()).
+  if (object_) object_->emitStateChanged(from, to, public_reason(reason));
   properties_changed();
 }
 

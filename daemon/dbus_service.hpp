@@ -107,6 +107,7 @@ class DbusService {
   std::unordered_map<std::string, std::vector<CallerFn>> waiting_;  // for credentials, by sender
   std::size_t waiting_total_ = 0;
   StatusCache status_;
+  StatusCache public_status_;  ///< what callers outside the control group see (public_status())
   std::optional<Snapshot> properties_;  // what the property getters serve, until something changes
   GuardTime properties_at_{};
 };

@@ -117,6 +117,10 @@ TEST_CASE("nobody may read but not change, a control-group member may") {
   auto st = rig.ctl({"status"}, As::nobody);
   CHECK(st.status == 0);
   CHECK(has(st.out, "secured"));
+  // Protected or not, yes; the VPN's endpoint and the exit address, no (root sees both).
+  CHECK(has(st.out, "for root and group leakguard only"));
+  CHECK_FALSE(has(st.out, "198.51.100.1"));
+  CHECK(has(rig.ctl({"status"}).out, "198.51.100.1"));
   const std::vector<std::vector<std::string>> changes{
       {"arm"}, {"disarm"}, {"policy", "strict"}, {"allow-lan", "on"}, {"reload"},
       {"tunnel", "set", "wg0", "--endpoint", "198.51.100.1:51820/udp"}, {"tunnel", "clear"}};
@@ -136,6 +140,28 @@ TEST_CASE("nobody may read but not change, a control-group member may") {
   // A member of the control group (the stand-in for "leakguard") may.
   CHECK(rig.ctl({"policy", "strict"}, As::member).status == 0);
   CHECK(rig.status()["policy"] == "strict");
+}
+
+TEST_CASE("what a leak reveals reaches root and the group, not other users") {
+  Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = false});  // the probe finds a leak
+  rig.start();
+  const std::string mine = rig.dir + "/nobody.log", roots = rig.dir + "/root.log";
+  lab::Process nobody("", {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", LEAKGUARDCTL_DIR "/leakguardctl",
+                           "monitor", "--json"}, mine);
+  lab::Process root("", {LEAKGUARDCTL_DIR "/leakguardctl", "monitor", "--json"}, roots);
+  // Both listen once each has shown a signal everyone may receive: ask for rounds until then.
+  REQUIRE(eventually([&] {
+    return rig.ctl({"probe"}).status >= 0 && has(read_file(mine), "ProbeCompleted") && has(read_file(roots), "LeakDetected");
+  }, 15s));
+  REQUIRE(eventually([&] { return has(read_file(mine), "\"leaking\""); }, 10s));  // StateChanged reaches everyone
+  INFO(read_file(mine));
+  CHECK_FALSE(has(read_file(mine), "LeakDetected"));
+  CHECK_FALSE(has(read_file(mine), "203.0.113.2"));  // the leaked ISP address
+  CHECK(has(read_file(roots), "203.0.113.2"));
+  // GetStatus as nobody: leaking, and nothing of what leaked.
+  auto st = rig.ctl({"status", "--json"}, As::nobody);
+  CHECK(has(st.out, "leaking"));
+  CHECK_FALSE(has(st.out, "203.0.113.2"));
 }
 
 TEST_CASE("the real wg-quick hook declares the tunnel on PostUp and clears it on PreDown") {

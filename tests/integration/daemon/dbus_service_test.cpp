@@ -81,7 +81,8 @@ class FakeControl final : public Control {
     while (std::chrono::steady_clock::now() < until) {
     }
     ++status_built;
-    return R"({"state":"blocking"})";
+    return R"({"state":"secured","reason":"tunnel wg0 up","endpoints":["198.51.100.1:51820/udp"],)"
+           R"("last_probe":{"verdict":"ok","tunnel_exits":{"ipv4":["203.0.113.66"]}},"network":{"links":[]}})";
   }
   mutable std::atomic<int> snapshots{0};
   Snapshot snapshot() const override {
@@ -138,6 +139,7 @@ std::vector<std::string> busctl(std::vector<std::string> args, const std::string
   std::vector<std::string> argv;
   if (as == "nobody") argv = {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
   if (as == "nobody+group") argv = {"setpriv", "--reuid=nobody", "--regid=nogroup", "--groups=" + std::to_string(kGroup)};
+  if (as == "nobody+primary") argv = {"setpriv", "--reuid=nobody", "--regid=" + std::to_string(kGroup), "--clear-groups"};
   argv.insert(argv.end(), {"busctl", "--system", "--timeout=5"});
   argv.insert(argv.end(), args.begin(), args.end());
   auto r = lab::run(argv, std::chrono::seconds(10));
@@ -171,7 +173,7 @@ TEST_CASE("every method and property through busctl, as root") {
   CHECK(probe[1].find(R"(ss "ok")") != std::string::npos);
   auto status = call("GetStatus");
   CHECK(status[0] == "0");
-  CHECK(status[1].find("blocking") != std::string::npos);
+  CHECK(status[1].find("secured") != std::string::npos);
   auto reload = call("Reload");  // the fake refuses: the error reaches the caller
   CHECK(reload[0] != "0");
   CHECK(reload[1].find("line 3: bad") != std::string::npos);
@@ -226,8 +228,22 @@ TEST_CASE("bad input: an error naming the argument, the daemon alive, nothing ch
 
 TEST_CASE("as nobody: status yes, changes no. In the control group: changes yes") {
   Service s;
-  CHECK(call("GetStatus", {}, "nobody")[0] == "0");
-  CHECK(get("State", "nobody")[0] == "0");
+  // What nobody learns: protected or not - not the endpoints, not the exit address.
+  auto mine = call("GetStatus", {}, "nobody");
+  CHECK(mine[0] == "0");
+  CHECK(mine[1].find("secured") != std::string::npos);
+  CHECK(mine[1].find("redacted") != std::string::npos);
+  CHECK(mine[1].find("198.51.100.1") == std::string::npos);
+  CHECK(mine[1].find("203.0.113.66") == std::string::npos);
+  // The control: the same call as root and as a member carries them.
+  CHECK(call("GetStatus", {}, "root")[1].find("198.51.100.1") != std::string::npos);
+  CHECK(call("GetStatus", {}, "nobody+group")[1].find("203.0.113.66") != std::string::npos);
+  // The properties (endpoints, the last probe's addresses) are for root and the group only.
+  auto prop = get("Endpoints", "nobody");
+  CHECK(prop[0] != "0");
+  CHECK(prop[1].find("Access denied") != std::string::npos);
+  CHECK(get("State", "nobody")[0] != "0");
+  CHECK(get("State", "nobody+group")[0] == "0");
   for (auto* m : {"Arm", "Disarm", "ClearTunnel", "Reload", "ProbeNow"}) {
     CAPTURE(m);
     auto r = call(m, {}, "nobody");
@@ -235,11 +251,14 @@ TEST_CASE("as nobody: status yes, changes no. In the control group: changes yes"
     CHECK(r[1].find("Access denied") != std::string::npos);
   }
   CHECK(call("SetPolicy", {"s", "udp"}, "nobody")[1].find("Access denied") != std::string::npos);
-  // The control group's call is the one that arrives: none of nobody's did.
+  // The control group's call is the one that arrives: none of nobody's did. Membership by the
+  // primary group counts too: the bus's record of the connection carries it.
   auto grp = call("Arm", {}, "nobody+group");
   CHECK_MESSAGE(grp[0] == "0", grp[1]);
+  auto primary = call("Arm", {}, "nobody+primary");
+  CHECK_MESSAGE(primary[0] == "0", primary[1]);
   auto calls = s.control.take();
-  REQUIRE(calls.size() == 1);
+  REQUIRE(calls.size() == 2);
   CHECK(starts(calls[0], "arm by uid 65534"));
 }
 
@@ -359,8 +378,9 @@ TEST_CASE("GetStatus: a rate limit per unprivileged uid, LimitsExceeded beyond i
   // the group exempts the same uid 65534).
   for (int i = 0; i < 10; ++i) CHECK(call("GetStatus")[0] == "0");
   for (int i = 0; i < 5; ++i) CHECK(call("GetStatus", {}, "nobody+group")[0] == "0");
-  // Property reads cost the same as a refusal would (served from memory): not limited.
-  CHECK(get("State", "nobody")[0] == "0");
+  // Property reads cost the same as a refusal would (served from memory): not limited for the
+  // group (nobody outside it may read them at all).
+  CHECK(get("State", "nobody+group")[0] == "0");
   // Logged once for the episode, not once per call.
   std::lock_guard l(s.log_m);
   int lines = 0;

@@ -79,3 +79,31 @@ TEST_CASE("a declaration is limited by the firewall's own endpoint limit, not a 
   REQUIRE_FALSE(over);
   CHECK(over.error().message.find("at most " + std::to_string(max)) != std::string::npos);
 }
+
+TEST_CASE("what a user outside the control group may read: protected or not, never the VPN or an address") {
+  const auto full = nlohmann::json::parse(R"({
+    "state": "leaking", "reason": "probe leak: leak: 203.0.113.2 seen by 203.0.113.3:3478/udp through eth0; tunnel exit 203.0.113.66",
+    "armed": true, "policy": "udp", "allow_lan": false, "tunnel_up": true, "leak_count": 2,
+    "tunnel": {"patterns": ["wg*"], "declared": "wg0"}, "endpoints": ["198.51.100.1:51820/udp"], "fwmark": 51820,
+    "rules_error": "198.51.100.1 refused", "network": {"links": [{"name": "eth0"}]},
+    "last_probe": {"verdict": "leak", "tunnel_exits": {"ipv4": ["203.0.113.66"]}, "leaks": [{"reflexive": "203.0.113.2"}]},
+    "firewall": {"installed": true, "owner": true, "blocked": "blocked 3 UDP packets", "lan_subnets": ["10.0.0.0/24"],
+                 "tunnel_addresses": ["100.64.0.2"], "counters": []}})");
+  const auto p = public_status(full);
+  const std::string text = p.dump();
+  for (const char* secret : {"203.0.113.2", "203.0.113.66", "198.51.100.1", "100.64.0.2", "10.0.0.0", "51820", "eth0"}) {
+    CAPTURE(secret);
+    CHECK(text.find(secret) == std::string::npos);
+  }
+  CHECK(p["state"] == "leaking");
+  CHECK(p["reason"] == "probe leak");
+  CHECK(p["leak_count"] == 2);
+  CHECK(p["last_probe"]["verdict"] == "leak");
+  CHECK(p["firewall"]["installed"] == true);
+  CHECK(p["firewall"]["blocked"] == "blocked 3 UDP packets");
+  CHECK(p.contains("redacted"));
+  // Reasons without a probe's findings stay as they are.
+  CHECK(public_reason("tunnel down: no tunnel interface up") == "tunnel down: no tunnel interface up");
+  CHECK(public_reason("probe ok: ok; tunnel exit 203.0.113.66") == "probe ok");
+  CHECK(public_reason("LEAK: 203.0.113.2 via eth0") == "LEAK");
+}
