@@ -37,6 +37,7 @@
 #include "bench/daemon_watch.hpp"
 #include "bench/report.hpp"
 #include "tests/lab/bus.hpp"
+#include "tests/lab/flooder.hpp"
 #include "tests/lab/lab.hpp"
 
 using namespace std::chrono;
@@ -53,32 +54,6 @@ std::string read_file(const std::string& path) {
   std::stringstream s;
   s << f.rdbuf();
   return s.str();
-}
-
-// One flooder as nobody with no groups; its progress ("sent N") in `log`.
-struct Flooder {
-  std::string log;
-  lab::Process process;
-  Flooder(const std::string& ns, const std::string& log_path, const std::vector<std::string>& calls)
-      : log(log_path), process(ns, argv(calls), log_path) {}
-  static std::vector<std::string> argv(const std::vector<std::string>& calls) {
-    std::vector<std::string> v{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BUS_FLOODER};
-    v.insert(v.end(), calls.begin(), calls.end());
-    return v;
-  }
-  unsigned long long sent() const {
-    std::istringstream in(read_file(log));
-    unsigned long long n = 0;
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind("sent ", 0) == 0) n = std::stoull(line.substr(5));
-    return n;
-  }
-};
-
-unsigned long long total(const std::vector<std::unique_ptr<Flooder>>& fs) {
-  unsigned long long n = 0;
-  for (const auto& f : fs) n += f->sent();
-  return n;
 }
 
 // The daemon's service notifications (sd_notify), as systemd would receive them: when STATUS=
@@ -174,20 +149,20 @@ bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std
     std::fprintf(stderr, "the daemon is not secured before the load of %d\n", flooders);
     return false;
   }
-  std::vector<std::unique_ptr<Flooder>> fs;
+  std::vector<std::unique_ptr<lab::Flooder>> fs;
   for (int i = 0; i < flooders; ++i) {
     // Every third one reads properties too (Get, GetAll) and asks for replies; the rest call
     // GetStatus only, asking for no reply.
     std::vector<std::string> kinds{"GetStatus"};
     if (i % 3 == 2 && !std::getenv("NOREPLY")) kinds = {"--reply", "GetStatus", "Get", "GetAll"};
-    fs.push_back(std::make_unique<Flooder>(net.ns("host"), dir + "/flood" + std::to_string(i) + ".log", kinds));
+    fs.push_back(std::make_unique<lab::Flooder>(net.ns("host"), BUS_FLOODER, dir + "/flood" + std::to_string(i) + ".log", kinds));
   }
-  if (flooders > 0 && !wait_until([&] { return total(fs) >= 50'000ULL * static_cast<unsigned>(flooders); }, 120s)) {
-    std::fprintf(stderr, "the flooders got only %llu calls out\n", total(fs));
+  if (flooders > 0 && !wait_until([&] { return lab::total(fs) >= 50'000ULL * static_cast<unsigned>(flooders); }, 120s)) {
+    std::fprintf(stderr, "the flooders got only %llu calls out\n", lab::total(fs));
     return false;
   }
   const auto flood_start = steady_clock::now();
-  const auto sent_start = total(fs);
+  const auto sent_start = lab::total(fs);
 
   // Root declares its tunnel, alternating between one and two endpoints so every call changes
   // the rules (one nftables transaction each), and waits for each answer.
@@ -251,7 +226,7 @@ bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std
     }
   }
   const double seconds = duration<double>(steady_clock::now() - flood_start).count();
-  out.flood_rate = static_cast<double>(total(fs) - sent_start) / seconds;
+  out.flood_rate = static_cast<double>(lab::total(fs) - sent_start) / seconds;
   for (auto& f : fs) {
     if (!f->process.running()) {
       std::fprintf(stderr, "a flooder ended early:\n%s\n", read_file(f->log).c_str());

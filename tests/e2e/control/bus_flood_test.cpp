@@ -21,6 +21,7 @@
 
 #include "leakguard_proxy.h"
 #include "tests/e2e/rig/rig.hpp"
+#include "tests/lab/flooder.hpp"
 
 using namespace std::chrono_literals;
 using namespace leakguard::e2e;
@@ -59,34 +60,7 @@ class Watch final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy>
   std::vector<std::string> states_;
 };
 
-// A flooder as nobody (no groups), its output in `log`.
-struct Flooder {
-  std::string log;
-  lab::Process process;
-  Flooder(const Rig& rig, const std::string& log_path, std::vector<std::string> calls)
-      : log(log_path), process(rig.net.ns("host"), argv(std::move(calls)), log_path) {}
-  static std::vector<std::string> argv(std::vector<std::string> calls) {
-    std::vector<std::string> v{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BUS_FLOODER};
-    v.insert(v.end(), calls.begin(), calls.end());
-    return v;
-  }
-  // The calls it has sent so far, as it last reported them.
-  unsigned long long sent() const {
-    std::istringstream in(read_file(log));
-    unsigned long long n = 0;
-    for (std::string line; std::getline(in, line);)
-      if (line.rfind("sent ", 0) == 0) n = std::stoull(line.substr(5));
-    return n;
-  }
-};
-
-unsigned long long total(const std::vector<std::unique_ptr<Flooder>>& fs) {
-  unsigned long long n = 0;
-  for (const auto& f : fs) n += f->sent();
-  return n;
-}
-
-bool all_running(std::vector<std::unique_ptr<Flooder>>& fs) {
+bool all_running(std::vector<std::unique_ptr<lab::Flooder>>& fs) {
   for (auto& f : fs)
     if (!f->process.running()) return false;
   return true;
@@ -103,17 +77,17 @@ TEST_CASE("three unprivileged flooders: root's SetTunnel is answered, tunnel los
   Watch watch(*signals);
   signals->enterEventLoopAsync();
 
-  std::vector<std::unique_ptr<Flooder>> flooders;
-  flooders.push_back(std::make_unique<Flooder>(rig, rig.dir + "/flood1.log", std::vector<std::string>{"GetStatus"}));
-  flooders.push_back(std::make_unique<Flooder>(rig, rig.dir + "/flood2.log", std::vector<std::string>{"GetStatus"}));
+  std::vector<std::unique_ptr<lab::Flooder>> flooders;
+  flooders.push_back(std::make_unique<lab::Flooder>(rig.net.ns("host"), BUS_FLOODER, rig.dir + "/flood1.log", std::vector<std::string>{"GetStatus"}));
+  flooders.push_back(std::make_unique<lab::Flooder>(rig.net.ns("host"), BUS_FLOODER, rig.dir + "/flood2.log", std::vector<std::string>{"GetStatus"}));
   // The third asks for replies: what it gets beyond its budget is LimitsExceeded.
-  flooders.push_back(std::make_unique<Flooder>(rig, rig.dir + "/flood3.log",
+  flooders.push_back(std::make_unique<lab::Flooder>(rig.net.ns("host"), BUS_FLOODER, rig.dir + "/flood3.log",
                                                std::vector<std::string>{"--reply", "GetStatus", "Get", "GetAll"}));
   // The flood is under way: 150,000 calls sent (a few seconds at the bus's pace), every flooder alive.
-  const bool flooding = eventually([&] { return total(flooders) >= 150'000 || !all_running(flooders); }, 120s);
-  REQUIRE_MESSAGE(flooding, "flooders sent only " << total(flooders));
+  const bool flooding = eventually([&] { return lab::total(flooders) >= 150'000 || !all_running(flooders); }, 120s);
+  REQUIRE_MESSAGE(flooding, "flooders sent only " << lab::total(flooders));
   REQUIRE_MESSAGE(all_running(flooders), read_file(flooders[0]->log));
-  const auto before = total(flooders);
+  const auto before = lab::total(flooders);
 
   // Root declares its tunnel: answered, and with success, within 10 s.
   {
@@ -138,7 +112,7 @@ TEST_CASE("three unprivileged flooders: root's SetTunnel is answered, tunnel los
 
   // The flood went on all along: the flooders are alive and still sending.
   CHECK(all_running(flooders));
-  CHECK(eventually([&] { return total(flooders) >= before + 20'000; }, 30s));
+  CHECK(eventually([&] { return lab::total(flooders) >= before + 20'000; }, 30s));
 
   // SIGTERM ends the daemon within 10 s.
   rig.daemon().stop(SIGTERM, false);
