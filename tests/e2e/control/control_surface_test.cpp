@@ -145,6 +145,7 @@ TEST_CASE("nobody may read but not change, a control-group member may") {
 TEST_CASE("what a leak reveals reaches root and the group, not other users") {
   Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = false});  // the probe finds a leak
   rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("leaking"), rig.output());
   const std::string mine = rig.dir + "/nobody.log", roots = rig.dir + "/root.log";
   lab::Process nobody("", {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", LEAKGUARDCTL_DIR "/leakguardctl",
                            "monitor", "--json"}, mine);
@@ -153,7 +154,13 @@ TEST_CASE("what a leak reveals reaches root and the group, not other users") {
   REQUIRE(eventually([&] {
     return rig.ctl({"probe"}).status >= 0 && has(read_file(mine), "ProbeCompleted") && has(read_file(roots), "LeakDetected");
   }, 15s));
-  REQUIRE(eventually([&] { return has(read_file(mine), "\"leaking\""); }, 10s));  // StateChanged reaches everyone
+  // A transition into leaking while both listen: armed (the leak closed), disarmed again (the
+  // next round finds it). StateChanged reaches everyone.
+  REQUIRE(rig.ctl({"arm"}).status == 0);
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  REQUIRE(rig.ctl({"disarm"}).status == 0);
+  REQUIRE_MESSAGE(rig.wait_state("leaking"), rig.output());
+  REQUIRE(eventually([&] { return has(read_file(mine), "\"leaking\""); }, 10s));
   INFO(read_file(mine));
   CHECK_FALSE(has(read_file(mine), "LeakDetected"));
   CHECK_FALSE(has(read_file(mine), "203.0.113.2"));  // the leaked ISP address
