@@ -50,6 +50,12 @@ expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endp
 expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
   env script_type=up dev=tun1 trusted_ip6=2001:db8::9 trusted_port=443 proto_1=tcp-client "$hooks/openvpn"
 expect "openvpn down" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn"
+# OpenVPN appends its own arguments (device, MTUs, addresses, init) after the configured ones.
+expect "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 51820 tun0 1500 1553 10.8.0.2 10.8.0.1 init
+expect "openvpn up with the mark OpenVPN sets (hex)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0xca6c tun0 1500 1553 10.8.0.2 10.8.0.1 init
+expect "openvpn down with --mark" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn" --mark 51820 tun0
 expect "NetworkManager: WireGuard device up" \
   "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
@@ -111,5 +117,7 @@ expect_fails "openvpn: an empty port" env script_type=up dev=tun0 trusted_ip=198
 expect_fails "openvpn: no server address" env script_type=up dev=tun0 trusted_ip= trusted_ip6= trusted_port=1194 "$hooks/openvpn"
 expect_fails "openvpn: an empty device" env script_type=up dev= trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
 expect_fails "wg-quick: no interface" "$hooks/wg-quick" up ""
+expect_fails "openvpn: --mark without a number" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark tun0
+expect_fails "openvpn: --mark 0" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0
 echo "hooks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
