@@ -340,7 +340,7 @@ void Controller::reschedule() {
 
 void Controller::probe_now(std::function<void(std::string, std::string)> done) {
   if (auto u = usable(); !u) {
-    done("none", nlohmann::json{{"error", u.error().str()}}.dump());
+    done("none", json_text(nlohmann::json{{"error", u.error().str()}}));  // a path may hold any bytes
     return;
   }
   // The answer must come from a round that starts after the call.

@@ -54,7 +54,8 @@ class Outputs final : public d::Notifications {
     const std::string f(d::to_string(from)), t(d::to_string(to));
     const auto level = to == d::State::leaking || to == d::State::error ? d::Level::error : d::Level::info;
     log_.write(level, "state " + f + " -> " + t + ": " + reason, {{"LEAKGUARD_STATE", t}});
-    notifier_.status(t + ": " + reason);
+    // systemctl status shows STATUS= to every local user: the reason as everyone may read it.
+    notifier_.status(t + ": " + d::public_reason(reason));
     if (bus_) {
       bus_->state_changed(f, t, reason);
       bus_->properties_changed();

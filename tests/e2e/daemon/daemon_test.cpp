@@ -490,6 +490,10 @@ TEST_CASE("under a service manager: READY, STATUS, watchdog pings, STOPPING, and
   };
   CHECK_MESSAGE(read_until("READY=1", 10s), seen);
   CHECK_MESSAGE(read_until("STATUS=secured", 10s), seen);
+  // `systemctl status` shows STATUS= to every local user: no probe findings (the VPN's exit
+  // address) there; root's status has them.
+  CHECK_MESSAGE(seen.find("203.0.113.66") == std::string::npos, seen);
+  CHECK(rig.status().dump().find("203.0.113.66") != std::string::npos);
   auto pings = [&] {
     std::size_t n = 0;
     for (auto at = seen.find("WATCHDOG=1"); at != std::string::npos; at = seen.find("WATCHDOG=1", at + 1)) ++n;
