@@ -13,7 +13,7 @@ std::string Caller::str() const { return "uid " + std::to_string(uid) + " (pid "
 bool may_control(const Caller& c, std::optional<gid_t> control_group) {
   if (c.uid == 0) return true;
   if (!control_group) return false;
-  return c.gid == *control_group || std::find(c.groups.begin(), c.groups.end(), *control_group) != c.groups.end();
+  return std::find(c.groups.begin(), c.groups.end(), *control_group) != c.groups.end();
 }
 
 Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::vector<std::string>& endpoints,

@@ -9,26 +9,26 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "common/ip.hpp"
 #include "common/mode.hpp"
 #include "common/result.hpp"
 #include "common/strong.hpp"
 
-#include <nlohmann/json.hpp>
-
 namespace leakguard::daemon {
 
-/// Who sent a request, from the bus's credentials (real uid and groups, not /etc/group).
+/// Who sent a request, from the bus's record of the connection (uid and every group, the primary
+/// one included; not /etc/group, not /proc).
 struct Caller {
   uid_t uid = 0;
-  gid_t gid = 0;
   std::vector<gid_t> groups;
   pid_t pid = 0;
   /// "uid 1000 (pid 4242)" for logs and reasons.
   std::string str() const;
 };
 
-/// Root, or a member of the control group (primary or supplementary), may change things.
+/// Root, or a member of the control group (any of its groups, the primary one included), may change things.
 bool may_control(const Caller& c, std::optional<gid_t> control_group);
 
 /// A tunnel declaration as a VPN client sends it, checked: a valid interface name (literal: no

@@ -31,27 +31,42 @@ Desired desired_from(const config::Config& c) {
   return d;
 }
 
+namespace {
+
+/// The addresses on the links of class `cls`, in the model's order.
+std::vector<const netwatch::Address*> addresses_on(const netwatch::NetModel& m, const netwatch::Classifier& c,
+                                                   InterfaceClass cls) {
+  std::vector<const netwatch::Address*> out;
+  for (const auto& a : m.addresses())
+    if (const netwatch::Link* l = m.link(a.index); l && m.classify(*l, c) == cls) out.push_back(&a);
+  return out;
+}
+
+template <typename T>
+void add_once(std::vector<T>& v, const T& x) {
+  if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+}
+
+/// A configuration error as the log and status say it: the file's own message (file:line:col).
+std::string config_error_text(const Error& e) { return e.message.empty() ? e.str() : e.message; }
+
+}  // namespace
+
 std::vector<IpAddress> tunnel_addresses(const netwatch::NetModel& m, const netwatch::Classifier& c) {
   std::vector<IpAddress> out;
-  for (const auto& a : m.addresses()) {
-    const netwatch::Link* l = m.link(a.index);
-    if (!l || m.classify(*l, c) != InterfaceClass::tunnel) continue;
-    const IpAddress& x = a.prefix.address;
-    if (x.is_link_local() || x.is_loopback() || x.is_multicast() || x.is_unspecified()) continue;
-    if (std::find(out.begin(), out.end(), x) == out.end()) out.push_back(x);
+  for (const auto* a : addresses_on(m, c, InterfaceClass::tunnel)) {
+    const IpAddress& x = a->prefix.address;
+    if (!x.is_link_local() && !x.is_loopback() && !x.is_multicast() && !x.is_unspecified()) add_once(out, x);
   }
   return out;
 }
 
 std::vector<Prefix> dhcp_subnets(const netwatch::NetModel& m, const netwatch::Classifier& c) {
   std::vector<Prefix> out;
-  for (const auto& a : m.addresses()) {
-    const netwatch::Link* l = m.link(a.index);
-    if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
-    if (a.prefix.address.family != Family::v4 || a.scope != RT_SCOPE_UNIVERSE) continue;
-    if (a.prefix.length == 32 || !lan_sized(a.prefix)) continue;  // no subnet, or no link's
-    const Prefix p = a.prefix.network();
-    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  for (const auto* a : addresses_on(m, c, InterfaceClass::physical)) {
+    if (a->prefix.address.family != Family::v4 || a->scope != RT_SCOPE_UNIVERSE) continue;
+    if (a->prefix.length == 32 || !lan_sized(a->prefix)) continue;  // no subnet, or no link's
+    add_once(out, a->prefix.network());
   }
   return out;
 }
@@ -83,20 +98,17 @@ std::vector<Prefix> lan_subnets(const netwatch::NetModel& m, const netwatch::Cla
   auto add = [&](const Prefix& p) {
     // Wider than /8 (IPv4) or /16 (IPv6) would open most of the internet: the firewall refuses
     // such subnets, so they are never offered (the configuration refuses them in its list).
-    if (lan_sized(p) && std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+    if (lan_sized(p)) add_once(out, p);
   };
   for (const auto& p : listed) add(p.network());
-  for (const auto& a : m.addresses()) {
-    const netwatch::Link* l = m.link(a.index);
-    if (!l || m.classify(*l, c) != InterfaceClass::physical) continue;
+  for (const auto* a : addresses_on(m, c, InterfaceClass::physical)) {
     // Link-local is allowed by its own rule; host-scope and full-length prefixes are no subnet.
-    if (a.scope != RT_SCOPE_UNIVERSE && a.scope != RT_SCOPE_SITE) continue;
-    const bool v4 = a.prefix.address.family == Family::v4;
-    if (a.prefix.length == (v4 ? 32 : 128)) continue;
+    if (a->scope != RT_SCOPE_UNIVERSE && a->scope != RT_SCOPE_SITE) continue;
+    if (a->prefix.length == (a->prefix.address.family == Family::v4 ? 32 : 128)) continue;
     // Only the part inside the private ranges: the network decides what is on-link, not what
     // is local.
     for (const auto& range : private_ranges())
-      if (auto part = intersect(a.prefix, range)) add(*part);
+      if (auto part = intersect(a->prefix, range)) add(*part);
   }
   return out;
 }
@@ -118,7 +130,7 @@ Controller::Controller(Result<config::Config> cfg, FirewallPort& fw, ProbePort& 
   if (!cfg) {
     // The defaults only stand in for what nobody reads while the configuration is not usable:
     // no tunnel is trusted and the firewall gets the emergency block, never the defaults' rules.
-    start_config_error_ = cfg.error().message.empty() ? cfg.error().str() : cfg.error().message;
+    start_config_error_ = config_error_text(cfg.error());
     desired_ = emergency_block();
   } else {
     desired_ = compute();
@@ -249,7 +261,7 @@ void Controller::retry(const std::string& by) {
   if (!machine_.config_error().empty()) {
     auto c = reload_config_();
     if (!c) {
-      const std::string why = c.error().message.empty() ? c.error().str() : c.error().message;
+      const std::string why = config_error_text(c.error());
       out_.error("configuration still not usable (" + by + "): " + why);
       if (protection_ == Protection::none) fail_closed("no usable configuration");
       if (!retry_due_) schedule_retry();

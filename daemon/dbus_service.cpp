@@ -3,7 +3,6 @@
 #include <poll.h>
 #include <unistd.h>
 
-
 #include <boost/asio/post.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -367,9 +366,7 @@ void DbusService::credentials(const std::string& sender, const sdbus::Error* err
         for (auto gid : g->second.get<std::vector<uint32_t>>()) c.groups.push_back(gid);
       // Everything from the bus's own record of the connection (SO_PEERCRED and SO_PEERGROUPS at
       // connect time; dbus-daemon adds the primary group to UnixGroupIDs), never from /proc at
-      // call time, where a reused PID could name another process. The primary group is among
-      // the groups, so Caller::gid matches nothing.
-      c.gid = static_cast<gid_t>(-1);
+      // call time, where a reused PID could name another process.
       caller = &senders_.insert(sender, std::move(c));
     } catch (const std::exception& e) {
       refused.emplace(kAccessDenied, std::string("cannot read the caller's credentials: ") + e.what());

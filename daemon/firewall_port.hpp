@@ -22,7 +22,7 @@ class TableGuard;
 
 namespace leakguard::daemon {
 
-/// Desired (+ LAN subnets) as the firewall's policy.
+/// Desired (+ the network's sets: LAN, the tunnels' addresses, DHCP subnets) as the firewall's policy.
 firewall::Policy to_policy(const Desired& d, const NetworkSets& network = {});
 
 class NftFirewallPort final : public FirewallPort {
@@ -39,7 +39,7 @@ class NftFirewallPort final : public FirewallPort {
   Result<void> check(const Desired& d) const override;
   Result<bool> keep_existing_table() override;
 
-  /// Keeps the LAN set in step with the network (a set update, no rule change).
+  /// Keeps the network's sets in step with the network (set updates, no rule change).
   void set_network(const NetworkSets& sets) override;
   /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
   nlohmann::json status() const override;

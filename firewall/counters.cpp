@@ -1,8 +1,8 @@
 #include "firewall/counters.hpp"
 
 #include <algorithm>
-#include <map>
 #include <iterator>
+#include <map>
 #include <tuple>
 
 #include "firewall/ruleset.hpp"

@@ -141,8 +141,8 @@ constexpr const char* kEndpoints6 = "endpoints6";
 constexpr const char* kDnsPorts = "dns_ports";
 constexpr const char* kLan4 = "lan4";
 constexpr const char* kLan6 = "lan6";
-constexpr const char* kTunnelAddrs4 = "tunnel_addrs4";
 constexpr const char* kDhcp4 = "dhcp4";
+constexpr const char* kTunnelAddrs4 = "tunnel_addrs4";
 constexpr const char* kTunnelAddrs6 = "tunnel_addrs6";
 
 // DNS over UDP/TCP (RFC 1035 §4.2) and DNS over TLS (RFC 7858 §3.1).
@@ -235,6 +235,13 @@ void add_lan(Chain& c) {
   c.rules.push_back(accept({AddressInSet{Family::v6, dst, kLan6}}));
 }
 
+/// An interval set's elements: the ranges merged (the kernel refuses overlapping intervals).
+std::vector<Element> interval_elements(std::vector<AddressRange> r) {
+  std::vector<Element> out;
+  for (auto& m : merge_ranges(std::move(r))) out.emplace_back(m);
+  return out;
+}
+
 std::vector<Element> lan_elements(const Policy& p, Family f) {
   std::vector<AddressRange> r;
   for (const auto& n : p.lan_subnets)
@@ -250,9 +257,13 @@ std::vector<Element> lan_elements(const Policy& p, Family f) {
     r.push_back(AddressRange::of(pfx("fe80::/10")));  // link-local (RFC 4291 §2.5.6)
     r.push_back(AddressRange::of(pfx("ff02::/16")));  // link-local scope multicast (RFC 4291 §2.7)
   }
-  std::vector<Element> out;
-  for (auto& m : merge_ranges(std::move(r))) out.emplace_back(m);
-  return out;
+  return interval_elements(std::move(r));
+}
+
+std::vector<Element> dhcp_elements(const Policy& p) {
+  std::vector<AddressRange> r;
+  for (const auto& n : p.dhcp_subnets) r.push_back(AddressRange::of(n));
+  return interval_elements(std::move(r));
 }
 
 std::vector<Element> tunnel_address_elements(const Policy& p, Family f) {
@@ -279,26 +290,23 @@ std::vector<Element> endpoint_elements(const Policy& p, Family f) {
 
 }  // namespace
 
-Ruleset build_ruleset(const Policy& p) {
+Ruleset build_ruleset(const Policy& given) {
   Ruleset rs;
-  // The emergency block declares every set too (so that a good policy replaces it in place), empty.
-  const bool e = p.emergency;
-  rs.sets.push_back(Set{kEndpoints4, KeyType::endpoint4, false, false, 0, e ? std::vector<Element>{} : endpoint_elements(p, Family::v4)});
-  rs.sets.push_back(Set{kEndpoints6, KeyType::endpoint6, false, false, 0, e ? std::vector<Element>{} : endpoint_elements(p, Family::v6)});
+  // The emergency block declares every set too (so that a good policy replaces it in place), with
+  // no element: every other field of its policy is ignored.
+  Policy emergency;
+  emergency.emergency = true;
+  const Policy& p = given.emergency ? emergency : given;
+  rs.sets.push_back(Set{kEndpoints4, KeyType::endpoint4, false, false, 0, endpoint_elements(p, Family::v4)});
+  rs.sets.push_back(Set{kEndpoints6, KeyType::endpoint6, false, false, 0, endpoint_elements(p, Family::v6)});
   rs.sets.push_back(Set{kDnsPorts, KeyType::inet_service, false, false, 0, {kDnsPort, kDnsOverTlsPort}});
   // The LAN sets exist (empty) without allow_lan too: every policy declares the same sets and
   // chains, so any change between policies is a change of rules and elements in place.
-  const bool lan = p.allow_lan && !e;
-  rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
-  rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
-  std::vector<AddressRange> dhcp;
-  if (!e)
-    for (const auto& n : p.dhcp_subnets) dhcp.push_back(AddressRange::of(n));
-  std::vector<Element> dhcp_elements;
-  for (auto& r : merge_ranges(std::move(dhcp))) dhcp_elements.emplace_back(r);
-  rs.sets.push_back(Set{kDhcp4, KeyType::ipv4_addr, true, false, 0, std::move(dhcp_elements)});
-  rs.sets.push_back(Set{kTunnelAddrs4, KeyType::ipv4_addr, false, false, 0, e ? std::vector<Element>{} : tunnel_address_elements(p, Family::v4)});
-  rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, e ? std::vector<Element>{} : tunnel_address_elements(p, Family::v6)});
+  rs.sets.push_back(Set{kLan4, KeyType::ipv4_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v4) : std::vector<Element>{}});
+  rs.sets.push_back(Set{kLan6, KeyType::ipv6_addr, true, false, 0, p.allow_lan ? lan_elements(p, Family::v6) : std::vector<Element>{}});
+  rs.sets.push_back(Set{kDhcp4, KeyType::ipv4_addr, true, false, 0, dhcp_elements(p)});
+  rs.sets.push_back(Set{kTunnelAddrs4, KeyType::ipv4_addr, false, false, 0, tunnel_address_elements(p, Family::v4)});
+  rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, tunnel_address_elements(p, Family::v6)});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
     rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
   rs.chains = build_chains(p);
