@@ -186,7 +186,14 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     out += "  details:   " + st.dim("for root and group leakguard only (endpoints, addresses, probe results)") + "\n";
   else
     out += "  endpoints: " + joined(s.value("endpoints", nlohmann::json::array()), "none") + "\n";
-  if (s.contains("fwmark") && !s["fwmark"].is_null()) out += "  fwmark:    " + text(s, "fwmark") + "\n";
+  if (s.contains("fwmark") && !s["fwmark"].is_null()) {
+    out += "  fwmark:    " + text(s, "fwmark") + "\n";
+  } else if (s.contains("endpoint_uid") && s.contains("endpoints") && !s["endpoints"].empty()) {
+    // Without a mark, whose sockets may reach the endpoints outside the tunnel.
+    out += "  for:       " +
+           (s["endpoint_uid"].is_number() ? "sockets of uid " + s["endpoint_uid"].dump() + " and the kernel's (no fwmark)"
+                                          : std::string("every local user (endpoint_uid: any)")) + "\n";
+  }
   if (s.contains("firewall") && s["firewall"].is_object()) {
     const auto& fw = s["firewall"];
     out += "  table:     inet leakguard";

@@ -202,8 +202,8 @@ class Parser {
 
   Result<void> tunnel(const YAML::Node& v, Config& c) const {
     if (v.IsNull()) return {};
-    if (!v.IsMap()) return error(v, "tunnel", "expected a mapping with interfaces, endpoints, fwmark");
-    if (auto k = check_keys(v, "tunnel", {"interfaces", "endpoints", "fwmark"}); !k) return k;
+    if (!v.IsMap()) return error(v, "tunnel", "expected a mapping with interfaces, endpoints, fwmark, endpoint_uid");
+    if (auto k = check_keys(v, "tunnel", {"interfaces", "endpoints", "fwmark", "endpoint_uid"}); !k) return k;
     if (auto n = v["interfaces"]) {
       auto r = list<IfnamePattern>(n, "tunnel.interfaces", "an interface name or a prefix ending in '*', like wg*",
                                    [](const std::string& s) { return IfnamePattern::parse(s); });
@@ -234,6 +234,20 @@ class Parser {
           mark > 0xffffffffULL)
         return error(n, "tunnel.fwmark", "'" + *s + "' is not a mark (expected 1..4294967295, decimal or 0x hex)");
       c.fwmark = FwMark{static_cast<std::uint32_t>(mark)};
+    }
+    if (auto n = v["endpoint_uid"]) {
+      auto s = scalar(n, "tunnel.endpoint_uid", "a user id 0..4294967294, or any");
+      if (!s) return tl::unexpected(s.error());
+      if (*s == "any") {
+        c.endpoint_uid.reset();
+      } else {
+        std::uint32_t uid = 0;
+        auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), uid);
+        // (uid_t)-1 is "no user" to the kernel (INVALID_UID).
+        if (s->empty() || ec != std::errc{} || end != s->data() + s->size() || uid == 0xffffffffU)
+          return error(n, "tunnel.endpoint_uid", "'" + *s + "' is not a user id (expected 0..4294967294, or any)");
+        c.endpoint_uid = uid;
+      }
     }
     return {};
   }
@@ -348,7 +362,8 @@ std::string Config::str() const {
   return "policy=" + std::string(to_string(policy)) + " armed=" + (armed ? "yes" : "no") +
          " on_stop=" + std::string(to_string(on_stop)) + " allow_lan=" + (allow_lan ? "yes" : "no") +
          (lan.empty() ? "" : " allow_lan_ranges=[" + join(lan, ",") + "]") + " tunnels=[" + join(tunnels, ",") + "] endpoints=[" + join(eps, ",") + "]" +
-         (fwmark ? " fwmark=" + fwmark->str() : "") + " probe={every " + ms_text(probe.interval) + ", timeout " +
+         (fwmark ? " fwmark=" + fwmark->str() : "") +
+         " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : std::string("any")) + " probe={every " + ms_text(probe.interval) + ", timeout " +
          ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "]}";
 }
 

@@ -55,6 +55,9 @@ struct Config {
   std::vector<IfnamePattern> tunnel_interfaces;  ///< names or "prefix*" patterns
   std::vector<Endpoint> endpoints;               ///< VPN servers allowed on physical interfaces
   std::optional<FwMark> fwmark;                  ///< if set, endpoints only for packets with this mark
+  /// Without a mark: endpoints only for sockets of this user (the VPN client's; root by default)
+  /// and the kernel's own; nullopt ("any") lets every local user reach them.
+  std::optional<std::uint32_t> endpoint_uid = 0;
   Probe probe;
 
   bool operator==(const Config&) const = default;

@@ -18,7 +18,8 @@ std::string Desired::str() const {
   for (const auto& p : tunnels) t += (t.empty() ? "" : ",") + p.text;
   for (const auto& x : endpoints) e += (e.empty() ? "" : ",") + x.str();
   return "policy=" + std::string(to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
-         t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "");
+         t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "") +
+         (fwmark || endpoint_uid == 0u ? "" : " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : "any"));
 }
 
 Desired desired_from(const config::Config& c) {
@@ -28,6 +29,7 @@ Desired desired_from(const config::Config& c) {
   d.tunnels = c.tunnel_interfaces;
   d.endpoints = c.endpoints;
   d.fwmark = c.fwmark;
+  d.endpoint_uid = c.endpoint_uid;
   return d;
 }
 
@@ -512,6 +514,8 @@ std::string Controller::status_json() const {
   j["endpoints"] = nlohmann::json::array();
   for (const auto& e : desired_.endpoints) j["endpoints"].push_back(e.str());
   j["fwmark"] = desired_.fwmark ? nlohmann::json(desired_.fwmark->value) : nlohmann::json(nullptr);
+  // Whose sockets reach the endpoints outside the tunnel: the mark's, else one user's, else anyone's.
+  j["endpoint_uid"] = desired_.endpoint_uid ? nlohmann::json(*desired_.endpoint_uid) : nlohmann::json(nullptr);
   j["leak_count"] = leak_count_;
   j["rules_error"] = last_rules_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_rules_error_);
   j["config_error"] = machine_.config_error().empty() ? nlohmann::json(nullptr) : nlohmann::json(machine_.config_error());

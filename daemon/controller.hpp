@@ -33,6 +33,7 @@ struct Desired {
   std::vector<IfnamePattern> tunnels;  ///< configured patterns plus the declared interface
   std::vector<Endpoint> endpoints;     ///< configured plus declared
   std::optional<FwMark> fwmark;
+  std::optional<std::uint32_t> endpoint_uid = 0;  ///< without a mark: whose sockets reach the endpoints
   /// The emergency block: everything but loopback dropped, the fields above ignored.
   bool emergency = false;
   bool operator==(const Desired&) const = default;

@@ -16,6 +16,7 @@ firewall::Policy to_policy(const Desired& d, const NetworkSets& network) {
   p.tunnels = d.tunnels;
   p.endpoints = d.endpoints;
   p.fwmark = d.fwmark;
+  p.endpoint_uid = d.endpoint_uid;
   if (d.allow_lan) p.lan_subnets = network.lan;
   p.tunnel_addresses = network.tunnel_addresses;
   p.dhcp_subnets = network.dhcp;

@@ -70,6 +70,7 @@ struct Firewall::Impl {
       policy->mode = p.mode;
       policy->tunnels = p.tunnels;
       policy->fwmark = p.fwmark;
+      policy->endpoint_uid = p.endpoint_uid;
       policy->emergency = p.emergency;
     };
     if (change.chains.empty()) {

@@ -72,6 +72,9 @@ std::string canonical_expr(const nftnl_expr* e) {
     if (nftnl_expr_is_set(e, NFTNL_EXPR_IMM_DATA)) s += " data " + data_hex(e, NFTNL_EXPR_IMM_DATA);
     return s;
   }
+  if (name == "ct")
+    return "ct key " + u(NFTNL_EXPR_CT_KEY) + " dreg " + u(NFTNL_EXPR_CT_DREG) +
+           (nftnl_expr_is_set(e, NFTNL_EXPR_CT_DIR) ? " dir " + std::to_string(nftnl_expr_get_u8(e, NFTNL_EXPR_CT_DIR)) : "");
   if (name == "counter") return "counter";
   if (name == "reject") {
     const std::uint32_t code = nftnl_expr_is_set(e, NFTNL_EXPR_REJECT_CODE) ? nftnl_expr_get_u8(e, NFTNL_EXPR_REJECT_CODE) : 0;

@@ -2,6 +2,7 @@
 
 #include <libnftnl/expr.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 
 #include <algorithm>
@@ -165,6 +166,24 @@ class Lowering {
                      need_nfproto(Family::v6);
                      payload(NFT_PAYLOAD_NETWORK_HEADER, 7, 1, NFT_REG_1);  // RFC 8200 §3
                      cmp_u8(NFT_CMP_EQ, x.value);
+                   },
+                   [&](const CtEstablished&) {
+                     // ct state is a bit mask in host byte order: established is bit 1
+                     // (NF_CT_STATE_BIT(IP_CT_ESTABLISHED)), tested as nft does: & mask != 0.
+                     nftnl_expr* e = nftnl_expr_alloc("ct");
+                     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+                     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+                     nftnl_rule_add_expr(r_, e);
+                     const std::uint32_t bit = NF_CT_STATE_BIT(IP_CT_ESTABLISHED);
+                     std::uint8_t mask[4], zero[4] = {};
+                     std::memcpy(mask, &bit, 4);
+                     bitwise(4, mask, zero);
+                     cmp(NFT_CMP_NEQ, zero, 4);
+                   },
+                   [&](const SocketUidIsNot& x) {
+                     meta(NFT_META_SKUID, NFT_REG_1);
+                     const std::uint32_t uid = x.uid;  // meta values are in host byte order
+                     cmp(NFT_CMP_NEQ, &uid, 4);
                    },
                    [&](const AddressInSet& x) {
                      need_nfproto(x.family);

@@ -41,6 +41,7 @@ std::string Policy::str() const {
   } else {
     s += " fwmark=none";
   }
+  if (endpoint_uid) s += " endpoint_uid=" + std::to_string(*endpoint_uid);
   s += " lan=" + join(lan_subnets, [](const Prefix& p) { return p.str(); });
   if (!tunnel_addresses.empty()) s += " tunnel_addresses=" + join(tunnel_addresses, [](const IpAddress& a) { return a.str(); });
   if (!dhcp_subnets.empty()) s += " dhcp=" + join(dhcp_subnets, [](const Prefix& p) { return p.str(); });

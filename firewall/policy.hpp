@@ -28,6 +28,9 @@ struct Policy {
   std::vector<IfnamePattern> tunnels;    ///< "wg0" or "wg*": always allowed
   std::vector<Endpoint> endpoints;       ///< VPN servers allowed on every interface
   std::optional<FwMark> fwmark;          ///< if set, endpoints only for packets with this mark
+  /// Without a mark: if set, endpoints only for sockets of this user (or the kernel's own, as
+  /// WireGuard's); others are refused, counted. With a mark, the mark alone decides.
+  std::optional<std::uint32_t> endpoint_uid;
   std::vector<Prefix> lan_subnets;       ///< on-link subnets of the physical interfaces
   /// The tunnel interfaces' own addresses (not link-local): nothing addressed to them may come in
   /// through another interface (CVE-2019-14899: a LAN peer routing the tunnel address via eth0).

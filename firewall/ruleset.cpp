@@ -329,11 +329,16 @@ std::vector<Chain> build_chains(const Policy& p) {
   // output: locally generated packets, judged by the interface they leave through. The endpoints
   // come first: every packet through the tunnel also leaves once, encrypted, to the endpoint, so
   // this order takes the fewest rules per tunnelled packet (bench_pathcost).
+  // Without a mark, a socket of another user than the VPN client's is refused first (the owner
+  // test comes first: the kernel's own sockets, as WireGuard's, break off at it at once).
   Chain out{"output", Hook::output, 0, true, {}};  // policy drop: see Chain::policy_drop
   for (Family f : {Family::v4, Family::v6}) {
+    const EndpointInSet to_endpoint{f, true, f == Family::v4 ? kEndpoints4 : kEndpoints6};
+    if (!p.fwmark && p.endpoint_uid)
+      out.rules.push_back(counted({SocketUidIsNot{*p.endpoint_uid}, to_endpoint}, Verdict::reject, "endpoint-out"));
     std::vector<Match> m;
     if (p.fwmark) m.push_back(MarkIs{FwMark{p.fwmark->value}});
-    m.push_back(EndpointInSet{f, true, f == Family::v4 ? kEndpoints4 : kEndpoints6});
+    m.push_back(to_endpoint);
     out.rules.push_back(accept(std::move(m)));
   }
   out.rules.push_back(accept({LoopbackIs{true}}));
@@ -360,9 +365,11 @@ std::vector<Chain> build_chains(const Policy& p) {
   // endpoint, LAN and (udp mode) accept-all rules.
   in.rules.push_back(counted({AddressInSet{Family::v4, true, kTunnelAddrs4}}, Verdict::drop, "tunaddr-in"));
   in.rules.push_back(counted({AddressInSet{Family::v6, true, kTunnelAddrs6}}, Verdict::drop, "tunaddr-in"));
-  // Replies from the endpoints carry no mark (the mark is a property of the local socket).
-  in.rules.push_back(accept({EndpointInSet{Family::v4, false, kEndpoints4}}));
-  in.rules.push_back(accept({EndpointInSet{Family::v6, false, kEndpoints6}}));
+  // From the endpoints only what answers this host's own flow to them (conntrack: a reply, or
+  // more of a flow it began): a packet with the endpoint's address and port as its source is
+  // otherwise anyone's to forge. Replies carry no mark (the mark is a property of the local socket).
+  in.rules.push_back(accept({EndpointInSet{Family::v4, false, kEndpoints4}, CtEstablished{}}));
+  in.rules.push_back(accept({EndpointInSet{Family::v6, false, kEndpoints6}, CtEstablished{}}));
   in.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Server, kDhcp4Client}}));
   in.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, PortsAre{kProtoUdp, kDhcp6Server, kDhcp6Client}}));
   in.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));

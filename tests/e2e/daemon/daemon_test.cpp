@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -221,8 +223,9 @@ bool udp_arrives(int fd, const std::string& payload, std::vector<std::string>& s
 }
 }  // namespace
 
-TEST_CASE("packets for the tunnel's own address never come in through eth0 (CVE-2019-14899)") {
-  // The ISP router is the LAN peer on eth0's link: it routes the host's tunnel address via eth0.
+TEST_CASE("packets for the tunnel's own address never come in through eth0 (CVE-2019-14899) - the endpoint's own only as replies") {
+  // The ISP router is the LAN peer on eth0's link: it routes the host's tunnel address via eth0,
+  // and it can put the VPN endpoint's address and port in any source field.
   for (const std::string policy : {"udp", "strict"}) {
     CAPTURE(policy);
     RigOptions o;
@@ -231,40 +234,149 @@ TEST_CASE("packets for the tunnel's own address never come in through eth0 (CVE-
     rig.start();
     REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
     REQUIRE(rig.net.run("isp", {"ip", "route", "add", "100.64.0.2/32", "via", "192.0.2.10", "dev", "down0"}).status == 0);
-    // What listens on the host, on every address.
-    int udp = -1, tcp = -1;
+    // What listens on the host, on every address: `talks` has sent a datagram to the endpoint
+    // (with the VPN client's mark, as the client's own socket does), `silent` never sent anything.
+    int talks = -1, silent = -1, tcp = -1;
     {
       lab::NetnsScope in(rig.net.ns("host"));
-      udp = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      talks = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      silent = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
       tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in any{};
       any.sin_family = AF_INET;
       any.sin_port = htons(40123);
-      REQUIRE(::bind(udp, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
+      REQUIRE(::bind(talks, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
       REQUIRE(::bind(tcp, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
       REQUIRE(::listen(tcp, 8) == 0);
+      any.sin_port = htons(40124);
+      REQUIRE(::bind(silent, reinterpret_cast<const sockaddr*>(&any), sizeof any) == 0);
+      const int mark = 51820;
+      REQUIRE(setsockopt(talks, SOL_SOCKET, SO_MARK, &mark, sizeof mark) == 0);
+      // TTL 1: the host's conntrack records the flow, the ISP router drops it before its own
+      // conntrack confirms it (else the router's forged answer below would clash with that entry
+      // and the router itself would drop it: a lab artefact, not the host's doing).
+      const int ttl = 1;
+      REQUIRE(setsockopt(talks, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) == 0);
+      sockaddr_in endpoint{};
+      endpoint.sin_family = AF_INET;
+      endpoint.sin_port = htons(51820);
+      inet_pton(AF_INET, "198.51.100.1", &endpoint.sin_addr);
+      REQUIRE(::sendto(talks, "hello", 5, 0, reinterpret_cast<const sockaddr*>(&endpoint), sizeof endpoint) == 5);
     }
-    std::vector<std::string> seen;
-    // The controls: a datagram from the VPN endpoint's address and port (spoofed by the LAN
-    // peer) to the host's eth0 address arrives - the endpoint exception lets it in, in both
-    // policies - and in udp policy a TCP connection to eth0's address is made.
-    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40123, policy + " to eth0's address");
-    REQUIRE_MESSAGE(udp_arrives(udp, policy + " to eth0's address", seen, 5000ms), "the spoofed control did not arrive");
+    std::vector<std::string> seen_talks, seen_silent;
+    // The control: the endpoint's answer to what `talks` sent arrives (a reply: conntrack knows
+    // the flow), and in udp policy a TCP connection to eth0's address is made.
+    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40123, policy + " reply");
+    REQUIRE_MESSAGE(udp_arrives(talks, policy + " reply", seen_talks, 5000ms), "the endpoint's reply did not arrive");
     if (policy == "udp") CHECK(tcp_connects(rig.net.ns("isp"), "192.0.2.10", 40123, 5000ms));
-    // The attack: the same to the tunnel's address, through eth0.
+    // The attacks: the same source to a port that never talked to the endpoint (a forged
+    // "endpoint" datagram to any local service), and to the tunnel's address through eth0.
+    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40124, policy + " unasked");
     udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "100.64.0.2", 40123, policy + " to the tunnel's address");
     CHECK_FALSE(tcp_connects(rig.net.ns("isp"), "100.64.0.2", 40123, 1000ms));
-    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40123, policy + " control after");
-    REQUIRE(udp_arrives(udp, policy + " control after", seen, 5000ms));
-    CHECK(std::find(seen.begin(), seen.end(), policy + " to the tunnel's address") == seen.end());
-    // Counted, and the set follows the tunnel's addresses.
-    const auto st = rig.status();
+    // Sent after the attacks, over the same path: once it is in, the attacks had their chance.
+    udp_from(rig.net.ns("isp"), "198.51.100.1", 51820, "192.0.2.10", 40123, policy + " reply after");
+    REQUIRE(udp_arrives(talks, policy + " reply after", seen_talks, 5000ms));
+    CHECK(std::find(seen_talks.begin(), seen_talks.end(), policy + " to the tunnel's address") == seen_talks.end());
+    CHECK_FALSE(udp_arrives(silent, policy + " unasked", seen_silent, 200ms));
+    CHECK(seen_silent.empty());
+    // Counted (the status's counters may be up to a second old), and the set follows the
+    // tunnel's addresses.
+    nlohmann::json st;
+    CHECK(eventually([&] {
+      st = rig.status();
+      const auto blocked = st["firewall"]["blocked"].get<std::string>();
+      return blocked.find("for the tunnel's address") != std::string::npos && blocked.find("incoming UDP") != std::string::npos;
+    }, 5s));
     INFO(st.dump());
     CHECK(st["firewall"]["tunnel_addresses"].dump().find("100.64.0.2") != std::string::npos);
-    CHECK(st["firewall"]["blocked"].get<std::string>().find("for the tunnel's address") != std::string::npos);
-    ::close(udp);
+    ::close(talks);
+    ::close(silent);
     ::close(tcp);
   }
+}
+
+namespace {
+// A UDP datagram from the host out of eth0 (SO_BINDTODEVICE: past the tunnel's routing, as any
+// local process may) to ip:port, sent by `uid`: 0 if it left, else errno (EPERM: refused).
+int send_as(const Rig& rig, uid_t uid, const char* ip, std::uint16_t port, const std::string& payload) {
+  lab::NetnsScope in(rig.net.ns("host"));
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    if (uid != 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)) ::_exit(200);
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, "eth0", 4) != 0) ::_exit(201);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    inet_pton(AF_INET, ip, &to.sin_addr);
+    ::_exit(::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) < 0 ? errno : 0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE_MESSAGE(WEXITSTATUS(status) < 200, "the sender could not be set up: " << WEXITSTATUS(status));
+  return WEXITSTATUS(status);
+}
+}  // namespace
+
+TEST_CASE("without a mark the endpoint is for the VPN client's user only: another user's socket is refused (MUL-02-002)") {
+  // No fwmark declared (as NetworkManager's OpenVPN plugin runs it): the tunnel is declared over
+  // the bus with endpoints only. wireguard-go's socket is root's, the default endpoint_uid.
+  RigOptions o;
+  o.endpoint = false;
+  Rig rig(o);
+  rig.start();
+  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  const auto set = rig.ctl({"tunnel", "set", "wg0", "--endpoint", "198.51.100.1:51820/udp", "--endpoint", "198.51.100.1:40999/udp"});
+  REQUIRE_MESSAGE(set.status == 0, set.out);
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  // A receiver at the second endpoint, in the VPN server's namespace.
+  int rx = -1;
+  {
+    lab::NetnsScope in(rig.net.ns("vpn"));
+    rx = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(40999);
+    inet_pton(AF_INET, "198.51.100.1", &a.sin_addr);
+    REQUIRE(::bind(rx, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  }
+  std::vector<std::string> seen;
+  const uid_t nobody = 65534;
+  // The control: root's datagram reaches the endpoint through eth0.
+  REQUIRE(send_as(rig, 0, "198.51.100.1", 40999, "root") == 0);
+  REQUIRE_MESSAGE(udp_arrives(rx, "root", seen, 5000ms), "root's datagram did not reach the endpoint");
+  // The attack: nobody's is refused at once, and never arrives.
+  CHECK(send_as(rig, nobody, "198.51.100.1", 40999, "nobody") == EPERM);
+  REQUIRE(send_as(rig, 0, "198.51.100.1", 40999, "root after") == 0);
+  REQUIRE(udp_arrives(rx, "root after", seen, 5000ms));
+  CHECK(std::find(seen.begin(), seen.end(), "nobody") == seen.end());
+  // Counted (the status's counters may be up to a second old).
+  nlohmann::json st;
+  CHECK(eventually([&] {
+    st = rig.status();
+    return st["firewall"]["blocked"].get<std::string>().find("refused 1 packet to the VPN endpoint from another user's socket") !=
+           std::string::npos;
+  }, 5s));
+  INFO(st.dump());
+  CHECK(st["endpoint_uid"] == 0);
+  // With endpoint_uid: any (the old behaviour) the same datagram passes: the rule is what stopped it.
+  std::string text;
+  {
+    std::ifstream f(rig.config);
+    text.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  const auto at = text.find("tunnel:\n");
+  REQUIRE(at != std::string::npos);
+  text.insert(at + 8, "  endpoint_uid: any\n");
+  std::ofstream(rig.config) << text;
+  REQUIRE(rig.ctl({"reload"}).status == 0);
+  REQUIRE(eventually([&] { return rig.status()["endpoint_uid"].is_null(); }, 5s));
+  CHECK(send_as(rig, nobody, "198.51.100.1", 40999, "nobody, any") == 0);
+  CHECK(udp_arrives(rx, "nobody, any", seen, 5000ms));
+  ::close(rx);
 }
 
 TEST_CASE("with exactly the unit's capabilities the daemon installs its rules and probes through eth0") {

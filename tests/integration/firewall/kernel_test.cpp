@@ -53,7 +53,9 @@ Policy sample(Mode mode, bool lan, std::size_t endpoints) {
   for (std::size_t i = 0; i < endpoints; ++i)
     p.endpoints.push_back(Endpoint{IpAddress::v4(198, 51, 100, static_cast<std::uint8_t>(i % 250 + 2)),
                                    static_cast<std::uint16_t>(1000 + i), i % 2 ? Transport::tcp : Transport::udp});
+  // strict with a mark; udp without, its endpoints only for root's sockets (and the kernel's).
   if (mode == Mode::strict) p.fwmark = FwMark{0xca6c};
+  else p.endpoint_uid = 0;
   p.lan_subnets = {*Prefix::parse("192.0.2.0/24"), *Prefix::parse("10.0.0.0/25"), *Prefix::parse("10.0.0.128/25"),
                    *Prefix::parse("2001:db8:2::/64")};
   return p;

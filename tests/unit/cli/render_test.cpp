@@ -67,6 +67,19 @@ TEST_CASE("status for people: state, tunnel, exit address, table ownership, coun
   CHECK(has(render_status(nlohmann::json::parse(kStatus), Style{true}), "\x1b[1;32msecured"));
 }
 
+TEST_CASE("status: without a mark it says whose sockets reach the endpoints") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["endpoint_uid"] = 0;
+  CHECK(has(render_status(j, Style{}), "  fwmark:    51820\n"));
+  CHECK(!has(render_status(j, Style{}), "  for:"));
+  j["fwmark"] = nullptr;
+  CHECK(has(render_status(j, Style{}), "  for:       sockets of uid 0 and the kernel's (no fwmark)\n"));
+  j["endpoint_uid"] = nullptr;
+  CHECK(has(render_status(j, Style{}), "  for:       every local user (endpoint_uid: any)\n"));
+  j["endpoints"] = nlohmann::json::array();
+  CHECK(!has(render_status(j, Style{}), "  for:"));
+}
+
 TEST_CASE("status: the probe's verdict is said once, and the header keeps to why") {
   const auto out = render_status(nlohmann::json::parse(kStatus), Style{});
   // Not "(probe ok: ok; tunnel exit ...; 6 probes ... in 10 ms)": exit and probes have lines of their own.

@@ -67,7 +67,7 @@ probe:
   CHECK(c->str() ==
         "policy=strict armed=no on_stop=remove allow_lan=yes "
         "allow_lan_ranges=[100.64.0.0/10,198.51.100.64/26,fd00:1::/64] tunnels=[wg0,tun*] "
-        "endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/tcp] fwmark=51820 probe={every 5m, timeout 1500ms, "
+        "endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/tcp] fwmark=51820 endpoint_uid=0 probe={every 5m, timeout 1500ms, "
         "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp]}");
 }
 
@@ -76,6 +76,13 @@ TEST_CASE("a single value where a list is expected is a list of one") {
   REQUIRE(c);
   CHECK(c->tunnel_interfaces.size() == 1);
   CHECK(c->endpoints.size() == 1);
+}
+
+TEST_CASE("tunnel.endpoint_uid: root by default, another user's id, or any") {
+  CHECK(defaults().endpoint_uid == 0u);
+  CHECK(parse("policy: udp\n", "d.yaml")->endpoint_uid == 0u);
+  CHECK(parse("tunnel:\n  endpoint_uid: 998\n", "u.yaml")->endpoint_uid == 998u);
+  CHECK_FALSE(parse("tunnel:\n  endpoint_uid: any\n", "a.yaml")->endpoint_uid.has_value());
 }
 
 struct Broken {
@@ -114,6 +121,9 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"tunnel:\n  fwmark: 0\n", "bad.yaml:2:11: tunnel.fwmark:", "expected 1..4294967295"},
       {"tunnel:\n  fwmark: -5\n", "bad.yaml:2:11: tunnel.fwmark:", "is not a mark"},
       {"tunnel:\n  fwmark: 0x100000000\n", "bad.yaml:2:11: tunnel.fwmark:", "is not a mark"},
+      {"tunnel:\n  endpoint_uid: -1\n", "bad.yaml:2:17: tunnel.endpoint_uid:", "is not a user id"},
+      {"tunnel:\n  endpoint_uid: 4294967295\n", "bad.yaml:2:17: tunnel.endpoint_uid:", "is not a user id"},
+      {"tunnel:\n  endpoint_uid: root\n", "bad.yaml:2:17: tunnel.endpoint_uid:", "expected 0..4294967294, or any"},
       {"probe:\n  interval: -10s\n", "bad.yaml:2:13: probe.interval:", "negative"},
       {"probe:\n  interval: 10 minutes\n", "bad.yaml:2:13: probe.interval:", "unknown unit"},
       {"probe:\n  interval: 200ms\n", "bad.yaml:2:13: probe.interval:", "too short (at least 1s)"},

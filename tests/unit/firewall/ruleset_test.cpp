@@ -155,10 +155,29 @@ TEST_CASE("every drop or reject rule has a counter and a kind-direction tag") {
 TEST_CASE("without an fwmark the endpoint rules match any packet - input never checks the mark") {
   const Ruleset rs = build_ruleset(policy(Mode::udp, false, false));
   const auto out = lines(chain(rs, "output"));
-  index_of(out, "ip daddr . meta l4proto . th dport @endpoints4 accept");
+  CHECK(index_of(out, "ip daddr . meta l4proto . th dport @endpoints4 accept") == 0);
+  for (const auto& l : out) CHECK(l.find("skuid") == std::string::npos);
   const auto in = lines(chain(build_ruleset(policy(Mode::udp)), "input"));
-  index_of(in, "ip saddr . meta l4proto . th sport @endpoints4 accept");
-  index_of(in, "ip6 saddr . meta l4proto . th sport @endpoints6 accept");
+  // Inbound from an endpoint only as part of a flow this host began (TunnelVision/14899 class:
+  // the endpoint's address and port are anyone's to put in a source field).
+  index_of(in, "ip saddr . meta l4proto . th sport @endpoints4 ct state established accept");
+  index_of(in, "ip6 saddr . meta l4proto . th sport @endpoints6 ct state established accept");
+  for (const auto& l : in) CHECK(l.find("mark") == std::string::npos);
+}
+
+TEST_CASE("without an fwmark an endpoint uid refuses other users' sockets first - with a mark the mark alone decides") {
+  Policy p = policy(Mode::udp, false, false);
+  p.endpoint_uid = 0;
+  const auto out = lines(chain(build_ruleset(p), "output"));
+  const auto refuse4 = index_of(out, "meta skuid != 0 ip daddr . meta l4proto . th dport @endpoints4 counter reject with icmpx admin-prohibited comment \"endpoint-out\"");
+  const auto refuse6 = index_of(out, "meta skuid != 0 ip6 daddr . meta l4proto . th dport @endpoints6 counter reject with icmpx admin-prohibited comment \"endpoint-out\"");
+  CHECK(refuse4 < index_of(out, "ip daddr . meta l4proto . th dport @endpoints4 accept"));
+  CHECK(refuse6 < index_of(out, "ip6 daddr . meta l4proto . th dport @endpoints6 accept"));
+  p.endpoint_uid = 998;
+  index_of(lines(chain(build_ruleset(p), "output")),
+           "meta skuid != 998 ip daddr . meta l4proto . th dport @endpoints4 counter reject with icmpx admin-prohibited comment \"endpoint-out\"");
+  p.fwmark = FwMark{51820};
+  for (const auto& l : lines(chain(build_ruleset(p), "output"))) CHECK(l.find("skuid") == std::string::npos);
 }
 
 TEST_CASE("forward: tunnel in or out accepted - DNS and the policy block judged by the outgoing interface") {
