@@ -428,9 +428,17 @@ Result<void> Controller::disarm(const std::string& by) {
   return {};
 }
 
+void Controller::restore_tunnel(const TunnelDeclaration& t) {
+  declared_ = t;
+  // Without a usable configuration the emergency block stands; the declaration counts once a
+  // good configuration is applied.
+  if (start_config_error_.empty()) desired_ = compute();
+}
+
 Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by) {
   if (auto u = usable(); !u) return u;
   if (auto r = change([&] { declared_ = t; }, "tunnel " + t.interface + " declared by " + by); !r) return r;
+  out_.declaration_changed(declared_);
   return applied(machine_, last_rules_error_);
 }
 
@@ -438,6 +446,7 @@ Result<void> Controller::clear_tunnel(const std::string& by) {
   if (auto u = usable(); !u) return u;
   if (!declared_) return {};
   if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return r;
+  out_.declaration_changed(declared_);
   return applied(machine_, last_rules_error_);
 }
 

@@ -163,6 +163,8 @@ class Notifications {
   /// A failed installation is to be tried again at `at`: call Controller::retry_timer() then.
   /// Replaces any earlier time.
   virtual void retry_due(TimePoint at) = 0;
+  /// What a VPN client declared changed (nullopt: cleared): keep it for a restarted daemon.
+  virtual void declaration_changed(const std::optional<TunnelDeclaration>& t) = 0;
   virtual void info(const std::string& line) = 0;
   virtual void error(const std::string& line) = 0;
 };
@@ -174,6 +176,10 @@ class Controller final : public Control {
   /// SIGHUP and the retries); `clock` says the time.
   Controller(Result<config::Config> cfg, FirewallPort& fw, ProbePort& probe, Notifications& out,
              std::function<Result<config::Config>()> reload_config, std::function<TimePoint()> clock = Clock::now);
+
+  /// What a VPN client declared before this daemon (re)started (kept in the runtime directory,
+  /// read and checked by the caller): taken as declared, for the first install. Before start().
+  void restore_tunnel(const TunnelDeclaration& t);
 
   /// Takes the network as dumped (the LAN set is known before the first install), arms per
   /// configuration (installing the rules first), probes, and says whether a tunnel is up. Once.

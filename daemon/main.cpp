@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "config/config.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dbus_service.hpp"
+#include "daemon/declaration_file.hpp"
 #include "daemon/firewall_port.hpp"
 #include "daemon/log.hpp"
 #include "daemon/notify.hpp"
@@ -79,6 +81,16 @@ class Outputs final : public d::Notifications {
                {{"LEAKGUARD_TAMPER_BY", by}});
     if (bus_) bus_->table_tampered(by);
   }
+  void declaration_changed(const std::optional<d::TunnelDeclaration>& t) override {
+    if (state_dir_.empty()) return;
+    if (auto r = d::save_declaration(state_dir_, t, boot_id_); !r)
+      log_.error("cannot keep the tunnel declaration for a restart: " + r.error().str());
+  }
+  /// Where declarations are kept across restarts ("" for nowhere), and this boot's id.
+  void keep_declarations_in(std::string dir, std::string boot_id) {
+    state_dir_ = std::move(dir);
+    boot_id_ = std::move(boot_id);
+  }
   void probe_due(d::TimePoint at) override { arm_probe_timer_(at); }
   void retry_due(d::TimePoint at) override { arm_retry_timer_(at); }
   void info(const std::string& line) override {
@@ -96,10 +108,38 @@ class Outputs final : public d::Notifications {
   std::function<void(d::TimePoint)> arm_probe_timer_;
   std::function<void(d::TimePoint)> arm_retry_timer_;
   d::DbusService* bus_ = nullptr;
+  std::string state_dir_, boot_id_;
 };
 
+/// What a VPN client declared before this daemon (re)started, if it is still to be trusted: a
+/// checked file of this boot, for an interface that still exists. Anything else is logged and
+/// dropped (the file is removed), never half-trusted.
+void restore_declaration(d::Controller& ctl, const d::Log& log, const std::string& dir, const std::string& boot_id,
+                         const lg::netwatch::NetModel& network) {
+  auto kept = d::load_declaration(dir, boot_id);
+  if (!kept) {
+    log.warning("ignored the tunnel declaration kept from before the restart: " + kept.error().message);
+    return;
+  }
+  if (!*kept) return;
+  const d::TunnelDeclaration& t = **kept;
+  const std::string where = dir + "/" + std::string(d::kDeclarationFile);
+  if (!network.link(t.interface)) {
+    // The VPN went down while no daemon ran to hear its hook's ClearTunnel.
+    log.warning("ignored the tunnel declaration kept from before the restart (" + where + "): interface " +
+                lg::printable_ifname(t.interface) + " is gone");
+    (void)d::save_declaration(dir, std::nullopt, boot_id);
+    return;
+  }
+  std::string eps;
+  for (const auto& e : t.endpoints) eps += (eps.empty() ? "" : ", ") + e.str();
+  log.info("tunnel " + lg::printable_ifname(t.interface) + " as declared before the restart (" + where + "): endpoints " + eps +
+           (t.fwmark ? ", fwmark " + t.fwmark->str() : ""));
+  ctl.restore_tunnel(t);
+}
+
 int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group,
-               bool table_owner) {
+               bool table_owner, const std::string& state_dir) {
   d::Log log(verbose);
   d::Notifier notifier;
   // A broken or missing file does not stop the start: the Controller fails closed (our table from
@@ -156,6 +196,11 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     log.error("cannot watch the network: " + r.error().str());
     (void)ctl.start({});  // still block: fail closed, then exit for the service manager to restart us
     return 1;
+  }
+  if (!state_dir.empty()) {
+    const std::string boot_id = d::current_boot_id();
+    outputs.keep_declarations_in(state_dir, boot_id);
+    restore_declaration(ctl, log, state_dir, boot_id, watcher.model());
   }
   if (auto started = ctl.start(watcher.model()); !started) {
     // Nothing of ours stands between the machine and the network: fail loudly, before READY, so
@@ -227,6 +272,13 @@ int main(int argc, char** argv) {
   std::string control_group = "leakguard";
   app.add_option("--control-group", control_group, "Members of this group may change things over D-Bus (root always may)")
       ->capture_default_str();
+  // systemd sets RUNTIME_DIRECTORY for RuntimeDirectory= (the unit's /run/leakguard); it may list
+  // several, separated by ':'. Run by hand, nothing is kept unless --state-dir says where.
+  std::string state_dir;
+  if (const char* rt = std::getenv("RUNTIME_DIRECTORY")) state_dir = std::string(rt).substr(0, std::string(rt).find(':'));
+  app.add_option("--state-dir", state_dir,
+                 "Keep what VPN clients declare here, for a restarted daemon (default: $RUNTIME_DIRECTORY; '' for nowhere)")
+      ->capture_default_str();
   app.add_flag("--no-table-owner", no_table_owner,
                "Never ask the kernel for the table's owner flag; the table guard alone defends it (for tests, and "
                "kernels where the flag misbehaves)");
@@ -278,5 +330,5 @@ int main(int argc, char** argv) {
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
-  return run_daemon(config_path, explicit_path, verbose, control_group, !no_table_owner);
+  return run_daemon(config_path, explicit_path, verbose, control_group, !no_table_owner, state_dir);
 }

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -420,6 +421,65 @@ TEST_CASE("with exactly the unit's capabilities the daemon installs its rules an
   CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
   CHECK(rig.table().find("table inet leakguard") != std::string::npos);
   CHECK(rig.witness("203.0.113.3").empty());
+}
+
+TEST_CASE("what a VPN client declared survives kill -9 and a restart - a garbled or stale record is ignored") {
+  // The endpoint comes only from the VPN client's declaration: a daemon that forgot it would
+  // block the VPN's own packets.
+  RigOptions o;
+  o.endpoint = false;
+  Rig rig(o);
+  rig.start();
+  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  const std::string record = rig.state_dir + "/tunnel.json";
+  auto endpoint_allowed = [&] {
+    const std::string t = rig.table();
+    const auto set = t.find("set endpoints4 {");
+    return set != std::string::npos && t.substr(set, t.find('}', set) - set).find("198.51.100.1 . udp . 51820") != std::string::npos;
+  };
+  auto declare = [&](const std::string& ifname) {
+    const auto r = rig.ctl({"tunnel", "set", ifname, "--endpoint", "198.51.100.1:51820/udp", "--fwmark", "51820"});
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+  };
+  declare("wg0");
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  REQUIRE(std::filesystem::exists(record));
+
+  // Restored: the restarted daemon's first rules allow the endpoint, with no new declaration.
+  rig.daemon().stop(SIGKILL);
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  CHECK(endpoint_allowed());
+  auto st = rig.status();
+  CHECK(st["tunnel"]["declared"] == "wg0");
+  CHECK(st["fwmark"] == 51820);
+  CHECK(rig.output().find("tunnel wg0 as declared before the restart") != std::string::npos);
+
+  // Garbled: ignored with a log line and removed; the restart then knows nothing of the VPN.
+  std::ofstream(record) << "{\"version\": 1, \"interface\": \"wg0\", garbage";
+  rig.daemon().stop(SIGKILL);
+  rig.start();
+  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  CHECK(rig.output().find("ignored the tunnel declaration kept from before the restart") != std::string::npos);
+  CHECK(rig.status()["tunnel"]["declared"].is_null());
+  CHECK_FALSE(endpoint_allowed());
+  CHECK_FALSE(std::filesystem::exists(record));
+
+  // Cleared by the client: the record goes with it.
+  declare("wg0");
+  REQUIRE(std::filesystem::exists(record));
+  REQUIRE(rig.ctl({"tunnel", "clear"}).status == 0);
+  CHECK_FALSE(std::filesystem::exists(record));
+
+  // Stale: the declared interface went away while no daemon ran (its hook's clear was lost).
+  declare("wg9");
+  REQUIRE(std::filesystem::exists(record));
+  rig.daemon().stop(SIGKILL);
+  rig.start();
+  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  CHECK(rig.output().find("interface wg9 is gone") != std::string::npos);
+  CHECK(rig.status()["tunnel"]["declared"].is_null());
+  CHECK_FALSE(std::filesystem::exists(record));
 }
 
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {

@@ -43,9 +43,11 @@ Rig::Rig(RigOptions o)
       bus(LEAKGUARD_DBUS_POLICY, kControlGroup),
       dir("/tmp/" + lab::unique_name("rig")),
       config(dir + "/leakguard.yaml"),
+      state_dir(dir + "/run"),
       daemon_args_(o.daemon_args),
       wrapper_(o.wrapper) {
   lab::run({"mkdir", "-p", "-m", "0755", dir});
+  lab::run({"mkdir", "-p", "-m", "0700", state_dir});
   std::ofstream(config) << "policy: " << o.policy << "\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
                         << "  interfaces: " << o.tunnel_patterns << "\n"
                         << (o.endpoint ? "  endpoints: [\"198.51.100.1:51820/udp\"]\n  fwmark: 51820\n" : "")
@@ -62,7 +64,8 @@ void Rig::start() {
   daemon_.reset();
   log_ = dir + "/leakguardd." + std::to_string(++starts_) + ".log";
   std::vector<std::string> argv = wrapper_;
-  for (const char* a : {LEAKGUARDD, "--config", config.c_str(), "--control-group", kControlGroup}) argv.emplace_back(a);
+  for (const char* a : {LEAKGUARDD, "--config", config.c_str(), "--control-group", kControlGroup, "--state-dir", state_dir.c_str()})
+    argv.emplace_back(a);
   argv.insert(argv.end(), daemon_args_.begin(), daemon_args_.end());
   daemon_ = std::make_unique<lab::Process>(net.ns("host"), std::move(argv), log_);
 }

@@ -37,6 +37,7 @@ class Rig {
   lab::PrivateBus bus;
   const std::string dir;     ///< scratch directory (config, logs), removed at the end
   const std::string config;  ///< the daemon's configuration file
+  const std::string state_dir;  ///< the daemon's --state-dir (its runtime directory under systemd)
 
   /// Starts leakguardd (again); its output goes to a log of its own per start.
   void start();

@@ -109,6 +109,8 @@ struct Recorder : Notifications {
   void probe_due(TimePoint at) override { due = at; }
   std::optional<TimePoint> retry;  // the retry timer as main.cpp would arm it
   void retry_due(TimePoint at) override { retry = at; }
+  std::vector<std::optional<TunnelDeclaration>> declarations;  // as main.cpp would keep them
+  void declaration_changed(const std::optional<TunnelDeclaration>& t) override { declarations.push_back(t); }
   void info(const std::string&) override {}
   void error(const std::string& l) override { lines.push_back("error " + l); }
 };
@@ -219,6 +221,51 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
                           "apply policy=strict allow_lan=yes tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
                       });
   CHECK(w.c.snapshot().policy == "strict");
+}
+
+TEST_CASE("a declaration is handed out to be kept, and one kept from before a restart is in the first rules") {
+  World w;
+  w.c.start(network());
+  w.probe.finish(ProbeVerdict::ok);
+  auto t = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 42);
+  REQUIRE(t);
+  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  REQUIRE(w.out.declarations.size() == 1);
+  CHECK(w.out.declarations.back() == *t);
+  // One the firewall refuses is not kept (nor taken).
+  w.fw.refuse_tunnel = "tun8";
+  auto bad = check_tunnel("tun8", {"198.51.100.9:1194/udp"}, 0);
+  REQUIRE(bad);
+  CHECK_FALSE(w.c.set_tunnel(*bad, "uid 0"));
+  CHECK(w.out.declarations.size() == 1);
+  REQUIRE(w.c.clear_tunnel("uid 0"));
+  REQUIRE(w.out.declarations.size() == 2);
+  CHECK_FALSE(w.out.declarations.back().has_value());
+  REQUIRE(w.c.clear_tunnel("uid 0"));  // nothing declared: nothing to keep
+  CHECK(w.out.declarations.size() == 2);
+
+  // A restarted daemon: the kept declaration is part of the very first install.
+  World again;
+  again.c.restore_tunnel(*t);
+  again.c.start(network());
+  REQUIRE_FALSE(again.fw.calls.empty());
+  CHECK(again.fw.calls.front() ==
+        "apply policy=udp allow_lan=no tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42");
+  CHECK(again.c.is_tunnel("tun7"));
+  CHECK(again.out.declarations.empty());  // restoring is not a change to keep
+}
+
+TEST_CASE("a kept declaration waits behind the emergency block of a broken configuration") {
+  auto t = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 0);
+  REQUIRE(t);
+  World w(fail("parse", "leakguard.yaml:1:1: policy: bad"));
+  w.c.restore_tunnel(*t);
+  w.c.start(network());
+  CHECK(w.fw.calls == std::vector<std::string>{"keep our table?", "apply emergency block (everything but loopback dropped)"});
+  // Once the file is fixed, the declaration is part of the rules.
+  w.next_config = base_config();
+  REQUIRE(w.c.reload("uid 0"));
+  CHECK(w.fw.calls.back() == "apply policy=udp allow_lan=no tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp]");
 }
 
 TEST_CASE("a foreign change to our table is signalled with who made it, and one not restored means leaking") {

@@ -1,0 +1,38 @@
+#pragma once
+// What a VPN client declared (SetTunnel), kept across restarts of the daemon: a crash, `systemctl
+// restart`, a package upgrade. Without it a restarted daemon forgets the tunnel, and the VPN's
+// endpoint stays blocked until the client declares again (which it only does on its next connect).
+//
+// The file lives in the daemon's runtime directory (/run/leakguard: tmpfs, gone at reboot, when
+// every VPN client connects and declares anew). It is trusted no more than a D-Bus call: its
+// content goes through check_tunnel(), it must carry this boot's id, be a regular file owned by
+// the daemon's user (or root) that no one else may write; anything else is ignored with a reason.
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "daemon/control.hpp"
+
+namespace leakguard::daemon {
+
+/// The file's name in the runtime directory.
+inline constexpr std::string_view kDeclarationFile = "tunnel.json";
+
+/// The declaration as the file holds it (JSON, one object, version 1). Pure.
+std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_id);
+/// Reads what declaration_text() wrote, checked as a D-Bus SetTunnel would be; an error says why
+/// the text is not a usable declaration (not JSON, another version, another boot, bad fields). Pure.
+Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_view boot_id);
+
+/// This boot's id (/proc/sys/kernel/random/boot_id), "" if it cannot be read.
+std::string current_boot_id();
+
+/// The declaration kept in `dir`, if there is one: nullopt if there is no file; an error (the file
+/// is then removed, so that it is not met again) if it is unusable or not safe to trust.
+Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir, std::string_view boot_id);
+/// Keeps `t` in `dir` (written to a temporary file, then renamed: never half a file), or removes
+/// the file for nullopt.
+Result<void> save_declaration(const std::string& dir, const std::optional<TunnelDeclaration>& t, std::string_view boot_id);
+
+}  // namespace leakguard::daemon
