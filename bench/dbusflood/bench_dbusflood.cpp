@@ -10,10 +10,15 @@
 //
 //   bench_dbusflood [SETTUNNEL_CALLS [TUNNEL_LOSSES [FLOODERS...]]]   defaults: 100 20 3 8
 // NOREPLY=1: every flooder asks for no reply (by default every third one asks for replies).
+// SLICES=1: the flooders in one cgroup and the bus, the daemon and root's client in another, of
+// equal CPU weight - how systemd places user sessions (user.slice) and services (system.slice)
+// once the cpu controller is on (the unit's CPUWeight= turns it on). Without it every process
+// competes alone: 8 flooders leave the bus daemon a tenth of the CPU.
 // LEAKGUARDD=path runs another leakguardd binary.
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -30,6 +35,7 @@
 #include <memory>
 #include <sdbus-c++/sdbus-c++.h>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -142,6 +148,52 @@ std::string config() {
          "probe:\n  interval: 60s\n  timeout: 1s\n  servers: [\"203.0.113.3:3478\", \"[2001:db8:3::3]:3478\"]\n";
 }
 
+/// SLICES=1: two sibling cgroups of equal CPU weight (cgroup v1's cpu controller, or v2's where
+/// the root has it), removed at the end with every process moved back.
+class Slices {
+ public:
+  Slices() {
+    if (std::ifstream("/sys/fs/cgroup/cpu/cgroup.procs").good()) {
+      root_ = "/sys/fs/cgroup/cpu";
+      weight_file_ = "cpu.shares";
+      weight_ = "1024";
+    } else {
+      root_ = "/sys/fs/cgroup";
+      weight_file_ = "cpu.weight";
+      weight_ = "100";
+      std::ofstream(root_ + "/cgroup.subtree_control") << "+cpu";
+    }
+    base_ = root_ + "/" + lab::unique_name("bench-slices");
+    for (const auto& d : {base_, base_ + "/system", base_ + "/user"}) {
+      if (::mkdir(d.c_str(), 0755) != 0) throw std::runtime_error("cannot make the cgroup " + d + ": " + std::strerror(errno));
+    }
+    if (root_ == "/sys/fs/cgroup") std::ofstream(base_ + "/cgroup.subtree_control") << "+cpu";
+    for (const char* s : {"/system/", "/user/"})
+      if (!(std::ofstream(base_ + s + weight_file_) << weight_)) throw std::runtime_error("cannot set " + base_ + s + weight_file_);
+  }
+  ~Slices() {
+    for (const char* s : {"/user", "/system"}) {
+      std::ifstream procs(base_ + s + "/cgroup.procs");
+      for (std::string pid; std::getline(procs, pid);) std::ofstream(root_ + "/cgroup.procs") << pid;
+      ::rmdir((base_ + s).c_str());
+    }
+    ::rmdir(base_.c_str());
+  }
+  Slices(const Slices&) = delete;
+  Slices& operator=(const Slices&) = delete;
+  void to_system(pid_t pid) { move(pid, "/system"); }
+  void to_user(pid_t pid) { move(pid, "/user"); }
+
+ private:
+  void move(pid_t pid, const char* slice) {
+    if (!(std::ofstream(base_ + slice + "/cgroup.procs") << pid))
+      throw std::runtime_error("cannot move " + std::to_string(pid) + " into " + base_ + slice);
+  }
+  std::string root_, base_, weight_file_, weight_;
+};
+
+std::unique_ptr<Slices> slices;  // SLICES=1
+
 // One load: `flooders` processes flooding while root measures. False if a wait ran out.
 bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std::string& dir, int flooders, int calls, int losses,
              Figures& out) {
@@ -156,6 +208,7 @@ bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std
     std::vector<std::string> kinds{"GetStatus"};
     if (i % 3 == 2 && !std::getenv("NOREPLY")) kinds = {"--reply", "GetStatus", "Get", "GetAll"};
     fs.push_back(std::make_unique<lab::Flooder>(net.ns("host"), BUS_FLOODER, dir + "/flood" + std::to_string(i) + ".log", kinds));
+    if (slices) slices->to_user(fs.back()->process.pid());
   }
   if (flooders > 0 && !wait_until([&] { return lab::total(fs) >= 50'000ULL * static_cast<unsigned>(flooders); }, 120s)) {
     std::fprintf(stderr, "the flooders got only %llu calls out\n", lab::total(fs));
@@ -236,6 +289,7 @@ bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std
   return true;
 }
 
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,9 +317,16 @@ int main(int argc, char** argv) {
   signals->enterEventLoopAsync();
   NotifySocket notify(dir + "/notify");
   setenv("NOTIFY_SOCKET", notify.path().c_str(), 1);  // the daemon inherits it
+  if (std::getenv("SLICES")) {
+    slices = std::make_unique<Slices>();
+    slices->to_system(::getpid());  // root's client, and what it starts from now on
+    slices->to_system(bus.pid());
+    std::printf("SLICES: flooders in one cgroup, the bus, the daemon and root's client in another, equal CPU weight\n");
+  }
   {
     lab::Process d(net.ns("host"), {daemon, "--config", dir + "/leakguard.yaml", "--control-group", "users"},
                    dir + "/leakguardd.log");
+    if (slices) slices->to_system(d.pid());
     for (int n : loads) {
       Figures f;
       if (!measure(net, watch, notify, dir, n, calls, losses, f)) {
@@ -317,5 +378,6 @@ int main(int argc, char** argv) {
   }
   signals->leaveEventLoop();
   lab::run({"rm", "-rf", dir});
+  slices.reset();
   return status;
 }

@@ -19,6 +19,8 @@ class PrivateBus {
   PrivateBus& operator=(const PrivateBus&) = delete;
 
   const std::string& address() const { return address_; }
+  /// The bus daemon's process.
+  pid_t pid() const { return pid_; }
   /// Stops the bus (SIGKILL, like a crash) and starts a new one on the same address.
   void restart();
   void stop();
