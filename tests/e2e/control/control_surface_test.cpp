@@ -3,6 +3,7 @@
 // leakguardctl and busctl; authorization as root, nobody and a control-group member; the real
 // wg-quick hook; bad input; and the bus going away and coming back.
 #include <doctest/doctest.h>
+#include <signal.h>
 
 #include <string>
 
@@ -187,6 +188,58 @@ TEST_CASE("the real wg-quick hook declares the tunnel on PostUp and clears it on
   CHECK(hook("down").status == 0);
   CHECK(rig.status()["tunnel"]["declared"].is_null());
   CHECK_MESSAGE(rig.wait_state("blocking"), rig.output());
+}
+
+TEST_CASE("the real wg-quick: up through the block (PreUp, PostUp) to secured, down to blocking, up again") {
+  // No tunnel yet, wg0 is no tunnel by configuration, and no endpoint is configured: only the
+  // hooks wg-quick runs let the VPN through.
+  Rig rig(RigOptions{.lab = {.tunnel = false}, .armed = true, .interval = "60s", .tunnel_patterns = "[tun*]", .endpoint = false});
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
+  const std::string conf = rig.wg_quick_config(Rig::WgHooks::pre_up_down);
+  bool up = false;
+  struct Down {  // wg-quick down even when a check below fails (the lab's end would also stop it)
+    const Rig& rig;
+    const std::string& conf;
+    bool& up;
+    ~Down() {
+      if (up) (void)rig.wg_quick("down", conf);
+    }
+  } down_at_end{rig, conf, up};
+  for (int round = 1; round <= 2; ++round) {
+    CAPTURE(round);
+    const auto r = rig.wg_quick("up", conf);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    up = true;
+    // PreUp declared the configuration's endpoint (wg0 not yet there), PostUp what WireGuard
+    // uses, with the mark wg-quick chose.
+    CHECK(r.out.find("hooks/wg-quick pre-up wg0") != std::string::npos);
+    const auto st = rig.status();
+    CHECK(st["tunnel"]["declared"] == "wg0");
+    CHECK(st["endpoints"] == nlohmann::json::array({"198.51.100.1:51820/udp"}));
+    CHECK(st["fwmark"] == 51820);
+    REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+    // What a STUN client on the machine sees: the VPN's exit.
+    CHECK(rig.witness("203.0.113.3") == "203.0.113.66");
+    const auto d = rig.wg_quick("down", conf);
+    INFO(d.out);
+    REQUIRE(d.status == 0);
+    up = false;
+    CHECK(rig.status()["tunnel"]["declared"].is_null());
+    REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
+    // Without the tunnel the same STUN request goes out of eth0 and is stopped (the control is
+    // the exit seen above, through the same client and server).
+    CHECK(rig.witness("203.0.113.3") == "");
+  }
+  // Without leakguardd the hooks fail, and wg-quick takes wg0 away again: the VPN does not come
+  // up behind the kill switch's back (the block stays: on_stop keep).
+  rig.daemon().stop(SIGTERM);
+  const auto r = rig.wg_quick("up", conf);
+  INFO(r.out);
+  CHECK(r.status != 0);
+  CHECK(r.out.find("leakguardd is not running") != std::string::npos);
+  CHECK(rig.net.run("host", {"ip", "link", "show", "wg0"}).status != 0);
 }
 
 TEST_CASE("bad D-Bus input gets an error reply and changes nothing") {

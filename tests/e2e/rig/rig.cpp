@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <fstream>
+#include <sys/stat.h>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -105,6 +106,38 @@ lab::RunResult Rig::wg_quick_hook(const std::string& action) const {
                    "PATH=" + ctl.substr(0, ctl.rfind('/')) + ":/usr/sbin:/usr/bin:/sbin:/bin",
                    "DBUS_SYSTEM_BUS_ADDRESS=" + bus.address(), LEAKGUARD_SOURCE_DIR "/systemd/hooks/wg-quick", action,
                    "wg0"});
+}
+
+std::string Rig::wg_quick_config(WgHooks hooks) const {
+  const std::string state = net.var("STATE");
+  auto first_line = [](const std::string& path) {
+    std::string line;
+    std::ifstream in(path);
+    std::getline(in, line);
+    return line;
+  };
+  const std::string wgdir = dir + "/wg", path = wgdir + "/wg0.conf";
+  lab::run({"mkdir", "-p", "-m", "0700", wgdir});
+  const std::string hook = LEAKGUARD_SOURCE_DIR "/systemd/hooks/wg-quick";
+  std::ofstream out(path);
+  out << "[Interface]\nPrivateKey = " << first_line(state + "/client.key") << "\n"
+      << "Address = 100.64.0.2/24, 2001:db8:100::2/64\n";
+  if (hooks == WgHooks::pre_up_down) out << "PreUp = " << hook << " pre-up %i " << path << "\n";
+  if (hooks != WgHooks::none) out << "PostUp = " << hook << " up %i\nPreDown = " << hook << " down %i\n";
+  out << "\n[Peer]\nPublicKey = " << first_line(state + "/server.pub") << "\n"
+      << "Endpoint = 198.51.100.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\nPersistentKeepalive = 25\n";
+  out.close();
+  ::chmod(path.c_str(), 0600);
+  return path;
+}
+
+lab::RunResult Rig::wg_quick(const std::string& action, const std::string& conf) const {
+  const std::string ctl = LEAKGUARDCTL;
+  return lab::run({lab::lab_script(), "exec", "--id", net.id(), "host", "env",
+                   "PATH=" + ctl.substr(0, ctl.rfind('/')) + ":/usr/sbin:/usr/bin:/sbin:/bin",
+                   "DBUS_SYSTEM_BUS_ADDRESS=" + bus.address(), "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go",
+                   "WG_HIDE_KEYS=always", "wg-quick", action, conf},
+                  std::chrono::seconds(30));
 }
 
 std::string Rig::table() const {

@@ -56,6 +56,16 @@ class Rig {
   /// Runs the project's wg-quick hook (systemd/hooks/wg-quick ACTION wg0) in the host namespace,
   /// as wg-quick's PostUp ("up") and PreDown ("down") lines would, with leakguardctl on PATH.
   lab::RunResult wg_quick_hook(const std::string& action) const;
+  /// Which of the project's wg-quick hooks a configuration runs.
+  enum class WgHooks { none, up_down, pre_up_down };
+  /// Writes a wg-quick configuration for the lab's user machine (its key and addresses, the VPN
+  /// server as its one peer, PersistentKeepalive so that WireGuard's first handshake leaves at
+  /// once) with the project's hook: as PostUp/PreDown, and as PreUp too for pre_up_down. Returns
+  /// its path (DIR/wg/wg0.conf: wg-quick names the interface after the file).
+  std::string wg_quick_config(WgHooks hooks) const;
+  /// The real `wg-quick ACTION CONFIG` in the host namespace (userspace WireGuard, wireguard-go:
+  /// the lab has no kernel module), with leakguardctl on PATH and the private bus.
+  lab::RunResult wg_quick(const std::string& action, const std::string& conf) const;
   /// `nft list table inet leakguard` in the host namespace ("" if there is none).
   std::string table() const;
   /// What coturn's own STUN client gets through the host's routing from the STUN server at

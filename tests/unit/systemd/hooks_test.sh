@@ -24,6 +24,7 @@ echo "${NM_VPN_DATA:-connection-type = tls, remote = vpn.example.org:1195, 198.5
 SH
 cat >"$tmp/getent" <<'SH'
 #!/bin/sh
+[ "$2" = unknown.invalid ] && exit 2
 [ "$2" = vpn.example.org ] && printf '198.51.100.8 STREAM vpn.example.org\n2001:db8::8 STREAM\n' && exit 0
 echo "$2 STREAM"
 SH
@@ -45,6 +46,36 @@ expect "wg-quick up without fwmark" \
   "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
   env WG_FWMARK=off "$hooks/wg-quick" up wg0
 expect "wg-quick down" "leakguardctl tunnel clear --interface=wg0" "$hooks/wg-quick" down wg0
+# pre-up reads the configuration wg-quick is about to apply (its syntax: any case, comments, blanks).
+cat >"$tmp/wg0.conf" <<'CONF'
+[Interface]
+PrivateKey = aGVsbG8=
+Address = 100.64.0.2/24
+FwMark = 0xca6c
+PostUp = /usr/lib/leakguard/hooks/wg-quick up %i  # Endpoint = 203.0.113.9:1 is no endpoint here
+
+[Peer]
+PublicKey = cGsx
+Endpoint = 198.51.100.1:51820
+[peer]
+publickey=cGsy
+endpoint=[2001:db8::1]:51820   # a comment
+[Peer]
+Endpoint = vpn.example.org:443
+[Peer]
+Endpoint = unknown.invalid:51820
+[Peer]
+PublicKey = bm8gZW5kcG9pbnQ=
+CONF
+expect "wg-quick pre-up: the configuration's endpoints (names resolved) and mark" \
+  "leakguardctl tunnel set --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
+  "$hooks/wg-quick" pre-up wg0 "$tmp/wg0.conf"
+printf '[Interface]\nPrivateKey = aGVsbG8=\nFwMark = off\n[Peer]\nEndpoint = 198.51.100.1:51820\n' >"$tmp/nomark.conf"
+expect "wg-quick pre-up: FwMark = off" "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp" \
+  "$hooks/wg-quick" pre-up wg0 "$tmp/nomark.conf"
+printf '[Interface]\nPrivateKey = aGVsbG8=\nListenPort = 51820\n[Peer]\nPublicKey = cGsx\n' >"$tmp/server.conf"
+expect "wg-quick pre-up: no peer endpoint (a server): nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/server.conf"
+expect "wg-quick pre-up: an unreadable configuration: nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/missing.conf"
 expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=udp "$hooks/openvpn"
 expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
@@ -76,6 +107,9 @@ mkdir "$tmp/cwd" && touch "$tmp/cwd/1:51820" "$tmp/cwd/eth0" && cd "$tmp/cwd"
 expect "wg-quick: an endpoint is never a glob pattern" \
   "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
+expect "wg-quick pre-up: an endpoint is never a glob pattern" \
+  "leakguardctl tunnel set --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
+  "$hooks/wg-quick" pre-up wg0 "$tmp/wg0.conf"
 expect "NetworkManager WireGuard: an endpoint is never a glob pattern" \
   "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
