@@ -14,6 +14,7 @@ packages=(
   wireguard-go wireguard-tools coturn dbus-daemon
   systemd lintian  # systemd-analyze checks the unit, lintian the .deb (no systemd runs)
   chromium fonts-dejavu-core
+  openvpn openssl  # the real OpenVPN client and server (tests/e2e/vpn), certificates made at test time
 )
 # Node.js drives Chromium in the browser tests. Any node >= 18 will do: take Debian's only if
 # none is installed (a node from elsewhere may already bring its own npm).

@@ -87,6 +87,30 @@ expect "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel se
 expect "openvpn up with the mark OpenVPN sets (hex)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0xca6c tun0 1500 1553 10.8.0.2 10.8.0.1 init
 expect "openvpn down with --mark" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn" --mark 51820 tun0
+expect "openvpn --down from the down-root plugin (no script_type)" "leakguardctl tunnel clear --interface=tun0" \
+  env -u script_type dev=tun0 "$hooks/openvpn" --down
+# --pre-start reads the client configuration OpenVPN is about to use.
+cat >"$tmp/client.conf" <<'CONF'
+client
+dev tun0
+proto udp
+port 1195            # the default port of remotes without one
+mark 0xca6c
+remote 198.51.100.9          ; port and proto from above
+remote 198.51.100.10 443 tcp-client
+remote vpn.example.org 1194
+remote 2001:db8::9 1196 udp6
+remote unknown.invalid
+# remote 203.0.113.99 1       (a comment)
+CONF
+expect "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
+  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
+  "$hooks/openvpn" --pre-start "$tmp/client.conf"
+printf 'dev tun3\nproto tcp-client\nremote 198.51.100.9\nrport 443\n' >"$tmp/tcp.conf"
+expect "openvpn --pre-start: proto tcp-client, rport, no mark" \
+  "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
+printf 'dev tun3\n' >"$tmp/noremote.conf"
+expect "openvpn --pre-start: no remote (a server): nothing declared" "" "$hooks/openvpn" --pre-start "$tmp/noremote.conf"
 expect "NetworkManager: WireGuard device up" \
   "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
@@ -153,5 +177,11 @@ expect_fails "openvpn: an empty device" env script_type=up dev= trusted_ip=198.5
 expect_fails "wg-quick: no interface" "$hooks/wg-quick" up ""
 expect_fails "openvpn: --mark without a number" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark tun0
 expect_fails "openvpn: --mark 0" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0
+expect_fails "openvpn --pre-start: an unreadable configuration" "$hooks/openvpn" --pre-start "$tmp/missing.conf"
+expect_fails "openvpn --pre-start: no configuration named" "$hooks/openvpn" --pre-start
+printf 'remote 198.51.100.9\n' >"$tmp/nodev.conf"
+expect_fails "openvpn --pre-start: no dev" "$hooks/openvpn" --pre-start "$tmp/nodev.conf"
+printf 'dev tun0\nmark tun0\nremote 198.51.100.9\n' >"$tmp/badmark.conf"
+expect_fails "openvpn --pre-start: a mark that is no number" "$hooks/openvpn" --pre-start "$tmp/badmark.conf"
 echo "hooks: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
