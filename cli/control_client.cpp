@@ -55,7 +55,7 @@ Outcome with_daemon(F f) {
 std::string state_word(const std::string& state, const Style& st) {
   if (state == "secured") return st.good(state);
   if (state == "leaking" || state == "error") return st.bad(state);
-  if (state == "blocking") return st.warn(state);
+  if (state == "blocking" || state == "unverified") return st.warn(state);
   return state;
 }
 

@@ -10,9 +10,13 @@ namespace leakguard::daemon {
 ProbeOutcome to_outcome(const probes::Report& r) {
   ProbeOutcome o;
   // exposed-host is no leak through the firewall: the state stays secured, the report says why.
-  o.verdict = r.verdict == probes::Verdict::leak ? ProbeVerdict::leak : ProbeVerdict::ok;
-  o.verdict_text = std::string(probes::to_string(r.verdict));
-  o.summary = r.summary();
+  // Without a leak, only an answer through the tunnel (its exit) is evidence: silence is not.
+  const bool tunnel_answered = !r.exits4.empty() || !r.exits6.empty();
+  o.verdict = r.verdict == probes::Verdict::leak ? ProbeVerdict::leak
+              : tunnel_answered                  ? ProbeVerdict::ok
+                                                 : ProbeVerdict::unverified;
+  o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified" : std::string(probes::to_string(r.verdict));
+  o.summary = (o.verdict == ProbeVerdict::unverified ? "the tunnel did not answer (no VPN exit seen); " : "") + r.summary();
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
                        l.reflexive.str(), l.server});

@@ -8,6 +8,7 @@ std::string_view verdict_text(ProbeVerdict v) {
   switch (v) {
     case ProbeVerdict::none: return "none";
     case ProbeVerdict::ok: return "ok";
+    case ProbeVerdict::unverified: return "unverified";
     case ProbeVerdict::leak: return "leak";
   }
   return "?";
@@ -18,6 +19,7 @@ std::string_view to_string(State s) {
   switch (s) {
     case State::off: return "off";
     case State::blocking: return "blocking";
+    case State::unverified: return "unverified";
     case State::secured: return "secured";
     case State::leaking: return "leaking";
     case State::error: return "error";
@@ -69,6 +71,8 @@ State StateMachine::derive() const {
   // Armed but the rules are not confirmed yet: claim nothing new until the firewall answers.
   if (!rules_ok_) return state_;
   if (tunnel_up_ && probe_ == ProbeVerdict::ok) return State::secured;
+  // A tunnel is up and nothing leaked, but the tunnel did not answer: no evidence, no claim.
+  if (tunnel_up_ && probe_ == ProbeVerdict::unverified) return State::unverified;
   return State::blocking;
 }
 
@@ -120,7 +124,7 @@ std::vector<Action> StateMachine::handle(const Event& e) {
                    if (x.up == tunnel_up_) return;
                    tunnel_up_ = x.up;
                    // A tunnel that (re)appears must be proven again before we say "secured".
-                   if (x.up && probe_ == ProbeVerdict::ok) probe_ = ProbeVerdict::none;
+                   if (x.up && probe_ != ProbeVerdict::leak) probe_ = ProbeVerdict::none;
                    out.push_back(StartProbe{std::string("tunnel ") + (x.up ? "up" : "down")});
                  },
                  [&](const NetworkChanged& x) { out.push_back(StartProbe{"network changed: " + x.summary}); },
@@ -130,7 +134,7 @@ std::vector<Action> StateMachine::handle(const Event& e) {
                    // A clean round while the rules are not in (the emergency block, a kept or
                    // older table) proves nothing about the rules that will be: it never counts
                    // towards `secured`. A leak always counts.
-                   if (probe_ == ProbeVerdict::ok && armed_ && (!rules_ok_ || !config_error_.empty() || !rules_error_.empty()))
+                   if (probe_ != ProbeVerdict::leak && armed_ && (!rules_ok_ || !config_error_.empty() || !rules_error_.empty()))
                      probe_ = ProbeVerdict::none;
                    if (x.verdict == ProbeVerdict::leak) out.push_back(LeakAlarm{x.summary});
                  },

@@ -8,11 +8,13 @@
 
 namespace leakguard::daemon {
 
-enum class State { off, blocking, secured, leaking, error };
+enum class State { off, blocking, unverified, secured, leaking, error };
 std::string_view to_string(State s);
 
-/// What the last probe round concluded (see probes/): nothing yet, no leak, or a leak.
-enum class ProbeVerdict { none, ok, leak };
+/// What the last probe round concluded (see probes/): nothing yet; no leak and the tunnel answered
+/// with its exit (positive evidence); no leak found but the tunnel did not answer (no evidence:
+/// silence is not proof); or a leak.
+enum class ProbeVerdict { none, ok, unverified, leak };
 
 // ---- events (inputs) ----
 /// The administrator (config at start, or D-Bus/CLI) arms or disarms the kill switch.

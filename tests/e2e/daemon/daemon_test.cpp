@@ -73,6 +73,30 @@ TEST_CASE("secured with the tunnel up, blocking when it dies, and nothing escape
   CHECK(rig.witness("2001:db8:3::3") == "2001:db8:2::10");
 }
 
+TEST_CASE("a tunnel that stops answering is unverified, not secured - and secured again once it answers") {
+  Rig rig;
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());  // the control: this tunnel does answer
+  // The VPN provider stops translating the tunnel's addresses: what goes in no longer comes back.
+  const auto saved = rig.net.run("vpn", {"nft", "list", "table", "inet", "lab_nat"});
+  REQUIRE(saved.status == 0);
+  REQUIRE(rig.net.run("vpn", {"nft", "flush", "chain", "inet", "lab_nat", "post"}).status == 0);
+  REQUIRE(rig.ctl({"probe"}).status >= 0);
+  REQUIRE_MESSAGE(rig.wait_state("unverified"), rig.output());
+  auto st = rig.status();
+  INFO(st.dump());
+  CHECK(st["reason"].get<std::string>().find("the tunnel did not answer") != std::string::npos);
+  CHECK(st["last_probe"]["tunnel_exits"]["ipv4"].empty());
+  // Nothing leaked meanwhile: the outside paths were refused (the state would be leaking).
+  CHECK(st["leak_count"] == 0);
+  // Back: the next round proves it again.
+  const std::string file = rig.dir + "/lab_nat.nft";
+  std::ofstream(file) << "delete table inet lab_nat\n" << saved.out;
+  REQUIRE(rig.net.run("vpn", {"nft", "-f", file}).status == 0);
+  REQUIRE(rig.ctl({"probe"}).status >= 0);
+  CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
+}
+
 TEST_CASE("a leak the rules do not cover is found by the probe and raised at error level") {
   Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = false});
   rig.start();

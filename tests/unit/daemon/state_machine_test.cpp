@@ -44,6 +44,28 @@ TEST_CASE("start armed, tunnel comes up, probe proves it: off -> blocking -> sec
           });
 }
 
+TEST_CASE("silence is not proof: a tunnel that did not answer is unverified, never secured") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {TunnelState{true, "tun0"}, State::blocking, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::unverified, "the tunnel did not answer"}, State::unverified,
+               {"state blocking -> unverified: probe unverified: the tunnel did not answer"}},
+              {ProbeDone{ProbeVerdict::ok, "exit 203.0.113.66 via tun0"}, State::secured,
+               {"state unverified -> secured: probe ok: exit 203.0.113.66 via tun0"}},
+              {ProbeDone{ProbeVerdict::unverified, "silent"}, State::unverified,
+               {"state secured -> unverified: probe unverified: silent"}},
+              {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking,
+               {"LEAK: 203.0.113.2 via eth0", "state unverified -> leaking: probe leak: 203.0.113.2 via eth0"}},
+              {ProbeDone{ProbeVerdict::unverified, "silent"}, State::unverified,
+               {"state leaking -> unverified: probe unverified: silent"}},
+              // Without a tunnel there is nothing to verify: blocking; back up, it is proven anew.
+              {TunnelState{false, "tun0"}, State::blocking, {"start probe (tunnel down)", "state unverified -> blocking: tunnel down: tun0"}},
+              {TunnelState{true, "tun0"}, State::blocking, {"start probe (tunnel up)"}},
+          });
+}
+
 TEST_CASE("tunnel loss goes to blocking at once, without touching the rules") {
   StateMachine m;
   play(m, {
