@@ -81,6 +81,11 @@ expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endp
 expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
   env script_type=up dev=tun1 trusted_ip6=2001:db8::9 trusted_port=443 proto_1=tcp-client "$hooks/openvpn"
 expect "openvpn down" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn"
+# Several remotes: OpenVPN describes each (proto_N, remote_port_N) and names none as the active one.
+expect "openvpn up: the protocol of the remote on the trusted port" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=tcp-client remote_port_1=4443 proto_2=udp remote_port_2=1194 "$hooks/openvpn"
+expect "openvpn up: one port, both protocols" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:443/tcp --endpoint 198.51.100.9:443/udp" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=443 proto_1=tcp-client remote_port_1=443 proto_2=udp remote_port_2=443 "$hooks/openvpn"
 # OpenVPN appends its own arguments (device, MTUs, addresses, init) after the configured ones.
 expect "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 51820 tun0 1500 1553 10.8.0.2 10.8.0.1 init
@@ -89,6 +94,10 @@ expect "openvpn up with the mark OpenVPN sets (hex)" "leakguardctl tunnel set --
 expect "openvpn down with --mark" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn" --mark 51820 tun0
 expect "openvpn --down from the down-root plugin (no script_type)" "leakguardctl tunnel clear --interface=tun0" \
   env -u script_type dev=tun0 "$hooks/openvpn" --down
+expect "openvpn down on SIGTERM clears" "leakguardctl tunnel clear --interface=tun0" \
+  env script_type=down signal=sigterm dev=tun0 "$hooks/openvpn"
+expect "openvpn down on a restart (SIGUSR1) keeps the declaration" "" env script_type=down signal=sigusr1 dev=tun0 "$hooks/openvpn"
+expect "openvpn down on ping-restart keeps the declaration" "" env script_type=down signal=ping-restart dev=tun0 "$hooks/openvpn" --down
 # --pre-start reads the client configuration OpenVPN is about to use.
 cat >"$tmp/client.conf" <<'CONF'
 client
@@ -106,6 +115,9 @@ CONF
 expect "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
   "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   "$hooks/openvpn" --pre-start "$tmp/client.conf"
+expect "openvpn up keeps the configuration's other servers (failover)" \
+  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.10 trusted_port=443 proto_1=tcp-client config="$tmp/client.conf" "$hooks/openvpn" --mark 51820
 printf 'dev tun3\nproto tcp-client\nremote 198.51.100.9\nrport 443\n' >"$tmp/tcp.conf"
 expect "openvpn --pre-start: proto tcp-client, rport, no mark" \
   "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
