@@ -353,7 +353,7 @@ TEST_CASE("without a mark the endpoint is for the VPN client's user only: anothe
   o.endpoint = false;
   Rig rig(o);
   rig.start();
-  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  REQUIRE_MESSAGE(rig.wait_answering(), rig.output());
   const auto set = rig.ctl({"tunnel", "set", "wg0", "--endpoint", "198.51.100.1:51820/udp", "--endpoint", "198.51.100.1:40999/udp"});
   REQUIRE_MESSAGE(set.status == 0, set.out);
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
@@ -454,7 +454,7 @@ TEST_CASE("what a VPN client declared survives kill -9 and a restart - a garbled
   o.endpoint = false;
   Rig rig(o);
   rig.start();
-  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  REQUIRE_MESSAGE(rig.wait_answering(), rig.output());
   const std::string record = rig.state_dir + "/tunnel.json";
   auto endpoint_allowed = [&] {
     const std::string t = rig.table();
@@ -483,7 +483,7 @@ TEST_CASE("what a VPN client declared survives kill -9 and a restart - a garbled
   std::ofstream(record) << "{\"version\": 1, \"interface\": \"wg0\", garbage";
   rig.daemon().stop(SIGKILL);
   rig.start();
-  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  REQUIRE_MESSAGE(rig.wait_answering(), rig.output());
   CHECK(rig.output().find("ignored the tunnel declaration kept from before the restart") != std::string::npos);
   CHECK(rig.status()["tunnel"]["declared"].is_null());
   CHECK_FALSE(endpoint_allowed());
@@ -500,7 +500,7 @@ TEST_CASE("what a VPN client declared survives kill -9 and a restart - a garbled
   REQUIRE(std::filesystem::exists(record));
   rig.daemon().stop(SIGKILL);
   rig.start();
-  REQUIRE_MESSAGE(eventually([&] { return rig.ctl({"status"}).status == 0; }, 10s), rig.output());
+  REQUIRE_MESSAGE(rig.wait_answering(), rig.output());
   CHECK(rig.output().find("interface wg9 is gone") != std::string::npos);
   CHECK(rig.status()["tunnel"]["declared"].is_null());
   CHECK_FALSE(std::filesystem::exists(record));

@@ -108,6 +108,10 @@ lab::RunResult Rig::wg_quick_hook(const std::string& action) const {
                    "wg0"});
 }
 
+bool Rig::wait_answering(std::chrono::milliseconds deadline) const {
+  return eventually([&] { return ctl({"status"}).status == 0; }, deadline);
+}
+
 std::string Rig::wg_quick_config(WgHooks hooks) const {
   const std::string state = net.var("STATE");
   auto first_line = [](const std::string& path) {

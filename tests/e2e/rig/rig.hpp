@@ -53,6 +53,8 @@ class Rig {
   nlohmann::json status() const;
   std::string state() const;
   bool wait_state(const std::string& want, std::chrono::milliseconds deadline = std::chrono::seconds(15)) const;
+  /// Waits until leakguardd answers on the bus (whatever its state).
+  bool wait_answering(std::chrono::milliseconds deadline = std::chrono::seconds(10)) const;
   /// Runs the project's wg-quick hook (systemd/hooks/wg-quick ACTION wg0) in the host namespace,
   /// as wg-quick's PostUp ("up") and PreDown ("down") lines would, with leakguardctl on PATH.
   lab::RunResult wg_quick_hook(const std::string& action) const;
