@@ -23,20 +23,32 @@ sys_log() { echo "[$(date -u +%T.%3N)] $*" >&2; }
 
 # Removes the machines of tests whose process is gone (SIGKILL, a killed ctest).
 sys_gc() {
-  local d owner pid
+  local d owner
   for d in /var/tmp/lgt-sys-*; do
     [ -d "$d" ] || continue
     owner=$(cat "$d/owner" 2>/dev/null || echo 0)
     [ "$owner" != 0 ] && kill -0 "$owner" 2>/dev/null && continue
-    pid=$(cat "$d/nspawn.pid" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = systemd-nspawn ]; then
-      kill -KILL "$pid" 2>/dev/null || true
-      sys_wait_gone "$pid" 10 || true
-    fi
+    sys_kill_machine "$(cat "$d/leader.pid" 2>/dev/null || true)" "$(cat "$d/nspawn.pid" 2>/dev/null || true)"
     mountpoint -q "$d/merged" && umount -l "$d/merged"
     rm -rf "$d"
     echo "sys_gc: removed $d (its test had died)" >&2
   done
+}
+
+# SIGKILL to the container's init ends its whole PID namespace (killing only systemd-nspawn
+# would leave the container's processes running, reparented to the host's init); then nspawn.
+# Each PID is checked to still be what was recorded.
+sys_kill_machine() {  # LEADER_PID NSPAWN_PID
+  local leader=$1 nspawn=$2
+  if [ -n "$leader" ] && [ "$(cat /proc/"$leader"/comm 2>/dev/null)" = systemd ] &&
+     [ "$(readlink /proc/"$leader"/ns/pid)" != "$(readlink /proc/self/ns/pid)" ]; then
+    kill -KILL "$leader" 2>/dev/null || true
+    sys_wait_gone "$leader" 10 || true
+  fi
+  if [ -n "$nspawn" ] && [ "$(cat /proc/"$nspawn"/comm 2>/dev/null)" = systemd-nspawn ]; then
+    kill -KILL "$nspawn" 2>/dev/null || true
+    sys_wait_gone "$nspawn" 10 || true
+  fi
 }
 
 sys_wait_gone() {  # PID SECONDS
@@ -67,10 +79,7 @@ sys_stop_machine() {
   [ -n "$sys_nspawn_pid" ] && [ -e /proc/"$sys_nspawn_pid" ] || { sys_nspawn_pid=""; return 0; }
   # SIGTERM to nspawn asks a booted container's init to power off (SIGRTMIN+3).
   kill -TERM "$sys_nspawn_pid" 2>/dev/null
-  if ! sys_wait_gone "$sys_nspawn_pid" 20; then
-    kill -KILL "$sys_nspawn_pid" 2>/dev/null
-    sys_wait_gone "$sys_nspawn_pid" 10
-  fi
+  sys_wait_gone "$sys_nspawn_pid" 20 || sys_kill_machine "$sys_leader" "$sys_nspawn_pid"
   wait "$sys_nspawn_pid" 2>/dev/null
   sys_nspawn_pid="" sys_leader=""
 }
@@ -86,6 +95,8 @@ sys_init() {
   trap sys_cleanup EXIT
   trap 'exit 143' TERM
   trap 'exit 130' INT
+  trap 'exit 129' HUP
+  trap 'exit 141' PIPE
   mkdir -p "$sys_dir"/{upper,work,merged}
   echo $$ >"$sys_dir/owner"
   sys_merged=$sys_dir/merged
@@ -112,6 +123,7 @@ sys_boot() {
     done
     [ -n "$sys_leader" ] || sleep 0.05
   done
+  echo "$sys_leader" >"$sys_dir/leader.pid"
   # Booted: the system manager says running (or degraded: a unit of the minimal Debian failed,
   # which the tests look at themselves). Waited for from outside: a unit inside that waited
   # would be part of the startup it waits for.
