@@ -10,6 +10,7 @@
 #   sys_wait DESC SECONDS CMD...   poll CMD (on the host) until it succeeds, or fail naming DESC
 #   sys_reboot         systemctl reboot inside; nspawn must exit 133; boot again
 #
+# After the machine is gone the EXIT trap evaluates $sys_after_machine (e.g. a lab's teardown).
 # Everything a test makes is named lgt-sys-NAME-PID: the work directory under /var/tmp (overlay
 # upper and work directories, the merged root, logs) and the container's host name. The EXIT
 # trap ends the container (poweroff, then SIGKILL by PID), unmounts and removes it all; a test
@@ -67,6 +68,7 @@ sys_cleanup() {
     sys_exec journalctl -b --no-pager -n 60 >&2 2>/dev/null
   fi
   sys_stop_machine
+  [ -z "${sys_after_machine:-}" ] || eval "$sys_after_machine"
   if [ -n "$sys_dir" ]; then
     mountpoint -q "$sys_merged" && umount "$sys_merged" 2>/dev/null || umount -l "$sys_merged" 2>/dev/null
     rm -rf "$sys_dir"
@@ -109,8 +111,13 @@ sys_boot() {
   SYS_BOOT_T0_US=$(date +%s%6N)
   # --private-network: the machine's own network namespace with lo only (never the host's).
   # --register=no --keep-unit: there is no host systemd (FACTS.md).
+  # SYS_NETNS=/run/netns/lgt-...: a namespace the test made instead (the lab's host).
+  # nspawn keeps CAP_NET_ADMIN in the container only with a private network; the lab's namespace
+  # is as much the test's own, so it is given explicitly there.
+  local net=(--private-network)
+  [ -z "${SYS_NETNS:-}" ] || net=(--network-namespace-path="$SYS_NETNS" --capability=CAP_NET_ADMIN)
   systemd-nspawn -q -D "$sys_merged" -b -M "$sys_name" --register=no --keep-unit \
-    --private-network --console=read-only </dev/null >>"$sys_dir/console.log" 2>&1 &
+    "${net[@]}" --console=read-only </dev/null >>"$sys_dir/console.log" 2>&1 &
   sys_nspawn_pid=$!
   echo "$sys_nspawn_pid" >"$sys_dir/nspawn.pid"
   deadline=$((SECONDS + SYS_TIMEOUT_BOOT))
