@@ -4,7 +4,8 @@
 # --split-stun on). With leakguard installed in `strict` and the tunnel declared as the wg-quick
 # hook does, a flood of UDP datagrams and TCP connection attempts goes to 203.0.113.3 via eth0
 # for the whole `apt install` of N+1 over N; a counter in the internet namespace, where
-# 203.0.113.3 lives, counts what arrives: nothing may. Controls: the same flood arrives before
+# 203.0.113.3 lives, counts what arrives: nothing may; then the same through `systemctl restart`.
+# Controls: the same flood arrives before
 # the package is installed and again once leakguard is disarmed after the upgrade.
 # Usage: upgrade_flood_test.sh DEB_DIR
 set -euo pipefail
@@ -80,6 +81,16 @@ n1=$(sys_exec dpkg-query -W -f='${Version}' leakguard)
 set -- $flood
 [ $(($2 + $4 + $6)) -gt 0 ] && [ "$8" -gt 0 ] || sys_fail "the flood sent nothing: $flood"
 echo "ok: upgrade to $n1 under the flood: 0 packets arrived (sender: $flood; the table never missing in ${r% *} looks)"
+
+# The same flood through `systemctl restart` (the new daemon takes the table over).
+c0=$(arrived)
+flood_start
+sys_exec systemctl restart leakguard.service
+sys_active || sys_fail "not active after restart"
+flood_stop
+c1=$(arrived)
+[ "$c1" = "$c0" ] || sys_fail "flood packets arrived during systemctl restart: udp/tcp counters $c0 -> $c1 (sender: $flood)"
+echo "ok: systemctl restart under the flood: 0 packets arrived (sender: $flood)"
 
 # Control: disarmed, the same flood arrives again.
 sys_exec leakguardctl disarm >/dev/null
