@@ -13,7 +13,7 @@ packages=(
   nftables iproute2 procps util-linux iputils-ping jq iperf3
   wireguard-go wireguard-tools coturn dbus-daemon
   systemd lintian  # systemd-analyze checks the unit, lintian the .deb (no systemd runs)
-  systemd-container debootstrap  # the system tier: Debian 12 booted in systemd-nspawn (tests/system/)
+  systemd-container debootstrap python3  # the system tier: Debian 12 booted in systemd-nspawn, the lab flood (tests/system/)
   chromium fonts-dejavu-core
 )
 # Node.js drives Chromium in the browser tests. Any node >= 18 will do: take Debian's only if
