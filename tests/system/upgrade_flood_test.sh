@@ -5,6 +5,8 @@
 # hook does, a flood of UDP datagrams and TCP connection attempts goes to 203.0.113.3 via eth0
 # for the whole `apt install` of N+1 over N; a counter in the internet namespace, where
 # 203.0.113.3 lives, counts what arrives: nothing may; then the same through `systemctl restart`.
+# Before the upgrade, the whole daemon under the unit's hardening proves itself against the lab's
+# real peers: its STUN probe through wg0 gets the VPN exit, nothing outside does: `secured`.
 # Controls: the same flood arrives before
 # the package is installed and again once leakguard is disarmed after the upgrade.
 # Usage: upgrade_flood_test.sh DEB_DIR
@@ -61,12 +63,22 @@ echo "ok: control: without leakguard the flood arrives via eth0 ($(arrived) udp/
 
 sys_install "$debs"/n/leakguard_*.deb
 sys_active || sys_fail "not active after installing N"
-sys_exec sed -i 's|^policy: udp|policy: strict|' /etc/leakguard/leakguard.yaml
+# strict, and the lab's STUN server for the daemon's own probe.
+sys_exec sed -i -e 's|^policy: udp|policy: strict|' -e "s|^    - stun.l.google.com:19302|    - $stun:$(var LAB_STUN_PORT)|" \
+  -e '/^    - stun.cloudflare.com:3478/d' /etc/leakguard/leakguard.yaml
 sys_exec systemctl reload leakguard.service
 strict() { [ "$(sys_state_json | jq -r .policy)" = strict ]; }
 sys_state_json() { sys_exec leakguardctl status --json; }
 sys_wait "policy strict after reload" 20 strict
 sys_exec leakguardctl tunnel set wg0 --endpoint "$(var LAB_VPN_ENDPOINT)/udp" --fwmark "$(var LAB_FWMARK)" >/dev/null
+# The whole daemon under the unit's hardening, with real peers: its STUN probe gets the VPN exit
+# through wg0 and nothing outside: secured.
+secured() { [ "$(sys_state_json | jq -r .state)" = secured ]; }
+sys_exec timeout 30 leakguardctl probe >/dev/null 2>&1 || true
+sys_wait "state secured (the daemon's probe through the tunnel, under the unit's hardening)" 60 secured
+exit4=$(sys_state_json | jq -r '[.. | strings | select(test("^203\\.0\\.113\\.66"))] | length')
+[ "$exit4" -gt 0 ] || sys_fail "the status does not show the VPN exit 203.0.113.66"
+echo "ok: leakguard under systemd, in the lab: secured, the probe saw the VPN exit 203.0.113.66 through wg0"
 
 c0=$(arrived)
 flood_start
