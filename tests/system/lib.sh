@@ -12,7 +12,7 @@
 #
 # After the machine is gone the EXIT trap evaluates $sys_after_machine (e.g. a lab's teardown).
 # Everything a test makes is named lgt-sys-NAME-PID: the work directory under /var/tmp (overlay
-# upper and work directories, the merged root, logs) and the container's host name. The EXIT
+# upper and work directories, the merged root, logs) and the container's machine name. The EXIT
 # trap ends the container (poweroff, then SIGKILL by PID), unmounts and removes it all; a test
 # killed with SIGKILL skips its trap, so sys_init first removes what dead owners left (sys_gc).
 set -euo pipefail
@@ -30,7 +30,7 @@ sys_gc() {
     owner=$(cat "$d/owner" 2>/dev/null || echo 0)
     [ "$owner" != 0 ] && kill -0 "$owner" 2>/dev/null && continue
     sys_kill_machine "$(cat "$d/leader.pid" 2>/dev/null || true)" "$(cat "$d/nspawn.pid" 2>/dev/null || true)"
-    mountpoint -q "$d/merged" && umount -l "$d/merged"
+    if mountpoint -q "$d/merged"; then umount -l "$d/merged" || true; fi
     rm -rf "$d"
     echo "sys_gc: removed $d (its test had died)" >&2
   done
