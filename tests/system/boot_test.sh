@@ -30,7 +30,7 @@ boot_figures() {
   t_pre=$(jq -r .__MONOTONIC_TIMESTAMP <<<"$pre")
   t_state=$(jq -r .__MONOTONIC_TIMESTAMP <<<"$state")
   [ "$t_started" -lt "$t_pre" ] || sys_fail "leakguard was READY at $t_started us, after network-pre.target at $t_pre us"
-  echo "ok: $1: state $(jq -r .LEAKGUARD_STATE <<<"$state") at +$(( (t_state - t_pre) / 1000 )) ms, READY at +$(( (t_started - t_pre) / 1000 )) ms relative to network-pre.target (negative: before)"
+  echo "ok: $1: state $(jq -r .LEAKGUARD_STATE <<<"$state") logged $(( t_pre - t_state )) us and READY=1 $(( t_pre - t_started )) us before network-pre.target was reached"
   echo "FIGURE $1: container start -> first state (table in) $(( ($(jq -r .__REALTIME_TIMESTAMP <<<"$state") - SYS_BOOT_T0_US) / 1000 )) ms, -> READY $(( ($(jq -r .__REALTIME_TIMESTAMP <<<"$started") - SYS_BOOT_T0_US) / 1000 )) ms, -> network-pre.target $(( ($(jq -r .__REALTIME_TIMESTAMP <<<"$pre") - SYS_BOOT_T0_US) / 1000 )) ms"
 }
 
