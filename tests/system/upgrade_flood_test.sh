@@ -4,7 +4,8 @@
 # --split-stun on). With leakguard installed in `strict` and the tunnel declared as the wg-quick
 # hook does, a flood of UDP datagrams and TCP connection attempts goes to 203.0.113.3 via eth0
 # for the whole `apt install` of N+1 over N; a counter in the internet namespace, where
-# 203.0.113.3 lives, counts what arrives: nothing may; then the same through `systemctl restart`.
+# 203.0.113.3 lives, counts what arrives: nothing may; then the same through `systemctl restart`
+# and through a watchdog restart of a daemon stopped with SIGSTOP.
 # Before the upgrade, the whole daemon under the unit's hardening proves itself against the lab's
 # real peers: its STUN probe through wg0 gets the VPN exit, nothing outside does: `secured`.
 # Controls: the same flood arrives before
@@ -103,6 +104,24 @@ flood_stop
 c1=$(arrived)
 [ "$c1" = "$c0" ] || sys_fail "flood packets arrived during systemctl restart: udp/tcp counters $c0 -> $c1 (sender: $flood)"
 echo "ok: systemctl restart under the flood: 0 packets arrived (sender: $flood)"
+
+# The same flood while the daemon hangs (SIGSTOP) and systemd's watchdog restarts it (a drop-in
+# shortens WatchdogSec=30s to 3s).
+sys_exec mkdir -p /etc/systemd/system/leakguard.service.d
+sys_exec sh -c 'printf "[Service]\nWatchdogSec=3s\n" >/etc/systemd/system/leakguard.service.d/lgt-watchdog.conf'
+sys_exec systemctl daemon-reload
+sys_exec systemctl restart leakguard.service
+[ "$(sys_exec systemctl show -P WatchdogUSec leakguard.service)" = 3s ] || sys_fail "the drop-in's WatchdogSec=3s did not apply"
+pid=$(sys_main_pid)
+restarted() { local p; p=$(sys_main_pid); [ "$p" != 0 ] && [ "$p" != "$pid" ] && sys_active; }
+c0=$(arrived)
+flood_start
+sys_exec kill -STOP "$pid"
+sys_wait "systemd's watchdog to restart the stopped daemon" 60 restarted
+flood_stop
+c1=$(arrived)
+[ "$c1" = "$c0" ] || sys_fail "flood packets arrived while the watchdog restarted the daemon: udp/tcp counters $c0 -> $c1 (sender: $flood)"
+echo "ok: SIGSTOP and the watchdog's restart under the flood: 0 packets arrived (sender: $flood)"
 
 # Control: disarmed, the same flood arrives again.
 sys_exec leakguardctl disarm >/dev/null
