@@ -13,6 +13,7 @@ packages=(
   nftables iproute2 procps util-linux iputils-ping jq iperf3
   wireguard-go wireguard-tools coturn dbus-daemon
   systemd lintian  # systemd-analyze checks the unit, lintian the .deb (no systemd runs)
+  systemd-container debootstrap python3  # the system tier: Debian 12 booted in systemd-nspawn, the lab flood (tests/system/)
   chromium fonts-dejavu-core
   openvpn openssl  # the real OpenVPN client and server (tests/e2e/vpn), certificates made at test time
 )

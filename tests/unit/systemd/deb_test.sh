@@ -19,6 +19,11 @@ for f in ./usr/sbin/leakguardd ./usr/bin/leakguardctl ./usr/lib/systemd/system/l
 done
 dpkg-deb -e "$deb" "$out/control"
 grep -qx /etc/leakguard/leakguard.yaml "$out/control/conffiles" || fail "the configuration is not a conffile"
+# The maintainer scripts (packaging/; what they do is proven on a booted system: tests/system/).
+for s in postinst prerm postrm; do
+  [ -x "$out/control/$s" ] || fail "no executable $s in the package"
+  sh -n "$out/control/$s" || fail "$s is not valid sh"
+done
 # lintian exits 1 when it finds errors and 2 when it could not check at all: both fail here.
 rc=0
 report=$(lintian --fail-on error "$deb" 2>&1) || rc=$?
