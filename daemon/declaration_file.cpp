@@ -1,7 +1,9 @@
 #include "daemon/declaration_file.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,11 +60,14 @@ Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_v
   return *t;
 }
 
-std::string current_boot_id() {
+std::string current_boot_id(const std::string& dir) {
   std::ifstream f("/proc/sys/kernel/random/boot_id");
   std::string id;
   std::getline(f, id);
-  return id;
+  if (!id.empty()) return id;
+  struct statfs fs {};
+  if (::statfs(dir.c_str(), &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)) return "volatile";
+  return "";
 }
 
 Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir, std::string_view boot_id) {

@@ -25,8 +25,11 @@ std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_i
 /// the text is not a usable declaration (not JSON, another version, another boot, bad fields). Pure.
 Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_view boot_id);
 
-/// This boot's id (/proc/sys/kernel/random/boot_id), "" if it cannot be read.
-std::string current_boot_id();
+/// What tells this boot from others, for records kept in `dir`: the kernel's boot id
+/// (/proc/sys/kernel/random/boot_id); where that is hidden (the unit's ProcSubset=pid) and `dir`
+/// is on a tmpfs or ramfs (/run: nothing there survives a boot), the word "volatile"; else ""
+/// (then no record is ever trusted).
+std::string current_boot_id(const std::string& dir);
 
 /// The declaration kept in `dir`, if there is one: nullopt if there is no file; an error (the file
 /// is then removed, so that it is not met again) if it is unusable or not safe to trust.

@@ -198,9 +198,14 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     return 1;
   }
   if (!state_dir.empty()) {
-    const std::string boot_id = d::current_boot_id();
-    outputs.keep_declarations_in(state_dir, boot_id);
-    restore_declaration(ctl, log, state_dir, boot_id, watcher.model());
+    const std::string boot_id = d::current_boot_id(state_dir);
+    if (boot_id.empty()) {
+      log.warning("cannot tell this boot from others (no boot id, and " + state_dir +
+                  " is no tmpfs): declarations are not kept across restarts");
+    } else {
+      outputs.keep_declarations_in(state_dir, boot_id);
+      restore_declaration(ctl, log, state_dir, boot_id, watcher.model());
+    }
   }
   if (auto started = ctl.start(watcher.model()); !started) {
     // Nothing of ours stands between the machine and the network: fail loudly, before READY, so

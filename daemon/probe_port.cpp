@@ -16,7 +16,12 @@ ProbeOutcome to_outcome(const probes::Report& r) {
               : tunnel_answered                  ? ProbeVerdict::ok
                                                  : ProbeVerdict::unverified;
   o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified" : std::string(probes::to_string(r.verdict));
-  o.summary = (o.verdict == ProbeVerdict::unverified ? "the tunnel did not answer (no VPN exit seen); " : "") + r.summary();
+  o.summary = r.summary();
+  if (o.verdict == ProbeVerdict::unverified) {
+    // "ok; 2 probes (2 failed) in 3 ms": the probe's own "ok" (no leak) would read as a claim.
+    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
+    o.summary = "the tunnel did not answer (no VPN exit seen); " + o.summary;
+  }
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
                        l.reflexive.str(), l.server});

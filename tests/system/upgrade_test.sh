@@ -6,8 +6,8 @@
 # survives.
 # Usage: upgrade_test.sh DEB_DIR [--tunnel]
 #   without --tunnel: the block, the restart and the version (ctest system/upgrade)
-#   --tunnel: only whether the declaration survives (ctest system/upgrade_tunnel; the daemon keeps
-#             the declaration in memory only: this fails until it keeps it across a restart)
+#   --tunnel: only whether the declaration survives (ctest system/upgrade_tunnel: the daemon keeps
+#             it in its runtime directory, /run/leakguard, which the unit preserves across restarts)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 debs=$1 mode=${2:-}
@@ -16,6 +16,8 @@ sys_boot
 sys_install "$debs"/n/leakguard_*.deb
 sys_active || sys_fail "not active after installing N"
 n=$(sys_exec dpkg-query -W -f='${Version}' leakguard)
+# The VPN's interface exists (a restarted daemon drops a declaration whose interface is gone).
+sys_exec ip link add wg0 type veth peer name wg0-peer
 sys_exec leakguardctl tunnel set wg0 --endpoint 192.0.2.1:51820/udp >/dev/null
 [ "$(sys_exec leakguardctl status --json | jq -r .tunnel.declared)" = wg0 ] || sys_fail "tunnel declaration did not take before the upgrade"
 pid=$(sys_main_pid)
@@ -25,8 +27,12 @@ if [ "$mode" = --tunnel ]; then
   sys_install "$debs"/n1/leakguard_*.deb
   sys_active || sys_fail "not active after the upgrade"
   declared=$(sys_exec leakguardctl status --json | jq -r .tunnel.declared)
-  [ "$declared" = wg0 ] || sys_fail "the tunnel declaration did not survive the upgrade (declared: $declared): the VPN's endpoint is no longer allowed until its client declares it again (leakguardd keeps the declaration in memory only)"
-  echo "ok: the tunnel declaration survived the upgrade (wg0)"
+  [ "$declared" = wg0 ] || sys_fail "the tunnel declaration did not survive the upgrade (declared: $declared): the VPN's endpoint is no longer allowed until its client declares it again"
+  [ "$(sys_exec leakguardctl status --json | jq -r '.endpoints | join(",")')" = 192.0.2.1:51820/udp ] ||
+    sys_fail "the declared endpoint did not survive the upgrade"
+  sys_exec journalctl -u leakguard --no-pager | grep -q "tunnel wg0 as declared before the restart (/run/leakguard/tunnel.json)" ||
+    sys_fail "the new daemon did not say it took the declaration back"
+  echo "ok: the tunnel declaration survived the upgrade (wg0, 192.0.2.1:51820/udp, read back from /run/leakguard)"
   echo "PASS"
   exit 0
 fi

@@ -57,6 +57,14 @@ TEST_CASE("the text reads back as the same declaration, of this boot only") {
   CHECK_FALSE(back_none->fwmark.has_value());
 }
 
+TEST_CASE("a boot is told from others by the kernel's boot id, else only where nothing survives a boot") {
+  Dir d;  // under the temporary directory: a tmpfs or not, the boot id decides here
+  const std::string id = current_boot_id(d.path);
+  CHECK_FALSE(id.empty());
+  CHECK(id == current_boot_id(d.path));  // the same boot, the same answer
+  if (std::ifstream("/proc/sys/kernel/random/boot_id").good()) CHECK(id != "volatile");
+}
+
 TEST_CASE("a declaration file is checked as a D-Bus call would be") {
   const std::string head = R"({"version": 1, "boot_id": "b", )";
   struct Case {
