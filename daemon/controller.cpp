@@ -327,6 +327,16 @@ void Controller::probe_finished(ProbeOutcome o) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
   }
+  // Where a page's traffic leaves, per family (the route its default socket takes): a tunnel
+  // that carries no default traffic for a family is said with every round, whatever the probe
+  // saw. (The rules decide what may leave there; this says that it does not go into the tunnel.)
+  if (machine_.tunnel_up() && o.verdict != ProbeVerdict::leak)
+    for (Family f : {Family::v4, Family::v6}) {
+      const netwatch::Link* l = network_.link(network_.egress(f));
+      if (l && network_.classify(*l, classifier()) != InterfaceClass::tunnel)
+        o.summary += std::string("; ") + (f == Family::v4 ? "IPv4" : "IPv6") + " leaves via " + printable_ifname(l->name) +
+                     ", not the tunnel";
+    }
   last_probe_ = o;
   out_.probe_completed(o);
   auto callers = std::exchange(waiting_, {});

@@ -166,8 +166,38 @@ TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe me
   CHECK(w.probe.started == 2);
   w.probe.finish(ProbeVerdict::ok);
   CHECK(w.c.machine().state() == State::secured);
+  // wg0 is up, but the default route still goes via eth0: the round says so.
   CHECK(w.out.lines == std::vector<std::string>{"state off->blocking (rules applied)", "probe ok", "probe ok",
-                                                "state blocking->secured (probe ok: no leak)"});
+                                                "state blocking->secured (probe ok: no leak; IPv4 leaves via eth0, not the tunnel)"});
+}
+
+TEST_CASE("a round says which family's traffic does not go into the tunnel") {
+  // wg0 carries the IPv4 default route (eth0's is gone); IPv6, if routed, goes natively via eth0.
+  auto full_tunnel = [](bool native_ipv6) {
+    auto m = network(Wg::up);
+    netwatch::Route eth0_default, via_wg0;
+    eth0_default.dst = via_wg0.dst = *Prefix::parse("0.0.0.0/0");
+    eth0_default.oif = IfIndex{2};
+    via_wg0.oif = IfIndex{3};
+    m.apply(netwatch::Removed<netwatch::Route>{eth0_default});
+    m.apply(netwatch::Added<netwatch::Route>{via_wg0});
+    if (native_ipv6) {
+      netwatch::Route v6;
+      v6.family = Family::v6;
+      v6.dst = *Prefix::parse("::/0");
+      v6.oif = IfIndex{2};
+      m.apply(netwatch::Added<netwatch::Route>{v6});
+    }
+    return m;
+  };
+  World tunnelled;
+  tunnelled.c.start(full_tunnel(false));
+  tunnelled.probe.finish(ProbeVerdict::ok);
+  CHECK(tunnelled.out.lines.back() == "state blocking->secured (probe ok: no leak)");
+  World native;
+  native.c.start(full_tunnel(true));
+  native.probe.finish(ProbeVerdict::ok);
+  CHECK(native.out.lines.back() == "state blocking->secured (probe ok: no leak; IPv6 leaves via eth0, not the tunnel)");
 }
 
 TEST_CASE("the configuration becomes the firewall's Desired in one place, overrides and declarations on top") {
