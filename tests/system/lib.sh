@@ -191,6 +191,14 @@ sys_table_present() { sys_exec nft list table inet leakguard >/dev/null 2>&1; }
 sys_table_absent() { ! sys_table_present; }
 sys_main_pid() { sys_exec systemctl show -P MainPID leakguard.service; }
 sys_active() { [ "$(sys_exec systemctl is-active leakguard.service 2>/dev/null)" = active ]; }
+# Shortens the unit's WatchdogSec=30s to 3s (a drop-in) and restarts the service with it.
+sys_short_watchdog() {
+  sys_exec mkdir -p /etc/systemd/system/leakguard.service.d
+  sys_exec sh -c 'printf "[Service]\nWatchdogSec=3s\n" >/etc/systemd/system/leakguard.service.d/lgt-watchdog.conf'
+  sys_exec systemctl daemon-reload
+  sys_exec systemctl restart leakguard.service
+  [ "$(sys_exec systemctl show -P WatchdogUSec leakguard.service)" = 3s ] || sys_fail "the drop-in's WatchdogSec=3s did not apply"
+}
 sys_state() { sys_exec leakguardctl status --json | jq -r .state; }
 
 # A watcher inside the machine that looks at the table as fast as nft can (each look is one

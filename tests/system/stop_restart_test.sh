@@ -43,11 +43,7 @@ sys_poll_stop; r=$sys_poll
 echo "ok: systemctl restart: new MainPID, the table never missing ($r: looks found/missing)"
 
 # watchdog: SIGSTOP the daemon; systemd must kill and restart it.
-sys_exec mkdir -p /etc/systemd/system/leakguard.service.d
-sys_exec sh -c 'printf "[Service]\nWatchdogSec=3s\n" >/etc/systemd/system/leakguard.service.d/lgt-watchdog.conf'
-sys_exec systemctl daemon-reload
-sys_exec systemctl restart leakguard.service
-[ "$(sys_exec systemctl show -P WatchdogUSec leakguard.service)" = 3s ] || sys_fail "the drop-in's WatchdogSec=3s did not apply"
+sys_short_watchdog
 pid=$(sys_main_pid)
 restarts=$(sys_exec systemctl show -P NRestarts leakguard.service)
 sys_poll_start
