@@ -190,6 +190,15 @@ expect_fails "wg-quick: no interface" "$hooks/wg-quick" up ""
 expect_fails "openvpn: --mark without a number" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark tun0
 expect_fails "openvpn: --mark 0" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0
 expect_fails "openvpn --pre-start: an unreadable configuration" "$hooks/openvpn" --pre-start "$tmp/missing.conf"
+# leakguardd not running: leakguardctl says so and fails; every hook passes that on (so wg-quick
+# and OpenVPN stop instead of bringing a VPN up undeclared).
+mkdir "$tmp/down" && printf '#!/bin/sh\necho "leakguardctl: leakguardd is not running" >&2\nexit 3\n' >"$tmp/down/leakguardctl"
+chmod +x "$tmp/down/leakguardctl"
+for call in "$hooks/wg-quick up wg0" "$hooks/wg-quick pre-up wg0 $tmp/wg0.conf" "$hooks/openvpn --pre-start $tmp/client.conf"; do
+  rc=0 out=$(PATH="$tmp/down:$PATH" $call 2>&1) || rc=$?
+  if [ "$rc" -eq 3 ] && [[ $out == *"leakguardd is not running"* ]]; then echo "  ok   daemon down: $call exits 3 and says why"; passed=$((passed + 1))
+  else echo "  FAIL daemon down: $call (exit $rc): $out"; failed=$((failed + 1)); fi
+done
 expect_fails "openvpn --pre-start: no configuration named" "$hooks/openvpn" --pre-start
 printf 'remote 198.51.100.9\n' >"$tmp/nodev.conf"
 expect_fails "openvpn --pre-start: no dev" "$hooks/openvpn" --pre-start "$tmp/nodev.conf"
