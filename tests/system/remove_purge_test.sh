@@ -27,10 +27,14 @@ remove() {
   sys_table_present && sys_fail "the table is still there after remove (the decision: remove lifts the block)"
   sys_exec test -e /etc/leakguard/leakguard.yaml || sys_fail "remove deleted the configuration (a conffile stays until purge)"
   sys_exec test -e /usr/sbin/leakguardd && sys_fail "leakguardd still installed after remove"
+  sys_exec test -e /run/leakguard && sys_fail "/run/leakguard (the kept tunnel declaration) is still there after remove"
   return 0
 }
 
-# 1. Remove while the daemon runs: it is disarmed, then stopped.
+# 1. Remove while the daemon runs, with a tunnel declared (kept in /run/leakguard): it is
+#    disarmed, then stopped, and the declaration goes too.
+sys_exec leakguardctl tunnel set wg0 --endpoint 192.0.2.1:51820/udp >/dev/null
+sys_exec test -s /run/leakguard/tunnel.json || sys_fail "the declaration was not kept in /run/leakguard/tunnel.json"
 remove
 echo "ok: apt remove with the service running: stopped, no leakguardd, table gone, configuration kept (state rc)"
 
