@@ -149,7 +149,8 @@ std::string config() {
 }
 
 /// SLICES=1: two sibling cgroups of equal CPU weight (cgroup v1's cpu controller, or v2's where
-/// the root has it), removed at the end with every process moved back.
+/// the root has it on already: the machine's own setting is never changed), removed at the end
+/// with every process moved back.
 class Slices {
  public:
   Slices() {
@@ -161,7 +162,10 @@ class Slices {
       root_ = "/sys/fs/cgroup";
       weight_file_ = "cpu.weight";
       weight_ = "100";
-      std::ofstream(root_ + "/cgroup.subtree_control") << "+cpu";
+      std::string on;
+      std::getline(std::ifstream(root_ + "/cgroup.subtree_control"), on);
+      if ((" " + on + " ").find(" cpu ") == std::string::npos)
+        throw std::runtime_error("SLICES: the cpu controller is not on at the cgroup root (this benchmark does not turn it on)");
     }
     base_ = root_ + "/" + lab::unique_name("bench-slices");
     for (const auto& d : {base_, base_ + "/system", base_ + "/user"}) {
