@@ -12,6 +12,15 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 mode=${1:-both}
 scripts/deps.sh
+# The system tier's machine (a Debian 12 root file system, cached) is downloaded while the code
+# compiles: debootstrap waits on the network, not the CPU. Nothing happens when the cache is
+# current; if this run is interrupted, it finishes on its own (rootfs.sh holds a lock).
+rootfs_pid=""
+if [ "$(id -u)" -eq 0 ] && [ "$mode" != --asan ]; then
+  mkdir -p build
+  tests/system/rootfs.sh --base >build/rootfs-base.log 2>&1 &
+  rootfs_pid=$!
+fi
 asan_build() {
   # Exactly the README's command (a sanitized build defaults to Debug, see CMakeLists.txt).
   cmake -S . -B build-asan -DLEAKGUARD_SANITIZE=ON >/dev/null
@@ -51,6 +60,12 @@ case $mode in
 esac
 [[ $mode == both ]] && asan_build
 tests/lab/lab.sh gc  # labs left by an earlier run that was killed
+# The download started above is done by now (the builds take longer); a failure is the tier's
+# setup's to report, in one line, when it tries again.
+if [ -n "$rootfs_pid" ]; then
+  wait "$rootfs_pid" || echo "test.sh: the system tier's root file system did not build early (build/rootfs-base.log); its setup tries again"
+  rootfs_pid=""
+fi
 before=$(mktemp) after=$(mktemp)
 trap 'rm -f "$before" "$after"; [ -z "$clang_pid" ] || kill -- "-$clang_pid" 2>/dev/null' EXIT
 tests/lab/rootns-snapshot.sh >"$before"

@@ -5,6 +5,8 @@
 # overlay of it (lib.sh), so nothing a test does reaches the cache or another test.
 #
 # Usage: rootfs.sh DEB...   (prints the root's path on success)
+#        rootfs.sh --base    (only the debootstrap part: scripts/test.sh starts it early, in the
+#                             background, so the download overlaps the build)
 #
 # Rebuilt when missing or stale: the stamp holds this script's format version, the debootstrap
 # include list and the packages' Depends. A Depends change only reinstalls the dependencies; any
@@ -19,7 +21,9 @@ root=$cache/bookworm
 include=systemd,systemd-sysv,dbus,nftables,iproute2,util-linux,passwd,init-system-helpers,procps
 fail() { echo "rootfs.sh: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "rootfs.sh: needs root" >&2; exit 77; }
-[ $# -ge 1 ] || fail "usage: rootfs.sh DEB..."
+[ $# -ge 1 ] || fail "usage: rootfs.sh DEB... | --base"
+base_only=0
+if [ "$1" = --base ]; then base_only=1; shift; fi
 command -v debootstrap >/dev/null || fail "debootstrap is not installed (scripts/deps.sh installs it)"
 command -v systemd-nspawn >/dev/null || fail "systemd-nspawn is not installed (package systemd-container; scripts/deps.sh installs it)"
 depends=()
@@ -65,7 +69,7 @@ EOF
   echo "rootfs.sh: debootstrap took $((SECONDS - t0)) s" >&2
 fi
 
-if [ "$(sed -n 4p "$root.stamp")" != "$deps_stamp" ]; then
+if [ $base_only -eq 0 ] && [ "$(sed -n 4p "$root.stamp")" != "$deps_stamp" ]; then
   echo "rootfs.sh: installing the package's dependencies into $root: $satisfy" >&2
   log=$cache/apt.log
   # Not booted (no -b): apt-get runs as the container's only process, on the host's network.
