@@ -44,9 +44,9 @@ double first_answer(const Rig& rig, const std::string& dev, steady_clock::time_p
   lab::NetnsScope in(rig.net.ns("host"));
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  const auto end0 = steady_clock::now() + deadline;
+  const auto end = steady_clock::now() + deadline;
   while (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev.c_str(), static_cast<socklen_t>(dev.size())) != 0) {
-    if (steady_clock::now() >= end0) {
+    if (steady_clock::now() >= end) {
       ::close(fd);
       return -1;
     }
@@ -58,7 +58,6 @@ double first_answer(const Rig& rig, const std::string& dev, steady_clock::time_p
   inet_pton(AF_INET, "203.0.113.3", &to.sin_addr);
   // A STUN Binding request (RFC 8489 §5): type, length 0, magic cookie, transaction id.
   const unsigned char req[20] = {0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 'l', 'e', 'a', 'k', 'g', 'u', 'a', 'r', 'd', 'c', 'o', 'n'};
-  const auto end = end0;
   double at = -1;
   while (steady_clock::now() < end) {
     (void)::sendto(fd, req, sizeof req, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
