@@ -6,47 +6,23 @@
 #include <memory>
 
 #include "common/json_text.hpp"
-#include "leakguard_proxy.h"  // generated from daemon/org.leakguard.Daemon1.xml
+#include "cli/daemon_link.hpp"
 
 namespace leakguard::cli {
 namespace {
 
 constexpr const char* kName = "org.leakguard.Daemon1";
-constexpr const char* kPath = "/org/leakguard/Daemon1";
 
 std::string sgr(bool on, const char* code, const std::string& s) {
   return on ? std::string("\x1b[") + code + "m" + s + "\x1b[0m" : s;
 }
 
-// One proxy for every command; signal handlers only matter to `monitor`.
-class Proxy final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy> {
- public:
-  std::function<void(const std::string&, const std::vector<std::string>&)> on_signal;
-
-  explicit Proxy(sdbus::IConnection& c) : ProxyInterfaces(c, kName, kPath) { registerProxy(); }
-  ~Proxy() { unregisterProxy(); }
-
- private:
-  void emit(const std::string& n, std::vector<std::string> a) {
-    if (on_signal) on_signal(n, a);
-  }
-  void onStateChanged(const std::string& o, const std::string& n, const std::string& r) override {
-    emit("StateChanged", {o, n, r});
-  }
-  void onLeakDetected(const std::string& i, const std::string& f, const std::string& a, const std::string& s) override {
-    emit("LeakDetected", {i, f, a, s});
-  }
-  void onProbeCompleted(const std::string& v) override { emit("ProbeCompleted", {v}); }
-  void onTableTampered(const std::string& p) override { emit("TableTampered", {p}); }
-};
-
-// Runs one call against the daemon, turning bus errors into leakguardctl's exit statuses.
+// Runs one call against the daemon, turning D-Bus errors into leakguardctl's exit statuses.
 template <typename F>
 Outcome with_daemon(F f) {
   try {
-    auto conn = sdbus::createSystemBusConnection();
-    Proxy proxy(*conn);
-    return f(proxy);
+    if (auto d = connect_private(private_socket_path())) return f(*d);
+    return f(*connect_bus());
   } catch (const sdbus::Error& e) {
     return from_dbus_error(e.getName(), e.getMessage());
   }
@@ -269,7 +245,7 @@ std::string policy_set(const std::string& policy) {
 }
 
 Outcome status(bool json, const Style& st) {
-  return with_daemon([&](Proxy& p) -> Outcome {
+  return with_daemon([&](Daemon& p) -> Outcome {
     const std::string raw = p.GetStatus();
     auto j = nlohmann::json::parse(raw, nullptr, false);
     if (j.is_discarded()) return {kFailed, "", "leakguardctl: the daemon sent a status that is not JSON"};
@@ -279,7 +255,7 @@ Outcome status(bool json, const Style& st) {
 }
 
 Outcome probe(bool json, const Style& st) {
-  return with_daemon([&](Proxy& p) -> Outcome {
+  return with_daemon([&](Daemon& p) -> Outcome {
     auto [verdict, report] = p.ProbeNow();
     auto j = nlohmann::json::parse(report, nullptr, false);
     const int code = verdict == "leak" ? kLeak : kOk;
@@ -289,28 +265,28 @@ Outcome probe(bool json, const Style& st) {
 }
 
 Outcome arm() {
-  return with_daemon([](Proxy& p) -> Outcome {
+  return with_daemon([](Daemon& p) -> Outcome {
     p.Arm();
     return {kOk, "armed: the kill switch is on\n", ""};
   });
 }
 
 Outcome disarm() {
-  return with_daemon([](Proxy& p) -> Outcome {
+  return with_daemon([](Daemon& p) -> Outcome {
     p.Disarm();
     return {kOk, "disarmed: the kill switch is off\n", ""};
   });
 }
 
 Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark) {
-  return with_daemon([&](Proxy& p) -> Outcome {
+  return with_daemon([&](Daemon& p) -> Outcome {
     p.SetTunnel(interface, endpoints, fwmark);
     return {kOk, tunnel_declared(interface, endpoints, fwmark), ""};
   });
 }
 
 Outcome tunnel_clear(const std::optional<std::string>& only_if) {
-  return with_daemon([&](Proxy& p) -> Outcome {
+  return with_daemon([&](Daemon& p) -> Outcome {
     if (only_if) {
       const std::string declared = p.TunnelInterface();
       if (declared != *only_if) return {kOk, "tunnel " + *only_if + " is not the declared one; nothing to clear\n", ""};
@@ -321,21 +297,21 @@ Outcome tunnel_clear(const std::optional<std::string>& only_if) {
 }
 
 Outcome allow_lan(bool on) {
-  return with_daemon([&](Proxy& p) -> Outcome {
+  return with_daemon([&](Daemon& p) -> Outcome {
     p.SetAllowLan(on);
     return {kOk, std::string("LAN traffic ") + (on ? "allowed" : "blocked") + " outside the tunnel\n", ""};
   });
 }
 
 Outcome policy(const std::string& pol) {
-  return with_daemon([&](Proxy& p) -> Outcome {
+  return with_daemon([&](Daemon& p) -> Outcome {
     p.SetPolicy(pol);
     return {kOk, policy_set(pol), ""};
   });
 }
 
 Outcome reload() {
-  return with_daemon([](Proxy& p) -> Outcome {
+  return with_daemon([](Daemon& p) -> Outcome {
     p.Reload();
     return {kOk, "configuration reloaded\n", ""};
   });
@@ -343,13 +319,10 @@ Outcome reload() {
 
 int monitor(bool json, const Style& st) {
   try {
-    auto conn = sdbus::createSystemBusConnection();
-    Proxy proxy(*conn);
-    proxy.on_signal = [&](const std::string& name, const std::vector<std::string>& args) {
+    follow_signals([&](const std::string& name, const std::vector<std::string>& args) {
       if (json) std::cout << json_text(nlohmann::json{{"signal", name}, {"args", args}}) << std::endl;
       else std::cout << render_signal(name, args, st) << std::endl;
-    };
-    conn->enterEventLoop();  // until interrupted
+    });
   } catch (const sdbus::Error& e) {
     auto o = from_dbus_error(e.getName(), e.getMessage());
     std::cerr << o.err << "\n";

@@ -16,7 +16,7 @@ constexpr const char* kInvalidArgument = "org.freedesktop.DBus.Error.InvalidArgs
 constexpr const char* kFailed = "org.leakguard.Daemon1.Error.Failed";
 constexpr const char* kLimitsExceeded = "org.leakguard.Daemon1.Error.LimitsExceeded";
 
-// Thrown by a handler that leaves its call unanswered on purpose (see Object::limit).
+// Thrown by a handler that leaves its call unanswered on purpose (see DbusService::limit).
 struct Unanswered {};
 
 std::string rate(double per_second) {
@@ -73,51 +73,6 @@ class DbusService::Object final
     }
   }
 
-  // The bus policy already keeps strangers out; this is the second, independent check.
-  void authorize(const Caller& c, const char* what) {
-    if (!may_control(c, s_.options_.control_group)) {
-      s_.log_(false, std::string("refused ") + what + " from " + c.str() + ": not root and not in group leakguard");
-      throw sdbus::Error(kAccessDenied, std::string(what) + " needs root or membership in group leakguard");
-    }
-  }
-
-  // Authorizes, runs one change, turns its failure into a D-Bus error, publishes the new values.
-  // The arguments are copied in: the change runs after the call's message may be gone.
-  void change(sdbus::Result<>&& result, const char* what, std::function<Result<void>(const std::string& by)> f) {
-    with_caller(std::move(result), [this, what, f = std::move(f)](const Caller& c) {
-      authorize(c, what);
-      auto r = f(c.str());
-      if (!r) throw sdbus::Error(kFailed, r.error().str());
-      s_.properties_changed();
-    });
-  }
-
-  [[noreturn]] static void invalid(const Error& e) {
-    throw sdbus::Error(kInvalidArgument, "invalid argument " + e.str());
-  }
-
-  // What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a
-  // budget per uid. An excess call is refused with LimitsExceeded, logged at most once per report
-  // period; refusals have a budget of their own (the same rate), and beyond it a call is left
-  // unanswered. Every answer is a message the bus must carry for us, and the bus serves our
-  // connection no faster than any other: answering a flood would queue root's replies and our
-  // signals behind it. An unanswered call keeps one of the caller's pending-reply slots at the bus
-  // (max_replies_per_connection, 128 on the system bus), so a flood stalls its own sender.
-  void limit(const Caller& c, const char* what) {
-    if (may_control(c, s_.options_.control_group)) return;
-    const auto now = GuardClock::now();
-    const auto d = s_.limiter_.take(c.uid, now);
-    if (d.allowed) return;
-    if (!s_.refusals_.take(c.uid, now).allowed) throw Unanswered{};
-    const auto& l = s_.limiter_.limit();
-    if (d.report)
-      s_.log_(false, std::string("refused ") + std::to_string(*d.report) + " " + what + " call(s) from uid " +
-                         std::to_string(c.uid) + ": more than " + rate(l.per_second) + "/s (burst " +
-                         rate(l.burst) + ")");
-    throw sdbus::Error(kLimitsExceeded, std::string(what) + ": uid " + std::to_string(c.uid) + " calls more than " +
-                                            rate(l.per_second) + " times a second; try again later");
-  }
-
   // A call that asked for no reply (the flood in issue 14, finding 1) would be answered into the
   // void: it gets no work at all. sdbus-c++ hands handlers the MethodCall as a Message.
   bool unanswered() {
@@ -125,38 +80,32 @@ class DbusService::Object final
     return msg && static_cast<const sdbus::MethodCall*>(msg)->doesntExpectReply();
   }
 
+  // Runs one method's work once the caller is known (DbusService::arm() and its siblings throw
+  // sdbus::Error for a refusal or failure).
+  void call(sdbus::Result<>&& result, std::function<void(const Caller&)> body) { with_caller(std::move(result), std::move(body)); }
+
   void Arm(sdbus::Result<>&& result) override {
-    change(std::move(result), "Arm", [this](const std::string& by) { return s_.control_.arm(by); });
+    call(std::move(result), [this](const Caller& c) { s_.arm(c); });
   }
   void Disarm(sdbus::Result<>&& result) override {
-    change(std::move(result), "Disarm", [this](const std::string& by) { return s_.control_.disarm(by); });
+    call(std::move(result), [this](const Caller& c) { s_.disarm(c); });
   }
   void SetTunnel(sdbus::Result<>&& result, std::string interface, std::vector<std::string> endpoints,
                  uint32_t fwmark) override {
-    change(std::move(result), "SetTunnel",
-           [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
-               const std::string& by) -> Result<void> {
-             auto t = check_tunnel(interface, endpoints, fwmark);
-             if (!t) invalid(t.error());
-             return s_.control_.set_tunnel(*t, by);
-           });
+    call(std::move(result), [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
+                                const Caller& c) { s_.set_tunnel(c, interface, endpoints, fwmark); });
   }
   void ClearTunnel(sdbus::Result<>&& result) override {
-    change(std::move(result), "ClearTunnel", [this](const std::string& by) { return s_.control_.clear_tunnel(by); });
+    call(std::move(result), [this](const Caller& c) { s_.clear_tunnel(c); });
   }
   void SetAllowLan(sdbus::Result<>&& result, bool allow) override {
-    change(std::move(result), "SetAllowLan",
-           [this, allow](const std::string& by) { return s_.control_.set_allow_lan(allow, by); });
+    call(std::move(result), [this, allow](const Caller& c) { s_.set_allow_lan(c, allow); });
   }
   void SetPolicy(sdbus::Result<>&& result, std::string policy) override {
-    change(std::move(result), "SetPolicy", [this, policy = std::move(policy)](const std::string& by) -> Result<void> {
-      auto mode = parse_mode(policy);
-      if (!mode) invalid(mode.error());
-      return s_.control_.set_policy(*mode, by);
-    });
+    call(std::move(result), [this, policy = std::move(policy)](const Caller& c) { s_.set_policy(c, policy); });
   }
   void Reload(sdbus::Result<>&& result) override {
-    change(std::move(result), "Reload", [this](const std::string& by) { return s_.control_.reload(by); });
+    call(std::move(result), [this](const Caller& c) { s_.reload(c); });
   }
   void ProbeNow(sdbus::Result<std::string, std::string>&& result) override {
     auto pending = std::make_shared<sdbus::Result<std::string, std::string>>(std::move(result));
@@ -168,32 +117,21 @@ class DbusService::Object final
     s_.with_caller(msg->getSender(), [this, pending](const Caller* c, const sdbus::Error* e) {
       try {
         if (!c) throw *e;
-        authorize(*c, "ProbeNow");
+        s_.probe_now(*c, [pending](std::string verdict, std::string report) {
+          try {
+            pending->returnResults(verdict, report);
+          } catch (const sdbus::Error&) {
+            // The caller or the bus went away while the probe ran; nothing to answer.
+          }
+        });
       } catch (const sdbus::Error& error) {
         answer_error(*pending, error);
-        return;
       }
-      s_.control_.probe_now([pending](std::string verdict, std::string report) {
-        try {
-          pending->returnResults(verdict, report);
-        } catch (const sdbus::Error&) {
-          // The caller or the bus went away while the probe ran; nothing to answer.
-        }
-      });
     });
   }
-  // Building the document dumps the nftables counters over netlink: at most once per
-  // status_max_age, or when something changed.
   void GetStatus(sdbus::Result<std::string>&& result) override {
     if (unanswered()) return;  // sdbus-c++ drops a Result never answered; the caller expects nothing
-    with_caller(std::move(result), [this](const Caller& c) -> std::string {
-      limit(c, "GetStatus");
-      const auto now = GuardClock::now();
-      auto full = [&]() -> const std::string& { return s_.status_.get(now, [this] { return s_.control_.status_json(); }); };
-      if (may_control(c, s_.options_.control_group)) return full();
-      // Everyone else learns whether they are protected, not the VPN or the real address.
-      return s_.public_status_.get(now, [&] { return json_text(public_status(nlohmann::json::parse(full(), nullptr, false))); });
-    });
+    with_caller(std::move(result), [this](const Caller& c) -> std::string { return s_.get_status(c); });
   }
 
   // Served from memory (see DbusService::properties()).
@@ -317,6 +255,94 @@ void DbusService::process() {
   boost::asio::post(io_, [this, generation = generation_] {
     if (generation == generation_) process();
   });
+}
+
+// The bus policy already keeps strangers out; this is the second, independent check.
+void DbusService::authorize(const Caller& c, const char* what) {
+  if (!may_control(c, options_.control_group)) {
+    log_(false, std::string("refused ") + what + " from " + c.str() + ": not root and not in group leakguard");
+    throw sdbus::Error(kAccessDenied, std::string(what) + " needs root or membership in group leakguard");
+  }
+}
+
+// Authorizes, runs one change, turns its failure into a D-Bus error, publishes the new values.
+void DbusService::change(const Caller& c, const char* what, const std::function<Result<void>(const std::string& by)>& f) {
+  authorize(c, what);
+  auto r = f(c.str());
+  if (!r) throw sdbus::Error(kFailed, r.error().str());
+  properties_changed();
+}
+
+namespace {
+[[noreturn]] void invalid(const Error& e) { throw sdbus::Error(kInvalidArgument, "invalid argument " + e.str()); }
+}  // namespace
+
+void DbusService::arm(const Caller& c) {
+  change(c, "Arm", [this](const std::string& by) { return control_.arm(by); });
+}
+void DbusService::disarm(const Caller& c) {
+  change(c, "Disarm", [this](const std::string& by) { return control_.disarm(by); });
+}
+void DbusService::set_tunnel(const Caller& c, const std::string& interface, const std::vector<std::string>& endpoints,
+                             std::uint32_t fwmark) {
+  change(c, "SetTunnel", [&](const std::string& by) -> Result<void> {
+    auto t = check_tunnel(interface, endpoints, fwmark);
+    if (!t) invalid(t.error());
+    return control_.set_tunnel(*t, by);
+  });
+}
+void DbusService::clear_tunnel(const Caller& c) {
+  change(c, "ClearTunnel", [this](const std::string& by) { return control_.clear_tunnel(by); });
+}
+void DbusService::set_allow_lan(const Caller& c, bool allow) {
+  change(c, "SetAllowLan", [&](const std::string& by) { return control_.set_allow_lan(allow, by); });
+}
+void DbusService::set_policy(const Caller& c, const std::string& policy) {
+  change(c, "SetPolicy", [&](const std::string& by) -> Result<void> {
+    auto mode = parse_mode(policy);
+    if (!mode) invalid(mode.error());
+    return control_.set_policy(*mode, by);
+  });
+}
+void DbusService::reload(const Caller& c) {
+  change(c, "Reload", [this](const std::string& by) { return control_.reload(by); });
+}
+
+void DbusService::probe_now(const Caller& c, std::function<void(std::string verdict, std::string report)> done) {
+  authorize(c, "ProbeNow");
+  control_.probe_now(std::move(done));
+}
+
+// What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a
+// budget per uid. An excess call is refused with LimitsExceeded, logged at most once per report
+// period; refusals have a budget of their own (the same rate), and beyond it a call is left
+// unanswered. Every answer is a message the bus must carry for us, and the bus serves our
+// connection no faster than any other: answering a flood would queue root's replies and our
+// signals behind it. An unanswered call keeps one of the caller's pending-reply slots at the bus
+// (max_replies_per_connection, 128 on the system bus), so a flood stalls its own sender.
+void DbusService::limit(const Caller& c, const char* what) {
+  if (may_control(c, options_.control_group)) return;
+  const auto now = GuardClock::now();
+  const auto d = limiter_.take(c.uid, now);
+  if (d.allowed) return;
+  if (!refusals_.take(c.uid, now).allowed) throw Unanswered{};
+  const auto& l = limiter_.limit();
+  if (d.report)
+    log_(false, std::string("refused ") + std::to_string(*d.report) + " " + what + " call(s) from uid " +
+                    std::to_string(c.uid) + ": more than " + rate(l.per_second) + "/s (burst " + rate(l.burst) + ")");
+  throw sdbus::Error(kLimitsExceeded, std::string(what) + ": uid " + std::to_string(c.uid) + " calls more than " +
+                                          rate(l.per_second) + " times a second; try again later");
+}
+
+// Building the document dumps the nftables counters over netlink: at most once per
+// status_max_age, or when something changed.
+std::string DbusService::get_status(const Caller& c) {
+  limit(c, "GetStatus");
+  const auto now = GuardClock::now();
+  auto full = [&]() -> const std::string& { return status_.get(now, [this] { return control_.status_json(); }); };
+  if (may_control(c, options_.control_group)) return full();
+  // Everyone else learns whether they are protected, not the VPN or the real address.
+  return public_status_.get(now, [&] { return json_text(public_status(nlohmann::json::parse(full(), nullptr, false))); });
 }
 
 void DbusService::with_caller(const std::string& sender, CallerFn k) {

@@ -66,6 +66,26 @@ class DbusService {
   /// Emits PropertiesChanged for every property whose value differs from the last emitted one.
   void properties_changed();
 
+  // The methods' work once the caller is known, for the system bus and the private socket
+  // (PrivateBus) alike: each authorizes the caller and checks its arguments; a refusal or a
+  // failure is thrown as sdbus::Error (its D-Bus error name and message).
+  void arm(const Caller& c);
+  void disarm(const Caller& c);
+  void set_tunnel(const Caller& c, const std::string& interface, const std::vector<std::string>& endpoints,
+                  std::uint32_t fwmark);
+  void clear_tunnel(const Caller& c);
+  void set_allow_lan(const Caller& c, bool allow);
+  void set_policy(const Caller& c, const std::string& policy);
+  void reload(const Caller& c);
+  /// Runs a probe round; `done` gets its verdict and report (never, if the daemon stops first).
+  void probe_now(const Caller& c, std::function<void(std::string verdict, std::string report)> done);
+  /// GetStatus's document for `c`: the whole of it for root and the control group, the public part
+  /// for everyone else (rate-limited per uid).
+  std::string get_status(const Caller& c);
+  std::optional<gid_t> control_group() const { return options_.control_group; }
+  /// The properties' values now (the private socket's getters; the bus's are rate-limited).
+  Snapshot snapshot() const { return control_.snapshot(); }
+
   /// How many times the GetStatus document was built (the rest were served from the cache).
   std::uint64_t status_builds() const { return status_.builds(); }
 
@@ -73,6 +93,9 @@ class DbusService {
   class Object;
   friend class Object;
 
+  void authorize(const Caller& c, const char* what);
+  void change(const Caller& c, const char* what, const std::function<Result<void>(const std::string& by)>& f);
+  void limit(const Caller& c, const char* what);
   void connect();
   void lost(const std::string& why);
   void arm_wait();

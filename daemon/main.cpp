@@ -24,6 +24,7 @@
 #include "daemon/firewall_port.hpp"
 #include "daemon/log.hpp"
 #include "daemon/notify.hpp"
+#include "daemon/private_bus.hpp"
 #include "daemon/probe_port.hpp"
 #include "netwatch/watcher.hpp"
 
@@ -217,11 +218,22 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   d::DbusService::Options bus_options;
   if (const group* g = getgrnam(control_group.c_str())) bus_options.control_group = g->gr_gid;
   else log.warning("group '" + control_group + "' does not exist: only root may change anything");
-  d::DbusService bus(io, ctl, bus_options, [&](bool is_error, const std::string& line) {
+  auto bus_log = [&](bool is_error, const std::string& line) {
     log.write(is_error ? d::Level::error : d::Level::info, line);
-  });
+  };
+  d::DbusService bus(io, ctl, bus_options, bus_log);
   outputs.attach(&bus);
   bus.start();
+  // Root's way in that no flood on the system bus can slow (daemon/private_bus.hpp), next to the
+  // kept declarations: without it, root's calls go through the bus like everyone's.
+  std::optional<d::PrivateBus> private_bus;
+  if (!state_dir.empty()) {
+    private_bus.emplace(io, bus, state_dir + "/private", bus_log, d::PrivateBus::Options{});
+    if (auto r = private_bus->start(); !r) {
+      log.warning("no private control socket (root's calls go through the system bus): " + r.error().str());
+      private_bus.reset();
+    }
+  }
 
   asio::steady_timer watchdog(io);
   std::function<void()> arm_watchdog = [&] {

@@ -4,6 +4,7 @@
 // wg-quick hook; bad input; and the bus going away and coming back.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <string>
 
@@ -301,10 +302,78 @@ TEST_CASE("the bus goes away and comes back: enforcement never stops, the name c
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   rig.bus.restart();  // SIGKILL, like a crash, and a new bus on the same address
   CHECK(rig.witness("203.0.113.3") == "");  // still blocked meanwhile
-  CHECK_MESSAGE(eventually([&] { return rig.state() == "secured"; }, 10s), rig.output());
+  // The name comes back on the new bus (asked through the bus: root's leakguardctl would take the
+  // private socket).
+  auto on_bus = [&] {
+    return rig.busctl({"get-property", "org.leakguard.Daemon1", "/org/leakguard/Daemon1", "org.leakguard.Daemon1", "State"}).out;
+  };
+  CHECK_MESSAGE(eventually([&] { return on_bus() == "s \"secured\"\n"; }, 10s), rig.output());
   CHECK(rig.daemon().running());
   CHECK(rig.ctl({"policy", "strict"}).status == 0);  // and it can be steered again
   // The control for "still blocked": disarmed, the same witness gets the ISP address.
   CHECK(rig.ctl({"disarm"}).status == 0);
   CHECK(eventually([&] { return rig.witness("203.0.113.3") == "203.0.113.2"; }, 10s));
+}
+
+// Root's way in that a flood on the system bus cannot slow (issue 14, finding 1): the private
+// socket in the runtime directory, peer-to-peer D-Bus without dbus-daemon.
+TEST_CASE("root's private socket: every command without the bus, others hung up on, a stale socket replaced") {
+  Rig rig;
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  REQUIRE(eventually([&] { return rig.ctl_without_bus({"status"}).status == 0; }, 10s));
+
+  // The socket is the daemon's user's alone (0600), in a 0700 directory.
+  struct stat st{};
+  REQUIRE(::stat(rig.private_socket.c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600);
+
+  // Without any bus, root still reads and steers everything; the control: the same command
+  // through the bus alone (no private socket) is what fails when there is no bus.
+  auto st_out = rig.ctl_without_bus({"status"});
+  CHECK(has(st_out.out, "secured"));
+  CHECK(has(st_out.out, "198.51.100.1"));  // root's full status
+  CHECK(rig.ctl_without_bus({"policy", "strict"}).status == 0);
+  CHECK(has(rig.table(), "comment \"tcp-out\""));
+  CHECK(rig.ctl_without_bus({"policy", "udp"}).status == 0);
+  CHECK(rig.ctl_without_bus({"tunnel", "set", "wg0", "--endpoint", "198.51.100.1:51820/udp", "--fwmark", "51820"}).status == 0);
+  CHECK(rig.status()["tunnel"]["declared"] == "wg0");
+  CHECK(rig.ctl_without_bus({"tunnel", "clear", "wg1"}).out.find("not the declared one") != std::string::npos);
+  CHECK(rig.ctl_without_bus({"tunnel", "clear", "wg0"}).status == 0);
+  CHECK(rig.status()["tunnel"]["declared"].is_null());
+  auto probe = rig.ctl_without_bus({"probe"});
+  CHECK(probe.status == 0);
+  CHECK(has(probe.out, "ok"));
+  // The daemon's refusals keep their names: a bad argument is exit 2, as through the bus.
+  auto bad = rig.ctl_without_bus({"tunnel", "set", "e*", "--endpoint", "198.51.100.1:51820/udp"});
+  CHECK(bad.status == 2);
+  CHECK(has(bad.out, "refused the arguments"));
+  setenv("LEAKGUARD_PRIVATE_SOCKET", "", 1);  // never the private socket: the bus alone, and it is out of reach
+  CHECK(rig.ctl_without_bus({"status"}).status == 3);
+  setenv("LEAKGUARD_PRIVATE_SOCKET", rig.private_socket.c_str(), 1);
+
+  // Someone who may not control who reaches the socket anyway (the modes opened up here) is hung
+  // up on; leakguardctl falls back to the bus, which is out of reach: "not running".
+  REQUIRE(::chmod(rig.state_dir.c_str(), 0755) == 0);
+  REQUIRE(::chmod(rig.private_socket.c_str(), 0666) == 0);
+  auto nobody = rig.ctl_without_bus({"disarm"}, As::nobody);
+  CHECK(nobody.status == 3);
+  CHECK(eventually([&] { return has(rig.output(), "private socket: hung up on uid 65534"); }, 5s));
+  CHECK(rig.status()["armed"] == true);
+  REQUIRE(::chmod(rig.state_dir.c_str(), 0700) == 0);
+
+  // kill -9 leaves the socket behind: nobody answers it, and leakguardctl goes to the bus (the
+  // control: with the bus, the answer is "not running", not a hang or a crash). A new daemon
+  // replaces it.
+  rig.daemon().stop(SIGKILL, false);
+  REQUIRE(eventually([&] { return !rig.daemon().running(); }, 10s));
+  REQUIRE(::stat(rig.private_socket.c_str(), &st) == 0);
+  CHECK(rig.ctl({"status"}).status == 3);
+  rig.start();
+  CHECK_MESSAGE(eventually([&] { return rig.ctl_without_bus({"status"}).status == 0; }, 15s), rig.output());
+  // And a clean stop takes it away.
+  rig.daemon().stop(SIGTERM, false);
+  REQUIRE(eventually([&] { return !rig.daemon().running(); }, 10s));
+  CHECK(::stat(rig.private_socket.c_str(), &st) != 0);
 }

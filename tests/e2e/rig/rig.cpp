@@ -45,10 +45,12 @@ Rig::Rig(RigOptions o)
       dir("/tmp/" + lab::unique_name("rig")),
       config(dir + "/leakguard.yaml"),
       state_dir(dir + "/run"),
+      private_socket(state_dir + "/private"),
       daemon_args_(o.daemon_args),
       wrapper_(o.wrapper) {
   lab::run({"mkdir", "-p", "-m", "0755", dir});
   lab::run({"mkdir", "-p", "-m", "0700", state_dir});
+  setenv("LEAKGUARD_PRIVATE_SOCKET", private_socket.c_str(), 1);
   std::ofstream(config) << "policy: " << o.policy << "\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
                         << "  interfaces: " << o.tunnel_patterns << "\n"
                         << (o.endpoint ? "  endpoints: [\"198.51.100.1:51820/udp\"]\n  fwmark: 51820\n" : "")
@@ -58,6 +60,7 @@ Rig::Rig(RigOptions o)
 
 Rig::~Rig() {
   daemon_.reset();
+  unsetenv("LEAKGUARD_PRIVATE_SOCKET");
   lab::run({"rm", "-rf", dir});
 }
 
@@ -75,6 +78,12 @@ std::string Rig::output() const { return read_file(log_); }
 
 lab::RunResult Rig::ctl(const std::vector<std::string>& args, As as) const {
   std::vector<std::string> argv{LEAKGUARDCTL};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return lab::run(as_user(as, argv), std::chrono::seconds(20));
+}
+
+lab::RunResult Rig::ctl_without_bus(const std::vector<std::string>& args, As as) const {
+  std::vector<std::string> argv{"env", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + dir + "/no-bus", LEAKGUARDCTL};
   argv.insert(argv.end(), args.begin(), args.end());
   return lab::run(as_user(as, argv), std::chrono::seconds(20));
 }

@@ -38,6 +38,9 @@ class Rig {
   const std::string dir;     ///< scratch directory (config, logs), removed at the end
   const std::string config;  ///< the daemon's configuration file
   const std::string state_dir;  ///< the daemon's --state-dir (its runtime directory under systemd)
+  /// The daemon's private socket (STATE_DIR/private), root's way in as /run/leakguard/private is
+  /// under systemd: named to every leakguardctl the test starts (LEAKGUARD_PRIVATE_SOCKET).
+  const std::string private_socket;
 
   /// Starts leakguardd (again); its output goes to a log of its own per start.
   void start();
@@ -48,6 +51,8 @@ class Rig {
   /// leakguardctl ARGS (as root, or as nobody with no groups / with the control group).
   enum class As { root, nobody, member };
   lab::RunResult ctl(const std::vector<std::string>& args, As as = As::root) const;
+  /// leakguardctl ARGS with the system bus out of its reach: what the private socket alone gives.
+  lab::RunResult ctl_without_bus(const std::vector<std::string>& args, As as = As::root) const;
   /// busctl --system ARGS against the private bus (as root or nobody).
   lab::RunResult busctl(const std::vector<std::string>& args, As as = As::root) const;
   nlohmann::json status() const;

@@ -1,0 +1,189 @@
+#include "cli/daemon_link.hpp"
+
+#include <sdbus-c++/sdbus-c++.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <systemd/sd-bus.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "leakguard_proxy.h"  // generated from daemon/org.leakguard.Daemon1.xml
+
+namespace leakguard::cli {
+namespace {
+
+constexpr const char* kName = "org.leakguard.Daemon1";
+constexpr const char* kPath = "/org/leakguard/Daemon1";
+constexpr const char* kPrivateSocket = "/run/leakguard/private";
+
+// One proxy for every command; signal handlers only matter to `monitor`.
+class Proxy final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy> {
+ public:
+  std::function<void(const std::string&, const std::vector<std::string>&)> on_signal;
+
+  explicit Proxy(sdbus::IConnection& c) : ProxyInterfaces(c, kName, kPath) { registerProxy(); }
+  ~Proxy() { unregisterProxy(); }
+
+ private:
+  void emit(const std::string& n, std::vector<std::string> a) {
+    if (on_signal) on_signal(n, a);
+  }
+  void onStateChanged(const std::string& o, const std::string& n, const std::string& r) override {
+    emit("StateChanged", {o, n, r});
+  }
+  void onLeakDetected(const std::string& i, const std::string& f, const std::string& a, const std::string& s) override {
+    emit("LeakDetected", {i, f, a, s});
+  }
+  void onProbeCompleted(const std::string& v) override { emit("ProbeCompleted", {v}); }
+  void onTableTampered(const std::string& p) override { emit("TableTampered", {p}); }
+};
+
+class BusDaemon final : public Daemon {
+ public:
+  BusDaemon() : conn_(sdbus::createSystemBusConnection()), proxy_(*conn_) {}
+  void Arm() override { proxy_.Arm(); }
+  void Disarm() override { proxy_.Disarm(); }
+  void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { proxy_.SetTunnel(i, e, m); }
+  void ClearTunnel() override { proxy_.ClearTunnel(); }
+  void SetAllowLan(bool allow) override { proxy_.SetAllowLan(allow); }
+  void SetPolicy(const std::string& p) override { proxy_.SetPolicy(p); }
+  void Reload() override { proxy_.Reload(); }
+  std::tuple<std::string, std::string> ProbeNow() override { return proxy_.ProbeNow(); }
+  std::string GetStatus() override { return proxy_.GetStatus(); }
+  std::string TunnelInterface() override { return proxy_.TunnelInterface(); }
+
+ private:
+  std::unique_ptr<sdbus::IConnection> conn_;
+  Proxy proxy_;
+};
+
+// The private socket, peer to peer with sd-bus (sdbus-c++ 1.2 has no such connection).
+class PrivateDaemon final : public Daemon {
+ public:
+  static std::unique_ptr<PrivateDaemon> connect(const std::string& path) {
+    sockaddr_un sa{};
+    if (path.empty() || path.size() >= sizeof sa.sun_path) return nullptr;
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return nullptr;
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.c_str(), path.size());
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) < 0) {
+      ::close(fd);
+      return nullptr;
+    }
+    std::unique_ptr<PrivateDaemon> d(new PrivateDaemon);
+    if (sd_bus_new(&d->bus_) < 0) {
+      ::close(fd);
+      return nullptr;
+    }
+    if (sd_bus_set_fd(d->bus_, fd, fd) < 0) {
+      ::close(fd);
+      return nullptr;
+    }
+    if (sd_bus_start(d->bus_) < 0) return nullptr;
+    // sd-bus's server answers Peer.Ping itself: proof that we were let in.
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    const int r = sd_bus_call_method(d->bus_, nullptr, kPath, "org.freedesktop.DBus.Peer", "Ping", &e, nullptr, "");
+    sd_bus_error_free(&e);
+    return r < 0 ? nullptr : std::move(d);
+  }
+  ~PrivateDaemon() override { sd_bus_flush_close_unref(bus_); }
+
+  void Arm() override { call("Arm"); }
+  void Disarm() override { call("Disarm"); }
+  void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override {
+    call("SetTunnel", [&](sd_bus_message* msg) {
+      std::vector<const char*> list;
+      for (const auto& x : e) list.push_back(x.c_str());
+      list.push_back(nullptr);
+      int r = sd_bus_message_append(msg, "s", i.c_str());
+      if (r >= 0) r = sd_bus_message_append_strv(msg, const_cast<char**>(list.data()));
+      if (r >= 0) r = sd_bus_message_append(msg, "u", m);
+      return r;
+    });
+  }
+  void ClearTunnel() override { call("ClearTunnel"); }
+  void SetAllowLan(bool allow) override {
+    call("SetAllowLan", [&](sd_bus_message* msg) { return sd_bus_message_append(msg, "b", int(allow)); });
+  }
+  void SetPolicy(const std::string& p) override {
+    call("SetPolicy", [&](sd_bus_message* msg) { return sd_bus_message_append(msg, "s", p.c_str()); });
+  }
+  void Reload() override { call("Reload"); }
+  std::tuple<std::string, std::string> ProbeNow() override {
+    auto reply = call("ProbeNow");
+    const char *verdict = nullptr, *report = nullptr;
+    check(sd_bus_message_read(reply.get(), "ss", &verdict, &report));
+    return {verdict, report};
+  }
+  std::string GetStatus() override {
+    auto reply = call("GetStatus");
+    const char* status = nullptr;
+    check(sd_bus_message_read(reply.get(), "s", &status));
+    return status;
+  }
+  std::string TunnelInterface() override {
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    char* value = nullptr;
+    const int r = sd_bus_get_property_string(bus_, nullptr, kPath, kName, "TunnelInterface", &e, &value);
+    raise(r, e);
+    std::string out = value ? value : "";
+    std::free(value);
+    return out;
+  }
+
+ private:
+  PrivateDaemon() = default;
+  using Reply = std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)>;
+
+  Reply call(const char* method, const std::function<int(sd_bus_message*)>& args = {}) {
+    sd_bus_message* msg = nullptr;
+    check(sd_bus_message_new_method_call(bus_, &msg, nullptr, kPath, kName, method));
+    Reply call(msg, &sd_bus_message_unref);
+    if (args) check(args(msg));
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_message* reply = nullptr;
+    const int r = sd_bus_call(bus_, msg, 0, &e, &reply);  // 0: sd-bus's default (25 s, as on the bus)
+    raise(r, e);
+    return Reply(reply, &sd_bus_message_unref);
+  }
+  // An error the daemon sent keeps its name; one of our own side means the daemon went away.
+  static void raise(int r, sd_bus_error& e) {
+    if (r >= 0) {
+      sd_bus_error_free(&e);
+      return;
+    }
+    std::string name = sd_bus_error_is_set(&e) ? e.name : "org.freedesktop.DBus.Error.Disconnected";
+    std::string message = sd_bus_error_is_set(&e) && e.message ? e.message : std::strerror(-r);
+    sd_bus_error_free(&e);
+    throw sdbus::Error(std::move(name), std::move(message));
+  }
+  static void check(int r) {
+    sd_bus_error e = SD_BUS_ERROR_NULL;
+    raise(r, e);
+  }
+
+  sd_bus* bus_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Daemon> connect_bus() { return std::make_unique<BusDaemon>(); }
+
+std::unique_ptr<Daemon> connect_private(const std::string& path) { return PrivateDaemon::connect(path); }
+
+std::string private_socket_path() {
+  const char* env = std::getenv("LEAKGUARD_PRIVATE_SOCKET");
+  return env ? env : kPrivateSocket;
+}
+
+void follow_signals(const std::function<void(const std::string& name, const std::vector<std::string>& args)>& on_signal) {
+  auto conn = sdbus::createSystemBusConnection();
+  Proxy proxy(*conn);
+  proxy.on_signal = on_signal;
+  conn->enterEventLoop();  // until interrupted
+}
+
+}  // namespace leakguard::cli
