@@ -2,8 +2,9 @@
 // private system bus with the project's policy, and 0, 3 and 8 processes running as nobody that
 // send calls everyone may make (GetStatus, and property reads; every third process asks for
 // replies, the others for none) as fast as the bus takes them. Under each load: root's SetTunnel
-// latency (sequential calls, each waited for) beside the bus's own GetId just before each (the
-// floor any call through the bus pays); the time from the kernel announcing the tunnel's link gone
+// latency (sequential calls, each waited for) through the bus, beside the bus's own GetId just
+// before each (the floor any call through the bus pays), and through the daemon's private socket
+// (what leakguardctl as root uses: no dbus-daemon between); the time from the kernel announcing the tunnel's link gone
 // to StateChanged(blocking) on the bus, and to STATUS=blocking at the notify socket (the daemon's
 // own transition, no bus between); each as median and p99, with the ratio to the idle figures
 // (goal: within 2x).
@@ -42,6 +43,7 @@
 
 #include "bench/daemon_watch.hpp"
 #include "bench/report.hpp"
+#include "cli/daemon_link.hpp"
 #include "tests/lab/bus.hpp"
 #include "tests/lab/flooder.hpp"
 #include "tests/lab/lab.hpp"
@@ -125,8 +127,10 @@ bool wait_until(const std::function<bool()>& f, milliseconds deadline) {
 }
 
 struct Figures {
-  std::vector<double> set_tunnel;   // ms
+  std::vector<double> set_tunnel;   // ms, through the bus
+  std::vector<double> set_private;  // ms, through the private socket
   std::vector<double> bus_driver;   // ms: GetId answered by the bus itself, the floor for any call
+  std::vector<double> cpu_floor;    // ms: a fixed piece of CPU work in root's client (the load's toll on any process)
   std::vector<double> tunnel_loss;  // ms: the kernel's notification -> StateChanged(blocking) on the bus
   std::vector<double> status_loss;  // ms: the same -> STATUS=blocking at the notify socket (no bus)
   double flood_rate = 0;            // calls per second the flooders got onto the bus
@@ -198,9 +202,16 @@ class Slices {
 
 std::unique_ptr<Slices> slices;  // SLICES=1
 
+// About half a millisecond of CPU on an idle machine (about what the daemon spends on one
+// SetTunnel): how much longer it takes under a load is what the load costs any process.
+void cpu_work() {
+  volatile std::uint64_t x = 1;
+  for (int i = 0; i < 400'000; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+}
+
 // One load: `flooders` processes flooding while root measures. False if a wait ran out.
-bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std::string& dir, int flooders, int calls, int losses,
-             Figures& out) {
+bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, leakguard::cli::Daemon& private_link,
+             const std::string& dir, int flooders, int calls, int losses, Figures& out) {
   if (!watch.wait_state("secured", 20s)) {
     std::fprintf(stderr, "the daemon is not secured before the load of %d\n", flooders);
     return false;
@@ -229,6 +240,11 @@ bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std
   for (int i = 0; i < calls; ++i) {
     {
       const auto t0 = steady_clock::now();
+      cpu_work();
+      out.cpu_floor.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
+    }
+    {
+      const auto t0 = steady_clock::now();
       try {
         driver->callMethod("GetId").onInterface("org.freedesktop.DBus").withTimeout(30s);
       } catch (const sdbus::Error& e) {
@@ -248,6 +264,17 @@ bool measure(lab::Lab& net, bench::Watch& watch, NotifySocket& notify, const std
       return false;
     }
     out.set_tunnel.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());
+    // The same through the private socket, with the other endpoint list (again a change).
+    eps.resize(1);
+    if (i % 2 == 0) eps.push_back("192.0.2.77:51820/udp");
+    const auto t1 = steady_clock::now();
+    try {
+      private_link.SetTunnel("wg0", eps, 51820);
+    } catch (const sdbus::Error& e) {
+      std::fprintf(stderr, "SetTunnel through the private socket with %d flooders: %s\n", flooders, e.what());
+      return false;
+    }
+    out.set_private.push_back(duration<double, std::milli>(steady_clock::now() - t1).count());
   }
 
   // The tunnel's link goes away: from the kernel's notification to StateChanged(blocking).
@@ -311,6 +338,7 @@ int main(int argc, char** argv) {
   lab::PrivateBus bus(LEAKGUARD_DBUS_POLICY, "users");
   const std::string dir = "/tmp/" + lab::unique_name("bench-dbusflood");
   lab::run({"mkdir", "-p", "-m", "0755", dir});
+  lab::run({"mkdir", "-p", "-m", "0700", dir + "/run"});  // the runtime directory: the private socket
   std::ofstream(dir + "/leakguard.yaml") << config();
 
   std::vector<Figures> figures;
@@ -328,25 +356,35 @@ int main(int argc, char** argv) {
     std::printf("SLICES: flooders in one cgroup, the bus, the daemon and root's client in another, equal CPU weight\n");
   }
   {
-    lab::Process d(net.ns("host"), {daemon, "--config", dir + "/leakguard.yaml", "--control-group", "users"},
+    lab::Process d(net.ns("host"),
+                   {daemon, "--config", dir + "/leakguard.yaml", "--control-group", "users", "--state-dir", dir + "/run"},
                    dir + "/leakguardd.log");
     if (slices) slices->to_system(d.pid());
+    std::unique_ptr<leakguard::cli::Daemon> private_link;
+    wait_until([&] { return (private_link = leakguard::cli::connect_private(dir + "/run/private")) != nullptr; }, 20s);
+    if (!private_link) {
+      std::fprintf(stderr, "no private socket at %s/run/private\n%s\n", dir.c_str(), read_file(dir + "/leakguardd.log").c_str());
+      return 1;
+    }
     for (int n : loads) {
       Figures f;
-      if (!measure(net, watch, notify, dir, n, calls, losses, f)) {
+      if (!measure(net, watch, notify, *private_link, dir, n, calls, losses, f)) {
         std::fprintf(stderr, "daemon log (tail):\n%s\n", read_file(dir + "/leakguardd.log").substr(0, 4000).c_str());
         status = 1;
         break;
       }
       figures.push_back(f);
       std::printf("%d flooders%s:\n"
-                  "  root's SetTunnel: median %.2f ms, p99 %.2f ms, max %.2f ms (%d calls)\n"
+                  "  root's SetTunnel through the bus: median %.2f ms, p99 %.2f ms, max %.2f ms (%d calls)\n"
+                  "  root's SetTunnel through the private socket: median %.2f ms, p99 %.2f ms, max %.2f ms\n"
                   "  the bus's own GetId, just before each: median %.2f ms, p99 %.2f ms, max %.2f ms\n"
+                  "  a fixed piece of CPU work in root's client, just before each: median %.2f ms, p99 %.2f ms\n"
                   "  tunnel link gone -> StateChanged(blocking) on the bus: median %.2f ms, p99 %.2f ms (%d runs)\n"
                   "  tunnel link gone -> STATUS=blocking at the notify socket: median %.2f ms, p99 %.2f ms\n",
                   n, n ? (" (" + std::to_string(static_cast<long>(f.flood_rate)) + " calls/s got onto the bus)").c_str() : "",
-                  median(f.set_tunnel), p99(f.set_tunnel), maximum(f.set_tunnel), calls, median(f.bus_driver),
-                  p99(f.bus_driver), maximum(f.bus_driver), median(f.tunnel_loss), p99(f.tunnel_loss), losses,
+                  median(f.set_tunnel), p99(f.set_tunnel), maximum(f.set_tunnel), calls, median(f.set_private),
+                  p99(f.set_private), maximum(f.set_private), median(f.bus_driver),
+                  p99(f.bus_driver), maximum(f.bus_driver), median(f.cpu_floor), p99(f.cpu_floor), median(f.tunnel_loss), p99(f.tunnel_loss), losses,
                   median(f.status_loss), p99(f.status_loss));
       std::fflush(stdout);
     }
@@ -363,9 +401,14 @@ int main(int argc, char** argv) {
     for (std::size_t i = 1; i < figures.size(); ++i) {
       const Figures& f = figures[i];
       const std::string n = std::to_string(loads[i]) + " flooders";
-      bench::result("root's SetTunnel under " + n + " (vs idle), median", bench::ms(median(f.set_tunnel)),
+      bench::result("root's SetTunnel, private socket, under " + n + " (vs idle), median", bench::ms(median(f.set_private)),
+                    bench::ms(median(idle.set_private)), bench::times(median(f.set_private) / median(idle.set_private)));
+      bench::result("root's SetTunnel, private socket, under " + n + " (vs idle), p99 (goal within 2x)",
+                    bench::ms(p99(f.set_private)), bench::ms(p99(idle.set_private)),
+                    bench::times(p99(f.set_private) / p99(idle.set_private)));
+      bench::result("root's SetTunnel through the bus under " + n + " (vs idle), median", bench::ms(median(f.set_tunnel)),
                     bench::ms(median(idle.set_tunnel)), bench::times(median(f.set_tunnel) / median(idle.set_tunnel)));
-      bench::result("root's SetTunnel under " + n + " (vs idle), p99 (goal within 2x)", bench::ms(p99(f.set_tunnel)),
+      bench::result("root's SetTunnel through the bus under " + n + " (vs idle), p99", bench::ms(p99(f.set_tunnel)),
                     bench::ms(p99(idle.set_tunnel)), bench::times(p99(f.set_tunnel) / p99(idle.set_tunnel)));
       bench::result("tunnel link gone -> blocking signalled under " + n + " (vs idle), median",
                     bench::ms(median(f.tunnel_loss)), bench::ms(median(idle.tunnel_loss)),
@@ -376,6 +419,9 @@ int main(int argc, char** argv) {
       bench::result("tunnel link gone -> STATUS=blocking (no bus) under " + n + " (vs idle), p99",
                     bench::ms(p99(f.status_loss)), bench::ms(p99(idle.status_loss)),
                     bench::times(p99(f.status_loss) / p99(idle.status_loss)));
+      bench::result("a fixed piece of CPU work in root's client under " + n + " (vs idle), p99 (the load's toll on any process)",
+                    bench::ms(p99(f.cpu_floor)), bench::ms(p99(idle.cpu_floor)),
+                    bench::times(p99(f.cpu_floor) / p99(idle.cpu_floor)));
       bench::result("the bus's own GetId under " + n + " (vs idle), p99", bench::ms(p99(f.bus_driver)),
                     bench::ms(p99(idle.bus_driver)), bench::times(p99(f.bus_driver) / p99(idle.bus_driver)));
     }

@@ -35,6 +35,19 @@ rc=0; out=$(sys_user alice timeout 30 leakguardctl tunnel set wg0 --endpoint 192
 sys_exec nft list table inet leakguard | sys_has '192.0.2.1' || sys_fail "the declared endpoint is not in the table"
 echo "ok: after usermod -aG leakguard (new login) tunnel set works: wg0 declared, endpoint in the table"
 
+# Root's private socket under the real unit's hardening: the daemon's user's alone, in its 0700
+# runtime directory; root's leakguardctl reads and steers through it with no bus in reach.
+perm=$(sys_exec stat -c '%a %U %F' /run/leakguard/private) || sys_fail "no /run/leakguard/private"
+[ "$perm" = "600 leakguard socket" ] || sys_fail "/run/leakguard/private is '$perm', not '600 leakguard socket'"
+[ "$(sys_exec stat -c '%a %U' /run/leakguard)" = "700 leakguard" ] || sys_fail "/run/leakguard is not 0700 leakguard"
+rc=0; out=$(sys_exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent leakguardctl tunnel set wg1 --endpoint 192.0.2.2:51820/udp 2>&1) || rc=$?
+[ $rc -eq 0 ] || sys_fail "root's tunnel set without the bus (the private socket) exited $rc: $out"
+[ "$(sys_exec env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent leakguardctl status --json | jq -r .tunnel.declared)" = wg1 ] ||
+  sys_fail "root's status without the bus does not show wg1 declared"
+rc=0; out=$(sys_user alice env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent timeout 30 leakguardctl status 2>&1) || rc=$?
+[ $rc -eq 3 ] || sys_fail "alice reached the daemon without the bus (exit $rc): $out"
+echo "ok: /run/leakguard/private is '$perm'; root steers through it without the bus, alice cannot reach it"
+
 # Bus activation: stop the service; an unprivileged call starts it through the bus.
 sys_exec systemctl stop leakguard.service
 [ "$(sys_exec systemctl is-active leakguard.service || true)" = inactive ] || sys_fail "the service did not stop"
