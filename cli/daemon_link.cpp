@@ -84,7 +84,7 @@ class PrivateDaemon final : public Daemon {
     }
     if (sd_bus_start(d->bus_) < 0) return nullptr;
     // sd-bus's server answers Peer.Ping itself: proof that we were let in.
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL is a C compound literal
     const int r = sd_bus_call_method(d->bus_, nullptr, kPath, "org.freedesktop.DBus.Peer", "Ping", &e, nullptr, "");
     sd_bus_error_free(&e);
     return r < 0 ? nullptr : std::move(d);
@@ -125,7 +125,7 @@ class PrivateDaemon final : public Daemon {
     return status;
   }
   std::string TunnelInterface() override {
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL is a C compound literal
     char* value = nullptr;
     const int r = sd_bus_get_property_string(bus_, nullptr, kPath, kName, "TunnelInterface", &e, &value);
     raise(r, e);
@@ -143,7 +143,7 @@ class PrivateDaemon final : public Daemon {
     check(sd_bus_message_new_method_call(bus_, &msg, nullptr, kPath, kName, method));
     Reply call(msg, &sd_bus_message_unref);
     if (args) check(args(msg));
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL is a C compound literal
     sd_bus_message* reply = nullptr;
     const int r = sd_bus_call(bus_, msg, 0, &e, &reply);  // 0: sd-bus's default (25 s, as on the bus)
     raise(r, e);
@@ -161,7 +161,7 @@ class PrivateDaemon final : public Daemon {
     throw sdbus::Error(std::move(name), std::move(message));
   }
   static void check(int r) {
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL is a C compound literal
     raise(r, e);
   }
 

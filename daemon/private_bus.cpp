@@ -119,16 +119,21 @@ int get_status(sd_bus_message* m, void* userdata, sd_bus_error* error) {
 // then, there is nobody to tell.
 int probe_now(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   return answer(userdata, error, [m](PrivateBus::Peer& p) {
-    sd_bus_message_ref(m);
+    sd_bus_message_ref(m);  // until answered (the callback may run at once, or never if refused)
     std::weak_ptr<PrivateBus::Peer> weak = p.shared_from_this();
-    p.service.probe_now(p.caller, [m, weak](std::string verdict, std::string report) {
-      if (auto alive = weak.lock()) {
-        sd_bus_reply_method_return(m, "ss", verdict.c_str(), report.c_str());
-        alive->kick();
-      }
+    try {
+      p.service.probe_now(p.caller, [m, weak](std::string verdict, std::string report) {
+        if (auto alive = weak.lock()) {
+          sd_bus_reply_method_return(m, "ss", verdict.c_str(), report.c_str());
+          alive->kick();
+        }
+        sd_bus_message_unref(m);
+      });
+    } catch (...) {
       sd_bus_message_unref(m);
-    });
-    return 1;  // no reply yet
+      throw;
+    }
+    return 1;  // answered by the callback
   });
 }
 
@@ -301,7 +306,7 @@ void PrivateBus::accepted(int fd) {
   sd_id128_t id{};
   int r = sd_bus_new(&p->bus);
   if (r >= 0) r = sd_bus_set_fd(p->bus, fd, fd);  // the bus owns fd from here on
-  else ::close(fd);
+  if (r < 0) ::close(fd);
   if (r >= 0) r = sd_id128_randomize(&id);
   if (r >= 0) r = sd_bus_set_server(p->bus, 1, id);
   if (r >= 0) r = sd_bus_add_object_vtable(p->bus, &p->slot, DbusService::kPath, kInterface, kVtable, p.get());
