@@ -122,6 +122,7 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
         if (x && name == "route" && text(*x, "interface").starts_with("route via "))
           out += ", came in through " + text(*x, "interface").substr(10);
         if (leak) out += "  " + st.bad("<- LEAK");
+        else if (x && x->value("exposure", false)) out += "  " + st.warn("<- exposure (any local process, not a web page; strict closes it)");
       } else {
         out += text(res, "detail", text(res, "outcome"));
       }

@@ -184,7 +184,8 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   d::StunProbePort probe(
       io, [&] { return watcher.model(); },
       [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); },
-      [&] { return controller->config().probe; });
+      [&] { return controller->config().probe; },
+      [&] { return controller->desired().emergency || controller->desired().mode == lg::Mode::strict; });
 
   auto reload = [&]() { return load_config(config_path, explicit_path); };
   d::Controller ctl(std::move(cfg), fw, probe, outputs, reload);

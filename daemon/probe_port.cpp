@@ -30,10 +30,12 @@ ProbeOutcome to_outcome(const probes::Report& r) {
 }
 
 StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
-                             std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings)
+                             std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
+                             std::function<bool()> strict)
     : model_(std::move(model)),
       is_tunnel_(std::move(is_tunnel)),
       settings_(std::move(settings)),
+      strict_(std::move(strict)),
       prober_(std::make_unique<probes::Prober>(io)) {}
 
 StunProbePort::~StunProbePort() = default;
@@ -41,6 +43,7 @@ StunProbePort::~StunProbePort() = default;
 void StunProbePort::start(std::function<void(ProbeOutcome)> done) {
   // The interfaces as the watcher sees them now, classified with the tunnels as declared now.
   auto plan = probes::plan_for(settings_(), probes::interfaces_from(model_(), is_tunnel_));
+  plan.report.strict = strict_();
   prober_->start(std::move(plan), [done = std::move(done)](probes::Report r) { done(to_outcome(r)); });
 }
 

@@ -23,8 +23,11 @@ ProbeOutcome to_outcome(const probes::Report& r);
 
 class StunProbePort final : public ProbePort {
  public:
+  /// `strict`: whether the block in force refuses every packet outside the tunnel (then a TCP
+  /// answer to a device-bound socket is a leak, not an exposure: probes::ReportOptions::strict).
   StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
-                std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings);
+                std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
+                std::function<bool()> strict);
   ~StunProbePort() override;
   void start(std::function<void(ProbeOutcome)> done) override;
 
@@ -32,6 +35,7 @@ class StunProbePort final : public ProbePort {
   std::function<netwatch::NetModel()> model_;
   std::function<bool(const std::string&)> is_tunnel_;
   std::function<config::Probe()> settings_;
+  std::function<bool()> strict_;
   std::unique_ptr<probes::Prober> prober_;
 };
 

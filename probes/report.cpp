@@ -105,6 +105,16 @@ bool is_public(const IpAddress& a, const ReportOptions& o) {
   return true;
 }
 
+namespace {
+// Whether the probe's answer is one of the report's exposures (device-bound TCP, see make_report).
+bool is_exposure(const Report& r, const ProbeResult& p) {
+  const auto* x = reflexive_of(p);
+  return x && !p.routed && std::any_of(r.exposures.begin(), r.exposures.end(), [&](const Leak& l) {
+           return l.interface == p.interface && l.server == p.server && l.family == p.family && l.reflexive == x->mapped;
+         });
+}
+}  // namespace
+
 std::vector<HostCandidate> Report::exposed() const {
   std::vector<HostCandidate> out;
   for (const auto& h : hosts)
@@ -123,6 +133,12 @@ std::string Report::summary() const {
     auto e = exposed();
     s += ": " + e.front().address.str() + " on " + e.front().interface + " is readable by pages";
     if (e.size() > 1) s += " (+" + std::to_string(e.size() - 1) + " more)";
+  }
+  if (!exposures.empty()) {
+    const auto& e = exposures.front();
+    s += std::string(leaks.empty() && verdict != Verdict::exposed_host ? ": " : "; ") + "TCP via " + e.interface +
+         " reaches " + e.server + " outside the tunnel (any local process, not a web page)";
+    if (exposures.size() > 1) s += " (+" + std::to_string(exposures.size() - 1) + " more)";
   }
   if (!exits4.empty() || !exits6.empty()) {
     std::vector<IpAddress> all = exits4;
@@ -159,6 +175,13 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
     Leak l{printable_ifname(p.interface), p.routed, p.family, x->mapped, p.server, {}};
     if (!p.routed) {
       if (p.cls == InterfaceClass::tunnel || p.cls == InterfaceClass::loopback) continue;
+      if (p.transport == Transport::tcp && !options.strict) {
+        l.why = "a TCP connection from a socket bound to " + l.interface + " (" + std::string(leakguard::to_string(p.cls)) +
+                ") reached the server, which saw " + x->mapped.address.str() +
+                ": any local process can do this, a web page cannot; policy strict closes it";
+        r.exposures.push_back(std::move(l));
+        continue;
+      }
       l.why = "a request from " + l.interface + " (" + std::string(leakguard::to_string(p.cls)) +
               ") reached the server, which saw " + x->mapped.address.str();
     } else {
@@ -235,6 +258,12 @@ std::string to_text(const Report& r) {
       out += "  " + pad(l.routed ? "route" : l.interface, 8) + pad(std::string(to_string(l.family)), 6) +
              pad(l.reflexive.address.str(), 18) + " " + l.server + ": " + l.why + "\n";
   }
+  if (!r.exposures.empty()) {
+    out += "\nexposures (any local process, not a web page; policy strict closes them):\n";
+    for (const auto& l : r.exposures)
+      out += "  " + pad(l.interface, 8) + pad(std::string(to_string(l.family)), 6) + pad(l.reflexive.address.str(), 18) + " " +
+             l.server + ": " + l.why + "\n";
+  }
   out += "\nhost candidates (what a page can read):\n";
   if (r.hosts.empty()) out += "  (none)\n";
   for (const auto& h : r.hosts)
@@ -246,7 +275,8 @@ std::string to_text(const Report& r) {
       return l.routed == p.routed && l.server == p.server && l.family == p.family && reflexive_of(p) &&
              l.reflexive == reflexive_of(p)->mapped;
     });
-    out += "  " + p.str() + (leak ? "   <- LEAK" : "") + "\n";
+    const bool exposure = !leak && is_exposure(r, p);
+    out += "  " + p.str() + (leak ? "   <- LEAK" : exposure ? "   <- exposure" : "") + "\n";
   }
   out += "\n" + std::to_string(r.probes.size()) + " probes in " + std::to_string(r.duration.count()) + " ms\n";
   return out;
@@ -264,15 +294,20 @@ nlohmann::json to_json(const Report& r) {
   j["summary"] = r.summary();
   j["duration_ms"] = r.duration.count();
   j["tunnel_exits"] = {{"ipv4", addrs(r.exits4)}, {"ipv6", addrs(r.exits6)}};
-  j["leaks"] = json::array();
-  for (const auto& l : r.leaks)
-    j["leaks"].push_back({{"interface", l.interface},
-                          {"routed", l.routed},
-                          {"family", std::string(to_string(l.family))},
-                          {"reflexive", l.reflexive.address.str()},
-                          {"port", l.reflexive.port},
-                          {"server", l.server},
-                          {"why", l.why}});
+  auto findings = [](const std::vector<Leak>& v) {
+    json a = json::array();
+    for (const auto& l : v)
+      a.push_back({{"interface", l.interface},
+                   {"routed", l.routed},
+                   {"family", std::string(to_string(l.family))},
+                   {"reflexive", l.reflexive.address.str()},
+                   {"port", l.reflexive.port},
+                   {"server", l.server},
+                   {"why", l.why}});
+    return a;
+  };
+  j["leaks"] = findings(r.leaks);
+  j["exposures"] = findings(r.exposures);
   j["hosts"] = json::array();
   for (const auto& h : r.hosts)
     j["hosts"].push_back({{"interface", h.interface},
@@ -341,7 +376,9 @@ nlohmann::json to_json(const Report& r) {
     const bool leak = x && std::any_of(r.leaks.begin(), r.leaks.end(), [&](const Leak& l) {
       return l.routed == p.routed && l.server == p.server && l.family == p.family && l.reflexive == x->mapped;
     });
+    const bool exposure = !leak && is_exposure(r, p);
     if (leak) g["verdict"] = "leak";
+    else if (exposure && g["verdict"] == "ok") g["verdict"] = "exposure";
     g["results"].push_back({{"family", std::string(to_string(p.family))},
                             {"server", p.server},
                             {"outcome", std::string(kind(p.outcome))},
@@ -355,7 +392,8 @@ nlohmann::json to_json(const Report& r) {
                                 {"family", std::string(to_string(p.family))},
                                 {"server", p.server},
                                 {"rtt_ms", x->rtt.count()},
-                                {"leak", leak}});
+                                {"leak", leak},
+                                {"exposure", exposure}});
   }
   return j;
 }

@@ -81,12 +81,21 @@ struct ReportOptions {
   /// Count the documentation ranges (192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32) as
   /// public. RFC 6890 says they are not globally reachable; the lab uses them as its internet.
   bool documentation_is_public = false;
+  /// The block is `strict` (every packet outside the tunnel is refused): a TCP answer to a socket
+  /// bound to a non-tunnel device is then a leak too. Otherwise (`udp` policy, or no block known)
+  /// it is an exposure: see Report::exposures.
+  bool strict = false;
 };
 
 struct Report {
   std::vector<HostCandidate> hosts;
   std::vector<ProbeResult> probes;
   std::vector<Leak> leaks;
+  /// Reflexive addresses that came back over TCP to a socket bound to a non-tunnel device (not in
+  /// strict): any local process can reach the server that way, a web page cannot (it cannot bind
+  /// a device, and what it can reach - routed and address-bound sockets - is judged as a leak).
+  /// `udp` policy leaves TCP open on purpose; `strict` closes it. Never a leak, never the verdict.
+  std::vector<Leak> exposures;
   std::vector<IpAddress> exits4, exits6;  ///< reflexive addresses seen through tunnel interfaces
   Verdict verdict = Verdict::ok;
   milliseconds duration{0};
@@ -105,7 +114,8 @@ struct Report {
 bool is_public(const IpAddress& a, const ReportOptions& options = {});
 
 /// Builds the report and decides the verdict (rules in docs/probe.md):
-/// - leak: a probe bound to a non-tunnel interface got a reflexive address; or the routed probe got
+/// - leak: a probe bound to a non-tunnel interface got a reflexive address (over TCP only in
+///   strict; otherwise that is an exposure, see Report::exposures); or the routed probe got
 ///   one and its answer came in through a non-tunnel interface (loopback excepted: a server on this
 ///   machine), or (tunnel exits known for that family) it is not one of them, or (nothing known
 ///   about the path) no tunnel exit was seen.

@@ -97,6 +97,40 @@ TEST_CASE("a tunnel that stops answering is unverified, not secured - and secure
   CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
 }
 
+// Issue 17, item 2: pages reach TURN servers over TCP. In udp policy TCP stays open on purpose, so
+// what only a device-bound socket reaches is an exposure (strict closes it), while a page's own
+// (routed) socket getting out over TCP is the leak: here, IPv6 not tunnelled.
+TEST_CASE("udp policy with STUN over TCP: secured when both families are tunnelled, leaking once IPv6 goes native") {
+  Rig rig(RigOptions{.lab = {}, .servers = R"(["203.0.113.3:3478", "[2001:db8:3::3]:3478", "203.0.113.3:3478/tcp", "[2001:db8:3::3]:3478/tcp"])"});
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  auto st = rig.status();
+  INFO(st.dump());
+  // The control: eth0's device-bound TCP did reach the server (udp policy leaves TCP open) - an
+  // exposure in the report, not a leak.
+  const auto& probe = st["last_probe"];
+  REQUIRE(probe["exposures"].is_array());
+  CHECK(probe["exposures"].size() == 2);
+  CHECK(probe["leaks"].empty());
+  CHECK(st["leak_count"] == 0);
+  // IPv6 leaves natively now: a page's TCP socket to the IPv6 server gets out via eth0.
+  rig.net.set("ipv6", "native");
+  REQUIRE_MESSAGE(rig.wait_state("leaking"), rig.output());
+  const auto leaked = rig.status()["last_probe"];
+  INFO(leaked.dump());
+  REQUIRE(leaked["leaks"].is_array());
+  bool tcp6 = false;
+  for (const auto& l : leaked["leaks"])
+    tcp6 = tcp6 || (l["routed"] == true && l["family"] == "ipv6" && l["server"] == "[2001:db8:3::3]:3478/tcp");
+  CHECK(tcp6);
+  // strict closes it: the next round finds nothing outside the tunnel (IPv6 through wg0 still
+  // answers with the VPN's exit: secured, with the untunnelled family named in the round's summary).
+  REQUIRE(rig.ctl({"policy", "strict"}).status == 0);
+  REQUIRE(rig.ctl({"probe"}).status >= 0);
+  CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
+  CHECK(rig.status()["last_probe"]["leaks"].empty());
+}
+
 TEST_CASE("a leak the rules do not cover is found by the probe and raised at error level") {
   Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = false});
   rig.start();

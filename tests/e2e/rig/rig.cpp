@@ -55,7 +55,7 @@ Rig::Rig(RigOptions o)
                         << "  interfaces: " << o.tunnel_patterns << "\n"
                         << (o.endpoint ? "  endpoints: [\"198.51.100.1:51820/udp\"]\n  fwmark: 51820\n" : "")
                         << "probe:\n  interval: " << o.interval << "\n  timeout: 1s\n"
-                        << "  servers: [\"203.0.113.3:3478\", \"[2001:db8:3::3]:3478\"]\n";
+                        << "  servers: " << o.servers << "\n";
 }
 
 Rig::~Rig() {

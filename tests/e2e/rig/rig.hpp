@@ -22,6 +22,8 @@ struct RigOptions {
   std::string interval = "60s";
   std::string tunnel_patterns = "[wg*]";
   bool endpoint = true;  ///< configure the lab's WireGuard endpoint (198.51.100.1:51820/udp, fwmark 51820)
+  /// probe.servers (YAML flow list): the lab's STUN server over UDP, both families.
+  std::string servers = R"(["203.0.113.3:3478", "[2001:db8:3::3]:3478"])";
   std::vector<std::string> daemon_args{};  ///< more command-line arguments for leakguardd
   std::vector<std::string> wrapper{};      ///< a command leakguardd runs under (e.g. setpriv ...)
 };

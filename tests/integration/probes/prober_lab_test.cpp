@@ -148,6 +148,38 @@ TEST_CASE("IPv6 not tunnelled: the host's own IPv6 comes back through eth0 and i
   CHECK(r.exits6.empty());
 }
 
+TEST_CASE("STUN over TCP, both families tunnelled: eth0's device-bound socket is an exposure, not a leak") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = false});
+  const std::string tcp4 = "203.0.113.3:3478/tcp", tcp6 = "[2001:db8:3::3]:3478/tcp";
+  auto plan = host_plan(lab, {server(lab.var("STUN4"), 3478, Transport::tcp), server(lab.var("STUN6"), 3478, Transport::tcp)});
+  auto r = run_in_host(lab, plan);
+  // No firewall here: a socket bound to eth0 connects out (the control: it did reach the server).
+  CHECK(reflexive(find(r, "eth0", Family::v4, tcp4)) == "203.0.113.2");
+  CHECK(reflexive(find(r, "eth0", Family::v6, tcp6)) == "2001:db8:2::10");
+  // What a page's sockets do - follow the routes - goes through the tunnel.
+  CHECK(reflexive(find(r, "", Family::v4, tcp4)) == "203.0.113.66");
+  CHECK(reflexive(find(r, "", Family::v6, tcp6)) == "2001:db8:3::66");
+  CHECK(r.verdict == Verdict::ok);
+  CHECK(r.leaks.empty());
+  CHECK(r.exposures.size() == 2);
+  // In strict the same device-bound answers are leaks.
+  plan.report.strict = true;
+  CHECK(run_in_host(lab, plan).verdict == Verdict::leak);
+
+  SUBCASE("IPv6 not tunnelled: the routed TCP probe leaves via eth0, a leak (TURN over TCP's relay raddr)") {
+    lab.set("ipv6", "native");
+    plan.report.strict = false;
+    auto n = run_in_host(lab, plan);
+    const auto& routed6 = find(n, "", Family::v6, tcp6);
+    CHECK(reflexive(routed6) == "2001:db8:2::10");
+    CHECK(n.verdict == Verdict::leak);
+    REQUIRE(n.leaks.size() == 1);
+    CHECK(n.leaks[0].routed);
+    CHECK(n.leaks[0].family == Family::v6);
+    CHECK(reflexive(find(n, "", Family::v4, tcp4)) == "203.0.113.66");  // IPv4 still by the tunnel
+  }
+}
+
 TEST_CASE("a firewall that drops non-tunnel UDP: eth0 is blocked with EPERM, wg0 shows the exit, verdict ok") {
   lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = true, .second_uplink = false});
   // Test-local rules in the lab's host namespace (the firewall issue brings the real ones): UDP may

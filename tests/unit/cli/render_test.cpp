@@ -126,6 +126,20 @@ TEST_CASE("the probe report: the routed probe is named once, its leak marked, no
   CHECK(has(render_status(leaking(), Style{}), "last probe: leak\n  eth0 (physical): ok\n"));
 }
 
+TEST_CASE("the probe report: an exposure is marked as one, not as a leak") {
+  auto j = nlohmann::json::parse(kStatus)["last_probe"];
+  auto& eth0 = j["interfaces"][0];
+  eth0["verdict"] = "exposure";
+  eth0["results"][0] = {{"family", "ipv4"}, {"server", "203.0.113.3:3478/tcp"}, {"outcome", "reflexive"},
+                        {"detail", "reflexive 203.0.113.2:47022 after 1 ms (1 attempt)"}, {"reflexive", "203.0.113.2"}};
+  j["reflexive"].push_back({{"address", "203.0.113.2"}, {"port", 47022}, {"interface", "eth0"}, {"family", "ipv4"},
+                            {"server", "203.0.113.3:3478/tcp"}, {"leak", false}, {"exposure", true}});
+  const auto out = render_probe(j, Style{});
+  CHECK(has(out, "  eth0 (physical): exposure\n"
+                 "    ipv4 203.0.113.3:3478/tcp: reflexive 203.0.113.2  <- exposure (any local process, not a web page; strict closes it)\n"));
+  CHECK(!has(out, "LEAK"));
+}
+
 TEST_CASE("monitor lines: the verdict once, the leak's route named once, who saw the address") {
   CHECK(render_signal("StateChanged",
                       {"blocking", "secured", "probe ok: ok; tunnel exit 203.0.113.66; 6 probes (4 blocked, 2 reflexive) in 11 ms"},

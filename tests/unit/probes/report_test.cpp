@@ -95,6 +95,54 @@ TEST_CASE("a reflexive address through a physical interface is a leak, through t
   CHECK(r.summary().rfind("leak: 203.0.113.2 seen by 203.0.113.3:3478/udp through eth0", 0) == 0);
 }
 
+TEST_CASE("TCP from a device-bound socket is an exposure in udp policy and a leak in strict, UDP and routed TCP are leaks") {
+  auto tcp = [](ProbeResult p) {
+    p.transport = Transport::tcp;
+    p.server = p.family == Family::v4 ? "203.0.113.3:3478/tcp" : "[2001:db8:3::3]:3478/tcp";
+    return p;
+  };
+  const std::vector<ProbeResult> both_tunnelled{tcp(bound("eth0", Class::physical, "192.0.2.10", seen("203.0.113.2"))),
+                                                tcp(bound("wg0", Class::tunnel, "100.64.0.2", seen("203.0.113.66"))),
+                                                tcp(routed(Family::v4, seen("203.0.113.66"), "wg0", Class::tunnel))};
+  // udp policy (or no block known): what only a device-bound socket reaches is not a page's leak.
+  auto r = make_report(kInterfaces, both_tunnelled, 5ms);
+  CHECK(r.verdict == Verdict::ok);
+  CHECK(r.leaks.empty());
+  REQUIRE(r.exposures.size() == 1);
+  CHECK(r.exposures[0].interface == "eth0");
+  CHECK(r.exposures[0].reflexive.address == ip("203.0.113.2"));
+  CHECK(r.exposures[0].server == "203.0.113.3:3478/tcp");
+  CHECK(r.summary().rfind("ok: TCP via eth0 reaches 203.0.113.3:3478/tcp outside the tunnel", 0) == 0);
+  CHECK(to_text(r).find("<- exposure") != std::string::npos);
+  const auto j = to_json(r);
+  CHECK(j["exposures"].size() == 1);
+  CHECK(j["leaks"].empty());
+  CHECK(j["interfaces"][0]["verdict"] == "exposure");
+  // strict: every packet outside the tunnel should be refused, so the same answer is a leak.
+  ReportOptions strict;
+  strict.strict = true;
+  auto s = make_report(kInterfaces, both_tunnelled, 5ms, strict);
+  CHECK(s.verdict == Verdict::leak);
+  CHECK(s.exposures.empty());
+  REQUIRE(s.leaks.size() == 1);
+  CHECK(s.leaks[0].interface == "eth0");
+  // UDP from the same socket is a leak in either policy (the block covers UDP in both).
+  auto u = make_report(kInterfaces, {bound("eth0", Class::physical, "192.0.2.10", seen("203.0.113.2"))}, 5ms);
+  CHECK(u.verdict == Verdict::leak);
+  CHECK(u.exposures.empty());
+  // TCP that a page's own socket gets out (IPv6 not tunnelled: the route goes via eth0) is a leak
+  // in udp policy too: the TURN-over-TCP leak.
+  auto v6 = make_report(kInterfaces,
+                        {tcp(bound("eth0", Class::physical, "2001:db8:2::10", seen("2001:db8:2::10"))),
+                         tcp(routed(Family::v6, seen("2001:db8:2::10"), "eth0", Class::physical))},
+                        5ms);
+  CHECK(v6.verdict == Verdict::leak);
+  REQUIRE(v6.leaks.size() == 1);
+  CHECK(v6.leaks[0].routed);
+  CHECK(v6.leaks[0].family == Family::v6);
+  CHECK(v6.exposures.size() == 1);  // and the device-bound one beside it
+}
+
 TEST_CASE("an 'other' interface (bridge, container veth) counts as outside the tunnel") {
   auto r = make_report({{"docker0", IfIndex{4}, Class::other, {ip("172.17.0.1")}}},
                        {bound("docker0", Class::other, "172.17.0.1", seen("203.0.113.2"))}, 1ms);
