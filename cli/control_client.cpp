@@ -139,7 +139,14 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   if (s.contains("reason") && s["reason"].is_string()) out += st.dim("  (" + reason_text(text(s, "reason"), true) + ")");
   out += "\n";
   out += "  armed:     " + std::string(s.value("armed", false) ? "yes" : "no") + "\n";
-  out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "") + "\n";
+  out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "");
+  // probe.on_exposure escalate: families held as strict because a page's path out was found.
+  std::string escalated;
+  if (s.contains("escalated") && s["escalated"].is_array())
+    for (const auto& f : s["escalated"])
+      if (f.is_string()) escalated += (escalated.empty() ? "" : " and ") + std::string(f == "ipv4" ? "IPv4" : "IPv6");
+  if (!escalated.empty()) out += st.warn(", " + escalated + " escalated to strict (a web page's path out was found)");
+  out += "\n";
   // Up or down first; then which interfaces count as the tunnel: by the configuration's names,
   // and the one a VPN client declared.
   std::string tunnel = s.value("tunnel_up", false) ? "up" : "down";

@@ -14,6 +14,7 @@
 namespace leakguard::config {
 
 std::string_view to_string(OnStop o) { return o == OnStop::keep ? "keep" : "remove"; }
+std::string_view to_string(OnExposure o) { return o == OnExposure::escalate ? "escalate" : "alert"; }
 
 std::string StunServer::str() const {
   const bool v6 = host.find(':') != std::string::npos;
@@ -266,8 +267,14 @@ class Parser {
 
   Result<void> probe(const YAML::Node& v, Probe& p) const {
     if (v.IsNull()) return {};
-    if (!v.IsMap()) return error(v, "probe", "expected a mapping with interval, timeout, families, servers");
-    if (auto k = check_keys(v, "probe", {"interval", "timeout", "families", "servers"}); !k) return k;
+    if (!v.IsMap()) return error(v, "probe", "expected a mapping with interval, timeout, families, servers, on_exposure");
+    if (auto k = check_keys(v, "probe", {"interval", "timeout", "families", "servers", "on_exposure"}); !k) return k;
+    if (auto n = v["on_exposure"]; n) {
+      if (auto r = enumerated(n, "probe.on_exposure", {{"escalate", OnExposure::escalate}, {"alert", OnExposure::alert}},
+                              p.on_exposure);
+          !r)
+        return r;
+    }
     if (auto n = v["interval"]; n) {
       if (auto r = duration(n, "probe.interval", std::chrono::seconds(1), p.interval); !r) return r;
     }
@@ -364,7 +371,8 @@ std::string Config::str() const {
          (lan.empty() ? "" : " allow_lan_ranges=[" + join(lan, ",") + "]") + " tunnels=[" + join(tunnels, ",") + "] endpoints=[" + join(eps, ",") + "]" +
          (fwmark ? " fwmark=" + fwmark->str() : "") +
          " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : std::string("any")) + " probe={every " + ms_text(probe.interval) + ", timeout " +
-         ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "]}";
+         ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "], on_exposure " +
+         std::string(to_string(probe.on_exposure)) + "}";
 }
 
 }  // namespace leakguard::config

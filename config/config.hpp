@@ -35,12 +35,20 @@ struct StunServer {
   bool operator==(const StunServer&) const = default;
 };
 
+/// What the daemon does when a probe round finds a path a web page can use out of the tunnel
+/// that the rules leave open on purpose (in `udp` policy: TCP, e.g. TURN over TCP on an
+/// untunnelled IPv6): escalate = hold that family as in `strict` until a later round shows the
+/// path gone; alert = only report it (state `leaking`).
+enum class OnExposure { escalate, alert };
+std::string_view to_string(OnExposure o);
+
 struct Probe {
   std::chrono::milliseconds interval = kDefaultProbeInterval;  ///< between scheduled rounds
   std::chrono::milliseconds timeout = kDefaultProbeTimeout;    ///< one round at most
   bool ipv4 = true;
   bool ipv6 = true;
   std::vector<StunServer> servers;
+  OnExposure on_exposure = OnExposure::escalate;
   bool operator==(const Probe&) const = default;
 };
 

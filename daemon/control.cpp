@@ -54,7 +54,7 @@ std::string public_reason(const std::string& reason) {
 nlohmann::json public_status(const nlohmann::json& s) {
   nlohmann::json p = nlohmann::json::object();
   if (!s.is_object()) return p;
-  for (const char* k : {"state", "armed", "policy", "allow_lan", "tunnel_up", "leak_count", "protection", "config_error"})
+  for (const char* k : {"state", "armed", "policy", "escalated", "allow_lan", "tunnel_up", "leak_count", "protection", "config_error"})
     if (s.contains(k)) p[k] = s[k];
   if (s.contains("reason") && s["reason"].is_string()) p["reason"] = public_reason(s["reason"].get<std::string>());
   if (s.contains("last_probe") && s["last_probe"].is_object() && s["last_probe"].contains("verdict"))

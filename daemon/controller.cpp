@@ -12,6 +12,14 @@
 
 namespace leakguard::daemon {
 
+namespace {
+std::string families_text(const std::vector<Family>& fs) {
+  std::string s;
+  for (Family f : fs) s += (s.empty() ? "" : "+") + std::string(f == Family::v4 ? "IPv4" : "IPv6");
+  return s;
+}
+}  // namespace
+
 std::string Desired::str() const {
   if (emergency) return "emergency block (everything but loopback dropped)";
   std::string t, e;
@@ -19,7 +27,8 @@ std::string Desired::str() const {
   for (const auto& x : endpoints) e += (e.empty() ? "" : ",") + x.str();
   return "policy=" + std::string(to_string(mode)) + " allow_lan=" + (allow_lan ? "yes" : "no") + " tunnels=[" +
          t + "] endpoints=[" + e + "]" + (fwmark ? " fwmark=" + fwmark->str() : "") +
-         (fwmark || endpoint_uid == 0u ? "" : " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : "any"));
+         (fwmark || endpoint_uid == 0u ? "" : " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : "any")) +
+         (escalated.empty() ? "" : " escalated=" + families_text(escalated));
 }
 
 Desired desired_from(const config::Config& c) {
@@ -150,6 +159,7 @@ Desired Controller::compute() const {
       if (std::find(d.endpoints.begin(), d.endpoints.end(), e) == d.endpoints.end()) d.endpoints.push_back(e);
     if (declared_->fwmark) d.fwmark = declared_->fwmark;
   }
+  if (d.mode == Mode::udp) d.escalated = escalated_;
   return d;
 }
 
@@ -327,6 +337,7 @@ void Controller::probe_finished(ProbeOutcome o) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
   }
+  escalate(o);
   // Where a page's traffic leaves, per family (the route its default socket takes): a tunnel
   // that carries no default traffic for a family is said with every round, whatever the probe
   // saw. (The rules decide what may leave there; this says that it does not go into the tunnel.)
@@ -348,6 +359,54 @@ void Controller::probe_finished(ProbeOutcome o) {
     start_probe(pending_reason_);
   }
   reschedule();
+}
+
+// probe.on_exposure: escalate. A round that found a web page's own (routed) socket getting out in
+// udp policy while the tunnel is up (a family the tunnel does not carry) holds that family as
+// strict does, and asks for a round right after to show the path closed; a family is let go when
+// its default route goes into the tunnel again (or it has none), and the next round shows whether
+// that holds. With the tunnel down, udp policy lets TCP out by its definition: not escalated.
+void Controller::escalate(ProbeOutcome& o) {
+  std::vector<Family> found;
+  if (config_.probe.on_exposure == config::OnExposure::escalate && machine_.armed() && machine_.tunnel_up() &&
+      desired_.mode == Mode::udp && !desired_.emergency && o.verdict == ProbeVerdict::leak)
+    for (const auto& l : o.leaks) {
+      const Family f = l.family == "ipv6" ? Family::v6 : Family::v4;
+      if (l.routed && std::find(escalated_.begin(), escalated_.end(), f) == escalated_.end() &&
+          std::find(found.begin(), found.end(), f) == found.end())
+        found.push_back(f);
+    }
+  if (!found.empty()) {
+    auto next = escalated_;
+    next.insert(next.end(), found.begin(), found.end());
+    std::sort(next.begin(), next.end());
+    const std::string what = "escalated " + families_text(found) + " to strict: a web page's path out of the tunnel answered";
+    if (change([&] { escalated_ = next; }, what)) {
+      out_.error(what + " (" + o.summary + ")");
+      o.summary += "; " + what;
+      probe_again_ = true;  // show it closed
+      pending_reason_ = "escalation";
+    }
+    return;
+  }
+  release_escalation("");
+}
+
+void Controller::release_escalation(const std::string& why) {
+  if (escalated_.empty()) return;
+  std::vector<Family> keep;
+  for (Family f : escalated_) {
+    const netwatch::Link* l = network_.link(network_.egress(f));
+    const bool into_tunnel_or_nowhere = !l || network_.classify(*l, classifier()) == InterfaceClass::tunnel;
+    const bool moot = desired_.mode != Mode::udp || !machine_.armed();
+    if (!into_tunnel_or_nowhere && !moot) keep.push_back(f);
+  }
+  if (keep == escalated_) return;
+  std::vector<Family> released;
+  for (Family f : escalated_)
+    if (std::find(keep.begin(), keep.end(), f) == keep.end()) released.push_back(f);
+  const std::string what = families_text(released) + " back to the configured policy" + (why.empty() ? "" : " (" + why + ")");
+  if (change([&] { escalated_ = keep; }, what)) out_.info(what);
 }
 
 std::optional<TimePoint> Controller::next_probe_due() const {
@@ -524,6 +583,8 @@ std::string Controller::status_json() const {
   j["reason"] = machine_.reason();
   j["armed"] = machine_.armed();
   j["policy"] = to_string(desired_.mode);
+  j["escalated"] = nlohmann::json::array();  // families held as in strict (probe.on_exposure: escalate)
+  for (Family f : desired_.escalated) j["escalated"].push_back(f == Family::v4 ? "ipv4" : "ipv6");
   j["allow_lan"] = desired_.allow_lan;
   j["tunnel_up"] = machine_.tunnel_up();
   auto& t = j["tunnel"];

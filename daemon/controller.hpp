@@ -36,6 +36,9 @@ struct Desired {
   std::optional<std::uint32_t> endpoint_uid = 0;  ///< without a mark: whose sockets reach the endpoints
   /// The emergency block: everything but loopback dropped, the fields above ignored.
   bool emergency = false;
+  /// In udp policy: families held as in strict because a probe round found a web page's path out
+  /// of the tunnel in them (probe.on_exposure: escalate); sorted, each once.
+  std::vector<Family> escalated;
   bool operator==(const Desired&) const = default;
   std::string str() const;
 };
@@ -104,6 +107,8 @@ TunnelLink tunnel_link(const netwatch::NetModel& m, const netwatch::Classifier& 
 /// One leak a probe found: what a web page would have learned.
 struct LeakFinding {
   std::string interface, family, reflexive, server;
+  /// Found by a socket that follows the routes, as a web page's does (not one bound to a device).
+  bool routed = false;
 };
 
 /// A finished probe round, as the daemon needs it (the probes library has the full report).
@@ -234,6 +239,8 @@ class Controller final : public Control {
   void run(const Action& a);
   void start_probe(const std::string& reason);
   void probe_finished(ProbeOutcome o);
+  void escalate(ProbeOutcome& o);
+  void release_escalation(const std::string& why);
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
   void reschedule();
   /// Re-reads tunnel state and LAN subnets from the network as last published (after it changed,
@@ -266,6 +273,7 @@ class Controller final : public Control {
   netwatch::NetModel network_;
   std::optional<TunnelDeclaration> declared_;
   std::optional<Mode> mode_override_;
+  std::vector<Family> escalated_;  // see Desired::escalated
   std::optional<bool> lan_override_;
   bool probing_ = false;
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it

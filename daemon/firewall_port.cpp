@@ -21,6 +21,7 @@ firewall::Policy to_policy(const Desired& d, const NetworkSets& network) {
   p.tunnel_addresses = network.tunnel_addresses;
   p.dhcp_subnets = network.dhcp;
   p.emergency = d.emergency;
+  p.escalated = d.escalated;
   return p;
 }
 

@@ -24,7 +24,7 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   }
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
-                       l.reflexive.str(), l.server});
+                       l.reflexive.str(), l.server, l.routed});
   o.json = json_text(probes::to_json(r));
   return o;
 }

@@ -72,6 +72,7 @@ struct Firewall::Impl {
       policy->fwmark = p.fwmark;
       policy->endpoint_uid = p.endpoint_uid;
       policy->emergency = p.emergency;
+      policy->escalated = p.escalated;
     };
     if (change.chains.empty()) {
       take_rules_of();

@@ -42,6 +42,10 @@ struct Policy {
   /// chain, both families; the fields above are ignored. The same chains and sets as any other
   /// policy, so a good policy later replaces it in place (docs/firewall.md, "The zero window").
   bool emergency = false;
+  /// In udp mode: families held as in strict (every packet outside the tunnel refused), because the
+  /// probe found a path a web page can use out of the tunnel in them, e.g. TCP over untunnelled
+  /// IPv6 (probe.on_exposure: escalate). Ignored in strict mode and by the emergency block.
+  std::vector<Family> escalated;
   // A new field belongs either to same_sets() or to what Firewall's change of rules copies
   // (firewall.cpp, change_rules): keep both in step with this list.
 

@@ -196,8 +196,10 @@ Verdict block_verdict(Hook h, Mode mode, bool tcp) {
   return tcp ? Verdict::tcp_reset : Verdict::reject;
 }
 
-/// The rules that end every chain: count per interface, then block per mode, counted.
-void add_blocking(Chain& c, Mode mode) {
+/// The rules that end every chain: count per interface, then block per mode, counted. In udp
+/// mode, an escalated family's packets that are not datagrams are then counted and blocked as
+/// strict mode would (same verdicts and tags), before the final accept.
+void add_blocking(Chain& c, Mode mode, const std::vector<Family>& escalated = {}) {
   const bool out = c.hook != Hook::input;  // output and forward judge the outgoing interface
   const std::string d = dir_tag(c.hook);
   // Counted in a separate rule without a verdict: if the counting set is full, the dynset
@@ -218,8 +220,17 @@ void add_blocking(Chain& c, Mode mode) {
   }
   // The last rule decides everything left, in both modes: the chain's drop policy is never what
   // lets a packet through or stops it while the chain has rules.
-  if (mode == Mode::strict) c.rules.push_back(counted({}, datagram_verdict, "ip-" + d));
-  else c.rules.push_back(accept({}));
+  if (mode == Mode::strict) {
+    c.rules.push_back(counted({}, datagram_verdict, "ip-" + d));
+    return;
+  }
+  for (Family f : {Family::v4, Family::v6}) {
+    if (std::find(escalated.begin(), escalated.end(), f) == escalated.end()) continue;
+    c.rules.push_back(Rule{{NfprotoIs{f}}, count, false, Verdict::none, ""});
+    c.rules.push_back(counted({NfprotoIs{f}, L4protoIs{kProtoTcp}}, block_verdict(c.hook, Mode::strict, true), "tcp-" + d));
+    c.rules.push_back(counted({NfprotoIs{f}}, block_verdict(c.hook, Mode::strict, false), "ip-" + d));
+  }
+  c.rules.push_back(accept({}));
 }
 
 void add_dns(Chain& c, Mode mode) {
@@ -354,7 +365,7 @@ std::vector<Chain> build_chains(const Policy& p) {
   out.rules.push_back(accept({Icmpv6TypeIn{kMld2Report, kMld2Report}, AddressIs{true, pfx("ff02::16/128")}}));
   add_dns(out, p.mode);
   if (p.allow_lan) add_lan(out);
-  add_blocking(out, p.mode);
+  add_blocking(out, p.mode, p.escalated);
 
   // input: packets for this host, judged by the interface they came in through.
   Chain in{"input", Hook::input, 0, true, {}};
@@ -376,7 +387,7 @@ std::vector<Chain> build_chains(const Policy& p) {
   in.rules.push_back(accept({Icmpv6TypeIn{kMldQuery, kMldQuery}, AddressIs{false, pfx("fe80::/10")}}));
   add_dns(in, p.mode);
   if (p.allow_lan) add_lan(in);
-  add_blocking(in, p.mode);
+  add_blocking(in, p.mode, p.escalated);
 
   // forward: routed packets (containers, VMs) take the same way out as our own.
   Chain fwd{"forward", Hook::forward, 0, true, {}};
@@ -384,7 +395,7 @@ std::vector<Chain> build_chains(const Policy& p) {
   for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{true, t}}));
   add_dns(fwd, p.mode);
   if (p.allow_lan) add_lan(fwd);
-  add_blocking(fwd, p.mode);
+  add_blocking(fwd, p.mode, p.escalated);
 
   return {std::move(out), std::move(in), std::move(fwd)};
 }

@@ -100,8 +100,13 @@ TEST_CASE("a tunnel that stops answering is unverified, not secured - and secure
 // Issue 17, item 2: pages reach TURN servers over TCP. In udp policy TCP stays open on purpose, so
 // what only a device-bound socket reaches is an exposure (strict closes it), while a page's own
 // (routed) socket getting out over TCP is the leak: here, IPv6 not tunnelled.
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+constexpr const char* kUdpAndTcpServers =
+    R"(["203.0.113.3:3478", "[2001:db8:3::3]:3478", "203.0.113.3:3478/tcp", "[2001:db8:3::3]:3478/tcp"])";
+
 TEST_CASE("udp policy with STUN over TCP: secured when both families are tunnelled, leaking once IPv6 goes native") {
-  Rig rig(RigOptions{.lab = {}, .servers = R"(["203.0.113.3:3478", "[2001:db8:3::3]:3478", "203.0.113.3:3478/tcp", "[2001:db8:3::3]:3478/tcp"])"});
+  Rig rig(RigOptions{.lab = {}, .servers = kUdpAndTcpServers, .on_exposure = "alert"});
   rig.start();
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
   auto st = rig.status();
@@ -129,6 +134,38 @@ TEST_CASE("udp policy with STUN over TCP: secured when both families are tunnell
   REQUIRE(rig.ctl({"probe"}).status >= 0);
   CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
   CHECK(rig.status()["last_probe"]["leaks"].empty());
+}
+
+// Issue 17, item 4: with on_exposure escalate (the default) the TCP path over native IPv6 is closed
+// by holding IPv6 as strict does, and let go once IPv6 goes into the tunnel again.
+TEST_CASE("on_exposure escalate: TCP over native IPv6 is closed within a round, and opened again once IPv6 is tunnelled") {
+  Rig rig(RigOptions{.lab = {}, .servers = kUdpAndTcpServers});
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  // What a page's TCP socket gets: a connection to the STUN server's TCP port, both families.
+  auto tcp_connects = [&](const std::string& host) {
+    return rig.net.run("host", {"timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/" + host + "/3478"}).status == 0;
+  };
+  REQUIRE(tcp_connects("2001:db8:3::3"));  // through the tunnel
+  rig.net.set("ipv6", "native");
+  CHECK_MESSAGE(eventually([&] { return rig.status()["escalated"] == nlohmann::json::array({"ipv6"}); }, 15s), rig.output());
+  CHECK_MESSAGE(rig.wait_state("secured"), rig.output());  // the round after the escalation
+  const auto st = rig.status();
+  INFO(st.dump());
+  CHECK(st["policy"] == "udp");
+  CHECK(st["leak_count"].get<int>() >= 1);  // the round that found it
+  CHECK(st["last_probe"]["leaks"].empty());
+  CHECK(has(rig.table(), "meta nfproto ipv6 meta l4proto tcp"));
+  CHECK_MESSAGE(has(rig.output(), "escalated IPv6 to strict"), rig.output());
+  // Nothing over TCP/IPv6 leaves via eth0 now; the control: TCP over IPv4 still goes (udp policy,
+  // through the tunnel).
+  CHECK_FALSE(tcp_connects("2001:db8:3::3"));
+  CHECK(tcp_connects("203.0.113.3"));
+  // IPv6 goes into the tunnel again: let go, and TCP over IPv6 works again.
+  rig.net.set("ipv6", "tunnel");
+  CHECK_MESSAGE(eventually([&] { return rig.status()["escalated"].empty(); }, 15s), rig.output());
+  CHECK(eventually([&] { return tcp_connects("2001:db8:3::3"); }, 10s));
+  CHECK(rig.wait_state("secured"));
 }
 
 TEST_CASE("a leak the rules do not cover is found by the probe and raised at error level") {

@@ -55,7 +55,7 @@ Rig::Rig(RigOptions o)
                         << "  interfaces: " << o.tunnel_patterns << "\n"
                         << (o.endpoint ? "  endpoints: [\"198.51.100.1:51820/udp\"]\n  fwmark: 51820\n" : "")
                         << "probe:\n  interval: " << o.interval << "\n  timeout: 1s\n"
-                        << "  servers: " << o.servers << "\n";
+                        << "  servers: " << o.servers << "\n  on_exposure: " << o.on_exposure << "\n";
 }
 
 Rig::~Rig() {

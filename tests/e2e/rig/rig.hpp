@@ -24,6 +24,7 @@ struct RigOptions {
   bool endpoint = true;  ///< configure the lab's WireGuard endpoint (198.51.100.1:51820/udp, fwmark 51820)
   /// probe.servers (YAML flow list): the lab's STUN server over UDP, both families.
   std::string servers = R"(["203.0.113.3:3478", "[2001:db8:3::3]:3478"])";
+  std::string on_exposure = "escalate";  ///< probe.on_exposure
   std::vector<std::string> daemon_args{};  ///< more command-line arguments for leakguardd
   std::vector<std::string> wrapper{};      ///< a command leakguardd runs under (e.g. setpriv ...)
 };

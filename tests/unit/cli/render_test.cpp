@@ -126,6 +126,14 @@ TEST_CASE("the probe report: the routed probe is named once, its leak marked, no
   CHECK(has(render_status(leaking(), Style{}), "last probe: leak\n  eth0 (physical): ok\n"));
 }
 
+TEST_CASE("status: an escalated family is said on the policy line") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["escalated"] = {"ipv6"};
+  CHECK(has(render_status(j, Style{}), "  policy:    udp, IPv6 escalated to strict (a web page's path out was found)\n"));
+  j["escalated"] = nlohmann::json::array();
+  CHECK(has(render_status(j, Style{}), "  policy:    udp\n"));
+}
+
 TEST_CASE("the probe report: an exposure is marked as one, not as a leak") {
   auto j = nlohmann::json::parse(kStatus)["last_probe"];
   auto& eth0 = j["interfaces"][0];

@@ -171,25 +171,25 @@ TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe me
                                                 "state blocking->secured (probe ok: no leak; IPv4 leaves via eth0, not the tunnel)"});
 }
 
+// wg0 carries the IPv4 default route (eth0's is gone); IPv6's goes natively via eth0, or through
+// wg0 too.
+netwatch::NetModel full_tunnel(bool native_ipv6) {
+  auto m = network(Wg::up);
+  netwatch::Route eth0_default, via_wg0;
+  eth0_default.dst = via_wg0.dst = *Prefix::parse("0.0.0.0/0");
+  eth0_default.oif = IfIndex{2};
+  via_wg0.oif = IfIndex{3};
+  m.apply(netwatch::Removed<netwatch::Route>{eth0_default});
+  m.apply(netwatch::Added<netwatch::Route>{via_wg0});
+  netwatch::Route v6;
+  v6.family = Family::v6;
+  v6.dst = *Prefix::parse("::/0");
+  v6.oif = IfIndex{native_ipv6 ? 2u : 3u};
+  m.apply(netwatch::Added<netwatch::Route>{v6});
+  return m;
+}
+
 TEST_CASE("a round says which family's traffic does not go into the tunnel") {
-  // wg0 carries the IPv4 default route (eth0's is gone); IPv6, if routed, goes natively via eth0.
-  auto full_tunnel = [](bool native_ipv6) {
-    auto m = network(Wg::up);
-    netwatch::Route eth0_default, via_wg0;
-    eth0_default.dst = via_wg0.dst = *Prefix::parse("0.0.0.0/0");
-    eth0_default.oif = IfIndex{2};
-    via_wg0.oif = IfIndex{3};
-    m.apply(netwatch::Removed<netwatch::Route>{eth0_default});
-    m.apply(netwatch::Added<netwatch::Route>{via_wg0});
-    if (native_ipv6) {
-      netwatch::Route v6;
-      v6.family = Family::v6;
-      v6.dst = *Prefix::parse("::/0");
-      v6.oif = IfIndex{2};
-      m.apply(netwatch::Added<netwatch::Route>{v6});
-    }
-    return m;
-  };
   World tunnelled;
   tunnelled.c.start(full_tunnel(false));
   tunnelled.probe.finish(ProbeVerdict::ok);
@@ -198,6 +198,62 @@ TEST_CASE("a round says which family's traffic does not go into the tunnel") {
   native.c.start(full_tunnel(true));
   native.probe.finish(ProbeVerdict::ok);
   CHECK(native.out.lines.back() == "state blocking->secured (probe ok: no leak; IPv6 leaves via eth0, not the tunnel)");
+}
+
+TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {
+  const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true};
+  World w;
+  w.c.start(full_tunnel(true));
+  w.probe.finish(ProbeVerdict::ok);
+  REQUIRE(w.c.machine().state() == State::secured);
+  CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
+  // A round finds a page's own socket getting out over IPv6 (TCP: udp policy lets it).
+  w.c.probe_now([](std::string, std::string) {});
+  const int rounds = w.probe.started;
+  w.probe.finish(ProbeVerdict::leak, {tcp6});
+  CHECK(w.fw.calls.back().find("policy=udp") != std::string::npos);
+  CHECK(w.fw.calls.back().find("escalated=IPv6") != std::string::npos);
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
+  CHECK(w.c.machine().state() == State::leaking);
+  CHECK(w.out.lines.back().find("escalated IPv6 to strict") != std::string::npos);
+  CHECK(nlohmann::json::parse(w.c.status_json())["escalated"] == nlohmann::json::array({"ipv6"}));
+  // A round right after shows it closed.
+  CHECK(w.probe.started == rounds + 1);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.c.machine().state() == State::secured);
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});  // held while IPv6 still leaves via eth0
+  // IPv6 now goes into the tunnel: the next round lets it go back to udp policy.
+  w.c.network_changed(full_tunnel(false), "route changed");
+  REQUIRE(w.probe.pending);
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.c.desired().escalated.empty());
+  CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
+
+  SUBCASE("alert only reports: leaking, nothing escalated") {
+    auto cfg = base_config();
+    cfg.probe.on_exposure = config::OnExposure::alert;
+    World a(cfg);
+    a.c.start(full_tunnel(true));
+    a.probe.finish(ProbeVerdict::leak, {tcp6});
+    CHECK(a.c.machine().state() == State::leaking);
+    CHECK(a.c.desired().escalated.empty());
+    CHECK(a.fw.calls.back().find("escalated") == std::string::npos);
+  }
+  SUBCASE("a device-bound socket's leak is not a page's path: nothing escalated") {
+    World d;
+    d.c.start(full_tunnel(true));
+    d.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2:4000", "203.0.113.3:3478", false}});
+    CHECK(d.c.desired().escalated.empty());
+  }
+  SUBCASE("in strict there is nothing to escalate") {
+    auto cfg = base_config();
+    cfg.policy = Mode::strict;
+    World st(cfg);
+    st.c.start(full_tunnel(true));
+    st.probe.finish(ProbeVerdict::leak, {tcp6});
+    CHECK(st.c.desired().escalated.empty());
+    CHECK(st.fw.calls.back().find("escalated") == std::string::npos);
+  }
 }
 
 TEST_CASE("the configuration becomes the firewall's Desired in one place, overrides and declarations on top") {
@@ -217,7 +273,7 @@ TEST_CASE("the configuration becomes the firewall's Desired in one place, overri
 TEST_CASE("a leak is counted, reported with its details, and shown in status") {
   World w;
   w.c.start(network());
-  w.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478"}});
+  w.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478", false}});
   CHECK(w.c.machine().state() == State::leaking);
   CHECK(w.out.lines[1] == "LEAK eth0 ipv4 203.0.113.2");
   auto s = w.c.snapshot();

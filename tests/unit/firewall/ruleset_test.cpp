@@ -129,6 +129,31 @@ TEST_CASE("strict blocks TCP with a reset - UDP and everything else with admin-p
   index_of(fwd, "tcp dport @dns_ports counter drop comment \"dns-fwd\"");
 }
 
+TEST_CASE("udp policy with IPv6 escalated: IPv6 blocked as strict does, IPv4 as udp does - a rule change in place") {
+  Policy p = policy(Mode::udp);
+  p.escalated = {Family::v6};
+  const Ruleset rs = build_ruleset(p);
+  const auto out = lines(chain(rs, "output"));
+  REQUIRE(out.size() >= 4);
+  CHECK(out[out.size() - 4] == "meta nfproto ipv6 update @ifstat_out { oifname . meta l4proto }");
+  CHECK(out[out.size() - 3] == "meta nfproto ipv6 meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
+  CHECK(out[out.size() - 2] == "meta nfproto ipv6 counter reject with icmpx admin-prohibited comment \"ip-out\"");
+  CHECK(out[out.size() - 1] == "accept");  // IPv4's TCP and the rest still pass (udp policy)
+  const auto in = lines(chain(rs, "input"));
+  CHECK(in[in.size() - 2] == "meta nfproto ipv6 counter drop comment \"ip-in\"");
+  const auto fwd = lines(chain(rs, "forward"));
+  CHECK(fwd[fwd.size() - 3] == "meta nfproto ipv6 meta l4proto tcp counter drop comment \"tcp-fwd\"");
+  // The endpoints, ND and DHCPv6 stay above it; going back is a change of rules, not of sets.
+  CHECK(index_of(out, "meta nfproto ipv6 counter reject with icmpx admin-prohibited comment \"ip-out\"") >
+        index_of(out, "icmpv6 type 133-136 ip6 hoplimit 255 accept"));
+  const Change back = plan_change(rs, build_ruleset(policy(Mode::udp)));
+  CHECK(back.kind == Change::Kind::rules);
+  // Ignored in strict (everything is blocked there already) and by the emergency block.
+  Policy strict = policy(Mode::strict);
+  strict.escalated = {Family::v6};
+  CHECK(build_ruleset(strict).chains == build_ruleset(policy(Mode::strict)).chains);
+}
+
 TEST_CASE("every drop or reject rule has a counter and a kind-direction tag") {
   for (Mode m : {Mode::udp, Mode::strict})
     for (bool lan : {false, true}) {
