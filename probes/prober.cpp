@@ -136,8 +136,7 @@ struct Prober::Round::Job : std::enable_shared_from_this<Job> {
   asio::steady_timer timer;
   bool connected = false;
   bool finished = false;
-  bool stream_broken = false;
-  std::vector<std::uint8_t> stream;  // TCP: bytes received and not yet framed
+  stun::StreamFramer framer;  // TCP: bytes received and not yet framed
 
   bool tcp() const { return result.transport == Transport::tcp; }
   std::optional<LocalFailure> open();
@@ -361,25 +360,17 @@ void Prober::Round::Job::on_readable_tcp() {
     finish();
     return;
   }
-  stream.insert(stream.end(), buf.begin(), buf.begin() + n);
-  // RFC 8489 §6.2.2: over TCP each message is framed by its own header length.
-  while (stream.size() >= stun::kHeaderSize && !stream_broken) {
-    auto size = stun::frame_size(std::span<const std::uint8_t>(stream).first(stun::kHeaderSize));
-    if (!size) {
-      // Not STUN: the stream cannot be resynchronised. Count it, then wait out the deadline.
-      (void)tx.receive(now, *result.server_address, stream);
-      stream_broken = true;
-      break;
-    }
-    if (stream.size() < *size) break;
-    (void)tx.receive(now, *result.server_address, std::span<const std::uint8_t>(stream).first(*size));
-    stream.erase(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(*size));
-    if (tx.done()) {
-      finish();
-      return;
-    }
+  // RFC 8489 §6.2.2: over TCP each message is framed by its own header length. What is not STUN
+  // breaks the stream for good: it is counted once, then the deadline is waited out.
+  framer.append(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)), [&](std::span<const std::uint8_t> frame) {
+    (void)tx.receive(now, *result.server_address, frame);
+    return !tx.done();
+  });
+  if (tx.done()) {
+    finish();
+    return;
   }
-  if (stream_broken) return;
+  if (framer.broken()) return;
   arm_read();
 }
 

@@ -237,6 +237,31 @@ Result<std::size_t> frame_size(std::span<const std::uint8_t> h) {
   return kHeaderSize + length;
 }
 
+void StreamFramer::append(std::span<const std::uint8_t> bytes, const Out& out) {
+  if (broken_) return;
+  // Compact before growing: what was handed out already is dropped (one move per append).
+  if (start_ > 0) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
+    start_ = 0;
+  }
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  while (buffer_.size() - start_ >= kHeaderSize) {
+    const std::span<const std::uint8_t> rest(buffer_.data() + start_, buffer_.size() - start_);
+    auto size = frame_size(rest.first(kHeaderSize));
+    if (!size) {
+      broken_ = true;
+      (void)out(rest);
+      buffer_.clear();
+      buffer_.shrink_to_fit();
+      start_ = 0;
+      return;
+    }
+    if (rest.size() < *size) return;
+    start_ += *size;
+    if (!out(rest.first(*size))) return;
+  }
+}
+
 Result<Message> parse(std::span<const std::uint8_t> b) {
   const std::string step(kStep);
   if (b.size() < kHeaderSize) return fail(step, "message of " + std::to_string(b.size()) + " bytes is shorter than the 20-byte header");

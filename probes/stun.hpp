@@ -6,6 +6,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -134,6 +135,26 @@ Result<Message> parse(std::span<const std::uint8_t> bytes);
 /// header length): how many bytes the message at the front of `stream` occupies, once at least
 /// the header is there. Fails on a header that cannot start a STUN message.
 Result<std::size_t> frame_size(std::span<const std::uint8_t> header);
+
+/// Cuts whole messages out of a TCP stream (RFC 8489 §6.2.2): bytes in, frames out, in order.
+/// Bounded: it keeps at most one message (kMaxMessage) plus the last append's bytes. A header that
+/// cannot start a STUN message breaks the stream for good (a stream cannot be resynchronised):
+/// what is buffered from there is handed out once as one last piece, then everything is ignored.
+class StreamFramer {
+ public:
+  /// Called with each whole frame (and once with the unframeable rest); returning false stops the
+  /// current append (the rest stays buffered).
+  using Out = std::function<bool(std::span<const std::uint8_t> frame)>;
+  void append(std::span<const std::uint8_t> bytes, const Out& out);
+  bool broken() const { return broken_; }
+  /// Bytes held, not yet a whole frame.
+  std::size_t buffered() const { return buffer_.size() - start_; }
+
+ private:
+  std::vector<std::uint8_t> buffer_;
+  std::size_t start_ = 0;  // where the next frame begins in buffer_
+  bool broken_ = false;
+};
 
 /// A binding transaction's answer, as a client uses it.
 struct BindingSuccess {

@@ -5,7 +5,9 @@
 // Besides "no crash, no sanitizer report", it checks what the codec promises:
 // - a parsed message's addresses have the right family and the id is the header's;
 // - frame_size() and parse() agree on where a message ends;
-// - a reflexive address is only ever taken from a message carrying our transaction id.
+// - a reflexive address is only ever taken from a message carrying our transaction id;
+// - the TCP stream framer hands out whole frames in order and holds at most one message.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -66,5 +68,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       require(!t.done());
     }
   }
+
+  // The TCP stream framer, fed the input in pieces whose sizes come from the input itself: every
+  // frame it hands out is one whole message by its header, the pieces are the input in order
+  // (frames, then at most one unframeable rest), and it never holds more than one message plus
+  // the last piece.
+  stun::StreamFramer framer;
+  std::size_t handed = 0, pieces = 0, pos = 0;
+  bool after_break = false;
+  while (pos < size) {
+    const std::size_t chunk = std::min<std::size_t>(size - pos, 1 + data[pos] % 97);
+    const bool was_broken = framer.broken();
+    framer.append(in.subspan(pos, chunk), [&](std::span<const std::uint8_t> f) {
+      require(!after_break);
+      require(f.data() != nullptr && f.size() > 0);
+      require(std::equal(f.begin(), f.end(), in.begin() + static_cast<std::ptrdiff_t>(handed)));
+      if (framer.broken()) {
+        after_break = true;
+      } else {
+        auto fs = stun::frame_size(f.first(stun::kHeaderSize));
+        require(fs && *fs == f.size());
+      }
+      handed += f.size();
+      ++pieces;
+      return true;
+    });
+    if (was_broken) require(framer.buffered() == 0);
+    require(framer.buffered() <= stun::kMaxMessage + chunk);
+    pos += chunk;
+  }
+  require(handed + framer.buffered() == size || framer.broken());
   return 0;
 }

@@ -302,6 +302,77 @@ TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) 
   CHECK(kind(outcome("eth0", Family::v6, 23).outcome) == "timeout");
 }
 
+TEST_CASE("misbehaving servers over TCP (silent, garbage, half an answer, a flood of others' answers) never make a leak") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = false});
+  // .31 silent, .32 garbage, .33 half an answer then closed, .34 4 MiB of well-framed answers with
+  // other ids; .35 honest, the control that the path works.
+  struct Bad {
+    int host;
+    testing::TcpBehaviour behaviour;
+  };
+  const std::vector<Bad> bad = {{31, testing::TcpBehaviour::silent},
+                                {32, testing::TcpBehaviour::garbage},
+                                {33, testing::TcpBehaviour::half},
+                                {34, testing::TcpBehaviour::flood},
+                                {35, testing::TcpBehaviour::honest}};
+  asio::io_context io;
+  std::vector<std::unique_ptr<testing::TcpResponder>> servers;
+  std::vector<config::StunServer> list;
+  {
+    lab::NetnsScope in(lab.ns("inet"));
+    for (const auto& b : bad) {
+      const std::string at = "203.0.113." + std::to_string(b.host);
+      REQUIRE(lab.run("inet", {"ip", "addr", "add", at + "/24", "dev", "br0"}).status == 0);
+      servers.push_back(std::make_unique<testing::TcpResponder>(io, asio::ip::tcp::endpoint(asio::ip::make_address(at), 3478),
+                                                                b.behaviour));
+      list.push_back(server(at, 3478, Transport::tcp));
+    }
+  }
+  const milliseconds timeout = 1500ms;
+  auto plan = host_plan(lab, list, timeout);
+  plan.ipv6 = false;
+  Report r;
+  bool finished = false;
+  {
+    lab::NetnsScope in(lab.ns("host"));
+    Prober prober(io);
+    prober.start(plan, [&](Report report) {
+      r = std::move(report);
+      finished = true;
+      io.stop();  // the responders would serve forever
+    });
+    io.run_for(timeout + 10s);  // a deadline for the test itself, far beyond the round's
+  }
+  REQUIRE(finished);  // bounded: no server made the round wait beyond its timeout
+  MESSAGE(to_text(r));
+  auto outcome = [&](const std::string& itf, int host) -> const ProbeResult& {
+    return find(r, itf, Family::v4, "203.0.113." + std::to_string(host) + ":3478/tcp");
+  };
+  // The control: the honest server answers through the tunnel with the exit.
+  CHECK(reflexive(outcome("wg0", 35)) == "203.0.113.66");
+  CHECK(reflexive(outcome("", 35)) == "203.0.113.66");
+  CHECK(r.leaks.empty());
+  for (const auto& b : bad) {
+    if (b.behaviour == testing::TcpBehaviour::honest) continue;
+    CAPTURE(b.host);
+    for (const char* itf : {"eth0", "wg0", ""}) {
+      CAPTURE(itf);
+      CHECK_FALSE(std::holds_alternative<Reflexive>(outcome(itf, b.host).outcome));
+    }
+  }
+  for (const char* itf : {"wg0", ""}) {
+    CAPTURE(itf);
+    CHECK(kind(outcome(itf, 31).outcome) == "timeout");
+    CHECK(outcome(itf, 32).ignored >= 1);  // counted once, then the stream is broken
+    CHECK(outcome(itf, 32).ignored_reason.find("not STUN") != std::string::npos);
+    CHECK(kind(outcome(itf, 33).outcome) == "failed");  // closed half-way: nothing more can come
+    CHECK(outcome(itf, 34).ignored >= 100);             // read and refused, frame by frame
+    CHECK(outcome(itf, 34).ignored_reason.find("not ours") != std::string::npos);
+  }
+  for (const auto& s : servers) CHECK(s->connections() >= 3);  // eth0, wg0 and the route each connected
+  CHECK(servers[3]->sent() >= (1u << 20));                      // the flood was megabytes
+}
+
 TEST_CASE("a second uplink (wlan0 via another ISP) with the STUN server routed through it: its leak is found too") {
   lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = true});
   lab.set("split-stun", "wlan0");

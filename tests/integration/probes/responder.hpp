@@ -3,11 +3,15 @@
 // one chosen way. Construct it while the thread is inside the namespace it should live in (its
 // socket stays there).
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -114,6 +118,110 @@ class Responder {
   std::size_t requests_ = 0;
   std::chrono::milliseconds delay_{0};
   std::minstd_rand rng_{12345};
+};
+
+/// How a STUN server over TCP misbehaves (RFC 8489 §6.2.2 framing).
+enum class TcpBehaviour {
+  honest,    ///< answers with XOR-MAPPED-ADDRESS = the peer
+  silent,    ///< accepts and never answers, never closes
+  garbage,   ///< answers with bytes that cannot start a STUN message
+  half,      ///< sends the first half of a correct answer, then closes
+  flood,     ///< sends well-framed answers with other ids, 4 MiB of them, without end in sight
+};
+
+/// A STUN server over TCP for tests, on the caller's io_context (construct it inside its namespace).
+class TcpResponder {
+ public:
+  TcpResponder(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, TcpBehaviour b)
+      : acceptor_(io, at), behaviour_(b) {
+    accept();
+  }
+  std::size_t connections() const { return connections_; }
+  /// Bytes written to clients so far (the flood's size).
+  std::size_t sent() const { return *sent_; }
+
+ private:
+  struct Conn {
+    explicit Conn(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
+    boost::asio::ip::tcp::socket socket;
+    std::array<std::uint8_t, 2048> buffer{};
+    std::vector<std::uint8_t> out;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, boost::asio::ip::tcp::socket s) {
+      if (ec) return;  // closed
+      ++connections_;
+      auto c = std::make_shared<Conn>(std::move(s));
+      boost::asio::async_read(c->socket, boost::asio::buffer(c->buffer.data(), stun::kHeaderSize),
+                              [this, c](boost::system::error_code e, std::size_t) {
+                                if (!e) answer(c);
+                              });
+      accept();
+    });
+  }
+
+  void write(const std::shared_ptr<Conn>& c, std::vector<std::uint8_t> bytes, std::function<void()> then) {
+    c->out = std::move(bytes);
+    boost::asio::async_write(c->socket, boost::asio::buffer(c->out), [this, c, then](boost::system::error_code e, std::size_t n) {
+      *sent_ += n;
+      if (!e && then) then();
+    });
+  }
+
+  void answer(const std::shared_ptr<Conn>& c) {
+    // The header is enough: the id is in it (the request's attributes are not needed here).
+    stun::TransactionId id;
+    std::copy(c->buffer.begin() + 8, c->buffer.begin() + 20, id.bytes.begin());
+    boost::system::error_code ignored;
+    const auto peer = c->socket.remote_endpoint(ignored);
+    IpAddress ip;
+    if (peer.address().is_v4()) {
+      auto b = peer.address().to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), ip.bytes.begin());
+    } else {
+      ip.family = Family::v6;
+      auto b = peer.address().to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), ip.bytes.begin());
+    }
+    const stun::TransportAddress mapped{ip, peer.port()};
+    switch (behaviour_) {
+      case TcpBehaviour::honest: write(c, stun::encode_binding_success(id, mapped), [c] {}); break;
+      case TcpBehaviour::silent: held_.push_back(c); break;
+      case TcpBehaviour::garbage: write(c, std::vector<std::uint8_t>(64, 0xee), [this, c] { held_.push_back(c); }); break;
+      case TcpBehaviour::half: {
+        auto answer = stun::encode_binding_success(id, mapped);
+        answer.resize(answer.size() / 2);
+        write(c, std::move(answer), [c] {
+          boost::system::error_code e;
+          c->socket.shutdown(boost::asio::ip::tcp::socket::shutdown_send, e);
+        });
+        break;
+      }
+      case TcpBehaviour::flood: flood(c, 4u << 20); break;
+    }
+  }
+
+  void flood(const std::shared_ptr<Conn>& c, std::size_t left) {
+    if (left == 0) {
+      held_.push_back(c);
+      return;
+    }
+    std::vector<std::uint8_t> chunk;
+    const stun::TransportAddress mapped{IpAddress::v4(198, 51, 100, 99), 9};
+    while (chunk.size() < 64 * 1024) {
+      auto m = stun::encode_binding_success(stun::TransactionId::random(), mapped);
+      chunk.insert(chunk.end(), m.begin(), m.end());
+    }
+    const std::size_t n = chunk.size();
+    write(c, std::move(chunk), [this, c, left, n] { flood(c, left > n ? left - n : 0); });
+  }
+
+  boost::asio::ip::tcp::acceptor acceptor_;
+  TcpBehaviour behaviour_;
+  std::size_t connections_ = 0;
+  std::shared_ptr<std::size_t> sent_ = std::make_shared<std::size_t>(0);
+  std::vector<std::shared_ptr<Conn>> held_;  // open and idle until the responder goes
 };
 
 }  // namespace leakguard::probes::testing

@@ -554,6 +554,65 @@ TEST_CASE("TCP framing: frame_size reads the header length") {
   CHECK_FALSE(stun::frame_size(head(0x4101, 4)));
 }
 
+TEST_CASE("TCP framing: the stream framer hands out whole messages in order, however the bytes arrive") {
+  Bytes stream = kResponse4;
+  stream.insert(stream.end(), kResponse6.begin(), kResponse6.end());
+  // Every split point, and byte by byte.
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    stun::StreamFramer f;
+    std::vector<Bytes> frames;
+    auto out = [&](std::span<const std::uint8_t> fr) {
+      frames.emplace_back(fr.begin(), fr.end());
+      return true;
+    };
+    f.append(std::span<const std::uint8_t>(stream).first(cut), out);
+    f.append(std::span<const std::uint8_t>(stream).subspan(cut), out);
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0] == kResponse4);
+    CHECK(frames[1] == kResponse6);
+    CHECK(f.buffered() == 0);
+  }
+  stun::StreamFramer bytewise;
+  int n = 0;
+  for (auto b : stream) bytewise.append(std::span<const std::uint8_t>(&b, 1), [&](auto) { return ++n, true; });
+  CHECK(n == 2);
+  // Returning false stops at that frame; the next append goes on from there.
+  stun::StreamFramer stop;
+  n = 0;
+  stop.append(stream, [&](auto) { return ++n, false; });
+  CHECK(n == 1);
+  CHECK(stop.buffered() == kResponse6.size());
+  stop.append({}, [&](auto) { return ++n, true; });
+  CHECK(n == 2);
+  // Not STUN: the rest comes out once, then nothing more - and nothing is kept.
+  stun::StreamFramer bad;
+  Bytes garbage(100, 0xff);
+  std::vector<std::size_t> sizes;
+  bad.append(kResponse4, [&](auto fr) { return sizes.push_back(fr.size()), true; });
+  bad.append(garbage, [&](auto fr) { return sizes.push_back(fr.size()), true; });
+  bad.append(kResponse4, [&](auto fr) { return sizes.push_back(fr.size()), true; });
+  CHECK(sizes == std::vector<std::size_t>{kResponse4.size(), garbage.size()});
+  CHECK(bad.broken());
+  CHECK(bad.buffered() == 0);
+  // A header announcing the largest message: held until it is whole, never more than that.
+  stun::StreamFramer big;
+  Bytes h = head(0x0101, 0xfffc);
+  big.append(h, [&](auto) { return ++n, true; });
+  Bytes body(0xfffc - 1, 0);
+  big.append(body, [&](auto) { return ++n, true; });
+  CHECK(big.buffered() == stun::kMaxMessage - 1);
+  const int before = n;
+  std::size_t last = 0;
+  big.append(Bytes(1, 0), [&](auto fr) {
+    last = fr.size();
+    ++n;
+    return true;
+  });
+  CHECK(last == stun::kMaxMessage);
+  CHECK(n == before + 1);
+  CHECK(big.buffered() == 0);
+}
+
 TEST_CASE("CRC-32 check value") {
   // The standard check value of CRC-32/ISO-HDLC: crc32("123456789") == 0xCBF43926.
   const Bytes digits{'1', '2', '3', '4', '5', '6', '7', '8', '9'};
