@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "probes/interfaces.hpp"
@@ -73,6 +74,22 @@ int cli(const lab::Lab& lab, std::vector<std::string> args, const std::string& p
     return s;
   }() << "-> exit " << r.status << "\n" << r.out);
   return r.status;
+}
+
+// One round in the host namespace on `io`, where the test's own servers also run (they would
+// serve forever: the round's end stops the loop). Nothing if it did not end within far more
+// than its timeout (the test's own deadline).
+std::optional<Report> round_beside(const lab::Lab& lab, asio::io_context& io, const Plan& plan) {
+  std::optional<Report> r;
+  lab::NetnsScope in(lab.ns("host"));
+  Prober prober(io);
+  prober.start(plan, [&](Report report) {
+    r = std::move(report);
+    io.stop();
+  });
+  io.run_for(plan.timeout + 10s);
+  if (r) MESSAGE(to_text(*r));
+  return r;
 }
 
 const std::string kStun4 = "203.0.113.3:3478/udp";
@@ -259,24 +276,12 @@ TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) 
         list.push_back(server(prefix + std::to_string(b.host)));
       }
   }
-  const milliseconds timeout = 1500ms;
-  auto plan = host_plan(lab, list, timeout);
-  Report r;
-  bool finished = false;
-  {
-    lab::NetnsScope in(lab.ns("host"));
-    Prober prober(io);
-    prober.start(plan, [&](Report report) {
-      r = std::move(report);
-      finished = true;
-      io.stop();  // the responders would listen forever
-    });
-    io.run_for(timeout + 10s);  // a deadline for the test itself, far beyond the round's
-  }
+  auto plan = host_plan(lab, list, 1500ms);
+  auto round = round_beside(lab, io, plan);
   // The round ended by itself although no server gave a usable answer: it is bounded. (How long
   // it takes is a figure of bench/probes, not an assertion.)
-  REQUIRE(finished);
-  MESSAGE(to_text(r));
+  REQUIRE(round);
+  const Report& r = *round;
   CHECK(r.verdict == Verdict::ok);
   CHECK(r.leaks.empty());
   REQUIRE(r.probes.size() >= servers.size());
@@ -328,23 +333,11 @@ TEST_CASE("misbehaving servers over TCP (silent, garbage, half an answer, a floo
       list.push_back(server(at, 3478, Transport::tcp));
     }
   }
-  const milliseconds timeout = 1500ms;
-  auto plan = host_plan(lab, list, timeout);
+  auto plan = host_plan(lab, list, 1500ms);
   plan.ipv6 = false;
-  Report r;
-  bool finished = false;
-  {
-    lab::NetnsScope in(lab.ns("host"));
-    Prober prober(io);
-    prober.start(plan, [&](Report report) {
-      r = std::move(report);
-      finished = true;
-      io.stop();  // the responders would serve forever
-    });
-    io.run_for(timeout + 10s);  // a deadline for the test itself, far beyond the round's
-  }
-  REQUIRE(finished);  // bounded: no server made the round wait beyond its timeout
-  MESSAGE(to_text(r));
+  auto round = round_beside(lab, io, plan);
+  REQUIRE(round);  // bounded: no server made the round wait beyond its timeout
+  const Report& r = *round;
   auto outcome = [&](const std::string& itf, int host) -> const ProbeResult& {
     return find(r, itf, Family::v4, "203.0.113." + std::to_string(host) + ":3478/tcp");
   };
