@@ -364,8 +364,9 @@ void Controller::probe_finished(ProbeOutcome o) {
 // probe.on_exposure: escalate. A round that found a web page's own (routed) socket getting out in
 // udp policy while the tunnel is up (a family the tunnel does not carry) holds that family as
 // strict does, and asks for a round right after to show the path closed; a family is let go when
-// its default route goes into the tunnel again (or it has none), and the next round shows whether
-// that holds. With the tunnel down, udp policy lets TCP out by its definition: not escalated.
+// a later round shows the way out going into the tunnel (its routed probes answered through it,
+// none refused: ProbeOutcome::routed_into_tunnel). With the tunnel down, udp policy lets TCP out
+// by its definition: not escalated.
 void Controller::escalate(ProbeOutcome& o) {
   std::vector<Family> found;
   if (config_.probe.on_exposure == config::OnExposure::escalate && machine_.armed() && machine_.tunnel_up() &&
@@ -389,23 +390,18 @@ void Controller::escalate(ProbeOutcome& o) {
     }
     return;
   }
-  release_escalation("");
+  release_escalation(o.routed_into_tunnel);
 }
 
-void Controller::release_escalation(const std::string& why) {
+void Controller::release_escalation(const std::vector<Family>& into_tunnel) {
   if (escalated_.empty()) return;
-  std::vector<Family> keep;
-  for (Family f : escalated_) {
-    const netwatch::Link* l = network_.link(network_.egress(f));
-    const bool into_tunnel_or_nowhere = !l || network_.classify(*l, classifier()) == InterfaceClass::tunnel;
-    const bool moot = desired_.mode != Mode::udp || !machine_.armed();
-    if (!into_tunnel_or_nowhere && !moot) keep.push_back(f);
-  }
-  if (keep == escalated_) return;
-  std::vector<Family> released;
+  const bool moot = desired_.mode != Mode::udp || !machine_.armed();
+  std::vector<Family> keep, released;
   for (Family f : escalated_)
-    if (std::find(keep.begin(), keep.end(), f) == keep.end()) released.push_back(f);
-  const std::string what = families_text(released) + " back to the configured policy" + (why.empty() ? "" : " (" + why + ")");
+    (moot || std::find(into_tunnel.begin(), into_tunnel.end(), f) != into_tunnel.end() ? released : keep).push_back(f);
+  if (released.empty()) return;
+  const std::string what = families_text(released) + " back to the configured policy: " +
+                           (moot ? "nothing to escalate" : "a web page's way out goes into the tunnel again");
   if (change([&] { escalated_ = keep; }, what)) out_.info(what);
 }
 

@@ -117,6 +117,10 @@ struct ProbeOutcome {
   std::string verdict_text;  ///< "ok", "leak", "exposed-host"
   std::string summary;       ///< one line
   std::vector<LeakFinding> leaks;
+  /// Families whose routed probes (a web page's sockets) show the way out going into the tunnel:
+  /// at least one answered through it, none leaked, none was refused (by a packet filter, or a
+  /// TCP reset: the escalated block's answer). What lets an escalated family go.
+  std::vector<Family> routed_into_tunnel;
   std::string json;          ///< the whole report
 };
 
@@ -240,7 +244,7 @@ class Controller final : public Control {
   void start_probe(const std::string& reason);
   void probe_finished(ProbeOutcome o);
   void escalate(ProbeOutcome& o);
-  void release_escalation(const std::string& why);
+  void release_escalation(const std::vector<Family>& into_tunnel);
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
   void reschedule();
   /// Re-reads tunnel state and LAN subnets from the network as last published (after it changed,

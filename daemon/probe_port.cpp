@@ -1,5 +1,8 @@
 #include "daemon/probe_port.hpp"
 
+#include <algorithm>
+#include <cerrno>
+
 #include "common/json_text.hpp"
 #include "probes/interfaces.hpp"
 #include "probes/prober.hpp"
@@ -25,6 +28,17 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
                        l.reflexive.str(), l.server, l.routed});
+  for (Family f : {Family::v4, Family::v6}) {
+    bool answered = false, refused = false;
+    for (const auto& p : r.probes) {
+      if (!p.routed || p.family != f) continue;
+      if (std::holds_alternative<probes::Reflexive>(p.outcome)) answered = true;
+      if (std::holds_alternative<probes::Blocked>(p.outcome)) refused = true;
+      if (const auto* l = std::get_if<probes::LocalFailure>(&p.outcome); l && l->error == ECONNREFUSED) refused = true;
+    }
+    const bool leaked = std::any_of(r.leaks.begin(), r.leaks.end(), [&](const probes::Leak& l) { return l.routed && l.family == f; });
+    if (answered && !refused && !leaked) o.routed_into_tunnel.push_back(f);
+  }
   o.json = json_text(probes::to_json(r));
   return o;
 }

@@ -83,10 +83,11 @@ struct FakeProbe : ProbePort {
     ++started;
     pending = std::move(done);
   }
-  void finish(ProbeVerdict v, std::vector<LeakFinding> leaks = {}) {
+  void finish(ProbeVerdict v, std::vector<LeakFinding> leaks = {}, std::vector<Family> routed_into_tunnel = {}) {
     REQUIRE(pending);
     ProbeOutcome o;
     o.verdict = v;
+    o.routed_into_tunnel = std::move(routed_into_tunnel);
     o.verdict_text = v == ProbeVerdict::leak ? "leak" : "ok";
     o.summary = v == ProbeVerdict::leak ? "reflexive address via eth0" : "no leak";
     o.leaks = std::move(leaks);
@@ -217,15 +218,19 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
   CHECK(w.c.machine().state() == State::leaking);
   CHECK(w.out.lines.back().find("escalated IPv6 to strict") != std::string::npos);
   CHECK(nlohmann::json::parse(w.c.status_json())["escalated"] == nlohmann::json::array({"ipv6"}));
-  // A round right after shows it closed.
+  // A round right after shows it closed (IPv6's routed probes refused now; IPv4's through the tunnel).
   CHECK(w.probe.started == rounds + 1);
-  w.probe.finish(ProbeVerdict::ok);
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   CHECK(w.c.machine().state() == State::secured);
-  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});  // held while IPv6 still leaves via eth0
-  // IPv6 now goes into the tunnel: the next round lets it go back to udp policy.
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});  // held: no round showed the way out in the tunnel
+  // Rounds that still see IPv6 refused keep it: no flapping back and forth.
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
+  // IPv6 now goes into the tunnel: the round that shows it lets IPv6 go back to udp policy.
   w.c.network_changed(full_tunnel(false), "route changed");
   REQUIRE(w.probe.pending);
-  w.probe.finish(ProbeVerdict::ok);
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4, Family::v6});
   CHECK(w.c.desired().escalated.empty());
   CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
 
