@@ -365,8 +365,8 @@ void Controller::probe_finished(ProbeOutcome o) {
 // udp policy while the tunnel is up (a family the tunnel does not carry) holds that family as
 // strict does, and asks for a round right after to show the path closed; a family is let go when
 // a later round shows the way out going into the tunnel (its routed probes answered through it,
-// none refused: ProbeOutcome::routed_into_tunnel). With the tunnel down, udp policy lets TCP out
-// by its definition: not escalated.
+// none refused: ProbeOutcome::routed_into_tunnel) and the network agrees (release_escalation).
+// With the tunnel down, udp policy lets TCP out by its definition: not escalated.
 void Controller::escalate(ProbeOutcome& o) {
   std::vector<Family> found;
   if (config_.probe.on_exposure == config::OnExposure::escalate && machine_.armed() && machine_.tunnel_up() &&
@@ -393,12 +393,23 @@ void Controller::escalate(ProbeOutcome& o) {
   release_escalation(o.routed_into_tunnel);
 }
 
+// Both must say so: the round's probes (the way out answered through the tunnel, none refused) and
+// the network as last reported (the family's default route goes into the tunnel, or it has none).
+// The probes alone could catch a route that flips back within the watcher's debounce: the network
+// would then never change from where it was when the family was escalated, and no round would
+// come to notice the path open again.
 void Controller::release_escalation(const std::vector<Family>& into_tunnel) {
   if (escalated_.empty()) return;
   const bool moot = desired_.mode != Mode::udp || !machine_.armed();
+  auto route_into_tunnel = [&](Family f) {
+    const netwatch::Link* l = network_.link(network_.egress(f));
+    return !l || network_.classify(*l, classifier()) == InterfaceClass::tunnel;
+  };
   std::vector<Family> keep, released;
-  for (Family f : escalated_)
-    (moot || std::find(into_tunnel.begin(), into_tunnel.end(), f) != into_tunnel.end() ? released : keep).push_back(f);
+  for (Family f : escalated_) {
+    const bool shown = std::find(into_tunnel.begin(), into_tunnel.end(), f) != into_tunnel.end() && route_into_tunnel(f);
+    (moot || shown ? released : keep).push_back(f);
+  }
   if (released.empty()) return;
   const std::string what = families_text(released) + " back to the configured policy: " +
                            (moot ? "nothing to escalate" : "a web page's way out goes into the tunnel again");

@@ -25,12 +25,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/report.hpp"
@@ -63,6 +65,10 @@ struct Watch {
     l.sll_family = AF_PACKET;
     l.sll_protocol = htons(ETH_P_IPV6);
     l.sll_ifindex = static_cast<int>(if_nametoindex("eth0"));
+    // Room for bursts (the daemon's set updates on a network change, the probes' packets): a
+    // notification lost to a full buffer would lose a run.
+    const int big = 8 << 20;
+    for (int fd : {route, nft, packets}) (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
     if (route < 0 || nft < 0 || packets < 0 || ::bind(route, reinterpret_cast<sockaddr*>(&r), sizeof r) != 0 ||
         ::bind(nft, reinterpret_cast<sockaddr*>(&n), sizeof n) != 0 ||
         ::bind(packets, reinterpret_cast<sockaddr*>(&l), sizeof l) != 0) {
@@ -108,34 +114,38 @@ struct Run {
 std::optional<Run> one_run(const Rig& rig, Watch& w) {
   w.drain();
   std::optional<steady_clock::time_point> route_at, answer_at, rule_at;
-  const auto del = rig.net.run("host", {"ip", "-6", "route", "del", "default", "dev", "wg0", "table", "51820"});
-  if (del.status != 0) {
-    std::fprintf(stderr, "ip -6 route del: %s\n", del.out.c_str());
-    return std::nullopt;
-  }
+  // The change runs beside the watch: running it takes longer than the daemon needs to react,
+  // and every event must be stamped when it arrives, not when the command has returned.
+  lab::RunResult del;
+  std::thread change([&] { del = rig.net.run("host", {"ip", "-6", "route", "del", "default", "dev", "wg0", "table", "51820"}); });
   const auto end = steady_clock::now() + 10s;
   std::array<char, 65536> buf;
   while (!rule_at && steady_clock::now() < end) {
     pollfd p[3] = {{w.route, POLLIN, 0}, {w.nft, POLLIN, 0}, {w.packets, POLLIN, 0}};
     if (::poll(p, 3, 100) <= 0) continue;
+    // Everything each socket has, in the order route, packets, rules (a reply's packet is
+    // queued before the rule it causes).
     const auto now = steady_clock::now();
-    if (p[0].revents & POLLIN) {
-      const ssize_t n = ::recv(w.route, buf.data(), buf.size(), 0);
+    for (ssize_t n; (n = ::recv(w.route, buf.data(), buf.size(), MSG_DONTWAIT)) > 0 || (n < 0 && errno == ENOBUFS);)
       if (n > 0 && !route_at && has_message(buf.data(), n, RTM_DELROUTE)) route_at = now;
+    for (ssize_t n; (n = ::recv(w.packets, buf.data(), buf.size(), MSG_DONTWAIT)) > 0;)
+      if (route_at && !rule_at && is_answer(reinterpret_cast<const unsigned char*>(buf.data()), n)) answer_at = now;  // the last before the rule
+    for (ssize_t n; (n = ::recv(w.nft, buf.data(), buf.size(), MSG_DONTWAIT)) > 0 || (n < 0 && errno == ENOBUFS);) {
+      if (n < 0) std::fprintf(stderr, "nf_tables notifications lost (ENOBUFS)\n");
+      if (n > 0 && route_at && !rule_at && has_message(buf.data(), n, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) rule_at = now;
     }
-    if (p[2].revents & POLLIN) {
-      const ssize_t n = ::recv(w.packets, buf.data(), buf.size(), 0);
-      if (n > 0 && is_answer(reinterpret_cast<const unsigned char*>(buf.data()), n)) answer_at = now;  // the last before the rule
-    }
-    if (p[1].revents & POLLIN) {
-      const ssize_t n = ::recv(w.nft, buf.data(), buf.size(), 0);
-      if (n > 0 && route_at && has_message(buf.data(), n, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) rule_at = now;
-    }
+    (void)p;
+  }
+  change.join();
+  if (del.status != 0) {
+    std::fprintf(stderr, "ip -6 route del: %s\n", del.out.c_str());
+    return std::nullopt;
   }
   Run r;
   if (!rule_at || !route_at || !answer_at) {
+    const std::string log = rig.output();
     std::fprintf(stderr, "no escalation seen (route %d, answer %d, rule %d)\n%s\n", bool(route_at), bool(answer_at), bool(rule_at),
-                 rig.output().substr(0, 3000).c_str());
+                 log.substr(log.size() > 4000 ? log.size() - 4000 : 0).c_str());
     return std::nullopt;
   }
   r.answer_to_rule = duration<double, std::milli>(*rule_at - *answer_at).count();

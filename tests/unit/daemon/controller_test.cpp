@@ -227,6 +227,11 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
   w.c.probe_now([](std::string, std::string) {});
   w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
+  // A round whose probes went through the tunnel while the network, as last reported, still sends
+  // IPv6 via eth0 (a route that flipped there and back within the watcher's debounce) keeps it too.
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4, Family::v6});
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
   // IPv6 now goes into the tunnel: the round that shows it lets IPv6 go back to udp policy.
   w.c.network_changed(full_tunnel(false), "route changed");
   REQUIRE(w.probe.pending);
