@@ -83,7 +83,7 @@ class DbusService {
   /// for everyone else (rate-limited per uid).
   std::string get_status(const Caller& c);
   std::optional<gid_t> control_group() const { return options_.control_group; }
-  /// The properties' values now (the private socket's getters; the bus's are rate-limited).
+  /// The properties' values now (the private socket's getter; the bus's are rate-limited).
   Snapshot snapshot() const { return control_.snapshot(); }
 
   /// How many times the GetStatus document was built (the rest were served from the cache).

@@ -44,8 +44,9 @@ constexpr const char* kFailed = "org.leakguard.Daemon1.Error.Failed";
 
 PrivateBus::Peer& peer_of(void* userdata) { return *static_cast<PrivateBus::Peer*>(userdata); }
 
-// Runs `work` for the caller of `m` and answers with what it returns (an sd-bus reply or an
-// error); DbusService's refusals and failures come as sdbus::Error, with the name the bus uses.
+// Runs `work` for the connection's caller and returns what it returns (the sd-bus reply's
+// result), or an error reply: DbusService's refusals and failures come as sdbus::Error, with the
+// name the bus uses.
 template <typename Work>
 int answer(void* userdata, sd_bus_error* error, Work work) {
   auto& p = peer_of(userdata);
@@ -137,43 +138,14 @@ int probe_now(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
-// The properties, read from the daemon's snapshot (only root and the daemon get here).
-template <typename F>
-int property(sd_bus_message* reply, void* userdata, sd_bus_error* error, F f) {
-  return answer(userdata, error, [&](PrivateBus::Peer& p) { return f(reply, p.service.snapshot()); });
-}
-int prop_state(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error, [](sd_bus_message* r, const Snapshot& s) { return sd_bus_message_append(r, "s", s.state.c_str()); });
-}
-int prop_policy(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error, [](sd_bus_message* r, const Snapshot& s) { return sd_bus_message_append(r, "s", s.policy.c_str()); });
-}
-int prop_armed(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error, [](sd_bus_message* r, const Snapshot& s) { return sd_bus_message_append(r, "b", int(s.armed)); });
-}
+// The one property leakguardctl reads here (`tunnel clear IF`), from the daemon's snapshot.
 int prop_tunnel(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error,
-                  [](sd_bus_message* r, const Snapshot& s) { return sd_bus_message_append(r, "s", s.tunnel_interface.c_str()); });
-}
-int prop_endpoints(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error, [](sd_bus_message* r, const Snapshot& s) {
-    std::vector<const char*> list;
-    for (const auto& e : s.endpoints) list.push_back(e.c_str());
-    list.push_back(nullptr);
-    return sd_bus_message_append_strv(r, const_cast<char**>(list.data()));
-  });
-}
-int prop_last_probe(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error,
-                  [](sd_bus_message* r, const Snapshot& s) { return sd_bus_message_append(r, "s", s.last_probe_json.c_str()); });
-}
-int prop_leak_count(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return property(reply, userdata, error, [](sd_bus_message* r, const Snapshot& s) {
-    return sd_bus_message_append(r, "t", static_cast<uint64_t>(s.leak_count));
-  });
+  return answer(userdata, error,
+                [&](PrivateBus::Peer& p) { return sd_bus_message_append(reply, "s", p.service.snapshot().tunnel_interface.c_str()); });
 }
 
-// org.leakguard.Daemon1 as in org.leakguard.Daemon1.xml, without the signals (they are on the bus).
+// org.leakguard.Daemon1's methods as in org.leakguard.Daemon1.xml, and of its properties the one
+// leakguardctl needs; the signals and the other properties are on the bus.
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD("Arm", "", "", plain<&DbusService::arm>, 0),
@@ -186,13 +158,7 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_METHOD_WITH_NAMES("ProbeNow", "", , "ss", SD_BUS_PARAM(verdict) SD_BUS_PARAM(report), probe_now, 0),
     SD_BUS_METHOD_WITH_NAMES("GetStatus", "", , "s", SD_BUS_PARAM(status), get_status, 0),
     SD_BUS_METHOD("Reload", "", "", plain<&DbusService::reload>, 0),
-    SD_BUS_PROPERTY("State", "s", prop_state, 0, 0),
-    SD_BUS_PROPERTY("Policy", "s", prop_policy, 0, 0),
-    SD_BUS_PROPERTY("Armed", "b", prop_armed, 0, 0),
     SD_BUS_PROPERTY("TunnelInterface", "s", prop_tunnel, 0, 0),
-    SD_BUS_PROPERTY("Endpoints", "as", prop_endpoints, 0, 0),
-    SD_BUS_PROPERTY("LastProbe", "s", prop_last_probe, 0, 0),
-    SD_BUS_PROPERTY("LeakCount", "t", prop_leak_count, 0, 0),
     SD_BUS_VTABLE_END};
 
 // The caller on the other end of a Unix socket, from the kernel (SO_PEERCRED, SO_PEERGROUPS):

@@ -9,7 +9,8 @@
 // calls saturates dbus-daemon itself (its own GetId answers 20-30x slower); every call through the
 // bus then waits in its queue, whatever leakguardd does. Root's controls (the VPN clients' hooks,
 // leakguardctl as root) come through here instead and are served within one turn of the loop.
-// Signals and properties stay on the system bus; `leakguardctl monitor` listens there.
+// Signals and properties (but TunnelInterface, which leakguardctl reads) stay on the system bus;
+// `leakguardctl monitor` listens there.
 //
 // Each connection is processed like the bus connection: at most `batch` messages per turn of the
 // loop, then the rest of the daemon gets its turn.
@@ -41,8 +42,6 @@ class PrivateBus {
 
   /// Binds the socket (replacing one a previous run left), mode 0600, and accepts connections.
   Result<void> start();
-  const std::string& path() const { return path_; }
-  std::size_t peers() const { return peers_.size(); }
 
   struct Peer;  // one connection: its sd-bus server end and who is on the other side
 

@@ -138,7 +138,7 @@ class TcpResponder {
   }
   std::size_t connections() const { return connections_; }
   /// Bytes written to clients so far (the flood's size).
-  std::size_t sent() const { return *sent_; }
+  std::size_t sent() const { return sent_; }
 
  private:
   struct Conn {
@@ -164,7 +164,7 @@ class TcpResponder {
   void write(const std::shared_ptr<Conn>& c, std::vector<std::uint8_t> bytes, std::function<void()> then) {
     c->out = std::move(bytes);
     boost::asio::async_write(c->socket, boost::asio::buffer(c->out), [this, c, then](boost::system::error_code e, std::size_t n) {
-      *sent_ += n;
+      sent_ += n;
       if (!e && then) then();
     });
   }
@@ -220,7 +220,7 @@ class TcpResponder {
   boost::asio::ip::tcp::acceptor acceptor_;
   TcpBehaviour behaviour_;
   std::size_t connections_ = 0;
-  std::shared_ptr<std::size_t> sent_ = std::make_shared<std::size_t>(0);
+  std::size_t sent_ = 0;
   std::vector<std::shared_ptr<Conn>> held_;  // open and idle until the responder goes
 };
 

@@ -227,6 +227,15 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
   w.c.probe_now([](std::string, std::string) {});
   w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
+  // A route of IPv6's own for the server via eth0 beside a default route into the tunnel (a split
+  // route): the network says "into the tunnel", the round still sees IPv6 refused - kept.
+  w.c.network_changed(full_tunnel(false), "route changed");
+  REQUIRE(w.probe.pending);
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
+  w.c.network_changed(full_tunnel(true), "route changed");
+  REQUIRE(w.probe.pending);
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   // A round whose probes went through the tunnel while the network, as last reported, still sends
   // IPv6 via eth0 (a route that flipped there and back within the watcher's debounce) keeps it too.
   w.c.probe_now([](std::string, std::string) {});
