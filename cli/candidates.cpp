@@ -32,6 +32,7 @@ struct CandidatesOptions {
   bool only4 = false;
   bool only6 = false;
   bool no_route = false;
+  int hops = -1;  // from the configuration
   bool json = false;
   bool ice = false;
   bool documentation_public = false;
@@ -82,6 +83,9 @@ int run_candidates(const CandidatesOptions& o, std::ostream& out, std::ostream& 
   plan.servers = std::move(servers);
   plan.only = o.interfaces;
   plan.routed = !o.no_route;
+  if (o.hops > kMaxProbeHops) return bad("--hops " + std::to_string(o.hops) + ": at most " + std::to_string(kMaxProbeHops));
+  if (o.hops >= 0) plan.hops = o.hops;
+  probes::add_endpoint_hop_targets(plan, cfg.endpoints);
   plan.report.documentation_is_public = o.documentation_public;
   if (o.only4 && o.only6) return bad("-4 and -6 together: leave both out to probe both families");
   if (o.only4) plan.ipv6 = false;
@@ -134,6 +138,9 @@ void add_candidates_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("-4", o->only4, "IPv4 only");
   cmd->add_flag("-6", o->only6, "IPv6 only");
   cmd->add_flag("--no-route", o->no_route, "Skip the probe that follows the routing table (per-interface probes only)");
+  cmd->add_option("--hops", o->hops, "Hop probes: UDP with TTL 1..N out of each non-tunnel interface toward the servers and "
+                                     "the configured endpoints, any answer a path out; 0: none (default: probe.hops, 3)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   cmd->add_flag("--ice", o->ice, "Print ICE candidate lines, as a browser's leak-test page shows them");
   cmd->add_flag("--documentation-public", o->documentation_public,

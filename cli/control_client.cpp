@@ -125,6 +125,8 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
         else if (x && x->value("exposure", false)) out += "  " + st.warn("<- exposure (any local process, not a web page; strict closes it)");
       } else {
         out += text(res, "detail", text(res, "outcome"));
+        // A hop probe answered from beyond this machine (probes/hops.hpp).
+        if (res.value("leak", false)) out += "  " + st.bad("<- LEAK");
       }
       out += "\n";
     }

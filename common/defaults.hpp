@@ -9,5 +9,9 @@ namespace leakguard {
 inline constexpr std::chrono::milliseconds kDefaultProbeInterval = std::chrono::seconds(60);
 /// One probe round at most, name resolution included (probe.timeout).
 inline constexpr std::chrono::milliseconds kDefaultProbeTimeout = std::chrono::seconds(3);
+/// Hop probes' largest TTL (probe.hops): the first routers past this machine; 0 switches them off.
+inline constexpr int kDefaultHops = 3;
+/// The largest probe.hops accepted.
+inline constexpr int kMaxProbeHops = 8;
 
 }  // namespace leakguard

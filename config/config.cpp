@@ -267,8 +267,17 @@ class Parser {
 
   Result<void> probe(const YAML::Node& v, Probe& p) const {
     if (v.IsNull()) return {};
-    if (!v.IsMap()) return error(v, "probe", "expected a mapping with interval, timeout, families, servers, on_exposure");
-    if (auto k = check_keys(v, "probe", {"interval", "timeout", "families", "servers", "on_exposure"}); !k) return k;
+    if (!v.IsMap()) return error(v, "probe", "expected a mapping with interval, timeout, families, servers, on_exposure, hops");
+    if (auto k = check_keys(v, "probe", {"interval", "timeout", "families", "servers", "on_exposure", "hops"}); !k) return k;
+    if (auto n = v["hops"]) {
+      auto s = scalar(n, "probe.hops", "a number of hops 0..8");
+      if (!s) return tl::unexpected(s.error());
+      int hops = -1;
+      auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), hops);
+      if (s->empty() || ec != std::errc{} || end != s->data() + s->size() || hops < 0 || hops > kMaxProbeHops)
+        return error(n, "probe.hops", "'" + *s + "' is not a number of hops (expected 0..8; 0 switches hop probes off)");
+      p.hops = hops;
+    }
     if (auto n = v["on_exposure"]; n) {
       if (auto r = enumerated(n, "probe.on_exposure", {{"escalate", OnExposure::escalate}, {"alert", OnExposure::alert}},
                               p.on_exposure);
@@ -372,7 +381,7 @@ std::string Config::str() const {
          (fwmark ? " fwmark=" + fwmark->str() : "") +
          " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : std::string("any")) + " probe={every " + ms_text(probe.interval) + ", timeout " +
          ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "], on_exposure " +
-         std::string(to_string(probe.on_exposure)) + "}";
+         std::string(to_string(probe.on_exposure)) + ", hops " + std::to_string(probe.hops) + "}";
 }
 
 }  // namespace leakguard::config

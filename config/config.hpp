@@ -49,6 +49,8 @@ struct Probe {
   bool ipv6 = true;
   std::vector<StunServer> servers;
   OnExposure on_exposure = OnExposure::escalate;
+  /// Hop probes (docs/probe.md): UDP with TTL 1..hops out of each non-tunnel interface; 0: none.
+  int hops = kDefaultHops;
   bool operator==(const Probe&) const = default;
 };
 

@@ -106,9 +106,12 @@ TunnelLink tunnel_link(const netwatch::NetModel& m, const netwatch::Classifier& 
 
 /// One leak a probe found: what a web page would have learned.
 struct LeakFinding {
+  /// `reflexive` is what a STUN server saw; empty for a hop probe's finding, where `hop` is the
+  /// router that answered and `server` the hop probe's target.
   std::string interface, family, reflexive, server;
   /// Found by a socket that follows the routes, as a web page's does (not one bound to a device).
   bool routed = false;
+  std::string hop;
 };
 
 /// A finished probe round, as the daemon needs it (the probes library has the full report).

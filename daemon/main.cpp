@@ -65,6 +65,14 @@ class Outputs final : public d::Notifications {
     }
   }
   void leak(const d::LeakFinding& l) override {
+    if (!l.hop.empty()) {
+      // A hop probe: no server saw us, a router on the way answered a datagram sent outside the tunnel.
+      log_.error("LEAK: " + l.interface + " " + l.family + ": " + l.hop + " answered a datagram toward " + l.server +
+                     " sent outside the tunnel",
+                 {{"LEAKGUARD_LEAK_INTERFACE", l.interface}, {"LEAKGUARD_LEAK_HOP", l.hop}});
+      if (bus_) bus_->leak_detected(l.interface, l.family, "", "hop " + l.hop + " toward " + l.server);
+      return;
+    }
     log_.error("LEAK: " + l.interface + " " + l.family + " reflexive address " + l.reflexive + " from " + l.server,
                {{"LEAKGUARD_LEAK_INTERFACE", l.interface}, {"LEAKGUARD_LEAK_ADDRESS", l.reflexive}});
     if (bus_) bus_->leak_detected(l.interface, l.family, l.reflexive, l.server);
@@ -185,7 +193,8 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       io, [&] { return watcher.model(); },
       [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); },
       [&] { return controller->config().probe; },
-      [&] { return controller->desired().emergency || controller->desired().mode == lg::Mode::strict; });
+      [&] { return controller->desired().emergency || controller->desired().mode == lg::Mode::strict; },
+      [&] { return controller->desired().endpoints; });
 
   auto reload = [&]() { return load_config(config_path, explicit_path); };
   d::Controller ctl(std::move(cfg), fw, probe, outputs, reload);

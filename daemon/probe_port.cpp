@@ -27,7 +27,7 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   }
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
-                       l.reflexive.str(), l.server, l.routed});
+                       l.hop ? std::string() : l.reflexive.str(), l.server, l.routed, l.hop ? l.hop->str() : std::string()});
   for (Family f : {Family::v4, Family::v6}) {
     bool answered = false, refused = false;
     for (const auto& p : r.probes) {
@@ -45,11 +45,12 @@ ProbeOutcome to_outcome(const probes::Report& r) {
 
 StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
                              std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
-                             std::function<bool()> strict)
+                             std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints)
     : model_(std::move(model)),
       is_tunnel_(std::move(is_tunnel)),
       settings_(std::move(settings)),
       strict_(std::move(strict)),
+      endpoints_(std::move(endpoints)),
       prober_(std::make_unique<probes::Prober>(io)) {}
 
 StunProbePort::~StunProbePort() = default;
@@ -58,6 +59,7 @@ void StunProbePort::start(std::function<void(ProbeOutcome)> done) {
   // The interfaces as the watcher sees them now, classified with the tunnels as declared now.
   auto plan = probes::plan_for(settings_(), probes::interfaces_from(model_(), is_tunnel_));
   plan.report.strict = strict_();
+  probes::add_endpoint_hop_targets(plan, endpoints_());
   prober_->start(std::move(plan), [done = std::move(done)](probes::Report r) { done(to_outcome(r)); });
 }
 

@@ -25,9 +25,10 @@ class StunProbePort final : public ProbePort {
  public:
   /// `strict`: whether the block in force refuses every packet outside the tunnel (then a TCP
   /// answer to a device-bound socket is a leak, not an exposure: probes::ReportOptions::strict).
+  /// `endpoints`: the VPN endpoints in force (configured and declared), the hop probes' targets.
   StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
                 std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
-                std::function<bool()> strict);
+                std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints);
   ~StunProbePort() override;
   void start(std::function<void(ProbeOutcome)> done) override;
 
@@ -36,6 +37,7 @@ class StunProbePort final : public ProbePort {
   std::function<bool(const std::string&)> is_tunnel_;
   std::function<config::Probe()> settings_;
   std::function<bool()> strict_;
+  std::function<std::vector<Endpoint>()> endpoints_;
   std::unique_ptr<probes::Prober> prober_;
 };
 

@@ -1,6 +1,7 @@
 #include "probes/prober.hpp"
 
 #include <arpa/inet.h>
+#include <linux/errqueue.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -92,9 +93,12 @@ bool connect_blocked(int e) {
 
 // Sort key: the report lists probes by server, family, then bound ones in interface order, routed last.
 using Key = std::tuple<std::size_t, int, int, std::size_t, std::size_t>;
+// Hop probes: by target (in the order met), family, interface.
+using HopKey = std::tuple<std::size_t, int, std::size_t>;
 
 struct Prober::Round : std::enable_shared_from_this<Round> {
   struct Job;
+  struct HopJob;
 
   Round(asio::io_context& io_, Plan plan_, Done done_)
       : io(io_), plan(std::move(plan_)), done(std::move(done_)), resolver(io_), resolve_timer(io_) {}
@@ -107,19 +111,26 @@ struct Prober::Round : std::enable_shared_from_this<Round> {
   asio::ip::udp::resolver resolver;
   asio::steady_timer resolve_timer;
   std::size_t resolving = 0;
-  std::size_t running_jobs = 0;
+  std::size_t running_jobs = 0;  // STUN and hop probes
+  std::size_t running_stun = 0;  // STUN probes alone
   std::size_t holds = 0;  // > 0 while jobs are being added: jobs that end at once must not end the round
   std::vector<std::shared_ptr<Job>> jobs;
   std::vector<std::pair<Key, ProbeResult>> results;
+  std::vector<std::shared_ptr<HopJob>> hop_jobs;
+  std::vector<std::pair<HopKey, HopResult>> hop_results;
+  std::vector<IpAddress> hop_targets_seen;  // each target once, whether a server's or an endpoint's
+  std::vector<IpAddress> local_addresses;   // every interface's: an ICMP error from one of them is ours
   bool cancelled = false;
   bool completed = false;
   bool completion_posted = false;
 
   void begin();
   void add_jobs(std::size_t si, const std::vector<IpAddress>& addresses, bool by_name);
+  void add_hop_jobs(const IpAddress& target, const std::string& what);
   void launch(Key key, ProbeResult r);
   void record(Key key, ProbeResult r);
   void maybe_complete();
+  void settle_hops();
   void cancel();
   const Interface* interface_by_index(int index) const;
 };
@@ -148,6 +159,162 @@ struct Prober::Round::Job : std::enable_shared_from_this<Job> {
   void connect_done(int error);
   void finish();
 };
+
+// One hop probe: a UDP socket bound to one interface and address, datagrams with TTL 1..max_ttl
+// to one target, then the error queue read until a router answers, everything was refused here,
+// or the round's deadline.
+struct Prober::Round::HopJob : std::enable_shared_from_this<HopJob> {
+  HopJob(std::shared_ptr<Round> round_, HopKey key_, HopResult r)
+      : round(std::move(round_)), key(key_), result(std::move(r)), fd(round->io), timer(round->io) {}
+
+  std::shared_ptr<Round> round;
+  HopKey key;
+  HopResult result;
+  asio::posix::stream_descriptor fd;
+  asio::steady_timer timer;
+  TimePoint started;  // the first send
+  std::array<TimePoint, kMaxHops + 1> sent_at{};
+  std::array<bool, kMaxHops + 1> refused{};
+  int refused_count = 0;
+  bool finished = false;
+
+  std::optional<LocalFailure> open();
+  void run();
+  void arm_read();
+  void on_readable();
+  void finish(HopOutcome o);
+};
+
+std::optional<LocalFailure> Prober::Round::HopJob::open() {
+  const bool v6 = result.family == Family::v6;
+  const int s = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return LocalFailure{"open socket", errno, std::strerror(errno)};
+  fd.assign(s);
+  auto fail = [&](const char* step) { return LocalFailure{step, errno, std::strerror(errno)}; };
+  const int one = 1;
+  if (v6 && ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) return fail("set IPV6_V6ONLY");
+  if (::setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, result.interface.c_str(), static_cast<socklen_t>(result.interface.size() + 1)) != 0)
+    return fail("bind to device");
+  const SockAddr local = to_sockaddr(*result.source, 0);
+  if (::bind(s, local.get(), local.length) != 0) return fail("bind to address");
+  // ICMP errors about our datagrams come to the error queue, with who sent them.
+  if (v6 ? ::setsockopt(s, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one) : ::setsockopt(s, IPPROTO_IP, IP_RECVERR, &one, sizeof one))
+    return fail("set RECVERR");
+  return std::nullopt;
+}
+
+void Prober::Round::HopJob::run() {
+  static constexpr std::array<std::uint8_t, 16> payload{'l', 'e', 'a', 'k', 'g', 'u', 'a', 'r', 'd', ' ', 'h', 'o', 'p', 's', '\n', 0};
+  const bool v6 = result.family == Family::v6;
+  int first_error = 0;
+  started = Clock::now();
+  for (int ttl = 1; ttl <= result.max_ttl; ++ttl) {
+    if (v6 ? ::setsockopt(fd.native_handle(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl)
+           : ::setsockopt(fd.native_handle(), IPPROTO_IP, IP_TTL, &ttl, sizeof ttl)) {
+      finish(LocalFailure{"set TTL", errno, std::strerror(errno)});
+      return;
+    }
+    const SockAddr to = to_sockaddr(result.target, static_cast<std::uint16_t>(round->plan.hop_port_base + ttl - 1));
+    sent_at[static_cast<std::size_t>(ttl)] = Clock::now();
+    auto send = [&] { return ::sendto(fd.native_handle(), payload.data(), payload.size(), 0, to.get(), to.length) >= 0; };
+    // An ICMP error about an earlier datagram, already back, fails the next send once (the socket's
+    // pending error, e.g. EHOSTUNREACH for a time exceeded): that send is tried again.
+    if (send() || (!refused_by_firewall(errno) && send())) {
+      ++result.sent;
+    } else if (first_error == 0) {
+      first_error = errno;
+    }
+  }
+  // Nothing left (EPERM: the block; ENETUNREACH: no route that way): nothing can answer.
+  if (result.sent == 0) {
+    finish(Blocked{first_error});
+    return;
+  }
+  timer.expires_at(round->deadline);
+  timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->finish(TimedOut{self->result.sent});
+  });
+  arm_read();
+}
+
+void Prober::Round::HopJob::arm_read() {
+  // An error queued on the socket wakes a read wait too (EPOLLERR).
+  fd.async_wait(asio::posix::stream_descriptor::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->finished || self->round->cancelled) return;
+    self->on_readable();
+  });
+}
+
+void Prober::Round::HopJob::on_readable() {
+  const TimePoint now = Clock::now();
+  std::array<std::uint8_t, 512> buf;
+  alignas(cmsghdr) std::array<char, 512> control;
+  for (;;) {
+    sockaddr_storage to{};
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_name = &to;
+    msg.msg_namelen = sizeof to;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    if (::recvmsg(fd.native_handle(), &msg, MSG_ERRQUEUE) < 0) {
+      if (errno == EINTR) continue;
+      break;  // EAGAIN: the error queue is empty
+    }
+    QueuedError e;
+    e.family = result.family;
+    if (auto dest = from_sockaddr(to)) e.port = dest->port;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      const bool v4err = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+      const bool v6err = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+      if (!v4err && !v6err) continue;
+      sock_extended_err ee;
+      std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
+      e.icmp = ee.ee_origin == SO_EE_ORIGIN_ICMP || ee.ee_origin == SO_EE_ORIGIN_ICMP6;
+      e.type = ee.ee_type;
+      e.code = ee.ee_code;
+      // The offender's address follows the structure in the same control message.
+      sockaddr_storage offender{};
+      const std::size_t room = c->cmsg_len - CMSG_LEN(sizeof ee);
+      std::memcpy(&offender, CMSG_DATA(c) + sizeof ee, std::min(room, sizeof offender));
+      if (auto o = from_sockaddr(offender)) e.offender = o->address;
+    }
+    const HopSignal signal = classify(e, round->local_addresses, result.max_ttl, round->plan.hop_port_base);
+    const int ttl = ttl_of_port(e.port, result.max_ttl, round->plan.hop_port_base);
+    if (signal == HopSignal::answered) {
+      finish(HopAnswer{*e.offender, ttl, e.type, e.code, since(sent_at[static_cast<std::size_t>(ttl)], now)});
+      return;
+    }
+    if (signal == HopSignal::refused_here && !refused[static_cast<std::size_t>(ttl)]) {
+      refused[static_cast<std::size_t>(ttl)] = true;
+      ++refused_count;
+    }
+  }
+  // Ordinary datagrams (the target itself answering UDP) are read and dropped: only errors count.
+  while (::recv(fd.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT) >= 0) {
+  }
+  if (refused_count >= result.sent) {
+    finish(Blocked{EACCES});  // every datagram that left the socket was rejected by this machine
+    return;
+  }
+  arm_read();
+}
+
+void Prober::Round::HopJob::finish(HopOutcome o) {
+  if (finished) return;
+  finished = true;
+  result.outcome = std::move(o);
+  result.elapsed = since(round->start, Clock::now());
+  timer.cancel();
+  boost::system::error_code ignored;
+  fd.close(ignored);
+  auto r = round;
+  r->hop_results.emplace_back(key, std::move(result));
+  --r->running_jobs;
+  r->maybe_complete();
+}
 
 // ---- setting up one socket ----------------------------------------------------------------------
 
@@ -389,6 +556,7 @@ void Prober::Round::Job::finish() {
   auto r = round;  // keep the round alive while it records us
   r->record(key, std::move(result));
   --r->running_jobs;
+  --r->running_stun;
   r->maybe_complete();
 }
 
@@ -404,6 +572,8 @@ void Prober::Round::begin() {
   ++holds;
   start = Clock::now();
   deadline = start + plan.timeout;
+  for (const auto& itf : plan.interfaces) local_addresses.insert(local_addresses.end(), itf.addresses.begin(), itf.addresses.end());
+  for (const auto& t : plan.hop_targets) add_hop_jobs(t.address, t.what);
   for (std::size_t si = 0; si < plan.servers.size(); ++si) {
     const auto& s = plan.servers[si];
     if (auto numeric = IpAddress::parse(s.host)) {
@@ -470,6 +640,7 @@ void Prober::Round::add_jobs(std::size_t si, const std::vector<IpAddress>& addre
       continue;
     }
     base.server_address = stun::TransportAddress{*it, server.port};
+    add_hop_jobs(*it, server_text(server));
     if (plan.bound) {
       for (std::size_t ii = 0; ii < plan.interfaces.size(); ++ii) {
         const auto& itf = plan.interfaces[ii];
@@ -496,6 +667,45 @@ void Prober::Round::add_jobs(std::size_t si, const std::vector<IpAddress>& addre
   }
 }
 
+void Prober::Round::add_hop_jobs(const IpAddress& target, const std::string& what) {
+  if (plan.hops <= 0 || (target.family == Family::v4 && !plan.ipv4) || (target.family == Family::v6 && !plan.ipv6)) return;
+  if (std::find(hop_targets_seen.begin(), hop_targets_seen.end(), target) != hop_targets_seen.end()) return;
+  const std::size_t ti = hop_targets_seen.size();
+  hop_targets_seen.push_back(target);
+  const int fi = target.family == Family::v4 ? 0 : 1;
+  for (std::size_t ii = 0; ii < plan.interfaces.size(); ++ii) {
+    const auto& itf = plan.interfaces[ii];
+    // The tunnel is the way out that is meant to be open; loopback never leaves.
+    if (itf.cls == InterfaceClass::loopback || itf.cls == InterfaceClass::tunnel) continue;
+    if (!plan.only.empty() && std::find(plan.only.begin(), plan.only.end(), itf.name) == plan.only.end()) continue;
+    // One source address per interface and family: the path out does not depend on which.
+    auto a = std::find_if(itf.addresses.begin(), itf.addresses.end(), [&](const IpAddress& x) {
+      return x.family == target.family && !x.is_link_local() && !x.is_loopback() && !x.is_multicast() && !x.is_unspecified();
+    });
+    if (a == itf.addresses.end()) continue;
+    HopResult r;
+    r.interface = itf.name;
+    r.index = itf.index;
+    r.cls = itf.cls;
+    r.family = target.family;
+    r.source = *a;
+    r.target = target;
+    r.target_of = what;
+    r.max_ttl = std::min(plan.hops, kMaxHops);
+    auto job = std::make_shared<HopJob>(shared_from_this(), HopKey{ti, fi, ii}, std::move(r));
+    if (auto failure = job->open()) {
+      job->result.outcome = *failure;
+      job->result.elapsed = since(start, Clock::now());
+      job->finished = true;
+      hop_results.emplace_back(job->key, std::move(job->result));
+      continue;
+    }
+    ++running_jobs;
+    hop_jobs.push_back(job);
+    job->run();
+  }
+}
+
 void Prober::Round::launch(Key key, ProbeResult r) {
   const TimePoint now = Clock::now();
   TransactionOptions o;
@@ -513,6 +723,7 @@ void Prober::Round::launch(Key key, ProbeResult r) {
     return;
   }
   ++running_jobs;
+  ++running_stun;
   jobs.push_back(job);
   job->run();
 }
@@ -520,21 +731,43 @@ void Prober::Round::launch(Key key, ProbeResult r) {
 void Prober::Round::record(Key key, ProbeResult r) { results.emplace_back(key, std::move(r)); }
 
 void Prober::Round::maybe_complete() {
-  if (cancelled || completion_posted || holds > 0 || resolving > 0 || running_jobs > 0) return;
+  if (cancelled || completion_posted || holds > 0 || resolving > 0) return;
+  if (running_stun == 0 && running_jobs > 0) settle_hops();
+  if (running_jobs > 0) return;
   completion_posted = true;
   // Always from a fresh handler: the caller of start() never sees its callback run inside start().
   asio::post(io, [self = shared_from_this()] {
     if (self->cancelled) return;
     self->completed = true;
     self->jobs.clear();  // the jobs held the round; let both go
-    std::stable_sort(self->results.begin(), self->results.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    self->hop_jobs.clear();
+    auto by_key = [](const auto& a, const auto& b) { return a.first < b.first; };
+    std::stable_sort(self->results.begin(), self->results.end(), by_key);
+    std::stable_sort(self->hop_results.begin(), self->hop_results.end(), by_key);
     std::vector<ProbeResult> probes;
     for (auto& [k, r] : self->results) probes.push_back(std::move(r));
-    auto report = make_report(self->plan.interfaces, std::move(probes), since(self->start, Clock::now()), self->plan.report);
+    std::vector<HopResult> hops;
+    for (auto& [k, r] : self->hop_results) hops.push_back(std::move(r));
+    auto report = make_report(self->plan.interfaces, std::move(probes), since(self->start, Clock::now()), self->plan.report,
+                              std::move(hops));
     auto callback = std::move(self->done);
     if (callback) callback(std::move(report));
   });
+}
+
+// Every STUN probe has ended: a hop probe still waiting for a router gets kHopGrace from its
+// first send, then counts as silent. A router is nearer than a server and answers first; one that
+// stays silent (many do, or rate-limit their ICMP) must not hold the round to its timeout.
+void Prober::Round::settle_hops() {
+  for (auto& j : hop_jobs) {
+    if (j->finished) continue;
+    const TimePoint until = std::min(deadline, j->started + kHopGrace);
+    if (until >= j->timer.expiry()) continue;
+    j->timer.expires_at(until);  // cancels the pending wait, which then returns with an error
+    j->timer.async_wait([j](boost::system::error_code ec) {
+      if (!ec) j->finish(TimedOut{j->result.sent});
+    });
+  }
 }
 
 void Prober::Round::cancel() {
@@ -548,6 +781,13 @@ void Prober::Round::cancel() {
     j->fd.close(ignored);
   }
   jobs.clear();
+  for (auto& j : hop_jobs) {
+    j->finished = true;
+    j->timer.cancel();
+    boost::system::error_code ignored;
+    j->fd.close(ignored);
+  }
+  hop_jobs.clear();
 }
 
 // ---- the public face -------------------------------------------------------------------------------
@@ -559,7 +799,19 @@ Plan plan_for(const config::Probe& probe, std::vector<Interface> interfaces) {
   p.ipv4 = probe.ipv4;
   p.ipv6 = probe.ipv6;
   p.timeout = probe.timeout;
+  p.hops = probe.hops;
   return p;
+}
+
+void add_endpoint_hop_targets(Plan& plan, const std::vector<Endpoint>& endpoints) {
+  std::vector<std::uint16_t> udp_ports;
+  for (const auto& e : endpoints) {
+    if (e.transport == Transport::udp) udp_ports.push_back(e.port);
+    const bool known = std::any_of(plan.hop_targets.begin(), plan.hop_targets.end(),
+                                   [&](const HopTarget& t) { return t.address == e.address; });
+    if (!known) plan.hop_targets.push_back({e.address, "endpoint " + e.str()});
+  }
+  plan.hop_port_base = pick_hop_port_base(udp_ports, std::min(plan.hops, kMaxHops));
 }
 
 Prober::Prober(asio::io_context& io) : io_(io) {}

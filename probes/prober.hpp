@@ -6,6 +6,9 @@
 // is not bound to anything and follows the routing table. All at once, no threads, no sleeps; the
 // round ends when every transaction has ended, at the latest after the configured timeout.
 //
+// Hop probes (hops.hpp) go beside them: UDP with TTL 1..hops from each non-tunnel interface toward
+// every server and every hop target (the VPN endpoints), read back through the error queue.
+//
 // The probe gets no exemption from the firewall (no SO_MARK): it meets the rules a browser meets.
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -19,6 +22,12 @@
 
 namespace leakguard::probes {
 
+/// A target of hop probes besides the STUN servers.
+struct HopTarget {
+  IpAddress address;
+  std::string what;  ///< e.g. "endpoint 203.0.113.5:51820/udp"
+};
+
 struct Plan {
   /// Every interface of the namespace (loopback and address-less ones too): bound probes run on
   /// those with addresses, and answers are classified by the interface they arrive on.
@@ -30,6 +39,9 @@ struct Plan {
   bool ipv6 = true;
   bool bound = true;    ///< per-interface probes
   bool routed = true;   ///< the unbound probe that follows the routing table
+  int hops = kDefaultHops;                      ///< hop probes with TTL 1..hops; 0: none
+  std::vector<HopTarget> hop_targets;           ///< besides the servers (the daemon: the VPN endpoints)
+  std::uint16_t hop_port_base = kHopPortBase;   ///< see pick_hop_port_base()
   milliseconds timeout = kDefaultProbeTimeout;  ///< the whole round, name resolution included
   milliseconds rto = kInitialRto;                  ///< first retransmission timeout (RFC 8489 §6.2.1)
   std::string software;        ///< SOFTWARE in requests; empty: none (browsers send none)
@@ -38,6 +50,10 @@ struct Plan {
 
 /// A plan from the configuration's probe section (servers, families, timeout) and the interfaces.
 Plan plan_for(const config::Probe& probe, std::vector<Interface> interfaces);
+
+/// The VPN endpoints as hop targets (each address once), and a hop port base clear of their UDP
+/// ports: a hop datagram toward an endpoint must meet the block, not the endpoint's exception.
+void add_endpoint_hop_targets(Plan& plan, const std::vector<Endpoint>& endpoints);
 
 class Prober {
  public:

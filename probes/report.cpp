@@ -126,8 +126,11 @@ std::string Report::summary() const {
   std::string s(to_string(verdict));
   if (!leaks.empty()) {
     const auto& l = leaks.front();
-    s += ": " + l.reflexive.address.str() + " seen by " + l.server + " through " + (l.routed ? "the route via " : "") +
-         (l.interface.empty() ? "?" : l.interface);
+    if (l.hop)
+      s += ": " + l.hop->str() + " answered a datagram sent out of " + l.interface + " toward " + l.server;
+    else
+      s += ": " + l.reflexive.address.str() + " seen by " + l.server + " through " + (l.routed ? "the route via " : "") +
+           (l.interface.empty() ? "?" : l.interface);
     if (leaks.size() > 1) s += " (+" + std::to_string(leaks.size() - 1) + " more)";
   } else if (verdict == Verdict::exposed_host) {
     auto e = exposed();
@@ -151,12 +154,19 @@ std::string Report::summary() const {
   std::string c;
   for (const auto& [k, n] : counts) c += (c.empty() ? "" : ", ") + std::to_string(n) + " " + std::string(k);
   if (!c.empty()) s += " (" + c + ")";
+  if (!hops.empty()) {
+    std::map<std::string_view, int> hop_counts;
+    for (const auto& h : hops) ++hop_counts[kind(h.outcome)];
+    std::string hc;
+    for (const auto& [k, n] : hop_counts) hc += (hc.empty() ? "" : ", ") + std::to_string(n) + " " + std::string(k);
+    s += ", " + std::to_string(hops.size()) + " hop probes (" + hc + ")";
+  }
   s += " in " + std::to_string(duration.count()) + " ms";
   return s;
 }
 
 Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeResult> probes, milliseconds duration,
-                   const ReportOptions& options) {
+                   const ReportOptions& options, std::vector<HopResult> hops) {
   Report r;
   r.duration = duration;
 
@@ -172,7 +182,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   for (const auto& p : probes) {
     const auto* x = reflexive_of(p);
     if (!x) continue;
-    Leak l{printable_ifname(p.interface), p.routed, p.family, x->mapped, p.server, {}};
+    Leak l{printable_ifname(p.interface), p.routed, p.family, x->mapped, p.server, {}, std::nullopt};
     if (!p.routed) {
       if (p.cls == InterfaceClass::tunnel || p.cls == InterfaceClass::loopback) continue;
       if (p.transport == Transport::tcp && !options.strict) {
@@ -203,6 +213,19 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
     r.leaks.push_back(std::move(l));
   }
 
+  // Hop probes: an answer from beyond this machine to a datagram sent outside the tunnel. Device-
+  // bound like the bound STUN probes, and UDP, which the block stops in every policy: a leak.
+  for (const auto& h : hops) {
+    const auto* a = std::get_if<HopAnswer>(&h.outcome);
+    if (!a || h.cls == InterfaceClass::tunnel || h.cls == InterfaceClass::loopback) continue;
+    Leak l{printable_ifname(h.interface), false, h.family, {}, h.target_of, {}, a->from};
+    l.reflexive.address.family = h.family;
+    l.why = "a datagram sent out of " + l.interface + " (" + std::string(leakguard::to_string(h.cls)) + ") toward " +
+            h.target.str() + " with TTL " + std::to_string(a->ttl) + " was answered by " + a->from.str() + " (" +
+            icmp_text(h.family, a->icmp_type, a->icmp_code) + "): it left this machine outside the tunnel";
+    r.leaks.push_back(std::move(l));
+  }
+
   // Host candidates: what a page enumerates. Browsers leave out loopback and IPv6 link-local.
   for (const auto& itf : interfaces) {
     if (itf.cls == InterfaceClass::loopback) continue;
@@ -227,6 +250,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   }
 
   r.probes = std::move(probes);
+  r.hops = std::move(hops);
   // A report is for people, logs, JSON and D-Bus: every interface name in it is printable (the
   // kernel allows bytes that are not UTF-8, which JSON and D-Bus refuse). Matching by the real
   // names is done above.
@@ -234,6 +258,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
     p.interface = printable_ifname(p.interface);
     p.arrival_interface = printable_ifname(p.arrival_interface);
   }
+  for (auto& h : r.hops) h.interface = printable_ifname(h.interface);
   if (!r.leaks.empty()) r.verdict = Verdict::leak;
   else if (std::any_of(r.hosts.begin(), r.hosts.end(), [](const HostCandidate& h) { return h.exposed; }))
     r.verdict = Verdict::exposed_host;
@@ -246,7 +271,10 @@ std::string to_text(const Report& r) {
   std::string head(to_string(r.verdict));
   std::transform(head.begin(), head.end(), head.begin(), [](char c) { return c == '-' ? '-' : static_cast<char>(std::toupper(c)); });
   out += "verdict: " + head;
-  if (r.verdict == Verdict::leak) out += " - a STUN server saw this machine outside the tunnel";
+  if (r.verdict == Verdict::leak)
+    out += std::all_of(r.leaks.begin(), r.leaks.end(), [](const Leak& l) { return l.hop.has_value(); })
+               ? " - a datagram left this machine outside the tunnel (a router answered)"
+               : " - a STUN server saw this machine outside the tunnel";
   else if (r.verdict == Verdict::exposed_host) out += " - no reflexive leak, but a page can read a public local address";
   else out += " - no reflexive address came back outside the tunnel";
   out += "\n";
@@ -256,7 +284,7 @@ std::string to_text(const Report& r) {
     out += "\nleaks:\n";
     for (const auto& l : r.leaks)
       out += "  " + pad(l.routed ? "route" : l.interface, 8) + pad(std::string(to_string(l.family)), 6) +
-             pad(l.reflexive.address.str(), 18) + " " + l.server + ": " + l.why + "\n";
+             pad(l.hop ? "hop " + l.hop->str() : l.reflexive.address.str(), 18) + " " + l.server + ": " + l.why + "\n";
   }
   if (!r.exposures.empty()) {
     out += "\nexposures (any local process, not a web page; policy strict closes them):\n";
@@ -278,7 +306,14 @@ std::string to_text(const Report& r) {
     const bool exposure = !leak && is_exposure(r, p);
     out += "  " + p.str() + (leak ? "   <- LEAK" : exposure ? "   <- exposure" : "") + "\n";
   }
-  out += "\n" + std::to_string(r.probes.size()) + " probes in " + std::to_string(r.duration.count()) + " ms\n";
+  if (!r.hops.empty()) {
+    out += "\nhop probes (UDP with TTL 1..n out of each non-tunnel interface; any answer is a path out):\n";
+    for (const auto& h : r.hops)
+      out += "  " + h.str() + (std::holds_alternative<HopAnswer>(h.outcome) ? "   <- LEAK" : "") + "\n";
+  }
+  out += "\n" + std::to_string(r.probes.size()) + " probes" +
+         (r.hops.empty() ? std::string() : " and " + std::to_string(r.hops.size()) + " hop probes") + " in " +
+         std::to_string(r.duration.count()) + " ms\n";
   return out;
 }
 
@@ -300,8 +335,9 @@ nlohmann::json to_json(const Report& r) {
       a.push_back({{"interface", l.interface},
                    {"routed", l.routed},
                    {"family", std::string(to_string(l.family))},
-                   {"reflexive", l.reflexive.address.str()},
-                   {"port", l.reflexive.port},
+                   {"reflexive", l.hop ? json(nullptr) : json(l.reflexive.address.str())},
+                   {"port", l.hop ? json(nullptr) : json(l.reflexive.port)},
+                   {"hop", l.hop ? json(l.hop->str()) : json(nullptr)},
                    {"server", l.server},
                    {"why", l.why}});
     return a;
@@ -359,6 +395,39 @@ nlohmann::json to_json(const Report& r) {
                p.outcome);
     j["probes"].push_back(std::move(q));
   }
+  j["hops"] = json::array();
+  for (const auto& h : r.hops) {
+    json q{{"interface", h.interface},
+           {"class", std::string(leakguard::to_string(h.cls))},
+           {"family", std::string(to_string(h.family))},
+           {"source", h.source ? json(h.source->str()) : json(nullptr)},
+           {"target", h.target.str()},
+           {"target_of", h.target_of},
+           {"max_ttl", h.max_ttl},
+           {"sent", h.sent},
+           {"outcome", std::string(kind(h.outcome))},
+           {"detail", str(h.outcome)},
+           {"elapsed_ms", h.elapsed.count()}};
+    std::visit(overloaded{[&](const HopAnswer& a) {
+                            q["hop"] = a.from.str();
+                            q["ttl"] = a.ttl;
+                            q["icmp"] = icmp_text(h.family, a.icmp_type, a.icmp_code);
+                            q["rtt_ms"] = a.rtt.count();
+                          },
+                          [&](const Blocked& b) {
+                            q["errno"] = b.error;
+                            q["error"] = errno_name(b.error);
+                            q["firewall"] = refused_by_firewall(b.error);
+                          },
+                          [](const TimedOut&) {},
+                          [&](const LocalFailure& f) {
+                            q["step"] = f.step;
+                            q["errno"] = f.error;
+                            q["message"] = f.message;
+                          }},
+               h.outcome);
+    j["hops"].push_back(std::move(q));
+  }
   // Two grouped views for renderers: per interface (the routed probe as "route"), and every
   // reflexive address found.
   j["interfaces"] = json::array();
@@ -394,6 +463,18 @@ nlohmann::json to_json(const Report& r) {
                                 {"rtt_ms", x->rtt.count()},
                                 {"leak", leak},
                                 {"exposure", exposure}});
+  }
+  // Hop probes under their interface: one line each, a leak if answered.
+  for (const auto& h : r.hops) {
+    json& g = group(h.interface, std::string(leakguard::to_string(h.cls)));
+    const bool answered = std::holds_alternative<HopAnswer>(h.outcome);
+    if (answered) g["verdict"] = "leak";
+    g["results"].push_back({{"family", std::string(to_string(h.family))},
+                            {"server", "hops toward " + h.target_of},
+                            {"outcome", std::string(kind(h.outcome))},
+                            {"detail", str(h.outcome)},
+                            {"reflexive", nullptr},
+                            {"leak", answered}});
   }
   return j;
 }

@@ -13,6 +13,7 @@
 #include "common/ip.hpp"
 #include "common/strong.hpp"
 #include "common/iface.hpp"
+#include "probes/hops.hpp"
 #include "probes/transaction.hpp"
 
 namespace leakguard::probes {
@@ -66,14 +67,16 @@ struct HostCandidate {
   bool operator==(const HostCandidate&) const = default;
 };
 
-/// A reflexive address that came back outside the tunnel.
+/// A reflexive address that came back outside the tunnel, or (`hop` set) a router that answered a
+/// hop probe's datagram sent outside it.
 struct Leak {
   std::string interface;  ///< bound interface, or for a routed probe the one the answer came in by
   bool routed = false;
   Family family = Family::v4;
-  stun::TransportAddress reflexive;
-  std::string server;
+  stun::TransportAddress reflexive;  ///< unset (0.0.0.0:0) for a hop: no server saw us
+  std::string server;     ///< the STUN server; for a hop, the hop probe's target (HopResult::target_of)
   std::string why;        ///< one line
+  std::optional<IpAddress> hop;  ///< who answered a hop probe (HopAnswer::from)
   bool operator==(const Leak&) const = default;
 };
 
@@ -96,6 +99,7 @@ struct Report {
   /// a device, and what it can reach - routed and address-bound sockets - is judged as a leak).
   /// `udp` policy leaves TCP open on purpose; `strict` closes it. Never a leak, never the verdict.
   std::vector<Leak> exposures;
+  std::vector<HopResult> hops;  ///< hop probes (hops.hpp): one answered is a leak
   std::vector<IpAddress> exits4, exits6;  ///< reflexive addresses seen through tunnel interfaces
   Verdict verdict = Verdict::ok;
   milliseconds duration{0};
@@ -118,12 +122,13 @@ bool is_public(const IpAddress& a, const ReportOptions& options = {});
 ///   strict; otherwise that is an exposure, see Report::exposures); or the routed probe got
 ///   one and its answer came in through a non-tunnel interface (loopback excepted: a server on this
 ///   machine), or (tunnel exits known for that family) it is not one of them, or (nothing known
-///   about the path) no tunnel exit was seen.
+///   about the path) no tunnel exit was seen; or a hop probe out of a non-tunnel interface was
+///   answered by a router or its target (the datagram left the machine outside the tunnel).
 /// - exposed-host: no leak, but a non-tunnel interface carries a public address (see is_public)
 ///   that no probe showed translated: a page that can read host candidates learns it directly.
 /// - ok: otherwise. Blocked, timed-out, failed and error probes never make a leak.
 Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeResult> probes, milliseconds duration,
-                   const ReportOptions& options = {});
+                   const ReportOptions& options = {}, std::vector<HopResult> hops = {});
 
 /// For people: verdict first, then exits, host candidates, probes, leaks.
 std::string to_text(const Report& r);

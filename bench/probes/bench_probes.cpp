@@ -4,6 +4,9 @@
 // routed ones, all in parallel on one io_context.
 //   answered:   round time with immediate answers, and with answers delayed by 20 ms (a stand-in
 //               for a round trip: no netem here), compared with the same 30 transactions one at a time
+//   full:       the round as shipped - the same servers over UDP and TCP, plus hop probes (TTL 1..3
+//               out of each interface toward each server) - against the UDP-only round, in the same
+//               run; and with the routers silent (ICMP errors dropped), what a hop probe then waits
 //   unanswered: round time when the servers stay silent, for two timeouts
 //   cancelled:  how soon a round cancelled mid-way has nothing left waiting on its io_context
 // Printed, never asserted. Documentation addresses only, all inside the bench's namespaces.
@@ -96,6 +99,7 @@ int main() {
   }
   asio::io_context io;  // before the responders: their sockets must go first
   std::vector<std::unique_ptr<testing::Responder>> responders;
+  std::vector<std::unique_ptr<testing::TcpResponder>> tcp_responders;
   std::vector<config::StunServer> servers;
   for (int k = 1; k <= 3; ++k) {
     const std::string a4 = "203.0.113.1" + std::to_string(k), a6 = "2001:db8:ff::1" + std::to_string(k);
@@ -106,10 +110,19 @@ int main() {
   }
   {
     lab::NetnsScope in(server.name());
-    for (const auto& s : servers)
+    for (const auto& s : servers) {
       responders.push_back(std::make_unique<testing::Responder>(
           io, asio::ip::udp::endpoint(asio::ip::make_address(s.host), s.port), testing::Behaviour::honest));
+      tcp_responders.push_back(std::make_unique<testing::TcpResponder>(
+          io, asio::ip::tcp::endpoint(asio::ip::make_address(s.host), s.port), testing::TcpBehaviour::honest));
+    }
   }
+  // The servers' side answers a hop datagram (it arrives with TTL 1 to spare: the server is the
+  // first hop) with port unreachable. Linux rate-limits ICMP errors per peer (a burst of 6, then
+  // one a second), which would leave most of them unanswered after the first round; off here.
+  must(server.run({"sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
+                   "net.ipv4.icmp_msgs_per_sec=100000", "net.ipv4.icmp_msgs_burst=100000"}),
+       "sysctl icmp");
 
   lab::NetnsScope in(client.name());
   auto interfaces = current_interfaces(netwatch::Classifier{});
@@ -121,23 +134,33 @@ int main() {
   plan.interfaces = *interfaces;
   plan.servers = servers;
   plan.timeout = milliseconds(3000);
+  plan.hops = 0;  // the UDP STUN round alone; the full round below adds TCP and hop probes
+  Plan full = plan;
+  full.hops = kDefaultHops;
+  for (const auto& s : servers) full.servers.push_back({s.host, s.port, Transport::tcp});
 
-  auto answered = [&](milliseconds delay, int rounds) {
+  auto answered = [&](milliseconds delay, int rounds, const Plan& p = {}) {
+    const Plan& use = p.interfaces.empty() ? plan : p;
     for (auto& r : responders) r->set_delay(delay);
     std::vector<double> t;
-    std::size_t probes = 0, reflexive = 0;
+    std::size_t probes = 0, reflexive = 0, hops = 0, hops_answered = 0;
     for (int i = 0; i < rounds; ++i) {
       const auto start = steady_clock::now();
-      auto rep = round(io, plan);
+      auto rep = round(io, use);
       t.push_back(ms_since(start));
       if (std::getenv("BENCH_PROBES_VERBOSE") && t.back() > 100) std::printf("%s", to_text(rep).c_str());
       probes = rep.probes.size();
       reflexive = count(rep, "reflexive");
+      hops = rep.hops.size();
+      hops_answered = static_cast<std::size_t>(std::count_if(rep.hops.begin(), rep.hops.end(), [](const HopResult& h) {
+        return std::holds_alternative<HopAnswer>(h.outcome);
+      }));
     }
     auto s = stats(t);
-    std::printf("answered, server delay %3lld ms: %zu probes (%zu reflexive) per round; round %.2f ms median "
-                "(min %.2f, max %.2f, %d rounds)\n",
-                static_cast<long long>(delay.count()), probes, reflexive, s.median, s.min, s.max, rounds);
+    std::printf("answered, server delay %3lld ms: %zu probes (%zu reflexive)", static_cast<long long>(delay.count()), probes,
+                reflexive);
+    if (hops > 0) std::printf(" + %zu hop probes (%zu answered)", hops, hops_answered);
+    std::printf(" per round; round %.2f ms median (min %.2f, max %.2f, %d rounds)\n", s.median, s.min, s.max, rounds);
     return s.median;
   };
 
@@ -152,6 +175,27 @@ int main() {
   const double immediate = answered(milliseconds(0), 20);
   leakguard::bench::result("probe round, 30 probes, servers answer at once", leakguard::bench::ms(immediate));
   const double parallel = answered(milliseconds(20), 10);
+
+  // The round as shipped: UDP and TCP to every server, and hop probes, against UDP alone.
+  {
+    std::printf("full round: the same servers over UDP and TCP, plus hop probes (TTL 1..%d):\n", kDefaultHops);
+    const double udp_only = answered(milliseconds(0), 20);
+    const double whole = answered(milliseconds(0), 20, full);
+    leakguard::bench::result("probe round, servers answer at once: UDP, TCP and hop probes (vs UDP alone)",
+                             leakguard::bench::ms(whole), leakguard::bench::ms(udp_only),
+                             leakguard::bench::times(whole / udp_only));
+    // Routers that never answer (most ICMP dropped on the way): a hop probe waits kHopGrace once the
+    // STUN probes are done, then counts as silent; the round waits with it.
+    must(server.run({"nft", "add table inet lgt_bench_silent; add chain inet lgt_bench_silent out "
+                            "{ type filter hook output priority 0; policy accept; }; "
+                            "add rule inet lgt_bench_silent out meta l4proto { icmp, ipv6-icmp } drop"}),
+         "silent routers");
+    const double silent = answered(milliseconds(0), 5, full);
+    must(server.run({"nft", "delete table inet lgt_bench_silent"}), "routers back");
+    std::printf("  (the last line: ICMP errors dropped on the servers' side, every hop probe silent)\n");
+    leakguard::bench::result("probe round, servers answer at once, routers silent: what hop probes then add",
+                             leakguard::bench::ms(silent));
+  }
 
   // The same 30 transactions one after another: one round per (interface or route, server).
   {

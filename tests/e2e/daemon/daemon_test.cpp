@@ -788,3 +788,41 @@ TEST_CASE("under a service manager: READY, STATUS, watchdog pings, STOPPING, and
   REQUIRE_MESSAGE(del.status == 0, del.out);
   CHECK(rig.witness("203.0.113.3") == "203.0.113.2");
 }
+
+TEST_CASE("hop probes: a path out found with every STUN server silent (disarmed: leaking), refused once armed") {
+  // Nobody answers STUN at .99 / ::99, so no server can show anything; the lab has no block while
+  // leakguard is disarmed, and the ISP's router answers a datagram with TTL 1 out of eth0.
+  Rig rig(RigOptions{.lab = {}, .armed = false, .servers = R"(["203.0.113.99:3478", "[2001:db8:3::99]:3478"])"});
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("leaking"), rig.output());
+  const auto open = rig.status()["last_probe"];
+  INFO(open.dump(2));
+  bool router_named = false, endpoint_probed = false;
+  for (const auto& l : open["leaks"]) {
+    CHECK(l["reflexive"].is_null());  // no server saw anything
+    if (l["interface"] == "eth0" && l["hop"] == "192.0.2.1") router_named = true;
+    if (l["server"] == "endpoint 198.51.100.1:51820/udp") endpoint_probed = true;
+  }
+  CHECK(router_named);
+  CHECK(endpoint_probed);  // the declared VPN endpoint is a hop target too
+  for (const auto& p : open["probes"]) CHECK(p["outcome"] != "reflexive");
+  // The journal line and leakguardctl's probe view say what answered.
+  CHECK(eventually([&] { return rig.output().find("192.0.2.1 answered a datagram toward") != std::string::npos; }, 5s));
+  auto shown = rig.ctl({"probe", "--no-color"});
+  CHECK(shown.out.find("hops toward 203.0.113.99:3478/udp: answered by 192.0.2.1 at TTL 1") != std::string::npos);
+  CHECK(shown.out.find("<- LEAK") != std::string::npos);
+
+  // Armed: the same datagrams are refused at the send; with no server answering, the state is
+  // unverified - never secured on silence.
+  REQUIRE(rig.ctl({"arm"}).status == 0);
+  REQUIRE_MESSAGE(rig.wait_state("unverified"), rig.output());
+  REQUIRE(rig.ctl({"probe"}).status >= 0);
+  const auto closed = rig.status()["last_probe"];
+  INFO(closed.dump(2));
+  CHECK(closed["leaks"].empty());
+  REQUIRE_FALSE(closed["hops"].empty());
+  for (const auto& h : closed["hops"]) {
+    CHECK(h["outcome"] == "blocked");
+    CHECK(h["firewall"] == true);
+  }
+}

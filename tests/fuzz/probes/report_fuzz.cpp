@@ -91,14 +91,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   routed.arrival_class = InterfaceClass::physical;
   results.push_back(routed);
 
+  // Hop probes out of every interface, the even ones answered by a router (a leak naming it).
+  std::vector<probes::HopResult> hops;
+  for (std::size_t i = 0; i < ifs.size(); ++i) {
+    probes::HopResult h;
+    h.interface = ifs[i].name;
+    h.cls = ifs[i].cls;
+    h.source = ifs[i].addresses.front();
+    h.target = *IpAddress::parse("203.0.113.3");
+    h.target_of = "203.0.113.3:3478/udp";
+    if (i % 2 == 0) h.outcome = probes::HopAnswer{*IpAddress::parse("192.0.2.1"), 1, 11, 0, {}};
+    hops.push_back(h);
+  }
+
   // The probe report: JSON, text, summary, candidate lines.
-  const auto report = probes::make_report(ifs, results, probes::milliseconds{5}, {.documentation_is_public = doc_public});
+  const auto report =
+      probes::make_report(ifs, results, probes::milliseconds{5}, {.documentation_is_public = doc_public, .strict = false}, hops);
   must_be_utf8(probes::to_json(report));
   must_be_utf8(nlohmann::json{probes::to_text(report), report.summary(), probes::ice_candidates(report)});
   // What the daemon makes of it: the log line, the D-Bus LeakDetected arguments, LastProbe.
   const auto outcome = daemon::to_outcome(report);
   nlohmann::json leaks = nlohmann::json::array();
-  for (const auto& l : outcome.leaks) leaks.push_back({l.interface, l.family, l.reflexive, l.server});
+  for (const auto& l : outcome.leaks) leaks.push_back({l.interface, l.family, l.reflexive, l.server, l.hop});
   must_be_utf8(nlohmann::json{outcome.summary, outcome.verdict_text, leaks});
   if (nlohmann::json::parse(outcome.json, nullptr, false).is_discarded()) std::abort();
 

@@ -169,6 +169,9 @@ TEST_CASE("STUN over TCP, both families tunnelled: eth0's device-bound socket is
   lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = false});
   const std::string tcp4 = "203.0.113.3:3478/tcp", tcp6 = "[2001:db8:3::3]:3478/tcp";
   auto plan = host_plan(lab, {server(lab.var("STUN4"), 3478, Transport::tcp), server(lab.var("STUN6"), 3478, Transport::tcp)});
+  // No firewall here, so the hop probes (UDP) would rightly find eth0 open: this case is about
+  // what TCP answers mean. (The hop probes have their own cases below.)
+  plan.hops = 0;
   auto r = run_in_host(lab, plan);
   // No firewall here: a socket bound to eth0 connects out (the control: it did reach the server).
   CHECK(reflexive(find(r, "eth0", Family::v4, tcp4)) == "203.0.113.2");
@@ -277,6 +280,7 @@ TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) 
       }
   }
   auto plan = host_plan(lab, list, 1500ms);
+  plan.hops = 0;  // no firewall: the hop probes would rightly find eth0 open; this is about the servers
   auto round = round_beside(lab, io, plan);
   // The round ended by itself although no server gave a usable answer: it is bounded. (How long
   // it takes is a figure of bench/probes, not an assertion.)
@@ -334,6 +338,7 @@ TEST_CASE("misbehaving servers over TCP (silent, garbage, half an answer, a floo
     }
   }
   auto plan = host_plan(lab, list, 1500ms);
+  plan.hops = 0;  // no firewall: the hop probes would rightly find eth0 open; this is about the servers
   plan.ipv6 = false;
   auto round = round_beside(lab, io, plan);
   REQUIRE(round);  // bounded: no server made the round wait beyond its timeout
@@ -381,4 +386,79 @@ TEST_CASE("a second uplink (wlan0 via another ISP) with the STUN server routed t
   CHECK(has_leak(r, "wlan0", Family::v4));
   CHECK(has_leak(r, "wlan0", Family::v6));
   CHECK_FALSE(has_leak(r, "wg0", Family::v4));
+}
+
+namespace {
+const HopResult* find_hop(const Report& r, const std::string& itf, const std::string& target) {
+  for (const auto& h : r.hops)
+    if (h.interface == itf && h.target.str() == target) return &h;
+  return nullptr;
+}
+}  // namespace
+
+TEST_CASE("hop probes: with every STUN server silent, a path out of eth0 is still found - and leakguard's rules refuse every hop datagram") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = false});
+  // Nobody answers STUN at .99 / ::99: a round learns nothing from servers.
+  auto plan = host_plan(lab, {server("203.0.113.99"), server("2001:db8:3::99")}, 1500ms);
+  const std::string endpoint = lab.var("VPN_ENDPOINT");  // 198.51.100.1:51820
+  plan.hop_targets = {{*IpAddress::parse(endpoint.substr(0, endpoint.find(':'))), "endpoint " + endpoint + "/udp"}};
+
+  // No firewall: the first router (the ISP's, 192.0.2.1) answers TTL 1 toward every target.
+  auto open = run_in_host(lab, plan);
+  for (const auto& p : open.probes) CHECK_MESSAGE(!std::holds_alternative<Reflexive>(p.outcome), p.str());
+  CHECK(open.verdict == Verdict::leak);
+  for (const std::string target : {"203.0.113.99", "198.51.100.1"}) {
+    const HopResult* h = find_hop(open, "eth0", target);
+    REQUIRE_MESSAGE(h, "no hop probe eth0 -> " << target);
+    const auto* a = std::get_if<HopAnswer>(&h->outcome);
+    REQUIRE_MESSAGE(a, h->str());
+    CHECK(a->from.str() == lab.var("GW4"));
+    CHECK(a->ttl == 1);
+    CHECK(a->icmp_type == 11);  // time exceeded
+    CHECK(h->sent == 3);
+  }
+  CHECK(find_hop(open, "eth0", "198.51.100.1")->target_of == "endpoint " + endpoint + "/udp");
+  const bool leak_names_router = std::any_of(open.leaks.begin(), open.leaks.end(), [&](const Leak& l) {
+    return l.interface == "eth0" && l.hop && l.hop->str() == lab.var("GW4");
+  });
+  CHECK(leak_names_router);
+  // The tunnel is the way out meant to be open: never hop-probed.
+  for (const auto& h : open.hops) CHECK(h.interface != "wg0");
+  CHECK(to_json(open)["hops"].size() == open.hops.size());
+  CHECK(open.summary().find("hop probes") != std::string::npos);
+
+  SUBCASE("leakguard's own rules (udp policy, the endpoint declared): every hop datagram is refused at the send") {
+    const std::string cfg = "/tmp/" + lab::unique_name("hopcfg") + ".yaml";
+    std::ofstream(cfg) << "policy: udp\ntunnel:\n  interfaces: [wg0]\n  endpoints: [\"" << endpoint << "/udp\"]\n";
+    auto printed = lab.run("host", {LEAKGUARDD, "--print-ruleset", cfg});
+    std::remove(cfg.c_str());
+    REQUIRE_MESSAGE(printed.status == 0, printed.out);
+    const std::string rules = "/tmp/" + lab::unique_name("hoprules") + ".nft";
+    std::ofstream(rules) << printed.out.substr(printed.out.find("table inet leakguard"));
+    auto load = lab.run("host", {"nft", "-f", rules});
+    std::remove(rules.c_str());
+    REQUIRE_MESSAGE(load.status == 0, load.out);
+
+    auto closed = run_in_host(lab, plan);
+    CHECK(closed.verdict == Verdict::ok);
+    CHECK(closed.leaks.empty());
+    REQUIRE_FALSE(closed.hops.empty());
+    for (const auto& h : closed.hops) {
+      // The endpoint's own exception (UDP 51820, root) does not cover the hop ports.
+      CHECK_MESSAGE(std::holds_alternative<Blocked>(h.outcome), h.str());
+      CHECK(h.sent == 0);
+    }
+    CHECK(find_hop(closed, "eth0", "198.51.100.1") != nullptr);
+    CHECK(find_hop(closed, "eth0", "203.0.113.99") != nullptr);
+  }
+  SUBCASE("probe.hops 0 switches them off: the same open path goes unseen with silent servers") {
+    plan.hops = 0;
+    auto none = run_in_host(lab, plan);
+    CHECK(none.hops.empty());
+    CHECK(none.verdict != Verdict::leak);
+  }
+  SUBCASE("leakguardctl candidates finds it too (exit 1), and --hops 0 does not") {
+    CHECK(cli(lab, {"--stun", "203.0.113.99:3478", "--tunnel", "wg*", "--timeout", "1500ms", "-4"}) == 1);
+    CHECK(cli(lab, {"--stun", "203.0.113.99:3478", "--tunnel", "wg*", "--timeout", "1500ms", "-4", "--hops", "0"}) == 0);
+  }
 }

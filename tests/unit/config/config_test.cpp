@@ -17,6 +17,7 @@ TEST_CASE("an empty file means the defaults, and the shipped example equals the 
   CHECK(empty->armed);
   CHECK(empty->on_stop == OnStop::keep);
   CHECK(empty->probe.on_exposure == OnExposure::escalate);
+  CHECK(empty->probe.hops == 3);
 
   auto example = load(LEAKGUARD_EXAMPLE_CONFIG);
   REQUIRE_MESSAGE(example, (example ? "" : example.error().str()));
@@ -42,6 +43,7 @@ probe:
   families: [ipv6]
   servers: ["203.0.113.3:3478", "[2001:db8:3::3]:3478/tcp", stun.example.org:19302]
   on_exposure: alert
+  hops: 5
 )",
                  "full.yaml");
   REQUIRE_MESSAGE(c, (c ? "" : c.error().str()));
@@ -67,11 +69,12 @@ probe:
   CHECK(c->probe.servers[1] == StunServer{"2001:db8:3::3", 3478, Transport::tcp});
   CHECK(c->probe.servers[2].str() == "stun.example.org:19302/udp");
   CHECK(c->probe.on_exposure == OnExposure::alert);
+  CHECK(c->probe.hops == 5);
   CHECK(c->str() ==
         "policy=strict armed=no on_stop=remove allow_lan=yes "
         "allow_lan_ranges=[100.64.0.0/10,198.51.100.64/26,fd00:1::/64] tunnels=[wg0,tun*] "
         "endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/tcp] fwmark=51820 endpoint_uid=0 probe={every 5m, timeout 1500ms, "
-        "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp], on_exposure alert}");
+        "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp], on_exposure alert, hops 5}");
 }
 
 TEST_CASE("a single value where a list is expected is a list of one") {
@@ -106,6 +109,9 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"allow_lan_ranges: [224.0.0.0/8]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "not a local network"},
       {"on_stop: delete\n", "bad.yaml:1:10: on_stop:", "is not one of: keep, remove"},
       {"probe:\n  on_exposure: block\n", "bad.yaml:2:16: probe.on_exposure:", "is not one of: alert, escalate"},
+      {"probe:\n  hops: 9\n", "bad.yaml:2:9: probe.hops:", "expected 0..8"},
+      {"probe:\n  hops: -1\n", "bad.yaml:2:9: probe.hops:", "expected 0..8"},
+      {"probe:\n  hops: three\n", "bad.yaml:2:9: probe.hops:", "not a number of hops"},
       {"armd: true\n", "bad.yaml:1:1: armd:", "unknown setting"},
       {"probe:\n  intervall: 30s\n", "bad.yaml:2:3: probe.intervall:", "unknown setting"},
       {"policy: udp\npolicy: strict\n", "bad.yaml:2:1: policy:", "given twice"},

@@ -202,7 +202,7 @@ TEST_CASE("a round says which family's traffic does not go into the tunnel") {
 }
 
 TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {
-  const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true};
+  const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true, ""};
   World w;
   w.c.start(full_tunnel(true));
   w.probe.finish(ProbeVerdict::ok);
@@ -261,7 +261,7 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
   SUBCASE("a device-bound socket's leak is not a page's path: nothing escalated") {
     World d;
     d.c.start(full_tunnel(true));
-    d.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2:4000", "203.0.113.3:3478", false}});
+    d.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2:4000", "203.0.113.3:3478", false, ""}});
     CHECK(d.c.desired().escalated.empty());
   }
   SUBCASE("in strict there is nothing to escalate") {
@@ -292,7 +292,7 @@ TEST_CASE("the configuration becomes the firewall's Desired in one place, overri
 TEST_CASE("a leak is counted, reported with its details, and shown in status") {
   World w;
   w.c.start(network());
-  w.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478", false}});
+  w.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2", "203.0.113.3:3478", false, ""}});
   CHECK(w.c.machine().state() == State::leaking);
   CHECK(w.out.lines[1] == "LEAK eth0 ipv4 203.0.113.2");
   auto s = w.c.snapshot();
