@@ -24,9 +24,11 @@ std::string StunServer::str() const {
 Config defaults() {
   Config c;
   c.tunnel_interfaces = {IfnamePattern{"wg*"}, IfnamePattern{"tun*"}};
-  // Public STUN servers, as web pages use them. Tests always name their own.
+  // Public STUN servers, as web pages use them: two over UDP, and one over TCP on port 443 (the
+  // way pages reach TURN servers through restrictive networks). Tests always name their own.
   c.probe.servers = {StunServer{"stun.l.google.com", 19302, Transport::udp},
-                     StunServer{"stun.cloudflare.com", 3478, Transport::udp}};
+                     StunServer{"stun.cloudflare.com", 3478, Transport::udp},
+                     StunServer{"stun.nextcloud.com", 443, Transport::tcp}};
   return c;
 }
 

@@ -66,7 +66,7 @@ sys_install "$debs"/n/leakguard_*.deb
 sys_active || sys_fail "not active after installing N"
 # strict, and the lab's STUN server for the daemon's own probe.
 sys_exec sed -i -e 's|^policy: udp|policy: strict|' -e "s|^    - stun.l.google.com:19302|    - $stun:$(var LAB_STUN_PORT)|" \
-  -e '/^    - stun.cloudflare.com:3478/d' /etc/leakguard/leakguard.yaml
+  -e '/^    - stun.cloudflare.com:3478/d' -e '/^    - stun.nextcloud.com:443\/tcp/d' /etc/leakguard/leakguard.yaml
 sys_exec systemctl reload leakguard.service
 strict() { [ "$(sys_state_json | jq -r .policy)" = strict ]; }
 sys_state_json() { sys_exec leakguardctl status --json; }
