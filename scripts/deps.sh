@@ -15,6 +15,7 @@ packages=(
   systemd lintian  # systemd-analyze checks the unit, lintian the .deb (no systemd runs)
   systemd-container debootstrap python3  # the system tier: Debian 12 booted in systemd-nspawn, the lab flood (tests/system/)
   chromium fonts-dejavu-core
+  firefox-esr  # the second browser engine of the WebRTC proof (tests/e2e/browser), driven without a driver
   openvpn openssl  # the real OpenVPN client and server (tests/e2e/vpn), certificates made at test time
 )
 # Node.js drives Chromium in the browser tests. Any node >= 18 will do: take Debian's only if

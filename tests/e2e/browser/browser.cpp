@@ -1,14 +1,71 @@
 #include "tests/e2e/browser/browser.hpp"
 
+#include <signal.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace leakguard::e2e {
 namespace {
 const std::string kDir = LEAKGUARD_BROWSER_DIR;
+
+std::string make_temp_dir(const char* prefix) {
+  std::string t = "/tmp/" + std::string(prefix) + "XXXXXX";
+  if (!mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+  return t;
 }
 
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+PageResult parse(const std::string& text) {
+  PageResult p;
+  p.raw = nlohmann::json::parse(text.substr(text.find('{')));
+  for (const auto& c : p.raw["candidates"]) {
+    ++p.candidates;
+    if (c["type"] != "srflx") continue;
+    std::string a = c["address"];
+    if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
+    p.reflexive.insert(a);
+  }
+  return p;
+}
+
+// Firefox's own traffic kept to the page's: no first-run pages, updates, telemetry, captive-portal
+// or connectivity checks, safe browsing. WebRTC itself as shipped.
+const char* kFirefoxPrefs = R"(user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.startup.homepage_override.mstone", "ignore");
+user_pref("startup.homepage_welcome_url", "");
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("datareporting.healthreport.uploadEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("toolkit.telemetry.enabled", false);
+user_pref("app.update.enabled", false);
+user_pref("app.normandy.enabled", false);
+user_pref("extensions.update.enabled", false);
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+user_pref("browser.safebrowsing.malware.enabled", false);
+user_pref("browser.safebrowsing.phishing.enabled", false);
+user_pref("browser.safebrowsing.downloads.enabled", false);
+user_pref("network.proxy.type", 0);
+)";
+}  // namespace
+
+std::string_view to_string(Engine e) { return e == Engine::chromium ? "chromium" : "firefox"; }
+
 LeakTestSite::LeakTestSite(const lab::Lab& lab)
-    : server_(lab.ns("inet"), {"node", kDir + "/server.js", lab.var("WEB4"), "8080"}) {
+    : results_(make_temp_dir("lgt-pageresults-")),
+      server_(lab.ns("inet"), {"node", kDir + "/server.js", lab.var("WEB4"), "8080", results_}) {
   // Ready when the port answers: wait for it, with a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -18,9 +75,18 @@ LeakTestSite::LeakTestSite(const lab::Lab& lab)
   throw std::runtime_error("the leak-test page server did not start");
 }
 
+LeakTestSite::~LeakTestSite() {
+  std::error_code ignored;
+  std::filesystem::remove_all(results_, ignored);
+}
+
 std::string LeakTestSite::url(const lab::Lab& lab) const {
   return "http://" + lab.var("WEB4") + ":8080/leaktest.html?stun=" + lab.var("STUN4") + ":3478&stun=[" +
          lab.var("STUN6") + "]:3478&expect=" + lab.var("VPN_EXIT4") + "&expect=[" + lab.var("VPN_EXIT6") + "]";
+}
+
+PageResult LeakTestSite::open(const std::string& ns, const lab::Lab& lab, Engine engine) const {
+  return engine == Engine::chromium ? gather(ns, url(lab)) : gather_firefox(ns, url(lab), results_);
 }
 
 PageResult gather(const std::string& ns, const std::string& url, const std::string& screenshot) {
@@ -28,16 +94,42 @@ PageResult gather(const std::string& ns, const std::string& url, const std::stri
   if (!screenshot.empty()) argv.insert(argv.end(), {"--screenshot", screenshot});
   auto r = lab::run(argv, std::chrono::seconds(60));
   if (r.status != 0) throw std::runtime_error("chromium via gather.js failed (" + std::to_string(r.status) + "):\n" + r.out);
-  PageResult p;
-  p.raw = nlohmann::json::parse(r.out.substr(r.out.find('{')));
-  for (const auto& c : p.raw["candidates"]) {
-    ++p.candidates;
-    if (c["type"] != "srflx") continue;
-    std::string a = c["address"];
-    if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
-    p.reflexive.insert(a);
+  return parse(r.out);
+}
+
+PageResult gather_firefox(const std::string& ns, const std::string& url, const std::string& results_dir) {
+  const std::string profile = make_temp_dir("lgt-firefox-");
+  std::ofstream(profile + "/user.js") << kFirefoxPrefs;
+  const std::string id = std::filesystem::path(profile).filename().string();
+  const std::string result = results_dir + "/" + id + ".json";
+  const std::string log = profile + ".log";
+  std::string error;
+  {
+    // HOME in the profile: Firefox as root keeps nothing outside it.
+    lab::Process firefox(ns, {"env", "HOME=" + profile, "MOZ_HEADLESS=1", "firefox-esr", "--headless", "--no-remote",
+                              "--profile", profile, url + "&report=" + id},
+                         log);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!std::filesystem::exists(result)) {
+      if (!firefox.running()) {
+        error = "firefox-esr exited before the page reported";
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        error = "the page in firefox-esr did not report within 60 s";
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    // Firefox runs several processes, all in the group the Process started (its own, by PID).
+    if (firefox.pid() > 0) ::kill(-firefox.pid(), SIGKILL);
   }
-  return p;
+  const std::string output = slurp(log);
+  std::error_code ignored;
+  std::filesystem::remove_all(profile, ignored);
+  std::filesystem::remove(log, ignored);
+  if (!error.empty()) throw std::runtime_error(error + ":\n" + output);
+  return parse(slurp(result));
 }
 
 }  // namespace leakguard::e2e

@@ -1,13 +1,21 @@
 #pragma once
-// What a web page learns over WebRTC, measured with real Chromium inside a lab namespace.
+// What a web page learns over WebRTC, measured with real browsers inside a lab namespace: Debian's
+// Chromium (driven by playwright-core) and Debian's Firefox ESR (no driver: the page posts its
+// result back to the page's server). They gather candidates differently (Firefox also makes
+// active ICE-TCP connections), so the proofs run in both.
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "tests/lab/lab.hpp"
 
 namespace leakguard::e2e {
+
+enum class Engine { chromium, firefox };
+inline constexpr Engine kEngines[] = {Engine::chromium, Engine::firefox};
+std::string_view to_string(Engine e);
 
 struct PageResult {
   nlohmann::json raw;                 ///< everything the page reported
@@ -19,15 +27,26 @@ struct PageResult {
 class LeakTestSite {
  public:
   explicit LeakTestSite(const lab::Lab& lab);
+  ~LeakTestSite();
+  LeakTestSite(const LeakTestSite&) = delete;
+  LeakTestSite& operator=(const LeakTestSite&) = delete;
   /// The page's URL asking the lab's STUN server over IPv4 and IPv6; `expect` marks the VPN exits.
   std::string url(const lab::Lab& lab) const;
+  /// Opens the page in `engine` inside the namespace `ns` and waits for gathering to end.
+  /// Throws with the browser's output if it could not.
+  PageResult open(const std::string& ns, const lab::Lab& lab, Engine engine) const;
 
  private:
+  std::string results_;  // where the page's server writes what Firefox's page posted
   lab::Process server_;
 };
 
 /// Opens the page in headless Chromium inside the namespace `ns` and waits for gathering to end.
 /// Throws with Chromium's output if it could not.
 PageResult gather(const std::string& ns, const std::string& url, const std::string& screenshot = {});
+
+/// The same in headless Firefox ESR: the page (opened with ?report=ID) posts its result to the
+/// page's server, which writes it to `results_dir`/ID.json.
+PageResult gather_firefox(const std::string& ns, const std::string& url, const std::string& results_dir);
 
 }  // namespace leakguard::e2e
