@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 namespace leakguard::e2e {
 namespace {
@@ -32,6 +34,7 @@ PageResult parse(const std::string& text) {
   p.raw = nlohmann::json::parse(text.substr(text.find('{')));
   for (const auto& c : p.raw["candidates"]) {
     ++p.candidates;
+    if (c["type"] == "relay") ++p.relays;
     if (c["type"] != "srflx") continue;
     std::string a = c["address"];
     if (a.size() > 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
@@ -80,13 +83,83 @@ LeakTestSite::~LeakTestSite() {
   std::filesystem::remove_all(results_, ignored);
 }
 
-std::string LeakTestSite::url(const lab::Lab& lab) const {
-  return "http://" + lab.var("WEB4") + ":8080/leaktest.html?stun=" + lab.var("STUN4") + ":3478&stun=[" +
-         lab.var("STUN6") + "]:3478&expect=" + lab.var("VPN_EXIT4") + "&expect=[" + lab.var("VPN_EXIT6") + "]";
+std::string LeakTestSite::url(const lab::Lab& lab, const std::string& extra, bool stun) const {
+  const std::string servers = stun ? "stun=" + lab.var("STUN4") + ":3478&stun=[" + lab.var("STUN6") + "]:3478&" : "";
+  return "http://" + lab.var("WEB4") + ":8080/leaktest.html?" + servers + "expect=" + lab.var("VPN_EXIT4") + "&expect=[" +
+         lab.var("VPN_EXIT6") + "]" + extra;
 }
 
-PageResult LeakTestSite::open(const std::string& ns, const lab::Lab& lab, Engine engine) const {
-  return engine == Engine::chromium ? gather(ns, url(lab)) : gather_firefox(ns, url(lab), results_);
+PageResult LeakTestSite::open(const std::string& ns, const lab::Lab& lab, Engine engine, const std::string& extra,
+                              bool stun) const {
+  const std::string u = url(lab, extra, stun);
+  return engine == Engine::chromium ? gather(ns, u) : gather_firefox(ns, u, results_);
+}
+
+namespace {
+std::string turn_log_path() {
+  std::string t = "/tmp/lgt-turn-XXXXXX";
+  const int fd = mkstemp(t.data());
+  if (fd < 0) throw std::runtime_error("mkstemp failed");
+  ::close(fd);
+  return t;
+}
+}  // namespace
+
+TurnServer::TurnServer(const lab::Lab& lab)
+    : log_(turn_log_path()),
+      server_(lab.ns("inet"), [&] {
+        // Addresses of its own on the internet's bridge (kept if an earlier server added them).
+        const std::string have = lab.run("inet", {"ip", "-o", "addr", "show", "dev", "br0"}).out;
+        for (const auto& [a, len, dad] : {std::tuple{std::string(kAddress4), "/24", false}, std::tuple{std::string(kAddress6), "/64", true}}) {
+          if (have.find(" " + a + "/") != std::string::npos) continue;
+          std::vector<std::string> add{"ip", "addr", "add", a + len, "dev", "br0"};
+          if (dad) add.push_back("nodad");
+          if (lab.run("inet", add).status != 0) throw std::runtime_error("cannot add the TURN server's address " + a);
+        }
+        // -n: no configuration file (Debian's /etc/turnserver.conf would change it); TCP only.
+        return std::vector<std::string>{"turnserver", "-n", "--lt-cred-mech", "--user", std::string(kUser) + ":" + kPass,
+                                        "--realm", "leakguard.test", "--listening-ip", kAddress4, "--listening-ip",
+                                        kAddress6, "--listening-port", "443", "--relay-ip", kAddress4, "--relay-ip",
+                                        kAddress6, "--no-udp", "--no-tls", "--no-dtls", "--no-cli", "--log-file", "stdout",
+                                        "--simple-log", "--verbose"};
+      }(),
+              log_) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto listening = lab.run("inet", {"ss", "-Hltn", "sport = :443"}).out;
+    if (listening.find(kAddress4) != std::string::npos && listening.find(kAddress6) != std::string::npos) return;
+    if (!server_.running()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("the TURN server did not start:\n" + slurp(log_));
+}
+
+TurnServer::~TurnServer() {
+  server_.stop(SIGKILL);
+  std::error_code ignored;
+  std::filesystem::remove(log_, ignored);
+}
+
+std::string TurnServer::query(bool v4, bool v6) const {
+  std::string q;
+  if (v4) q += std::string("&turn=") + kAddress4 + ":443";
+  if (v6) q += std::string("&turn=[") + kAddress6 + "]:443";
+  return q + "&turn_user=" + kUser + "&turn_pass=" + kPass;
+}
+
+std::set<std::string> TurnServer::seen() const {
+  std::set<std::string> out;
+  std::istringstream in(slurp(log_));
+  for (std::string line; std::getline(in, line);) {
+    for (auto at = line.find("remote "); at != std::string::npos; at = line.find("remote ", at + 1)) {
+      std::string a = line.substr(at + 7);
+      a = a.substr(0, a.find_first_of(" ,"));
+      if (!a.empty() && a.front() == '[') a = a.substr(1, a.find(']') - 1);
+      else if (a.find(':') != std::string::npos && a.find(':') == a.rfind(':')) a = a.substr(0, a.find(':'));
+      if (!a.empty()) out.insert(a);
+    }
+  }
+  return out;
 }
 
 PageResult gather(const std::string& ns, const std::string& url, const std::string& screenshot) {

@@ -21,6 +21,30 @@ struct PageResult {
   nlohmann::json raw;                 ///< everything the page reported
   std::set<std::string> reflexive;    ///< srflx addresses, without brackets
   std::size_t candidates = 0;
+  std::size_t relays = 0;             ///< relay candidates (TURN)
+};
+
+/// A TURN server over TCP in the lab's internet namespace (coturn, long-term credentials
+/// kTurnUser/kTurnPass), on extra addresses of its own, port 443; while it lives.
+class TurnServer {
+ public:
+  static constexpr const char* kUser = "leaktest";
+  static constexpr const char* kPass = "leaktest-secret";
+  static constexpr const char* kAddress4 = "203.0.113.43";
+  static constexpr const char* kAddress6 = "2001:db8:3::43";
+  explicit TurnServer(const lab::Lab& lab);
+  ~TurnServer();
+  TurnServer(const TurnServer&) = delete;
+  TurnServer& operator=(const TurnServer&) = delete;
+  /// The page's query for this server over TCP, one family or both: "&turn=...&turn_user=...".
+  std::string query(bool v4, bool v6) const;
+  /// Client addresses the server has logged ("remote ADDR:PORT"), without brackets or ports: who
+  /// it saw, whatever the page was told.
+  std::set<std::string> seen() const;
+
+ private:
+  std::string log_;
+  lab::Process server_;
 };
 
 /// Serves the leak-test page in the lab's internet namespace while it lives.
@@ -30,11 +54,13 @@ class LeakTestSite {
   ~LeakTestSite();
   LeakTestSite(const LeakTestSite&) = delete;
   LeakTestSite& operator=(const LeakTestSite&) = delete;
-  /// The page's URL asking the lab's STUN server over IPv4 and IPv6; `expect` marks the VPN exits.
-  std::string url(const lab::Lab& lab) const;
+  /// The page's URL asking the lab's STUN server over IPv4 and IPv6 (unless `stun` is false);
+  /// `expect` marks the VPN exits. `extra` is appended to the query (e.g. TurnServer::query()).
+  std::string url(const lab::Lab& lab, const std::string& extra = {}, bool stun = true) const;
   /// Opens the page in `engine` inside the namespace `ns` and waits for gathering to end.
   /// Throws with the browser's output if it could not.
-  PageResult open(const std::string& ns, const lab::Lab& lab, Engine engine) const;
+  PageResult open(const std::string& ns, const lab::Lab& lab, Engine engine, const std::string& extra = {},
+                  bool stun = true) const;
 
  private:
   std::string results_;  // where the page's server writes what Firefox's page posted
