@@ -2,9 +2,12 @@
 # The README's main-job command: installs what is missing, builds, and tells leakguard's story in
 # the network lab (namespaces only; the machine's own network is never touched):
 #   1. a real Chromium opens a WebRTC leak-test page: without leakguard the page learns the real
-#      ISP address (IPv4) and the host's own IPv6 address, although a WireGuard VPN is up;
+#      ISP address (IPv4) and the host's own IPv6 address, although a WireGuard VPN is up - also
+#      over TCP, from a TURN server on port 443 (the relay candidate's raddr); Firefox ESR opens
+#      the same pages and shows how differently it gathers;
 #   2. leakguardd starts (armed, udp policy), the tunnel is declared the way the wg-quick hook does;
-#   3. the same page learns only the VPN's exit address;
+#      its probe finds the TCP path over the untunnelled IPv6 and escalates IPv6 to strict;
+#   3. the same pages learn only the VPN's exit address, in both browsers;
 #   4. the tunnel drops: the page learns nothing, leakguard says "blocking";
 #   5. someone runs `nft flush ruleset`: leakguard's table stays.
 # Exit status 0 when every step went as expected. Screenshots and logs go to demo-output/.
@@ -46,32 +49,79 @@ note "the STUN server's address is routed outside the tunnel (split routing), IP
 HOST=$LAB_NS_HOST
 
 # The leak-test page, served from the internet namespace.
-ip netns exec "$LAB_NS_INET" node tests/e2e/browser/server.js "$LAB_WEB4" 8080 >"$OUT/server.log" 2>&1 &
+ip netns exec "$LAB_NS_INET" node tests/e2e/browser/server.js "$LAB_WEB4" 8080 "$WORK/results" >"$OUT/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do ip netns exec "$LAB_NS_INET" ss -Hltn 'sport = :8080' | grep -q 8080 && break; sleep 0.1; done
-URL="http://$LAB_WEB4:8080/leaktest.html?stun=$LAB_STUN4:3478&stun=[$LAB_STUN6]:3478&expect=$LAB_VPN_EXIT4&expect=[$LAB_VPN_EXIT6]"
+EXPECT="expect=$LAB_VPN_EXIT4&expect=[$LAB_VPN_EXIT6]"
+URL="http://$LAB_WEB4:8080/leaktest.html?stun=$LAB_STUN4:3478&stun=[$LAB_STUN6]:3478&$EXPECT"
 
-# What the page learns: Chromium in the host namespace; prints the server-reflexive addresses.
-page() {  # page NAME -> sets SRFLX
-  local json
-  json=$(ip netns exec "$HOST" node tests/e2e/browser/gather.js "$URL" --screenshot "$OUT/$1.png" 2>>"$OUT/chromium.log")
+# A TURN server over TCP on port 443 (coturn, a test user), as pages reach TURN through networks
+# that let only TCP out; on addresses of its own in the internet namespace. Its log names who came.
+TURN4=203.0.113.43 TURN6=2001:db8:3::43
+ip netns exec "$LAB_NS_INET" ip addr add $TURN4/24 dev br0
+ip netns exec "$LAB_NS_INET" ip addr add $TURN6/64 dev br0 nodad
+ip netns exec "$LAB_NS_INET" turnserver -n --lt-cred-mech --user demo:demo-secret --realm leakguard.test \
+  --listening-ip $TURN4 --listening-ip $TURN6 --listening-port 443 --relay-ip $TURN4 --relay-ip $TURN6 \
+  --no-udp --no-tls --no-dtls --no-cli --log-file stdout --simple-log --verbose >"$OUT/turnserver.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do ip netns exec "$LAB_NS_INET" ss -Hltn 'sport = :443' | grep -q "$TURN6" && break; sleep 0.1; done
+TURN_URL="http://$LAB_WEB4:8080/leaktest.html?turn=[$TURN6]:443&turn=$TURN4:443&turn_user=demo&turn_pass=demo-secret&$EXPECT"
+
+# What a page learns, as the candidates it got (srflx: what a STUN server saw; relay: a TURN
+# server's relay, with raddr = the address the TURN server saw, readable by the page).
+show() {  # show JSON -> sets SRFLX, RADDR
+  local json=$1 c
   SRFLX=$(jq -r '[.candidates[] | select(.type=="srflx") | .address] | unique | join(" ")' <<<"$json")
-  local c
-  for c in $(jq -r '.candidates[] | "\(.type)=\(.address)"' <<<"$json" | sort -u); do
+  RADDR=$(jq -r '[.candidates[] | select(.type=="relay") | .relatedAddress // empty | ltrimstr("[") | rtrimstr("]")] | unique | join(" ")' <<<"$json")
+  for c in $(jq -r '.candidates[] | "\(.type)=\(.address)" + (if .type == "relay" then "(raddr=\(.relatedAddress))" else "" end)' <<<"$json" | sort -u); do
     case $c in
-      srflx=$LAB_VPN_EXIT4|srflx=\[$LAB_VPN_EXIT6\]) printf '   %s%-40s%s (the VPN exit: fine)\n' "$G" "$c" "$N" ;;
-      srflx=*) printf '   %s%-40s%s <- the real address, leaked\n' "$R" "$c" "$N" ;;
-      *) printf '   %-40s\n' "$c" ;;
+      srflx=$LAB_VPN_EXIT4|srflx=\[$LAB_VPN_EXIT6\]|*raddr=$LAB_VPN_EXIT4\)) printf '   %s%-56s%s (the VPN exit: fine)\n' "$G" "$c" "$N" ;;
+      srflx=*|*raddr=\[2001:db8:2::10\]\)|*raddr=203.0.113.2\)) printf '   %s%-56s%s <- the real address, leaked\n' "$R" "$c" "$N" ;;
+      *) printf '   %-56s\n' "$c" ;;
     esac
   done
+}
+# Chromium in the host namespace (playwright-core), with a screenshot.
+page() {  # page NAME [URL]
+  show "$(ip netns exec "$HOST" node tests/e2e/browser/gather.js "${2:-$URL}" --screenshot "$OUT/$1.png" 2>>"$OUT/chromium.log")"
   note "screenshot: $OUT/$1.png"
 }
+# Firefox ESR in the host namespace, with no driver: the page posts its result to its server.
+RESULTS=$WORK/results
+mkdir -p "$RESULTS"
+firefox_page() {  # firefox_page NAME [URL]
+  local profile=$WORK/firefox-$1 id=ff$1$$ ff json=""
+  mkdir -p "$profile"
+  printf 'user_pref("%s", %s);\n' browser.shell.checkDefaultBrowser false datareporting.policy.dataSubmissionEnabled false \
+    network.captive-portal-service.enabled false network.connectivity-service.enabled false app.update.enabled false \
+    >"$profile/user.js"
+  setsid ip netns exec "$HOST" env HOME="$profile" MOZ_HEADLESS=1 firefox-esr --headless --no-remote --profile "$profile" \
+    "${2:-$URL}&report=$id" >>"$OUT/firefox.log" 2>&1 &
+  ff=$!
+  for _ in $(seq 300); do [[ -s $RESULTS/$id.json ]] && break; sleep 0.1; done
+  kill -KILL -- -"$ff" 2>/dev/null; wait "$ff" 2>/dev/null || true
+  [[ -s $RESULTS/$id.json ]] && json=$(cat "$RESULTS/$id.json")
+  if [[ -z $json ]]; then bad "Firefox ESR did not report (see $OUT/firefox.log)"; SRFLX= RADDR=; return; fi
+  show "$json"
+}
 has() { [[ " $SRFLX " == *" $1 "* ]]; }
+raddr_has() { [[ " $RADDR " == *" $1 "* ]]; }
+turn_saw() { grep -q "remote \[\?$1\]\?:" "$OUT/turnserver.log"; }
 
 say "1. Without leakguard: a web page asks the STUN server over WebRTC (real Chromium, no permission needed)"
 page leaking
 has 203.0.113.2 && ok "the page learned the ISP address 203.0.113.2 although the VPN is up" || bad "expected the ISP address"
 has "[2001:db8:2::10]" && ok "and the host's own IPv6 address 2001:db8:2::10" || bad "expected the host's IPv6 address"
+note "a page that names a TURN server over TCP (port 443, IPv6 and IPv4):"
+page leaking-turn "$TURN_URL"
+raddr_has 2001:db8:2::10 && ok "over TCP too: the relay's raddr is the host's IPv6 address, readable by the page" ||
+  bad "expected a relay candidate with raddr 2001:db8:2::10"
+turn_saw 2001:db8:2::10 && ok "and the TURN server logged it as the client" || bad "the TURN server did not see 2001:db8:2::10"
+note "Firefox ESR, the same two pages (it gathers on the default route's addresses only, the tunnel's for IPv4):"
+firefox_page leaking
+firefox_page leaking-turn "$TURN_URL"
+note "(Firefox shows no real address here: it drops a reflexive candidate equal to its host address and does"
+note " not use an IPv6 TURN server while its IPv4 goes into the tunnel; Chromium is the page that leaks)"
 
 say "2. Starting leakguardd (armed, policy udp) and declaring the tunnel like the wg-quick hook does"
 BUS=$WORK/bus
@@ -104,21 +154,31 @@ tunnel:
 probe:
   interval: 30s
   timeout: 2s
-  servers: ["$LAB_STUN4:3478", "[$LAB_STUN6]:3478"]
+  servers: ["$LAB_STUN4:3478", "[$LAB_STUN6]:3478", "[$LAB_STUN6]:3478/tcp"]
+  on_exposure: escalate   # the default: a page's path out that udp policy leaves open is closed
 CONF
 ip netns exec "$HOST" "$BUILD/daemon/leakguardd" --config "$WORK/leakguard.yaml" >"$OUT/leakguardd.log" 2>&1 &
 pids+=($!)
 CTL=$BUILD/cli/leakguardctl
 state() { "$CTL" status --json 2>/dev/null | jq -r .state 2>/dev/null; }
 wait_state() { for _ in $(seq 150); do [[ $(state) == "$1" ]] && return 0; sleep 0.1; done; return 1; }
-wait_state blocking && ok "leakguardd is up: state blocking (no tunnel declared yet, nothing leaves but the allowed)" ||
-  bad "leakguardd did not reach blocking (see $OUT/leakguardd.log)"
+# No tunnel yet: UDP is blocked (state blocking) - but udp policy lets TCP out, and the probe finds
+# it over the native IPv6 (state leaking). It escalates only once a tunnel carries the rest.
+for _ in $(seq 150); do [[ $(state) == leaking ]] && break; sleep 0.1; done
+case $(state) in
+  leaking) ok "leakguardd is up, UDP outside the tunnel blocked; its probe says leaking: no tunnel yet, and TCP gets out over IPv6" ;;
+  blocking) ok "leakguardd is up: state blocking (no tunnel declared yet, nothing leaves but the allowed)" ;;
+  *) bad "leakguardd did not start blocking (state: $(state); see $OUT/leakguardd.log)" ;;
+esac
 # The call wg-quick's PostUp hook makes (systemd/hooks/wg-quick reads these from `wg show`):
 "$CTL" tunnel set wg0 --endpoint 198.51.100.1:51820/udp --fwmark 51820 &&
   ok "tunnel wg0 declared, endpoint 198.51.100.1:51820/udp for packets with fwmark 51820" ||
   bad "declaring the tunnel failed"
-wait_state secured && ok "state secured: rules in place, and leakguard's own STUN probe found no leak" ||
+wait_state secured && ok "state secured: rules in place, and leakguard's own probe found no leak (any more)" ||
   bad "expected secured, got $(state)"
+grep -q "escalated IPv6 to strict" "$OUT/leakguardd.log" &&
+  ok "its probe found TCP getting out over the untunnelled IPv6 and escalated IPv6 to strict" ||
+  bad "expected IPv6 escalated (see $OUT/leakguardd.log)"
 printf '\n'
 "$CTL" status | sed 's/^/   /' || true
 
@@ -132,6 +192,15 @@ note "now the STUN server's route goes through the tunnel, as it should:"
 page protected-through-tunnel
 [[ $SRFLX == 203.0.113.66 ]] && ok "the page sees only the VPN exit 203.0.113.66: WebRTC works, through the tunnel" ||
   bad "expected only the VPN exit, got: ${SRFLX:-nothing}"
+note "the TURN page:"
+page protected-turn "$TURN_URL"
+raddr_has 2001:db8:2::10 && bad "the relay still shows the host's IPv6 address" ||
+  ok "no relay with the host's IPv6 address: IPv6 is held as strict, TCP over it is refused"
+raddr_has 203.0.113.66 && ok "TURN over TCP through the tunnel still works (raddr = the VPN exit)" ||
+  bad "expected a relay through the tunnel (raddr 203.0.113.66)"
+note "Firefox ESR:"
+firefox_page protected-through-tunnel
+[[ $SRFLX == 203.0.113.66 ]] && ok "Firefox too sees only the VPN exit" || bad "Firefox: expected only the VPN exit, got: ${SRFLX:-nothing}"
 
 say "4. The tunnel drops (like wg-quick down without the hook)"
 tests/lab/lab.sh set --id "$ID" tunnel down >/dev/null
