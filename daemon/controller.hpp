@@ -155,7 +155,10 @@ class ProbePort {
  public:
   virtual ~ProbePort() = default;
   /// Starts a round; `done` runs on the loop when it ends. Never called while one is running.
-  virtual void start(std::function<void(ProbeOutcome)> done) = 0;
+  /// `path_out` may run on the loop before that, once for each probe that has already shown a web
+  /// page's own (routed) socket getting out through a non-tunnel interface - a leak whatever the
+  /// rest of the round shows - so that acting on it need not wait for the round's slowest server.
+  virtual void start(std::function<void(ProbeOutcome)> done, std::function<void(const LeakFinding&)> path_out) = 0;
 };
 
 /// Where the Controller's decisions go out: the log, D-Bus signals, the service manager's status,
@@ -247,6 +250,11 @@ class Controller final : public Control {
   void start_probe(const std::string& reason);
   void probe_finished(ProbeOutcome o);
   void escalate(ProbeOutcome& o);
+  /// probe.on_exposure escalate, on a page's path out shown while the round is still running.
+  void escalate_now(const LeakFinding& l);
+  /// Whether a page's path out may be escalated now: on_exposure escalate, armed, the tunnel up,
+  /// udp policy, no emergency block.
+  bool escalation_allowed() const;
   void release_escalation(const std::vector<Family>& into_tunnel);
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
   void reschedule();
@@ -281,6 +289,7 @@ class Controller final : public Control {
   std::optional<TunnelDeclaration> declared_;
   std::optional<Mode> mode_override_;
   std::vector<Family> escalated_;  // see Desired::escalated
+  std::string round_escalation_;   // what escalate_now() did in the round under way, for its summary
   std::optional<bool> lan_override_;
   bool probing_ = false;
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it

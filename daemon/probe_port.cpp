@@ -43,6 +43,15 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   return o;
 }
 
+std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p) {
+  const auto* x = std::get_if<probes::Reflexive>(&p.outcome);
+  if (!x || !p.routed || !p.arrival_class || *p.arrival_class == InterfaceClass::tunnel ||
+      *p.arrival_class == InterfaceClass::loopback)
+    return std::nullopt;
+  return LeakFinding{"routed via " + printable_ifname(p.arrival_interface), std::string(to_string(p.family)), x->mapped.str(),
+                     p.server, true, ""};
+}
+
 StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
                              std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
                              std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints)
@@ -55,11 +64,14 @@ StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch
 
 StunProbePort::~StunProbePort() = default;
 
-void StunProbePort::start(std::function<void(ProbeOutcome)> done) {
+void StunProbePort::start(std::function<void(ProbeOutcome)> done, std::function<void(const LeakFinding&)> path_out) {
   // The interfaces as the watcher sees them now, classified with the tunnels as declared now.
   auto plan = probes::plan_for(settings_(), probes::interfaces_from(model_(), is_tunnel_));
   plan.report.strict = strict_();
   probes::add_endpoint_hop_targets(plan, endpoints_());
+  plan.on_result = [path_out = std::move(path_out)](const probes::ProbeResult& p) {
+    if (auto l = page_path_out(p); l && path_out) path_out(*l);
+  };
   prober_->start(std::move(plan), [done = std::move(done)](probes::Report r) { done(to_outcome(r)); });
 }
 

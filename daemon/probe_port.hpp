@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
@@ -14,12 +15,18 @@
 namespace leakguard::probes {
 class Prober;
 struct Report;
+struct ProbeResult;
 }  // namespace leakguard::probes
 
 namespace leakguard::daemon {
 
 /// A finished probe report as the Controller needs it: verdict, one-line summary, each leak.
 ProbeOutcome to_outcome(const probes::Report& r);
+
+/// A probe that shows by itself a web page's path out: a routed probe whose answer came in through
+/// a non-tunnel interface (loopback excepted: a server on this machine). The report would call it a
+/// leak whatever the rest of the round shows (probes::make_report's first routed rule).
+std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p);
 
 class StunProbePort final : public ProbePort {
  public:
@@ -30,7 +37,7 @@ class StunProbePort final : public ProbePort {
                 std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
                 std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints);
   ~StunProbePort() override;
-  void start(std::function<void(ProbeOutcome)> done) override;
+  void start(std::function<void(ProbeOutcome)> done, std::function<void(const LeakFinding&)> path_out) override;
 
  private:
   std::function<netwatch::NetModel()> model_;

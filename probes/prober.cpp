@@ -554,6 +554,7 @@ void Prober::Round::Job::finish() {
   boost::system::error_code ignored;
   fd.close(ignored);
   auto r = round;  // keep the round alive while it records us
+  if (r->plan.on_result && !r->cancelled) r->plan.on_result(result);
   r->record(key, std::move(result));
   --r->running_jobs;
   --r->running_stun;

@@ -46,6 +46,9 @@ struct Plan {
   milliseconds rto = kInitialRto;                  ///< first retransmission timeout (RFC 8489 §6.2.1)
   std::string software;        ///< SOFTWARE in requests; empty: none (browsers send none)
   ReportOptions report;
+  /// Called on the io_context with each STUN probe's result as soon as it ends, before the round
+  /// does (the daemon acts on a page's path out without waiting for the slowest server).
+  std::function<void(const ProbeResult&)> on_result;
 };
 
 /// A plan from the configuration's probe section (servers, families, timeout) and the interfaces.

@@ -168,6 +168,26 @@ TEST_CASE("on_exposure escalate: TCP over native IPv6 is closed within a round, 
   CHECK(rig.wait_state("secured"));
 }
 
+TEST_CASE("on_exposure escalate acts on the first answer: a silent server in the list does not hold the escalation to the round's end") {
+  // The lab's STUN server over TCP on native IPv6 (the page's path out), beside a server nobody
+  // answers: the round lasts its timeout (3 s), the escalation must not.
+  Rig rig(RigOptions{.lab = {.ipv6_tunnel = false},
+                     .servers = R"(["203.0.113.3:3478", "[2001:db8:3::3]:3478/tcp", "203.0.113.99:3478"])"});
+  rig.start();
+  REQUIRE_MESSAGE(eventually([&] { return has(rig.output(), "the round goes on"); }, 15s), rig.output());
+  const std::string log = rig.output();
+  const auto escalated = log.find("escalated IPv6 to strict: a web page's path out of the tunnel answered (routed via eth0");
+  const auto round_end = log.find("probe: leak");
+  INFO(log);
+  REQUIRE(escalated != std::string::npos);
+  // The control: the round itself did end, later, with the leak and the escalation in its summary.
+  REQUIRE(eventually([&] { return has(rig.output(), "probe: leak"); }, 15s));
+  CHECK((round_end == std::string::npos || escalated < round_end));
+  CHECK(has(rig.output(), "timeout"));  // the silent server's probe ran to the round's end
+  CHECK(rig.status()["escalated"] == nlohmann::json::array({"ipv6"}));
+  CHECK_MESSAGE(rig.wait_state("secured"), rig.output());  // the round after: IPv6 closed
+}
+
 TEST_CASE("a leak the rules do not cover is found by the probe and raised at error level") {
   Rig rig(RigOptions{.lab = {.split_stun = true}, .armed = false});
   rig.start();

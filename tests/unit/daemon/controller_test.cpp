@@ -78,10 +78,12 @@ struct FakeFirewall : FirewallPort {
 struct FakeProbe : ProbePort {
   int started = 0;
   std::function<void(ProbeOutcome)> pending;
-  void start(std::function<void(ProbeOutcome)> done) override {
+  std::function<void(const LeakFinding&)> path_out;  // the round's early findings, until it ends
+  void start(std::function<void(ProbeOutcome)> done, std::function<void(const LeakFinding&)> early) override {
     REQUIRE_FALSE(pending);  // never two rounds at once
     ++started;
     pending = std::move(done);
+    path_out = std::move(early);
   }
   void finish(ProbeVerdict v, std::vector<LeakFinding> leaks = {}, std::vector<Family> routed_into_tunnel = {}) {
     REQUIRE(pending);
@@ -248,6 +250,36 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
   CHECK(w.c.desired().escalated.empty());
   CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
 
+  SUBCASE("the first answer escalates, not the round's end (a silent server may hold that for its timeout)") {
+    World e;
+    e.c.start(full_tunnel(true));
+    REQUIRE(e.probe.path_out);
+    const int before = e.probe.started;
+    e.probe.path_out(tcp6);  // the round is still running
+    CHECK(e.c.desired().escalated == std::vector<Family>{Family::v6});
+    CHECK(e.fw.calls.back().find("escalated=IPv6") != std::string::npos);
+    CHECK(e.out.lines.back().find("escalated IPv6 to strict") != std::string::npos);
+    CHECK(e.out.lines.back().find("the round goes on") != std::string::npos);
+    e.probe.path_out(tcp6);  // the same family again (another server): nothing more to do
+    const auto calls = e.fw.calls.size();
+    e.probe.path_out(tcp6);
+    CHECK(e.fw.calls.size() == calls);
+    // The round ends with the leak: the family stays escalated, its summary says what was done,
+    // and the round that shows it closed follows.
+    e.probe.finish(ProbeVerdict::leak, {tcp6});
+    CHECK(e.c.machine().state() == State::leaking);
+    CHECK(e.c.desired().escalated == std::vector<Family>{Family::v6});
+    CHECK(nlohmann::json::parse(e.c.status_json())["reason"].get<std::string>().find("escalated IPv6 to strict") !=
+          std::string::npos);
+    CHECK(e.probe.started == before + 1);
+    e.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+    CHECK(e.c.machine().state() == State::secured);
+    // Not with the tunnel down, not in alert, not for a device-bound finding.
+    World d;
+    d.c.start(full_tunnel(true));
+    d.probe.path_out(LeakFinding{"eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", false, ""});
+    CHECK(d.c.desired().escalated.empty());
+  }
   SUBCASE("alert only reports: leaking, nothing escalated") {
     auto cfg = base_config();
     cfg.probe.on_exposure = config::OnExposure::alert;
