@@ -25,18 +25,23 @@ ProbeOutcome to_outcome(const probes::Report& r) {
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
     o.summary = "the tunnel did not answer (no VPN exit seen); " + o.summary;
   }
+  // `routed` for the daemon: a page's own socket (routed, or bound by address as browsers bind).
   for (const auto& l : r.leaks)
-    o.leaks.push_back({l.routed ? "routed via " + l.interface : l.interface, std::string(to_string(l.family)),
-                       l.hop ? std::string() : l.reflexive.str(), l.server, l.routed, l.hop ? l.hop->str() : std::string()});
+    o.leaks.push_back({l.routed ? "routed via " + l.interface : l.address_bound ? l.interface + " by address" : l.interface,
+                       std::string(to_string(l.family)), l.hop ? std::string() : l.reflexive.str(), l.server,
+                       l.routed || l.address_bound, l.hop ? l.hop->str() : std::string()});
   for (Family f : {Family::v4, Family::v6}) {
     bool answered = false, refused = false;
+    // A page's sockets: the routed ones must answer through the tunnel; none of them, nor of the
+    // address-bound ones (which may time out in a full tunnel), may be refused or leak.
     for (const auto& p : r.probes) {
-      if (!p.routed || p.family != f) continue;
-      if (std::holds_alternative<probes::Reflexive>(p.outcome)) answered = true;
+      if ((!p.routed && !p.address_bound) || p.family != f) continue;
+      if (p.routed && std::holds_alternative<probes::Reflexive>(p.outcome)) answered = true;
       if (std::holds_alternative<probes::Blocked>(p.outcome)) refused = true;
       if (const auto* l = std::get_if<probes::LocalFailure>(&p.outcome); l && l->error == ECONNREFUSED) refused = true;
     }
-    const bool leaked = std::any_of(r.leaks.begin(), r.leaks.end(), [&](const probes::Leak& l) { return l.routed && l.family == f; });
+    const bool leaked = std::any_of(r.leaks.begin(), r.leaks.end(),
+                                    [&](const probes::Leak& l) { return (l.routed || l.address_bound) && l.family == f; });
     if (answered && !refused && !leaked) o.routed_into_tunnel.push_back(f);
   }
   o.json = json_text(probes::to_json(r));
@@ -45,11 +50,12 @@ ProbeOutcome to_outcome(const probes::Report& r) {
 
 std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p) {
   const auto* x = std::get_if<probes::Reflexive>(&p.outcome);
-  if (!x || !p.routed || !p.arrival_class || *p.arrival_class == InterfaceClass::tunnel ||
+  if (!x || !(p.routed || p.address_bound) || !p.arrival_class || *p.arrival_class == InterfaceClass::tunnel ||
       *p.arrival_class == InterfaceClass::loopback)
     return std::nullopt;
-  return LeakFinding{"routed via " + printable_ifname(p.arrival_interface), std::string(to_string(p.family)), x->mapped.str(),
-                     p.server, true, ""};
+  const std::string via = printable_ifname(p.arrival_interface);
+  return LeakFinding{p.routed ? "routed via " + via : printable_ifname(p.interface) + " by address via " + via,
+                     std::string(to_string(p.family)), x->mapped.str(), p.server, true, ""};
 }
 
 StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,

@@ -23,9 +23,10 @@ namespace leakguard::daemon {
 /// A finished probe report as the Controller needs it: verdict, one-line summary, each leak.
 ProbeOutcome to_outcome(const probes::Report& r);
 
-/// A probe that shows by itself a web page's path out: a routed probe whose answer came in through
-/// a non-tunnel interface (loopback excepted: a server on this machine). The report would call it a
-/// leak whatever the rest of the round shows (probes::make_report's first routed rule).
+/// A probe that shows by itself a web page's path out: a routed or address-bound probe whose answer
+/// came in through a non-tunnel interface (loopback excepted: a server on this machine). The report
+/// would call it a leak whatever the rest of the round shows (probes::make_report's first rule for
+/// a page's sockets).
 std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p);
 
 class StunProbePort final : public ProbePort {

@@ -28,9 +28,10 @@ namespace leakguard::probes {
 /// exception there (see hop_port_base()).
 inline constexpr std::uint16_t kHopPortBase = 33434;
 inline constexpr int kMaxHops = kMaxProbeHops;
-/// How long a hop probe waits for a router once every STUN probe of its round has ended (the
-/// round's deadline still bounds it): a router's answer takes one round trip to it.
-inline constexpr milliseconds kHopGrace{500};
+/// How long a secondary probe (a hop probe from its first send, an address-bound STUN probe from
+/// the round's start) may still wait once every device-bound and routed STUN probe of its round has
+/// ended; the round's deadline bounds it either way.
+inline constexpr milliseconds kSecondaryGrace{500};
 
 /// A router on the path, or the target, answered one of the datagrams: it left this machine.
 struct HopAnswer {

@@ -111,8 +111,11 @@ struct Prober::Round : std::enable_shared_from_this<Round> {
   asio::ip::udp::resolver resolver;
   asio::steady_timer resolve_timer;
   std::size_t resolving = 0;
-  std::size_t running_jobs = 0;  // STUN and hop probes
-  std::size_t running_stun = 0;  // STUN probes alone
+  std::size_t running_jobs = 0;  // every probe
+  // The device-bound and routed STUN probes. The others - hop and address-bound probes - may come
+  // to nothing by design (a silent router; an address-bound packet sent into a full tunnel with a
+  // source the VPN server drops): once these have ended, they get kSecondaryGrace, no more.
+  std::size_t running_stun = 0;
   std::size_t holds = 0;  // > 0 while jobs are being added: jobs that end at once must not end the round
   std::vector<std::shared_ptr<Job>> jobs;
   std::vector<std::pair<Key, ProbeResult>> results;
@@ -130,7 +133,7 @@ struct Prober::Round : std::enable_shared_from_this<Round> {
   void launch(Key key, ProbeResult r);
   void record(Key key, ProbeResult r);
   void maybe_complete();
-  void settle_hops();
+  void settle_secondary();
   void cancel();
   const Interface* interface_by_index(int index) const;
 };
@@ -147,6 +150,7 @@ struct Prober::Round::Job : std::enable_shared_from_this<Job> {
   asio::steady_timer timer;
   bool connected = false;
   bool finished = false;
+  std::optional<asio::steady_timer> cutoff;  // address-bound: the end of its grace (settle_secondary)
   stun::StreamFramer framer;  // TCP: bytes received and not yet framed
 
   bool tcp() const { return result.transport == Transport::tcp; }
@@ -326,7 +330,7 @@ std::optional<LocalFailure> Prober::Round::Job::open() {
   auto fail = [&](const char* step) { return LocalFailure{step, errno, std::strerror(errno)}; };
   const int one = 1;
   if (v6 && ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) return fail("set IPV6_V6ONLY");
-  if (!result.routed) {
+  if (!result.routed && !result.address_bound) {
     // Like a browser on a multi-homed machine: this interface, this address. SO_BINDTODEVICE makes
     // the kernel send through the interface whatever the routing table prefers (IPv4; IPv6 still
     // needs a route via it, else the send fails with ENETUNREACH).
@@ -555,9 +559,11 @@ void Prober::Round::Job::finish() {
   fd.close(ignored);
   auto r = round;  // keep the round alive while it records us
   if (r->plan.on_result && !r->cancelled) r->plan.on_result(result);
+  if (cutoff) cutoff->cancel();
+  const bool primary = !result.address_bound;
   r->record(key, std::move(result));
   --r->running_jobs;
-  --r->running_stun;
+  if (primary) --r->running_stun;
   r->maybe_complete();
 }
 
@@ -656,6 +662,11 @@ void Prober::Round::add_jobs(std::size_t si, const std::vector<IpAddress>& addre
           r.index = itf.index;
           r.cls = itf.cls;
           r.source = a;
+          if (plan.address_bound) {
+            ProbeResult by_address = r;
+            by_address.address_bound = true;
+            launch({si, fi, 2, ii, ai}, std::move(by_address));
+          }
           launch({si, fi, 0, ii, ai}, std::move(r));
         }
       }
@@ -724,7 +735,7 @@ void Prober::Round::launch(Key key, ProbeResult r) {
     return;
   }
   ++running_jobs;
-  ++running_stun;
+  if (!job->result.address_bound) ++running_stun;
   jobs.push_back(job);
   job->run();
 }
@@ -733,7 +744,7 @@ void Prober::Round::record(Key key, ProbeResult r) { results.emplace_back(key, s
 
 void Prober::Round::maybe_complete() {
   if (cancelled || completion_posted || holds > 0 || resolving > 0) return;
-  if (running_stun == 0 && running_jobs > 0) settle_hops();
+  if (running_stun == 0 && running_jobs > 0) settle_secondary();
   if (running_jobs > 0) return;
   completion_posted = true;
   // Always from a fresh handler: the caller of start() never sees its callback run inside start().
@@ -756,13 +767,22 @@ void Prober::Round::maybe_complete() {
   });
 }
 
-// Every STUN probe has ended: a hop probe still waiting for a router gets kHopGrace from its
-// first send, then counts as silent. A router is nearer than a server and answers first; one that
-// stays silent (many do, or rate-limit their ICMP) must not hold the round to its timeout.
-void Prober::Round::settle_hops() {
+// Every primary probe has ended: a hop probe still waiting for a router gets kSecondaryGrace from
+// its first send, then counts as silent (a router is nearer than a server and answers first; one
+// that stays silent - many do, or rate-limit their ICMP - must not hold the round to its timeout);
+// an address-bound probe gets as long from the round's start, then ends as a timeout.
+void Prober::Round::settle_secondary() {
+  for (auto& j : jobs) {
+    if (j->finished || !j->result.address_bound || j->cutoff) continue;
+    j->cutoff.emplace(io);
+    j->cutoff->expires_at(std::min(deadline, start + kSecondaryGrace));
+    j->cutoff->async_wait([j](boost::system::error_code ec) {
+      if (!ec && !j->finished && !j->round->cancelled) j->finish();
+    });
+  }
   for (auto& j : hop_jobs) {
     if (j->finished) continue;
-    const TimePoint until = std::min(deadline, j->started + kHopGrace);
+    const TimePoint until = std::min(deadline, j->started + kSecondaryGrace);
     if (until >= j->timer.expiry()) continue;
     j->timer.expires_at(until);  // cancels the pending wait, which then returns with an error
     j->timer.async_wait([j](boost::system::error_code ec) {
@@ -778,6 +798,7 @@ void Prober::Round::cancel() {
   for (auto& j : jobs) {
     j->finished = true;
     j->timer.cancel();
+    if (j->cutoff) j->cutoff->cancel();
     boost::system::error_code ignored;
     j->fd.close(ignored);
   }

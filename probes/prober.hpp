@@ -39,6 +39,9 @@ struct Plan {
   bool ipv6 = true;
   bool bound = true;    ///< per-interface probes
   bool routed = true;   ///< the unbound probe that follows the routing table
+  /// Per interface and address also a probe bound to the address alone (no device), as browsers
+  /// bind: it follows the routes from that source (ProbeResult::address_bound).
+  bool address_bound = true;
   int hops = kDefaultHops;                      ///< hop probes with TTL 1..hops; 0: none
   std::vector<HopTarget> hop_targets;           ///< besides the servers (the daemon: the VPN endpoints)
   std::uint16_t hop_port_base = kHopPortBase;   ///< see pick_hop_port_base()

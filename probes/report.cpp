@@ -26,6 +26,7 @@ bool in_prefix(const IpAddress& a, std::initializer_list<std::uint8_t> net, unsi
 
 std::string describe_source(const ProbeResult& p) {
   if (p.routed) return "route " + std::string(to_string(p.family));
+  if (p.address_bound) return p.interface + " " + std::string(to_string(p.family)) + " by address";
   return p.interface + " " + std::string(to_string(p.family));
 }
 
@@ -80,7 +81,7 @@ std::string ProbeResult::str() const {
   if (server_address && server.find(server_address->address.str()) == std::string::npos)
     s += " (" + server_address->str() + ")";
   s += ": " + probes::str(outcome);
-  if (routed && !arrival_interface.empty()) s += " via " + arrival_interface;
+  if ((routed || address_bound) && !arrival_interface.empty()) s += " via " + arrival_interface;
   if (ignored > 0) s += "; ignored " + std::to_string(ignored) + " (" + ignored_reason + ")";
   return s;
 }
@@ -109,7 +110,7 @@ namespace {
 // Whether the probe's answer is one of the report's exposures (device-bound TCP, see make_report).
 bool is_exposure(const Report& r, const ProbeResult& p) {
   const auto* x = reflexive_of(p);
-  return x && !p.routed && std::any_of(r.exposures.begin(), r.exposures.end(), [&](const Leak& l) {
+  return x && !p.routed && !p.address_bound && std::any_of(r.exposures.begin(), r.exposures.end(), [&](const Leak& l) {
            return l.interface == p.interface && l.server == p.server && l.family == p.family && l.reflexive == x->mapped;
          });
 }
@@ -173,7 +174,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   // Tunnel exits: what servers saw through tunnel interfaces.
   for (const auto& p : probes) {
     const auto* x = reflexive_of(p);
-    if (!x || p.routed || p.cls != InterfaceClass::tunnel) continue;
+    if (!x || p.routed || p.address_bound || p.cls != InterfaceClass::tunnel) continue;
     auto& v = p.family == Family::v4 ? r.exits4 : r.exits6;
     if (!contains(v, x->mapped.address)) v.push_back(x->mapped.address);
   }
@@ -182,8 +183,8 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   for (const auto& p : probes) {
     const auto* x = reflexive_of(p);
     if (!x) continue;
-    Leak l{printable_ifname(p.interface), p.routed, p.family, x->mapped, p.server, {}, std::nullopt};
-    if (!p.routed) {
+    Leak l{printable_ifname(p.interface), p.routed, p.family, x->mapped, p.server, {}, std::nullopt, p.address_bound};
+    if (!p.routed && !p.address_bound) {
       if (p.cls == InterfaceClass::tunnel || p.cls == InterfaceClass::loopback) continue;
       if (p.transport == Transport::tcp && !options.strict) {
         l.why = "a TCP connection from a socket bound to " + l.interface + " (" + std::string(leakguard::to_string(p.cls)) +
@@ -195,17 +196,21 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
       l.why = "a request from " + l.interface + " (" + std::string(leakguard::to_string(p.cls)) +
               ") reached the server, which saw " + x->mapped.address.str();
     } else {
+      // A page's own socket: routed, or bound to an interface's address (then it follows the
+      // routes from that source). Judged by the way its answer came, else by the tunnel's exit.
       const auto& exits = r.exits(p.family);
-      l.interface = printable_ifname(p.arrival_interface);
+      const std::string what = p.address_bound && p.source
+                                   ? "the request from " + p.source->str() + " (bound by address, as a browser binds)"
+                                   : "the routed request";
+      l.interface = printable_ifname(p.address_bound && p.arrival_interface.empty() ? p.interface : p.arrival_interface);
       // A server on this machine: the request never left it.
       if (p.arrival_class == InterfaceClass::loopback) continue;
       if (p.arrival_class && *p.arrival_class != InterfaceClass::tunnel) {
-        l.why = "the routed request left outside the tunnel: its answer came in through " + l.interface;
+        l.why = what + " left outside the tunnel: its answer came in through " + printable_ifname(p.arrival_interface);
       } else if (!exits.empty() && !contains(exits, x->mapped.address)) {
-        l.why = "the routed request was seen as " + x->mapped.address.str() + ", not as the tunnel exit " + join(exits);
+        l.why = what + " was seen as " + x->mapped.address.str() + ", not as the tunnel exit " + join(exits);
       } else if (!p.arrival_class && exits.empty()) {
-        l.why = "the routed request was seen as " + x->mapped.address.str() +
-                " and neither its path nor a tunnel exit is known";
+        l.why = what + " was seen as " + x->mapped.address.str() + " and neither its path nor a tunnel exit is known";
       } else {
         continue;
       }
@@ -218,7 +223,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
   for (const auto& h : hops) {
     const auto* a = std::get_if<HopAnswer>(&h.outcome);
     if (!a || h.cls == InterfaceClass::tunnel || h.cls == InterfaceClass::loopback) continue;
-    Leak l{printable_ifname(h.interface), false, h.family, {}, h.target_of, {}, a->from};
+    Leak l{printable_ifname(h.interface), false, h.family, {}, h.target_of, {}, a->from, false};
     l.reflexive.address.family = h.family;
     l.why = "a datagram sent out of " + l.interface + " (" + std::string(leakguard::to_string(h.cls)) + ") toward " +
             h.target.str() + " with TTL " + std::to_string(a->ttl) + " was answered by " + a->from.str() + " (" +
@@ -236,7 +241,7 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
       bool translated = false;
       bool have_port = false;
       for (const auto& p : probes) {
-        if (p.routed || p.interface != itf.name || !p.source || *p.source != a) continue;
+        if (p.routed || p.address_bound || p.interface != itf.name || !p.source || *p.source != a) continue;
         if (!have_port && p.local_port != 0) {
           h.port = p.local_port;
           have_port = true;
@@ -283,7 +288,8 @@ std::string to_text(const Report& r) {
   if (!r.leaks.empty()) {
     out += "\nleaks:\n";
     for (const auto& l : r.leaks)
-      out += "  " + pad(l.routed ? "route" : l.interface, 8) + pad(std::string(to_string(l.family)), 6) +
+      out += "  " + pad(l.routed ? "route" : l.address_bound ? l.interface + "@" : l.interface, 8) +
+             pad(std::string(to_string(l.family)), 6) +
              pad(l.hop ? "hop " + l.hop->str() : l.reflexive.address.str(), 18) + " " + l.server + ": " + l.why + "\n";
   }
   if (!r.exposures.empty()) {
@@ -300,7 +306,7 @@ std::string to_text(const Report& r) {
   out += "\nprobes:\n";
   for (const auto& p : r.probes) {
     bool leak = std::any_of(r.leaks.begin(), r.leaks.end(), [&](const Leak& l) {
-      return l.routed == p.routed && l.server == p.server && l.family == p.family && reflexive_of(p) &&
+      return l.routed == p.routed && l.address_bound == p.address_bound && l.server == p.server && l.family == p.family && reflexive_of(p) &&
              l.reflexive == reflexive_of(p)->mapped;
     });
     const bool exposure = !leak && is_exposure(r, p);
@@ -334,6 +340,7 @@ nlohmann::json to_json(const Report& r) {
     for (const auto& l : v)
       a.push_back({{"interface", l.interface},
                    {"routed", l.routed},
+                   {"address_bound", l.address_bound},
                    {"family", std::string(to_string(l.family))},
                    {"reflexive", l.hop ? json(nullptr) : json(l.reflexive.address.str())},
                    {"port", l.hop ? json(nullptr) : json(l.reflexive.port)},
@@ -356,6 +363,7 @@ nlohmann::json to_json(const Report& r) {
   j["probes"] = json::array();
   for (const auto& p : r.probes) {
     json q{{"routed", p.routed},
+           {"address_bound", p.address_bound},
            {"interface", p.routed ? json(nullptr) : json(p.interface)},
            {"class", p.routed ? json(nullptr) : json(std::string(leakguard::to_string(p.cls)))},
            {"family", std::string(to_string(p.family))},
@@ -439,11 +447,12 @@ nlohmann::json to_json(const Report& r) {
   };
   j["reflexive"] = json::array();
   for (const auto& p : r.probes) {
-    const std::string name = p.routed ? "route" : p.interface;
+    const std::string name = p.routed ? "route" : p.address_bound ? p.interface + " by address" : p.interface;
     json& g = group(name, p.routed ? "route" : std::string(leakguard::to_string(p.cls)));
     const auto* x = reflexive_of(p);
     const bool leak = x && std::any_of(r.leaks.begin(), r.leaks.end(), [&](const Leak& l) {
-      return l.routed == p.routed && l.server == p.server && l.family == p.family && l.reflexive == x->mapped;
+      return l.routed == p.routed && l.address_bound == p.address_bound && l.server == p.server && l.family == p.family &&
+             l.reflexive == x->mapped;
     });
     const bool exposure = !leak && is_exposure(r, p);
     if (leak) g["verdict"] = "leak";
@@ -456,8 +465,9 @@ nlohmann::json to_json(const Report& r) {
     if (x)
       j["reflexive"].push_back({{"address", x->mapped.address.str()},
                                 {"port", x->mapped.port},
-                                {"interface", p.routed ? (p.arrival_interface.empty() ? "route" : "route via " + p.arrival_interface)
-                                                       : p.interface},
+                                {"interface", p.routed          ? (p.arrival_interface.empty() ? "route" : "route via " + p.arrival_interface)
+                                              : p.address_bound ? p.interface + " by address"
+                                                                : p.interface},
                                 {"family", std::string(to_string(p.family))},
                                 {"server", p.server},
                                 {"rtt_ms", x->rtt.count()},

@@ -32,6 +32,10 @@ struct Interface {
 /// One finished probe: one transaction from one socket to one server.
 struct ProbeResult {
   bool routed = false;       ///< from an unbound socket that follows the routing table
+  /// From a socket bound to the interface's address only, no device: how a browser binds each
+  /// host candidate. It follows the routing table from that source (source-address policy rules
+  /// included), so it is judged like the routed probe: a page's own path.
+  bool address_bound = false;
   std::string interface;     ///< the bound interface ("" when routed)
   IfIndex index;             ///< its index (0 when routed)
   InterfaceClass cls = InterfaceClass::other;  ///< its class (routed: unused)
@@ -77,6 +81,7 @@ struct Leak {
   std::string server;     ///< the STUN server; for a hop, the hop probe's target (HopResult::target_of)
   std::string why;        ///< one line
   std::optional<IpAddress> hop;  ///< who answered a hop probe (HopAnswer::from)
+  bool address_bound = false;     ///< found by an address-bound probe (ProbeResult::address_bound)
   bool operator==(const Leak&) const = default;
 };
 

@@ -4,9 +4,10 @@
 // routed ones, all in parallel on one io_context.
 //   answered:   round time with immediate answers, and with answers delayed by 20 ms (a stand-in
 //               for a round trip: no netem here), compared with the same 30 transactions one at a time
-//   full:       the round as shipped - the same servers over UDP and TCP, plus hop probes (TTL 1..3
-//               out of each interface toward each server) - against the UDP-only round, in the same
-//               run; and with the routers silent (ICMP errors dropped), what a hop probe then waits
+//   full:       the round as shipped - the same servers over UDP and TCP, from device-bound,
+//               address-bound and routed sockets, plus hop probes (TTL 1..3 out of each interface
+//               toward each server) - against the UDP-only device-bound and routed round, in the
+//               same run; and with the routers silent (ICMP errors dropped), what a hop probe then waits
 //   unanswered: round time when the servers stay silent, for two timeouts
 //   cancelled:  how soon a round cancelled mid-way has nothing left waiting on its io_context
 // Printed, never asserted. Documentation addresses only, all inside the bench's namespaces.
@@ -134,9 +135,11 @@ int main() {
   plan.interfaces = *interfaces;
   plan.servers = servers;
   plan.timeout = milliseconds(3000);
-  plan.hops = 0;  // the UDP STUN round alone; the full round below adds TCP and hop probes
+  plan.hops = 0;  // the UDP STUN round alone (device-bound and routed); the full round adds the rest
+  plan.address_bound = false;
   Plan full = plan;
   full.hops = kDefaultHops;
+  full.address_bound = true;
   for (const auto& s : servers) full.servers.push_back({s.host, s.port, Transport::tcp});
 
   auto answered = [&](milliseconds delay, int rounds, const Plan& p = {}) {
@@ -178,10 +181,11 @@ int main() {
 
   // The round as shipped: UDP and TCP to every server, and hop probes, against UDP alone.
   {
-    std::printf("full round: the same servers over UDP and TCP, plus hop probes (TTL 1..%d):\n", kDefaultHops);
+    std::printf("full round: the same servers over UDP and TCP, address-bound probes too, plus hop probes (TTL 1..%d):\n",
+                kDefaultHops);
     const double udp_only = answered(milliseconds(0), 20);
     const double whole = answered(milliseconds(0), 20, full);
-    leakguard::bench::result("probe round, servers answer at once: UDP, TCP and hop probes (vs UDP alone)",
+    leakguard::bench::result("probe round, servers answer at once: UDP, TCP, address-bound and hop probes (vs UDP alone)",
                              leakguard::bench::ms(whole), leakguard::bench::ms(udp_only),
                              leakguard::bench::times(whole / udp_only));
     // Routers that never answer (most ICMP dropped on the way): a hop probe waits kHopGrace once the

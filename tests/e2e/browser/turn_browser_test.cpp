@@ -92,6 +92,11 @@ TEST_CASE("TURN over TCP on native IPv6, leakguard udp policy with on_exposure e
   // The control, in the same page: IPv4's TURN over TCP goes through the tunnel and is seen.
   CHECK(turn.seen() == std::set<std::string>{"203.0.113.66"});
   CHECK(page.relays > 0);
+  // Firefox ESR, the same page: through the tunnel like Chromium, and nothing else.
+  auto firefox = site.open(rig.net.ns("host"), rig.net, Engine::firefox, turn.query(true, true), false);
+  INFO(firefox.raw.dump());
+  CHECK(firefox.relays > 0);
+  CHECK(turn.seen() == std::set<std::string>{"203.0.113.66"});
   // Disarmed, the same page on the same network reaches the TURN server over IPv6 again.
   REQUIRE(rig.ctl({"disarm"}).status == 0);
   auto open = site.open(rig.net.ns("host"), rig.net, Engine::chromium, turn.query(false, true), false);

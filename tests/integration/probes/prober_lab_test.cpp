@@ -193,9 +193,14 @@ TEST_CASE("STUN over TCP, both families tunnelled: eth0's device-bound socket is
     const auto& routed6 = find(n, "", Family::v6, tcp6);
     CHECK(reflexive(routed6) == "2001:db8:2::10");
     CHECK(n.verdict == Verdict::leak);
-    REQUIRE(n.leaks.size() == 1);
+    // A page's two ways: its routed socket, and a socket bound to eth0's IPv6 address (how a
+    // browser binds its host candidate), which follows the same native route.
+    REQUIRE(n.leaks.size() == 2);
     CHECK(n.leaks[0].routed);
     CHECK(n.leaks[0].family == Family::v6);
+    CHECK(n.leaks[1].address_bound);
+    CHECK(n.leaks[1].interface == "eth0");
+    CHECK(n.leaks[1].family == Family::v6);
     CHECK(reflexive(find(n, "", Family::v4, tcp4)) == "203.0.113.66");  // IPv4 still by the tunnel
   }
 }
@@ -394,6 +399,27 @@ const HopResult* find_hop(const Report& r, const std::string& itf, const std::st
     if (h.interface == itf && h.target.str() == target) return &h;
   return nullptr;
 }
+
+// leakguard's own rules for `config` (leakguardd --print-ruleset), loaded in the lab's host.
+void load_leakguard_rules(const lab::Lab& lab, const std::string& config) {
+  const std::string cfg = "/tmp/" + lab::unique_name("lgcfg") + ".yaml";
+  std::ofstream(cfg) << config;
+  auto printed = lab.run("host", {LEAKGUARDD, "--print-ruleset", cfg});
+  std::remove(cfg.c_str());
+  REQUIRE_MESSAGE(printed.status == 0, printed.out);
+  const std::string rules = "/tmp/" + lab::unique_name("lgrules") + ".nft";
+  std::ofstream(rules) << printed.out.substr(printed.out.find("table inet leakguard"));
+  auto load = lab.run("host", {"nft", "-f", rules});
+  std::remove(rules.c_str());
+  REQUIRE_MESSAGE(load.status == 0, load.out);
+}
+
+// The probe of `itf` of a family bound by address (not device) to `server_text`.
+const ProbeResult* find_by_address(const Report& r, const std::string& itf, Family family, const std::string& server_text) {
+  for (const auto& p : r.probes)
+    if (p.address_bound && p.interface == itf && p.family == family && p.server == server_text) return &p;
+  return nullptr;
+}
 }  // namespace
 
 TEST_CASE("hop probes: with every STUN server silent, a path out of eth0 is still found - and leakguard's rules refuse every hop datagram") {
@@ -428,16 +454,7 @@ TEST_CASE("hop probes: with every STUN server silent, a path out of eth0 is stil
   CHECK(open.summary().find("hop probes") != std::string::npos);
 
   SUBCASE("leakguard's own rules (udp policy, the endpoint declared): every hop datagram is refused at the send") {
-    const std::string cfg = "/tmp/" + lab::unique_name("hopcfg") + ".yaml";
-    std::ofstream(cfg) << "policy: udp\ntunnel:\n  interfaces: [wg0]\n  endpoints: [\"" << endpoint << "/udp\"]\n";
-    auto printed = lab.run("host", {LEAKGUARDD, "--print-ruleset", cfg});
-    std::remove(cfg.c_str());
-    REQUIRE_MESSAGE(printed.status == 0, printed.out);
-    const std::string rules = "/tmp/" + lab::unique_name("hoprules") + ".nft";
-    std::ofstream(rules) << printed.out.substr(printed.out.find("table inet leakguard"));
-    auto load = lab.run("host", {"nft", "-f", rules});
-    std::remove(rules.c_str());
-    REQUIRE_MESSAGE(load.status == 0, load.out);
+    load_leakguard_rules(lab, "policy: udp\ntunnel:\n  interfaces: [wg0]\n  endpoints: [\"" + endpoint + "/udp\"]\n");
 
     auto closed = run_in_host(lab, plan);
     CHECK(closed.verdict == Verdict::ok);
@@ -461,4 +478,44 @@ TEST_CASE("hop probes: with every STUN server silent, a path out of eth0 is stil
     CHECK(cli(lab, {"--stun", "203.0.113.99:3478", "--tunnel", "wg*", "--timeout", "1500ms", "-4"}) == 1);
     CHECK(cli(lab, {"--stun", "203.0.113.99:3478", "--tunnel", "wg*", "--timeout", "1500ms", "-4", "--hops", "0"}) == 0);
   }
+}
+
+TEST_CASE("a source-address rule sends a browser's address-bound socket out of eth0 while routed ones use the tunnel: a leak, where the device-bound one is only an exposure") {
+  lab::Lab lab({.tunnel = true, .ipv6_tunnel = true, .split_stun = false, .second_uplink = false});
+  // leakguard's udp policy: TCP may leave eth0; what a page's sockets do with it is the question.
+  load_leakguard_rules(lab, "policy: udp\ntunnel:\n  interfaces: [wg0]\n  endpoints: [\"" + lab.var("VPN_ENDPOINT") + "/udp\"]\n");
+  const std::string tcp4 = "203.0.113.3:3478/tcp";
+  auto plan = host_plan(lab, {server(lab.var("STUN4"), 3478, Transport::tcp)});
+  plan.ipv6 = false;
+  plan.hops = 0;
+
+  // The control, plain wg-quick routing: a socket bound to eth0's address sends into the tunnel
+  // with a source the VPN server drops - no answer, no leak, and it does not hold the round.
+  auto plain = run_in_host(lab, plan);
+  const ProbeResult* quiet = find_by_address(plain, "eth0", Family::v4, tcp4);
+  REQUIRE(quiet);
+  CHECK(std::holds_alternative<TimedOut>(quiet->outcome));
+  CHECK(plain.verdict == Verdict::ok);
+  CHECK(plain.exposures.size() == 1);  // eth0's device-bound socket: udp policy lets TCP out there
+  CHECK(reflexive(find(plain, "", Family::v4, tcp4)) == "203.0.113.66");
+  CHECK(reflexive(*find_by_address(plain, "wg0", Family::v4, tcp4)) == "203.0.113.66");
+
+  // A rule many users add to keep their machine reachable on its own address (SSH, port
+  // forwarding): traffic from 192.0.2.10 uses the main table, whose default route is eth0.
+  REQUIRE(lab.run("host", {"ip", "rule", "add", "from", lab.var("HOST4"), "lookup", "main", "priority", "10"}).status == 0);
+  auto ruled = run_in_host(lab, plan);
+  const ProbeResult* out = find_by_address(ruled, "eth0", Family::v4, tcp4);
+  REQUIRE(out);
+  CHECK(reflexive(*out) == "203.0.113.2");  // the ISP's address: it left through eth0
+  CHECK(reflexive(find(ruled, "", Family::v4, tcp4)) == "203.0.113.66");  // the routed socket: through the tunnel
+  CHECK(ruled.verdict == Verdict::leak);
+  REQUIRE(ruled.leaks.size() == 1);
+  CHECK(ruled.leaks[0].address_bound);
+  CHECK(ruled.leaks[0].interface == "eth0");
+  CHECK(ruled.leaks[0].why.find("bound by address, as a browser binds") != std::string::npos);
+  CHECK(ruled.leaks[0].why.find("not as the tunnel exit 203.0.113.66") != std::string::npos);
+  CHECK(ruled.exposures.size() == 1);  // the device-bound one stays an exposure
+  // What leakguardctl prints for it.
+  CHECK(to_text(ruled).find("eth0 ipv4 by address 192.0.2.10 -> 203.0.113.3:3478/tcp: reflexive 203.0.113.2") !=
+        std::string::npos);
 }

@@ -379,3 +379,63 @@ TEST_CASE("verdict names") {
   CHECK(to_string(Verdict::leak) == "leak");
   CHECK(to_string(Verdict::exposed_host) == "exposed-host");
 }
+
+namespace {
+ProbeResult by_address(const char* itf, Class cls, const char* source, Outcome o, const char* arrival = "",
+                       std::optional<Class> arrival_class = std::nullopt, const char* server = "203.0.113.3:3478/udp") {
+  ProbeResult p = bound(itf, cls, source, std::move(o), server);
+  p.address_bound = true;
+  p.arrival_interface = arrival;
+  p.arrival_class = arrival_class;
+  return p;
+}
+}  // namespace
+
+TEST_CASE("an address-bound probe is a page's socket: judged by its way out like the routed one, never an exit or a host's proof") {
+  const auto exit = bound("wg0", Class::tunnel, "100.64.0.2", seen("203.0.113.66"));
+  SUBCASE("its answer came in through eth0: a leak, whatever the address") {
+    auto r = make_report(kInterfaces, {exit, by_address("eth0", Class::physical, "192.0.2.10", seen("203.0.113.66"), "eth0",
+                                                        Class::physical)},
+                         1ms);
+    CHECK(r.verdict == Verdict::leak);
+    REQUIRE(r.leaks.size() == 1);
+    CHECK(r.leaks[0].address_bound);
+    CHECK_FALSE(r.leaks[0].routed);
+    CHECK(r.leaks[0].interface == "eth0");
+    CHECK(r.leaks[0].why.find("left outside the tunnel: its answer came in through eth0") != std::string::npos);
+    CHECK(to_json(r)["leaks"][0]["address_bound"] == true);
+  }
+  SUBCASE("through the tunnel with the exit (the VPN translates it): fine") {
+    auto r = make_report(kInterfaces, {exit, by_address("eth0", Class::physical, "192.0.2.10", seen("203.0.113.66"), "wg0",
+                                                        Class::tunnel)},
+                         1ms);
+    CHECK(r.verdict == Verdict::ok);
+  }
+  SUBCASE("over TCP (no arrival known): not the exit is a leak, the exit is fine") {
+    auto leak = make_report(kInterfaces, {exit, by_address("eth0", Class::physical, "192.0.2.10", seen("203.0.113.2"), "", {},
+                                                           "203.0.113.3:3478/tcp")},
+                            1ms);
+    CHECK(leak.verdict == Verdict::leak);
+    CHECK(leak.exposures.empty());  // a page's socket: never an exposure
+    auto fine = make_report(kInterfaces, {exit, by_address("eth0", Class::physical, "192.0.2.10", seen("203.0.113.66"), "", {},
+                                                           "203.0.113.3:3478/tcp")},
+                            1ms);
+    CHECK(fine.verdict == Verdict::ok);
+  }
+  SUBCASE("a timeout (a full tunnel drops the foreign source) is no leak") {
+    auto r = make_report(kInterfaces, {exit, by_address("eth0", Class::physical, "192.0.2.10", TimedOut{0})}, 1ms);
+    CHECK(r.verdict == Verdict::ok);
+  }
+  SUBCASE("it names no tunnel exit, and proves no host address translated") {
+    ReportOptions o;
+    o.documentation_is_public = true;
+    auto r = make_report(kInterfaces,
+                         {by_address("wg0", Class::tunnel, "100.64.0.2", seen("203.0.113.66"), "wg0", Class::tunnel),
+                          by_address("eth0", Class::physical, "192.0.2.10", TimedOut{0})},
+                         1ms, o);
+    CHECK(r.exits4.empty());
+    bool eth0_exposed = false;
+    for (const auto& h : r.exposed()) eth0_exposed = eth0_exposed || h.address.str() == "192.0.2.10";
+    CHECK(eth0_exposed);  // only a device-bound probe's translation proves it is not the public address
+  }
+}
