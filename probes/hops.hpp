@@ -28,10 +28,10 @@ namespace leakguard::probes {
 /// exception there (see hop_port_base()).
 inline constexpr std::uint16_t kHopPortBase = 33434;
 inline constexpr int kMaxHops = kMaxProbeHops;
-/// How long a secondary probe (a hop probe from its first send, an address-bound STUN probe from
-/// the round's start) may still wait once every device-bound and routed STUN probe of its round has
-/// ended; the round's deadline bounds it either way.
-inline constexpr milliseconds kSecondaryGrace{500};
+/// Once every device-bound and routed STUN probe of a round has ended, a secondary probe (hop,
+/// address-bound) still waiting gets as long again as they took, and at least kSecondaryGrace: its
+/// answer comes over a path like theirs (a router is nearer still). The round's deadline bounds it.
+inline constexpr milliseconds kSecondaryGrace{50};
 
 /// A router on the path, or the target, answered one of the datagrams: it left this machine.
 struct HopAnswer {

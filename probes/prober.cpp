@@ -176,7 +176,6 @@ struct Prober::Round::HopJob : std::enable_shared_from_this<HopJob> {
   HopResult result;
   asio::posix::stream_descriptor fd;
   asio::steady_timer timer;
-  TimePoint started;  // the first send
   std::array<TimePoint, kMaxHops + 1> sent_at{};
   std::array<bool, kMaxHops + 1> refused{};
   int refused_count = 0;
@@ -211,7 +210,6 @@ void Prober::Round::HopJob::run() {
   static constexpr std::array<std::uint8_t, 16> payload{'l', 'e', 'a', 'k', 'g', 'u', 'a', 'r', 'd', ' ', 'h', 'o', 'p', 's', '\n', 0};
   const bool v6 = result.family == Family::v6;
   int first_error = 0;
-  started = Clock::now();
   for (int ttl = 1; ttl <= result.max_ttl; ++ttl) {
     if (v6 ? ::setsockopt(fd.native_handle(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl)
            : ::setsockopt(fd.native_handle(), IPPROTO_IP, IP_TTL, &ttl, sizeof ttl)) {
@@ -767,23 +765,24 @@ void Prober::Round::maybe_complete() {
   });
 }
 
-// Every primary probe has ended: a hop probe still waiting for a router gets kSecondaryGrace from
-// its first send, then counts as silent (a router is nearer than a server and answers first; one
-// that stays silent - many do, or rate-limit their ICMP - must not hold the round to its timeout);
-// an address-bound probe gets as long from the round's start, then ends as a timeout.
+// Every primary probe has ended: a secondary one still waiting gets as long again as they took (at
+// least kSecondaryGrace), then a hop probe counts as silent (a router is nearer than a server and
+// answers first; one that stays silent - many do, or rate-limit their ICMP - must not hold the
+// round to its timeout) and an address-bound probe ends as a timeout (in a full tunnel it sends
+// with a source the VPN server drops).
 void Prober::Round::settle_secondary() {
+  const TimePoint now = Clock::now();
+  const TimePoint until = std::min(deadline, now + std::max<Clock::duration>(kSecondaryGrace, now - start));
   for (auto& j : jobs) {
     if (j->finished || !j->result.address_bound || j->cutoff) continue;
     j->cutoff.emplace(io);
-    j->cutoff->expires_at(std::min(deadline, start + kSecondaryGrace));
+    j->cutoff->expires_at(until);
     j->cutoff->async_wait([j](boost::system::error_code ec) {
       if (!ec && !j->finished && !j->round->cancelled) j->finish();
     });
   }
   for (auto& j : hop_jobs) {
-    if (j->finished) continue;
-    const TimePoint until = std::min(deadline, j->started + kSecondaryGrace);
-    if (until >= j->timer.expiry()) continue;
+    if (j->finished || until >= j->timer.expiry()) continue;
     j->timer.expires_at(until);  // cancels the pending wait, which then returns with an error
     j->timer.async_wait([j](boost::system::error_code ec) {
       if (!ec) j->finish(TimedOut{j->result.sent});
