@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <tuple>
 
 namespace leakguard::probes {
@@ -63,6 +64,19 @@ std::optional<stun::TransportAddress> from_sockaddr(const sockaddr_storage& s) {
     return t;
   }
   return std::nullopt;
+}
+
+// A message header over one buffer, with room for the peer's (or, from the error queue, the
+// original destination's) address and for control messages.
+msghdr message_header(sockaddr_storage& name, iovec& iov, std::span<char> control) {
+  msghdr msg{};
+  msg.msg_name = &name;
+  msg.msg_namelen = sizeof name;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  return msg;
 }
 
 IpAddress from_asio(const asio::ip::address& a) {
@@ -254,13 +268,7 @@ void Prober::Round::HopJob::on_readable() {
   for (;;) {
     sockaddr_storage to{};
     iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_name = &to;
-    msg.msg_namelen = sizeof to;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msghdr msg = message_header(to, iov, control);
     if (::recvmsg(fd.native_handle(), &msg, MSG_ERRQUEUE) < 0) {
       if (errno == EINTR) continue;
       break;  // EAGAIN: the error queue is empty
@@ -457,13 +465,7 @@ void Prober::Round::Job::on_readable_udp() {
   for (;;) {
     sockaddr_storage from{};
     iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msghdr msg = message_header(from, iov, control);
     const ssize_t n = ::recvmsg(fd.native_handle(), &msg, 0);
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -323,6 +323,20 @@ std::string to_text(const Report& r) {
   return out;
 }
 
+namespace {
+// The fields of the outcomes a STUN probe and a hop probe share.
+void put_outcome(nlohmann::json& q, const Blocked& b) {
+  q["errno"] = b.error;
+  q["error"] = errno_name(b.error);
+  q["firewall"] = refused_by_firewall(b.error);
+}
+void put_outcome(nlohmann::json& q, const LocalFailure& f) {
+  q["step"] = f.step;
+  q["errno"] = f.error;
+  q["message"] = f.message;
+}
+}  // namespace
+
 nlohmann::json to_json(const Report& r) {
   using nlohmann::json;
   auto addrs = [](const std::vector<IpAddress>& v) {
@@ -385,21 +399,13 @@ nlohmann::json to_json(const Report& r) {
                             q["rtt_ms"] = x.rtt.count();
                             q["attempts"] = x.attempts;
                           },
-                          [&](const Blocked& b) {
-                            q["errno"] = b.error;
-                            q["error"] = errno_name(b.error);
-                            q["firewall"] = refused_by_firewall(b.error);
-                          },
+                          [&](const Blocked& b) { put_outcome(q, b); },
                           [&](const TimedOut& t) { q["attempts"] = t.attempts; },
                           [&](const ServerError& e) {
                             q["code"] = e.error.code;
                             q["reason"] = e.error.reason;
                           },
-                          [&](const LocalFailure& f) {
-                            q["step"] = f.step;
-                            q["errno"] = f.error;
-                            q["message"] = f.message;
-                          }},
+                          [&](const LocalFailure& f) { put_outcome(q, f); }},
                p.outcome);
     j["probes"].push_back(std::move(q));
   }
@@ -422,17 +428,9 @@ nlohmann::json to_json(const Report& r) {
                             q["icmp"] = icmp_text(h.family, a.icmp_type, a.icmp_code);
                             q["rtt_ms"] = a.rtt.count();
                           },
-                          [&](const Blocked& b) {
-                            q["errno"] = b.error;
-                            q["error"] = errno_name(b.error);
-                            q["firewall"] = refused_by_firewall(b.error);
-                          },
+                          [&](const Blocked& b) { put_outcome(q, b); },
                           [](const TimedOut&) {},
-                          [&](const LocalFailure& f) {
-                            q["step"] = f.step;
-                            q["errno"] = f.error;
-                            q["message"] = f.message;
-                          }},
+                          [&](const LocalFailure& f) { put_outcome(q, f); }},
                h.outcome);
     j["hops"].push_back(std::move(q));
   }
