@@ -368,31 +368,6 @@ void Controller::probe_finished(ProbeOutcome o) {
 // a later round shows the way out going into the tunnel (its routed probes answered through it,
 // none refused: ProbeOutcome::routed_into_tunnel) and the network agrees (release_escalation).
 // With the tunnel down, udp policy lets TCP out by its definition: not escalated.
-bool Controller::escalation_allowed() const {
-  return config_.probe.on_exposure == config::OnExposure::escalate && machine_.armed() && machine_.tunnel_up() &&
-         desired_.mode == Mode::udp && !desired_.emergency;
-}
-
-// The same as escalate() for one finding, as soon as a probe shows it: the round may still wait for
-// a slow or silent server (up to its timeout), and the path should not stay open that long. The
-// round's end sees the family escalated already and keeps it (its routed probes leaked); its
-// summary says what was done.
-void Controller::escalate_now(const LeakFinding& l) {
-  if (!probing_ || !l.routed || !escalation_allowed()) return;
-  const Family f = l.family == "ipv6" ? Family::v6 : Family::v4;
-  if (std::find(escalated_.begin(), escalated_.end(), f) != escalated_.end()) return;
-  auto next = escalated_;
-  next.push_back(f);
-  std::sort(next.begin(), next.end());
-  const std::string what = "escalated " + families_text({f}) + " to strict: a web page's path out of the tunnel answered";
-  if (change([&] { escalated_ = next; }, what)) {
-    out_.error(what + " (" + l.interface + ": " + l.reflexive + " seen by " + l.server + "; the round goes on)");
-    round_escalation_ += (round_escalation_.empty() ? "" : "; ") + what;
-    probe_again_ = true;  // show it closed
-    pending_reason_ = "escalation";
-  }
-}
-
 void Controller::escalate(ProbeOutcome& o) {
   if (!round_escalation_.empty()) o.summary += "; " + std::exchange(round_escalation_, {});
   std::vector<Family> found;
@@ -417,6 +392,31 @@ void Controller::escalate(ProbeOutcome& o) {
     return;
   }
   release_escalation(o.routed_into_tunnel);
+}
+
+bool Controller::escalation_allowed() const {
+  return config_.probe.on_exposure == config::OnExposure::escalate && machine_.armed() && machine_.tunnel_up() &&
+         desired_.mode == Mode::udp && !desired_.emergency;
+}
+
+// The same as escalate() for one finding, as soon as a probe shows it: the round may still wait for
+// a slow or silent server (up to its timeout), and the path should not stay open that long. The
+// round's end sees the family escalated already and keeps it (its routed probes leaked); its
+// summary says what was done.
+void Controller::escalate_now(const LeakFinding& l) {
+  if (!probing_ || !l.routed || !escalation_allowed()) return;
+  const Family f = l.family == "ipv6" ? Family::v6 : Family::v4;
+  if (std::find(escalated_.begin(), escalated_.end(), f) != escalated_.end()) return;
+  auto next = escalated_;
+  next.push_back(f);
+  std::sort(next.begin(), next.end());
+  const std::string what = "escalated " + families_text({f}) + " to strict: a web page's path out of the tunnel answered";
+  if (change([&] { escalated_ = next; }, what)) {
+    out_.error(what + " (" + l.interface + ": " + l.reflexive + " seen by " + l.server + "; the round goes on)");
+    round_escalation_ += (round_escalation_.empty() ? "" : "; ") + what;
+    probe_again_ = true;  // show it closed
+    pending_reason_ = "escalation";
+  }
 }
 
 // Both must say so: the round's probes (the way out answered through the tunnel, none refused) and
