@@ -50,13 +50,9 @@ std::string str(const HopOutcome& o) {
                           icmp_text(a.from.family, a.icmp_type, a.icmp_code) + ") after " + std::to_string(a.rtt.count()) +
                           " ms";
                  },
-                 [](const Blocked& b) {
-                   return "blocked (" + errno_name(b.error) + (refused_by_firewall(b.error) ? ": refused by the packet filter)" : ")");
-                 },
+                 [](const Blocked& b) { return probes::str(Outcome{b}); },
                  [](const TimedOut&) { return std::string("silent (no hop answered)"); },
-                 [](const LocalFailure& f) {
-                   return "failed: " + f.step + ": " + f.message + (f.error ? " (" + errno_name(f.error) + ")" : "");
-                 }},
+                 [](const LocalFailure& f) { return probes::str(Outcome{f}); }},
       o);
 }
 

@@ -98,6 +98,12 @@ milliseconds since(TimePoint from, TimePoint to) {
   return std::chrono::duration_cast<milliseconds>(to - from);
 }
 
+// An address a probe can send from toward a server beyond the link: of the family, not link-local
+// (it cannot reach beyond the link), loopback, multicast or unspecified.
+bool usable_source(const IpAddress& a, Family f) {
+  return a.family == f && !a.is_link_local() && !a.is_loopback() && !a.is_multicast() && !a.is_unspecified();
+}
+
 // Errors of a TCP connect that mean the SYN never left (like a refused UDP send).
 bool connect_blocked(int e) {
   return e == EPERM || e == EACCES || e == ENETUNREACH || e == EHOSTUNREACH || e == EADDRNOTAVAIL || e == ENETDOWN;
@@ -150,6 +156,10 @@ struct Prober::Round : std::enable_shared_from_this<Round> {
   void settle_secondary();
   void cancel();
   const Interface* interface_by_index(int index) const;
+  /// Whether the plan's bound probes may use `itf` (Plan::only).
+  bool chosen(const Interface& itf) const {
+    return plan.only.empty() || std::find(plan.only.begin(), plan.only.end(), itf.name) != plan.only.end();
+  }
 };
 
 struct Prober::Round::Job : std::enable_shared_from_this<Job> {
@@ -652,11 +662,10 @@ void Prober::Round::add_jobs(std::size_t si, const std::vector<IpAddress>& addre
       for (std::size_t ii = 0; ii < plan.interfaces.size(); ++ii) {
         const auto& itf = plan.interfaces[ii];
         if (itf.cls == InterfaceClass::loopback) continue;
-        if (!plan.only.empty() && std::find(plan.only.begin(), plan.only.end(), itf.name) == plan.only.end()) continue;
+        if (!chosen(itf)) continue;
         for (std::size_t ai = 0; ai < itf.addresses.size(); ++ai) {
           const auto& a = itf.addresses[ai];
-          // A link-local source cannot reach a server beyond the link; loopback and multicast never.
-          if (a.family != f || a.is_link_local() || a.is_loopback() || a.is_multicast() || a.is_unspecified()) continue;
+          if (!usable_source(a, f)) continue;
           ProbeResult r = base;
           r.interface = itf.name;
           r.index = itf.index;
@@ -689,11 +698,10 @@ void Prober::Round::add_hop_jobs(const IpAddress& target, const std::string& wha
     const auto& itf = plan.interfaces[ii];
     // The tunnel is the way out that is meant to be open; loopback never leaves.
     if (itf.cls == InterfaceClass::loopback || itf.cls == InterfaceClass::tunnel) continue;
-    if (!plan.only.empty() && std::find(plan.only.begin(), plan.only.end(), itf.name) == plan.only.end()) continue;
+    if (!chosen(itf)) continue;
     // One source address per interface and family: the path out does not depend on which.
-    auto a = std::find_if(itf.addresses.begin(), itf.addresses.end(), [&](const IpAddress& x) {
-      return x.family == target.family && !x.is_link_local() && !x.is_loopback() && !x.is_multicast() && !x.is_unspecified();
-    });
+    auto a = std::find_if(itf.addresses.begin(), itf.addresses.end(),
+                          [&](const IpAddress& x) { return usable_source(x, target.family); });
     if (a == itf.addresses.end()) continue;
     HopResult r;
     r.interface = itf.name;

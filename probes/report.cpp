@@ -224,7 +224,6 @@ Report make_report(const std::vector<Interface>& interfaces, std::vector<ProbeRe
     const auto* a = std::get_if<HopAnswer>(&h.outcome);
     if (!a || h.cls == InterfaceClass::tunnel || h.cls == InterfaceClass::loopback) continue;
     Leak l{printable_ifname(h.interface), false, h.family, {}, h.target_of, {}, a->from, false};
-    l.reflexive.address.family = h.family;
     l.why = "a datagram sent out of " + l.interface + " (" + std::string(leakguard::to_string(h.cls)) + ") toward " +
             h.target.str() + " with TTL " + std::to_string(a->ttl) + " was answered by " + a->from.str() + " (" +
             icmp_text(h.family, a->icmp_type, a->icmp_code) + "): it left this machine outside the tunnel";
@@ -288,8 +287,7 @@ std::string to_text(const Report& r) {
   if (!r.leaks.empty()) {
     out += "\nleaks:\n";
     for (const auto& l : r.leaks)
-      out += "  " + pad(l.routed ? "route" : l.address_bound ? l.interface + "@" : l.interface, 8) +
-             pad(std::string(to_string(l.family)), 6) +
+      out += "  " + pad(l.routed ? "route" : l.interface, 8) + pad(std::string(to_string(l.family)), 6) +
              pad(l.hop ? "hop " + l.hop->str() : l.reflexive.address.str(), 18) + " " + l.server + ": " + l.why + "\n";
   }
   if (!r.exposures.empty()) {

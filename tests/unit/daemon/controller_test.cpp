@@ -260,9 +260,8 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
     CHECK(e.fw.calls.back().find("escalated=IPv6") != std::string::npos);
     CHECK(e.out.lines.back().find("escalated IPv6 to strict") != std::string::npos);
     CHECK(e.out.lines.back().find("the round goes on") != std::string::npos);
-    e.probe.path_out(tcp6);  // the same family again (another server): nothing more to do
     const auto calls = e.fw.calls.size();
-    e.probe.path_out(tcp6);
+    e.probe.path_out(tcp6);  // the same family again (another server): nothing more to do
     CHECK(e.fw.calls.size() == calls);
     // The round ends with the leak: the family stays escalated, its summary says what was done,
     // and the round that shows it closed follows.
@@ -274,11 +273,17 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
     CHECK(e.probe.started == before + 1);
     e.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
     CHECK(e.c.machine().state() == State::secured);
-    // Not with the tunnel down, not in alert, not for a device-bound finding.
+    // Not for a device-bound finding, not with on_exposure alert.
     World d;
     d.c.start(full_tunnel(true));
     d.probe.path_out(LeakFinding{"eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", false, ""});
     CHECK(d.c.desired().escalated.empty());
+    auto cfg = base_config();
+    cfg.probe.on_exposure = config::OnExposure::alert;
+    World a(cfg);
+    a.c.start(full_tunnel(true));
+    a.probe.path_out(tcp6);
+    CHECK(a.c.desired().escalated.empty());
   }
   SUBCASE("alert only reports: leaking, nothing escalated") {
     auto cfg = base_config();
