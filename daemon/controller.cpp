@@ -544,6 +544,45 @@ Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::strin
   return applied(machine_, last_rules_error_);
 }
 
+std::optional<std::string> Controller::follow_peers_of() const {
+  if (!declared_) return std::nullopt;
+  return declared_->interface;
+}
+
+void Controller::peers_seen(const std::string& interface, const std::vector<Endpoint>& endpoints) {
+  if (!declared_ || declared_->interface != interface || endpoints.empty() || !usable()) return;
+  auto sorted = [](std::vector<Endpoint> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+  };
+  std::vector<Endpoint> next = endpoints;
+  std::string was;
+  for (const auto& e : declared_->endpoints) {
+    if (e.transport != Transport::udp) next.push_back(e);
+    else was += (was.empty() ? "" : ", ") + e.str();
+  }
+  next = sorted(std::move(next));
+  if (next == sorted(declared_->endpoints)) {
+    peers_refused_.clear();
+    return;
+  }
+  if (next == peers_refused_) return;
+  std::string now;
+  for (const auto& e : sorted(endpoints)) now += (now.empty() ? "" : ", ") + e.str();
+  TunnelDeclaration t = *declared_;
+  t.endpoints = next;
+  const std::string what = "tunnel " + printable_ifname(interface) + ": its WireGuard peers now send to " + now +
+                           " (declared: " + (was.empty() ? "none" : was) + ")";
+  if (!change([&] { declared_ = t; }, what)) {  // change() said why
+    peers_refused_ = std::move(next);
+    return;
+  }
+  peers_refused_.clear();
+  out_.info(what);  // no caller's call to log it: the log is where it shows
+  out_.declaration_changed(declared_);
+}
+
 Result<void> Controller::clear_tunnel(const std::string& by) {
   if (auto u = usable(); !u) return u;
   if (!declared_) return {};

@@ -57,6 +57,10 @@ enum class Protection {
 };
 std::string_view to_string(Protection p);
 
+/// How often the declared WireGuard tunnel's peers are read (follow_peers_of()): the longest a
+/// roaming client's packets to its server's new address meet the block.
+inline constexpr std::chrono::milliseconds kPeerPoll{1000};
+
 /// Retrying a failed installation: the first retry after 1 s, each next one after twice the wait
 /// before, never more than 60 s apart; a success starts over.
 inline constexpr std::chrono::milliseconds kRetryFirst{1000};
@@ -224,6 +228,18 @@ class Controller final : public Control {
   /// whatever started that one (the timer, a network change, ProbeNow, a policy change). None while
   /// a round runs: its end decides.
   std::optional<TimePoint> next_probe_due() const;
+  /// The interface whose WireGuard peers the declaration follows: the declared tunnel (none while
+  /// nothing is declared; configured tunnels and endpoints are the user's own and stay as
+  /// written). The daemon reads that device's peers every kPeerPoll and calls peers_seen().
+  std::optional<std::string> follow_peers_of() const;
+  /// Where the declared tunnel's WireGuard peers send to now, read from the device. When that
+  /// differs from the declared endpoints, the declaration follows: the peers' endpoints in, the
+  /// old ones out, in one change of the rules, kept for a restart. So a client whose server moved
+  /// (`wg set wg0 peer K endpoint A:P`, an app switching servers) gets through to the new address,
+  /// and the old one is closed. A declared TCP endpoint stays (WireGuard has none). Nothing
+  /// changes for another interface, an empty list (no peer has an endpoint yet: keep what was
+  /// declared), or the very list the firewall refused last time (said once, not every poll).
+  void peers_seen(const std::string& interface, const std::vector<Endpoint>& endpoints);
   /// Is `ifname` a tunnel (configured pattern or declared)?
   bool is_tunnel(const std::string& ifname) const;
   /// The tunnels (configured and declared) as the network model's classifier.
@@ -287,6 +303,7 @@ class Controller final : public Control {
   Desired desired_;
   netwatch::NetModel network_;
   std::optional<TunnelDeclaration> declared_;
+  std::vector<Endpoint> peers_refused_;  // the endpoints peers_seen() last could not declare
   std::optional<Mode> mode_override_;
   std::vector<Family> escalated_;  // see Desired::escalated
   std::string round_escalation_;   // what escalate_now() did in the round under way, for its summary

@@ -27,6 +27,7 @@
 #include "daemon/private_bus.hpp"
 #include "daemon/probe_port.hpp"
 #include "netwatch/watcher.hpp"
+#include "netwatch/wireguard.hpp"
 
 namespace lg = leakguard;
 namespace d = leakguard::daemon;
@@ -91,6 +92,7 @@ class Outputs final : public d::Notifications {
     if (bus_) bus_->table_tampered(by);
   }
   void declaration_changed(const std::optional<d::TunnelDeclaration>& t) override {
+    if (on_declaration_) on_declaration_();
     if (state_dir_.empty()) return;
     if (auto r = d::save_declaration(state_dir_, t, boot_id_); !r)
       log_.error("cannot keep the tunnel declaration for a restart: " + r.error().str());
@@ -100,6 +102,8 @@ class Outputs final : public d::Notifications {
     state_dir_ = std::move(dir);
     boot_id_ = std::move(boot_id);
   }
+  /// Called after every change of what VPN clients declared.
+  void on_declaration(std::function<void()> f) { on_declaration_ = std::move(f); }
   void probe_due(d::TimePoint at) override { arm_probe_timer_(at); }
   void retry_due(d::TimePoint at) override { arm_retry_timer_(at); }
   void info(const std::string& line) override {
@@ -118,6 +122,7 @@ class Outputs final : public d::Notifications {
   std::function<void(d::TimePoint)> arm_retry_timer_;
   d::DbusService* bus_ = nullptr;
   std::string state_dir_, boot_id_;
+  std::function<void()> on_declaration_;
 };
 
 /// What a VPN client declared before this daemon (re)started, if it is still to be trusted: a
@@ -244,6 +249,37 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       private_bus.reset();
     }
   }
+
+  // The declared WireGuard tunnel's peers, read every kPeerPoll while one is declared: WireGuard
+  // says nothing when a peer's endpoint changes, and the declaration follows what the device does
+  // (Controller::peers_seen). A read that fails is said once, until it works again or fails
+  // differently.
+  asio::steady_timer peers_timer(io);
+  bool peers_waiting = false;
+  std::string peers_error;
+  std::function<void()> follow_peers = [&] {
+    if (peers_waiting || !ctl.follow_peers_of()) return;
+    peers_waiting = true;
+    peers_timer.expires_after(d::kPeerPoll);
+    peers_timer.async_wait([&](const boost::system::error_code& ec) {
+      peers_waiting = false;
+      if (ec) return;
+      const auto ifname = ctl.follow_peers_of();
+      if (!ifname) return;  // cleared meanwhile; a new declaration starts the wait again
+      // Not there yet (declared before the client made it) or gone: nothing to read.
+      if (const auto* link = watcher.model().link(*ifname)) {
+        auto peers = lg::netwatch::read_wireguard_peers(*ifname, link->kind);
+        std::string error = peers ? "" : peers.error().str();
+        if (error != peers_error && !error.empty())
+          log.warning("cannot follow the WireGuard peers of " + lg::printable_ifname(*ifname) + ": " + error);
+        peers_error = std::move(error);
+        if (peers && *peers) ctl.peers_seen(*ifname, **peers);
+      }
+      follow_peers();
+    });
+  };
+  outputs.on_declaration([&] { follow_peers(); });
+  follow_peers();  // a declaration restored from before a restart
 
   asio::steady_timer watchdog(io);
   std::function<void()> arm_watchdog = [&] {

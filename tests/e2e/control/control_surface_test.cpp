@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <chrono>
+#include <fstream>
 #include <string>
 
 #include "tests/e2e/rig/rig.hpp"
@@ -241,6 +243,105 @@ TEST_CASE("the real wg-quick: up through the block (PreUp, PostUp) to secured, d
   CHECK(r.status != 0);
   CHECK(r.out.find("leakguardd is not running") != std::string::npos);
   CHECK(rig.net.run("host", {"ip", "link", "show", "wg0"}).status != 0);
+}
+
+TEST_CASE("WireGuard roaming: wg set moves the declaration to the new endpoint and closes the old one, nothing leaves meanwhile") {
+  // The real wg-quick (PreUp/PostUp hooks) brings up wgr0 (its own name: no other test's wg0
+  // socket in /run/wireguard); then the user, or a VPN app switching servers, points the peer at
+  // the provider's second address. WireGuard says nothing about it; the daemon reads the peers.
+  Rig rig(RigOptions{.lab = {.tunnel = false, .split_stun = true}, .armed = true, .interval = "60s", .tunnel_patterns = "[tun*]", .endpoint = false});
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
+  // The provider answers on 198.51.100.2 too (wireguard-go listens on every address and replies
+  // from the one it was reached at).
+  REQUIRE(rig.net.run("vpn", {"ip", "addr", "add", "198.51.100.2/32", "dev", "lo"}).status == 0);
+  REQUIRE(rig.net.run("inet", {"ip", "route", "add", "198.51.100.2/32", "via", "203.0.113.66"}).status == 0);
+  // What reaches the provider's two addresses, and what reaches the STUN server from the ISP's
+  // address (sent outside the tunnel), counted where they arrive.
+  const std::string count = R"(table inet lgt_roam {
+  chain pre {
+    type filter hook prerouting priority -300; policy accept;
+    ip daddr 198.51.100.1 udp dport 51820 counter comment "old"
+    ip daddr 198.51.100.2 udp dport 51820 counter comment "new"
+    ip saddr 203.0.113.2 ip daddr 203.0.113.3 counter comment "out"
+  }
+})";
+  { std::ofstream(rig.dir + "/count.nft") << count; }
+  REQUIRE(rig.net.run("inet", {"nft", "-f", rig.dir + "/count.nft"}).status == 0);
+  auto counted = [&](const std::string& which) -> long {
+    const auto t = rig.net.run("inet", {"nft", "list", "table", "inet", "lgt_roam"}).out;
+    const auto at = t.find("comment \"" + which + "\"");
+    const auto p = t.rfind("packets ", at);
+    return at == std::string::npos || p == std::string::npos ? -1 : std::stol(t.substr(p + 8));
+  };
+  const std::string conf = rig.wg_quick_config(Rig::WgHooks::pre_up_down, "wgr0");
+  bool up = false;
+  struct Down {
+    const Rig& rig;
+    const std::string& conf;
+    bool& up;
+    ~Down() {
+      if (up) (void)rig.wg_quick("down", conf);
+    }
+  } down_at_end{rig, conf, up};
+  const auto r = rig.wg_quick("up", conf);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  up = true;
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:51820/udp"}));
+  auto through_tunnel = [&] { return rig.net.run("host", {"ping", "-c1", "-W1", "-q", "-I", "wgr0", "100.64.0.1"}).status == 0; };
+  REQUIRE(through_tunnel());
+
+  // Datagrams toward the STUN server via eth0 all along (outside the tunnel: the kill switch's job).
+  const std::string stop = rig.dir + "/sender.stop";
+  lab::Process sender(rig.net.ns("host"),
+                      {"python3", "-c",
+                       "import os, socket, sys, time\n"
+                       "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                       "while not os.path.exists(sys.argv[1]):\n"
+                       "    try: s.sendto(b'roam', ('203.0.113.3', 40000))\n"
+                       "    except OSError: pass\n"
+                       "    time.sleep(0.005)\n",
+                       stop},
+                      rig.dir + "/sender.log");
+  const long old_before = counted("old"), new_before = counted("new");
+  REQUIRE(old_before > 0);  // the tunnel's own packets so far
+  CHECK(new_before == 0);
+
+  // Roam.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string server_key;
+  std::getline(std::ifstream(rig.net.var("STATE") + "/server.pub"), server_key);
+  auto set = lab::run({lab::lab_script(), "exec", "--id", rig.net.id(), "host", "wg", "set", "wgr0", "peer", server_key,
+                       "endpoint", "198.51.100.2:51820"});
+  INFO(set.out);
+  REQUIRE(set.status == 0);
+  // The declaration follows within a poll: the new address in, the old one out.
+  REQUIRE_MESSAGE(eventually([&] { return rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.2:51820/udp"}); }, 5s),
+                  rig.output());
+  const std::string table = rig.table();
+  CHECK(has(table, "198.51.100.2"));
+  CHECK_FALSE(has(table, "198.51.100.1 "));
+  CHECK_FALSE(has(table, "198.51.100.1,"));
+  CHECK_MESSAGE(has(rig.output(), "its WireGuard peers now send to 198.51.100.2:51820/udp (declared: 198.51.100.1:51820/udp)"), rig.output());
+  // And the tunnel carries traffic again, through the new address.
+  REQUIRE(eventually(through_tunnel, 10s));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  MESSAGE("wg set -> the tunnel answers through the new endpoint: " << took.count() << " ms (the peers are read every 1 s)");
+  CHECK(counted("new") > 0);
+  const long old_after = counted("old");
+  CHECK(rig.status()["tunnel"]["declared"] == "wgr0");
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  // Nothing new reaches the old address once the tunnel has moved (keepalives went to the new one).
+  CHECK(eventually([&] { return counted("new") > 2; }, 10s));
+  CHECK(counted("old") == old_after);
+  // Nothing of the sender left outside the tunnel at any time; the control: disarmed, it does.
+  CHECK(counted("out") == 0);
+  REQUIRE(rig.ctl({"disarm"}).status == 0);
+  CHECK(eventually([&] { return counted("out") > 0; }, 5s));
+  { std::ofstream(stop) << ""; }
+  sender.stop(SIGTERM);
 }
 
 TEST_CASE("bad D-Bus input gets an error reply and changes nothing") {

@@ -121,7 +121,7 @@ bool Rig::wait_answering(std::chrono::milliseconds deadline) const {
   return eventually([&] { return ctl({"status"}).status == 0; }, deadline);
 }
 
-std::string Rig::wg_quick_config(WgHooks hooks) const {
+std::string Rig::wg_quick_config(WgHooks hooks, const std::string& name) const {
   const std::string state = net.var("STATE");
   auto first_line = [](const std::string& path) {
     std::string line;
@@ -129,7 +129,7 @@ std::string Rig::wg_quick_config(WgHooks hooks) const {
     std::getline(in, line);
     return line;
   };
-  const std::string wgdir = dir + "/wg", path = wgdir + "/wg0.conf";
+  const std::string wgdir = dir + "/wg", path = wgdir + "/" + name + ".conf";
   lab::run({"mkdir", "-p", "-m", "0700", wgdir});
   const std::string hook = LEAKGUARD_SOURCE_DIR "/systemd/hooks/wg-quick";
   std::ofstream out(path);

@@ -71,8 +71,8 @@ class Rig {
   /// Writes a wg-quick configuration for the lab's user machine (its key and addresses, the VPN
   /// server as its one peer, PersistentKeepalive so that WireGuard's first handshake leaves at
   /// once) with the project's hook: as PostUp/PreDown, and as PreUp too for pre_up_down. Returns
-  /// its path (DIR/wg/wg0.conf: wg-quick names the interface after the file).
-  std::string wg_quick_config(WgHooks hooks) const;
+  /// its path (DIR/wg/NAME.conf: wg-quick names the interface after the file).
+  std::string wg_quick_config(WgHooks hooks, const std::string& name = "wg0") const;
   /// The real `wg-quick ACTION CONFIG` in the host namespace (userspace WireGuard, wireguard-go:
   /// the lab has no kernel module), with leakguardctl on PATH and the private bus.
   lab::RunResult wg_quick(const std::string& action, const std::string& conf) const;

@@ -1,6 +1,7 @@
 // The Controller with fake ports: what it asks of the firewall and the prober, what it reports,
 // and how it answers the control surface. No root, no network.
 #include <doctest/doctest.h>
+#include <algorithm>
 #include <linux/if.h>
 #include <linux/if_arp.h>
 #include <linux/rtnetlink.h>
@@ -68,9 +69,12 @@ struct FakeFirewall : FirewallPort {
   void set_network(const NetworkSets& sets) override { net = sets; }
   // Refuses any policy naming this tunnel (stands in for the firewall's own validation).
   std::string refuse_tunnel;
+  std::optional<Endpoint> refuse_endpoint;  // ... and any naming this endpoint
   Result<void> check(const Desired& d) const override {
     for (const auto& t : d.tunnels)
       if (!refuse_tunnel.empty() && t.text == refuse_tunnel) return fail("validate policy", "tunnels: refused " + t.text);
+    for (const auto& e : d.endpoints)
+      if (refuse_endpoint && e == *refuse_endpoint) return fail("validate policy", "endpoints: refused " + e.str());
     return {};
   }
 };
@@ -395,6 +399,60 @@ TEST_CASE("a declaration is handed out to be kept, and one kept from before a re
         "apply policy=udp allow_lan=no tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42");
   CHECK(again.c.is_tunnel("tun7"));
   CHECK(again.out.declarations.empty());  // restoring is not a change to keep
+}
+
+TEST_CASE("the declaration follows the declared WireGuard tunnel's peers: the new endpoint in, the old out") {
+  World w;
+  w.c.start(network());
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK_FALSE(w.c.follow_peers_of());  // nothing declared: configured tunnels are not followed
+  auto ep = [](const char* text) { return *Endpoint::parse(text); };
+  auto t = check_tunnel("wg1", {"198.51.100.7:51820/udp", "198.51.100.8:443/tcp"}, 51820);
+  REQUIRE(t);
+  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  CHECK(w.c.follow_peers_of() == "wg1");
+  const auto calls = w.fw.calls.size();
+  const auto kept = w.out.declarations.size();
+  // The device sends where it was declared to: nothing to do. Nor for another interface, or a
+  // device whose peers have no endpoint (yet).
+  w.c.peers_seen("wg1", {ep("198.51.100.7:51820")});
+  w.c.peers_seen("wg0", {ep("198.51.100.9:51820")});
+  w.c.peers_seen("wg1", {});
+  CHECK(w.fw.calls.size() == calls);
+  CHECK(w.out.declarations.size() == kept);
+  // Roamed (wg set wg1 peer K endpoint ...): the new address in, the old out, in one change; the
+  // TCP endpoint and the mark stay; the new declaration is kept for a restart.
+  w.c.peers_seen("wg1", {ep("[2001:db8::7]:51820")});
+  REQUIRE(w.fw.calls.size() == calls + 1);
+  CHECK(w.fw.calls.back() ==
+        "apply policy=udp allow_lan=no tunnels=[wg*,wg1] endpoints=[198.51.100.1:51820/udp,198.51.100.8:443/tcp,[2001:db8::7]:51820/udp] fwmark=51820");
+  REQUIRE(w.out.declarations.size() == kept + 1);
+  REQUIRE(w.out.declarations.back().has_value());
+  CHECK(w.out.declarations.back()->endpoints == std::vector<Endpoint>{ep("198.51.100.8:443/tcp"), ep("[2001:db8::7]:51820")});
+  CHECK(w.out.declarations.back()->fwmark == t->fwmark);
+  // Two peers: both.
+  w.c.peers_seen("wg1", {ep("198.51.100.7:51820"), ep("[2001:db8::7]:51820")});
+  REQUIRE(w.fw.calls.size() == calls + 2);
+  CHECK(w.c.snapshot().endpoints ==
+        std::vector<std::string>{"198.51.100.1:51820/udp", "198.51.100.7:51820/udp", "198.51.100.8:443/tcp", "[2001:db8::7]:51820/udp"});
+  // Endpoints the firewall refuses: nothing changes, said once, not at every poll; said again
+  // after the device went back to something that could be declared.
+  w.fw.refuse_endpoint = ep("198.51.100.66:51820");
+  auto errors = [&] { return std::count_if(w.out.lines.begin(), w.out.lines.end(), [](const std::string& l) { return l.starts_with("error "); }); };
+  const auto errors_before = errors();
+  w.c.peers_seen("wg1", {ep("198.51.100.66:51820")});
+  w.c.peers_seen("wg1", {ep("198.51.100.66:51820")});
+  CHECK(errors() == errors_before + 1);
+  CHECK(w.fw.calls.size() == calls + 2);
+  w.c.peers_seen("wg1", {ep("198.51.100.7:51820"), ep("[2001:db8::7]:51820")});  // as declared
+  w.c.peers_seen("wg1", {ep("198.51.100.66:51820")});
+  CHECK(errors() == errors_before + 2);
+  // Cleared: nothing to follow, and what a device says changes nothing.
+  REQUIRE(w.c.clear_tunnel("uid 0"));
+  CHECK_FALSE(w.c.follow_peers_of());
+  const auto after_clear = w.fw.calls.size();
+  w.c.peers_seen("wg1", {ep("198.51.100.5:51820")});
+  CHECK(w.fw.calls.size() == after_clear);
 }
 
 TEST_CASE("a kept declaration waits behind the emergency block of a broken configuration") {
