@@ -2,6 +2,7 @@
 // Defaults that more than one library needs, defined once: the configuration's defaults
 // (config/) are the prober's (probes/) when nothing is configured.
 #include <chrono>
+#include <cstdint>
 
 namespace leakguard {
 
@@ -13,5 +14,8 @@ inline constexpr std::chrono::milliseconds kDefaultProbeTimeout = std::chrono::s
 inline constexpr int kDefaultHops = 3;
 /// The largest probe.hops accepted.
 inline constexpr int kMaxProbeHops = 8;
+
+/// The nfnetlink_log group blocked packets are logged to (attribution.nflog_group): "LG".
+inline constexpr std::uint16_t kDefaultNflogGroup = 0x4c47;
 
 }  // namespace leakguard

@@ -81,7 +81,7 @@ class Parser {
     Config c = defaults();
     if (!root || root.IsNull()) return c;  // an empty file: all defaults
     if (!root.IsMap()) return error(root, "", "the file must be a mapping of settings (key: value)");
-    auto keys = check_keys(root, "", {"policy", "armed", "on_stop", "allow_lan", "allow_lan_ranges", "tunnel", "probe"});
+    auto keys = check_keys(root, "", {"policy", "armed", "on_stop", "allow_lan", "allow_lan_ranges", "tunnel", "probe", "attribution"});
     if (!keys) return tl::unexpected(keys.error());
     for (auto it : root) {
       const auto key = it.first.as<std::string>();
@@ -94,6 +94,7 @@ class Parser {
       else if (key == "allow_lan_ranges") r = lan_ranges(v, c);
       else if (key == "tunnel") r = tunnel(v, c);
       else if (key == "probe") r = probe(v, c.probe);
+      else if (key == "attribution") r = attribution(v, c.attribution);
       if (!r) return tl::unexpected(r.error());
     }
     if (c.probe.timeout >= c.probe.interval)
@@ -136,6 +137,24 @@ class Parser {
   Result<std::string> scalar(const YAML::Node& v, const std::string& field, const std::string& expected) const {
     if (!v.IsScalar()) return error(v, field, "expected " + expected);
     return v.Scalar();
+  }
+
+  Result<void> attribution(const YAML::Node& v, Attribution& a) const {
+    if (!v.IsMap()) return error(v, "attribution", "expected a mapping with enabled, nflog_group");
+    if (auto k = check_keys(v, "attribution", {"enabled", "nflog_group"}); !k) return k;
+    if (auto n = v["enabled"]) {
+      if (auto r = boolean(n, "attribution.enabled", a.enabled); !r) return r;
+    }
+    if (auto n = v["nflog_group"]) {
+      auto s = scalar(n, "attribution.nflog_group", "a group number 1..65535");
+      if (!s) return tl::unexpected(s.error());
+      unsigned group = 0;
+      auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), group);
+      if (s->empty() || ec != std::errc{} || end != s->data() + s->size() || group < 1 || group > 65535)
+        return error(n, "attribution.nflog_group", "'" + *s + "' is not a group number (expected 1..65535)");
+      a.nflog_group = static_cast<std::uint16_t>(group);
+    }
+    return {};
   }
 
   Result<void> boolean(const YAML::Node& v, const std::string& field, bool& out) const {
@@ -383,7 +402,8 @@ std::string Config::str() const {
          (fwmark ? " fwmark=" + fwmark->str() : "") +
          " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : std::string("any")) + " probe={every " + ms_text(probe.interval) + ", timeout " +
          ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "], on_exposure " +
-         std::string(to_string(probe.on_exposure)) + ", hops " + std::to_string(probe.hops) + "}";
+         std::string(to_string(probe.on_exposure)) + ", hops " + std::to_string(probe.hops) + "}" +
+         " attribution=" + (attribution.enabled ? "nflog group " + std::to_string(attribution.nflog_group) : std::string("off"));
 }
 
 }  // namespace leakguard::config

@@ -54,6 +54,14 @@ struct Probe {
   bool operator==(const Probe&) const = default;
 };
 
+/// Who sent what the block stopped (docs/attribution.md): blocked packets that leave are logged
+/// to an nfnetlink_log group (rate-limited in the kernel) that leakguardd reads.
+struct Attribution {
+  bool enabled = true;
+  std::uint16_t nflog_group = kDefaultNflogGroup;  ///< one listener per group and network namespace
+  bool operator==(const Attribution&) const = default;
+};
+
 struct Config {
   Mode policy = Mode::udp;  ///< what is stopped outside the tunnel (common/mode.hpp)
   bool armed = true;  ///< lockdown from the start
@@ -69,6 +77,7 @@ struct Config {
   /// and the kernel's own; nullopt ("any") lets every local user reach them.
   std::optional<std::uint32_t> endpoint_uid = 0;
   Probe probe;
+  Attribution attribution;
 
   bool operator==(const Config&) const = default;
   /// One line, for the log: every field, compactly.

@@ -66,7 +66,10 @@ nlohmann::json public_status(const nlohmann::json& s) {
     for (const char* k : {"installed", "owner", "blocked"})
       if (s["firewall"].contains(k)) fw[k] = s["firewall"][k];
   }
-  p["redacted"] = "endpoints, addresses, probe details and the network are shown to root and group leakguard only";
+  // How much was blocked, not what nor whose: applications and destinations name the user's doings.
+  if (s.contains("blocked") && s["blocked"].is_object() && s["blocked"].contains("packets"))
+    p["blocked"] = {{"packets", s["blocked"]["packets"]}};
+  p["redacted"] = "endpoints, addresses, probe details, the network and who was blocked are shown to root and group leakguard only";
   return p;
 }
 

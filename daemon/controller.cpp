@@ -39,10 +39,13 @@ Desired desired_from(const config::Config& c) {
   d.endpoints = c.endpoints;
   d.fwmark = c.fwmark;
   d.endpoint_uid = c.endpoint_uid;
+  if (c.attribution.enabled) d.log_group = c.attribution.nflog_group;
   return d;
 }
 
 namespace {
+
+constexpr std::uint8_t kTcp = 6;
 
 /// The addresses on the links of class `cls`, in the model's order.
 std::vector<const netwatch::Address*> addresses_on(const netwatch::NetModel& m, const netwatch::Classifier& c,
@@ -544,6 +547,21 @@ Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::strin
   return applied(machine_, last_rules_error_);
 }
 
+void Controller::blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe) {
+  if (own_probe) {
+    s.process = "leakguardd (probe)";
+    s.gone = false;
+    s.note = "the daemon's own probe, sent outside the tunnel to check the block";
+  } else if (s.gone && p.protocol == kTcp) {
+    // A connection attempt refused with a reset: the reset closes the socket at once.
+    s.note = "the reset that refused it closed the socket before it could be looked up";
+  }
+  // The interface by name, as the network model knows it now (a forwarded packet's way out).
+  std::string ifname;
+  if (const auto* l = network_.link(IfIndex{p.outdev})) ifname = l->name;
+  blocked_.add(p, s, ifname, now);
+}
+
 std::optional<std::string> Controller::follow_peers_of() const {
   if (!declared_) return std::nullopt;
   return declared_->interface;
@@ -684,6 +702,7 @@ std::string Controller::status_json() const {
   }
   j["network"] = netwatch::to_json(network_, classifier());
   j["firewall"] = fw_.status();
+  j["blocked"] = blocked_.to_json();
   return json_text(j);
 }
 

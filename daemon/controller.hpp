@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attribution/flows.hpp"
 #include "common/iface.hpp"
 #include "common/ip.hpp"
 #include "config/config.hpp"
@@ -39,6 +40,8 @@ struct Desired {
   /// In udp policy: families held as in strict because a probe round found a web page's path out
   /// of the tunnel in them (probe.on_exposure: escalate); sorted, each once.
   std::vector<Family> escalated;
+  /// Blocked packets that leave are logged to this nfnetlink_log group (attribution); none: not.
+  std::optional<std::uint16_t> log_group;
   bool operator==(const Desired&) const = default;
   std::string str() const;
 };
@@ -240,6 +243,12 @@ class Controller final : public Control {
   /// changes for another interface, an empty list (no peer has an endpoint yet: keep what was
   /// declared), or the very list the firewall refused last time (said once, not every poll).
   void peers_seen(const std::string& interface, const std::vector<Endpoint>& endpoints);
+  /// A packet our rules blocked on its way out (logged by the kernel) and its sender, as the
+  /// daemon found it: counted per application and destination for status (bounded).
+  /// `own_probe`: the packet came from one of the daemon's own probe sockets (their ports are
+  /// known: probes/own_ports.hpp; they are closed as soon as a send is refused, before any
+  /// lookup), named "leakguardd (probe)".
+  void blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe = false);
   /// Is `ifname` a tunnel (configured pattern or declared)?
   bool is_tunnel(const std::string& ifname) const;
   /// The tunnels (configured and declared) as the network model's classifier.
@@ -323,6 +332,7 @@ class Controller final : public Control {
   std::optional<TimePoint> retry_due_;
   std::chrono::milliseconds retry_delay_ = kRetryFirst;
   std::uint64_t applies_ = 0;  // ApplyRules carried out so far
+  attribution::BlockedFlows blocked_;
 };
 
 }  // namespace leakguard::daemon

@@ -22,6 +22,9 @@ firewall::Policy to_policy(const Desired& d, const NetworkSets& network) {
   p.dhcp_subnets = network.dhcp;
   p.emergency = d.emergency;
   p.escalated = d.escalated;
+  // At most 100 logged packets a second per blocking rule (after a burst of 50): what the daemon
+  // reads stays small whatever is blocked; the counters still count every packet.
+  if (d.log_group) p.log_blocked = firewall::Policy::LogBlocked{*d.log_group, kLogPerSecond, kLogBurst};
   return p;
 }
 

@@ -24,6 +24,9 @@ namespace leakguard::daemon {
 
 /// Desired (+ the network's sets: LAN, the tunnels' addresses, DHCP subnets) as the firewall's policy.
 firewall::Policy to_policy(const Desired& d, const NetworkSets& network = {});
+/// How many blocked packets a second each blocking rule logs for attribution (then a burst).
+inline constexpr std::uint32_t kLogPerSecond = 100;
+inline constexpr std::uint32_t kLogBurst = 50;
 
 class NftFirewallPort final : public FirewallPort {
  public:

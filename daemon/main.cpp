@@ -4,9 +4,11 @@
 // adapters. This file only connects them and arms the timers the Controller asks for.
 #include <grp.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
@@ -18,6 +20,7 @@
 
 #include "common/json_text.hpp"
 #include "config/config.hpp"
+#include "daemon/blocked_port.hpp"
 #include "daemon/controller.hpp"
 #include "daemon/dbus_service.hpp"
 #include "daemon/declaration_file.hpp"
@@ -28,6 +31,7 @@
 #include "daemon/probe_port.hpp"
 #include "netwatch/watcher.hpp"
 #include "netwatch/wireguard.hpp"
+#include "probes/own_ports.hpp"
 
 namespace lg = leakguard;
 namespace d = leakguard::daemon;
@@ -201,7 +205,23 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       [&] { return controller->desired().emergency || controller->desired().mode == lg::Mode::strict; },
       [&] { return controller->desired().endpoints; });
 
-  auto reload = [&]() { return load_config(config_path, explicit_path); };
+  // What our blocking rules log, and who sent it (attribution.*): listened to as the rules in
+  // place say, and again after every reload (the group may change or go).
+  d::BlockedPort blocked_port(io, [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s) {
+    const bool own = p.uid == ::geteuid() && lg::probes::is_own_port(p.protocol, p.source.family, p.source_port);
+    controller->blocked(p, s, std::chrono::system_clock::now(), own);
+  });
+  std::string blocked_error;
+  auto listen_blocked = [&] {
+    auto r = blocked_port.listen(controller->desired().emergency ? blocked_port.group() : controller->desired().log_group);
+    const std::string error = r ? "" : r.error().str();
+    if (!error.empty() && error != blocked_error) log.warning("cannot say who sends blocked packets: " + error);
+    blocked_error = error;
+  };
+  auto reload = [&]() {
+    asio::post(io, [&] { listen_blocked(); });
+    return load_config(config_path, explicit_path);
+  };
   d::Controller ctl(std::move(cfg), fw, probe, outputs, reload);
   controller = &ctl;
 
@@ -229,6 +249,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
     log.error(started.error().message);
     return 1;
   }
+  listen_blocked();
 
   d::DbusService::Options bus_options;
   if (const group* g = getgrnam(control_group.c_str())) bus_options.control_group = g->gr_gid;

@@ -73,6 +73,7 @@ struct Firewall::Impl {
       policy->endpoint_uid = p.endpoint_uid;
       policy->emergency = p.emergency;
       policy->escalated = p.escalated;
+      policy->log_blocked = p.log_blocked;
     };
     if (change.chains.empty()) {
       take_rules_of();

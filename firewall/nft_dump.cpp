@@ -76,6 +76,13 @@ std::string canonical_expr(const nftnl_expr* e) {
     return "ct key " + u(NFTNL_EXPR_CT_KEY) + " dreg " + u(NFTNL_EXPR_CT_DREG) +
            (nftnl_expr_is_set(e, NFTNL_EXPR_CT_DIR) ? " dir " + std::to_string(nftnl_expr_get_u8(e, NFTNL_EXPR_CT_DIR)) : "");
   if (name == "counter") return "counter";
+  if (name == "limit")
+    return "limit rate " + std::to_string(nftnl_expr_is_set(e, NFTNL_EXPR_LIMIT_RATE) ? nftnl_expr_get_u64(e, NFTNL_EXPR_LIMIT_RATE) : 0) +
+           " unit " + std::to_string(nftnl_expr_is_set(e, NFTNL_EXPR_LIMIT_UNIT) ? nftnl_expr_get_u64(e, NFTNL_EXPR_LIMIT_UNIT) : 0) +
+           " burst " + u(NFTNL_EXPR_LIMIT_BURST) + " type " + u(NFTNL_EXPR_LIMIT_TYPE) + " flags " + u(NFTNL_EXPR_LIMIT_FLAGS);
+  if (name == "log")
+    return "log group " + std::to_string(nftnl_expr_is_set(e, NFTNL_EXPR_LOG_GROUP) ? nftnl_expr_get_u16(e, NFTNL_EXPR_LOG_GROUP) : 0) +
+           " prefix " + str_or_empty(e, NFTNL_EXPR_LOG_PREFIX);
   if (name == "reject") {
     const std::uint32_t code = nftnl_expr_is_set(e, NFTNL_EXPR_REJECT_CODE) ? nftnl_expr_get_u8(e, NFTNL_EXPR_REJECT_CODE) : 0;
     return "reject type " + u(NFTNL_EXPR_REJECT_TYPE) + " code " + std::to_string(code);

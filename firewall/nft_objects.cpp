@@ -222,6 +222,20 @@ class Lowering {
 
   void counter() { nftnl_rule_add_expr(r_, nftnl_expr_alloc("counter")); }
 
+  void log(const LogTo& l) {
+    nftnl_expr* lim = nftnl_expr_alloc("limit");
+    nftnl_expr_set_u64(lim, NFTNL_EXPR_LIMIT_RATE, l.per_second);
+    nftnl_expr_set_u64(lim, NFTNL_EXPR_LIMIT_UNIT, 1);  // seconds
+    nftnl_expr_set_u32(lim, NFTNL_EXPR_LIMIT_BURST, l.burst);
+    nftnl_expr_set_u32(lim, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+    nftnl_expr_set_u32(lim, NFTNL_EXPR_LIMIT_FLAGS, 0);
+    nftnl_rule_add_expr(r_, lim);
+    nftnl_expr* e = nftnl_expr_alloc("log");
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, l.prefix.c_str());
+    nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, l.group);
+    nftnl_rule_add_expr(r_, e);
+  }
+
   void verdict(Verdict v) {
     switch (v) {
       case Verdict::none: return;
@@ -406,6 +420,7 @@ RulePtr make_rule(std::string_view table, const Chain& c, const Rule& rule, cons
   Lowering low(r.get(), sets);
   for (const auto& m : rule.matches) low.match(m);
   if (rule.count_per_interface) low.count_per_interface(*rule.count_per_interface);
+  if (rule.log) low.log(*rule.log);
   if (rule.counter) low.counter();
   low.verdict(rule.verdict);
   if (!rule.comment.empty()) {

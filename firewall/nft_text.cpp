@@ -107,6 +107,9 @@ std::string to_nft_text(const Rule& r) {
     const auto& c = *r.count_per_interface;
     append(line, "update @" + c.set + " { " + (c.output ? "oifname" : "iifname") + " . meta l4proto }");
   }
+  if (r.log)
+    append(line, "limit rate " + std::to_string(r.log->per_second) + "/second burst " + std::to_string(r.log->burst) +
+                     " packets log prefix \"" + r.log->prefix + "\" group " + std::to_string(r.log->group));
   if (r.counter) append(line, "counter");
   append(line, verdict_text(r.verdict));
   if (!r.comment.empty()) append(line, "comment \"" + r.comment + "\"");

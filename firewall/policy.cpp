@@ -46,6 +46,8 @@ std::string Policy::str() const {
   if (!tunnel_addresses.empty()) s += " tunnel_addresses=" + join(tunnel_addresses, [](const IpAddress& a) { return a.str(); });
   if (!dhcp_subnets.empty()) s += " dhcp=" + join(dhcp_subnets, [](const Prefix& p) { return p.str(); });
   if (emergency) s += " emergency";
+  if (log_blocked && !emergency)
+    s += " log=group:" + std::to_string(log_blocked->group) + "," + std::to_string(log_blocked->per_second) + "/s";
   if (!escalated.empty() && mode == Mode::udp)
     s += " escalated=" + join(escalated, [](Family f) { return std::string(to_string(f)); });
   return s;

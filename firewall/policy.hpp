@@ -46,6 +46,16 @@ struct Policy {
   /// probe found a path a web page can use out of the tunnel in them, e.g. TCP over untunnelled
   /// IPv6 (probe.on_exposure: escalate). Ignored in strict mode and by the emergency block.
   std::vector<Family> escalated;
+  /// Where blocked packets that leave (output and forward chains) are also logged, for the daemon
+  /// to say who sent them (NFLOG, docs/attribution.md); rate-limited in the kernel. None: no log
+  /// rules. Ignored by the emergency block.
+  struct LogBlocked {
+    std::uint16_t group = 0;       ///< nfnetlink_log group
+    std::uint32_t per_second = 0;  ///< at most this many logged packets per second, per rule
+    std::uint32_t burst = 0;       ///< ... after a burst of this many
+    bool operator==(const LogBlocked&) const = default;
+  };
+  std::optional<LogBlocked> log_blocked;
   // A new field belongs either to same_sets() or to what Firewall's change of rules copies
   // (firewall.cpp, change_rules): keep both in step with this list.
 

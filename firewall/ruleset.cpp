@@ -233,6 +233,20 @@ void add_blocking(Chain& c, Mode mode, const std::vector<Family>& escalated = {}
   c.rules.push_back(accept({}));
 }
 
+/// Before every counted block of the chain, the same matches logged (no verdict): what leaves and
+/// is blocked is logged for the daemon's attribution, at most `l.per_second` a second per rule.
+/// Only blocked packets pass these rules, so nothing that is let through pays for them.
+void add_log_rules(Chain& c, const Policy::LogBlocked& l) {
+  std::vector<Rule> rules;
+  rules.reserve(c.rules.size() * 2);
+  for (auto& r : c.rules) {
+    if (r.counter && r.verdict != Verdict::none && r.verdict != Verdict::accept)
+      rules.push_back(Rule{r.matches, std::nullopt, false, Verdict::none, "", LogTo{l.group, l.per_second, l.burst, r.comment}});
+    rules.push_back(std::move(r));
+  }
+  c.rules = std::move(rules);
+}
+
 void add_dns(Chain& c, Mode mode) {
   const std::string d = dir_tag(c.hook);
   const bool dst = c.hook != Hook::input;  // queries go to port 53; input sees the replies
@@ -396,6 +410,11 @@ std::vector<Chain> build_chains(const Policy& p) {
   add_dns(fwd, p.mode);
   if (p.allow_lan) add_lan(fwd);
   add_blocking(fwd, p.mode, p.escalated);
+
+  if (p.log_blocked) {
+    add_log_rules(out, *p.log_blocked);
+    add_log_rules(fwd, *p.log_blocked);
+  }
 
   return {std::move(out), std::move(in), std::move(fwd)};
 }

@@ -129,6 +129,17 @@ struct CountPerInterface {
   bool operator==(const CountPerInterface&) const = default;
 };
 
+/// limit rate N/second burst B packets log prefix "P" group G: a blocked packet, logged to
+/// nfnetlink_log for the daemon (at most N a second per rule; over that the rule breaks off
+/// before the log, and evaluation goes on to the block).
+struct LogTo {
+  std::uint16_t group = 0;
+  std::uint32_t per_second = 0;
+  std::uint32_t burst = 0;
+  std::string prefix;  ///< the blocking rule's tag, e.g. "udp-out"
+  bool operator==(const LogTo&) const = default;
+};
+
 enum class Verdict : std::uint8_t {
   none,        ///< no verdict: evaluation continues with the next rule
   accept,
@@ -143,6 +154,7 @@ struct Rule {
   bool counter = false;                     ///< counter statement
   Verdict verdict = Verdict::none;
   std::string comment;                      ///< tag of a counted rule: "<kind>-<direction>", e.g. "udp-out"
+  std::optional<LogTo> log{};               ///< only in a rule without a verdict (limit breaks off)
   bool operator==(const Rule&) const = default;
 };
 

@@ -1,5 +1,7 @@
 #include "probes/prober.hpp"
 
+#include "probes/own_ports.hpp"
+
 #include <arpa/inet.h>
 #include <linux/errqueue.h>
 #include <net/if.h>
@@ -224,6 +226,10 @@ std::optional<LocalFailure> Prober::Round::HopJob::open() {
     return fail("bind to device");
   const SockAddr local = to_sockaddr(*result.source, 0);
   if (::bind(s, local.get(), local.length) != 0) return fail("bind to address");
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (::getsockname(s, reinterpret_cast<sockaddr*>(&bound), &len) == 0)
+    if (auto ta = from_sockaddr(bound)) note_own_port(IPPROTO_UDP, result.family, ta->port);
   // ICMP errors about our datagrams come to the error queue, with who sent them.
   if (v6 ? ::setsockopt(s, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one) : ::setsockopt(s, IPPROTO_IP, IP_RECVERR, &one, sizeof one))
     return fail("set RECVERR");
@@ -367,7 +373,10 @@ std::optional<LocalFailure> Prober::Round::Job::open() {
   sockaddr_storage bound{};
   socklen_t len = sizeof bound;
   if (::getsockname(s, reinterpret_cast<sockaddr*>(&bound), &len) == 0)
-    if (auto ta = from_sockaddr(bound)) result.local_port = ta->port;
+    if (auto ta = from_sockaddr(bound)) {
+      result.local_port = ta->port;
+      note_own_port(tcp() ? IPPROTO_TCP : IPPROTO_UDP, result.family, ta->port);
+    }
   return std::nullopt;
 }
 

@@ -44,6 +44,9 @@ probe:
   servers: ["203.0.113.3:3478", "[2001:db8:3::3]:3478/tcp", stun.example.org:19302]
   on_exposure: alert
   hops: 5
+attribution:
+  enabled: true
+  nflog_group: 4242
 )",
                  "full.yaml");
   REQUIRE_MESSAGE(c, (c ? "" : c.error().str()));
@@ -70,11 +73,12 @@ probe:
   CHECK(c->probe.servers[2].str() == "stun.example.org:19302/udp");
   CHECK(c->probe.on_exposure == OnExposure::alert);
   CHECK(c->probe.hops == 5);
+  CHECK(c->attribution == config::Attribution{true, 4242});
   CHECK(c->str() ==
         "policy=strict armed=no on_stop=remove allow_lan=yes "
         "allow_lan_ranges=[100.64.0.0/10,198.51.100.64/26,fd00:1::/64] tunnels=[wg0,tun*] "
         "endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/tcp] fwmark=51820 endpoint_uid=0 probe={every 5m, timeout 1500ms, "
-        "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp], on_exposure alert, hops 5}");
+        "ipv6, servers=[203.0.113.3:3478/udp,[2001:db8:3::3]:3478/tcp,stun.example.org:19302/udp], on_exposure alert, hops 5} attribution=nflog group 4242");
 }
 
 TEST_CASE("a single value where a list is expected is a list of one") {
@@ -112,6 +116,11 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"probe:\n  hops: 9\n", "bad.yaml:2:9: probe.hops:", "expected 0..8"},
       {"probe:\n  hops: -1\n", "bad.yaml:2:9: probe.hops:", "expected 0..8"},
       {"probe:\n  hops: three\n", "bad.yaml:2:9: probe.hops:", "not a number of hops"},
+      {"attribution:\n  nflog_group: 0\n", "bad.yaml:2:16: attribution.nflog_group:", "expected 1..65535"},
+      {"attribution:\n  nflog_group: 65536\n", "bad.yaml:2:16: attribution.nflog_group:", "expected 1..65535"},
+      {"attribution:\n  enabled: maybe\n", "bad.yaml:2:12: attribution.enabled:", "expected true or false"},
+      {"attribution:\n  group: 5\n", "bad.yaml:2:3: attribution.group:", "unknown setting"},
+      {"attribution: on\n", "bad.yaml:1:14: attribution:", "expected a mapping"},
       {"armd: true\n", "bad.yaml:1:1: armd:", "unknown setting"},
       {"probe:\n  intervall: 30s\n", "bad.yaml:2:3: probe.intervall:", "unknown setting"},
       {"policy: udp\npolicy: strict\n", "bad.yaml:2:1: policy:", "given twice"},

@@ -1,0 +1,146 @@
+#include "attribution/flows.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace leakguard::attribution {
+
+std::string printable(std::string_view s, std::size_t max) {
+  std::string out;
+  for (unsigned char c : s.substr(0, max)) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+std::string unit_of_cgroup(std::string_view path) {
+  while (!path.empty()) {
+    const auto slash = path.rfind('/');
+    const std::string_view last = slash == std::string_view::npos ? path : path.substr(slash + 1);
+    if (last.ends_with(".scope") || last.ends_with(".service")) return printable(last);
+    if (slash == std::string_view::npos) break;
+    path = path.substr(0, slash);
+  }
+  return {};
+}
+
+std::string app_of(const Sender& s) {
+  if (!s.process.empty()) return s.process;
+  if (!s.unit.empty()) return s.unit;
+  if (s.uid) return "uid " + std::to_string(*s.uid);
+  return "forwarded";
+}
+
+namespace {
+std::string iso(SystemTime t) {
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
+void BlockedFlows::add(const LoggedPacket& p, const Sender& s, const std::string& interface, SystemTime now) {
+  ++packets_;
+  const std::string app = app_of(s), dest = destination_text(p);
+  const std::string key = app + '\n' + (s.uid ? std::to_string(*s.uid) : "-") + '\n' + dest + '\n' + p.rule;
+  auto it = flows_.find(key);
+  if (it == flows_.end()) {
+    if (capacity_ == 0) return;
+    if (flows_.size() >= capacity_) {
+      auto oldest = std::min_element(flows_.begin(), flows_.end(),
+                                     [](const auto& a, const auto& b) { return a.second.last_seen < b.second.last_seen; });
+      flows_.erase(oldest);
+      ++evicted_;
+    }
+    Flow f;
+    f.app = app;
+    f.destination = dest;
+    f.protocol = protocol_name(p.protocol);
+    f.rule = printable(p.rule, 64);
+    f.first_seen = now;
+    it = flows_.emplace(key, std::move(f)).first;
+  }
+  Flow& f = it->second;
+  // The latest lookup says most: the process may have gone since, or been found only now.
+  f.unit = s.unit;
+  f.user = s.user;
+  f.process = s.process;
+  f.cgroup = s.cgroup;
+  f.note = s.note;
+  f.uid = s.uid;
+  f.pid = s.pid;
+  f.gone = s.gone;
+  f.interface = printable(interface, 16);
+  ++f.packets;
+  f.last_seen = now;
+}
+
+nlohmann::json BlockedFlows::to_json(std::size_t top) const {
+  nlohmann::json j;
+  j["packets"] = packets_;
+  j["evicted"] = evicted_;
+  std::vector<const Flow*> recent;
+  for (const auto& [k, f] : flows_) recent.push_back(&f);
+  std::sort(recent.begin(), recent.end(), [](const Flow* a, const Flow* b) {
+    return a->last_seen != b->last_seen ? a->last_seen > b->last_seen : a->packets > b->packets;
+  });
+  j["flows"] = nlohmann::json::array();
+  for (std::size_t i = 0; i < recent.size() && i < top; ++i) {
+    const Flow& f = *recent[i];
+    nlohmann::json x;
+    x["app"] = f.app;
+    x["process"] = f.process.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.process);
+    x["pid"] = f.pid ? nlohmann::json(*f.pid) : nlohmann::json(nullptr);
+    x["unit"] = f.unit.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.unit);
+    x["cgroup"] = f.cgroup.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.cgroup);
+    x["uid"] = f.uid ? nlohmann::json(*f.uid) : nlohmann::json(nullptr);
+    x["user"] = f.user.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.user);
+    x["gone"] = f.gone;
+    if (!f.note.empty()) x["note"] = f.note;
+    x["destination"] = f.destination;
+    x["protocol"] = f.protocol;
+    x["interface"] = f.interface;
+    x["rule"] = f.rule;
+    x["packets"] = f.packets;
+    x["first_seen"] = iso(f.first_seen);
+    x["last_seen"] = iso(f.last_seen);
+    j["flows"].push_back(std::move(x));
+  }
+  struct App {
+    std::string unit;
+    std::optional<std::uint32_t> uid;
+    std::uint64_t packets = 0, flows = 0;
+  };
+  std::map<std::string, App> apps;
+  for (const auto& [k, f] : flows_) {
+    App& a = apps[f.app];
+    if (a.unit.empty()) a.unit = f.unit;
+    if (!a.uid) a.uid = f.uid;
+    a.packets += f.packets;
+    ++a.flows;
+  }
+  std::vector<std::pair<std::string, App>> sorted(apps.begin(), apps.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return a.second.packets != b.second.packets ? a.second.packets > b.second.packets : a.first < b.first;
+  });
+  j["apps"] = nlohmann::json::array();
+  for (const auto& [name, a] : sorted) {
+    j["apps"].push_back({{"app", name},
+                         {"unit", a.unit},
+                         {"uid", a.uid ? nlohmann::json(*a.uid) : nlohmann::json(nullptr)},
+                         {"packets", a.packets},
+                         {"flows", a.flows}});
+  }
+  return j;
+}
+
+}  // namespace leakguard::attribution

@@ -1,0 +1,75 @@
+#pragma once
+// Who sent what the block stopped, aggregated: one entry per application and destination, with
+// counts and first/last seen, bounded in memory (the least recently seen entry goes first).
+// Pure: the lookup of the sender (attribution/lookup.hpp) happens before; time is passed in.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "attribution/packet.hpp"
+
+namespace leakguard::attribution {
+
+/// The sender of a logged packet, as far as it could be found.
+struct Sender {
+  std::optional<std::uint32_t> uid;  ///< the socket's owner (from the log, or the socket)
+  std::string user;                  ///< its name ("" unknown)
+  std::optional<std::int32_t> pid;   ///< the process holding the socket
+  std::string process;               ///< its name (/proc/PID/comm); "" unknown
+  std::string unit;                  ///< the systemd unit or scope of the socket's cgroup ("" none)
+  std::string cgroup;                ///< the socket's cgroup (v2) path ("" unknown)
+  bool gone = false;                 ///< the socket had closed before it could be looked up
+  std::string note;                  ///< how the process was found when not exactly ("" exact)
+  bool operator==(const Sender&) const = default;
+};
+
+/// The name an application goes by: its process, else its unit, else "uid N", else "forwarded"
+/// (no local socket: a container's or VM's packet routed through this host).
+std::string app_of(const Sender& s);
+
+/// The innermost systemd unit a cgroup path names (the last component ending in .scope or
+/// .service: "app-org.chromium.Chromium-1234.scope", "docker-<id>.scope"); "" if none. Bytes that
+/// are not printable ASCII come out as \xNN.
+std::string unit_of_cgroup(std::string_view path);
+/// Text safe for a log line and a terminal: printable ASCII kept, anything else as \xNN, at most
+/// `max` bytes of input.
+std::string printable(std::string_view s, std::size_t max = 256);
+
+using SystemTime = std::chrono::system_clock::time_point;
+
+class BlockedFlows {
+ public:
+  /// At most `capacity` entries (application x destination x rule).
+  explicit BlockedFlows(std::size_t capacity = 256) : capacity_(capacity) {}
+
+  /// One logged packet, its sender, and the interface it was to leave through (by name).
+  void add(const LoggedPacket& p, const Sender& s, const std::string& interface, SystemTime now);
+
+  /// {"packets": N logged, "evicted": N entries dropped for room, "flows": [the `top` most
+  /// recently seen], "apps": [per application: packets, flows, unit, uid; most packets first]}.
+  nlohmann::json to_json(std::size_t top = 20) const;
+  std::uint64_t packets() const { return packets_; }
+  std::size_t size() const { return flows_.size(); }
+
+ private:
+  struct Flow {
+    std::string app, unit, user, process, cgroup, note, interface, rule, destination, protocol;
+    std::optional<std::uint32_t> uid;
+    std::optional<std::int32_t> pid;
+    bool gone = false;
+    std::uint64_t packets = 0;
+    SystemTime first_seen, last_seen;
+  };
+  std::size_t capacity_;
+  std::map<std::string, Flow> flows_;  // key: app, uid, destination, rule
+  std::uint64_t packets_ = 0;
+  std::uint64_t evicted_ = 0;
+};
+
+}  // namespace leakguard::attribution

@@ -1,0 +1,263 @@
+#include "attribution/lookup.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+
+namespace leakguard::attribution {
+
+std::optional<SocketInfo> choose_socket(const std::vector<SocketInfo>& sockets, const LoggedPacket& p) {
+  const SocketInfo* best = nullptr;
+  int best_score = 0;
+  for (const auto& s : sockets) {
+    if (s.local_port != p.source_port) continue;
+    if (!s.local.is_unspecified() && s.local != p.source) continue;
+    int score = 1;
+    if (!s.remote.is_unspecified() || s.remote_port != 0) {
+      if (s.remote != p.destination || s.remote_port != p.destination_port) continue;  // connected elsewhere
+      score += 2;
+    }
+    if (!s.local.is_unspecified()) score += 1;
+    if (score > best_score) best = &s, best_score = score;
+  }
+  if (!best) return std::nullopt;
+  return *best;
+}
+
+std::vector<std::int32_t> parse_pids(std::string_view text, std::size_t max) {
+  std::vector<std::int32_t> out;
+  std::size_t pos = 0;
+  while (pos < text.size() && out.size() < max) {
+    auto nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    const auto line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.empty() || line.size() > 9 || line.find_first_not_of("0123456789") != std::string_view::npos) continue;
+    out.push_back(static_cast<std::int32_t>(std::stol(std::string(line))));
+  }
+  return out;
+}
+
+namespace {
+
+constexpr auto kDeadline = std::chrono::milliseconds(200);
+constexpr std::size_t kMaxCgroups = 20000;
+
+struct MnlClose {
+  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
+};
+
+std::string read_small(const std::string& path, std::size_t max = 65536) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::string s(max, '\0');
+  in.read(s.data(), static_cast<std::streamsize>(max));
+  s.resize(static_cast<std::size_t>(in.gcount()));
+  return s;
+}
+
+// All sockets of one protocol and family (a dump: unconnected UDP sockets cannot be looked up
+// by the packet's four-tuple alone).
+std::vector<SocketInfo> dump_sockets(std::uint8_t family, std::uint8_t protocol) {
+  std::vector<SocketInfo> out;
+  std::unique_ptr<mnl_socket, MnlClose> nl(mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC));
+  if (!nl || mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) return out;
+  std::vector<char> req_buf(MNL_SOCKET_BUFFER_SIZE);
+  auto* h = mnl_nlmsg_put_header(req_buf.data());
+  h->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  h->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  h->nlmsg_seq = 1;
+  auto* r = static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(h, sizeof(inet_diag_req_v2)));
+  r->sdiag_family = family;
+  r->sdiag_protocol = protocol;
+  r->idiag_states = ~0u;
+  if (mnl_socket_sendto(nl.get(), h, h->nlmsg_len) < 0) return out;
+  const int fd = mnl_socket_get_fd(nl.get());
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 8);
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  const std::size_t alen = family == AF_INET ? 4 : 16;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    pollfd p{fd, POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return out;
+    const ssize_t n = mnl_socket_recvfrom(nl.get(), buf.data(), buf.size());
+    if (n <= 0) return out;
+    int len = static_cast<int>(n);
+    for (auto* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+      if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) return out;
+      if (m->nlmsg_len < mnl_nlmsg_size(sizeof(inet_diag_msg))) continue;
+      const auto* d = static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(m));
+      SocketInfo s;
+      s.local.family = s.remote.family = family == AF_INET ? Family::v4 : Family::v6;
+      std::memcpy(s.local.bytes.data(), d->id.idiag_src, alen);
+      std::memcpy(s.remote.bytes.data(), d->id.idiag_dst, alen);
+      s.local_port = ntohs(d->id.idiag_sport);
+      s.remote_port = ntohs(d->id.idiag_dport);
+      s.uid = d->idiag_uid;
+      s.inode = d->idiag_inode;
+      struct Acc {
+        std::optional<std::uint64_t> cg;
+      } acc;
+      mnl_attr_parse(m, sizeof(inet_diag_msg), [](const nlattr* a, void* data) {
+        if (mnl_attr_get_type(a) == INET_DIAG_CGROUP_ID && mnl_attr_get_payload_len(a) == 8)
+          static_cast<Acc*>(data)->cg = mnl_attr_get_u64(a);
+        return MNL_CB_OK;
+      }, &acc);
+      s.cgroup_id = acc.cg;
+      out.push_back(s);
+      if (out.size() > 100000) return out;
+    }
+  }
+}
+
+std::string cgroup2_mount() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+    const auto dash = line.find(" - ");
+    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
+    std::istringstream f(line.substr(0, dash));
+    std::string id, parent, dev, root, mount;
+    f >> id >> parent >> dev >> root >> mount;
+    return mount;
+  }
+  return {};
+}
+
+}  // namespace
+
+SenderLookup::SenderLookup(Options o) : options_(std::move(o)) {
+  if (options_.cgroup_root.empty()) options_.cgroup_root = cgroup2_mount();
+}
+
+std::optional<SocketInfo> SenderLookup::socket_of(const LoggedPacket& p) {
+  const std::uint8_t family = p.source.family == Family::v4 ? AF_INET : AF_INET6;
+  // sock_diag knows TCP, UDP and UDP-Lite (SCTP and DCCP only with their diag modules).
+  if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP && p.protocol != IPPROTO_UDPLITE && p.protocol != IPPROTO_SCTP &&
+      p.protocol != IPPROTO_DCCP)
+    return std::nullopt;
+  return choose_socket(dump_sockets(family, p.protocol), p);
+}
+
+std::string SenderLookup::cgroup_path(std::uint64_t id) {
+  if (auto it = cgroups_.find(id); it != cgroups_.end()) return it->second;
+  if (options_.cgroup_root.empty()) return {};
+  // A walk at most once a second: a cgroup made since the last one is found then.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_walk_ < std::chrono::seconds(1) && last_walk_ != std::chrono::steady_clock::time_point{}) return {};
+  last_walk_ = now;
+  cgroups_.clear();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  struct stat st{};
+  if (::stat(options_.cgroup_root.c_str(), &st) == 0) cgroups_[st.st_ino] = "/";
+  fs::recursive_directory_iterator it(options_.cgroup_root, fs::directory_options::skip_permission_denied, ec), end;
+  for (; !ec && it != end && cgroups_.size() < kMaxCgroups; it.increment(ec)) {
+    if (!it->is_directory(ec) || it->is_symlink(ec)) {
+      continue;
+    }
+    if (::stat(it->path().c_str(), &st) == 0)
+      cgroups_[st.st_ino] = "/" + fs::relative(it->path(), options_.cgroup_root, ec).string();
+  }
+  auto found = cgroups_.find(id);
+  return found == cgroups_.end() ? std::string() : found->second;
+}
+
+void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
+  const std::string procs = read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20);
+  std::vector<std::int32_t> pids = parse_pids(procs);
+  const std::string want = "socket:[" + std::to_string(s.inode) + "]";
+  bool any_readable = false;
+  auto holds = [&](std::int32_t pid) {
+    const std::string dir = options_.proc + "/" + std::to_string(pid) + "/fd";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return false;
+    any_readable = true;
+    bool found = false;
+    char target[64];
+    for (dirent* e = ::readdir(d); e && !found; e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const ssize_t n = ::readlinkat(::dirfd(d), e->d_name, target, sizeof target - 1);
+      if (n > 0 && static_cast<std::size_t>(n) == want.size() && std::memcmp(target, want.data(), want.size()) == 0) found = true;
+    }
+    ::closedir(d);
+    return found;
+  };
+  auto comm = [&](std::int32_t pid) {
+    std::string c = read_small(options_.proc + "/" + std::to_string(pid) + "/comm", 64);
+    if (!c.empty() && c.back() == '\n') c.pop_back();
+    return printable(c, 16);
+  };
+  for (std::int32_t pid : pids) {
+    if (holds(pid)) {
+      out.pid = pid;
+      out.process = comm(pid);
+      return;
+    }
+  }
+  // The socket's holder could not be seen (another user's /proc/PID/fd needs privileges the
+  // daemon does not have): the cgroup's processes stand for it, said so.
+  if (pids.empty()) return;
+  std::set<std::string> names;
+  for (std::int32_t pid : pids) names.insert(comm(pid));
+  names.erase("");
+  if (pids.size() == 1 && !names.empty()) {
+    out.pid = pids.front();
+    out.process = *names.begin();
+    out.note = any_readable ? "the socket's holder not found; the only process in its cgroup" : "the only process in its cgroup";
+  } else if (names.size() == 1) {
+    out.process = *names.begin();
+    out.note = "one of " + std::to_string(pids.size()) + " processes of that name in its cgroup";
+  } else {
+    out.note = std::to_string(pids.size()) + " processes in its cgroup";
+  }
+}
+
+std::string SenderLookup::user_name(std::uint32_t uid) {
+  if (auto it = users_.find(uid); it != users_.end()) return it->second;
+  passwd pw{}, *res = nullptr;
+  std::vector<char> buf(4096);
+  std::string name;
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res) name = printable(res->pw_name, 64);
+  if (users_.size() > 1024) users_.clear();
+  users_[uid] = name;
+  return name;
+}
+
+Sender SenderLookup::find(const LoggedPacket& p) {
+  Sender s;
+  s.uid = p.uid;
+  const auto sock = socket_of(p);
+  if (!sock) {
+    s.gone = p.uid.has_value();  // a local socket sent it (the log has its owner) and is closed now
+  } else {
+    s.uid = sock->uid;
+    if (sock->cgroup_id) {
+      s.cgroup = cgroup_path(*sock->cgroup_id);
+      s.unit = unit_of_cgroup(s.cgroup);
+      if (!s.cgroup.empty()) process_of(*sock, s);
+    }
+  }
+  if (s.uid) s.user = user_name(*s.uid);
+  if (!s.cgroup.empty()) s.cgroup = printable(s.cgroup, 512);
+  return s;
+}
+
+}  // namespace leakguard::attribution

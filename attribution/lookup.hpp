@@ -1,0 +1,63 @@
+#pragma once
+// Who sent a logged packet, found while the socket may still exist: the socket by its addresses
+// and ports (sock_diag: its owner, inode and cgroup v2 id), the cgroup's path (a walk of the
+// cgroup2 mount, cached), its systemd unit, and the process holding the socket (the inode among
+// /proc/PID/fd of the cgroup's processes where those are readable, else the cgroup's processes
+// by name). Blocking I/O, each step bounded; the choice of socket is pure and tested.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "attribution/flows.hpp"
+#include "attribution/packet.hpp"
+
+namespace leakguard::attribution {
+
+/// One socket as sock_diag describes it.
+struct SocketInfo {
+  IpAddress local, remote;  ///< remote all zero for an unconnected socket
+  std::uint16_t local_port = 0, remote_port = 0;
+  std::uint32_t uid = 0;
+  std::uint64_t inode = 0;
+  std::optional<std::uint64_t> cgroup_id;
+  bool operator==(const SocketInfo&) const = default;
+};
+
+/// The socket that sent `p` among `sockets` of its protocol and family: the local port must be
+/// the packet's source port and the local address its source or the wildcard; one connected to
+/// the packet's destination wins over an unconnected one. None if no socket fits.
+std::optional<SocketInfo> choose_socket(const std::vector<SocketInfo>& sockets, const LoggedPacket& p);
+
+/// "4242" lines of a cgroup.procs file, at most `max` of them; anything else is skipped.
+std::vector<std::int32_t> parse_pids(std::string_view text, std::size_t max = 4096);
+
+class SenderLookup {
+ public:
+  struct Options {
+    std::string cgroup_root;     ///< the cgroup2 mount; "" = found in /proc/self/mountinfo
+    std::string proc = "/proc";
+  };
+  SenderLookup() : SenderLookup(Options{}) {}
+  explicit SenderLookup(Options o);
+
+  /// The sender of `p` as far as it can be found now. Never throws; a socket that is gone gives
+  /// the packet's uid and `gone`.
+  Sender find(const LoggedPacket& p);
+
+ private:
+  std::optional<SocketInfo> socket_of(const LoggedPacket& p);
+  std::string cgroup_path(std::uint64_t id);
+  void process_of(const SocketInfo& s, Sender& out);
+  std::string user_name(std::uint32_t uid);
+
+  Options options_;
+  std::map<std::uint64_t, std::string> cgroups_;  // id -> path below the root ("/user.slice/...")
+  std::chrono::steady_clock::time_point last_walk_{};
+  std::map<std::uint32_t, std::string> users_;
+};
+
+}  // namespace leakguard::attribution

@@ -1,0 +1,60 @@
+#pragma once
+// Reads what our blocking rules log (nfnetlink_log, the group attribution.nflog_group) and finds
+// who sent each packet, on the daemon's loop. The kernel logs at most kLogPerSecond packets a
+// second per rule; here at most kLookupsPerSecond of them are looked up (a sock_diag dump each;
+// a sender seen in the last kSenderCacheFor is reused), the rest are counted under the uid the
+// log carries. What the kernel could not deliver (a full socket buffer) is counted as lost.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "attribution/lookup.hpp"
+#include "attribution/packet.hpp"
+#include "common/result.hpp"
+
+namespace leakguard::daemon {
+
+inline constexpr int kLookupsPerSecond = 50;
+inline constexpr std::chrono::seconds kSenderCacheFor{5};
+
+class BlockedPort {
+ public:
+  using Callback = std::function<void(const attribution::LoggedPacket&, const attribution::Sender&)>;
+  BlockedPort(boost::asio::io_context& io, Callback on_packet);
+  ~BlockedPort();
+  BlockedPort(const BlockedPort&) = delete;
+  BlockedPort& operator=(const BlockedPort&) = delete;
+
+  /// Listens to `group` (none: stops listening). An error if the kernel refuses, e.g. another
+  /// process already listens to that group in this network namespace.
+  Result<void> listen(std::optional<std::uint16_t> group);
+  std::optional<std::uint16_t> group() const { return group_; }
+  /// Messages that could not be used (malformed), and datagrams the kernel dropped (ENOBUFS).
+  std::uint64_t rejected() const { return rejected_; }
+  std::uint64_t lost() const { return lost_; }
+
+ private:
+  void wait();
+  void receive();
+  attribution::Sender sender_of(const attribution::LoggedPacket& p);
+
+  boost::asio::io_context& io_;
+  Callback on_packet_;
+  boost::asio::posix::stream_descriptor socket_;
+  std::optional<std::uint16_t> group_;
+  std::vector<std::uint8_t> buffer_;
+  attribution::SenderLookup lookup_;
+  using Key = std::tuple<std::uint8_t, leakguard::IpAddress, std::uint16_t>;  // protocol, source, source port
+  std::map<Key, std::pair<std::chrono::steady_clock::time_point, attribution::Sender>> cache_;
+  std::chrono::steady_clock::time_point budget_start_{};
+  int budget_used_ = 0;
+  std::uint64_t rejected_ = 0, lost_ = 0;
+};
+
+}  // namespace leakguard::daemon
