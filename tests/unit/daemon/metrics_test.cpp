@@ -203,7 +203,9 @@ TEST_CASE("every metric is there with its HELP and TYPE, before anything happene
   World w;
   for (const auto& text : {render_metrics(json::object(), 0), w.metrics()}) {
     const Parsed p = parse(text);
-    for (const auto& [name, type] : kFamilies) {
+    for (const auto& family : kFamilies) {
+      const std::string& name = family.first;
+      const std::string& type = family.second;
       CAPTURE(name);
       CHECK(p.types.count(name) == 1);
       CHECK(p.types.at(name) == type);
@@ -289,7 +291,9 @@ TEST_CASE("the controller's counters never go down from one rendering to the nex
     w.now += 61s;
     w.c.probe_timer();  // the next scheduled round
     const Parsed p = parse(w.metrics());
-    for (const auto& [series, value] : p.samples) {
+    for (const auto& sample : p.samples) {
+      const std::string& series = sample.first;
+      const std::string& value = sample.second;
       const std::string family = series.substr(0, series.find('{'));
       if (p.types.at(family) != "counter") continue;
       const double v = std::stod(value);
