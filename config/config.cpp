@@ -81,7 +81,7 @@ class Parser {
     Config c = defaults();
     if (!root || root.IsNull()) return c;  // an empty file: all defaults
     if (!root.IsMap()) return error(root, "", "the file must be a mapping of settings (key: value)");
-    auto keys = check_keys(root, "", {"policy", "armed", "on_stop", "allow_lan", "allow_lan_ranges", "tunnel", "probe", "attribution"});
+    auto keys = check_keys(root, "", {"policy", "armed", "on_stop", "allow_lan", "allow_lan_ranges", "tunnel", "probe", "attribution", "metrics"});
     if (!keys) return tl::unexpected(keys.error());
     for (auto it : root) {
       const auto key = it.first.as<std::string>();
@@ -95,6 +95,7 @@ class Parser {
       else if (key == "tunnel") r = tunnel(v, c);
       else if (key == "probe") r = probe(v, c.probe);
       else if (key == "attribution") r = attribution(v, c.attribution);
+      else if (key == "metrics") r = metrics(v, c.metrics);
       if (!r) return tl::unexpected(r.error());
     }
     if (c.probe.timeout >= c.probe.interval)
@@ -331,6 +332,31 @@ class Parser {
     return {};
   }
 
+  Result<void> metrics(const YAML::Node& v, Metrics& m) const {
+    if (v.IsNull()) return {};
+    if (!v.IsMap()) return error(v, "metrics", "expected a mapping with enabled, textfile");
+    if (auto k = check_keys(v, "metrics", {"enabled", "textfile"}); !k) return k;
+    if (auto n = v["enabled"]) {
+      if (auto r = boolean(n, "metrics.enabled", m.enabled); !r) return r;
+    }
+    if (auto n = v["textfile"]) {
+      const std::string expected = "an absolute path of a file ending in .prom";
+      auto s = scalar(n, "metrics.textfile", expected);
+      if (!s) return tl::unexpected(s.error());
+      const std::string& f = *s;
+      // node_exporter's textfile collector reads only *.prom files in its directory.
+      const auto slash = f.rfind('/');
+      if (f.empty() || f.front() != '/' || !f.ends_with(".prom") || slash == std::string::npos ||
+          f.size() - slash - 1 <= std::string_view(".prom").size())
+        return error(n, "metrics.textfile", "'" + f + "' is not " + expected + " (node_exporter reads only *.prom)");
+      for (char ch : f)
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f)
+          return error(n, "metrics.textfile", "a control character in the path (expected " + expected + ")");
+      m.textfile = f;
+    }
+    return {};
+  }
+
   static Result<StunServer> parse_server(const std::string& text) {
     auto hp = split_host_port(text);
     if (!hp) return fail("server", hp.error().message);
@@ -403,7 +429,8 @@ std::string Config::str() const {
          " endpoint_uid=" + (endpoint_uid ? std::to_string(*endpoint_uid) : std::string("any")) + " probe={every " + ms_text(probe.interval) + ", timeout " +
          ms_text(probe.timeout) + ", " + fam + ", servers=[" + join(servers, ",") + "], on_exposure " +
          std::string(to_string(probe.on_exposure)) + ", hops " + std::to_string(probe.hops) + "}" +
-         " attribution=" + (attribution.enabled ? "nflog group " + std::to_string(attribution.nflog_group) : std::string("off"));
+         " attribution=" + (attribution.enabled ? "nflog group " + std::to_string(attribution.nflog_group) : std::string("off")) +
+         (metrics.enabled ? " metrics=" + metrics.textfile : "");
 }
 
 }  // namespace leakguard::config

@@ -62,6 +62,17 @@ struct Attribution {
   bool operator==(const Attribution&) const = default;
 };
 
+/// Where node_exporter's textfile collector reads by default on Debian
+/// (prometheus-node-exporter's --collector.textfile.directory).
+inline constexpr std::string_view kDefaultMetricsTextfile = "/var/lib/prometheus/node-exporter/leakguard.prom";
+
+/// The metrics file for node_exporter's textfile collector (docs/metrics.md).
+struct Metrics {
+  bool enabled = false;
+  std::string textfile = std::string(kDefaultMetricsTextfile);  ///< absolute, ends in ".prom"
+  bool operator==(const Metrics&) const = default;
+};
+
 struct Config {
   Mode policy = Mode::udp;  ///< what is stopped outside the tunnel (common/mode.hpp)
   bool armed = true;  ///< lockdown from the start
@@ -78,6 +89,7 @@ struct Config {
   std::optional<std::uint32_t> endpoint_uid = 0;
   Probe probe;
   Attribution attribution;
+  Metrics metrics;
 
   bool operator==(const Config&) const = default;
   /// One line, for the log: every field, compactly.

@@ -177,6 +177,7 @@ void Controller::run(const Action& a) {
                  [&](const ApplyRules&) {
                    ++applies_;
                    auto r = fw_.apply(desired_);
+                   ++(r ? counts_.rules_applied : counts_.rules_failed);
                    if (r) {
                      last_rules_error_.clear();
                      protection_ = Protection::configured;
@@ -330,6 +331,7 @@ void Controller::start_probe(const std::string& reason) {
     return;
   }
   probing_ = true;
+  counts_.round_start = clock_();
   probe_.start([this](ProbeOutcome o) { probe_finished(std::move(o)); },
                [this](const LeakFinding& l) { escalate_now(l); });
 }
@@ -337,6 +339,14 @@ void Controller::start_probe(const std::string& reason) {
 void Controller::probe_finished(ProbeOutcome o) {
   probing_ = false;
   last_round_end_ = clock_();
+  counts_.last_round_end = last_round_end_;
+  counts_.last_round_took = counts_.round_start ? *last_round_end_ - *counts_.round_start : Clock::duration{};
+  switch (o.verdict) {
+    case ProbeVerdict::ok: ++counts_.rounds_ok; break;
+    case ProbeVerdict::unverified: ++counts_.rounds_unverified; break;
+    case ProbeVerdict::leak: ++counts_.rounds_leak; break;
+    case ProbeVerdict::none: ++counts_.rounds_none; break;
+  }
   if (o.verdict == ProbeVerdict::leak) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
@@ -476,6 +486,7 @@ void Controller::probe_now(std::function<void(std::string, std::string)> done) {
 void Controller::table_tampered(const std::string& by, const std::string& what, bool restored) {
   // Every foreign change is news (log, TableTampered on D-Bus), repaired or not; the state machine
   // decides what it means for the state.
+  ++counts_.tamper_events;
   out_.table_tampered(by, what, restored);
   feed(TableTampered{by, restored});
 }
@@ -703,6 +714,18 @@ std::string Controller::status_json() const {
   j["network"] = netwatch::to_json(network_, classifier());
   j["firewall"] = fw_.status();
   j["blocked"] = blocked_.to_json();
+  // For metrics (docs/metrics.md): counts since start; times as how long ago (the clock is monotonic).
+  auto& n = j["counters"];
+  n["probe_rounds"] = {{"ok", counts_.rounds_ok},
+                       {"unverified", counts_.rounds_unverified},
+                       {"leak", counts_.rounds_leak},
+                       {"none", counts_.rounds_none}};
+  n["tamper_events"] = counts_.tamper_events;
+  n["rules_applied"] = counts_.rules_applied;
+  n["rules_failed"] = counts_.rules_failed;
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  n["last_probe_ago_ms"] = counts_.last_round_end ? nlohmann::json(ms(clock_() - *counts_.last_round_end)) : nlohmann::json(nullptr);
+  n["last_probe_duration_ms"] = counts_.last_round_end ? nlohmann::json(ms(counts_.last_round_took)) : nlohmann::json(nullptr);
   return json_text(j);
 }
 

@@ -134,6 +134,17 @@ struct ProbeOutcome {
   std::string json;          ///< the whole report
 };
 
+/// What the daemon counted since it started, for metrics (status_json()'s "counters";
+/// docs/metrics.md). Only ever grows, but for the last round's figures.
+struct Counts {
+  std::uint64_t rounds_ok = 0, rounds_unverified = 0, rounds_leak = 0, rounds_none = 0;  ///< probe rounds by verdict
+  std::uint64_t tamper_events = 0;  ///< foreign changes to our table (restored or not)
+  std::uint64_t rules_applied = 0, rules_failed = 0;  ///< installs of the configured rules
+  std::optional<TimePoint> round_start;     ///< of the round under way, or the last
+  std::optional<TimePoint> last_round_end;  ///< when the last round ended
+  Clock::duration last_round_took{};        ///< how long it took
+};
+
 class FirewallPort {
  public:
   virtual ~FirewallPort() = default;
@@ -256,6 +267,7 @@ class Controller final : public Control {
   const Desired& desired() const { return desired_; }
   const StateMachine& machine() const { return machine_; }
   const config::Config& config() const { return config_; }
+  const Counts& counts() const { return counts_; }
 
   // Control (D-Bus):
   Result<void> arm(const std::string& by) override;
@@ -333,6 +345,7 @@ class Controller final : public Control {
   std::chrono::milliseconds retry_delay_ = kRetryFirst;
   std::uint64_t applies_ = 0;  // ApplyRules carried out so far
   attribution::BlockedFlows blocked_;
+  Counts counts_;
 };
 
 }  // namespace leakguard::daemon

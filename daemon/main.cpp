@@ -26,6 +26,7 @@
 #include "daemon/declaration_file.hpp"
 #include "daemon/firewall_port.hpp"
 #include "daemon/log.hpp"
+#include "daemon/metrics_file.hpp"
 #include "daemon/notify.hpp"
 #include "daemon/private_bus.hpp"
 #include "daemon/probe_port.hpp"
@@ -57,6 +58,8 @@ class Outputs final : public d::Notifications {
         arm_probe_timer_(std::move(arm_probe_timer)),
         arm_retry_timer_(std::move(arm_retry_timer)) {}
   void attach(d::DbusService* bus) { bus_ = bus; }
+  /// Called whenever something the metrics file shows may have changed.
+  void on_change(std::function<void()> f) { on_change_ = std::move(f); }
 
   void state_changed(d::State from, d::State to, const std::string& reason) override {
     const std::string f(d::to_string(from)), t(d::to_string(to));
@@ -64,6 +67,7 @@ class Outputs final : public d::Notifications {
     log_.write(level, "state " + f + " -> " + t + ": " + reason, {{"LEAKGUARD_STATE", t}});
     // systemctl status shows STATUS= to every local user: the reason as everyone may read it.
     notifier_.status(t + ": " + d::public_reason(reason));
+    changed();
     if (bus_) {
       bus_->state_changed(f, t, reason);
       bus_->properties_changed();
@@ -84,6 +88,7 @@ class Outputs final : public d::Notifications {
   }
   void probe_completed(const d::ProbeOutcome& o) override {
     log_.info("probe: " + o.summary, {{"LEAKGUARD_VERDICT", o.verdict_text}});
+    changed();
     if (bus_) {
       bus_->probe_completed(o.verdict_text);
       bus_->properties_changed();
@@ -93,6 +98,7 @@ class Outputs final : public d::Notifications {
     log_.write(restored ? d::Level::warning : d::Level::error,
                "table inet leakguard changed by " + by + ": " + what + (restored ? " (restored)" : " (NOT restored)"),
                {{"LEAKGUARD_TAMPER_BY", by}});
+    changed();
     if (bus_) bus_->table_tampered(by);
   }
   void declaration_changed(const std::optional<d::TunnelDeclaration>& t) override {
@@ -112,6 +118,7 @@ class Outputs final : public d::Notifications {
   void retry_due(d::TimePoint at) override { arm_retry_timer_(at); }
   void info(const std::string& line) override {
     log_.info(line);
+    changed();  // rules applied, a policy or configuration change
     if (bus_) bus_->properties_changed();
   }
   void error(const std::string& line) override {
@@ -120,6 +127,10 @@ class Outputs final : public d::Notifications {
   }
 
  private:
+  void changed() {
+    if (on_change_) on_change_();
+  }
+
   const d::Log& log_;
   const d::Notifier& notifier_;
   std::function<void(d::TimePoint)> arm_probe_timer_;
@@ -127,6 +138,7 @@ class Outputs final : public d::Notifications {
   d::DbusService* bus_ = nullptr;
   std::string state_dir_, boot_id_;
   std::function<void()> on_declaration_;
+  std::function<void()> on_change_;
 };
 
 /// What a VPN client declared before this daemon (re)started, if it is still to be trusted: a
@@ -165,6 +177,10 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   auto cfg = load_config(config_path, explicit_path);
   asio::io_context io;
   d::Controller* controller = nullptr;  // set once it exists; nothing reaches it before io.run()
+  // The metrics file (docs/metrics.md), as the configuration says at each write (a reload applies).
+  d::MetricsWriter metrics(
+      io, [&] { return controller->config().metrics; }, [&] { return controller->status_json(); },
+      [&](bool is_error, const std::string& line) { log.write(is_error ? d::Level::error : d::Level::info, line); });
 
   asio::steady_timer probe_timer(io), retry_timer(io);
   Outputs outputs(
@@ -260,6 +276,8 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   d::DbusService bus(io, ctl, bus_options, bus_log);
   outputs.attach(&bus);
   bus.start();
+  outputs.on_change([&] { metrics.changed(); });
+  metrics.start();
   // Root's way in that no flood on the system bus can slow (daemon/private_bus.hpp), next to the
   // kept declarations: without it, root's calls go through the bus like everyone's.
   std::optional<d::PrivateBus> private_bus;

@@ -3,7 +3,8 @@
 // round). The input is up to four interface names (NUL-separated, as the kernel would give them:
 // 1..15 bytes of anything but NUL); each becomes an interface with addresses and a probe that got
 // a reflexive address, the last one also the arrival interface of the routed probe; and a
-// per-interface counter and a link of the network model. Every writer must then give valid UTF-8
+// per-interface counter and a link of the network model (and interface and application labels of
+// the metrics text). Every writer must then give valid UTF-8
 // (nlohmann's strict dump() throws otherwise: a finding) that parses back.
 // A replay test always; a libFuzzer binary with clang (-DLEAKGUARD_FUZZ=ON).
 #include <net/if.h>
@@ -16,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/metrics.hpp"
 #include "daemon/probe_port.hpp"
 #include "firewall/counters.hpp"
 #include "netwatch/model.hpp"
@@ -122,5 +124,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& x : c) cj.push_back({x.kind, x.direction, x.interface_or_scope, x.str()});
   must_be_utf8(nlohmann::json{firewall::summarize(c), cj});
   must_be_utf8(netwatch::to_json(model, netwatch::Classifier{{*IfnamePattern::parse("wg*")}}));
+
+  // The metrics text (daemon/metrics.hpp), the raw names as interface and application labels:
+  // valid UTF-8, and every line a comment or one of our samples (no label value broke a line).
+  nlohmann::json fw_counters = nlohmann::json::array(), apps = nlohmann::json::array();
+  for (const auto& name : names) {
+    fw_counters.push_back({{"kind", "udp"}, {"direction", "out"}, {"scope", name}, {"packets", 1}, {"bytes", 1}});
+    apps.push_back({{"app", name}, {"unit", name}, {"uid", 0}, {"packets", 1}});
+  }
+  const std::string prom =
+      daemon::render_metrics({{"firewall", {{"counters", fw_counters}}}, {"blocked", {{"apps", apps}}}}, 0);
+  must_be_utf8(nlohmann::json{prom});
+  for (std::size_t at = 0; at < prom.size();) {
+    if (prom.compare(at, 2, "# ") != 0 && prom.compare(at, 10, "leakguard_") != 0) std::abort();
+    const auto nl = prom.find('\n', at);
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
   return 0;
 }

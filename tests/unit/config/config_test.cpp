@@ -155,6 +155,14 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"policy: [udp\n", "bad.yaml:2:1: YAML syntax error", "end of sequence"},
       {"tunnel:\n  endpoints: {a: b\n", "bad.yaml:3:1: YAML syntax error", "end of map"},
       {"probe:\n\tinterval: 30s\n", "bad.yaml:2:10: YAML syntax error", "illegal map value"},  // a tab indent
+      {"metrics: true\n", "bad.yaml:1:10: metrics:", "expected a mapping with enabled, textfile"},
+      {"metrics:\n  enabled: yes\n", "bad.yaml:2:12: metrics.enabled:", "expected true or false"},
+      {"metrics:\n  textfile: leakguard.prom\n", "bad.yaml:2:13: metrics.textfile:", "absolute path"},
+      {"metrics:\n  textfile: /var/lib/x/leakguard.txt\n", "bad.yaml:2:13: metrics.textfile:", "reads only *.prom"},
+      {"metrics:\n  textfile: /var/lib/x/.prom\n", "bad.yaml:2:13: metrics.textfile:", "ending in .prom"},
+      {"metrics:\n  textfile: \"/var/lib/x\\nleakguard.prom\"\n", "bad.yaml:2:13: metrics.textfile:", "control character"},
+      {"metrics:\n  textfile: [/a.prom]\n", "bad.yaml:2:13: metrics.textfile:", "expected an absolute path"},
+      {"metrics:\n  path: /a.prom\n", "bad.yaml:2:3: metrics.path:", "unknown setting (expected one of: enabled, textfile)"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.yaml);
@@ -166,6 +174,29 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
     CHECK(msg.starts_with(c.where));
     CHECK(msg.find(c.what) != std::string::npos);
   }
+}
+
+TEST_CASE("metrics: off by default into Debian's textfile directory, on and elsewhere when the file says so") {
+  auto d = parse("", "m.yaml");
+  REQUIRE(d);
+  CHECK_FALSE(d->metrics.enabled);
+  CHECK(d->metrics.textfile == "/var/lib/prometheus/node-exporter/leakguard.prom");
+  CHECK(d->str().find("metrics") == std::string::npos);
+
+  auto on = parse("metrics:\n  enabled: true\n", "m.yaml");
+  REQUIRE(on);
+  CHECK(on->metrics.enabled);
+  CHECK(on->metrics.textfile == "/var/lib/prometheus/node-exporter/leakguard.prom");
+  CHECK(on->str().ends_with(" metrics=/var/lib/prometheus/node-exporter/leakguard.prom"));
+  CHECK_FALSE(*on == defaults());
+
+  auto elsewhere = parse("metrics:\n  enabled: true\n  textfile: /run/metrics/lg.prom\n", "m.yaml");
+  REQUIRE(elsewhere);
+  CHECK(elsewhere->metrics.textfile == "/run/metrics/lg.prom");
+
+  auto empty = parse("metrics:\n", "m.yaml");
+  REQUIRE(empty);
+  CHECK(empty->metrics == Metrics{});
 }
 
 TEST_CASE("load: a missing file is an error naming the path") {
