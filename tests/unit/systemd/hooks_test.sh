@@ -8,9 +8,25 @@ passed=0 failed=0
 cat >"$tmp/leakguardctl" <<'SH'
 #!/bin/sh
 echo "leakguardctl $*" >>"$LOG"
-# The daemon's status JSON (compact, keys sorted), as far as the hooks read it.
-[ "$*" != "status --json" ] || printf '%s\n' "${LG_STATUS-{\"armed\":true,\"state\":\"blocking\",\"tunnel\":{\"declared\":null,\"patterns\":[\"wg*\",\"tun*\"]},\"tunnel_up\":false}}"
+[ "$*" != "status --json" ] || if [ -n "${LG_STATUS:-}" ]; then printf '%s\n' "$LG_STATUS"; else cat "$(dirname "$0")/status.json"; fi
 SH
+# The daemon's status as leakguardctl prints it (indented, keys sorted), as far as the hooks read it;
+# a reason text that looks like the part they read comes first.
+cat >"$tmp/status.json" <<'JSON'
+{
+  "armed": true,
+  "reason": "no tunnel: \"tunnel\":{\"declared\":\"x\"}",
+  "state": "blocking",
+  "tunnel": {
+    "declared": null,
+    "patterns": [
+      "wg*",
+      "tun*"
+    ]
+  },
+  "tunnel_up": false
+}
+JSON
 cat >"$tmp/wg" <<'SH'
 #!/bin/sh
 # wg show IF endpoints|fwmark, as wireguard-tools prints them
@@ -22,7 +38,9 @@ esac
 SH
 cat >"$tmp/nmcli" <<'SH'
 #!/bin/sh
-# nmcli -g FIELDS connection show [UUID]: the profiles (UUID:TYPE), a profile's VPN plugin, its vpn.data
+# nmcli -g FIELDS connection show [UUID]: the profiles (UUID:TYPE), a profile's VPN plugin, its
+# vpn.data; values with ':' and '\' escaped by '\', as nmcli -g (terse) prints them.
+esc() { sed 's/[\\:]/\\&/g'; }
 case "$2" in
   UUID,TYPE) printf "${NM_PROFILES-p1:vpn\\neth:802-3-ethernet\\np2:vpn\\np3:vpn\\nwg:wireguard\\n}" ;;
   vpn.service-type) case $5 in p3) echo org.freedesktop.NetworkManager.vpnc ;; *) echo org.freedesktop.NetworkManager.openvpn ;; esac ;;
@@ -31,7 +49,7 @@ case "$2" in
       p2) echo "${NM_VPN_DATA2:-remote = 198.51.100.20:443:tcp-client, 198.51.100.7, dev = tun}" ;;
       p3) echo "IPSec gateway = 198.51.100.30, remote = 198.51.100.31" ;;
       *) echo "${NM_VPN_DATA:-connection-type = tls, remote = vpn.example.org:1195, 198.51.100.7, proto-tcp = yes, port = 443}" ;;
-    esac ;;
+    esac | esc ;;
   *) exit 1 ;;
 esac
 SH
