@@ -174,6 +174,7 @@ $ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 u
 expect "NetworkManager: pre-up of the uplink too (NetworkManager waits for it)" \
   "leakguardctl status --json
 $ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 pre-up
+expect "NetworkManager: lo coming up declares nothing" "" env DEVICE_IFACE=lo "$hooks/networkmanager" lo up
 expect "NetworkManager: a server two profiles share is declared once" \
   "leakguardctl status --json
 leakguardctl tunnel set --interface=tun --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.9:1194/udp" \
