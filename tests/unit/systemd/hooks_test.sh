@@ -45,6 +45,7 @@ case "$2" in
   UUID,TYPE) printf "${NM_PROFILES-p1:vpn\\neth:802-3-ethernet\\np2:vpn\\np3:vpn\\nwg:wireguard\\n}" ;;
   vpn.service-type) case $5 in p3) echo org.freedesktop.NetworkManager.vpnc ;; *) echo org.freedesktop.NetworkManager.openvpn ;; esac ;;
   vpn.data)
+    [ "$5" != nosuch ] || { echo "Error: nosuch - no such connection profile." >&2; exit 10; }
     case $5 in
       p2) echo "${NM_VPN_DATA2:-remote = 198.51.100.20:443:tcp-client, 198.51.100.7, dev = tun}" ;;
       p3) echo "IPSec gateway = 198.51.100.30, remote = 198.51.100.31" ;;
@@ -174,6 +175,8 @@ $ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 u
 expect "NetworkManager: pre-up of the uplink too (NetworkManager waits for it)" \
   "leakguardctl status --json
 $ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 pre-up
+expect "NetworkManager: vpn-up of a connection nmcli does not know declares nothing" "" \
+  env CONNECTION_UUID=nosuch CONNECTION_ID=gone VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 expect "NetworkManager: lo coming up declares nothing" "" env DEVICE_IFACE=lo "$hooks/networkmanager" lo up
 expect "NetworkManager: a server two profiles share is declared once" \
   "leakguardctl status --json
