@@ -43,9 +43,9 @@ cat >"$tmp/nmcli" <<'SH'
 esc() { sed 's/[\\:]/\\&/g'; }
 case "$2" in
   UUID,TYPE) printf "${NM_PROFILES-p1:vpn\\neth:802-3-ethernet\\np2:vpn\\np3:vpn\\nwg:wireguard\\n}" ;;
-  vpn.service-type) case $5 in p3) echo org.freedesktop.NetworkManager.vpnc ;; *) echo org.freedesktop.NetworkManager.openvpn ;; esac ;;
-  vpn.data)
+  vpn.service-type,vpn.data)
     [ "$5" != nosuch ] || { echo "Error: nosuch - no such connection profile." >&2; exit 10; }
+    case $5 in p3) echo org.freedesktop.NetworkManager.vpnc ;; *) echo org.freedesktop.NetworkManager.openvpn ;; esac
     case $5 in
       p2) echo "${NM_VPN_DATA2:-remote = 198.51.100.20:443:tcp-client, 198.51.100.7, dev = tun}" ;;
       p3) echo "IPSec gateway = 198.51.100.30, remote = 198.51.100.31" ;;
@@ -57,6 +57,8 @@ SH
 cat >"$tmp/getent" <<'SH'
 #!/bin/sh
 [ "$2" = unknown.invalid ] && exit 2
+[ "$2" = 01.2.3.4 ] && echo "1.2.3.4 STREAM 01.2.3.4" && exit 0  # inet_aton's reading
+[ "$2" = 198.51.100.77 ] && exit 3  # never asked: an address is not looked up
 [ "$2" = vpn.example.org ] && printf '198.51.100.8 STREAM vpn.example.org\n2001:db8::8 STREAM\n' && exit 0
 echo "$2 STREAM"
 SH
@@ -161,6 +163,9 @@ expect "NetworkManager: WireGuard device up" \
 expect "NetworkManager: VPN plugin up (names resolved, tcp, port)" \
   "leakguardctl tunnel set --interface=tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
   env CONNECTION_UUID=u1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
+expect "NetworkManager: an address is not looked up, what is only like one is" \
+  "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.77:1194/udp --endpoint 1.2.3.4:1194/udp" \
+  env NM_VPN_DATA="remote = 198.51.100.77 01.2.3.4" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
 expect "NetworkManager: per-remote port and protocol, default port" \
   "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
   env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.10:53:tcp-client, dev = tun" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
