@@ -19,6 +19,13 @@ mirror=${LEAKGUARD_SYSTEM_MIRROR:-http://deb.debian.org/debian}
 cache=${LEAKGUARD_SYSTEM_CACHE:-/var/cache/leakguard-test}
 root=$cache/bookworm
 include=systemd,systemd-sysv,dbus,nftables,iproute2,util-linux,passwd,init-system-helpers,procps
+# Installed with the package's Depends (no new debootstrap when this list changes): the VPN
+# clients system/nm runs inside the machine. Their services are disabled and masked in the cached
+# root, so every other test boots as it did without them; a test that wants them enables them in
+# its own overlay.
+extra="network-manager network-manager-openvpn openvpn iputils-ping"
+extra_off="NetworkManager.service NetworkManager-wait-online.service NetworkManager-dispatcher.service openvpn.service"
+extra_masked="NetworkManager.service openvpn.service"
 fail() { echo "rootfs.sh: FAIL: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "rootfs.sh: needs root" >&2; exit 77; }
 [ $# -ge 1 ] || fail "usage: rootfs.sh DEB... | --base"
@@ -36,7 +43,7 @@ satisfy=$(printf '%s\n' "${depends[@]}" | tr ',' '\n' | sed 's/^ *//; s/ *$//' |
 base_stamp="rootfs.sh v$version
 mirror: $mirror
 include: $include"
-deps_stamp="depends: $satisfy"
+deps_stamp="depends: $satisfy; extra: $extra; off: $extra_off; masked: $extra_masked"
 mkdir -p "$cache"
 # One builder at a time (ctest runs tests in parallel; the setup fixture runs first, but a
 # second run of the tier beside this one must wait rather than build into the same place).
@@ -75,9 +82,11 @@ if [ $base_only -eq 0 ] && [ "$(sed -n 4p "$root.stamp")" != "$deps_stamp" ]; th
   # Not booted (no -b): apt-get runs as the container's only process, on the host's network.
   if ! systemd-nspawn -q -D "$root" --register=no --keep-unit --pipe \
          env DEBIAN_FRONTEND=noninteractive sh -c \
-         'apt-get update -qq && apt-get -y -qq --no-install-recommends upgrade && apt-get -y -qq --no-install-recommends satisfy "$1" && apt-get clean' \
-         sh "$satisfy" >"$log" 2>&1; then
-    fail "installing the dependencies ($satisfy) into the cached root failed (no network?): $(grep -E '^(E|W):' "$log" | tail -n 1)  (log: $log)"
+         'apt-get update -qq && apt-get -y -qq --no-install-recommends upgrade && apt-get -y -qq --no-install-recommends satisfy "$1" &&
+          apt-get -y -qq --no-install-recommends install $2 && systemctl disable --quiet $3 && systemctl mask --quiet $4 &&
+          apt-get clean' \
+         sh "$satisfy" "$extra" "$extra_off" "$extra_masked" >"$log" 2>&1; then
+    fail "installing the dependencies ($satisfy; $extra) into the cached root failed (no network?): $(grep -E '^(E|W):' "$log" | tail -n 1)  (log: $log)"
   fi
   printf '%s\n%s\n' "$base_stamp" "$deps_stamp" >"$root.stamp"
 fi

@@ -17,6 +17,10 @@ for f in ./usr/sbin/leakguardd ./usr/bin/leakguardctl ./usr/lib/systemd/system/l
          ./etc/leakguard/leakguard.yaml ./usr/share/doc/leakguard/copyright; do
   grep -q " $f\$" <<<"$contents" || fail "$f missing from the package"
 done
+for l in "./usr/lib/NetworkManager/dispatcher.d/90-leakguard -> ../../leakguard/hooks/networkmanager" \
+         "./usr/lib/NetworkManager/dispatcher.d/pre-up.d/90-leakguard -> ../../../leakguard/hooks/networkmanager"; do
+  grep -qF " $l" <<<"$contents" || fail "${l%% *} missing from the package (or not that link)"
+done
 dpkg-deb -e "$deb" "$out/control"
 grep -qx /etc/leakguard/leakguard.yaml "$out/control/conffiles" || fail "the configuration is not a conffile"
 # The maintainer scripts (packaging/; what they do is proven on a booted system: tests/system/).

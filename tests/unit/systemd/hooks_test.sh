@@ -8,23 +8,57 @@ passed=0 failed=0
 cat >"$tmp/leakguardctl" <<'SH'
 #!/bin/sh
 echo "leakguardctl $*" >>"$LOG"
+[ "$*" != "status --json" ] || if [ -n "${LG_STATUS:-}" ]; then printf '%s\n' "$LG_STATUS"; else cat "$(dirname "$0")/status.json"; fi
 SH
+# The daemon's status as leakguardctl prints it (indented, keys sorted), as far as the hooks read it;
+# a reason text that looks like the part they read comes first.
+cat >"$tmp/status.json" <<'JSON'
+{
+  "armed": true,
+  "reason": "no tunnel: \"tunnel\":{\"declared\":\"x\"}",
+  "state": "blocking",
+  "tunnel": {
+    "declared": null,
+    "patterns": [
+      "wg*",
+      "tun*"
+    ]
+  },
+  "tunnel_up": false
+}
+JSON
 cat >"$tmp/wg" <<'SH'
 #!/bin/sh
 # wg show IF endpoints|fwmark, as wireguard-tools prints them
 case "$3" in
   endpoints) printf "${WG_ENDPOINTS:-pk1=\t198.51.100.1:51820\npk2=\t[2001:db8::1]:51820\npk3=\t(none)\n}" ;;
   fwmark) echo "${WG_FWMARK:-0xca6c}" ;;
-  "") exit 0 ;;
+  "") case $2 in wg*) exit 0 ;; *) echo "Unable to access interface: No such device" >&2; exit 1 ;; esac ;;
 esac
 SH
 cat >"$tmp/nmcli" <<'SH'
 #!/bin/sh
-echo "${NM_VPN_DATA:-connection-type = tls, remote = vpn.example.org:1195, 198.51.100.7, proto-tcp = yes, port = 443}"
+# nmcli -g FIELDS connection show [UUID]: the profiles (UUID:TYPE), a profile's VPN plugin, its
+# vpn.data; values with ':' and '\' escaped by '\', as nmcli -g (terse) prints them.
+esc() { sed 's/[\\:]/\\&/g'; }
+case "$2" in
+  UUID,TYPE) printf "${NM_PROFILES-p1:vpn\\neth:802-3-ethernet\\np2:vpn\\np3:vpn\\nwg:wireguard\\n}" ;;
+  vpn.service-type,vpn.data)
+    [ "$5" != nosuch ] || { echo "Error: nosuch - no such connection profile." >&2; exit 10; }
+    case $5 in p3) echo org.freedesktop.NetworkManager.vpnc ;; *) echo org.freedesktop.NetworkManager.openvpn ;; esac
+    case $5 in
+      p2) echo "${NM_VPN_DATA2:-remote = 198.51.100.20:443:tcp-client, 198.51.100.7, dev = tun}" ;;
+      p3) echo "IPSec gateway = 198.51.100.30, remote = 198.51.100.31" ;;
+      *) echo "${NM_VPN_DATA:-connection-type = tls, remote = vpn.example.org:1195, 198.51.100.7, proto-tcp = yes, port = 443}" ;;
+    esac | esc ;;
+  *) exit 1 ;;
+esac
 SH
 cat >"$tmp/getent" <<'SH'
 #!/bin/sh
 [ "$2" = unknown.invalid ] && exit 2
+[ "$2" = 01.2.3.4 ] && echo "1.2.3.4 STREAM 01.2.3.4" && exit 0  # inet_aton's reading
+[ "$2" = 198.51.100.77 ] && exit 3  # never asked: an address is not looked up
 [ "$2" = vpn.example.org ] && printf '198.51.100.8 STREAM vpn.example.org\n2001:db8::8 STREAM\n' && exit 0
 echo "$2 STREAM"
 SH
@@ -129,17 +163,52 @@ expect "NetworkManager: WireGuard device up" \
 expect "NetworkManager: VPN plugin up (names resolved, tcp, port)" \
   "leakguardctl tunnel set --interface=tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
   env CONNECTION_UUID=u1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
+expect "NetworkManager: an address is not looked up, what is only like one is" \
+  "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.77:1194/udp --endpoint 1.2.3.4:1194/udp" \
+  env NM_VPN_DATA="remote = 198.51.100.77 01.2.3.4" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
 expect "NetworkManager: per-remote port and protocol, default port" \
   "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
   env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.10:53:tcp-client, dev = tun" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
 expect "NetworkManager: a device goes down" "leakguardctl tunnel clear --interface=eth0" "$hooks/networkmanager" eth0 down
+# Ahead of any VPN (NetworkManager runs vpn-up only after the handshake the block stops): a
+# connection that is no VPN coming up declares the servers of every OpenVPN profile under "tun"
+# (p1 and p2 here; p3 is a vpnc profile, "eth" and "wg" are no VPN plugin profiles).
+ahead="leakguardctl tunnel set --interface=tun --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp --endpoint 198.51.100.20:443/tcp --endpoint 198.51.100.7:1194/udp"
+expect "NetworkManager: up of the uplink declares every OpenVPN profile's servers ahead, under tun" \
+  "leakguardctl status --json
+$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 up
+expect "NetworkManager: pre-up of the uplink too (NetworkManager waits for it)" \
+  "leakguardctl status --json
+$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 pre-up
+expect "NetworkManager: vpn-up of a connection nmcli does not know declares nothing" "" \
+  env CONNECTION_UUID=nosuch CONNECTION_ID=gone VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
+expect "NetworkManager: lo coming up declares nothing" "" env DEVICE_IFACE=lo "$hooks/networkmanager" lo up
+expect "NetworkManager: a server two profiles share is declared once" \
+  "leakguardctl status --json
+leakguardctl tunnel set --interface=tun --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.9:1194/udp" \
+  env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.9" NM_VPN_DATA2="remote = 198.51.100.9 198.51.100.7" "$hooks/networkmanager" eth0 up
+expect "NetworkManager: the placeholder declared already is declared again (profiles may have changed)" \
+  "leakguardctl status --json
+$ahead" env LG_STATUS='{"state":"blocking","tunnel":{"declared":"tun","patterns":[]},"tunnel_up":false}' "$hooks/networkmanager" eth0 up
+expect "NetworkManager: never over another declaration (a running VPN's)" "leakguardctl status --json" \
+  env LG_STATUS='{"state":"secured","tunnel":{"declared":"wg0","patterns":["wg*"]},"tunnel_up":true}' "$hooks/networkmanager" eth0 up
+expect "NetworkManager: no OpenVPN profile: nothing declared ahead" "leakguardctl status --json" \
+  env NM_PROFILES='eth:802-3-ethernet\n' "$hooks/networkmanager" eth0 up
+expect "NetworkManager: vpn-down clears the VPN and declares the servers ahead again" \
+  "leakguardctl tunnel clear --interface=tun5
+leakguardctl status --json
+$ahead" env CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-down
+expect "NetworkManager: vpn-down while another tunnel is declared leaves it alone" \
+  "leakguardctl tunnel clear --interface=tun5
+leakguardctl status --json" \
+  env LG_STATUS='{"tunnel":{"declared":"wg0","patterns":[]}}' CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-down
 # No call at all: the stand-in that recorded every call above is the control that calls do arrive.
 expect "NetworkManager: ignores other actions" "" "$hooks/networkmanager" eth0 dhcp4-change
 
 echo "adversarial environments"
 # A file whose name matches an endpoint read as a glob pattern ("[2001:db8::1]:51820" matches
 # "1:51820"), and one matching a tunnel name pattern, in the working directory.
-mkdir "$tmp/cwd" && touch "$tmp/cwd/1:51820" "$tmp/cwd/eth0" && cd "$tmp/cwd"
+mkdir "$tmp/cwd" && touch "$tmp/cwd/1:51820" "$tmp/cwd/eth0" && cd "$tmp/cwd" || exit 1
 expect "wg-quick: an endpoint is never a glob pattern" \
   "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
@@ -159,7 +228,7 @@ expect "an interface name beginning with '-' is no option" \
   "leakguardctl tunnel set --interface=-x --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=-x trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
 expect "wg-quick down with an odd name" "leakguardctl tunnel clear --interface=--fwmark=1" "$hooks/wg-quick" down --fwmark=1
-cd - >/dev/null
+cd - >/dev/null || exit 1
 expect "NetworkManager VPN: a bare IPv6 remote is an address, not host:port" \
   "leakguardctl tunnel set --interface=tun8 --endpoint [2001:db8::1]:1194/udp" \
   env NM_VPN_DATA="remote = 2001:db8::1" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun8 "$hooks/networkmanager" tun8 vpn-up
@@ -194,11 +263,24 @@ expect_fails "openvpn --pre-start: an unreadable configuration" "$hooks/openvpn"
 # and OpenVPN stop instead of bringing a VPN up undeclared).
 mkdir "$tmp/down" && printf '#!/bin/sh\necho "leakguardctl: leakguardd is not running" >&2\nexit 3\n' >"$tmp/down/leakguardctl"
 chmod +x "$tmp/down/leakguardctl"
-for call in "$hooks/wg-quick up wg0" "$hooks/wg-quick pre-up wg0 $tmp/wg0.conf" "$hooks/openvpn --pre-start $tmp/client.conf"; do
+for call in "$hooks/wg-quick up wg0" "$hooks/wg-quick pre-up wg0 $tmp/wg0.conf" "$hooks/openvpn --pre-start $tmp/client.conf" \
+            "env DEVICE_IFACE=eth0 $hooks/networkmanager eth0 up" "env CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 $hooks/networkmanager tun5 vpn-up" \
+            "env CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 $hooks/networkmanager tun5 vpn-down"; do
   rc=0 out=$(PATH="$tmp/down:$PATH" $call 2>&1) || rc=$?
   if [ "$rc" -eq 3 ] && [[ $out == *"leakguardd is not running"* ]]; then echo "  ok   daemon down: $call exits 3 and says why"; passed=$((passed + 1))
   else echo "  FAIL daemon down: $call (exit $rc): $out"; failed=$((failed + 1)); fi
 done
+expect_fails "NetworkManager: up with no interface" env DEVICE_IFACE= "$hooks/networkmanager" "" up
+expect_fails "NetworkManager: down with no interface" "$hooks/networkmanager" "" down
+expect_fails "NetworkManager: vpn-up with no connection" env -u CONNECTION_UUID VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
+expect_fails "NetworkManager: vpn-up with no interface at all" env CONNECTION_UUID=p1 VPN_IP_IFACE= "$hooks/networkmanager" "" vpn-up
+expect_fails "NetworkManager: vpn-down with no interface at all" env CONNECTION_UUID=p1 VPN_IP_IFACE= "$hooks/networkmanager" "" vpn-down
+# A status it cannot read: it asked, and says so, but declares nothing ahead.
+: >"$LOG"
+rc=0 out=$(env LG_STATUS='garbage' "$hooks/networkmanager" eth0 up 2>&1) || rc=$?
+if [ "$rc" -ne 0 ] && [[ $out == *"cannot tell which tunnel is declared"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
+  echo "  ok   NetworkManager: a status it cannot read: exits $rc, says why, declares nothing"; passed=$((passed + 1))
+else echo "  FAIL NetworkManager: a status it cannot read (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
 expect_fails "openvpn --pre-start: no configuration named" "$hooks/openvpn" --pre-start
 printf 'remote 198.51.100.9\n' >"$tmp/nodev.conf"
 expect_fails "openvpn --pre-start: no dev" "$hooks/openvpn" --pre-start "$tmp/nodev.conf"

@@ -18,6 +18,13 @@ for f in "$prefix/sbin/leakguardd" "$prefix/bin/leakguardctl" "$prefix/lib/syste
   [ -e "$dest$f" ] || fail "$f not installed"
 done
 [ -x "$dest$prefix/lib/leakguard/hooks/wg-quick" ] || fail "hooks are not executable"
+# NetworkManager finds the hook without a step by the user: links (relative, resolving inside the
+# installed tree) in its dispatcher directory and in pre-up.d.
+for l in "$prefix/lib/NetworkManager/dispatcher.d/90-leakguard" "$prefix/lib/NetworkManager/dispatcher.d/pre-up.d/90-leakguard"; do
+  [ -L "$dest$l" ] || fail "$l is not installed as a link"
+  [ "$(readlink -f "$dest$l")" = "$(readlink -f "$dest$prefix/lib/leakguard/hooks/networkmanager")" ] ||
+    fail "$l points to $(readlink "$dest$l"), not the networkmanager hook"
+done
 exec_start=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$dest$prefix/lib/systemd/system/leakguard.service")
 [ "$exec_start" = "$prefix/sbin/leakguardd" ] || fail "ExecStart is $exec_start, not $prefix/sbin/leakguardd"
 "$dest$prefix/sbin/leakguardd" --check-config "$dest$sysconf/leakguard/leakguard.yaml" >/dev/null || fail "installed config invalid"
