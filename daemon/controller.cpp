@@ -553,7 +553,14 @@ void Controller::restore_tunnel(const TunnelDeclaration& t) {
 
 Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by) {
   if (auto u = usable(); !u) return u;
+  const bool same = declared_ == t;
   if (auto r = change([&] { declared_ = t; }, "tunnel " + t.interface + " declared by " + by); !r) return r;
+  if (!same) {
+    std::string eps;
+    for (const auto& e : t.endpoints) eps += (eps.empty() ? "" : ", ") + e.str();
+    out_.info("tunnel " + printable_ifname(t.interface) + " declared by " + by + ": endpoints " + eps +
+              (t.fwmark ? ", fwmark " + t.fwmark->str() : ""));
+  }
   out_.declaration_changed(declared_);
   return applied(machine_, last_rules_error_);
 }
@@ -615,7 +622,9 @@ void Controller::peers_seen(const std::string& interface, const std::vector<Endp
 Result<void> Controller::clear_tunnel(const std::string& by) {
   if (auto u = usable(); !u) return u;
   if (!declared_) return {};
+  const std::string was = declared_->interface;
   if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return r;
+  out_.info("tunnel " + printable_ifname(was) + " cleared by " + by);
   out_.declaration_changed(declared_);
   return applied(machine_, last_rules_error_);
 }

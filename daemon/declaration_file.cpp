@@ -28,7 +28,7 @@ std::string errno_text(int e) { return std::strerror(e); }
 
 }  // namespace
 
-std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_id) {
+std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_id, bool ahead) {
   nlohmann::json j;
   j["version"] = kVersion;
   j["boot_id"] = std::string(boot_id);
@@ -36,10 +36,11 @@ std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_i
   j["endpoints"] = nlohmann::json::array();
   for (const auto& e : t.endpoints) j["endpoints"].push_back(e.str());
   j["fwmark"] = t.fwmark ? t.fwmark->value : 0;
+  if (ahead) j["ahead"] = true;
   return json_text(j, 2) + "\n";
 }
 
-Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_view boot_id) {
+Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_view boot_id, bool* ahead) {
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("read declaration", "not a JSON object");
   if (!j.contains("version") || j["version"] != kVersion)
@@ -55,8 +56,10 @@ Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_v
   }
   if (!j.contains("fwmark") || !j["fwmark"].is_number_unsigned() || j["fwmark"].get<std::uint64_t>() > 0xffffffffULL)
     return fail("read declaration", "no fwmark (0 for none)");
+  if (j.contains("ahead") && !j["ahead"].is_boolean()) return fail("read declaration", "'ahead' is not true or false");
   auto t = check_tunnel(j["interface"].get<std::string>(), endpoints, j["fwmark"].get<std::uint32_t>());
   if (!t) return fail("read declaration", t.error().step + ": " + t.error().message);
+  if (ahead) *ahead = j.contains("ahead") && j["ahead"].get<bool>();
   return *t;
 }
 
@@ -70,7 +73,7 @@ std::string current_boot_id(const std::string& dir) {
   return "";
 }
 
-Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir, std::string_view boot_id) {
+Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir, std::string_view boot_id, bool* ahead) {
   const std::string path = path_in(dir);
   // O_NOFOLLOW: a symbolic link planted in the directory is refused, never followed.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -101,7 +104,7 @@ Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir
   }
   text.resize(got);
   ::close(fd);
-  auto t = parse_declaration(text, boot_id);
+  auto t = parse_declaration(text, boot_id, ahead);
   if (!t) {
     ::unlink(path.c_str());
     return fail("read declaration", path + ": " + t.error().message);
@@ -109,14 +112,15 @@ Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir
   return std::optional<TunnelDeclaration>{*t};
 }
 
-Result<void> save_declaration(const std::string& dir, const std::optional<TunnelDeclaration>& t, std::string_view boot_id) {
+Result<void> save_declaration(const std::string& dir, const std::optional<TunnelDeclaration>& t, std::string_view boot_id,
+                              bool ahead) {
   const std::string path = path_in(dir);
   if (!t) {
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail("keep declaration", path + ": " + errno_text(errno));
     return {};
   }
   const std::string tmp = path + ".new";
-  const std::string text = declaration_text(*t, boot_id);
+  const std::string text = declaration_text(*t, boot_id, ahead);
   ::unlink(tmp.c_str());  // O_EXCL below: never write through something left there
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail("keep declaration", tmp + ": " + errno_text(errno));

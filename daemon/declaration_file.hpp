@@ -19,11 +19,15 @@ namespace leakguard::daemon {
 /// The file's name in the runtime directory.
 inline constexpr std::string_view kDeclarationFile = "tunnel.json";
 
-/// The declaration as the file holds it (JSON, one object, version 1). Pure.
-std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_id);
+/// The declaration as the file holds it (JSON, one object, version 1). `ahead`: made while its
+/// interface did not exist yet (a client declaring its servers before it connects: wg-quick's
+/// PreUp, OpenVPN's --pre-start, NetworkManager's uplink); such a declaration is kept across a
+/// restart without its interface. Pure.
+std::string declaration_text(const TunnelDeclaration& t, std::string_view boot_id, bool ahead = false);
 /// Reads what declaration_text() wrote, checked as a D-Bus SetTunnel would be; an error says why
-/// the text is not a usable declaration (not JSON, another version, another boot, bad fields). Pure.
-Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_view boot_id);
+/// the text is not a usable declaration (not JSON, another version, another boot, bad fields).
+/// `ahead` (if given) says whether it was made ahead (absent in the file: no). Pure.
+Result<TunnelDeclaration> parse_declaration(std::string_view text, std::string_view boot_id, bool* ahead = nullptr);
 
 /// What tells this boot from others, for records kept in `dir`: the kernel's boot id
 /// (/proc/sys/kernel/random/boot_id); where that is hidden (the unit's ProcSubset=pid) and `dir`
@@ -33,9 +37,11 @@ std::string current_boot_id(const std::string& dir);
 
 /// The declaration kept in `dir`, if there is one: nullopt if there is no file; an error (the file
 /// is then removed, so that it is not met again) if it is unusable or not safe to trust.
-Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir, std::string_view boot_id);
+Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir, std::string_view boot_id,
+                                                          bool* ahead = nullptr);
 /// Keeps `t` in `dir` (written to a temporary file, then renamed: never half a file), or removes
 /// the file for nullopt.
-Result<void> save_declaration(const std::string& dir, const std::optional<TunnelDeclaration>& t, std::string_view boot_id);
+Result<void> save_declaration(const std::string& dir, const std::optional<TunnelDeclaration>& t, std::string_view boot_id,
+                              bool ahead = false);
 
 }  // namespace leakguard::daemon

@@ -104,13 +104,17 @@ class Outputs final : public d::Notifications {
   void declaration_changed(const std::optional<d::TunnelDeclaration>& t) override {
     if (on_declaration_) on_declaration_();
     if (state_dir_.empty()) return;
-    if (auto r = d::save_declaration(state_dir_, t, boot_id_); !r)
+    // Made before its interface exists (PreUp, --pre-start, NetworkManager's uplink): kept across
+    // a restart without its interface (restore_declaration).
+    const bool ahead = t && link_exists_ && !link_exists_(t->interface);
+    if (auto r = d::save_declaration(state_dir_, t, boot_id_, ahead); !r)
       log_.error("cannot keep the tunnel declaration for a restart: " + r.error().str());
   }
   /// Where declarations are kept across restarts ("" for nowhere), and this boot's id.
-  void keep_declarations_in(std::string dir, std::string boot_id) {
+  void keep_declarations_in(std::string dir, std::string boot_id, std::function<bool(const std::string&)> link_exists) {
     state_dir_ = std::move(dir);
     boot_id_ = std::move(boot_id);
+    link_exists_ = std::move(link_exists);
   }
   /// Called after every change of what VPN clients declared.
   void on_declaration(std::function<void()> f) { on_declaration_ = std::move(f); }
@@ -137,6 +141,7 @@ class Outputs final : public d::Notifications {
   std::function<void(d::TimePoint)> arm_retry_timer_;
   d::DbusService* bus_ = nullptr;
   std::string state_dir_, boot_id_;
+  std::function<bool(const std::string&)> link_exists_;
   std::function<void()> on_declaration_;
   std::function<void()> on_change_;
 };
@@ -146,7 +151,8 @@ class Outputs final : public d::Notifications {
 /// dropped (the file is removed), never half-trusted.
 void restore_declaration(d::Controller& ctl, const d::Log& log, const std::string& dir, const std::string& boot_id,
                          const lg::netwatch::NetModel& network) {
-  auto kept = d::load_declaration(dir, boot_id);
+  bool ahead = false;
+  auto kept = d::load_declaration(dir, boot_id, &ahead);
   if (!kept) {
     log.warning("ignored the tunnel declaration kept from before the restart: " + kept.error().message);
     return;
@@ -154,7 +160,7 @@ void restore_declaration(d::Controller& ctl, const d::Log& log, const std::strin
   if (!*kept) return;
   const d::TunnelDeclaration& t = **kept;
   const std::string where = dir + "/" + std::string(d::kDeclarationFile);
-  if (!network.link(t.interface)) {
+  if (!network.link(t.interface) && !ahead) {
     // The VPN went down while no daemon ran to hear its hook's ClearTunnel.
     log.warning("ignored the tunnel declaration kept from before the restart (" + where + "): interface " +
                 lg::printable_ifname(t.interface) + " is gone");
@@ -163,7 +169,8 @@ void restore_declaration(d::Controller& ctl, const d::Log& log, const std::strin
   }
   std::string eps;
   for (const auto& e : t.endpoints) eps += (eps.empty() ? "" : ", ") + e.str();
-  log.info("tunnel " + lg::printable_ifname(t.interface) + " as declared before the restart (" + where + "): endpoints " + eps +
+  log.info("tunnel " + lg::printable_ifname(t.interface) + " as declared before the restart (" + where + ")" +
+           (ahead && !network.link(t.interface) ? ", ahead of its interface" : "") + ": endpoints " + eps +
            (t.fwmark ? ", fwmark " + t.fwmark->str() : ""));
   ctl.restore_tunnel(t);
 }
@@ -255,7 +262,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       log.warning("cannot tell this boot from others (no boot id, and " + state_dir +
                   " is no tmpfs): declarations are not kept across restarts");
     } else {
-      outputs.keep_declarations_in(state_dir, boot_id);
+      outputs.keep_declarations_in(state_dir, boot_id, [&](const std::string& ifname) { return watcher.model().link(ifname) != nullptr; });
       restore_declaration(ctl, log, state_dir, boot_id, watcher.model());
     }
   }

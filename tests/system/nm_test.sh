@@ -263,7 +263,12 @@ sys_log "the hook, leakguardd down: $why"
 sys_exec systemctl unmask --runtime --quiet leakguard.service
 sys_exec systemctl start leakguard.service
 sys_active || sys_fail "leakguard did not start again"
-echo "note: after leakguardd started again: declared $(status | jq -r .tunnel.declared) (a declaration whose interface does not exist is not taken back at start)"
+# What was declared ahead of its interface is taken back at start (/run/leakguard/tunnel.json,
+# "ahead"): the next VPN start needs no uplink event first.
+[ "$(status | jq -r .tunnel.declared)" = tun ] || sys_fail "after leakguardd started again the declaration ahead is gone: $(status | jq -c .tunnel)"
+sys_exec journalctl -b --no-pager -o cat -u leakguard.service | sys_has 'as declared before the restart.*ahead of its interface' ||
+  sys_fail "leakguardd did not log taking back the declaration made ahead"
+echo "ok: after leakguardd started again: tun declared ahead, taken back from before the restart"
 sys_exec nmcli connection up uplink >/dev/null || sys_fail "nmcli connection up uplink failed"
 sys_wait "re-activating uplink to declare the server ahead again" 20 ahead
 

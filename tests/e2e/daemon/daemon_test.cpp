@@ -594,14 +594,32 @@ TEST_CASE("what a VPN client declared survives kill -9 and a restart - a garbled
   CHECK_FALSE(std::filesystem::exists(record));
 
   // Stale: the declared interface went away while no daemon ran (its hook's clear was lost).
+  REQUIRE(rig.net.run("host", {"ip", "link", "add", "wg9", "type", "veth", "peer", "name", "wg9p"}).status == 0);
+  REQUIRE(eventually([&] { return rig.status()["network"].dump().find("\"wg9\"") != std::string::npos; }, 5s));
   declare("wg9");
   REQUIRE(std::filesystem::exists(record));
   rig.daemon().stop(SIGKILL);
+  REQUIRE(rig.net.run("host", {"ip", "link", "del", "wg9"}).status == 0);
   rig.start();
   REQUIRE_MESSAGE(rig.wait_answering(), rig.output());
   CHECK(rig.output().find("interface wg9 is gone") != std::string::npos);
   CHECK(rig.status()["tunnel"]["declared"].is_null());
+  CHECK_FALSE(endpoint_allowed());
   CHECK_FALSE(std::filesystem::exists(record));
+
+  // Declared ahead of its interface (wg-quick's PreUp, OpenVPN's --pre-start, NetworkManager's
+  // uplink declare the servers before the client makes its device): kept across the restart, so
+  // the client's first handshake after it still gets through.
+  declare("tun");
+  REQUIRE(std::filesystem::exists(record));
+  CHECK(read_file(record).find("\"ahead\": true") != std::string::npos);
+  rig.daemon().stop(SIGKILL);
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_answering(), rig.output());
+  CHECK(rig.output().find("tunnel tun as declared before the restart") != std::string::npos);
+  CHECK(rig.output().find("ahead of its interface") != std::string::npos);
+  CHECK(rig.status()["tunnel"]["declared"] == "tun");
+  CHECK(endpoint_allowed());
 }
 
 TEST_CASE("kill -9 under a UDP flood lets nothing out, and a restart takes over without a window") {

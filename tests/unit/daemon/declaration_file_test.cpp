@@ -57,6 +57,21 @@ TEST_CASE("the text reads back as the same declaration, of this boot only") {
   CHECK_FALSE(back_none->fwmark.has_value());
 }
 
+TEST_CASE("a declaration made ahead of its interface says so, and only a boolean is read as that") {
+  const auto t = sample();
+  bool ahead = false;
+  auto back = parse_declaration(declaration_text(t, "b", true), "b", &ahead);
+  REQUIRE(back);
+  CHECK(*back == t);
+  CHECK(ahead);
+  auto plain = parse_declaration(declaration_text(t, "b"), "b", &ahead);
+  REQUIRE(plain);
+  CHECK_FALSE(ahead);  // absent: not ahead
+  std::string text = declaration_text(t, "b", true);
+  text.replace(text.find("true"), 4, "\"yes\"");
+  CHECK_FALSE(parse_declaration(text, "b", &ahead));
+}
+
 TEST_CASE("a boot is told from others by the kernel's boot id, else only where nothing survives a boot") {
   Dir d;  // under the temporary directory: a tmpfs or not, the boot id decides here
   const std::string id = current_boot_id(d.path);
