@@ -134,6 +134,34 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
   return out;
 }
 
+std::string render_blocked(const nlohmann::json& b, const Style& st, std::size_t top) {
+  std::string out;
+  if (!b.is_object()) return out;
+  const auto packets = b.value("packets", std::uint64_t{0});
+  if (!b.contains("flows")) {
+    // Outside the control group: how much, not whose.
+    return "  " + std::to_string(packets) + " blocked packets logged " + st.dim("(who and where: root and group leakguard only)") + "\n";
+  }
+  if (b["flows"].empty()) return "  nothing logged yet\n";
+  std::size_t n = 0;
+  for (const auto& f : b["flows"]) {
+    if (n++ == top) break;
+    std::string who = text(f, "app");
+    std::string detail;
+    if (f.contains("uid") && f["uid"].is_number())
+      detail = f.contains("user") && f["user"].is_string() ? text(f, "user") : "uid " + f["uid"].dump();
+    if (f.contains("pid") && f["pid"].is_number()) detail += (detail.empty() ? "" : ", ") + std::string("pid ") + f["pid"].dump();
+    if (f.contains("unit") && f["unit"].is_string() && text(f, "unit") != who) detail += (detail.empty() ? "" : ", ") + text(f, "unit");
+    if (f.value("gone", false)) detail += (detail.empty() ? "" : ", ") + std::string("process gone");
+    out += "  " + st.bold(who) + (detail.empty() ? "" : " (" + detail + ")") + " -> " + text(f, "destination") +
+           (text(f, "interface").empty() ? "" : " via " + text(f, "interface")) + ": " + f["packets"].dump() + " packet" +
+           (f["packets"] == 1 ? "" : "s") + ", last " + text(f, "last_seen") + "\n";
+    if (f.contains("note") && f["note"].is_string()) out += "    " + st.dim(text(f, "note")) + "\n";
+  }
+  if (b["flows"].size() > top) out += "  " + st.dim("... " + std::to_string(b["flows"].size() - top) + " more: leakguardctl blocked") + "\n";
+  return out;
+}
+
 std::string render_status(const nlohmann::json& s, const Style& st) {
   std::string out;
   const std::string state = text(s, "state");
@@ -214,6 +242,7 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
       out += "  traffic leaves via: ipv4 " + text(n["egress"], "ipv4", "nothing") + ", ipv6 " +
              text(n["egress"], "ipv6", "nothing") + "\n";
   }
+  if (s.contains("blocked") && s["blocked"].is_object()) out += "blocked recently (logged, at most 100 a second per rule):\n" + render_blocked(s["blocked"], st, 5);
   if (s.contains("last_probe") && !s["last_probe"].is_null()) {
     out += "last probe: ";
     std::string probe = render_probe(s["last_probe"], st);
@@ -261,6 +290,16 @@ Outcome status(bool json, const Style& st) {
     if (j.is_discarded()) return {kFailed, "", "leakguardctl: the daemon sent a status that is not JSON"};
     const int code = j.value("state", "") == "leaking" ? kLeak : kOk;
     return {code, json ? json_text(j, 2) + "\n" : render_status(j, st), ""};
+  });
+}
+
+Outcome blocked(bool json, const Style& st) {
+  return with_daemon([&](Daemon& p) -> Outcome {
+    auto j = nlohmann::json::parse(p.GetStatus(), nullptr, false);
+    if (j.is_discarded()) return {kFailed, "", "leakguardctl: the daemon sent a status that is not JSON"};
+    const nlohmann::json b = j.contains("blocked") ? j["blocked"] : nlohmann::json::object();
+    if (json) return {kOk, json_text(b, 2) + "\n", ""};
+    return {kOk, "blocked outside the tunnel, by application and destination (most recent first):\n" + render_blocked(b, st, 1000), ""};
   });
 }
 

@@ -32,6 +32,8 @@ struct Style {
 
 /// `leakguardctl status` for people: from GetStatus's JSON.
 std::string render_status(const nlohmann::json& status, const Style& st);
+/// The "blocked recently" lines from the status's "blocked" object: at most `top` flows.
+std::string render_blocked(const nlohmann::json& blocked, const Style& st, std::size_t top);
 /// One probe report (the probes library's JSON) for people.
 std::string render_probe(const nlohmann::json& report, const Style& st);
 /// One signal, as `leakguardctl monitor` prints it.
@@ -55,6 +57,8 @@ Outcome from_dbus_error(const std::string& name, const std::string& message);
 
 // The commands. Each talks to the daemon on the system bus.
 Outcome status(bool json, const Style& st);
+/// `leakguardctl blocked [--json]`: who sent what the block stopped (status["blocked"]).
+Outcome blocked(bool json, const Style& st);
 Outcome probe(bool json, const Style& st);
 Outcome arm();
 Outcome disarm();

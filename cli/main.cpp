@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
   status->add_flag("--json", json, "Print the daemon's JSON status");
   status->callback([&] { exit_code = finish(cli::status(json, style())); });
 
+  auto* blocked = app.add_subcommand("blocked", "Show who sent what the block stopped: application, user, destination");
+  blocked->add_flag("--json", json, "Print the daemon's JSON");
+  blocked->callback([&] { exit_code = finish(cli::blocked(json, style())); });
+
   auto* probe = app.add_subcommand("probe", "Ask the daemon for a probe round now and show its report");
   probe->add_flag("--json", json, "Print the report as JSON");
   probe->callback([&] { exit_code = finish(cli::probe(json, style())); });

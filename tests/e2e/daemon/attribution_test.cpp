@@ -149,6 +149,16 @@ TEST_CASE("blocked UDP and TCP from five senders are named by process, uid and u
   REQUIRE(all > 0);
   MESSAGE("UDP: attributed right (process, uid, unit): " << right << " of " << all << " logged packets");
   CHECK(static_cast<double>(right) >= 0.95 * static_cast<double>(all));
+  // Where people look: leakguardctl status (the most recent few) and leakguardctl blocked (all).
+  const auto text = rig.ctl({"status", "--no-color"});
+  CHECK(text.out.find("blocked recently") != std::string::npos);
+  const auto listed = rig.ctl({"blocked", "--no-color"});
+  CHECK(listed.status == 0);
+  for (const auto& s : senders)
+    if (s.proto == "udp") CHECK_MESSAGE(listed.out.find("  " + s.name + " (") != std::string::npos, listed.out);
+  auto as_json = nlohmann::json::parse(rig.ctl({"blocked", "--json"}).out, nullptr, false);
+  REQUIRE(as_json.is_object());
+  CHECK(as_json["packets"].get<std::uint64_t>() >= all);
   // The user's name where there is one.
   for (const auto& f : flows_for(40002)) CHECK(f["user"] == "nobody");
   // The daemon's own probes (STUN to 203.0.113.3:3478 out of eth0, refused) are named as such.

@@ -202,3 +202,26 @@ TEST_CASE("D-Bus errors map to distinct exit statuses") {
   CHECK(from_dbus_error("org.leakguard.Daemon1.Error.Failed", "apply rules").exit == kFailed);
   CHECK(has(from_dbus_error("org.freedesktop.DBus.Error.InvalidArgs", "interface: bad").err, "interface: bad"));
 }
+
+TEST_CASE("blocked recently: who, whose, where to, how often - and for others only how much") {
+  const auto b = nlohmann::json::parse(R"({"packets": 14, "evicted": 0, "apps": [],
+    "flows": [
+      {"app": "chromium", "process": "chromium", "pid": 4242, "unit": "app-org.chromium.Chromium-4242.scope",
+       "uid": 1000, "user": "alice", "gone": false, "destination": "203.0.113.3:3478/udp", "protocol": "udp",
+       "interface": "eth0", "rule": "udp-out", "packets": 12, "first_seen": "2026-12-02T01:00:00Z", "last_seen": "2026-12-02T01:00:05Z"},
+      {"app": "uid 4006", "process": null, "pid": null, "unit": null, "uid": 4006, "user": null, "gone": true,
+       "destination": "203.0.113.3:40006/udp", "protocol": "udp", "interface": "eth0", "rule": "udp-out", "packets": 1,
+       "first_seen": "2026-12-02T01:00:01Z", "last_seen": "2026-12-02T01:00:01Z",
+       "note": "the reset that refused it closed the socket before it could be looked up"}]})");
+  const auto out = render_blocked(b, Style{}, 5);
+  CHECK(has(out, "  chromium (alice, pid 4242, app-org.chromium.Chromium-4242.scope) -> 203.0.113.3:3478/udp via eth0: 12 packets, last 2026-12-02T01:00:05Z\n"));
+  CHECK(has(out, "  uid 4006 (uid 4006, process gone) -> 203.0.113.3:40006/udp via eth0: 1 packet, last 2026-12-02T01:00:01Z\n"));
+  CHECK(has(out, "    the reset that refused it"));
+  CHECK(has(render_blocked(b, Style{}, 1), "... 1 more: leakguardctl blocked"));
+  CHECK(render_blocked(nlohmann::json::parse(R"({"packets": 0, "flows": []})"), Style{}, 5) == "  nothing logged yet\n");
+  CHECK(has(render_blocked(nlohmann::json::parse(R"({"packets": 7})"), Style{}, 5), "7 blocked packets logged"));
+  // In the status, under its own heading.
+  auto j = nlohmann::json::parse(kStatus);
+  j["blocked"] = b;
+  CHECK(has(render_status(j, Style{}), "blocked recently (logged, at most 100 a second per rule):\n  chromium ("));
+}
