@@ -67,12 +67,19 @@ TEST_CASE("nft -f accepts the dry-run text and installs exactly what our batch i
   lab::Netns ns("fwtext");
   Firewall fw = open_in(ns.name(), Ownership::off);  // nft itself must be able to replace the table
   const std::string file = "/tmp/" + lab::unique_name("fw") + ".nft";
-  for (const Policy& p : {sample(Mode::udp, false, 0), sample(Mode::strict, true, 0), sample(Mode::udp, true, 100)}) {
+  // With blocked packets logged for attribution too (limit + log before each block that leaves).
+  Policy logged = sample(Mode::strict, false, 0);
+  logged.log_blocked = Policy::LogBlocked{19527, 100, 50};
+  for (const Policy& p : {sample(Mode::udp, false, 0), sample(Mode::strict, true, 0), sample(Mode::udp, true, 100), logged}) {
     INFO(p.str());
     apply(fw, p);
     expect_in_place(fw);
     const std::string ours = listing(ns);
     REQUIRE(ours.find("table inet leakguard") != std::string::npos);
+    if (p.log_blocked) {
+      CHECK(ours.find("meta l4proto udp limit rate 100/second burst 50 packets log prefix \"udp-out\" group 19527") != std::string::npos);
+      CHECK(ours.find("meta l4proto tcp limit rate 100/second burst 50 packets log prefix \"tcp-out\" group 19527") != std::string::npos);
+    }
     REQUIRE(fw.remove());
     CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard") == std::string::npos);
 
