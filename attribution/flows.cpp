@@ -30,11 +30,11 @@ std::string unit_of_cgroup(std::string_view path) {
   return {};
 }
 
-std::string app_of(const Sender& s) {
+std::string app_of(const Sender& s, const LoggedPacket& p) {
   if (!s.process.empty()) return s.process;
   if (!s.unit.empty()) return s.unit;
   if (s.uid) return "uid " + std::to_string(*s.uid);
-  return "forwarded";
+  return p.rule.ends_with("-fwd") ? "forwarded" : "kernel";
 }
 
 namespace {
@@ -50,7 +50,7 @@ std::string iso(SystemTime t) {
 
 void BlockedFlows::add(const LoggedPacket& p, const Sender& s, const std::string& interface, SystemTime now) {
   ++packets_;
-  const std::string app = app_of(s), dest = destination_text(p);
+  const std::string app = app_of(s, p), dest = destination_text(p);
   const std::string key = app + '\n' + (s.uid ? std::to_string(*s.uid) : "-") + '\n' + dest + '\n' + p.rule;
   auto it = flows_.find(key);
   if (it == flows_.end()) {

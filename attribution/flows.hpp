@@ -29,9 +29,10 @@ struct Sender {
   bool operator==(const Sender&) const = default;
 };
 
-/// The name an application goes by: its process, else its unit, else "uid N", else "forwarded"
-/// (no local socket: a container's or VM's packet routed through this host).
-std::string app_of(const Sender& s);
+/// The name an application goes by: its process, else its unit, else "uid N"; without a local
+/// socket "forwarded" (a container's or VM's packet routed through this host: the forward chain's
+/// rules) or "kernel" (sent by the kernel itself, e.g. a TCP reset or an ICMP error).
+std::string app_of(const Sender& s, const LoggedPacket& p);
 
 /// The innermost systemd unit a cgroup path names (the last component ending in .scope or
 /// .service: "app-org.chromium.Chromium-1234.scope", "docker-<id>.scope"); "" if none. Bytes that

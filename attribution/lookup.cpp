@@ -181,8 +181,25 @@ std::string SenderLookup::cgroup_path(std::uint64_t id) {
 }
 
 void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
-  const std::string procs = read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20);
-  std::vector<std::int32_t> pids = parse_pids(procs);
+  std::vector<std::int32_t> pids;
+  const bool by_cgroup = !out.cgroup.empty();
+  if (by_cgroup) {
+    pids = parse_pids(read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20));
+  } else {
+    // No cgroup to go by (no cgroup2 mount in sight: e.g. a fresh /sys under `ip netns exec`):
+    // every process, at most a few times a second.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_full_scan_ < std::chrono::milliseconds(200)) return;
+    last_full_scan_ = now;
+    if (DIR* d = ::opendir(options_.proc.c_str())) {
+      for (dirent* e = ::readdir(d); e && pids.size() < 4096; e = ::readdir(d)) {
+        const std::string_view n = e->d_name;
+        if (!n.empty() && n.find_first_not_of("0123456789") == std::string_view::npos && n.size() < 10)
+          pids.push_back(static_cast<std::int32_t>(std::stol(std::string(n))));
+      }
+      ::closedir(d);
+    }
+  }
   const std::string want = "socket:[" + std::to_string(s.inode) + "]";
   bool any_readable = false;
   auto holds = [&](std::int32_t pid) {
@@ -214,7 +231,7 @@ void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
   }
   // The socket's holder could not be seen (another user's /proc/PID/fd needs privileges the
   // daemon does not have): the cgroup's processes stand for it, said so.
-  if (pids.empty()) return;
+  if (pids.empty() || !by_cgroup) return;
   std::set<std::string> names;
   for (std::int32_t pid : pids) names.insert(comm(pid));
   names.erase("");
@@ -252,8 +269,8 @@ Sender SenderLookup::find(const LoggedPacket& p) {
     if (sock->cgroup_id) {
       s.cgroup = cgroup_path(*sock->cgroup_id);
       s.unit = unit_of_cgroup(s.cgroup);
-      if (!s.cgroup.empty()) process_of(*sock, s);
     }
+    process_of(*sock, s);
   }
   if (s.uid) s.user = user_name(*s.uid);
   if (!s.cgroup.empty()) s.cgroup = printable(s.cgroup, 512);

@@ -57,6 +57,7 @@ class SenderLookup {
   Options options_;
   std::map<std::uint64_t, std::string> cgroups_;  // id -> path below the root ("/user.slice/...")
   std::chrono::steady_clock::time_point last_walk_{};
+  std::chrono::steady_clock::time_point last_full_scan_{};
   std::map<std::uint32_t, std::string> users_;
 };
 

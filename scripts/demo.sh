@@ -7,7 +7,8 @@
 #      the same pages and shows how differently it gathers;
 #   2. leakguardd starts (armed, udp policy), the tunnel is declared the way the wg-quick hook does;
 #      its probe finds the TCP path over the untunnelled IPv6 and escalates IPv6 to strict;
-#   3. the same pages learn only the VPN's exit address, in both browsers;
+#   3. the same pages learn only the VPN's exit address, in both browsers; leakguard names Chromium
+#      as what tried to reach the STUN server outside the tunnel (leakguardctl blocked);
 #   4. the tunnel drops: the page learns nothing, leakguard says "blocking";
 #   5. someone runs `nft flush ruleset`: leakguard's table stays.
 # Exit status 0 when every step went as expected. Screenshots and logs go to demo-output/.
@@ -187,6 +188,14 @@ page protected
 has 203.0.113.2 && bad "the ISP address still leaks" || ok "no ISP address: UDP outside the tunnel is blocked"
 has "[2001:db8:2::10]" && bad "the host's IPv6 still leaks" || ok "no IPv6 address of the host"
 note "(the STUN server is routed outside the tunnel, so the page gets no reflexive address at all)"
+note "who tried? the blocked packets are logged, and leakguardd looks up their sender (leakguardctl blocked):"
+"$CTL" blocked --no-color | grep -v "leakguardd (probe)\|the daemon's own probe" | head -n 6 | sed 's/^/   /' || true
+if "$CTL" blocked --json | jq -e --arg d "$LAB_STUN4:3478/udp" \
+     '[.flows[] | select(.destination == $d and (.app | test("chrom"; "i")))] | length > 0' >/dev/null; then
+  ok "leakguard names Chromium as what tried to reach the STUN server $LAB_STUN4:3478 outside the tunnel (blocked)"
+else
+  bad "expected Chromium named among the blocked senders to $LAB_STUN4:3478 (leakguardctl blocked)"
+fi
 tests/lab/lab.sh set --id "$ID" split-stun off >/dev/null
 note "now the STUN server's route goes through the tunnel, as it should:"
 page protected-through-tunnel

@@ -203,7 +203,7 @@ TEST_CASE("the sending socket: the local port and address must fit, a connected 
   CHECK_FALSE(choose_socket({v[0], v[1], v[4]}, p));
 }
 
-TEST_CASE("a cgroup path names its innermost unit, odd bytes escaped; pids are read defensively") {
+TEST_CASE("a cgroup path names its innermost unit, odd bytes escaped - and pids are read defensively") {
   CHECK(unit_of_cgroup("/user.slice/user-1000.slice/user@1000.service/app.slice/app-org.chromium.Chromium-1234.scope") ==
         "app-org.chromium.Chromium-1234.scope");
   CHECK(unit_of_cgroup("/system.slice/docker-0123abcd.scope") == "docker-0123abcd.scope");
@@ -259,6 +259,10 @@ TEST_CASE("blocked flows: per application and destination, counted, bounded, mos
   CHECK(j["packets"] == 8);
   CHECK(j["flows"][0]["destination"] == "203.0.113.3:5004/udp");
   CHECK(j["flows"][2]["destination"] == "203.0.113.3:5002/udp");
-  // Forwarded (no socket, no uid): said so.
-  CHECK(app_of(Sender{}) == "forwarded");
+  // No socket, no uid: forwarded (the forward chain's rules), else the kernel's own.
+  LoggedPacket fwd;
+  fwd.rule = "udp-fwd";
+  CHECK(app_of(Sender{}, fwd) == "forwarded");
+  fwd.rule = "tcp-out";
+  CHECK(app_of(Sender{}, fwd) == "kernel");
 }
