@@ -158,7 +158,9 @@ probe:
   servers: ["$LAB_STUN4:3478", "[$LAB_STUN6]:3478", "[$LAB_STUN6]:3478/tcp"]
   on_exposure: escalate   # the default: a page's path out that udp policy leaves open is closed
 CONF
-ip netns exec "$HOST" "$BUILD/daemon/leakguardd" --config "$WORK/leakguard.yaml" >"$OUT/leakguardd.log" 2>&1 &
+# nsenter, not `ip netns exec`: the latter mounts a fresh /sys, which hides the cgroup2 mount the
+# daemon names senders by (docs/attribution.md).
+nsenter --net=/run/netns/"$HOST" "$BUILD/daemon/leakguardd" --config "$WORK/leakguard.yaml" >"$OUT/leakguardd.log" 2>&1 &
 pids+=($!)
 CTL=$BUILD/cli/leakguardctl
 state() { "$CTL" status --json 2>/dev/null | jq -r .state 2>/dev/null; }
