@@ -63,12 +63,19 @@ struct MnlClose {
   void operator()(mnl_socket* s) const { mnl_socket_close(s); }
 };
 
+// At most `max` bytes of a small file (procfs, cgroupfs), read as they come: no buffer of the
+// largest size made (and cleared) for every read.
 std::string read_small(const std::string& path, std::size_t max = 65536) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::string s(max, '\0');
-  in.read(s.data(), static_cast<std::streamsize>(max));
-  s.resize(static_cast<std::size_t>(in.gcount()));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string s;
+  char buf[4096];
+  while (s.size() < max) {
+    const ssize_t n = ::read(fd, buf, std::min(sizeof buf, max - s.size()));
+    if (n <= 0) break;
+    s.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
   return s;
 }
 
@@ -78,8 +85,8 @@ std::vector<SocketInfo> dump_sockets(std::uint8_t family, std::uint8_t protocol)
   std::vector<SocketInfo> out;
   std::unique_ptr<mnl_socket, MnlClose> nl(mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC));
   if (!nl || mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0) return out;
-  std::vector<char> req_buf(MNL_SOCKET_BUFFER_SIZE);
-  auto* h = mnl_nlmsg_put_header(req_buf.data());
+  char req_buf[256] = {};  // a header and an inet_diag_req_v2
+  auto* h = mnl_nlmsg_put_header(req_buf);
   h->nlmsg_type = SOCK_DIAG_BY_FAMILY;
   h->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   h->nlmsg_seq = 1;
@@ -89,7 +96,7 @@ std::vector<SocketInfo> dump_sockets(std::uint8_t family, std::uint8_t protocol)
   r->idiag_states = ~0u;
   if (mnl_socket_sendto(nl.get(), h, h->nlmsg_len) < 0) return out;
   const int fd = mnl_socket_get_fd(nl.get());
-  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 8);
+  static std::vector<char> buf(32768);  // one loop, one lookup at a time: kept, not made anew each time
   const auto deadline = std::chrono::steady_clock::now() + kDeadline;
   const std::size_t alen = family == AF_INET ? 4 : 16;
   for (;;) {
@@ -180,65 +187,69 @@ std::string SenderLookup::cgroup_path(std::uint64_t id) {
   return found == cgroups_.end() ? std::string() : found->second;
 }
 
-void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
-  std::vector<std::int32_t> pids;
-  const bool by_cgroup = !out.cgroup.empty();
-  if (by_cgroup) {
-    pids = parse_pids(read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20));
-  } else {
-    // No cgroup to go by (no cgroup2 mount in sight: e.g. a fresh /sys under `ip netns exec`):
-    // every process, at most a few times a second.
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_full_scan_ < std::chrono::milliseconds(200)) return;
-    last_full_scan_ = now;
-    if (DIR* d = ::opendir(options_.proc.c_str())) {
-      for (dirent* e = ::readdir(d); e && pids.size() < 4096; e = ::readdir(d)) {
-        const std::string_view n = e->d_name;
-        if (!n.empty() && n.find_first_not_of("0123456789") == std::string_view::npos && n.size() < 10)
-          pids.push_back(static_cast<std::int32_t>(std::stol(std::string(n))));
-      }
-      ::closedir(d);
-    }
-  }
-  const std::string want = "socket:[" + std::to_string(s.inode) + "]";
-  bool any_readable = false;
-  auto holds = [&](std::int32_t pid) {
-    const std::string dir = options_.proc + "/" + std::to_string(pid) + "/fd";
+void SenderLookup::scan_sockets() {
+  // Every visible process's socket descriptors, inode -> pid: one pass over /proc, at most four
+  // times a second whatever the rate of new senders (a flood of new source ports cannot make the
+  // daemon walk /proc for each).
+  inode_pid_.clear();
+  DIR* procs = ::opendir(options_.proc.c_str());
+  if (!procs) return;
+  char target[64];
+  std::size_t seen = 0;
+  for (dirent* p = ::readdir(procs); p && seen < 4096; p = ::readdir(procs)) {
+    const std::string_view n = p->d_name;
+    if (n.empty() || n.size() > 9 || n.find_first_not_of("0123456789") != std::string_view::npos) continue;
+    ++seen;
+    const auto pid = static_cast<std::int32_t>(std::stol(std::string(n)));
+    const std::string dir = options_.proc + "/" + std::string(n) + "/fd";
     DIR* d = ::opendir(dir.c_str());
-    if (!d) return false;
-    any_readable = true;
-    bool found = false;
-    char target[64];
-    for (dirent* e = ::readdir(d); e && !found; e = ::readdir(d)) {
+    if (!d) continue;  // another user's, without the privilege to look
+    for (dirent* e = ::readdir(d); e; e = ::readdir(d)) {
       if (e->d_name[0] == '.') continue;
-      const ssize_t n = ::readlinkat(::dirfd(d), e->d_name, target, sizeof target - 1);
-      if (n > 0 && static_cast<std::size_t>(n) == want.size() && std::memcmp(target, want.data(), want.size()) == 0) found = true;
+      const ssize_t len = ::readlinkat(::dirfd(d), e->d_name, target, sizeof target - 1);
+      if (len <= 9 || std::memcmp(target, "socket:[", 8) != 0 || target[len - 1] != ']') continue;
+      std::uint64_t inode = 0;
+      for (ssize_t i = 8; i < len - 1 && target[i] >= '0' && target[i] <= '9'; ++i) inode = inode * 10 + static_cast<std::uint64_t>(target[i] - '0');
+      if (inode != 0 && inode_pid_.size() < 1'000'000) inode_pid_.emplace(inode, pid);
     }
     ::closedir(d);
-    return found;
-  };
+  }
+  ::closedir(procs);
+}
+
+void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
   auto comm = [&](std::int32_t pid) {
     std::string c = read_small(options_.proc + "/" + std::to_string(pid) + "/comm", 64);
     if (!c.empty() && c.back() == '\n') c.pop_back();
     return printable(c, 16);
   };
-  for (std::int32_t pid : pids) {
-    if (holds(pid)) {
-      out.pid = pid;
-      out.process = comm(pid);
-      return;
-    }
+  auto it = inode_pid_.find(s.inode);
+  const auto now = std::chrono::steady_clock::now();
+  if (it == inode_pid_.end() && now - last_scan_ >= std::chrono::milliseconds(250)) {
+    last_scan_ = now;
+    scan_sockets();
+    it = inode_pid_.find(s.inode);
+  }
+  if (it != inode_pid_.end()) {
+    out.pid = it->second;
+    out.process = comm(it->second);
+    if (!out.process.empty()) return;
+    out.pid.reset();  // gone since the scan
   }
   // The socket's holder could not be seen (another user's /proc/PID/fd needs privileges the
-  // daemon does not have): the cgroup's processes stand for it, said so.
-  if (pids.empty() || !by_cgroup) return;
+  // daemon does not have, or the socket is newer than the last scan): the cgroup's processes
+  // stand for it, said so.
+  if (out.cgroup.empty()) return;
+  const std::vector<std::int32_t> pids =
+      parse_pids(read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20));
+  if (pids.empty()) return;
   std::set<std::string> names;
   for (std::int32_t pid : pids) names.insert(comm(pid));
   names.erase("");
   if (pids.size() == 1 && !names.empty()) {
     out.pid = pids.front();
     out.process = *names.begin();
-    out.note = any_readable ? "the socket's holder not found; the only process in its cgroup" : "the only process in its cgroup";
+    out.note = "the only process in its cgroup";
   } else if (names.size() == 1) {
     out.process = *names.begin();
     out.note = "one of " + std::to_string(pids.size()) + " processes of that name in its cgroup";

@@ -52,12 +52,14 @@ class SenderLookup {
   std::optional<SocketInfo> socket_of(const LoggedPacket& p);
   std::string cgroup_path(std::uint64_t id);
   void process_of(const SocketInfo& s, Sender& out);
+  void scan_sockets();
   std::string user_name(std::uint32_t uid);
 
   Options options_;
   std::map<std::uint64_t, std::string> cgroups_;  // id -> path below the root ("/user.slice/...")
   std::chrono::steady_clock::time_point last_walk_{};
-  std::chrono::steady_clock::time_point last_full_scan_{};
+  std::chrono::steady_clock::time_point last_scan_{};
+  std::map<std::uint64_t, std::int32_t> inode_pid_;  // socket inode -> the process holding it, as last scanned
   std::map<std::uint32_t, std::string> users_;
 };
 

@@ -20,7 +20,7 @@
 
 namespace leakguard::daemon {
 
-inline constexpr int kLookupsPerSecond = 50;
+inline constexpr int kLookupsPerSecond = 20;
 inline constexpr std::chrono::seconds kSenderCacheFor{5};
 
 class BlockedPort {
