@@ -84,6 +84,21 @@ void BlockedFlows::add(const LoggedPacket& p, const Sender& s, const std::string
   f.last_seen = now;
 }
 
+std::vector<BlockedFlows::Change> BlockedFlows::take_changes(std::size_t max) {
+  std::vector<Flow*> changed;
+  for (auto& [k, f] : flows_)
+    if (f.packets > f.told) changed.push_back(&f);
+  std::sort(changed.begin(), changed.end(), [](const Flow* a, const Flow* b) { return a->packets - a->told > b->packets - b->told; });
+  std::vector<Change> out;
+  for (Flow* f : changed) {
+    if (out.size() == max) break;
+    const std::string user = !f->user.empty() ? f->user : f->uid ? "uid " + std::to_string(*f->uid) : "";
+    out.push_back(Change{f->app, user, f->destination, f->interface, f->packets - f->told});
+    f->told = f->packets;
+  }
+  return out;
+}
+
 nlohmann::json BlockedFlows::to_json(std::size_t top) const {
   nlohmann::json j;
   j["packets"] = packets_;

@@ -58,6 +58,15 @@ class BlockedFlows {
   std::uint64_t packets() const { return packets_; }
   std::size_t size() const { return flows_.size(); }
 
+  /// What changed since the last call, for the Blocked signal: the flows with new packets (the
+  /// `max` with the most), each with how many are new; they count as told from then on.
+  struct Change {
+    std::string app, user, destination, interface;
+    std::uint64_t packets = 0;
+    bool operator==(const Change&) const = default;
+  };
+  std::vector<Change> take_changes(std::size_t max);
+
  private:
   struct Flow {
     std::string app, unit, user, process, cgroup, note, interface, rule, destination, protocol;
@@ -65,6 +74,7 @@ class BlockedFlows {
     std::optional<std::int32_t> pid;
     bool gone = false;
     std::uint64_t packets = 0;
+    std::uint64_t told = 0;  // packets already in a Blocked signal
     SystemTime first_seen, last_seen;
   };
   std::size_t capacity_;

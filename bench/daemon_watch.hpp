@@ -77,6 +77,7 @@ class Watch final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy>
     cv.notify_all();
   }
   void onTableTampered(const std::string&) override {}
+  void onBlocked(const std::string&, const std::string&, const std::string&, const std::string&, const uint64_t&) override {}
 };
 
 // When the kernel announced that an interface went down or away: a thread reading an rtnetlink

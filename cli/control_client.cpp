@@ -264,6 +264,9 @@ std::string render_signal(const std::string& name, const std::vector<std::string
   }
   if (name == "ProbeCompleted") return "probe: " + (arg(0) == "ok" ? st.good(arg(0)) : st.bad(arg(0)));
   if (name == "TableTampered") return st.warn("table changed") + " by " + arg(0);
+  if (name == "Blocked")
+    return st.warn("blocked") + " " + st.bold(arg(0)) + (arg(1).empty() ? "" : " (" + arg(1) + ")") + " -> " + arg(2) +
+           (arg(3).empty() ? "" : " via " + arg(3)) + ": " + arg(4) + " packet" + (arg(4) == "1" ? "" : "s");
   std::string s = name;
   for (const auto& x : a) s += " " + x;
   return s;

@@ -38,6 +38,10 @@ class Proxy final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy>
   }
   void onProbeCompleted(const std::string& v) override { emit("ProbeCompleted", {v}); }
   void onTableTampered(const std::string& p) override { emit("TableTampered", {p}); }
+  void onBlocked(const std::string& app, const std::string& user, const std::string& dest, const std::string& iface,
+                 const uint64_t& packets) override {
+    emit("Blocked", {app, user, dest, iface, std::to_string(packets)});
+  }
 };
 
 class BusDaemon final : public Daemon {

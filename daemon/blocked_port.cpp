@@ -1,5 +1,7 @@
 #include "daemon/blocked_port.hpp"
 
+#include "probes/own_ports.hpp"
+
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_log.h>
@@ -124,7 +126,15 @@ void BlockedPort::receive() {
     }
     auto batch = attribution::parse_nflog(std::span(buffer_.data(), static_cast<std::size_t>(n)));
     rejected_ += batch.rejected.size();
-    for (const auto& p : batch.packets) on_packet_(p, sender_of(p));
+    for (const auto& p : batch.packets) {
+      if (p.uid == ::geteuid() && probes::is_own_port(p.protocol, p.source.family, p.source_port)) {
+        attribution::Sender s;
+        s.uid = p.uid;
+        on_packet_(p, s, true);
+        continue;
+      }
+      on_packet_(p, sender_of(p), false);
+    }
   }
 }
 

@@ -25,7 +25,9 @@ inline constexpr std::chrono::seconds kSenderCacheFor{5};
 
 class BlockedPort {
  public:
-  using Callback = std::function<void(const attribution::LoggedPacket&, const attribution::Sender&)>;
+  /// `own_probe`: sent by one of this daemon's probe sockets (not looked up: they are closed as
+  /// soon as a send is refused, and must not use up the lookups meant for applications).
+  using Callback = std::function<void(const attribution::LoggedPacket&, const attribution::Sender&, bool own_probe)>;
   BlockedPort(boost::asio::io_context& io, Callback on_packet);
   ~BlockedPort();
   BlockedPort(const BlockedPort&) = delete;

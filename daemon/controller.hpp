@@ -260,6 +260,8 @@ class Controller final : public Control {
   /// known: probes/own_ports.hpp; they are closed as soon as a send is refused, before any
   /// lookup), named "leakguardd (probe)".
   void blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe = false);
+  /// For the Blocked signal: what was blocked since the last call (attribution::BlockedFlows).
+  std::vector<attribution::BlockedFlows::Change> blocked_changes(std::size_t max) { return blocked_.take_changes(max); }
   /// Is `ifname` a tunnel (configured pattern or declared)?
   bool is_tunnel(const std::string& ifname) const;
   /// The tunnels (configured and declared) as the network model's classifier.

@@ -447,6 +447,12 @@ void DbusService::leak_detected(const std::string& interface, const std::string&
   if (object_) object_->emitLeakDetected(interface, family, reflexive, server);
 }
 
+void DbusService::blocked(const std::string& app, const std::string& user, const std::string& destination,
+                          const std::string& interface, std::uint64_t packets) {
+  invalidate();
+  if (object_) object_->emitBlocked(app, user, destination, interface, packets);
+}
+
 void DbusService::probe_completed(const std::string& verdict) {
   invalidate();
   if (object_) object_->emitProbeCompleted(verdict);

@@ -59,6 +59,9 @@ class DbusService {
 
   // Signals; silently dropped while the bus is away.
   void state_changed(const std::string& from, const std::string& to, const std::string& reason);
+  /// Blocked traffic and its sender (root and group leakguard only, by the bus policy).
+  void blocked(const std::string& app, const std::string& user, const std::string& destination, const std::string& interface,
+               std::uint64_t packets);
   void leak_detected(const std::string& interface, const std::string& family, const std::string& reflexive,
                      const std::string& server);
   void probe_completed(const std::string& verdict);

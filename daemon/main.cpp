@@ -32,7 +32,6 @@
 #include "daemon/probe_port.hpp"
 #include "netwatch/watcher.hpp"
 #include "netwatch/wireguard.hpp"
-#include "probes/own_ports.hpp"
 
 namespace lg = leakguard;
 namespace d = leakguard::daemon;
@@ -115,6 +114,9 @@ class Outputs final : public d::Notifications {
     state_dir_ = std::move(dir);
     boot_id_ = std::move(boot_id);
     link_exists_ = std::move(link_exists);
+  }
+  void blocked(const lg::attribution::BlockedFlows::Change& c) {
+    if (bus_) bus_->blocked(c.app, c.user, c.destination, c.interface, c.packets);
   }
   /// Called after every change of what VPN clients declared.
   void on_declaration(std::function<void()> f) { on_declaration_ = std::move(f); }
@@ -230,9 +232,20 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
 
   // What our blocking rules log, and who sent it (attribution.*): listened to as the rules in
   // place say, and again after every reload (the group may change or go).
-  d::BlockedPort blocked_port(io, [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s) {
-    const bool own = p.uid == ::geteuid() && lg::probes::is_own_port(p.protocol, p.source.family, p.source_port);
+  // The Blocked signal: at most once a second, what was blocked since (the ten busiest flows);
+  // the timer runs only while something is being blocked.
+  asio::steady_timer blocked_signal(io);
+  bool blocked_signal_waiting = false;
+  d::BlockedPort blocked_port(io, [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s, bool own) {
     controller->blocked(p, s, std::chrono::system_clock::now(), own);
+    if (blocked_signal_waiting) return;
+    blocked_signal_waiting = true;
+    blocked_signal.expires_after(std::chrono::seconds(1));
+    blocked_signal.async_wait([&](const boost::system::error_code& ec) {
+      blocked_signal_waiting = false;
+      if (ec) return;
+      for (const auto& c : controller->blocked_changes(10)) outputs.blocked(c);
+    });
   });
   std::string blocked_error;
   auto listen_blocked = [&] {

@@ -55,6 +55,7 @@ class Watch final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy>
   void onLeakDetected(const std::string&, const std::string&, const std::string&, const std::string&) override {}
   void onProbeCompleted(const std::string&) override {}
   void onTableTampered(const std::string&) override {}
+  void onBlocked(const std::string&, const std::string&, const std::string&, const std::string&, const uint64_t&) override {}
   std::mutex m_;
   std::condition_variable cv_;
   std::vector<std::string> states_;

@@ -84,6 +84,21 @@ TEST_CASE("blocked UDP and TCP from five senders are named by process, uid and u
       {"lgt-snd-udp1", 0, "udp", 40001},     {"lgt-snd-udp2", 65534, "udp", 40002}, {"lgt-snd-udp3", 4003, "udp", 40003},
       {"lgt-snd-tcp4", 4004, "tcp", 40004},  {"lgt-snd-tcp5", 0, "tcp", 40005},
   };
+  // The Blocked signal, as root's monitor and an unprivileged one receive it (the bus policy keeps
+  // it to root and group leakguard; ProbeCompleted, which everyone receives, is the control).
+  const std::string root_log = rig.dir + "/monitor-root.log", nobody_log = rig.dir + "/monitor-nobody.log";
+  lab::Process monitor_root("", {LEAKGUARDCTL, "monitor", "--json"}, root_log);
+  lab::Process monitor_nobody("", {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", LEAKGUARDCTL, "monitor", "--json"},
+                              nobody_log);
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  REQUIRE(eventually([&] {
+    return rig.ctl({"probe"}).status == 0 && read(root_log).find("ProbeCompleted") != std::string::npos &&
+           read(nobody_log).find("ProbeCompleted") != std::string::npos;
+  }, 15s));
+
   std::vector<lab::Process> running;
   for (const auto& s : senders) {
     const std::string link = scratch.bin + "/" + s.name, scope = scratch.cgroups + "/" + s.name + ".scope";
@@ -159,6 +174,14 @@ TEST_CASE("blocked UDP and TCP from five senders are named by process, uid and u
   auto as_json = nlohmann::json::parse(rig.ctl({"blocked", "--json"}).out, nullptr, false);
   REQUIRE(as_json.is_object());
   CHECK(as_json["packets"].get<std::uint64_t>() >= all);
+  // As they happened: a Blocked signal per sender (within a second), for root's monitor only.
+  for (const auto& s : senders) {
+    if (s.proto != "udp") continue;
+    CAPTURE(s.name);
+    CHECK_MESSAGE(eventually([&] { return read(root_log).find("\"" + s.name + "\"") != std::string::npos; }, 5s), read(root_log));
+  }
+  CHECK(read(root_log).find("Blocked") != std::string::npos);
+  CHECK_MESSAGE(read(nobody_log).find("Blocked") == std::string::npos, read(nobody_log));
   // The user's name where there is one.
   for (const auto& f : flows_for(40002)) CHECK(f["user"] == "nobody");
   // The daemon's own probes (STUN to 203.0.113.3:3478 out of eth0, refused) are named as such.

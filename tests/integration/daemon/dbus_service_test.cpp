@@ -299,6 +299,9 @@ TEST_CASE("signals and PropertiesChanged reach a client") {
     }
     void onProbeCompleted(const std::string& v) override { add("probe " + v); }
     void onTableTampered(const std::string& p) override { add("tampered " + p); }
+    void onBlocked(const std::string& a, const std::string&, const std::string& d, const std::string&, const uint64_t& n) override {
+      add("blocked " + a + " " + d + " " + std::to_string(n));
+    }
     void onPropertiesChanged(const std::string&, const std::map<std::string, sdbus::Variant>& changed,
                              const std::vector<std::string>&) override {
       for (const auto& [k, _] : changed) add("prop " + k);

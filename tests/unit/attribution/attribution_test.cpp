@@ -248,6 +248,17 @@ TEST_CASE("blocked flows: per application and destination, counted, bounded, mos
   REQUIRE(j["apps"].size() == 2);
   CHECK(j["apps"][0]["app"] == "chromium");  // most packets first
   CHECK(j["apps"][0]["packets"] == 2);
+  // For the Blocked signal: what is new since the last call, busiest first, each told once.
+  auto changes = flows.take_changes(10);
+  REQUIRE(changes.size() == 2);
+  CHECK(changes[0] == BlockedFlows::Change{"chromium", "alice", "203.0.113.3:3478/udp", "eth0", 2});
+  CHECK(changes[1] == BlockedFlows::Change{"uid 4006", "uid 4006", "203.0.113.3:3479/udp", "eth0", 1});
+  CHECK(flows.take_changes(10).empty());
+  p.destination_port = 3478;
+  flows.add(p, chromium, "eth0", t0 + 3s);
+  CHECK(flows.take_changes(10) == std::vector<BlockedFlows::Change>{{"chromium", "alice", "203.0.113.3:3478/udp", "eth0", 1}});
+  CHECK(flows.to_json()["packets"] == 4);
+  p.destination_port = 3479;
   // Bounded: the least recently seen goes first.
   for (int i = 0; i < 5; ++i) {
     p.destination_port = static_cast<std::uint16_t>(5000 + i);
@@ -256,7 +267,7 @@ TEST_CASE("blocked flows: per application and destination, counted, bounded, mos
   CHECK(flows.size() == 3);
   j = flows.to_json();
   CHECK(j["evicted"] == 4);
-  CHECK(j["packets"] == 8);
+  CHECK(j["packets"] == 9);
   CHECK(j["flows"][0]["destination"] == "203.0.113.3:5004/udp");
   CHECK(j["flows"][2]["destination"] == "203.0.113.3:5002/udp");
   // No socket, no uid: forwarded (the forward chain's rules), else the kernel's own.
