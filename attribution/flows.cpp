@@ -84,10 +84,16 @@ void BlockedFlows::add(const LoggedPacket& p, const Sender& s, const std::string
   f.last_seen = now;
 }
 
-std::vector<BlockedFlows::Change> BlockedFlows::take_changes(std::size_t max) {
+bool BlockedFlows::pending() const {
+  return std::any_of(flows_.begin(), flows_.end(), [](const auto& e) { return e.second.packets > e.second.told; });
+}
+
+std::vector<BlockedFlows::Change> BlockedFlows::take_changes(std::size_t max, std::string_view quiet) {
   std::vector<Flow*> changed;
-  for (auto& [k, f] : flows_)
+  for (auto& [k, f] : flows_) {
+    if (!quiet.empty() && f.app == quiet) f.told = f.packets;
     if (f.packets > f.told) changed.push_back(&f);
+  }
   std::sort(changed.begin(), changed.end(), [](const Flow* a, const Flow* b) { return a->packets - a->told > b->packets - b->told; });
   std::vector<Change> out;
   for (Flow* f : changed) {

@@ -26,6 +26,9 @@ struct Sender {
   std::string cgroup;                ///< the socket's cgroup (v2) path ("" unknown)
   bool gone = false;                 ///< the socket had closed before it could be looked up
   std::string note;                  ///< how the process was found when not exactly ("" exact)
+  /// The socket's holder was not looked for (the last pass over /proc was too recent): ask again
+  /// for the next packet rather than keep this answer.
+  bool ask_again = false;
   bool operator==(const Sender&) const = default;
 };
 
@@ -59,13 +62,17 @@ class BlockedFlows {
   std::size_t size() const { return flows_.size(); }
 
   /// What changed since the last call, for the Blocked signal: the flows with new packets (the
-  /// `max` with the most), each with how many are new; they count as told from then on.
+  /// `max` with the most), each with how many are new; they count as told from then on. Flows of
+  /// application `quiet` count as told without being returned (the daemon's own probes); what is
+  /// left over waits for the next call (pending()).
   struct Change {
     std::string app, user, destination, interface;
     std::uint64_t packets = 0;
     bool operator==(const Change&) const = default;
   };
-  std::vector<Change> take_changes(std::size_t max);
+  std::vector<Change> take_changes(std::size_t max, std::string_view quiet = {});
+  /// Flows with packets not yet told.
+  bool pending() const;
 
  private:
   struct Flow {

@@ -166,9 +166,12 @@ std::optional<SocketInfo> SenderLookup::socket_of(const LoggedPacket& p) {
 std::string SenderLookup::cgroup_path(std::uint64_t id) {
   if (auto it = cgroups_.find(id); it != cgroups_.end()) return it->second;
   if (options_.cgroup_root.empty()) return {};
-  // A walk at most once a second: a cgroup made since the last one is found then.
+  // A walk at most four times a second: a cgroup made since the last one is found then.
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_walk_ < std::chrono::seconds(1) && last_walk_ != std::chrono::steady_clock::time_point{}) return {};
+  if (now - last_walk_ < std::chrono::milliseconds(250) && last_walk_ != std::chrono::steady_clock::time_point{}) {
+    walk_refused_ = true;
+    return {};
+  }
   last_walk_ = now;
   cgroups_.clear();
   namespace fs = std::filesystem;
@@ -225,10 +228,14 @@ void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
   };
   auto it = inode_pid_.find(s.inode);
   const auto now = std::chrono::steady_clock::now();
-  if (it == inode_pid_.end() && now - last_scan_ >= std::chrono::milliseconds(250)) {
-    last_scan_ = now;
-    scan_sockets();
-    it = inode_pid_.find(s.inode);
+  if (it == inode_pid_.end()) {
+    if (now - last_scan_ >= std::chrono::milliseconds(250)) {
+      last_scan_ = now;
+      scan_sockets();
+      it = inode_pid_.find(s.inode);
+    } else {
+      out.ask_again = true;
+    }
   }
   if (it != inode_pid_.end()) {
     out.pid = it->second;
@@ -278,8 +285,10 @@ Sender SenderLookup::find(const LoggedPacket& p) {
   } else {
     s.uid = sock->uid;
     if (sock->cgroup_id) {
+      walk_refused_ = false;
       s.cgroup = cgroup_path(*sock->cgroup_id);
       s.unit = unit_of_cgroup(s.cgroup);
+      if (walk_refused_) s.ask_again = true;
     }
     process_of(*sock, s);
   }

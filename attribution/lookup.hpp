@@ -59,6 +59,7 @@ class SenderLookup {
   std::map<std::uint64_t, std::string> cgroups_;  // id -> path below the root ("/user.slice/...")
   std::chrono::steady_clock::time_point last_walk_{};
   std::chrono::steady_clock::time_point last_scan_{};
+  bool walk_refused_ = false;  // the last cgroup_path() missed and could not walk again yet
   std::map<std::uint64_t, std::int32_t> inode_pid_;  // socket inode -> the process holding it, as last scanned
   std::map<std::uint32_t, std::string> users_;
 };

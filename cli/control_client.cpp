@@ -2,7 +2,9 @@
 
 #include <sdbus-c++/sdbus-c++.h>
 
+#include <chrono>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "common/json_text.hpp"
@@ -369,11 +371,89 @@ Outcome reload() {
   });
 }
 
+std::optional<Notification> notification_for(const std::string& name, const std::vector<std::string>& a,
+                                             const std::string& previous) {
+  auto arg = [&](std::size_t i) { return i < a.size() ? a[i] : std::string(); };
+  if (name == "StateChanged") {
+    const std::string to = arg(1), why = reason_text(arg(2), false);
+    if (to == "blocking") return Notification{"VPN down: blocked", "leakguard blocks what would leave outside the VPN. " + why, 1, "state", true};
+    if (to == "leaking") return Notification{"Leak: traffic gets out outside the VPN", why, 2, "state", true};
+    if (to == "error") return Notification{"leakguard: error", why, 2, "state", true};
+    if (to == "unverified") return Notification{"VPN not verified", why, 1, "state", true};
+    if (to == "secured" && (previous == "blocking" || previous == "leaking" || previous == "error" || previous == "unverified"))
+      return Notification{"VPN protected", "leakguard's probe saw only the VPN's exit. " + why, 0, "state", true};
+    return std::nullopt;
+  }
+  if (name == "LeakDetected") {
+    const std::string via = arg(0).starts_with("routed via ") ? arg(0).substr(11) : arg(0);
+    return Notification{"Leak detected via " + via,
+                        arg(2).empty() ? arg(3) : arg(1) + " address " + arg(2) + " seen by " + arg(3), 2, "leak " + via, false};
+  }
+  if (name == "TableTampered")
+    return Notification{"leakguard's firewall was changed", "by " + arg(0) + " (restored where the kernel let it)", 1, "tamper", false};
+  if (name == "Blocked") {
+    if (arg(0) == "leakguardd (probe)") return std::nullopt;  // the kill switch checking itself
+    std::string dest = arg(2);
+    if (const auto slash = dest.rfind('/'); slash != std::string::npos) dest.resize(slash);
+    return Notification{arg(0) + " tried to reach " + dest + " outside the VPN (blocked)",
+                        arg(4) + " packet" + (arg(4) == "1" ? "" : "s") + (arg(3).empty() ? "" : " via " + arg(3)) +
+                            (arg(1).empty() ? "" : ", " + arg(1)),
+                        0, "blocked " + arg(0) + " " + arg(2), false};
+  }
+  return std::nullopt;
+}
+
 int monitor(bool json, const Style& st) {
   try {
     follow_signals([&](const std::string& name, const std::vector<std::string>& args) {
       if (json) std::cout << json_text(nlohmann::json{{"signal", name}, {"args", args}}) << std::endl;
       else std::cout << render_signal(name, args, st) << std::endl;
+    });
+  } catch (const sdbus::Error& e) {
+    auto o = from_dbus_error(e.getName(), e.getMessage());
+    std::cerr << o.err << "\n";
+    return o.exit;
+  }
+  return kOk;
+}
+
+int monitor_notify(bool json, const Style& st) {
+  std::unique_ptr<sdbus::IConnection> session;
+  try {
+    session = sdbus::createSessionBusConnection();
+  } catch (const sdbus::Error& e) {
+    std::cerr << "leakguardctl: no session bus for desktop notifications: " << e.getMessage() << "\n";
+    return kFailed;
+  }
+  auto notifications = sdbus::createProxy(*session, "org.freedesktop.Notifications", "/org/freedesktop/Notifications");
+  std::map<std::string, std::uint32_t> ids;  // a key's last notification, replaced by the next
+  std::map<std::string, std::chrono::steady_clock::time_point> told;  // Blocked: once a minute per app and destination
+  std::string state;
+  try {
+    follow_signals([&](const std::string& name, const std::vector<std::string>& args) {
+      if (json) std::cout << json_text(nlohmann::json{{"signal", name}, {"args", args}}) << std::endl;
+      else std::cout << render_signal(name, args, st) << std::endl;
+      const auto n = notification_for(name, args, state);
+      if (name == "StateChanged" && args.size() > 1) state = args[1];
+      if (!n) return;
+      const auto now = std::chrono::steady_clock::now();
+      if (name == "Blocked") {
+        if (auto it = told.find(n->key); it != told.end() && now - it->second < std::chrono::minutes(1)) return;
+        if (told.size() > 1024) told.clear();
+        told[n->key] = now;
+      }
+      std::map<std::string, sdbus::Variant> hints{{"urgency", sdbus::Variant(n->urgency)}};
+      std::uint32_t id = 0;
+      try {
+        notifications->callMethod("Notify")
+            .onInterface("org.freedesktop.Notifications")
+            .withArguments(std::string("leakguard"), ids[n->key], std::string("network-vpn"), n->summary, n->body,
+                           std::vector<std::string>{}, hints, std::int32_t{-1})
+            .storeResultsTo(id);
+        ids[n->key] = id;
+      } catch (const sdbus::Error& e) {
+        std::cerr << "leakguardctl: notification not shown: " << e.getMessage() << "\n";
+      }
     });
   } catch (const sdbus::Error& e) {
     auto o = from_dbus_error(e.getName(), e.getMessage());

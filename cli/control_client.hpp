@@ -71,4 +71,21 @@ Outcome reload();
 /// Follows the daemon's signals until interrupted; prints each as it comes.
 int monitor(bool json, const Style& st);
 
+/// A desktop notification a signal becomes (`leakguardctl monitor --notify`), or none.
+struct Notification {
+  std::string summary, body;
+  std::uint8_t urgency = 1;  ///< 0 low, 1 normal, 2 critical (the spec's "urgency" hint)
+  std::string key;           ///< notifications with the same key replace each other; Blocked's are rate-limited by it
+  bool state = false;        ///< a state notification (one bubble, updated)
+  bool operator==(const Notification&) const = default;
+};
+/// Pure: StateChanged to blocking/leaking/error/unverified (and back to secured after one of
+/// those), LeakDetected, TableTampered and Blocked (not the daemon's own probes) become
+/// notifications; ProbeCompleted and the rest do not. `previous_state` is the last state seen.
+std::optional<Notification> notification_for(const std::string& name, const std::vector<std::string>& args,
+                                             const std::string& previous_state);
+/// `leakguardctl monitor --notify`: the signals as desktop notifications through
+/// org.freedesktop.Notifications on the session bus (and printed as without --notify).
+int monitor_notify(bool json, const Style& st);
+
 }  // namespace leakguard::cli

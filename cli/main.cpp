@@ -92,7 +92,10 @@ int main(int argc, char** argv) {
 
   auto* monitor = app.add_subcommand("monitor", "Follow state changes, leaks, probes and tampering live");
   monitor->add_flag("--json", json, "One JSON object per line");
-  monitor->callback([&] { exit_code = cli::monitor(json, style()); });
+  bool notify = false;
+  monitor->add_flag("--notify", notify,
+                    "Also show them as desktop notifications (org.freedesktop.Notifications on the session bus)");
+  monitor->callback([&] { exit_code = notify ? cli::monitor_notify(json, style()) : cli::monitor(json, style()); });
 
   cli::add_candidates_command(app, exit_code);
 

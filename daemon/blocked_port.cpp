@@ -152,6 +152,7 @@ attribution::Sender BlockedPort::sender_of(const attribution::LoggedPacket& p) {
   }
   ++budget_used_;
   attribution::Sender s = lookup_.find(p);
+  if (s.ask_again) return s;
   if (cache_.size() > 4096) cache_.clear();
   cache_[key] = {now, s};
   return s;

@@ -567,7 +567,7 @@ Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::strin
 
 void Controller::blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe) {
   if (own_probe) {
-    s.process = "leakguardd (probe)";
+    s.process = std::string(kOwnProbeApp);
     s.gone = false;
     s.note = "the daemon's own probe, sent outside the tunnel to check the block";
   } else if (s.gone && p.protocol == kTcp) {

@@ -60,6 +60,9 @@ enum class Protection {
 };
 std::string_view to_string(Protection p);
 
+/// What the daemon's own probes are called among blocked senders.
+inline constexpr std::string_view kOwnProbeApp = "leakguardd (probe)";
+
 /// How often the declared WireGuard tunnel's peers are read (follow_peers_of()): the longest a
 /// roaming client's packets to its server's new address meet the block.
 inline constexpr std::chrono::milliseconds kPeerPoll{1000};
@@ -261,7 +264,11 @@ class Controller final : public Control {
   /// lookup), named "leakguardd (probe)".
   void blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe = false);
   /// For the Blocked signal: what was blocked since the last call (attribution::BlockedFlows).
-  std::vector<attribution::BlockedFlows::Change> blocked_changes(std::size_t max) { return blocked_.take_changes(max); }
+  /// The daemon's own probes are left out (they are counted in status, not signalled).
+  std::vector<attribution::BlockedFlows::Change> blocked_changes(std::size_t max) {
+    return blocked_.take_changes(max, kOwnProbeApp);
+  }
+  bool blocked_pending() const { return blocked_.pending(); }
   /// Is `ifname` a tunnel (configured pattern or declared)?
   bool is_tunnel(const std::string& ifname) const;
   /// The tunnels (configured and declared) as the network model's classifier.

@@ -236,8 +236,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   // the timer runs only while something is being blocked.
   asio::steady_timer blocked_signal(io);
   bool blocked_signal_waiting = false;
-  d::BlockedPort blocked_port(io, [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s, bool own) {
-    controller->blocked(p, s, std::chrono::system_clock::now(), own);
+  std::function<void()> signal_blocked = [&] {
     if (blocked_signal_waiting) return;
     blocked_signal_waiting = true;
     blocked_signal.expires_after(std::chrono::seconds(1));
@@ -245,7 +244,12 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       blocked_signal_waiting = false;
       if (ec) return;
       for (const auto& c : controller->blocked_changes(10)) outputs.blocked(c);
+      if (controller->blocked_pending()) signal_blocked();  // the rest next second
     });
+  };
+  d::BlockedPort blocked_port(io, [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s, bool own) {
+    controller->blocked(p, s, std::chrono::system_clock::now(), own);
+    signal_blocked();
   });
   std::string blocked_error;
   auto listen_blocked = [&] {

@@ -225,3 +225,29 @@ TEST_CASE("blocked recently: who, whose, where to, how often - and for others on
   j["blocked"] = b;
   CHECK(has(render_status(j, Style{}), "blocked recently (logged, at most 100 a second per rule):\n  chromium ("));
 }
+
+TEST_CASE("desktop notifications: which signals become which notification") {
+  using S = std::vector<std::string>;
+  auto n = notification_for("StateChanged", S{"secured", "blocking", "tunnel down: no tunnel interface up"}, "secured");
+  REQUIRE(n);
+  CHECK(n->summary == "VPN down: blocked");
+  CHECK(n->state);
+  CHECK(n->urgency == 1);
+  n = notification_for("StateChanged", S{"secured", "leaking", "probe leak"}, "secured");
+  REQUIRE(n);
+  CHECK(n->urgency == 2);
+  // Back to secured: said once after trouble, not at every start.
+  CHECK(notification_for("StateChanged", S{"blocking", "secured", "probe ok"}, "blocking"));
+  CHECK_FALSE(notification_for("StateChanged", S{"off", "secured", "probe ok"}, "off"));
+  n = notification_for("LeakDetected", S{"eth0", "ipv4", "203.0.113.2:4242", "203.0.113.3:3478/udp"}, "");
+  REQUIRE(n);
+  CHECK(n->summary == "Leak detected via eth0");
+  CHECK(n->body == "ipv4 address 203.0.113.2:4242 seen by 203.0.113.3:3478/udp");
+  n = notification_for("Blocked", S{"chromium", "alice", "203.0.113.3:3478/udp", "eth0", "12"}, "");
+  REQUIRE(n);
+  CHECK(n->summary == "chromium tried to reach 203.0.113.3:3478 outside the VPN (blocked)");
+  CHECK(n->body == "12 packets via eth0, alice");
+  CHECK_FALSE(notification_for("Blocked", S{"leakguardd (probe)", "root", "203.0.113.3:3478/udp", "eth0", "4"}, ""));
+  CHECK_FALSE(notification_for("ProbeCompleted", S{"ok"}, ""));
+  CHECK(notification_for("TableTampered", S{"nft[42]"}, "")->body.find("nft[42]") != std::string::npos);
+}

@@ -23,6 +23,9 @@ for l in "./usr/lib/NetworkManager/dispatcher.d/90-leakguard -> ../../leakguard/
 done
 dpkg-deb -e "$deb" "$out/control"
 grep -qx /etc/leakguard/leakguard.yaml "$out/control/conffiles" || fail "the configuration is not a conffile"
+# Desktop notifications start with each user's session (XDG autostart), a conffile like the rest of /etc.
+grep -qF " ./etc/xdg/autostart/leakguard-notify.desktop" <<<"$contents" || fail "the XDG autostart file is missing from the package"
+grep -qx /etc/xdg/autostart/leakguard-notify.desktop "$out/control/conffiles" || fail "the XDG autostart file is not a conffile"
 # The maintainer scripts (packaging/; what they do is proven on a booted system: tests/system/).
 for s in postinst prerm postrm; do
   [ -x "$out/control/$s" ] || fail "no executable $s in the package"
