@@ -133,6 +133,8 @@ std::vector<SocketInfo> dump_sockets(std::uint8_t family, std::uint8_t protocol)
   }
 }
 
+}  // namespace
+
 std::string cgroup2_mount() {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
@@ -147,8 +149,6 @@ std::string cgroup2_mount() {
   }
   return {};
 }
-
-}  // namespace
 
 SenderLookup::SenderLookup(Options o) : options_(std::move(o)) {
   if (options_.cgroup_root.empty()) options_.cgroup_root = cgroup2_mount();

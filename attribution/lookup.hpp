@@ -35,6 +35,9 @@ std::optional<SocketInfo> choose_socket(const std::vector<SocketInfo>& sockets, 
 /// "4242" lines of a cgroup.procs file, at most `max` of them; anything else is skipped.
 std::vector<std::int32_t> parse_pids(std::string_view text, std::size_t max = 4096);
 
+/// Where the cgroup v2 hierarchy is mounted (from /proc/self/mountinfo); "" if nowhere in sight.
+std::string cgroup2_mount();
+
 class SenderLookup {
  public:
   struct Options {

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "attribution/lookup.hpp"
 #include "tests/e2e/rig/rig.hpp"
 
 using namespace std::chrono_literals;
@@ -23,19 +24,6 @@ using leakguard::e2e::RigOptions;
 namespace {
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-std::string cgroup2_mount() {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto dash = line.find(" - ");
-    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
-    std::istringstream f(line.substr(0, dash));
-    std::string id, parent, dev, root, mount;
-    f >> id >> parent >> dev >> root >> mount;
-    return mount;
-  }
-  return {};
-}
 }  // namespace
 
 TEST_CASE("monitor --notify: VPN down and a blocked STUN request become notifications on a real server (dunst)") {
@@ -68,7 +56,7 @@ TEST_CASE("monitor --notify: VPN down and a blocked STUN request become notifica
 
   // A STUN request outside the tunnel (the STUN server is routed via eth0), from an application in
   // a scope of its own, as a desktop session starts them: blocked, and named.
-  const std::string mount = cgroup2_mount();
+  const std::string mount = leakguard::attribution::cgroup2_mount();
   REQUIRE(!mount.empty());
   const std::string scope = mount + "/lgt-notify-" + std::to_string(getpid()) + ".scope";
   std::filesystem::create_directories(scope);

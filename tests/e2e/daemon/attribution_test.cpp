@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "attribution/lookup.hpp"
 #include "tests/e2e/rig/rig.hpp"
 
 using namespace std::chrono_literals;
@@ -29,19 +30,6 @@ using leakguard::e2e::RigOptions;
 
 namespace {
 
-std::string cgroup2_mount() {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto dash = line.find(" - ");
-    if (dash == std::string::npos || line.compare(dash + 3, 8, "cgroup2 ") != 0) continue;
-    std::istringstream f(line.substr(0, dash));
-    std::string id, parent, dev, root, mount;
-    f >> id >> parent >> dev >> root >> mount;
-    return mount;
-  }
-  return {};
-}
 
 // Scopes of our own under the cgroup2 mount, and a directory any user may run the senders from;
 // all removed at the end (the senders have exited by then).
@@ -73,7 +61,7 @@ struct SenderSpec {
 }  // namespace
 
 TEST_CASE("blocked UDP and TCP from five senders are named by process, uid and unit - and a sender gone before its lookup by uid") {
-  const std::string mount = cgroup2_mount();
+  const std::string mount = leakguard::attribution::cgroup2_mount();
   REQUIRE_MESSAGE(!mount.empty(), "no cgroup2 mount in /proc/self/mountinfo");
   Rig rig(RigOptions{.lab = {.split_stun = true}, .policy = "strict"});
   rig.start();
