@@ -46,7 +46,7 @@ int configure(int fd, std::uint16_t group, std::uint8_t family, const std::funct
 }  // namespace
 
 BlockedPort::BlockedPort(boost::asio::io_context& io, Callback on_packet)
-    : io_(io), on_packet_(std::move(on_packet)), socket_(io), buffer_(1 << 16) {}
+    : on_packet_(std::move(on_packet)), socket_(io), buffer_(1 << 16) {}
 
 BlockedPort::~BlockedPort() { (void)listen(std::nullopt); }
 

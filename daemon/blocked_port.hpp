@@ -46,7 +46,6 @@ class BlockedPort {
   void receive();
   attribution::Sender sender_of(const attribution::LoggedPacket& p);
 
-  boost::asio::io_context& io_;
   Callback on_packet_;
   boost::asio::posix::stream_descriptor socket_;
   std::optional<std::uint16_t> group_;
