@@ -46,7 +46,7 @@ int configure(int fd, std::uint16_t group, std::uint8_t family, const std::funct
 }  // namespace
 
 BlockedPort::BlockedPort(boost::asio::io_context& io, Callback on_packet)
-    : on_packet_(std::move(on_packet)), socket_(io), buffer_(1 << 16) {}
+    : on_packet_(std::move(on_packet)), socket_(io), buffer_(1 << 16), own_uid_(::geteuid()) {}
 
 BlockedPort::~BlockedPort() { (void)listen(std::nullopt); }
 
@@ -127,7 +127,7 @@ void BlockedPort::receive() {
     auto batch = attribution::parse_nflog(std::span(buffer_.data(), static_cast<std::size_t>(n)));
     rejected_ += batch.rejected.size();
     for (const auto& p : batch.packets) {
-      if (p.uid == ::geteuid() && probes::is_own_port(p.protocol, p.source.family, p.source_port)) {
+      if (p.uid == own_uid_ && probes::is_own_port(p.protocol, p.source.family, p.source_port)) {
         attribution::Sender s;
         s.uid = p.uid;
         on_packet_(p, s, true);

@@ -11,6 +11,8 @@
 #include <tuple>
 #include <vector>
 
+#include <sys/types.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
@@ -56,6 +58,7 @@ class BlockedPort {
   std::chrono::steady_clock::time_point budget_start_{};
   int budget_used_ = 0;
   std::uint64_t rejected_ = 0, lost_ = 0;
+  const uid_t own_uid_;  // whose sockets the daemon's own probes are
 };
 
 }  // namespace leakguard::daemon

@@ -160,8 +160,7 @@ Result<std::optional<PeerEndpoints>> read_userspace(const std::string& ifname, c
 
 Result<std::optional<PeerEndpoints>> read_wireguard_peers(const std::string& ifname, const std::string& kind,
                                                           const std::string& uapi_dir) {
-  if (ifname.empty() || ifname.size() >= 16 || ifname.find('/') != std::string::npos || ifname == "." || ifname == "..")
-    return fail("read WireGuard peers", "'" + printable_ifname(ifname) + "' is no interface name");
+  if (auto ok = validate_ifname(ifname); !ok) return fail("read WireGuard peers", ok.error().message);
   if (kind == "wireguard") return read_kernel(ifname);
   return read_userspace(ifname, uapi_dir);
 }
