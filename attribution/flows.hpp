@@ -24,7 +24,9 @@ struct Sender {
   std::string process;               ///< its name (/proc/PID/comm); "" unknown
   std::string unit;                  ///< the systemd unit or scope of the socket's cgroup ("" none)
   std::string cgroup;                ///< the socket's cgroup (v2) path ("" unknown)
-  bool gone = false;                 ///< the socket had closed before it could be looked up
+  /// The socket had closed before it could be looked up, and no process of its user was found
+  /// in its cgroup (where the firewall remembered that)
+  bool gone = false;
   std::string note;                  ///< how the process was found when not exactly ("" exact)
   /// The socket's holder was not looked for (the last pass over /proc was too recent): ask again
   /// for the next packet rather than keep this answer.

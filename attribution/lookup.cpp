@@ -54,6 +54,30 @@ std::vector<std::int32_t> parse_pids(std::string_view text, std::size_t max) {
   return out;
 }
 
+std::optional<std::array<std::uint32_t, 4>> parse_status_uids(std::string_view status) {
+  std::size_t pos = 0;
+  while (pos < status.size()) {
+    auto nl = status.find('\n', pos);
+    if (nl == std::string_view::npos) nl = status.size();
+    std::string_view line = status.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (!line.starts_with("Uid:")) continue;
+    line.remove_prefix(4);
+    std::array<std::uint32_t, 4> ids{};
+    for (auto& id : ids) {
+      while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+      std::size_t n = 0;
+      std::uint64_t v = 0;
+      while (n < line.size() && n < 10 && line[n] >= '0' && line[n] <= '9') v = v * 10 + static_cast<std::uint64_t>(line[n++] - '0');
+      if (n == 0 || v > 0xffffffffu) return std::nullopt;
+      id = static_cast<std::uint32_t>(v);
+      line.remove_prefix(n);
+    }
+    return ids;
+  }
+  return std::nullopt;
+}
+
 namespace {
 
 constexpr auto kDeadline = std::chrono::milliseconds(200);
@@ -168,7 +192,7 @@ std::string SenderLookup::cgroup_path(std::uint64_t id) {
   if (options_.cgroup_root.empty()) return {};
   // A walk at most four times a second: a cgroup made since the last one is found then.
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_walk_ < std::chrono::milliseconds(250) && last_walk_ != std::chrono::steady_clock::time_point{}) {
+  if (now - last_walk_ < options_.min_scan_interval && last_walk_ != std::chrono::steady_clock::time_point{}) {
     walk_refused_ = true;
     return {};
   }
@@ -226,23 +250,14 @@ void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
     if (!c.empty() && c.back() == '\n') c.pop_back();
     return printable(c, 16);
   };
-  auto it = inode_pid_.find(s.inode);
-  const auto now = std::chrono::steady_clock::now();
-  if (it == inode_pid_.end()) {
-    if (now - last_scan_ >= std::chrono::milliseconds(250)) {
-      last_scan_ = now;
-      scan_sockets();
-      it = inode_pid_.find(s.inode);
-    } else {
-      out.ask_again = true;
-    }
-  }
-  if (it != inode_pid_.end()) {
-    out.pid = it->second;
-    out.process = comm(it->second);
+  bool incomplete = false;
+  if (const auto pid = holder(s.inode, &incomplete)) {
+    out.pid = *pid;
+    out.process = comm(*pid);
     if (!out.process.empty()) return;
-    out.pid.reset();  // gone since the scan
+    out.pid.reset();  // gone since
   }
+  if (incomplete) out.ask_again = true;
   // The socket's holder could not be seen (another user's /proc/PID/fd needs privileges the
   // daemon does not have, or the socket is newer than the last scan): the cgroup's processes
   // stand for it, said so.
@@ -265,6 +280,88 @@ void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
   }
 }
 
+std::optional<std::int32_t> SenderLookup::holder(std::uint64_t inode, bool* incomplete) {
+  auto it = inode_pid_.find(inode);
+  const auto now = std::chrono::steady_clock::now();
+  const bool may_scan = now - last_scan_ >= options_.min_scan_interval || last_scan_ == std::chrono::steady_clock::time_point{};
+  // The last scan may be older than the process it names: a PID is used only while it still
+  // holds the socket (a PID reused since by another process holds other descriptors).
+  if (it == inode_pid_.end() || !holds(it->second, inode)) {
+    if (!may_scan) {
+      if (incomplete) *incomplete = true;
+      return std::nullopt;
+    }
+    last_scan_ = now;
+    scan_sockets();
+    it = inode_pid_.find(inode);
+    if (it == inode_pid_.end() || !holds(it->second, inode)) return std::nullopt;
+  }
+  return it->second;
+}
+
+bool SenderLookup::holds(std::int32_t pid, std::uint64_t inode) const {
+  const std::string dir = options_.proc + "/" + std::to_string(pid) + "/fd";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return false;
+  const std::string want = "socket:[" + std::to_string(inode) + "]";
+  char target[64];
+  bool found = false;
+  for (dirent* e = ::readdir(d); e && !found; e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const ssize_t len = ::readlinkat(::dirfd(d), e->d_name, target, sizeof target - 1);
+    found = len == static_cast<ssize_t>(want.size()) && std::memcmp(target, want.data(), want.size()) == 0;
+  }
+  ::closedir(d);
+  return found;
+}
+
+void SenderLookup::processes_in_cgroup(std::optional<std::uint32_t> uid, Sender& out) {
+  // The socket is closed; its cgroup (remembered by the firewall) is what is left. Its processes
+  // of the socket's user stand for the sender, said so.
+  const std::vector<std::int32_t> pids =
+      parse_pids(read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20));
+  std::vector<std::pair<std::int32_t, std::string>> theirs;
+  std::size_t unseen = 0;
+  for (std::int32_t pid : pids) {
+    const std::string base = options_.proc + "/" + std::to_string(pid);
+    const auto ids = parse_status_uids(read_small(base + "/status", 8192));
+    if (!ids) {
+      ++unseen;  // exited, or hidden from us (ProtectProc=invisible)
+      continue;
+    }
+    if (uid && std::find(ids->begin(), ids->end(), *uid) == ids->end()) continue;
+    std::string c = read_small(base + "/comm", 64);
+    if (!c.empty() && c.back() == '\n') c.pop_back();
+    theirs.emplace_back(pid, printable(c, 16));
+    if (theirs.size() >= 4096) break;
+  }
+  const std::string who = uid ? "of uid " + std::to_string(*uid) + " " : "";
+  std::set<std::string> names;
+  for (const auto& t : theirs) names.insert(t.second);
+  names.erase("");
+  if (theirs.empty() && unseen) {
+    out.gone = false;  // not known: what is in its cgroup is hidden from us
+    out.note = "its socket closed before the lookup; the processes in its cgroup are hidden from leakguardd";
+    return;
+  }
+  if (theirs.empty()) {
+    out.note = "its socket closed before the lookup, and no process " + who + "is left in its cgroup";
+    return;
+  }
+  out.gone = false;  // the socket is, its sender is not
+  if (theirs.size() == 1 && !names.empty()) {
+    out.pid = theirs.front().first;
+    out.process = theirs.front().second;
+    out.note = "its socket closed before the lookup; the only process " + who + "in its cgroup";
+  } else if (names.size() == 1) {
+    out.process = *names.begin();
+    out.note = "its socket closed before the lookup; one of " + std::to_string(theirs.size()) + " processes " + who +
+               "of that name in its cgroup";
+  } else {
+    out.note = "its socket closed before the lookup; " + std::to_string(theirs.size()) + " processes " + who + "in its cgroup";
+  }
+}
+
 std::string SenderLookup::user_name(std::uint32_t uid) {
   if (auto it = users_.find(uid); it != users_.end()) return it->second;
   passwd pw{}, *res = nullptr;
@@ -276,12 +373,25 @@ std::string SenderLookup::user_name(std::uint32_t uid) {
   return name;
 }
 
-Sender SenderLookup::find(const LoggedPacket& p) {
+Sender SenderLookup::find(const LoggedPacket& p, const Cgroups& cgroups_of) {
   Sender s;
   s.uid = p.uid;
   const auto sock = socket_of(p);
   if (!sock) {
     s.gone = p.uid.has_value();  // a local socket sent it (the log has its owner) and is closed now
+    // The deepest of the cgroups remembered for the flow is the socket's own (the others are its
+    // ancestors: the firewall remembers every level).
+    walk_refused_ = false;
+    for (std::uint64_t id : cgroups_of && s.gone ? cgroups_of() : std::vector<std::uint64_t>{}) {
+      const std::string path = cgroup_path(id);
+      if (std::count(path.begin(), path.end(), '/') > std::count(s.cgroup.begin(), s.cgroup.end(), '/') || s.cgroup.empty())
+        s.cgroup = path;
+    }
+    if (walk_refused_) s.ask_again = true;
+    if (!s.cgroup.empty() && s.gone) {
+      s.unit = unit_of_cgroup(s.cgroup);
+      processes_in_cgroup(p.uid, s);
+    }
   } else {
     s.uid = sock->uid;
     if (sock->cgroup_id) {

@@ -4,8 +4,10 @@
 // cgroup2 mount, cached), its systemd unit, and the process holding the socket (the inode among
 // /proc/PID/fd of the cgroup's processes where those are readable, else the cgroup's processes
 // by name). Blocking I/O, each step bounded; the choice of socket is pure and tested.
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -35,6 +37,10 @@ std::optional<SocketInfo> choose_socket(const std::vector<SocketInfo>& sockets, 
 /// "4242" lines of a cgroup.procs file, at most `max` of them; anything else is skipped.
 std::vector<std::int32_t> parse_pids(std::string_view text, std::size_t max = 4096);
 
+/// The four ids (real, effective, saved, filesystem) of the "Uid:" line of a /proc/PID/status
+/// text; none if there is no such line.
+std::optional<std::array<std::uint32_t, 4>> parse_status_uids(std::string_view status);
+
 /// Where the cgroup v2 hierarchy is mounted (from /proc/self/mountinfo); "" if nowhere in sight.
 std::string cgroup2_mount();
 
@@ -43,18 +49,31 @@ class SenderLookup {
   struct Options {
     std::string cgroup_root;     ///< the cgroup2 mount; "" = found in /proc/self/mountinfo
     std::string proc = "/proc";
+    /// Passes over every process's descriptors at most this often.
+    std::chrono::milliseconds min_scan_interval{250};
   };
   SenderLookup() : SenderLookup(Options{}) {}
   explicit SenderLookup(Options o);
 
   /// The sender of `p` as far as it can be found now. Never throws; a socket that is gone gives
-  /// the packet's uid and `gone`.
-  Sender find(const LoggedPacket& p);
+  /// the packet's uid and `gone` - and, with `cgroups` (the ids the firewall remembered for the
+  /// packet's flow: its socket's cgroup and that cgroup's ancestors), the deepest of those
+  /// cgroups, its unit, and the processes of that uid in it.
+  /// The process that holds socket `inode` now: from the last pass over /proc if that process
+  /// still holds it, else from a new pass (none if one ran less than min_scan_interval ago:
+  /// `*incomplete` is then set). Never a PID that no longer holds the socket.
+  std::optional<std::int32_t> holder(std::uint64_t inode, bool* incomplete = nullptr);
+
+  /// `cgroups` is asked only when the socket is gone.
+  using Cgroups = std::function<std::vector<std::uint64_t>()>;
+  Sender find(const LoggedPacket& p, const Cgroups& cgroups = {});
 
  private:
   std::optional<SocketInfo> socket_of(const LoggedPacket& p);
   std::string cgroup_path(std::uint64_t id);
   void process_of(const SocketInfo& s, Sender& out);
+  void processes_in_cgroup(std::optional<std::uint32_t> uid, Sender& out);
+  bool holds(std::int32_t pid, std::uint64_t inode) const;
   void scan_sockets();
   std::string user_name(std::uint32_t uid);
 

@@ -45,8 +45,8 @@ int configure(int fd, std::uint16_t group, std::uint8_t family, const std::funct
 
 }  // namespace
 
-BlockedPort::BlockedPort(boost::asio::io_context& io, Callback on_packet)
-    : on_packet_(std::move(on_packet)), socket_(io), buffer_(1 << 16), own_uid_(::geteuid()) {}
+BlockedPort::BlockedPort(boost::asio::io_context& io, Callback on_packet, CgroupsOf cgroups_of)
+    : on_packet_(std::move(on_packet)), cgroups_of_(std::move(cgroups_of)), socket_(io), buffer_(1 << 16), retry_(io), own_uid_(::geteuid()) {}
 
 BlockedPort::~BlockedPort() { (void)listen(std::nullopt); }
 
@@ -133,15 +133,45 @@ void BlockedPort::receive() {
         on_packet_(p, s, true);
         continue;
       }
-      on_packet_(p, sender_of(p), false);
+      const Key key{p.protocol, p.source, p.source_port};
+      if (auto it = parked_.find(key); it != parked_.end() && it->second.size() < kParkedPerSender) {
+        it->second.push_back(p);  // told with the rest once its sender is known
+        continue;
+      }
+      attribution::Sender s = sender_of(p);
+      if (s.ask_again && parked_.size() < kParkedSenders && !parked_.contains(key)) {
+        // Found only in part (the last pass over /proc or the cgroups is too recent to make
+        // another): this sender's packets wait for the next pass rather than be told half.
+        parked_[key].push_back(p);
+        retry_parked();
+        continue;
+      }
+      on_packet_(p, s, false);
     }
   }
+}
+
+void BlockedPort::retry_parked() {
+  if (retry_waiting_) return;
+  retry_waiting_ = true;
+  retry_.expires_after(kAskAgainAfter);
+  retry_.async_wait([this](const boost::system::error_code& ec) {
+    retry_waiting_ = false;
+    if (ec) return;
+    auto parked = std::exchange(parked_, {});
+    for (auto& [key, packets] : parked) {
+      cache_.erase(key);
+      attribution::Sender s = sender_of(packets.front());
+      s.ask_again = false;  // what it is now, told
+      for (const auto& p : packets) on_packet_(p, s, false);
+    }
+  });
 }
 
 attribution::Sender BlockedPort::sender_of(const attribution::LoggedPacket& p) {
   const auto now = std::chrono::steady_clock::now();
   const Key key{p.protocol, p.source, p.source_port};
-  if (auto it = cache_.find(key); it != cache_.end() && now - it->second.first < kSenderCacheFor) return it->second.second;
+  if (auto it = cache_.find(key); it != cache_.end() && now < it->second.first) return it->second.second;
   if (now - budget_start_ >= std::chrono::seconds(1)) budget_start_ = now, budget_used_ = 0;
   if (budget_used_ >= kLookupsPerSecond) {
     // Over budget: the log's own word (the socket's owner) stands, and says so.
@@ -151,10 +181,14 @@ attribution::Sender BlockedPort::sender_of(const attribution::LoggedPacket& p) {
     return s;
   }
   ++budget_used_;
-  attribution::Sender s = lookup_.find(p);
-  if (s.ask_again) return s;
+  attribution::Sender s = lookup_.find(p, [&]() -> std::vector<std::uint64_t> {
+    if (!cgroups_of_) return {};
+    return cgroups_of_(p);
+  });
+  // An answer that asks to be asked again (a pass over /proc or the cgroups was too recent) is
+  // kept only until that pass may run: a sender's every packet must not spend the budget.
   if (cache_.size() > 4096) cache_.clear();
-  cache_[key] = {now, s};
+  cache_[key] = {now + (s.ask_again ? kAskAgainAfter : kSenderCacheFor), s};
   return s;
 }
 

@@ -15,6 +15,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "attribution/lookup.hpp"
 #include "attribution/packet.hpp"
@@ -24,13 +25,23 @@ namespace leakguard::daemon {
 
 inline constexpr int kLookupsPerSecond = 20;
 inline constexpr std::chrono::seconds kSenderCacheFor{5};
+/// How long an incomplete answer stands (SenderLookup walks /proc and the cgroups at most four
+/// times a second).
+inline constexpr std::chrono::milliseconds kAskAgainAfter{250};
+/// Packets of senders found only in part wait for the next pass (at most this many senders, and
+/// packets each; more are told with what is known).
+inline constexpr std::size_t kParkedSenders = 64;
+inline constexpr std::size_t kParkedPerSender = 256;
 
 class BlockedPort {
  public:
   /// `own_probe`: sent by one of this daemon's probe sockets (not looked up: they are closed as
   /// soon as a send is refused, and must not use up the lookups meant for applications).
   using Callback = std::function<void(const attribution::LoggedPacket&, const attribution::Sender&, bool own_probe)>;
-  BlockedPort(boost::asio::io_context& io, Callback on_packet);
+  /// The cgroups the firewall remembered for a packet's flow (its sender sets): asked when the
+  /// socket is gone by the time of the lookup.
+  using CgroupsOf = std::function<std::vector<std::uint64_t>(const attribution::LoggedPacket&)>;
+  BlockedPort(boost::asio::io_context& io, Callback on_packet, CgroupsOf cgroups_of = {});
   ~BlockedPort();
   BlockedPort(const BlockedPort&) = delete;
   BlockedPort& operator=(const BlockedPort&) = delete;
@@ -46,15 +57,20 @@ class BlockedPort {
  private:
   void wait();
   void receive();
+  void retry_parked();
   attribution::Sender sender_of(const attribution::LoggedPacket& p);
 
   Callback on_packet_;
+  CgroupsOf cgroups_of_;
   boost::asio::posix::stream_descriptor socket_;
   std::optional<std::uint16_t> group_;
   std::vector<std::uint8_t> buffer_;
   attribution::SenderLookup lookup_;
   using Key = std::tuple<std::uint8_t, leakguard::IpAddress, std::uint16_t>;  // protocol, source, source port
-  std::map<Key, std::pair<std::chrono::steady_clock::time_point, attribution::Sender>> cache_;
+  std::map<Key, std::pair<std::chrono::steady_clock::time_point, attribution::Sender>> cache_;  // until, answer
+  std::map<Key, std::vector<attribution::LoggedPacket>> parked_;
+  boost::asio::steady_timer retry_;
+  bool retry_waiting_ = false;
   std::chrono::steady_clock::time_point budget_start_{};
   int budget_used_ = 0;
   std::uint64_t rejected_ = 0, lost_ = 0;

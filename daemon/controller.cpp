@@ -570,8 +570,9 @@ void Controller::blocked(const attribution::LoggedPacket& p, attribution::Sender
     s.process = std::string(kOwnProbeApp);
     s.gone = false;
     s.note = "the daemon's own probe, sent outside the tunnel to check the block";
-  } else if (s.gone && p.protocol == kTcp) {
-    // A connection attempt refused with a reset: the reset closes the socket at once.
+  } else if (s.gone && p.protocol == kTcp && s.cgroup.empty()) {
+    // A connection attempt refused with a reset: the reset closes the socket at once (and its
+    // cgroup was not remembered: attribution off in the rules, or a socket in the root cgroup).
     s.note = "the reset that refused it closed the socket before it could be looked up";
   }
   // The interface by name, as the network model knows it now (a forwarded packet's way out).

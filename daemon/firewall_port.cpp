@@ -123,6 +123,19 @@ nlohmann::json NftFirewallPort::status() const {
   return j;
 }
 
+std::vector<std::uint64_t> NftFirewallPort::sender_cgroups(const IpAddress& destination, std::uint8_t protocol,
+                                                           std::uint16_t source_port, std::uint16_t destination_port) const {
+  std::vector<std::uint64_t> out;
+  if (!fw_) return out;
+  auto records = fw_->senders();
+  if (!records) return out;
+  for (const auto& r : *records)
+    if (r.destination == destination && r.protocol == protocol && r.source_port == source_port &&
+        r.destination_port == destination_port)
+      out.push_back(r.cgroup_id);
+  return out;
+}
+
 Result<std::string> NftFirewallPort::dry_run(const config::Config& cfg, const NetworkSets& network) {
   return firewall::dry_run(to_policy(desired_from(cfg), network));
 }

@@ -47,6 +47,11 @@ class NftFirewallPort final : public FirewallPort {
   /// Ownership, counters ("blocked 42 UDP packets ... via eth0"), last error: for GetStatus.
   nlohmann::json status() const override;
 
+  /// The cgroups (ids) the sender sets hold for a blocked packet's flow: same destination,
+  /// protocol and ports. Empty without a table or on any error (attribution only).
+  std::vector<std::uint64_t> sender_cgroups(const IpAddress& destination, std::uint8_t protocol, std::uint16_t source_port,
+                                            std::uint16_t destination_port) const;
+
   /// The ruleset `cfg` would install, in nft syntax, without installing anything.
   static Result<std::string> dry_run(const config::Config& cfg, const NetworkSets& network);
 

@@ -247,10 +247,15 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       if (controller->blocked_pending()) signal_blocked();  // the rest next second
     });
   };
-  d::BlockedPort blocked_port(io, [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s, bool own) {
-    controller->blocked(p, s, std::chrono::system_clock::now(), own);
-    signal_blocked();
-  });
+  d::BlockedPort blocked_port(
+      io,
+      [&](const lg::attribution::LoggedPacket& p, const lg::attribution::Sender& s, bool own) {
+        controller->blocked(p, s, std::chrono::system_clock::now(), own);
+        signal_blocked();
+      },
+      [&](const lg::attribution::LoggedPacket& p) {
+        return fw.sender_cgroups(p.destination, p.protocol, p.source_port, p.destination_port);
+      });
   std::string blocked_error;
   auto listen_blocked = [&] {
     auto r = blocked_port.listen(controller->desired().emergency ? blocked_port.group() : controller->desired().log_group);

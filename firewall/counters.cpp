@@ -1,6 +1,7 @@
 #include "firewall/counters.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <iterator>
 #include <map>
 #include <tuple>
@@ -122,6 +123,19 @@ std::string summarize(const std::vector<Counter>& counters) {
   std::string s;
   for (const auto& p : parts) s += (s.empty() ? "" : "; ") + p;
   return s;
+}
+
+std::optional<SenderRecord> parse_sender_key(const std::uint8_t* key, std::size_t len) {
+  if (len != 24 && len != 36) return std::nullopt;
+  const std::size_t alen = len == 24 ? 4 : 16;
+  SenderRecord r;
+  std::memcpy(&r.cgroup_id, key, 8);  // the socket expression's u64, as the kernel wrote it
+  r.destination.family = alen == 4 ? Family::v4 : Family::v6;
+  std::memcpy(r.destination.bytes.data(), key + 8, alen);
+  r.protocol = key[8 + alen];
+  r.source_port = static_cast<std::uint16_t>(key[12 + alen] << 8 | key[13 + alen]);
+  r.destination_port = static_cast<std::uint16_t>(key[16 + alen] << 8 | key[17 + alen]);
+  return r;
 }
 
 }  // namespace leakguard::firewall

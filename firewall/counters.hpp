@@ -3,8 +3,11 @@
 // one-line summary status shows ("blocked 42 UDP packets towards the internet via eth0").
 // Pure: the adapter reads raw counters from the kernel, this file turns them into Counters.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "common/ip.hpp"
 
 namespace leakguard::firewall {
 
@@ -21,6 +24,19 @@ struct InterfaceCounter {
   std::uint8_t proto = 0;
   std::uint64_t packets = 0, bytes = 0;
 };
+
+/// One element of a sender set (RememberSender): a cgroup v2 id (one level of the sending
+/// socket's cgroup) that sent a blocked packet to `destination` from `source_port`.
+struct SenderRecord {
+  std::uint64_t cgroup_id = 0;
+  IpAddress destination;
+  std::uint8_t protocol = 0;
+  std::uint16_t source_port = 0, destination_port = 0;
+  bool operator==(const SenderRecord&) const = default;
+};
+/// A sender set's element key as the kernel keeps it (cgroup id in host byte order, address,
+/// protocol, ports big endian, each part in 4-byte slots): 24 bytes for IPv4, 36 for IPv6.
+std::optional<SenderRecord> parse_sender_key(const std::uint8_t* key, std::size_t len);
 
 /// One figure for status and D-Bus.
 struct Counter {

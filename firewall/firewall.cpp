@@ -62,7 +62,9 @@ struct Firewall::Impl {
     for (std::size_t i = 0; i < next.size(); ++i) {
       const Chain& a = current.chains[i];
       const Chain& b = next[i];
-      if (a.name != b.name || a.hook != b.hook || a.priority != b.priority || a.policy_drop != b.policy_drop) return std::nullopt;
+      if (a.name != b.name || a.hook != b.hook || a.priority != b.priority || a.policy_drop != b.policy_drop ||
+          a.base != b.base)
+        return std::nullopt;
       if (a.rules != b.rules) change.chains.push_back(b.name);
     }
     // Only what may differ is copied: the endpoints and subnets are those installed.
@@ -173,6 +175,7 @@ struct Firewall::Impl {
     if (!r) return tl::unexpected(r.error());
     std::vector<std::string> names;
     for (const auto& set : s.sets) {
+      if (set.flags & NFT_SET_TIMEOUT) continue;  // the sender sets: read by senders(), never compared
       const bool counting = (set.flags & NFT_SET_EVAL) != 0;
       if (counting ? if_counters != nullptr : rule_counters == nullptr) names.push_back(set.name);
     }
@@ -348,6 +351,20 @@ Result<std::vector<Counter>> Firewall::counters() {
   if (!s) return tl::unexpected(s.error());
   if (!s->present) return fail("read counters", "table inet leakguard is not installed");
   return make_counters(rules, ifs);
+}
+
+Result<std::vector<SenderRecord>> Firewall::senders() {
+  std::lock_guard lock(impl_->m);
+  std::vector<SenderRecord> out;
+  if (!impl_->ruleset) return out;
+  const std::string table(kTableName);
+  for (std::string_view set : {kSenderSet4, kSenderSet6}) {
+    auto e = impl_->sock.request(nft::request_dump_elements(table, set, impl_->sock.take_seq()),
+                                 [&](const nlmsghdr* nlh) { return nft::parse_sender_elements(nlh, table, out); },
+                                 "dump set elements");
+    if (!e) return tl::unexpected(e.error());
+  }
+  return out;
 }
 
 bool Firewall::owns_table() const {

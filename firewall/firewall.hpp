@@ -86,6 +86,9 @@ class Firewall {
   Result<std::vector<std::string>> verify();
   /// The drop/reject counters (see counters.hpp).
   Result<std::vector<Counter>> counters();
+  /// What the sender sets hold now: who sent the blocked packets of the last kSenderTimeoutS
+  /// seconds (empty without attribution, or with no table of ours).
+  Result<std::vector<SenderRecord>> senders();
 
   /// True if our table carries the owner flag (kernel support, not disabled by options).
   bool owns_table() const;

@@ -76,6 +76,8 @@ std::string canonical_expr(const nftnl_expr* e) {
     return "ct key " + u(NFTNL_EXPR_CT_KEY) + " dreg " + u(NFTNL_EXPR_CT_DREG) +
            (nftnl_expr_is_set(e, NFTNL_EXPR_CT_DIR) ? " dir " + std::to_string(nftnl_expr_get_u8(e, NFTNL_EXPR_CT_DIR)) : "");
   if (name == "counter") return "counter";
+  if (name == "socket")
+    return "socket key " + u(NFTNL_EXPR_SOCKET_KEY) + " dreg " + u(NFTNL_EXPR_SOCKET_DREG) + " level " + u(NFTNL_EXPR_SOCKET_LEVEL);
   if (name == "limit")
     return "limit rate " + std::to_string(nftnl_expr_is_set(e, NFTNL_EXPR_LIMIT_RATE) ? nftnl_expr_get_u64(e, NFTNL_EXPR_LIMIT_RATE) : 0) +
            " unit " + std::to_string(nftnl_expr_is_set(e, NFTNL_EXPR_LIMIT_UNIT) ? nftnl_expr_get_u64(e, NFTNL_EXPR_LIMIT_UNIT) : 0) +
@@ -133,16 +135,19 @@ TableSnapshot expected_snapshot(const Ruleset& rs) {
   TableSnapshot s;
   s.present = true;
   for (const auto& c : rs.chains) {
-    TableSnapshot::ChainState cs{c.name, "filter", hooknum(c.hook), c.priority,
-                                 static_cast<std::uint32_t>(c.policy_drop ? NF_DROP : NF_ACCEPT), canonical_rules(c, rs)};
+    TableSnapshot::ChainState cs = c.base ? TableSnapshot::ChainState{c.name, "filter", hooknum(c.hook), c.priority,
+                                                                      static_cast<std::uint32_t>(c.policy_drop ? NF_DROP : NF_ACCEPT),
+                                                                      canonical_rules(c, rs)}
+                                          : TableSnapshot::ChainState{c.name, "", 0, 0, 0, canonical_rules(c, rs)};
     s.chains.push_back(std::move(cs));
   }
   for (const auto& set : rs.sets) {
     const KeyInfo k = key_info(set.key);
     TableSnapshot::SetState ss{set.name, k.type, k.len,
-                               static_cast<std::uint32_t>((set.interval ? NFT_SET_INTERVAL : 0) | (set.counting ? NFT_SET_EVAL : 0)),
+                               static_cast<std::uint32_t>((set.interval ? NFT_SET_INTERVAL : 0) | (set.datapath_filled() ? NFT_SET_EVAL : 0) |
+                                                          (set.timeout_s ? NFT_SET_TIMEOUT : 0)),
                                {}};
-    if (!set.counting)
+    if (!set.datapath_filled())
       for (const auto& r : raw_elements(set.key, set.interval, set.elements, true))
         ss.elements.push_back(element_text(r.key.data(), r.key_len, r.flags));
     s.sets.push_back(std::move(ss));
@@ -464,8 +469,31 @@ Result<void> parse_elements(const nlmsghdr* nlh, std::string_view table, TableSn
   const std::string name = mnl_attr_get_str(tb[NFTA_SET_ELEM_LIST_SET]);
   auto it = std::find_if(out.sets.begin(), out.sets.end(), [&](const auto& s) { return s.name == name; });
   ElementCtx ctx{it == out.sets.end() ? nullptr : &*it, name, counters,
-                 it != out.sets.end() && (it->flags & NFT_SET_EVAL) != 0};
+                 it != out.sets.end() && (it->flags & NFT_SET_EVAL) != 0 && (it->flags & NFT_SET_TIMEOUT) == 0};
   if (tb[NFTA_SET_ELEM_LIST_ELEMENTS]) mnl_attr_parse_nested(tb[NFTA_SET_ELEM_LIST_ELEMENTS], element_cb, &ctx);
+  return {};
+}
+
+Result<void> parse_sender_elements(const nlmsghdr* nlh, std::string_view table, std::vector<SenderRecord>& out) {
+  if (family_of(nlh) != NFPROTO_INET) return {};
+  Attrs<NFTA_SET_ELEM_LIST_MAX + 1> tb{};
+  if (mnl_attr_parse(nlh, sizeof(nfgenmsg), collect_cb<NFTA_SET_ELEM_LIST_MAX + 1>, &tb) < 0)
+    return fail("parse set elements", "malformed NEWSETELEM message");
+  if (!tb[NFTA_SET_ELEM_LIST_TABLE] || table != mnl_attr_get_str(tb[NFTA_SET_ELEM_LIST_TABLE])) return {};
+  if (!tb[NFTA_SET_ELEM_LIST_ELEMENTS]) return {};
+  mnl_attr_parse_nested(
+      tb[NFTA_SET_ELEM_LIST_ELEMENTS],
+      [](const nlattr* a, void* data) -> int {
+        auto el = nested<NFTA_SET_ELEM_MAX + 1>(a);
+        if (!el[NFTA_SET_ELEM_KEY]) return MNL_CB_OK;
+        auto key = nested<NFTA_DATA_MAX + 1>(el[NFTA_SET_ELEM_KEY]);
+        if (!key[NFTA_DATA_VALUE]) return MNL_CB_OK;
+        auto r = parse_sender_key(static_cast<const std::uint8_t*>(mnl_attr_get_payload(key[NFTA_DATA_VALUE])),
+                                  mnl_attr_get_payload_len(key[NFTA_DATA_VALUE]));
+        if (r) static_cast<std::vector<SenderRecord>*>(data)->push_back(*r);
+        return MNL_CB_OK;
+      },
+      &out);
   return {};
 }
 

@@ -68,6 +68,8 @@ Result<void> parse_set(const nlmsghdr* nlh, std::string_view table, TableSnapsho
 /// Adds the elements to the named set of `out` (or, for counting sets, to `counters`).
 Result<void> parse_elements(const nlmsghdr* nlh, std::string_view table, TableSnapshot& out,
                             std::vector<InterfaceCounter>* counters);
+/// The elements of a sender set (NEWSETELEM of a dump of senders4/senders6), added to `out`.
+Result<void> parse_sender_elements(const nlmsghdr* nlh, std::string_view table, std::vector<SenderRecord>& out);
 /// Puts chains, rules and sets in the order expected_snapshot() uses.
 void normalize(TableSnapshot& s);
 

@@ -17,7 +17,7 @@ namespace {
 // nft datatypes (nftables src/datatype.h, enum datatypes) and how concatenations combine them:
 // each component shifts the previous ones left by TYPE_BITS = 6.
 constexpr std::uint32_t kTypeIpAddr = 7, kTypeIp6Addr = 8, kTypeInetProto = 12, kTypeInetService = 13,
-                        kTypeIfname = 41;
+                        kTypeIfname = 41, kTypeCgroupV2 = 46;
 constexpr std::uint32_t concat(std::uint32_t a, std::uint32_t b) { return (a << 6) | b; }
 
 // nft's set user data (libnftnl udata TLVs, as nft 1.0.6 writes them): key byte order and, for
@@ -220,6 +220,29 @@ class Lowering {
     nftnl_rule_add_expr(r_, e);
   }
 
+  void remember(const RememberSender& x) {
+    // As nft 1.0.6 lowers `update @S { socket cgroupv2 level L . ip daddr . meta l4proto . th
+    // sport . th dport }`: the concatenation's parts in consecutive 32-bit slots, the cgroup id
+    // (8 bytes) first.
+    need_nfproto(x.family);
+    nftnl_expr* e = nftnl_expr_alloc("socket");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_DREG, reg_for_slot(0));
+    nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_LEVEL, x.level);
+    nftnl_rule_add_expr(r_, e);
+    const std::uint32_t alen = x.family == Family::v4 ? 4 : 16;
+    payload(NFT_PAYLOAD_NETWORK_HEADER, address_offset(x.family, true), alen, reg_for_slot(2));
+    meta(NFT_META_L4PROTO, reg_for_slot(2 + alen / 4));
+    payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, reg_for_slot(3 + alen / 4));
+    payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg_for_slot(4 + alen / 4));
+    nftnl_expr* d = nftnl_expr_alloc("dynset");
+    nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+    nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+    nftnl_expr_set_str(d, NFTNL_EXPR_DYNSET_SET_NAME, x.set.c_str());
+    nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SET_ID, set_id(x.set));
+    nftnl_rule_add_expr(r_, d);
+  }
+
   void counter() { nftnl_rule_add_expr(r_, nftnl_expr_alloc("counter")); }
 
   void log(const LogTo& l) {
@@ -236,8 +259,16 @@ class Lowering {
     nftnl_rule_add_expr(r_, e);
   }
 
-  void verdict(Verdict v) {
+  void verdict(Verdict v, const std::string& target) {
     switch (v) {
+      case Verdict::jump: {
+        nftnl_expr* e = nftnl_expr_alloc("immediate");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NFT_JUMP);
+        nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, target.c_str());
+        nftnl_rule_add_expr(r_, e);
+        return;
+      }
       case Verdict::none: return;
       case Verdict::accept: immediate(NF_ACCEPT); return;
       case Verdict::drop: immediate(NF_DROP); return;
@@ -341,6 +372,12 @@ KeyInfo key_info(KeyType k) {
     case KeyType::endpoint4: return {concat(concat(kTypeIpAddr, kTypeInetProto), kTypeInetService), 4 + 4 + 4, true};
     case KeyType::endpoint6: return {concat(concat(kTypeIp6Addr, kTypeInetProto), kTypeInetService), 16 + 4 + 4, true};
     case KeyType::ifname_proto: return {concat(kTypeIfname, kTypeInetProto), 16 + 4, true};
+    case KeyType::sender4:
+      return {concat(concat(concat(concat(kTypeCgroupV2, kTypeIpAddr), kTypeInetProto), kTypeInetService), kTypeInetService),
+              8 + 4 + 4 + 4 + 4, true};
+    case KeyType::sender6:
+      return {concat(concat(concat(concat(kTypeCgroupV2, kTypeIp6Addr), kTypeInetProto), kTypeInetService), kTypeInetService),
+              8 + 16 + 4 + 4 + 4, true};
   }
   return {0, 0, false};
 }
@@ -399,15 +436,15 @@ SetPtr make_set(std::string_view table, const Set& s, std::uint32_t id) {
   nftnl_set_set_str(set.get(), NFTNL_SET_NAME, s.name.c_str());
   std::uint32_t flags = 0;
   if (s.interval) flags |= NFT_SET_INTERVAL;
-  if (s.counting) flags |= NFT_SET_EVAL;  // "flags dynamic": the datapath adds elements
+  if (s.datapath_filled()) flags |= NFT_SET_EVAL;  // "flags dynamic": the datapath adds elements
+  if (s.timeout_s) flags |= NFT_SET_TIMEOUT;
   nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, flags);
   nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_TYPE, k.type);
   nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_LEN, k.len);
   nftnl_set_set_u32(set.get(), NFTNL_SET_ID, id);
-  if (s.counting) {
-    nftnl_set_set_u32(set.get(), NFTNL_SET_DESC_SIZE, s.size);
-    nftnl_set_add_expr(set.get(), nftnl_expr_alloc("counter"));  // each element gets a counter
-  }
+  if (s.datapath_filled()) nftnl_set_set_u32(set.get(), NFTNL_SET_DESC_SIZE, s.size);
+  if (s.counting) nftnl_set_add_expr(set.get(), nftnl_expr_alloc("counter"));  // each element gets a counter
+  if (s.timeout_s) nftnl_set_set_u64(set.get(), NFTNL_SET_TIMEOUT, std::uint64_t{s.timeout_s} * 1000);  // milliseconds
   auto u = set_udata(s.key);
   nftnl_set_set_data(set.get(), NFTNL_SET_USERDATA, u.data(), static_cast<std::uint32_t>(u.size()));
   return set;
@@ -420,9 +457,10 @@ RulePtr make_rule(std::string_view table, const Chain& c, const Rule& rule, cons
   Lowering low(r.get(), sets);
   for (const auto& m : rule.matches) low.match(m);
   if (rule.count_per_interface) low.count_per_interface(*rule.count_per_interface);
+  if (rule.remember) low.remember(*rule.remember);
   if (rule.log) low.log(*rule.log);
   if (rule.counter) low.counter();
-  low.verdict(rule.verdict);
+  low.verdict(rule.verdict, rule.target);
   if (!rule.comment.empty()) {
     std::vector<std::uint8_t> u;
     const std::size_t len = std::min<std::size_t>(rule.comment.size() + 1, 255);
@@ -448,6 +486,7 @@ ChainPtr make_chain(std::string_view table, const Chain& c) {
   ChainPtr ch(nftnl_chain_alloc());
   nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TABLE, std::string(table).c_str());
   nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_NAME, c.name.c_str());
+  if (!c.base) return ch;  // a regular chain: only a name
   nftnl_chain_set_str(ch.get(), NFTNL_CHAIN_TYPE, "filter");
   nftnl_chain_set_u32(ch.get(), NFTNL_CHAIN_HOOKNUM, hooknum(c.hook));
   nftnl_chain_set_s32(ch.get(), NFTNL_CHAIN_PRIO, c.priority);

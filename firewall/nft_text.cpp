@@ -79,6 +79,7 @@ std::string verdict_text(Verdict v) {
     case Verdict::drop: return "drop";
     case Verdict::reject: return "reject with icmpx admin-prohibited";
     case Verdict::tcp_reset: return "reject with tcp reset";
+    case Verdict::jump: return "jump";
   }
   return "";
 }
@@ -107,11 +108,17 @@ std::string to_nft_text(const Rule& r) {
     const auto& c = *r.count_per_interface;
     append(line, "update @" + c.set + " { " + (c.output ? "oifname" : "iifname") + " . meta l4proto }");
   }
+  if (r.remember) {
+    const auto& x = *r.remember;
+    append(line, "update @" + x.set + " { socket cgroupv2 level " + std::to_string(x.level) + " . " + ip_keyword(x.family) +
+                     " daddr . meta l4proto . th sport . th dport }");
+  }
   if (r.log)
     append(line, "limit rate " + std::to_string(r.log->per_second) + "/second burst " + std::to_string(r.log->burst) +
                      " packets log prefix \"" + r.log->prefix + "\" group " + std::to_string(r.log->group));
   if (r.counter) append(line, "counter");
   append(line, verdict_text(r.verdict));
+  if (r.verdict == Verdict::jump) append(line, r.target);
   if (!r.comment.empty()) append(line, "comment \"" + r.comment + "\"");
   return line;
 }
@@ -128,18 +135,20 @@ std::string to_nft_text(const Ruleset& rs, const TextOptions& options) {
   for (const auto& s : rs.sets) {
     out += "\tset " + s.name + " {\n";
     out += "\t\ttype " + std::string(nft_type(s.key)) + "\n";
-    if (s.counting) out += "\t\tsize " + std::to_string(s.size) + "\n";
+    if (s.datapath_filled()) out += "\t\tsize " + std::to_string(s.size) + "\n";
     if (s.interval) out += "\t\tflags interval\n";
     if (s.counting) out += "\t\tflags dynamic\n\t\tcounter\n";
+    if (s.timeout_s) out += "\t\tflags dynamic,timeout\n\t\ttimeout " + std::to_string(s.timeout_s) + "s\n";
     if (!s.elements.empty()) out += elements_text(s);
     out += "\t}\n\n";
   }
   for (std::size_t i = 0; i < rs.chains.size(); ++i) {
     const Chain& c = rs.chains[i];
     out += "\tchain " + c.name + " {\n";
-    out += "\t\ttype filter hook " + std::string(to_string(c.hook)) + " priority " +
-           (c.priority == 0 ? std::string("filter") : std::to_string(c.priority)) + "; policy " +
-           (c.policy_drop ? "drop" : "accept") + ";\n";
+    if (c.base)
+      out += "\t\ttype filter hook " + std::string(to_string(c.hook)) + " priority " +
+             (c.priority == 0 ? std::string("filter") : std::to_string(c.priority)) + "; policy " +
+             (c.policy_drop ? "drop" : "accept") + ";\n";
     for (const auto& r : c.rules) out += "\t\t" + to_nft_text(r) + "\n";
     out += "\t}\n";
     if (i + 1 < rs.chains.size()) out += "\n";

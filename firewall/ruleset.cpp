@@ -16,6 +16,8 @@ std::string_view nft_type(KeyType k) {
     case KeyType::endpoint4: return "ipv4_addr . inet_proto . inet_service";
     case KeyType::endpoint6: return "ipv6_addr . inet_proto . inet_service";
     case KeyType::ifname_proto: return "ifname . inet_proto";
+    case KeyType::sender4: return "cgroupsv2 . ipv4_addr . inet_proto . inet_service . inet_service";
+    case KeyType::sender6: return "cgroupsv2 . ipv6_addr . inet_proto . inet_service . inet_service";
   }
   return "?";
 }
@@ -144,6 +146,7 @@ constexpr const char* kLan6 = "lan6";
 constexpr const char* kDhcp4 = "dhcp4";
 constexpr const char* kTunnelAddrs4 = "tunnel_addrs4";
 constexpr const char* kTunnelAddrs6 = "tunnel_addrs6";
+constexpr const char* kSendersChain = "senders";
 
 // DNS over UDP/TCP (RFC 1035 §4.2) and DNS over TLS (RFC 7858 §3.1).
 constexpr std::uint16_t kDnsPort = 53;
@@ -233,15 +236,19 @@ void add_blocking(Chain& c, Mode mode, const std::vector<Family>& escalated = {}
   c.rules.push_back(accept({}));
 }
 
-/// Before every counted block of the chain, the same matches logged (no verdict): what leaves and
-/// is blocked is logged for the daemon's attribution, at most `l.per_second` a second per rule.
-/// Only blocked packets pass these rules, so nothing that is let through pays for them.
-void add_log_rules(Chain& c, const Policy::LogBlocked& l) {
+/// Before every counted block of the chain, the same matches logged (no verdict, or a jump to
+/// `senders` when given): what leaves and is blocked is logged for the daemon's attribution, at
+/// most `l.per_second` a second per rule, and its sender's cgroup remembered. Only blocked packets
+/// pass these rules, so nothing that is let through pays for them.
+void add_log_rules(Chain& c, const Policy::LogBlocked& l, std::string_view senders) {
   std::vector<Rule> rules;
   rules.reserve(c.rules.size() * 2);
   for (auto& r : c.rules) {
-    if (r.counter && r.verdict != Verdict::none && r.verdict != Verdict::accept)
-      rules.push_back(Rule{r.matches, std::nullopt, false, Verdict::none, "", LogTo{l.group, l.per_second, l.burst, r.comment}});
+    if (r.counter && r.verdict != Verdict::none && r.verdict != Verdict::accept && r.verdict != Verdict::jump) {
+      Rule log{r.matches, std::nullopt, false, Verdict::none, "", LogTo{l.group, l.per_second, l.burst, r.comment}};
+      if (!senders.empty()) log.verdict = Verdict::jump, log.target = std::string(senders);
+      rules.push_back(std::move(log));
+    }
     rules.push_back(std::move(r));
   }
   c.rules = std::move(rules);
@@ -334,11 +341,44 @@ Ruleset build_ruleset(const Policy& given) {
   rs.sets.push_back(Set{kTunnelAddrs6, KeyType::ipv6_addr, false, false, 0, tunnel_address_elements(p, Family::v6)});
   for (Hook h : {Hook::output, Hook::input, Hook::forward})
     rs.sets.push_back(Set{counting_set(h), KeyType::ifname_proto, false, true, kCountingSetSize, {}});
+  // Declared by every policy (empty without attribution), like the LAN sets.
+  rs.sets.push_back(Set{std::string(kSenderSet4), KeyType::sender4, false, false, kSenderSetSize, {}, kSenderTimeoutS});
+  rs.sets.push_back(Set{std::string(kSenderSet6), KeyType::sender6, false, false, kSenderSetSize, {}, kSenderTimeoutS});
   rs.chains = build_chains(p);
   return rs;
 }
 
+namespace {
+
+/// The regular chain the output chain's log rules jump to: for each family, the sending socket's
+/// cgroup at every level from 1 to kSenderLevels remembered with the packet's destination and
+/// ports (levels below the socket's own cgroup break off: the deepest remembered is its own).
+/// Rules only with attribution; the chain is declared by every policy.
+Chain senders_chain(const Policy& p) {
+  Chain c{kSendersChain, Hook::output, 0, true, {}, false};
+  if (!p.log_blocked || p.emergency) return c;
+  for (Family f : {Family::v4, Family::v6})
+    for (std::uint8_t level = 1; level <= kSenderLevels; ++level) {
+      Rule r;
+      r.remember = RememberSender{f, level, std::string(f == Family::v4 ? kSenderSet4 : kSenderSet6)};
+      c.rules.push_back(std::move(r));
+    }
+  return c;
+}
+
+std::vector<Chain> build_base_chains(const Policy& p);
+
+}  // namespace
+
 std::vector<Chain> build_chains(const Policy& p) {
+  std::vector<Chain> chains = build_base_chains(p);
+  chains.push_back(senders_chain(p));
+  return chains;
+}
+
+namespace {
+
+std::vector<Chain> build_base_chains(const Policy& p) {
   if (p.emergency) {
     // The emergency block: nothing but loopback, in and out, both families; nothing forwarded.
     // The same chains as every policy, ending with strict mode's counted blocks (output rejects,
@@ -412,12 +452,14 @@ std::vector<Chain> build_chains(const Policy& p) {
   add_blocking(fwd, p.mode, p.escalated);
 
   if (p.log_blocked) {
-    add_log_rules(out, *p.log_blocked);
-    add_log_rules(fwd, *p.log_blocked);
+    add_log_rules(out, *p.log_blocked, kSendersChain);
+    add_log_rules(fwd, *p.log_blocked, "");  // routed packets have no local socket to remember
   }
 
   return {std::move(out), std::move(in), std::move(fwd)};
 }
+
+}  // namespace
 
 namespace {
 
@@ -455,12 +497,14 @@ bool same_declarations(const Ruleset& a, const Ruleset& b) {
   for (std::size_t i = 0; i < a.chains.size(); ++i) {
     const Chain& x = a.chains[i];
     const Chain& y = b.chains[i];
-    if (x.name != y.name || x.hook != y.hook || x.priority != y.priority || x.policy_drop != y.policy_drop) return false;
+    if (x.name != y.name || x.hook != y.hook || x.priority != y.priority || x.policy_drop != y.policy_drop || x.base != y.base)
+      return false;
   }
   for (std::size_t i = 0; i < a.sets.size(); ++i) {
     const Set& x = a.sets[i];
     const Set& y = b.sets[i];
-    if (x.name != y.name || x.key != y.key || x.interval != y.interval || x.counting != y.counting || x.size != y.size)
+    if (x.name != y.name || x.key != y.key || x.interval != y.interval || x.counting != y.counting || x.size != y.size ||
+        x.timeout_s != y.timeout_s)
       return false;
   }
   return true;
@@ -477,7 +521,7 @@ Change plan_change(const Ruleset& from, const Ruleset& to) {
   for (std::size_t i = 0; i < from.sets.size(); ++i) {
     const Set& a = from.sets[i];
     const Set& b = to.sets[i];
-    if (a.counting) continue;  // filled by the datapath, not by us
+    if (a.datapath_filled()) continue;  // not ours to change
     const bool same = a.elements.size() == b.elements.size() &&
                       std::equal(a.elements.begin(), a.elements.end(), b.elements.begin(),
                                  [](const Element& x, const Element& y) { return compare_elements(x, y) == 0; });

@@ -17,6 +17,15 @@
 
 namespace leakguard::firewall {
 
+/// The sets where the output chain's log rules remember who sent a blocked packet (RememberSender):
+/// at most kSenderSetSize elements each, each kept kSenderTimeoutS seconds; the sending socket's
+/// cgroup at levels 1..kSenderLevels of the cgroup v2 tree.
+inline constexpr std::string_view kSenderSet4 = "senders4";
+inline constexpr std::string_view kSenderSet6 = "senders6";
+inline constexpr std::uint32_t kSenderSetSize = 4096;
+inline constexpr std::uint32_t kSenderTimeoutS = 10;
+inline constexpr std::uint8_t kSenderLevels = 8;
+
 /// Our one table: `table inet leakguard`.
 inline constexpr std::string_view kTableName = "leakguard";
 /// A copy of our rules that stands in while our table is made anew (Firewall's recreate), and
@@ -49,6 +58,8 @@ enum class KeyType : std::uint8_t {
   endpoint4,     ///< ipv4_addr . inet_proto . inet_service
   endpoint6,     ///< ipv6_addr . inet_proto . inet_service
   ifname_proto,  ///< ifname . inet_proto (the per-interface counting sets)
+  sender4,       ///< cgroupsv2 . ipv4_addr . inet_proto . inet_service . inet_service (who sent a blocked packet)
+  sender6,       ///< cgroupsv2 . ipv6_addr . inet_proto . inet_service . inet_service
 };
 /// The nft type text, e.g. "ipv4_addr . inet_proto . inet_service".
 std::string_view nft_type(KeyType k);
@@ -76,9 +87,14 @@ struct Set {
   KeyType key = KeyType::ipv4_addr;
   bool interval = false;            ///< flags interval (address ranges)
   bool counting = false;            ///< flags dynamic; counter; filled by the datapath, not by us
-  std::uint32_t size = 0;           ///< max elements (counting sets only)
+  std::uint32_t size = 0;           ///< max elements (counting and sender sets only)
   std::vector<Element> elements;    ///< sorted, unique, non-overlapping (ranges merged)
+  /// flags dynamic,timeout; timeout N s: filled by the datapath, each element forgotten N s
+  /// after it was last added (the sender sets); 0 for every other set.
+  std::uint32_t timeout_s = 0;
   bool operator==(const Set&) const = default;
+  /// Elements come from the datapath, not from us (counting and sender sets).
+  bool datapath_filled() const { return counting || timeout_s != 0; }
 };
 
 // ---- rules -----------------------------------------------------------------------------------
@@ -129,6 +145,18 @@ struct CountPerInterface {
   bool operator==(const CountPerInterface&) const = default;
 };
 
+/// update @SET { socket cgroupv2 level L . ip daddr . meta l4proto . th sport . th dport }
+/// (ip6 daddr for IPv6): remembers which cgroup v2 (the level-L ancestor of the sending socket's
+/// cgroup) sent a packet to that destination from that port, for the daemon to read when the
+/// socket itself is gone (a TCP connection refused with a reset closes it at once). The rule
+/// breaks off where the socket's cgroup is less than L deep, or where there is no local socket.
+struct RememberSender {
+  Family family;
+  std::uint8_t level;
+  std::string set;
+  bool operator==(const RememberSender&) const = default;
+};
+
 /// limit rate N/second burst B packets log prefix "P" group G: a blocked packet, logged to
 /// nfnetlink_log for the daemon (at most N a second per rule; over that the rule breaks off
 /// before the log, and evaluation goes on to the block).
@@ -146,6 +174,7 @@ enum class Verdict : std::uint8_t {
   drop,
   reject,      ///< reject with icmpx admin-prohibited (the sender gets an error at once)
   tcp_reset,   ///< reject with tcp reset (connect() fails at once instead of retrying)
+  jump,        ///< jump to Rule::target (a chain of ours without a hook), then on with the next rule
 };
 
 struct Rule {
@@ -154,7 +183,9 @@ struct Rule {
   bool counter = false;                     ///< counter statement
   Verdict verdict = Verdict::none;
   std::string comment;                      ///< tag of a counted rule: "<kind>-<direction>", e.g. "udp-out"
-  std::optional<LogTo> log{};               ///< only in a rule without a verdict (limit breaks off)
+  std::optional<LogTo> log{};               ///< only in a rule without a verdict, or a jump (limit breaks off)
+  std::optional<RememberSender> remember{};
+  std::string target{};                     ///< the chain of Verdict::jump
   bool operator==(const Rule&) const = default;
 };
 
@@ -170,6 +201,9 @@ struct Chain {
   /// a chain being deleted or created within a transaction (see docs/firewall.md, "zero window").
   bool policy_drop = true;
   std::vector<Rule> rules;
+  /// A base chain (type filter hook ...). Otherwise a regular chain, only reached by a jump from
+  /// chains of `hook` (hook, priority and policy mean nothing for it).
+  bool base = true;
   bool operator==(const Chain&) const = default;
 };
 

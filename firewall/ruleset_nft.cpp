@@ -227,7 +227,7 @@ Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t 
   flush_rules(b, rs.table, "");
   for (std::size_t i = 0; i < rs.sets.size(); ++i) {
     const Set& s = rs.sets[i];
-    if (s.counting) continue;  // the datapath's counts stay
+    if (s.datapath_filled()) continue;  // the datapath's elements stay
     flush_set(b, rs.table, s.name);
     if (!s.elements.empty())
       add_element_messages(b, rs.table, s.name, static_cast<std::uint32_t>(i + 1), raw_elements(s.key, s.interval, s.elements, true),

@@ -78,7 +78,9 @@ TEST_CASE("nft -f accepts the dry-run text and installs exactly what our batch i
     REQUIRE(ours.find("table inet leakguard") != std::string::npos);
     if (p.log_blocked) {
       CHECK(ours.find("meta l4proto udp limit rate 100/second burst 50 packets log prefix \"udp-out\" group 19527") != std::string::npos);
-      CHECK(ours.find("meta l4proto tcp limit rate 100/second burst 50 packets log prefix \"tcp-out\" group 19527") != std::string::npos);
+      CHECK(ours.find("meta l4proto tcp limit rate 100/second burst 50 packets log prefix \"tcp-out\" group 19527 jump senders") !=
+            std::string::npos);
+      CHECK(ours.find("update @senders6 { socket cgroupv2 level 8 . ip6 daddr . meta l4proto . th sport . th dport }") != std::string::npos);
     }
     REQUIRE(fw.remove());
     CHECK(ns.run({"nft", "list", "tables"}).out.find("leakguard") == std::string::npos);

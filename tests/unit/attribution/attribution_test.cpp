@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "attribution/flows.hpp"
@@ -214,6 +216,63 @@ TEST_CASE("a cgroup path names its innermost unit, odd bytes escaped - and pids 
   CHECK(unit_of_cgroup("/a/b\x1b[31mred\n.scope") == "b\\x1b[31mred\\x0a.scope");
   CHECK(parse_pids("1\n42\nx\n-3\n1234567890\n\n7") == std::vector<std::int32_t>{1, 42, 7});
   CHECK(parse_pids("1\n2\n3\n", 2).size() == 2);
+}
+
+TEST_CASE("the Uid line of /proc/PID/status: four ids, or none") {
+  CHECK(parse_status_uids("Name:\tx\nUmask:\t0022\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\n") ==
+        std::array<std::uint32_t, 4>{1000, 1001, 1002, 1003});
+  CHECK(parse_status_uids("Uid:\t0\t0\t0\t4294967295\n") == std::array<std::uint32_t, 4>{0, 0, 0, 4294967295u});
+  CHECK_FALSE(parse_status_uids("Name:\tx\n"));
+  CHECK_FALSE(parse_status_uids("Uid:\t1000\t1000\n"));           // truncated
+  CHECK_FALSE(parse_status_uids("Uid:\t4294967296\t0\t0\t0\n"));  // out of range
+  CHECK_FALSE(parse_status_uids("Uid:\t-1\t0\t0\t0\n"));
+  CHECK_FALSE(parse_status_uids(""));
+}
+
+namespace {
+// A /proc of our own: PID directories with an fd directory of symlinks and a comm file.
+struct FakeProc {
+  std::string root;
+  FakeProc() {
+    char tmpl[] = "/tmp/lgt-proc-XXXXXX";
+    root = ::mkdtemp(tmpl);
+  }
+  ~FakeProc() { std::filesystem::remove_all(root); }
+  void process(int pid, const std::string& comm, const std::vector<std::string>& fds) {
+    const std::string dir = root + "/" + std::to_string(pid);
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir + "/fd");
+    std::ofstream(dir + "/comm") << comm << "\n";
+    for (std::size_t i = 0; i < fds.size(); ++i) std::filesystem::create_symlink(fds[i], dir + "/fd/" + std::to_string(i + 3));
+  }
+};
+}  // namespace
+
+TEST_CASE("PID reuse: a remembered PID that no longer holds the socket is never named") {
+  FakeProc proc;
+  proc.process(100, "first", {"socket:[555]", "pipe:[1]"});
+  proc.process(101, "other", {"socket:[556]"});
+  SenderLookup::Options o;
+  o.proc = proc.root;
+  o.cgroup_root = "/nonexistent";
+  o.min_scan_interval = std::chrono::hours(1);  // one pass only: what it remembers is then stale
+  SenderLookup lookup(o);
+  CHECK(lookup.holder(555) == 100);
+  CHECK(lookup.holder(556) == 101);
+  // PID 100 exits; the kernel gives its number to an unrelated process, and the socket is now
+  // held by PID 200 (inherited). The pass it remembers says 100: that is not said.
+  proc.process(100, "reused", {"socket:[777]"});
+  proc.process(200, "heir", {"socket:[555]"});
+  bool incomplete = false;
+  CHECK_FALSE(lookup.holder(555, &incomplete));
+  CHECK(incomplete);  // and it says why: no new pass was allowed yet
+  // With a new pass allowed, the socket's holder now.
+  o.min_scan_interval = std::chrono::milliseconds(0);
+  SenderLookup fresh(o);
+  CHECK(fresh.holder(555) == 200);
+  proc.process(200, "heir", {});
+  CHECK_FALSE(fresh.holder(555));  // closed: nobody holds it
+  CHECK(fresh.holder(556) == 101);
 }
 
 TEST_CASE("blocked flows: per application and destination, counted, bounded, most recent first") {

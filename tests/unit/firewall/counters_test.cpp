@@ -1,5 +1,6 @@
 // Raw kernel counters -> Counters -> the one-line summary status shows.
 #include <doctest/doctest.h>
+#include <cstring>
 
 #include "firewall/counters.hpp"
 
@@ -43,4 +44,40 @@ TEST_CASE("the summary names the interface - busiest first - and DNS separately"
                    {"udp", "in", "eth0", 5, 0}}) ==
         "blocked 42 UDP packets towards the internet via eth0 (40), wlan0 (2); blocked 7 forwarded TCP packets via eth0; "
         "dropped 5 incoming UDP packets on eth0; blocked 3 packets of DNS outside the tunnel");
+}
+
+TEST_CASE("a sender set's key: the cgroup id in host order, then address, protocol and ports in 4-byte slots") {
+  // As the kernel keeps `socket cgroupv2 level L . ip daddr . meta l4proto . th sport . th dport`.
+  std::uint8_t k4[24] = {};
+  const std::uint64_t id = 0x1234'5678'9abcULL;
+  std::memcpy(k4, &id, 8);
+  const std::uint8_t a4[] = {203, 0, 113, 3};
+  std::memcpy(k4 + 8, a4, 4);
+  k4[12] = 6;                       // tcp
+  k4[16] = 0x9c, k4[17] = 0x44;     // 40004
+  k4[20] = 0x01, k4[21] = 0xbb;     // 443
+  auto r = parse_sender_key(k4, sizeof k4);
+  REQUIRE(r);
+  CHECK(r->cgroup_id == id);
+  CHECK(r->destination == *leakguard::IpAddress::parse("203.0.113.3"));
+  CHECK(r->protocol == 6);
+  CHECK(r->source_port == 40004);
+  CHECK(r->destination_port == 443);
+  std::uint8_t k6[36] = {};
+  std::memcpy(k6, &id, 8);
+  const auto a6 = *leakguard::IpAddress::parse("2001:db8::3");
+  std::memcpy(k6 + 8, a6.bytes.data(), 16);
+  k6[24] = 17;
+  k6[28] = 0xc3, k6[29] = 0x50;  // 50000
+  k6[32] = 0x0d, k6[33] = 0x96;  // 3478
+  r = parse_sender_key(k6, sizeof k6);
+  REQUIRE(r);
+  CHECK(r->destination == a6);
+  CHECK(r->protocol == 17);
+  CHECK(r->source_port == 50000);
+  CHECK(r->destination_port == 3478);
+  // Any other length is not a sender key.
+  CHECK_FALSE(parse_sender_key(k4, 20));
+  CHECK_FALSE(parse_sender_key(k6, 35));
+  CHECK_FALSE(parse_sender_key(k6, 0));
 }

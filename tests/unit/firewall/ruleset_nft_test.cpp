@@ -116,7 +116,7 @@ TEST_CASE("a recreate is one batch: create-if-missing - delete - create with fla
   }
   CHECK(b.steps.size() == m.size() - 2);
   CHECK(count[NFT_MSG_NEWSET] == rs.sets.size());
-  CHECK(count[NFT_MSG_NEWCHAIN] == 3);
+  CHECK(count[NFT_MSG_NEWCHAIN] == 4);  // output, input, forward, senders
   CHECK(count[NFT_MSG_NEWRULE] == rs.rule_count());
   // endpoints4, dns_ports, lan4, lan6 have elements; endpoints6 and the counting sets do not.
   CHECK(count[NFT_MSG_NEWSETELEM] == 4);
@@ -222,9 +222,9 @@ TEST_CASE("a repair re-declares everything, flushes rules and elements and refil
   CHECK(count[NFT_MSG_DELSET] == 0);
   CHECK(count[NFT_MSG_NEWTABLE] == 1);
   CHECK(count[NFT_MSG_NEWSET] == rs.sets.size());
-  CHECK(count[NFT_MSG_NEWCHAIN] == 3);
+  CHECK(count[NFT_MSG_NEWCHAIN] == 4);
   CHECK(count[NFT_MSG_DELRULE] == 1);  // the whole table's rules: DELRULE naming no chain
-  CHECK(count[NFT_MSG_DELSETELEM] == 8);  // every set we fill; the counting sets keep their counts
+  CHECK(count[NFT_MSG_DELSETELEM] == 8);  // every set we fill; the counting and sender sets keep theirs
   CHECK(count[NFT_MSG_NEWRULE] == rs.rule_count());
   nftnl_table* t = nftnl_table_alloc();
   REQUIRE(nftnl_table_nlmsg_parse(hdr(m[1]), t) >= 0);

@@ -49,9 +49,12 @@ TEST_CASE("three filter chains at priority filter - policy drop in both modes - 
   for (Mode m : {Mode::udp, Mode::strict}) {
     CAPTURE(to_string(m));
     const Ruleset rs = build_ruleset(policy(m));
-    REQUIRE(rs.chains.size() == 3);
+    REQUIRE(rs.chains.size() == 4);  // and the regular chain the log rules jump to
     CHECK(rs.table == "leakguard");
+    CHECK_FALSE(chain(rs, "senders").base);
+    CHECK(chain(rs, "senders").rules.empty());  // without attribution
     for (const auto& c : rs.chains) {
+      if (!c.base) continue;
       CAPTURE(c.name);
       CHECK(c.priority == 0);
       // A chain evaluated empty (being created or deleted in a transaction) must stop packets.
@@ -459,4 +462,55 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
   }
   CHECK_FALSE(same_sets(e, policy(Mode::udp, true)));
   CHECK(e.str().ends_with(" emergency"));
+}
+
+TEST_CASE("attribution: each output block is logged and jumps to the senders chain - forward only logs - a toggle is a rule change in place") {
+  Policy p = policy(Mode::strict);
+  p.log_blocked = Policy::LogBlocked{19527, 100, 50};
+  const Ruleset rs = build_ruleset(p);
+  const auto out = lines(chain(rs, "output"));
+  const std::string log = "limit rate 100/second burst 50 packets log prefix ";
+  // Right before its block, with the same matches.
+  const auto tcp = index_of(out, "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
+  REQUIRE(tcp > 0);
+  CHECK(out[tcp - 1] == "meta l4proto tcp " + log + "\"tcp-out\" group 19527 jump senders");
+  const auto ip = index_of(out, "counter reject with icmpx admin-prohibited comment \"ip-out\"");
+  CHECK(out[ip - 1] == log + "\"ip-out\" group 19527 jump senders");
+  const auto fwd = lines(chain(rs, "forward"));
+  const auto udp_fwd = index_of(fwd, "meta l4proto udp counter drop comment \"udp-fwd\"");
+  CHECK(fwd[udp_fwd - 1] == "meta l4proto udp " + log + "\"udp-fwd\" group 19527");  // a routed packet has no local socket
+  // Every level of the sending socket's cgroup, for each family, into its own set.
+  const Chain& senders = chain(rs, "senders");
+  CHECK_FALSE(senders.base);
+  const auto s = lines(senders);
+  REQUIRE(s.size() == 2u * kSenderLevels);
+  CHECK(s.front() == "update @senders4 { socket cgroupv2 level 1 . ip daddr . meta l4proto . th sport . th dport }");
+  CHECK(s[kSenderLevels - 1] == "update @senders4 { socket cgroupv2 level 8 . ip daddr . meta l4proto . th sport . th dport }");
+  CHECK(s.back() == "update @senders6 { socket cgroupv2 level 8 . ip6 daddr . meta l4proto . th sport . th dport }");
+  for (const char* name : {"senders4", "senders6"}) {
+    const Set* set = rs.find_set(name);
+    REQUIRE(set);
+    CHECK(set->datapath_filled());
+    CHECK(set->timeout_s == kSenderTimeoutS);
+    CHECK(set->size == kSenderSetSize);
+  }
+  // The same declarations with attribution on or off and in the emergency block: switching is a
+  // change of rules in place.
+  Policy off = policy(Mode::strict);
+  const Ruleset without = build_ruleset(off);
+  CHECK(chain(without, "senders").rules.empty());
+  CHECK(same_declarations(rs, without));
+  const Change c = plan_change(without, rs);
+  CHECK(c.kind == Change::Kind::rules);
+  CHECK(c.chains == std::vector<std::string>{"output", "forward", "senders"});
+  Policy e = p;
+  e.emergency = true;
+  const Ruleset emergency = build_ruleset(e);
+  CHECK(same_declarations(rs, emergency));
+  CHECK(chain(emergency, "senders").rules.empty());
+  // The dry run says it as nft would.
+  const std::string text = to_nft_text(rs);
+  CHECK(text.find("\tset senders4 {\n\t\ttype cgroupsv2 . ipv4_addr . inet_proto . inet_service . inet_service\n\t\tsize 4096\n"
+                  "\t\tflags dynamic,timeout\n\t\ttimeout 10s\n\t}\n") != std::string::npos);
+  CHECK(text.find("\tchain senders {\n\t\tupdate @senders4") != std::string::npos);
 }
