@@ -9,7 +9,8 @@ seconds=${1:-60}
 command -v clang++ >/dev/null || apt-get install -y -qq --no-install-recommends clang >/dev/null
 CXX=clang++ cmake -S . -B build-fuzz -DLEAKGUARD_FUZZ=ON -DLEAKGUARD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=(probes_stun_fuzzer:probes/fuzz/corpus rtnl_fuzz:tests/fuzz/netwatch/corpus config_fuzz:tests/fuzz/config/corpus
-         nftdump_fuzz:tests/fuzz/firewall/corpus report_fuzz:tests/fuzz/probes/report-corpus)
+         nftdump_fuzz:tests/fuzz/firewall/corpus nflog_fuzz:tests/fuzz/attribution/corpus
+         report_fuzz:tests/fuzz/probes/report-corpus)
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]%%:*}" >/dev/null
 mkdir -p build-fuzz/findings
 status=0
