@@ -115,9 +115,12 @@ nlohmann::json NftFirewallPort::status() const {
     if (auto c = fw_->counters()) {
       j["blocked"] = firewall::summarize(*c);
       j["counters"] = nlohmann::json::array();
-      for (const auto& x : *c)
-        j["counters"].push_back({{"kind", x.kind}, {"direction", x.direction}, {"scope", x.interface_or_scope},
-                                 {"packets", x.packets}, {"bytes", x.bytes}});
+      for (const auto& x : *c) {
+        nlohmann::json one = {{"kind", x.kind}, {"direction", x.direction}, {"scope", x.interface_or_scope},
+                              {"packets", x.packets}, {"bytes", x.bytes}};
+        if (!x.family.empty()) one["family"] = x.family;
+        j["counters"].push_back(std::move(one));
+      }
     }
   }
   return j;

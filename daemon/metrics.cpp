@@ -187,10 +187,12 @@ std::string render_metrics(const json& status, double now_unix) {
     o.sample("leakguard_blocked_bytes_total", {{"kind", text(at(*c, {"kind"}))}, {"direction", text(at(*c, {"direction"}))}},
              count(at(*c, {"bytes"})));
   o.family("leakguard_interface_blocked_packets_total", "counter",
-           "Packets the rules dropped or rejected, by interface, protocol (udp, tcp, ip) and direction (out, in, fwd).");
+           "Packets the rules dropped or rejected, by interface, family (ipv4, ipv6), protocol (udp, tcp, ip) and direction "
+           "(out, in, fwd).");
   for (const json* c : per_interface)
     o.sample("leakguard_interface_blocked_packets_total",
-             {{"interface", text(at(*c, {"scope"}))}, {"protocol", text(at(*c, {"kind"}))}, {"direction", text(at(*c, {"direction"}))}},
+             {{"interface", text(at(*c, {"scope"}))}, {"family", text(at(*c, {"family"}))}, {"protocol", text(at(*c, {"kind"}))},
+              {"direction", text(at(*c, {"direction"}))}},
              count(at(*c, {"packets"})));
 
   // Per application: the busiest kMetricsMaxApps, the rest as app="other" (bounded cardinality).

@@ -36,17 +36,18 @@ std::string packets(std::uint64_t n) { return std::to_string(n) + (n == 1 ? " pa
 }  // namespace
 
 std::string Counter::str() const {
-  return kind + " " + direction + (interface_or_scope == "all" ? " total" : " via " + interface_or_scope) + ": " +
+  return kind + " " + direction + (interface_or_scope == "all" ? " total" : " via " + interface_or_scope) +
+         (family.empty() ? "" : " (" + family + ")") + ": " +
          std::to_string(packets) + " packets, " + std::to_string(bytes) + " bytes";
 }
 
 std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const std::vector<InterfaceCounter>& interfaces) {
-  // (direction, kind, scope) -> sums; several rules share a tag (e.g. the TCP and UDP DNS rules).
-  std::map<std::tuple<std::string, std::string, std::string>, Counter> sums;
+  // (direction, kind, scope, family) -> sums; several rules share a tag (e.g. the TCP and UDP DNS rules).
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, Counter> sums;
   for (const auto& r : rules) {
     const auto dash = r.tag.rfind('-');
     if (dash == std::string::npos || dash == 0) continue;  // untagged: not one of our counters
-    Counter& c = sums[{r.tag.substr(dash + 1), r.tag.substr(0, dash), "all"}];
+    Counter& c = sums[{r.tag.substr(dash + 1), r.tag.substr(0, dash), "all", ""}];
     c.kind = r.tag.substr(0, dash);
     c.direction = r.tag.substr(dash + 1);
     c.interface_or_scope = "all";
@@ -57,8 +58,10 @@ std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const 
     const auto us = i.set.rfind('_');
     const std::string direction = us == std::string::npos ? i.set : i.set.substr(us + 1);
     const std::string kind = kind_of_proto(i.proto);
-    Counter& c = sums[{direction, kind, i.ifname}];
+    const std::string family = i.nfproto == 2 ? "ipv4" : i.nfproto == 10 ? "ipv6" : std::to_string(i.nfproto);
+    Counter& c = sums[{direction, kind, i.ifname, family}];
     c.kind = kind;
+    c.family = family;
     c.direction = direction;
     c.interface_or_scope = printable_ifname(i.ifname);  // from the kernel: any bytes
     c.packets += i.packets;
@@ -67,8 +70,8 @@ std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const 
   std::vector<Counter> out;
   for (auto& [key, c] : sums) out.push_back(c);
   std::sort(out.begin(), out.end(), [](const Counter& a, const Counter& b) {
-    return std::make_tuple(direction_rank(a.direction), kind_rank(a.kind), a.interface_or_scope != "all", a.interface_or_scope) <
-           std::make_tuple(direction_rank(b.direction), kind_rank(b.kind), b.interface_or_scope != "all", b.interface_or_scope);
+    return std::make_tuple(direction_rank(a.direction), kind_rank(a.kind), a.interface_or_scope != "all", a.interface_or_scope, a.family) <
+           std::make_tuple(direction_rank(b.direction), kind_rank(b.kind), b.interface_or_scope != "all", b.interface_or_scope, b.family);
   });
   return out;
 }
@@ -90,19 +93,22 @@ std::string summarize(const std::vector<Counter>& counters) {
       endpoint += total.packets;
       continue;
     }
-    // The interfaces that saw this kind in this direction, busiest first.
-    std::vector<const Counter*> per_if;
-    for (const auto& c : counters)
-      if (c.interface_or_scope != "all" && c.kind == total.kind && c.direction == total.direction && c.packets > 0)
-        per_if.push_back(&c);
-    std::stable_sort(per_if.begin(), per_if.end(), [](const Counter* a, const Counter* b) { return a->packets > b->packets; });
+    // The interfaces that saw this kind in this direction (both families together), busiest first.
+    std::vector<Counter> per_if;
+    for (const auto& c : counters) {
+      if (c.interface_or_scope == "all" || c.kind != total.kind || c.direction != total.direction || c.packets == 0) continue;
+      auto it = std::find_if(per_if.begin(), per_if.end(), [&](const Counter& x) { return x.interface_or_scope == c.interface_or_scope; });
+      if (it == per_if.end()) per_if.push_back(c);
+      else it->packets += c.packets;
+    }
+    std::stable_sort(per_if.begin(), per_if.end(), [](const Counter& a, const Counter& b) { return a.packets > b.packets; });
     std::string where;
     for (std::size_t i = 0; i < per_if.size(); ++i) {
       if (i == 0) {
-        where = " via " + per_if[i]->interface_or_scope;
-        if (per_if.size() > 1) where += " (" + std::to_string(per_if[i]->packets) + ")";
+        where = " via " + per_if[i].interface_or_scope;
+        if (per_if.size() > 1) where += " (" + std::to_string(per_if[i].packets) + ")";
       } else {
-        where += ", " + per_if[i]->interface_or_scope + " (" + std::to_string(per_if[i]->packets) + ")";
+        where += ", " + per_if[i].interface_or_scope + " (" + std::to_string(per_if[i].packets) + ")";
       }
     }
     const std::string kind = upper_kind(total.kind);

@@ -17,12 +17,13 @@ struct RuleCounter {
   std::string tag;  ///< the rule's comment: "<kind>-<direction>"
   std::uint64_t packets = 0, bytes = 0;
 };
-/// ... or one element of a per-interface counting set ("ifstat_out": eth0 . udp).
+/// ... or one element of a per-interface counting set ("ifstat_out": eth0 . ipv4 . udp).
 struct InterfaceCounter {
   std::string set;
   std::string ifname;
   std::uint8_t proto = 0;
   std::uint64_t packets = 0, bytes = 0;
+  std::uint8_t nfproto = 0;  ///< NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10)
 };
 
 /// One element of a sender set (RememberSender): a cgroup v2 id (one level of the sending
@@ -44,6 +45,7 @@ struct Counter {
   std::string direction;           ///< "out" (our packets), "in", "fwd" (forwarded)
   std::string interface_or_scope;  ///< an interface name, or "all" for the rule's total
   std::uint64_t packets = 0, bytes = 0;
+  std::string family{};            ///< per interface: "ipv4" or "ipv6"; "" for a rule's total
   bool operator==(const Counter&) const = default;
   /// "udp out via eth0: 42 packets, 3360 bytes"
   std::string str() const;

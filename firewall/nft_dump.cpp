@@ -434,12 +434,13 @@ int element_cb(const nlattr* a, void* data) {
     if (ctx->set) ctx->set->elements.push_back(element_text(kp, klen, flags));
     return MNL_CB_OK;
   }
-  if (!ctx->counters || klen < 17) return MNL_CB_OK;
+  if (!ctx->counters || klen < 24) return MNL_CB_OK;
   InterfaceCounter c;
   c.set = ctx->set_name;
   const auto* k = static_cast<const char*>(kp);
   c.ifname = std::string(k, strnlen(k, 16));
-  c.proto = static_cast<std::uint8_t>(k[16]);
+  c.nfproto = static_cast<std::uint8_t>(k[16]);  // NFPROTO_IPV4 2, NFPROTO_IPV6 10
+  c.proto = static_cast<std::uint8_t>(k[20]);
   bool found = false;
   if (tb[NFTA_SET_ELEM_EXPR]) found = read_counter(tb[NFTA_SET_ELEM_EXPR], c.packets, c.bytes);
   if (!found && tb[NFTA_SET_ELEM_EXPRESSIONS]) {

@@ -16,7 +16,7 @@ namespace {
 
 // nft datatypes (nftables src/datatype.h, enum datatypes) and how concatenations combine them:
 // each component shifts the previous ones left by TYPE_BITS = 6.
-constexpr std::uint32_t kTypeIpAddr = 7, kTypeIp6Addr = 8, kTypeInetProto = 12, kTypeInetService = 13,
+constexpr std::uint32_t kTypeNfproto = 2, kTypeIpAddr = 7, kTypeIp6Addr = 8, kTypeInetProto = 12, kTypeInetService = 13,
                         kTypeIfname = 41, kTypeCgroupV2 = 46;
 constexpr std::uint32_t concat(std::uint32_t a, std::uint32_t b) { return (a << 6) | b; }
 
@@ -211,7 +211,8 @@ class Lowering {
 
   void count_per_interface(const CountPerInterface& c) {
     meta(c.output ? NFT_META_OIFNAME : NFT_META_IIFNAME, reg_for_slot(0));
-    meta(NFT_META_L4PROTO, reg_for_slot(4));  // after the 16 bytes of the name
+    meta(NFT_META_NFPROTO, reg_for_slot(4));  // after the 16 bytes of the name
+    meta(NFT_META_L4PROTO, reg_for_slot(5));
     nftnl_expr* e = nftnl_expr_alloc("dynset");
     nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
     nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
@@ -371,7 +372,7 @@ KeyInfo key_info(KeyType k) {
     // Concatenated keys: every component takes a multiple of 4 bytes (one 32-bit register).
     case KeyType::endpoint4: return {concat(concat(kTypeIpAddr, kTypeInetProto), kTypeInetService), 4 + 4 + 4, true};
     case KeyType::endpoint6: return {concat(concat(kTypeIp6Addr, kTypeInetProto), kTypeInetService), 16 + 4 + 4, true};
-    case KeyType::ifname_proto: return {concat(kTypeIfname, kTypeInetProto), 16 + 4, true};
+    case KeyType::ifname_proto: return {concat(concat(kTypeIfname, kTypeNfproto), kTypeInetProto), 16 + 4 + 4, true};
     case KeyType::sender4:
       return {concat(concat(concat(concat(kTypeCgroupV2, kTypeIpAddr), kTypeInetProto), kTypeInetService), kTypeInetService),
               8 + 4 + 4 + 4 + 4, true};

@@ -106,7 +106,7 @@ std::string to_nft_text(const Rule& r) {
   for (const auto& m : r.matches) append(line, match_text(m));
   if (r.count_per_interface) {
     const auto& c = *r.count_per_interface;
-    append(line, "update @" + c.set + " { " + (c.output ? "oifname" : "iifname") + " . meta l4proto }");
+    append(line, "update @" + c.set + " { " + (c.output ? "oifname" : "iifname") + " . meta nfproto . meta l4proto }");
   }
   if (r.remember) {
     const auto& x = *r.remember;

@@ -15,7 +15,7 @@ std::string_view nft_type(KeyType k) {
     case KeyType::inet_service: return "inet_service";
     case KeyType::endpoint4: return "ipv4_addr . inet_proto . inet_service";
     case KeyType::endpoint6: return "ipv6_addr . inet_proto . inet_service";
-    case KeyType::ifname_proto: return "ifname . inet_proto";
+    case KeyType::ifname_proto: return "ifname . nf_proto . inet_proto";
     case KeyType::sender4: return "cgroupsv2 . ipv4_addr . inet_proto . inet_service . inet_service";
     case KeyType::sender6: return "cgroupsv2 . ipv6_addr . inet_proto . inet_service . inet_service";
   }

@@ -57,7 +57,7 @@ enum class KeyType : std::uint8_t {
   inet_service,  ///< inet_service (a port)
   endpoint4,     ///< ipv4_addr . inet_proto . inet_service
   endpoint6,     ///< ipv6_addr . inet_proto . inet_service
-  ifname_proto,  ///< ifname . inet_proto (the per-interface counting sets)
+  ifname_proto,  ///< ifname . nf_proto . inet_proto (the per-interface counting sets)
   sender4,       ///< cgroupsv2 . ipv4_addr . inet_proto . inet_service . inet_service (who sent a blocked packet)
   sender6,       ///< cgroupsv2 . ipv6_addr . inet_proto . inet_service . inet_service
 };
@@ -138,7 +138,8 @@ struct PortInSet { std::uint8_t proto; bool destination; std::string set; bool o
 using Match = std::variant<NfprotoIs, L4protoIs, IfnameIs, LoopbackIs, MarkIs, AddressIs, PortsAre, Icmpv6TypeIn, HoplimitIs,
                            CtEstablished, SocketUidIsNot, AddressInSet, EndpointInSet, PortInSet>;
 
-/// update @set { oifname . meta l4proto } (iifname when !output): per-interface counting.
+/// update @set { oifname . meta nfproto . meta l4proto } (iifname when !output): per-interface
+/// counting, per family.
 struct CountPerInterface {
   bool output;
   std::string set;

@@ -5,6 +5,8 @@
 // path has arrived.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include <iostream>
 
 #include "firewall/firewall.hpp"
@@ -162,12 +164,15 @@ TEST_CASE("udp policy - IPv4 and IPv6 - UDP and DNS stopped outside the tunnel -
   auto c = fw.counters();
   REQUIRE_MESSAGE(c, (c ? "" : c.error().str()));
   std::uint64_t udp_eth0 = 0, dns = 0;
+  std::map<std::string, std::uint64_t> per_family;
   for (const auto& x : *c) {
     MESSAGE(x.str());
-    if (x.kind == "udp" && x.direction == "out" && x.interface_or_scope == "eth0") udp_eth0 = x.packets;
+    if (x.kind == "udp" && x.direction == "out" && x.interface_or_scope == "eth0") udp_eth0 += x.packets, per_family[x.family] += x.packets;
     if (x.kind == "dns" && x.direction == "out") dns += x.packets;
   }
   CHECK(udp_eth0 >= 4);  // plain and unmarked endpoint, per family (DNS has its own rule)
+  CHECK(per_family["ipv4"] >= 2);  // the counting sets tell the families apart
+  CHECK(per_family["ipv6"] >= 2);
   CHECK(dns >= 8);
   const std::string summary = summarize(*c);
   MESSAGE(summary);

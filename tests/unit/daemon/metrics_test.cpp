@@ -190,8 +190,8 @@ const std::vector<std::pair<std::string, std::string>> kFamilies = {
 json counters_fixture() {
   return json::array({
       {{"kind", "udp"}, {"direction", "out"}, {"scope", "all"}, {"packets", 42}, {"bytes", 3360}},
-      {{"kind", "udp"}, {"direction", "out"}, {"scope", "eth0"}, {"packets", 40}, {"bytes", 3200}},
-      {{"kind", "udp"}, {"direction", "out"}, {"scope", "wlan0"}, {"packets", 2}, {"bytes", 160}},
+      {{"kind", "udp"}, {"direction", "out"}, {"scope", "eth0"}, {"family", "ipv4"}, {"packets", 40}, {"bytes", 3200}},
+      {{"kind", "udp"}, {"direction", "out"}, {"scope", "wlan0"}, {"family", "ipv6"}, {"packets", 2}, {"bytes", 160}},
       {{"kind", "dns"}, {"direction", "out"}, {"scope", "all"}, {"packets", 3}, {"bytes", 180}},
       {{"kind", "tcp"}, {"direction", "in"}, {"scope", "all"}, {"packets", 0}, {"bytes", 0}},
   });
@@ -251,8 +251,11 @@ TEST_CASE("the figures follow the controller: state, armed, policy, rounds by ve
   CHECK(p.samples.at("leakguard_last_probe_timestamp_seconds") == "1700000000.000");
   CHECK(p.samples.at("leakguard_blocked_packets_total{kind=\"udp\",direction=\"out\"}") == "42");
   CHECK(p.samples.at("leakguard_blocked_bytes_total{kind=\"dns\",direction=\"out\"}") == "180");
-  CHECK(p.samples.at("leakguard_interface_blocked_packets_total{interface=\"eth0\",protocol=\"udp\",direction=\"out\"}") == "40");
-  CHECK(p.samples.count("leakguard_interface_blocked_packets_total{interface=\"all\",protocol=\"udp\",direction=\"out\"}") == 0);
+  CHECK(p.samples.at("leakguard_interface_blocked_packets_total{interface=\"eth0\",family=\"ipv4\",protocol=\"udp\",direction=\"out\"}") ==
+        "40");
+  CHECK(p.samples.at("leakguard_interface_blocked_packets_total{interface=\"wlan0\",family=\"ipv6\",protocol=\"udp\",direction=\"out\"}") ==
+        "2");
+  CHECK(p.samples.count("leakguard_interface_blocked_packets_total{interface=\"all\",family=\"\",protocol=\"udp\",direction=\"out\"}") == 0);
 
   // Ten seconds later the round's time stays where it was.
   w.now += 10s;
@@ -323,7 +326,7 @@ TEST_CASE("label values are escaped as the text format wants, and bytes that are
                   {{"counters", json::array({{{"kind", "udp"}, {"direction", "out"}, {"scope", "we\"ird\\if\nx"}, {"packets", 1}}})}}},
                  {"blocked", {{"apps", json::array({{{"app", "my \"app\""}, {"unit", "a\\b.service"}, {"uid", 1000}, {"packets", 7}}})}}}};
   const std::string text = render_metrics(status, 0);
-  CHECK(text.find("leakguard_interface_blocked_packets_total{interface=\"we\\\"ird\\\\if\\nx\",protocol=\"udp\",direction=\"out\"} 1\n") !=
+  CHECK(text.find("leakguard_interface_blocked_packets_total{interface=\"we\\\"ird\\\\if\\nx\",family=\"\",protocol=\"udp\",direction=\"out\"} 1\n") !=
         std::string::npos);
   CHECK(text.find("leakguard_blocked_app_packets_total{app=\"my \\\"app\\\"\",unit=\"a\\\\b.service\"} 7\n") != std::string::npos);
   promtool_accepts(text);

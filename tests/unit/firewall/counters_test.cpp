@@ -12,20 +12,26 @@ TEST_CASE("rule counters add up per tag - interface counters per set and protoco
       {"output", "udp-out", 42, 3360}, {"input", "udp-in", 5, 500}, {"output", "", 9, 9},  // untagged: ignored
   };
   const std::vector<InterfaceCounter> ifs{
-      {"ifstat_out", "eth0", 17, 40, 3200}, {"ifstat_out", "wlan0", 17, 2, 160}, {"ifstat_in", "eth0", 17, 5, 500},
-      {"ifstat_out", "eth0", 1, 3, 252},  // ICMP in strict mode: kind "ip"
+      {"ifstat_out", "eth0", 17, 40, 3200, 2}, {"ifstat_out", "wlan0", 17, 2, 160, 2}, {"ifstat_in", "eth0", 17, 5, 500, 2},
+      {"ifstat_out", "eth0", 1, 3, 252, 2},  // ICMP in strict mode: kind "ip"
+      {"ifstat_out", "eth0", 17, 4, 480, 10},  // the same interface over IPv6: counted apart
   };
   const auto c = make_counters(rules, ifs);
-  REQUIRE(c.size() == 7);
+  REQUIRE(c.size() == 8);
   CHECK(c[0] == Counter{"udp", "out", "all", 42, 3360});
-  CHECK(c[1] == Counter{"udp", "out", "eth0", 40, 3200});
-  CHECK(c[2] == Counter{"udp", "out", "wlan0", 2, 160});
-  CHECK(c[3] == Counter{"ip", "out", "eth0", 3, 252});
-  CHECK(c[4] == Counter{"dns", "out", "all", 3, 180});
-  CHECK(c[5] == Counter{"udp", "in", "all", 5, 500});
-  CHECK(c[6] == Counter{"udp", "in", "eth0", 5, 500});
-  CHECK(c[1].str() == "udp out via eth0: 40 packets, 3200 bytes");
+  CHECK(c[1] == Counter{"udp", "out", "eth0", 40, 3200, "ipv4"});
+  CHECK(c[2] == Counter{"udp", "out", "eth0", 4, 480, "ipv6"});
+  CHECK(c[3] == Counter{"udp", "out", "wlan0", 2, 160, "ipv4"});
+  CHECK(c[4] == Counter{"ip", "out", "eth0", 3, 252, "ipv4"});
+  CHECK(c[5] == Counter{"dns", "out", "all", 3, 180});
+  CHECK(c[6] == Counter{"udp", "in", "all", 5, 500});
+  CHECK(c[7] == Counter{"udp", "in", "eth0", 5, 500, "ipv4"});
+  CHECK(c[1].str() == "udp out via eth0 (ipv4): 40 packets, 3200 bytes");
   CHECK(c[0].str() == "udp out total: 42 packets, 3360 bytes");
+  // The summary counts an interface once, both families together.
+  CHECK(summarize(c) ==
+        "blocked 42 UDP packets towards the internet via eth0 (44), wlan0 (2); dropped 5 incoming UDP packets on eth0; "
+        "blocked 3 packets of DNS outside the tunnel");
 }
 
 TEST_CASE("the summary names the interface - busiest first - and DNS separately") {

@@ -88,7 +88,7 @@ TEST_CASE("output: endpoints first - then loopback (by index) and tunnels - DHCP
   const auto nd = index_of(out, "icmpv6 type 133-136 ip6 hoplimit 255 accept");
   const auto dns_tcp = index_of(out, "tcp dport @dns_ports counter reject with tcp reset comment \"dns-out\"");
   const auto dns_udp = index_of(out, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-out\"");
-  const auto count = index_of(out, "meta l4proto udp update @ifstat_out { oifname . meta l4proto }");
+  const auto count = index_of(out, "meta l4proto udp update @ifstat_out { oifname . meta nfproto . meta l4proto }");
   const auto block = index_of(out, "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"");
   // Endpoints come before the DNS block (a VPN on port 53 must work), DNS before the LAN.
   CHECK(dns_tcp > std::max({ep6, dhcp4, dhcp6, nd}));
@@ -99,7 +99,7 @@ TEST_CASE("output: endpoints first - then loopback (by index) and tunnels - DHCP
   // UDP (a UDP-Lite socket is as unprivileged as a UDP one).
   const std::vector<std::string> others{"udplite", "sctp", "dccp"};
   for (std::size_t i = 0; i < others.size(); ++i) {
-    CHECK(out[block + 1 + 2 * i] == "meta l4proto " + others[i] + " update @ifstat_out { oifname . meta l4proto }");
+    CHECK(out[block + 1 + 2 * i] == "meta l4proto " + others[i] + " update @ifstat_out { oifname . meta nfproto . meta l4proto }");
     CHECK(out[block + 2 + 2 * i] ==
           "meta l4proto " + others[i] + " counter reject with icmpx admin-prohibited comment \"udp-out\"");
   }
@@ -111,7 +111,7 @@ TEST_CASE("strict blocks TCP with a reset - UDP and everything else with admin-p
   const Ruleset rs = build_ruleset(policy(Mode::strict));
   const auto out = lines(chain(rs, "output"));
   REQUIRE(out.size() >= 7);
-  CHECK(out[out.size() - 7] == "update @ifstat_out { oifname . meta l4proto }");
+  CHECK(out[out.size() - 7] == "update @ifstat_out { oifname . meta nfproto . meta l4proto }");
   CHECK(out[out.size() - 6] == "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
   CHECK(out[out.size() - 5] == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"");
   CHECK(out[out.size() - 4] == "meta l4proto udplite counter reject with icmpx admin-prohibited comment \"udp-out\"");
@@ -138,7 +138,7 @@ TEST_CASE("udp policy with IPv6 escalated: IPv6 blocked as strict does, IPv4 as 
   const Ruleset rs = build_ruleset(p);
   const auto out = lines(chain(rs, "output"));
   REQUIRE(out.size() >= 4);
-  CHECK(out[out.size() - 4] == "meta nfproto ipv6 update @ifstat_out { oifname . meta l4proto }");
+  CHECK(out[out.size() - 4] == "meta nfproto ipv6 update @ifstat_out { oifname . meta nfproto . meta l4proto }");
   CHECK(out[out.size() - 3] == "meta nfproto ipv6 meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
   CHECK(out[out.size() - 2] == "meta nfproto ipv6 counter reject with icmpx admin-prohibited comment \"ip-out\"");
   CHECK(out[out.size() - 1] == "accept");  // IPv4's TCP and the rest still pass (udp policy)
@@ -215,7 +215,7 @@ TEST_CASE("forward: tunnel in or out accepted - DNS and the policy block judged 
   CHECK(fwd[2] == "oifname \"wg0\" accept");
   CHECK(fwd[3] == "oifname \"tun*\" accept");
   index_of(fwd, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-fwd\"");
-  index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta l4proto }");
+  index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta nfproto . meta l4proto }");
   index_of(fwd, "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
   CHECK(fwd[fwd.size() - 2] == "meta l4proto dccp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
   CHECK(fwd.back() == "accept");
@@ -417,7 +417,7 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
   const Ruleset rs = build_ruleset(e);
   CHECK(lines(chain(rs, "output")) == std::vector<std::string>{
                                           "oif \"lo\" accept",
-                                          "update @ifstat_out { oifname . meta l4proto }",
+                                          "update @ifstat_out { oifname . meta nfproto . meta l4proto }",
                                           "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"",
                                           "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"",
                                           "meta l4proto udplite counter reject with icmpx admin-prohibited comment \"udp-out\"",
@@ -427,7 +427,7 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
                                       });
   CHECK(lines(chain(rs, "input")) == std::vector<std::string>{
                                          "iif \"lo\" accept",
-                                         "update @ifstat_in { iifname . meta l4proto }",
+                                         "update @ifstat_in { iifname . meta nfproto . meta l4proto }",
                                          "meta l4proto tcp counter drop comment \"tcp-in\"",
                                          "meta l4proto udp counter drop comment \"udp-in\"",
                                          "meta l4proto udplite counter drop comment \"udp-in\"",
@@ -436,7 +436,7 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
                                          "counter drop comment \"ip-in\"",
                                      });
   CHECK(lines(chain(rs, "forward")) == std::vector<std::string>{
-                                           "update @ifstat_fwd { oifname . meta l4proto }",
+                                           "update @ifstat_fwd { oifname . meta nfproto . meta l4proto }",
                                            "meta l4proto tcp counter drop comment \"tcp-fwd\"",
                                            "meta l4proto udp counter drop comment \"udp-fwd\"",
                                            "meta l4proto udplite counter drop comment \"udp-fwd\"",
