@@ -213,12 +213,7 @@ class Lowering {
     meta(c.output ? NFT_META_OIFNAME : NFT_META_IIFNAME, reg_for_slot(0));
     meta(NFT_META_NFPROTO, reg_for_slot(4));  // after the 16 bytes of the name
     meta(NFT_META_L4PROTO, reg_for_slot(5));
-    nftnl_expr* e = nftnl_expr_alloc("dynset");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
-    nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, c.set.c_str());
-    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SET_ID, set_id(c.set));
-    nftnl_rule_add_expr(r_, e);
+    update(c.set);
   }
 
   void remember(const RememberSender& x) {
@@ -236,12 +231,7 @@ class Lowering {
     meta(NFT_META_L4PROTO, reg_for_slot(2 + alen / 4));
     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2, reg_for_slot(3 + alen / 4));
     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg_for_slot(4 + alen / 4));
-    nftnl_expr* d = nftnl_expr_alloc("dynset");
-    nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
-    nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
-    nftnl_expr_set_str(d, NFTNL_EXPR_DYNSET_SET_NAME, x.set.c_str());
-    nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SET_ID, set_id(x.set));
-    nftnl_rule_add_expr(r_, d);
+    update(x.set);
   }
 
   void counter() { nftnl_rule_add_expr(r_, nftnl_expr_alloc("counter")); }
@@ -334,6 +324,15 @@ class Lowering {
     nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
     nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
     nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, x, len);
+    nftnl_rule_add_expr(r_, e);
+  }
+  /// update @set { the key in the registers from NFT_REG_1 on }
+  void update(const std::string& set) {
+    nftnl_expr* e = nftnl_expr_alloc("dynset");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+    nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, set.c_str());
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SET_ID, set_id(set));
     nftnl_rule_add_expr(r_, e);
   }
   void lookup(const std::string& set, std::uint32_t sreg) {

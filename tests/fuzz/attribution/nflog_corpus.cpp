@@ -21,26 +21,17 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/attribution/nflog_bytes.hpp"
+
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using leakguard::test::nflog::Bytes;
+using leakguard::test::nflog::attr;
+using leakguard::test::nflog::attr32;
+using leakguard::test::nflog::put;
 constexpr std::uint16_t kGroup = 19527;  // attribution.nflog_group's default
 
-void put(Bytes& b, const void* p, std::size_t n) {
-  const auto* c = static_cast<const std::uint8_t*>(p);
-  b.insert(b.end(), c, c + n);
-}
 void append(Bytes& b, const Bytes& more) { b.insert(b.end(), more.begin(), more.end()); }
-void attr(Bytes& b, std::uint16_t type, const void* p, std::size_t n) {
-  const nlattr a{static_cast<std::uint16_t>(sizeof(nlattr) + n), type};
-  put(b, &a, sizeof a);
-  put(b, p, n);
-  b.resize(NLA_ALIGN(b.size()));
-}
-void attr32(Bytes& b, std::uint16_t type, std::uint32_t host) {
-  const std::uint32_t be = htonl(host);
-  attr(b, type, &be, 4);
-}
 
 // Headers only, as the log rule's copy range keeps them (the transport's first bytes suffice).
 Bytes ipv4(std::uint8_t proto, const char* src, const char* dst, const Bytes& l4, std::uint16_t frag = 0x4000,

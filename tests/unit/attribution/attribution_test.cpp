@@ -16,28 +16,18 @@
 #include "attribution/flows.hpp"
 #include "attribution/lookup.hpp"
 #include "attribution/packet.hpp"
+#include "tests/unit/attribution/nflog_bytes.hpp"
 
 using namespace leakguard;
 using namespace leakguard::attribution;
 
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using leakguard::test::nflog::Bytes;
+using leakguard::test::nflog::attr;
+using leakguard::test::nflog::attr32;
+using leakguard::test::nflog::put;
 
-void put(Bytes& b, const void* p, std::size_t n) {
-  const auto* c = static_cast<const std::uint8_t*>(p);
-  b.insert(b.end(), c, c + n);
-}
-void attr(Bytes& b, std::uint16_t type, const void* p, std::size_t n) {
-  nlattr a{static_cast<std::uint16_t>(sizeof(nlattr) + n), type};
-  put(b, &a, sizeof a);
-  put(b, p, n);
-  b.resize(NLA_ALIGN(b.size()));
-}
-void attr32(Bytes& b, std::uint16_t type, std::uint32_t host) {
-  const std::uint32_t be = htonl(host);
-  attr(b, type, &be, 4);
-}
 
 // An IPv4/UDP packet 192.0.2.10:40001 -> 203.0.113.3:3478 (headers only, as copy_range keeps).
 Bytes ipv4_udp() {
