@@ -38,6 +38,7 @@ cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   tests/lab/lab.sh down --id "$ID" >/dev/null 2>&1
+  [[ -z ${SCOPE:-} ]] || rmdir "$SCOPE" 2>/dev/null
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,9 +83,17 @@ show() {  # show JSON -> sets SRFLX, RADDR
     esac
   done
 }
-# Chromium in the host namespace (playwright-core), with a screenshot.
+# Chromium in the host namespace (playwright-core), with a screenshot; in a scope of its own as a
+# desktop starts applications (systemd-run --user --scope), where the cgroup2 hierarchy is in sight.
+CGROUP2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
+SCOPE=""
+if [[ -n $CGROUP2 ]] && mkdir "$CGROUP2/app-org.chromium.Chromium-demo$$.scope" 2>/dev/null; then
+  SCOPE=$CGROUP2/app-org.chromium.Chromium-demo$$.scope
+fi
 page() {  # page NAME [URL]
-  show "$(ip netns exec "$HOST" node tests/e2e/browser/gather.js "${2:-$URL}" --screenshot "$OUT/$1.png" 2>>"$OUT/chromium.log")"
+  # Into the scope before `ip netns exec`, which mounts a /sys of its own without the cgroup2 tree.
+  show "$(sh -c '[ -z "$0" ] || echo $$ >"$0/cgroup.procs"; exec "$@"' "$SCOPE" ip netns exec "$HOST" \
+            node tests/e2e/browser/gather.js "${2:-$URL}" --screenshot "$OUT/$1.png" 2>>"$OUT/chromium.log")"
   note "screenshot: $OUT/$1.png"
 }
 # Firefox ESR in the host namespace, with no driver: the page posts its result to its server.
@@ -185,6 +194,31 @@ grep -q "escalated IPv6 to strict" "$OUT/leakguardd.log" &&
 printf '\n'
 "$CTL" status | sed 's/^/   /' || true
 
+# A desktop session, as every user's has one: a session bus, a (virtual) display, a notification
+# server (dunst), and the notifier the package starts in each session
+# (/etc/xdg/autostart/leakguard-notify.desktop: leakguardctl monitor --notify).
+SESSION=unix:path=$WORK/session-bus
+dbus-daemon --config-file=/usr/share/dbus-1/session.conf --address="$SESSION" --nofork >"$OUT/session-bus.log" 2>&1 &
+pids+=($!)
+DISPLAY_NUM=$((100 + $$ % 800))
+Xvfb ":$DISPLAY_NUM" -nolisten tcp -screen 0 960x240x24 >"$OUT/xvfb.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 150); do [[ -S $WORK/session-bus && -S /tmp/.X11-unix/X$DISPLAY_NUM ]] && break; sleep 0.1; done
+DISPLAY=":$DISPLAY_NUM" DBUS_SESSION_BUS_ADDRESS=$SESSION dunst -print >"$OUT/dunst.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 150); do DBUS_SESSION_BUS_ADDRESS=$SESSION dunstctl count >/dev/null 2>&1 && break; sleep 0.1; done
+DBUS_SESSION_BUS_ADDRESS=$SESSION "$CTL" monitor --notify >"$OUT/monitor.log" 2>&1 &
+pids+=($!)
+# Notified: the summary dunst printed that contains $1, within 10 s.
+notified() {
+  for _ in $(seq 100); do
+    grep -m1 -o "summary: '[^']*$1[^']*'" "$OUT/dunst.log" 2>/dev/null | sed "s/^summary: //" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+screenshot() { import -display ":$DISPLAY_NUM" -window root "$OUT/$1.png" 2>>"$OUT/import.log" && note "screenshot of the desktop: $OUT/$1.png"; }
+
 say "3. The same page, with leakguard"
 page protected
 has 203.0.113.2 && bad "the ISP address still leaks" || ok "no ISP address: UDP outside the tunnel is blocked"
@@ -197,6 +231,12 @@ if "$CTL" blocked --json | jq -e --arg d "$LAB_STUN4:3478/udp" \
   ok "leakguard names Chromium as what tried to reach the STUN server $LAB_STUN4:3478 outside the tunnel (blocked)"
 else
   bad "expected Chromium named among the blocked senders to $LAB_STUN4:3478 (leakguardctl blocked)"
+fi
+if shown=$(notified "tried to reach $LAB_STUN4:3478"); then
+  ok "and the user's desktop says so: $shown"
+  screenshot notification-blocked
+else
+  bad "expected a desktop notification naming Chromium (see $OUT/dunst.log, $OUT/monitor.log)"
 fi
 tests/lab/lab.sh set --id "$ID" split-stun off >/dev/null
 note "now the STUN server's route goes through the tunnel, as it should:"
@@ -216,6 +256,12 @@ firefox_page protected-through-tunnel
 say "4. The tunnel drops (like wg-quick down without the hook)"
 tests/lab/lab.sh set --id "$ID" tunnel down >/dev/null
 wait_state blocking && ok "leakguard noticed at once: state blocking" || bad "expected blocking, got $(state)"
+if shown=$(notified "VPN down"); then
+  ok "the desktop notification: $shown"
+  screenshot notification-vpn-down
+else
+  bad "expected a 'VPN down' desktop notification (see $OUT/dunst.log)"
+fi
 page tunnel-down
 [[ -z $SRFLX ]] && ok "the page learns no reflexive address at all" || bad "the page learned: $SRFLX"
 

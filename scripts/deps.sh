@@ -19,6 +19,7 @@ packages=(
   openvpn openssl  # the real OpenVPN client and server (tests/e2e/vpn), certificates made at test time
   prometheus  # promtool checks the metrics text and the example alert rules (docs/metrics.md)
   dunst xvfb  # a real notification server (under a virtual X display) for leakguardctl monitor --notify
+  imagemagick  # the demo's screenshot of that display (import)
 )
 # Node.js drives Chromium in the browser tests. Any node >= 18 will do: take Debian's only if
 # none is installed (a node from elsewhere may already bring its own npm).
