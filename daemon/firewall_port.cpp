@@ -127,15 +127,28 @@ nlohmann::json NftFirewallPort::status() const {
 }
 
 std::vector<std::uint64_t> NftFirewallPort::sender_cgroups(const IpAddress& destination, std::uint8_t protocol,
-                                                           std::uint16_t source_port, std::uint16_t destination_port) const {
+                                                           std::uint16_t source_port, std::uint16_t destination_port) {
   std::vector<std::uint64_t> out;
   if (!fw_) return out;
+  auto match = [&] {
+    for (const auto& r : senders_)
+      if (r.destination == destination && r.protocol == protocol && r.source_port == source_port &&
+          r.destination_port == destination_port)
+        out.push_back(r.cgroup_id);
+  };
+  // The sets are read again only for a flow the last reading lacks (its packet came since) or
+  // once that reading is 250 ms old: a burst of lookups for one application's closed sockets
+  // reads them once, not once per lookup (each reading is up to 2 x 4096 elements).
+  const auto now = std::chrono::steady_clock::now();
+  if (now - senders_read_ < std::chrono::milliseconds(250)) {
+    match();
+    if (!out.empty()) return out;
+  }
   auto records = fw_->senders();
   if (!records) return out;
-  for (const auto& r : *records)
-    if (r.destination == destination && r.protocol == protocol && r.source_port == source_port &&
-        r.destination_port == destination_port)
-      out.push_back(r.cgroup_id);
+  senders_ = std::move(*records);
+  senders_read_ = now;
+  match();
   return out;
 }
 

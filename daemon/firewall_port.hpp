@@ -4,6 +4,7 @@
 // `on_tamper`. If nf_tables cannot be reached, every apply says why (the daemon goes to `error`)
 // and the next apply tries again.
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -50,7 +51,7 @@ class NftFirewallPort final : public FirewallPort {
   /// The cgroups (ids) the sender sets hold for a blocked packet's flow: same destination,
   /// protocol and ports. Empty without a table or on any error (attribution only).
   std::vector<std::uint64_t> sender_cgroups(const IpAddress& destination, std::uint8_t protocol, std::uint16_t source_port,
-                                            std::uint16_t destination_port) const;
+                                            std::uint16_t destination_port);
 
   /// The ruleset `cfg` would install, in nft syntax, without installing anything.
   static Result<std::string> dry_run(const config::Config& cfg, const NetworkSets& network);
@@ -66,6 +67,9 @@ class NftFirewallPort final : public FirewallPort {
   std::optional<Desired> applied_;  // what is installed (nullopt: no table of ours)
   NetworkSets network_;
   std::string last_error_;
+  // The sender sets as last read (sender_cgroups()).
+  std::vector<firewall::SenderRecord> senders_;
+  std::chrono::steady_clock::time_point senders_read_{};
 };
 
 }  // namespace leakguard::daemon

@@ -9,7 +9,10 @@
 //   with the log rules (their limit checked on every blocked packet, the log taken 100 times a
 //   second) against without.
 // Every datagram is refused by the block (EPERM); the flood uses many source ports (a new socket
-// every 1,000 datagrams) so that the lookup budget is exercised too.
+// every 1,000 datagrams) so that the lookup budget is exercised too. The benchmark runs in a cgroup
+// five levels deep, as a desktop application's scope is (user.slice/user-N.slice/user@N.service/
+// app.slice/app-X.scope), so the rules remember five cgroups for every packet they log and the
+// daemon reads them for every sender whose socket is gone.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -18,11 +21,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "attribution/lookup.hpp"
 #include "bench/report.hpp"
 #include "tests/e2e/rig/rig.hpp"
 
@@ -122,7 +128,33 @@ Figures run(bool attribution, long rate, int seconds) {
 
 }  // namespace
 
+// Moves this process into a cgroup `depth` levels below the cgroup2 root, and back at the end.
+struct DeepScope {
+  std::string root, top, old;
+  explicit DeepScope(int depth) {
+    root = leakguard::attribution::cgroup2_mount();
+    if (root.empty()) return;
+    std::ifstream self("/proc/self/cgroup");
+    for (std::string line; std::getline(self, line);)
+      if (line.starts_with("0::")) old = root + line.substr(3);
+    top = root + "/lgt-bench-attr-" + std::to_string(getpid());
+    std::string dir = top;
+    for (int i = 1; i < depth; ++i) dir += "/level" + std::to_string(i + 1);
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/cgroup.procs") << getpid() << "\n";
+  }
+  ~DeepScope() {
+    if (top.empty()) return;
+    std::ofstream(old + "/cgroup.procs") << getpid() << "\n";
+    std::vector<std::string> dirs;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(top)) dirs.push_back(e.path());
+    for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) ::rmdir(it->c_str());
+    ::rmdir(top.c_str());
+  }
+};
+
 int main(int argc, char** argv) {
+  DeepScope scope(5);
   const long rate = argc > 1 ? std::atol(argv[1]) : 100000;
   const int seconds = argc > 2 ? std::atoi(argv[2]) : 10;
   std::printf("a blocked UDP flood of %ld datagrams a second for %d s, attribution on and off (leakguardd, policy udp)\n", rate,
