@@ -18,9 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -145,11 +148,22 @@ struct DeepScope {
   }
   ~DeepScope() {
     if (top.empty()) return;
-    std::ofstream(old + "/cgroup.procs") << getpid() << "\n";
-    std::vector<std::string> dirs;
-    for (const auto& e : std::filesystem::recursive_directory_iterator(top)) dirs.push_back(e.path());
-    for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) ::rmdir(it->c_str());
-    ::rmdir(top.c_str());
+    {
+      std::ofstream back(old + "/cgroup.procs");
+      back << getpid() << std::endl;  // flushed now: the move must be done before the rmdirs
+    }
+    std::vector<std::string> dirs{top};
+    std::error_code ec;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(top, ec))
+      if (e.is_directory(ec)) dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });  // deepest first
+    for (const auto& d : dirs) {
+      // A cgroup whose child was just removed may be busy for a moment (the child is still dying).
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (::rmdir(d.c_str()) != 0 && errno == EBUSY && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (std::filesystem::exists(d)) std::fprintf(stderr, "bench_attribution: cannot remove %s: %s\n", d.c_str(), std::strerror(errno));
+    }
   }
 };
 
