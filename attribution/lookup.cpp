@@ -244,12 +244,36 @@ void SenderLookup::scan_sockets() {
   ::closedir(procs);
 }
 
+std::string SenderLookup::comm(std::int32_t pid) const {
+  std::string c = read_small(options_.proc + "/" + std::to_string(pid) + "/comm", 64);
+  if (!c.empty() && c.back() == '\n') c.pop_back();
+  return printable(c, 16);
+}
+
+std::vector<std::int32_t> SenderLookup::cgroup_pids(const std::string& cgroup) const {
+  return parse_pids(read_small(options_.cgroup_root + (cgroup == "/" ? "" : cgroup) + "/cgroup.procs", 1 << 20));
+}
+
+/// The cgroup's processes (`who`: "of uid N " where they are a user's only) stand for the
+/// sender, and the note says so after `why`.
+static void name_by_cgroup(const std::vector<std::pair<std::int32_t, std::string>>& procs, const std::string& why, const std::string& who,
+                           Sender& out) {
+  std::set<std::string> names;
+  for (const auto& p : procs) names.insert(p.second);
+  names.erase("");
+  if (procs.size() == 1 && !names.empty()) {
+    out.pid = procs.front().first;
+    out.process = procs.front().second;
+    out.note = why + "the only process " + who + "in its cgroup";
+  } else if (names.size() == 1) {
+    out.process = *names.begin();
+    out.note = why + "one of " + std::to_string(procs.size()) + " processes " + who + "of that name in its cgroup";
+  } else {
+    out.note = why + std::to_string(procs.size()) + " processes " + who + "in its cgroup";
+  }
+}
+
 void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
-  auto comm = [&](std::int32_t pid) {
-    std::string c = read_small(options_.proc + "/" + std::to_string(pid) + "/comm", 64);
-    if (!c.empty() && c.back() == '\n') c.pop_back();
-    return printable(c, 16);
-  };
   bool incomplete = false;
   if (const auto pid = holder(s.inode, &incomplete)) {
     out.pid = *pid;
@@ -262,22 +286,9 @@ void SenderLookup::process_of(const SocketInfo& s, Sender& out) {
   // daemon does not have, or the socket is newer than the last scan): the cgroup's processes
   // stand for it, said so.
   if (out.cgroup.empty()) return;
-  const std::vector<std::int32_t> pids =
-      parse_pids(read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20));
-  if (pids.empty()) return;
-  std::set<std::string> names;
-  for (std::int32_t pid : pids) names.insert(comm(pid));
-  names.erase("");
-  if (pids.size() == 1 && !names.empty()) {
-    out.pid = pids.front();
-    out.process = *names.begin();
-    out.note = "the only process in its cgroup";
-  } else if (names.size() == 1) {
-    out.process = *names.begin();
-    out.note = "one of " + std::to_string(pids.size()) + " processes of that name in its cgroup";
-  } else {
-    out.note = std::to_string(pids.size()) + " processes in its cgroup";
-  }
+  std::vector<std::pair<std::int32_t, std::string>> procs;
+  for (std::int32_t pid : cgroup_pids(out.cgroup)) procs.emplace_back(pid, comm(pid));
+  if (!procs.empty()) name_by_cgroup(procs, "", "", out);
 }
 
 std::optional<std::int32_t> SenderLookup::holder(std::uint64_t inode, bool* incomplete) {
@@ -318,27 +329,19 @@ bool SenderLookup::holds(std::int32_t pid, std::uint64_t inode) const {
 void SenderLookup::processes_in_cgroup(std::optional<std::uint32_t> uid, Sender& out) {
   // The socket is closed; its cgroup (remembered by the firewall) is what is left. Its processes
   // of the socket's user stand for the sender, said so.
-  const std::vector<std::int32_t> pids =
-      parse_pids(read_small(options_.cgroup_root + (out.cgroup == "/" ? "" : out.cgroup) + "/cgroup.procs", 1 << 20));
   std::vector<std::pair<std::int32_t, std::string>> theirs;
   std::size_t unseen = 0;
-  for (std::int32_t pid : pids) {
-    const std::string base = options_.proc + "/" + std::to_string(pid);
-    const auto ids = parse_status_uids(read_small(base + "/status", 8192));
+  for (std::int32_t pid : cgroup_pids(out.cgroup)) {
+    const auto ids = parse_status_uids(read_small(options_.proc + "/" + std::to_string(pid) + "/status", 8192));
     if (!ids) {
       ++unseen;  // exited, or hidden from us (ProtectProc=invisible)
       continue;
     }
     if (uid && std::find(ids->begin(), ids->end(), *uid) == ids->end()) continue;
-    std::string c = read_small(base + "/comm", 64);
-    if (!c.empty() && c.back() == '\n') c.pop_back();
-    theirs.emplace_back(pid, printable(c, 16));
+    theirs.emplace_back(pid, comm(pid));
     if (theirs.size() >= 4096) break;
   }
   const std::string who = uid ? "of uid " + std::to_string(*uid) + " " : "";
-  std::set<std::string> names;
-  for (const auto& t : theirs) names.insert(t.second);
-  names.erase("");
   if (theirs.empty() && unseen) {
     out.gone = false;  // not known: what is in its cgroup is hidden from us
     out.note = "its socket closed before the lookup; the processes in its cgroup are hidden from leakguardd";
@@ -349,17 +352,7 @@ void SenderLookup::processes_in_cgroup(std::optional<std::uint32_t> uid, Sender&
     return;
   }
   out.gone = false;  // the socket is, its sender is not
-  if (theirs.size() == 1 && !names.empty()) {
-    out.pid = theirs.front().first;
-    out.process = theirs.front().second;
-    out.note = "its socket closed before the lookup; the only process " + who + "in its cgroup";
-  } else if (names.size() == 1) {
-    out.process = *names.begin();
-    out.note = "its socket closed before the lookup; one of " + std::to_string(theirs.size()) + " processes " + who +
-               "of that name in its cgroup";
-  } else {
-    out.note = "its socket closed before the lookup; " + std::to_string(theirs.size()) + " processes " + who + "in its cgroup";
-  }
+  name_by_cgroup(theirs, "its socket closed before the lookup; ", who, out);
 }
 
 std::string SenderLookup::user_name(std::uint32_t uid) {

@@ -74,6 +74,8 @@ class SenderLookup {
   void process_of(const SocketInfo& s, Sender& out);
   void processes_in_cgroup(std::optional<std::uint32_t> uid, Sender& out);
   bool holds(std::int32_t pid, std::uint64_t inode) const;
+  std::string comm(std::int32_t pid) const;
+  std::vector<std::int32_t> cgroup_pids(const std::string& cgroup) const;
   void scan_sockets();
   std::string user_name(std::uint32_t uid);
 
