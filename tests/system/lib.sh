@@ -32,6 +32,7 @@ sys_gc() {
     sys_kill_machine "$(cat "$d/leader.pid" 2>/dev/null || true)" "$(cat "$d/nspawn.pid" 2>/dev/null || true)"
     if mountpoint -q "$d/merged"; then umount -l "$d/merged" || true; fi
     rm -rf "$d"
+    sys_remove_cgroups "$(basename "$d")"
     echo "sys_gc: removed $d (its test had died)" >&2
   done
 }
@@ -52,6 +53,53 @@ sys_kill_machine() {  # LEADER_PID NSPAWN_PID
   fi
 }
 
+# Every machine runs in cgroups of its own, lgt-sys-NAME-PID under this shell's, in the cgroup2
+# hierarchy and in the name=systemd one (a hybrid host). systemd-nspawn puts its container under
+# <its own cgroup>/payload, so two machines started from one cgroup would share
+# payload/system.slice/...: one machine's systemd removed the cgroup the other's was starting
+# leakguard.service in (CI: "Failed to attach to cgroup /system.slice/leakguard.service: No such
+# file or directory", status=219/CGROUP). Prints the directories, one per hierarchy.
+sys_cgroup_dirs() {  # NAME
+  local v2 v1
+  v2=$(sed -n 's/^0:://p' /proc/self/cgroup)
+  v1=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup)
+  # mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+  awk -v v2="$v2" -v v1="$v1" -v name="$1" '{
+      for (i = 7; $i != "-"; i++) {}
+      if ($(i + 1) == "cgroup2") p = v2
+      else if ($(i + 1) == "cgroup" && $(i + 3) ~ /(^|,)name=systemd(,|$)/) p = v1
+      else next
+      if (p == "" || seen[$3]++) next
+      if ($4 != "/") { if (index(p, $4) != 1) next; p = substr(p, length($4) + 1) }
+      sub(/\/$/, "", p)
+      print $5 p "/" name
+    }' /proc/self/mountinfo
+}
+
+# systemd-nspawn ARGS... in the machine's cgroups. Run it in a subshell (`sys_nspawn ... &`,
+# `$(sys_nspawn ...)`): it execs, so a background job's $! is nspawn's PID.
+sys_nspawn() {
+  local d
+  [ "$BASHPID" != $$ ] || sys_fail "sys_nspawn: run it in a subshell (it execs systemd-nspawn)"
+  while read -r d; do
+    mkdir -p "$d" && echo "$BASHPID" >"$d/cgroup.procs" || sys_fail "sys_nspawn: cannot run in a cgroup of its own at $d"
+  done < <(sys_cgroup_dirs "$sys_name")
+  exec systemd-nspawn "$@"
+}
+
+# Removes a machine's cgroups once its processes are gone (they may take a moment to be reaped).
+sys_remove_cgroups() {  # NAME
+  local d deadline
+  while read -r d; do
+    [ -d "$d" ] || continue
+    deadline=$((SECONDS + 10))
+    until find "$d" -depth -type d -exec rmdir {} + 2>/dev/null && [ ! -d "$d" ]; do
+      [ $SECONDS -lt $deadline ] || { echo "sys_remove_cgroups: $d still in use" >&2; break; }
+      sleep 0.1
+    done
+  done < <(sys_cgroup_dirs "$1")
+}
+
 sys_wait_gone() {  # PID SECONDS
   local deadline=$((SECONDS + $2))
   while [ -e /proc/"$1" ]; do
@@ -69,6 +117,7 @@ sys_cleanup() {
   fi
   sys_stop_machine
   [ -z "${sys_after_machine:-}" ] || eval "$sys_after_machine"
+  [ -z "$sys_name" ] || sys_remove_cgroups "$sys_name"
   if [ -n "$sys_dir" ]; then
     mountpoint -q "$sys_merged" && umount "$sys_merged" 2>/dev/null || umount -l "$sys_merged" 2>/dev/null
     rm -rf "$sys_dir"
@@ -116,7 +165,7 @@ sys_boot() {
   # is as much the test's own, so it is given explicitly there.
   local net=(--private-network)
   [ -z "${SYS_NETNS:-}" ] || net=(--network-namespace-path="$SYS_NETNS" --capability=CAP_NET_ADMIN)
-  systemd-nspawn -q -D "$sys_merged" -b -M "$sys_name" --register=no --keep-unit \
+  sys_nspawn -q -D "$sys_merged" -b -M "$sys_name" --register=no --keep-unit \
     "${net[@]}" --console=read-only </dev/null >>"$sys_dir/console.log" 2>&1 &
   sys_nspawn_pid=$!
   echo "$sys_nspawn_pid" >"$sys_dir/nspawn.pid"

@@ -10,7 +10,7 @@ sys_init unbooted
 deb=$(ls "$debs"/n/leakguard_*.deb)
 cp "$deb" "$sys_merged/root/"
 # Not booted (no -b): apt is the container's only process; no systemd, no bus.
-out=$(systemd-nspawn -q -D "$sys_merged" --register=no --keep-unit --private-network --pipe \
+out=$(sys_nspawn -q -D "$sys_merged" --register=no --keep-unit --private-network --pipe \
         env DEBIAN_FRONTEND=noninteractive apt install -y --no-install-recommends "./root/$(basename "$deb")" 2>&1) ||
   sys_fail "apt install without a running systemd failed: $out"
 sys_has '^leakguard:' <"$sys_merged/etc/passwd" || sys_fail "no user leakguard after an unbooted install"
