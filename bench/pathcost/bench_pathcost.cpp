@@ -1,8 +1,10 @@
 // What our table costs on the packet path, in the lab: the host sends to the internet namespace via
 // eth0 (the STUN server's address routed outside the tunnel), with no table and with
-// `inet leakguard` installed (policy udp, 100 endpoints in the set), and - the reference for what
-// any nftables rule costs here - with a one-rule table (`udp dport 5201 accept`), in rotating
-// order each round:
+// `inet leakguard` installed (policy udp, 100 endpoints in the set), and - the references for what
+// any nftables rule costs here - with a one-rule table (`udp dport 5201 accept`), and with the
+// same table plus an input rule `ct state established accept`, which turns connection tracking on
+// in the namespace as our input chain's endpoint rule does (docs/security.md, "the endpoint in both
+// directions"), in rotating order each round:
 //   bench_pathcost [ROUNDS]   (default 60)
 // - UDP: the CPU time the sending thread spends per 64-byte datagram to an allowed endpoint (the
 //   set lookup), over 20,000 sendto() calls per configuration and round; the ratio of the costs
@@ -120,17 +122,24 @@ int main(int argc, char** argv) {
     fw.emplace(std::move(*f));
   }
 
-  // The reference: one table with one rule that accepts the same datagrams.
+  // The references: one table with one rule that accepts the same datagrams; the same with
+  // connection tracking on.
   const std::string ref_file = "/tmp/" + lab::unique_name("pathref") + ".nft";
+  const std::string ref_ct_file = ref_file + ".ct";
   {
-    std::ofstream(ref_file) << "table inet lgt_ref {\n\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n"
-                               "\t\tudp dport 5201 accept\n\t\taccept\n\t}\n}\n";
+    const std::string output = "\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n"
+                               "\t\tudp dport 5201 accept\n\t\taccept\n\t}\n";
+    std::ofstream(ref_file) << "table inet lgt_ref {\n" << output << "}\n";
+    std::ofstream(ref_ct_file) << "table inet lgt_ref {\n" << output
+                               << "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
+                                  "\t\tct state established accept\n\t}\n}\n";
   }
-  enum Config { none, one_rule, ours, kConfigs };
+  enum Config { none, one_rule, one_rule_ct, ours, kConfigs };
   auto set_up = [&](int c) {
     if (!fw->remove()) std::exit(1);
     net.run("host", {"nft", "delete", "table", "inet", "lgt_ref"});
     if (c == one_rule && net.run("host", {"nft", "-f", ref_file}).status != 0) std::exit(1);
+    if (c == one_rule_ct && net.run("host", {"nft", "-f", ref_ct_file}).status != 0) std::exit(1);
     if (c == ours) {
       if (auto ok = fw->apply(p); !ok) {
         std::fprintf(stderr, "cannot install the table: %s\n", ok.error().str().c_str());
@@ -139,7 +148,7 @@ int main(int argc, char** argv) {
     }
   };
   udp_send_ns(tx, kSends);  // warm up: neighbour entries, caches
-  std::vector<double> cost[kConfigs], ratio[kConfigs];
+  std::vector<double> cost[kConfigs], ratio[kConfigs], ours_vs_ct;
   for (int r = 0; r < rounds; ++r) {
     double now[kConfigs];
     for (int k = 0; k < kConfigs; ++k) {
@@ -149,18 +158,25 @@ int main(int argc, char** argv) {
       cost[c].push_back(now[c]);
     }
     for (int c = 0; c < kConfigs; ++c) ratio[c].push_back(now[none] / now[c]);
+    ours_vs_ct.push_back(now[one_rule_ct] / now[ours]);
   }
   std::remove(ref_file.c_str());
+  std::remove(ref_ct_file.c_str());
   auto quartiles = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return std::array<double, 3>{v[v.size() / 4], v[v.size() / 2], v[3 * v.size() / 4]};
   };
-  const auto qo = quartiles(ratio[ours]), qr = quartiles(ratio[one_rule]);
+  const auto qo = quartiles(ratio[ours]), qr = quartiles(ratio[one_rule]), qc = quartiles(ratio[one_rule_ct]),
+             qoc = quartiles(ours_vs_ct);
   std::printf("UDP, 64-byte datagrams to an allowed endpoint via eth0, %d rounds of %d sends per configuration:\n", rounds, kSends);
-  std::printf("  CPU per send, median: %.0f ns without a table, %.0f ns with a one-rule table, %.0f ns with ours\n",
-              median(cost[none]), median(cost[one_rule]), median(cost[ours]));
-  std::printf("  rate relative to no table (median [quartiles]): one-rule table %.3f [%.3f-%.3f], ours %.3f [%.3f-%.3f]  goal >= 0.98\n",
-              qr[1], qr[0], qr[2], qo[1], qo[0], qo[2]);
+  std::printf("  CPU per send, median: %.0f ns without a table, %.0f ns with a one-rule table, %.0f ns with it and conntrack on, "
+              "%.0f ns with ours\n",
+              median(cost[none]), median(cost[one_rule]), median(cost[one_rule_ct]), median(cost[ours]));
+  std::printf("  rate relative to no table (median [quartiles]): one-rule table %.3f [%.3f-%.3f], with conntrack on %.3f [%.3f-%.3f], "
+              "ours %.3f [%.3f-%.3f]  goal >= 0.98\n",
+              qr[1], qr[0], qr[2], qc[1], qc[0], qc[2], qo[1], qo[0], qo[2]);
+  std::printf("  ours relative to the one-rule table with conntrack on (what our rules cost beyond tracking): %.3f [%.3f-%.3f]\n",
+              qoc[1], qoc[0], qoc[2]);
 
   // TCP: a few iperf3 rounds without and with our table, for scale.
   std::vector<double> tcp_without, tcp_with, tcp_ratio;
@@ -185,6 +201,13 @@ int main(int argc, char** argv) {
                 a, b, bench::times3(qo[1]));
   std::snprintf(a, sizeof a, "%.0f ns/send", median(cost[one_rule]));
   bench::result("packet path: the same with a one-rule table (the cost of any nftables rule here)", a, b, bench::times3(qr[1]));
+  std::snprintf(a, sizeof a, "%.0f ns/send", median(cost[one_rule_ct]));
+  bench::result("packet path: the same with a one-rule table and conntrack on (what the endpoint's ct state costs)", a, b,
+                bench::times3(qc[1]));
+  std::snprintf(a, sizeof a, "%.0f ns/send", median(cost[ours]));
+  std::snprintf(b, sizeof b, "%.0f ns/send", median(cost[one_rule_ct]));
+  bench::result("packet path: ours vs the one-rule table with conntrack on (our rules beyond tracking)", a, b,
+                bench::times3(median(ours_vs_ct)));
   std::snprintf(a, sizeof a, "%.2f Gbit/s", median(tcp_with));
   std::snprintf(b, sizeof b, "%.2f Gbit/s", median(tcp_without));
   bench::result("packet path: TCP throughput via eth0, with our table (vs none)", a, b, bench::times(median(tcp_ratio)));
