@@ -38,6 +38,7 @@ struct Firewall::Impl {
   std::optional<Policy> policy;
   std::optional<Ruleset> ruleset;
   std::optional<nft::TableSnapshot> expected;
+  nft::RuleMemo memo;  ///< the rule messages last encoded, copied when a rule recurs
   ApplyReport last;
 
   explicit Impl(NetfilterSocket s) : sock(std::move(s)) {}
@@ -86,7 +87,7 @@ struct Firewall::Impl {
     // The model takes the new chains for the encoding (the sets stay as they are); put back if
     // the kernel refuses.
     std::vector<Chain> before = std::exchange(current.chains, std::move(next));
-    auto sent = send(nft::encode_update(current, change, sock.seq()), ApplyReport::How::replaced, t0);
+    auto sent = send(nft::encode_update(current, change, sock.seq(), &memo), ApplyReport::How::replaced, t0);
     if (!sent) {
       current.chains = std::move(before);
       if (sent.error().code == ENOENT) return std::nullopt;
@@ -114,7 +115,7 @@ struct Firewall::Impl {
     auto now = declarations();
     if (!now) return tl::unexpected(now.error());
     if (nft::conflicts(nft::expected_snapshot(rs), *now, table_flags()).empty()) {
-      auto r = send(nft::encode_repair(rs, table_flags(), sock.seq(), also_remove), how, t0);
+      auto r = send(nft::encode_repair(rs, table_flags(), sock.seq(), also_remove, &memo), how, t0);
       if (r || r.error().code == EPERM) return r;
     }
     return recreate(rs, t0);
@@ -130,7 +131,7 @@ struct Firewall::Impl {
     Ruleset handover = rs;
     handover.table = kHandoverTable;
     if (auto ok = sock.send(nft::encode_recreate(handover, 0, sock.seq())); !ok) return ok;
-    auto r = send(nft::encode_recreate(rs, table_flags(), sock.seq()), ApplyReport::How::recreated, t0);
+    auto r = send(nft::encode_recreate(rs, table_flags(), sock.seq(), &memo), ApplyReport::How::recreated, t0);
     auto gone = sock.send(nft::encode_remove(kHandoverTable, sock.seq()));
     if (!r) return r;
     return gone;
@@ -247,7 +248,7 @@ Result<void> Firewall::apply(const Policy& p) {
       break;
     case Change::Kind::elements:
     case Change::Kind::rules:
-      sent = impl_->send(nft::encode_update(rs, change, impl_->sock.seq()),
+      sent = impl_->send(nft::encode_update(rs, change, impl_->sock.seq(), &impl_->memo),
                          change.kind == Change::Kind::rules ? ApplyReport::How::replaced : ApplyReport::How::set_elements, t0);
       // The table, a chain, a set or an element we counted on is gone (possible only without the
       // owner flag: someone else changed it; the guard would notice too): put it all back.

@@ -7,6 +7,8 @@
 #include <linux/netfilter/nfnetlink.h>
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 
 #include "firewall/nft_objects.hpp"
 
@@ -30,23 +32,30 @@ std::size_t encoded_size(const RawElement& r) {
 class Builder {
  public:
   explicit Builder(std::uint32_t first_seq) : seq_(first_seq) {
-    batch_.bytes.reserve(16 * 1024);
     batch_.begin_seq = seq_;
     char* buf = reserve(NLMSG_HDRLEN + 64);
     commit(nftnl_batch_begin(buf, seq_));
   }
 
-  /// Room for one message of at most `max` bytes at the end of the batch.
+  /// Room for one message of at most `max` bytes at the end of the batch, cleared: libmnl 1.0.4
+  /// leaves an attribute's padding as it finds it, and the messages must not depend on what the
+  /// buffer held before (the rule memo copies them; tests compare them byte for byte).
   char* reserve(std::size_t max) {
-    start_ = batch_.bytes.size();
-    batch_.bytes.resize(start_ + max);
-    return reinterpret_cast<char*>(batch_.bytes.data() + start_);
+    if (len_ + max > cap_) {
+      const std::size_t cap = std::max({std::size_t{16} * 1024, 2 * cap_, len_ + max});
+      auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
+      if (len_) std::memcpy(grown.get(), buf_.get(), len_);
+      buf_ = std::move(grown);
+      cap_ = cap;
+    }
+    start_ = len_;
+    std::memset(buf_.get() + start_, 0, max);
+    return reinterpret_cast<char*>(buf_.get() + start_);
   }
   std::uint32_t seq() const { return seq_; }
   /// Keeps the message just built; records it as a step when it is one.
   void commit(const nlmsghdr* nlh, std::string what = {}) {
-    const std::size_t len = NLMSG_ALIGN(nlh->nlmsg_len);
-    batch_.bytes.resize(start_ + len);
+    len_ = start_ + NLMSG_ALIGN(nlh->nlmsg_len);
     batch_.largest_message = std::max(batch_.largest_message, static_cast<std::size_t>(nlh->nlmsg_len));
     if (!what.empty()) batch_.steps.push_back({nlh->nlmsg_seq, static_cast<std::uint16_t>(nlh->nlmsg_type & 0xff), std::move(what)});
     ++seq_;
@@ -59,11 +68,14 @@ class Builder {
     char* buf = reserve(NLMSG_HDRLEN + 64);
     batch_.end_seq = seq_;
     commit(nftnl_batch_end(buf, seq_));
+    batch_.bytes.assign(buf_.get(), buf_.get() + len_);
     return std::move(batch_);
   }
 
  private:
   Batch batch_;
+  std::unique_ptr<std::uint8_t[]> buf_;
+  std::size_t cap_ = 0, len_ = 0;
   std::uint32_t seq_;
   std::size_t start_ = 0;
 };
@@ -145,16 +157,60 @@ void add_chain(Builder& b, std::string_view table, const Chain& c) {
   b.commit(nlh, "add chain " + c.name);
 }
 
-void add_rules(Builder& b, const Ruleset& rs, const Chain& c) {
+/// The memo, emptied if it was made for another table or another order of sets.
+RuleMemo* memo_for(RuleMemo* memo, const Ruleset& rs) {
+  if (!memo) return nullptr;
+  const bool same_sets = memo->sets.size() == rs.sets.size() &&
+                         std::equal(rs.sets.begin(), rs.sets.end(), memo->sets.begin(), [](const Set& s, const std::string& n) { return s.name == n; });
+  if (memo->table != rs.table || !same_sets) {
+    memo->chains.clear();
+    memo->table = rs.table;
+    memo->sets.clear();
+    for (const auto& s : rs.sets) memo->sets.push_back(s.name);
+  }
+  return memo;
+}
+
+void add_rules(Builder& b, const Ruleset& rs, const Chain& c, RuleMemo* memo) {
+  // With a memo: the rules of this chain last encoded, searched in order from just after the
+  // last one reused (a chain's rules keep their order; taken entries lie behind the cursor).
+  std::vector<RuleMemo::Entry>* before = memo ? &memo->chains[c.name] : nullptr;
+  std::vector<RuleMemo::Entry> now;
+  if (memo) now.reserve(c.rules.size());
+  std::size_t cursor = 0;
   for (std::size_t i = 0; i < c.rules.size(); ++i) {
-    RulePtr r = make_rule(rs.table, c, c.rules[i], rs.sets);
-    char* buf = b.reserve(4096);
-    nlmsghdr* nlh = b.header(buf, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
-    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    const Rule& rule = c.rules[i];
+    std::size_t hit = before ? before->size() : 0;
+    for (std::size_t k = cursor; before && k < before->size(); ++k)
+      if ((*before)[k].rule == rule) {
+        hit = k;
+        break;
+      }
+    nlmsghdr* nlh;
+    if (before && hit < before->size()) {
+      const auto& message = (*before)[hit].message;
+      char* buf = b.reserve(message.size());
+      std::memcpy(buf, message.data(), message.size());
+      nlh = reinterpret_cast<nlmsghdr*>(buf);
+      nlh->nlmsg_seq = b.seq();
+      now.push_back(std::move((*before)[hit]));
+      cursor = hit + 1;
+      ++memo->reused;
+    } else {
+      RulePtr r = make_rule(rs.table, c, rule, rs.sets);
+      char* buf = b.reserve(4096);
+      nlh = b.header(buf, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+      nftnl_rule_nlmsg_build_payload(nlh, r.get());
+      if (memo) {
+        const auto* bytes = reinterpret_cast<const std::uint8_t*>(nlh);
+        now.push_back({rule, std::vector<std::uint8_t>(bytes, bytes + nlh->nlmsg_len)});
+      }
+    }
     std::string what = "add rule " + std::to_string(i) + " to chain " + c.name;
-    if (!c.rules[i].comment.empty()) what += " (" + c.rules[i].comment + ")";
+    if (!rule.comment.empty()) what += " (" + rule.comment + ")";
     b.commit(nlh, what);
   }
+  if (before) *before = std::move(now);
 }
 
 /// DELRULE without a handle: every rule of `chain` (of the whole table if `chain` is empty).
@@ -189,7 +245,8 @@ void add_deltas(Builder& b, std::string_view table, const std::vector<SetDelta>&
 
 }  // namespace
 
-Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq) {
+Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, RuleMemo* memo) {
+  memo = memo_for(memo, rs);
   Builder b(first_seq);
   add_table(b, rs.table, std::nullopt, "create (if missing)");
   delete_table(b, rs.table);
@@ -202,20 +259,23 @@ Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_
       add_element_messages(b, rs.table, s.name, id, raw_elements(s.key, s.interval, s.elements, true), false);
   }
   for (const auto& c : rs.chains) add_chain(b, rs.table, c);
-  for (const auto& c : rs.chains) add_rules(b, rs, c);
+  for (const auto& c : rs.chains) add_rules(b, rs, c, memo);
   return b.finish();
 }
 
-Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first_seq) {
+Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first_seq, RuleMemo* memo) {
+  memo = memo_for(memo, rs);
   Builder b(first_seq);
   for (const auto& name : change.chains) flush_rules(b, rs.table, name);
   add_deltas(b, rs.table, change.deltas);
   for (const auto& c : rs.chains)
-    if (std::find(change.chains.begin(), change.chains.end(), c.name) != change.chains.end()) add_rules(b, rs, c);
+    if (std::find(change.chains.begin(), change.chains.end(), c.name) != change.chains.end()) add_rules(b, rs, c, memo);
   return b.finish();
 }
 
-Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, std::string_view also_remove) {
+Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, std::string_view also_remove,
+                    RuleMemo* memo) {
+  memo = memo_for(memo, rs);
   Builder b(first_seq);
   if (!also_remove.empty()) {
     add_table(b, also_remove, std::nullopt, "create (if missing)");
@@ -233,7 +293,7 @@ Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t 
       add_element_messages(b, rs.table, s.name, static_cast<std::uint32_t>(i + 1), raw_elements(s.key, s.interval, s.elements, true),
                            false);
   }
-  for (const auto& c : rs.chains) add_rules(b, rs, c);
+  for (const auto& c : rs.chains) add_rules(b, rs, c, memo);
   return b.finish();
 }
 

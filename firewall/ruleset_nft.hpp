@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,24 +46,42 @@ struct Batch {
   const Step* step(std::uint32_t seq) const;
 };
 
+/// The NEWRULE messages last encoded, chain by chain, to copy instead of encoding again. A rule's
+/// message depends on the table, its chain, the rule and the order of the table's sets (a lookup
+/// names its set's id) - and the sequence number, which is rewritten. A policy change flushes and
+/// refills whole chains, most of whose rules are those sent before (udp <-> strict, a tunnel
+/// declared, an escalation): their encoding through libnftnl was most of a change's own CPU time
+/// (docs/firewall.md, "Measured"). Holds one message per rule last encoded, nothing older.
+struct RuleMemo {
+  struct Entry {
+    Rule rule;
+    std::vector<std::uint8_t> message;
+  };
+  std::string table;
+  std::vector<std::string> sets;  ///< the set order the messages were made for
+  std::map<std::string, std::vector<Entry>, std::less<>> chains;
+  std::size_t reused = 0;         ///< messages copied rather than encoded, since made (for tests)
+};
+
 /// The table made anew in one transaction: NEWTABLE (no flags: a no-op if present, so the delete
 /// cannot fail with ENOENT), DELTABLE, NEWTABLE with `table_flags`, sets, elements, chains, rules.
 /// Not a safe change on its own: the kernel hooks the new base chains in before the old ones, and
 /// a packet can meet the new chain still empty and the old one already gone. Firewall uses it
 /// only for a fresh handover table, and for our table while a handover table stands in front
 /// (docs/firewall.md, "The zero window").
-Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq);
+Batch encode_recreate(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, RuleMemo* memo = nullptr);
 /// `change` (Kind::rules or Kind::elements, planned from the ruleset installed) in place: the
 /// changed chains flushed and refilled, element deltas; no chain or set is created or deleted, so
 /// every packet meets either the old rules or the new ones.
-Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first_seq);
+Batch encode_update(const Ruleset& rs, const Change& change, std::uint32_t first_seq, RuleMemo* memo = nullptr);
 /// Puts `rs` back in place whatever our table holds now, without deleting it: NEWTABLE with
 /// `table_flags`, NEWSET and NEWCHAIN for every declaration (created if missing, kept if there),
 /// every rule flushed, every non-counting set flushed and refilled, every rule added. Fails (and
 /// changes nothing) if a declaration in the kernel conflicts, e.g. a chain on another hook.
 /// `also_remove` names a table deleted in the same transaction if it exists (a handover table
 /// left behind), or is empty.
-Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, std::string_view also_remove = {});
+Batch encode_repair(const Ruleset& rs, std::uint32_t table_flags, std::uint32_t first_seq, std::string_view also_remove = {},
+                    RuleMemo* memo = nullptr);
 
 /// Removes the table (create-then-delete, so a missing table is not an error).
 Batch encode_remove(std::string_view table, std::uint32_t first_seq);

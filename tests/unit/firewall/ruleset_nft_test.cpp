@@ -186,6 +186,64 @@ TEST_CASE("an update changes rules and elements in place: no table, chain or set
   for (const auto& s : only_output) CHECK(s.find("input") == std::string::npos);
 }
 
+TEST_CASE("the rule memo copies a rule's message only where a fresh encoding would give the same bytes") {
+  Policy udp = policy(2, true), strict = udp;
+  strict.mode = Mode::strict;
+  const Ruleset a = build_ruleset(udp), b = build_ruleset(strict);
+  const Change to_b = plan_change(a, b), to_a = plan_change(b, a);
+  REQUIRE(to_b.kind == Change::Kind::rules);
+  nft::RuleMemo memo;
+  // Filled by the install (every rule encoded, nothing to copy yet).
+  CHECK(nft::encode_repair(a, 0, 1, {}, &memo).bytes == nft::encode_repair(a, 0, 1).bytes);
+  CHECK(memo.reused == 0);
+  // Flips both ways, sequence numbers moving on: byte for byte what the memo-less encoder makes,
+  // with the rules the two modes share copied (udp's own block rules come back encoded anew).
+  std::uint32_t seq = 100;
+  for (int i = 0; i < 4; ++i) {
+    const Ruleset& to = i % 2 ? a : b;
+    const Change& change = i % 2 ? to_a : to_b;
+    const std::size_t before = memo.reused;
+    const auto with = nft::encode_update(to, change, seq, &memo);
+    CHECK(with.bytes == nft::encode_update(to, change, seq).bytes);
+    CHECK(step_texts(with) == step_texts(nft::encode_update(to, change, seq)));
+    const std::size_t copied = memo.reused - before;
+    CHECK(copied > 0);
+    CHECK(copied < to.rule_count());
+    seq = with.next_seq();
+  }
+  // The same change again: every rule copied.
+  const std::size_t before = memo.reused;
+  CHECK(nft::encode_update(a, to_a, seq, &memo).bytes == nft::encode_update(a, to_a, seq).bytes);
+  std::size_t rules_in_changed = 0;
+  for (const auto& c : a.chains)
+    if (std::find(to_a.chains.begin(), to_a.chains.end(), c.name) != to_a.chains.end()) rules_in_changed += c.rules.size();
+  CHECK(memo.reused - before == rules_in_changed);
+
+  // Another table (the handover table) or another order of sets: nothing copied, and the memo
+  // then holds that table's messages.
+  Ruleset other = a;
+  other.table = "leakguard_handover";
+  const std::size_t at = memo.reused;
+  CHECK(nft::encode_repair(other, 0, 1, {}, &memo).bytes == nft::encode_repair(other, 0, 1).bytes);
+  CHECK(memo.reused == at);
+  CHECK(memo.table == "leakguard_handover");
+  Ruleset reordered = a;
+  std::swap(reordered.sets[0], reordered.sets[1]);
+  CHECK(nft::encode_repair(reordered, 0, 1, {}, &memo).bytes == nft::encode_repair(reordered, 0, 1).bytes);
+  CHECK(memo.reused == at);
+
+  // A chain holding the same rule twice, and a rule moved: each message still in its place.
+  Ruleset twice = a;
+  auto& out = twice.chains[0].rules;
+  out.insert(out.begin(), out.back());
+  out.push_back(out[1]);
+  const Change change_twice = plan_change(a, twice);
+  nft::RuleMemo fresh;
+  nft::encode_repair(a, 0, 1, {}, &fresh);
+  CHECK(nft::encode_update(twice, change_twice, 5, &fresh).bytes == nft::encode_update(twice, change_twice, 5).bytes);
+  CHECK(nft::encode_update(a, plan_change(twice, a), 9, &fresh).bytes == nft::encode_update(a, plan_change(twice, a), 9).bytes);
+}
+
 TEST_CASE("allow_lan switched on and off in place: nft's zero boundary element comes with the first ranges and goes with the last") {
   const Ruleset off = build_ruleset(policy(1, false)), on = build_ruleset(policy(1, true));
   auto lan4_messages = [](const nft::Batch& b, std::uint16_t type) {
