@@ -1,5 +1,7 @@
 #include "firewall/counters.hpp"
 
+#include <linux/netfilter.h>
+
 #include <algorithm>
 #include <cstring>
 #include <iterator>
@@ -58,7 +60,9 @@ std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const 
     const auto us = i.set.rfind('_');
     const std::string direction = us == std::string::npos ? i.set : i.set.substr(us + 1);
     const std::string kind = kind_of_proto(i.proto);
-    const std::string family = i.nfproto == 2 ? "ipv4" : i.nfproto == 10 ? "ipv6" : std::to_string(i.nfproto);
+    const std::string family = i.nfproto == NFPROTO_IPV4   ? std::string(to_string(Family::v4))
+                               : i.nfproto == NFPROTO_IPV6 ? std::string(to_string(Family::v6))
+                                                           : std::to_string(i.nfproto);
     Counter& c = sums[{direction, kind, i.ifname, family}];
     c.kind = kind;
     c.family = family;

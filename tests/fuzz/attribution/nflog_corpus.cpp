@@ -32,17 +32,20 @@ using leakguard::test::nflog::put;
 constexpr std::uint16_t kGroup = 19527;  // attribution.nflog_group's default
 
 void append(Bytes& b, const Bytes& more) { b.insert(b.end(), more.begin(), more.end()); }
+// An address in network order, from its text (AF_INET: 4 bytes, AF_INET6: 16).
+void put_address(Bytes& b, int af, const char* text) {
+  in6_addr a{};
+  inet_pton(af, text, &a);
+  put(b, &a, af == AF_INET ? 4 : 16);
+}
 
 // Headers only, as the log rule's copy range keeps them (the transport's first bytes suffice).
 Bytes ipv4(std::uint8_t proto, const char* src, const char* dst, const Bytes& l4, std::uint16_t frag = 0x4000,
            const Bytes& options = {}) {
   Bytes p = {static_cast<std::uint8_t>(0x40 | (5 + options.size() / 4)), 0, 0, 0, 0x12, 0x34,
              static_cast<std::uint8_t>(frag >> 8), static_cast<std::uint8_t>(frag), 64, proto, 0, 0};
-  in_addr a{};
-  inet_pton(AF_INET, src, &a);
-  put(p, &a, 4);
-  inet_pton(AF_INET, dst, &a);
-  put(p, &a, 4);
+  put_address(p, AF_INET, src);
+  put_address(p, AF_INET, dst);
   append(p, options);
   append(p, l4);
   const auto total = static_cast<std::uint16_t>(p.size());
@@ -59,11 +62,8 @@ Bytes ipv6(std::uint8_t first, const char* src, const char* dst, const Bytes& ex
   p[5] = static_cast<std::uint8_t>(len);
   p[6] = first;
   p[7] = 64;
-  in6_addr a{};
-  inet_pton(AF_INET6, src, &a);
-  put(p, &a, 16);
-  inet_pton(AF_INET6, dst, &a);
-  put(p, &a, 16);
+  put_address(p, AF_INET6, src);
+  put_address(p, AF_INET6, dst);
   append(p, exts);
   append(p, l4);
   return p;
