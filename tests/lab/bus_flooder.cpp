@@ -2,7 +2,8 @@
 // everyone call — send calls as fast as the bus takes them, asking for no reply (issue 14,
 // finding 1). For tests and benchmarks; run it as an unprivileged uid.
 //
-//   bus_flooder [--reply] [CALL...]   CALL: GetStatus (default), Get (the State property), GetAll, Introspect
+//   bus_flooder [--reply] [CALL...]   CALL: GetStatus (default), Get (the State property), GetAll, Introspect,
+//                                     GetId (the bus's own method, not leakguard's: a benchmark's control)
 //
 // --reply asks for replies (and reads and drops them); without it no call asks for one. Calls go round-robin to the system bus (DBUS_SYSTEM_BUS_ADDRESS) until the process is killed.
 // Every 10,000 calls it prints "sent N" on stdout, so a test can see that the flood is under way.
@@ -35,6 +36,8 @@ int make(sd_bus* bus, const std::string& call, bool reply, sd_bus_message** m) {
   } else if (call == "GetAll") {
     r = sd_bus_message_new_method_call(bus, m, kName, kPath, "org.freedesktop.DBus.Properties", "GetAll");
     if (r >= 0) r = sd_bus_message_append(*m, "s", kName);
+  } else if (call == "GetId") {
+    r = sd_bus_message_new_method_call(bus, m, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId");
   } else if (call == "Introspect") {
     r = sd_bus_message_new_method_call(bus, m, kName, kPath, "org.freedesktop.DBus.Introspectable", "Introspect");
   } else {
