@@ -20,6 +20,11 @@ for a in "$@"; do
 done
 if [ $build -eq 1 ]; then
   scripts/deps.sh
+  # Only the benchmarks use perf (bench_pathcost samples the packet path with it).
+  if ! command -v perf >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null; } ||
+      echo "bench.sh: linux-perf could not be installed; bench_pathcost will not sample" >&2
+  fi
   scripts/build.sh
   cmake --build build --target benchmarks -j"$(nproc)" >/dev/null
 fi

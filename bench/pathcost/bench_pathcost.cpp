@@ -11,11 +11,21 @@
 //   (none / with) is the packet rate relative to none, taken per round, median and quartiles
 //   reported. CPU time, not packets per second: on a shared 2-core VM throughput swings by tens of
 //   percent from one second to the next.
+// - Where the cost goes, sampled (only if `perf` is installed): for each configuration, the share
+//   of the sending thread's CPU spent in netfilter's hooks (nf_hook_slow and all it calls), and of
+//   that in nftables' chains (nft_do_chain_inet); the rest is connection tracking, defragmentation
+//   and the hooks' dispatch. A share is taken within one configuration's own samples, so drift
+//   between configurations does not enter it. The lab's ISP router NATs the datagram in the same
+//   softirq (netfilter too, alike in every configuration: what "no table" samples), so the rate
+//   relative to no table is (1 - share) / (1 - share with no table).
 // - TCP: iperf3 throughput (every rule evaluated, accepted by the last), 2 s a round - noisy,
 //   shown for what it is.
 // Run as root; everything happens in the lab's namespaces.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,7 +36,9 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "bench/report.hpp"
 #include "firewall/firewall.hpp"
@@ -68,6 +80,52 @@ double udp_send_ns(int fd, int n) {
       std::exit(1);
     }
   return (thread_cpu_ns() - t0) / n;
+}
+
+/// Netfilter's share of a thread's CPU while it sends, from perf's samples.
+struct Share {
+  double hooks = 0;   ///< nf_hook_slow and everything it calls, percent
+  double chains = 0;  ///< nft_do_chain_inet (our table's or the reference's chains), percent
+  bool ok = false;
+};
+
+bool have_perf() { return lab::run({"perf", "--version"}).status == 0; }
+
+/// Samples this thread (perf record -t, cpu-clock at 20 kHz, call graphs) while it sends `n`
+/// datagrams through `fd`, then reads the inclusive shares of the two functions from perf report.
+Share perf_share(int fd, int n, const std::string& file) {
+  Share s;
+  const std::string tid = std::to_string(gettid());
+  std::remove(file.c_str());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execlp("perf", "perf", "record", "-q", "-e", "cpu-clock", "-F", "20000", "-g", "-t", tid.c_str(), "-o", file.c_str(),
+           static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  if (pid < 0) return s;
+  // perf creates its file before it attaches: wait for it (5 s at most), then a moment more.
+  // (Samples are counted as shares of the thread's own, so a late start only takes fewer.)
+  struct stat st{};
+  for (int i = 0; i < 500 && stat(file.c_str(), &st) != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  udp_send_ns(fd, n);
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto r = lab::run({"perf", "report", "-i", file, "--children", "--sort", "sym", "--stdio", "-g", "none"});
+  std::remove(file.c_str());
+  std::remove((file + ".old").c_str());
+  if (r.status != 0) return s;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    double children = 0, self = 0;
+    char sym[128] = {};
+    if (std::sscanf(line.c_str(), " %lf%% %lf%% [k] %127s", &children, &self, sym) != 3) continue;
+    if (std::string_view(sym) == "nf_hook_slow") s.hooks = children, s.ok = true;
+    if (std::string_view(sym) == "nft_do_chain_inet") s.chains = children;
+  }
+  return s;
 }
 
 double median(std::vector<double> v) {
@@ -160,6 +218,17 @@ int main(int argc, char** argv) {
     for (int c = 0; c < kConfigs; ++c) ratio[c].push_back(now[none] / now[c]);
     ours_vs_ct.push_back(now[one_rule_ct] / now[ours]);
   }
+  // Where the cost goes (perf's samples), one configuration at a time.
+  constexpr int kSampledSends = 200000;
+  Share share[kConfigs];
+  const bool sampled = have_perf();
+  if (sampled) {
+    const std::string file = "/tmp/" + lab::unique_name("pathperf") + ".data";
+    for (int c = 0; c < kConfigs; ++c) {
+      set_up(c);
+      share[c] = perf_share(tx, kSampledSends, file);
+    }
+  }
   std::remove(ref_file.c_str());
   std::remove(ref_ct_file.c_str());
   auto quartiles = [](std::vector<double> v) {
@@ -177,6 +246,28 @@ int main(int argc, char** argv) {
               qr[1], qr[0], qr[2], qc[1], qc[0], qc[2], qo[1], qo[0], qo[2]);
   std::printf("  ours relative to the one-rule table with conntrack on (what our rules cost beyond tracking): %.3f [%.3f-%.3f]\n",
               qoc[1], qoc[0], qoc[2]);
+
+  auto rate = [&](const Share& x) { return (1 - x.hooks / 100) / (1 - share[none].hooks / 100); };
+  if (!sampled) {
+    std::printf("  where the cost goes: not sampled (perf is not installed: apt-get install --no-install-recommends linux-perf)\n");
+  } else {
+    // The packet is also NATed by the lab's ISP router, in this thread's softirq: that is
+    // netfilter too, the same in every configuration (it is what "no table" samples). With
+    // R the rest of the path, alike in all, T = R / (1 - share), so the rate relative to no
+    // table is (1 - share) / (1 - share with no table).
+    std::printf("  where the cost goes (perf, cpu-clock samples of the sending thread over %d sends each; shares of its CPU;\n"
+                "  with no table, netfilter is the ISP router's NAT on the way):\n",
+                kSampledSends);
+    const char* names[kConfigs] = {"no table", "one-rule table", "one-rule table, conntrack on", "ours"};
+    for (int c = 0; c < kConfigs; ++c) {
+      if (!share[c].ok) {
+        std::printf("    %-30s no samples in netfilter's hooks found (perf report failed?)\n", names[c]);
+        continue;
+      }
+      std::printf("    %-30s netfilter %5.2f%%, of it nftables' inet chains %5.2f%%  -> rate %.3f of no table\n", names[c],
+                  share[c].hooks, share[c].chains, rate(share[c]));
+    }
+  }
 
   // TCP: a few iperf3 rounds without and with our table, for scale.
   std::vector<double> tcp_without, tcp_with, tcp_ratio;
@@ -208,6 +299,12 @@ int main(int argc, char** argv) {
   std::snprintf(b, sizeof b, "%.0f ns/send", median(cost[one_rule_ct]));
   bench::result("packet path: ours vs the one-rule table with conntrack on (our rules beyond tracking)", a, b,
                 bench::times3(median(ours_vs_ct)));
+  if (sampled && share[ours].ok && share[none].ok) {
+    std::snprintf(a, sizeof a, "%.2f%% of its CPU", share[ours].hooks);
+    std::snprintf(b, sizeof b, "%.2f%% with no table", share[none].hooks);
+    bench::result("packet path: netfilter's share of the sender's CPU with our table, sampled by perf (vs none; ratio = relative rate)",
+                  a, b, bench::times3(rate(share[ours])));
+  }
   std::snprintf(a, sizeof a, "%.2f Gbit/s", median(tcp_with));
   std::snprintf(b, sizeof b, "%.2f Gbit/s", median(tcp_without));
   bench::result("packet path: TCP throughput via eth0, with our table (vs none)", a, b, bench::times(median(tcp_ratio)));
