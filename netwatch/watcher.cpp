@@ -181,24 +181,40 @@ void Watcher::schedule(bool urgent) {
   const auto now = Coalescer::Clock::now();
   const auto at = coalescer_.arrived(now, urgent);
   if (at <= now) {
-    timer_.cancel();
     ++stats_.immediate;
-    publish();
+    // Published before the dump that would verify it: a tunnel's link lost must reach the
+    // consumer now, and the dump (links, addresses, routes, rules) is the slowest part of a
+    // publication (1-10 ms on a busy machine: most of tunnel loss -> blocking). The verification
+    // follows a debounce later, with whatever else the teardown sends, and corrects the model if
+    // the kernel disagrees.
+    publish(false);
+    if (options_.verify) {
+      verify_due_ = true;
+      arm(now + options_.debounce);
+    } else {
+      timer_.cancel();
+    }
     return;
   }
+  arm(at);
+}
+
+void Watcher::arm(Coalescer::TimePoint at) {
   timer_.expires_at(at);
   timer_.async_wait([this](const boost::system::error_code& ec) {
     // A wait that had already expired when the burst was published at once finds nothing to do.
-    if (ec || !coalescer_.in_burst()) return;
+    if (ec || !(coalescer_.in_burst() || verify_due_)) return;
     ++stats_.wakeups;
-    publish();
+    publish(options_.verify);
   });
 }
 
-void Watcher::publish() {
+void Watcher::publish(bool verify) {
   coalescer_.published();
+  if (verify) verify_due_ = false;
   bool corrected = false;
-  if (options_.verify) {
+  if (verify) {
+    ++stats_.verifications;
     if (auto m = dump_model(); !m) {
       burst_rejected_.push_back("verify failed: " + m.error().str());
     } else if (!(*m == pending_)) {
@@ -214,7 +230,7 @@ void Watcher::publish() {
   const auto events = std::exchange(burst_events_, 0);
   if (changes.empty() && !resynced && rejected.empty()) return;  // a burst that undid itself
   ++stats_.notifications;
-  callback_(Notification{published_, std::move(changes), resynced, corrected, events, std::move(rejected)});
+  callback_(Notification{published_, std::move(changes), resynced, corrected, events, std::move(rejected), verify});
 }
 
 }  // namespace leakguard::netwatch

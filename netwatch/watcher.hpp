@@ -3,7 +3,7 @@
 // rule changes first, then dumps everything, and keeps a NetModel. Bursts of events are coalesced:
 // one notification per burst, after it has been quiet for `debounce` (or after `max_delay` in a
 // storm that never pauses), carrying what changed — except that a tunnel's own link going down or
-// away ends its burst at once (see coalescer.hpp). If the kernel drops events (ENOBUFS) the
+// away ends its burst at once (see coalescer.hpp), before the dump that verifies it. If the kernel drops events (ENOBUFS) the
 // watcher dumps everything again and reports the difference. No timers run while nothing changes.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -30,10 +30,12 @@ class Watcher {
     int receive_buffer = 4 << 20;             ///< bytes; events beyond it are lost (ENOBUFS) and resynced
     /// Check each burst's result against a fresh dump before publishing it. The kernel removes
     /// some things without an event (IPv4 routes whose gateway became unreachable when an
-    /// address went away); with this on, consumers never see a model the kernel disagrees with.
+    /// address went away); with this on, consumers see a model the kernel disagrees with at most
+    /// a debounce long, after a burst published at once (see is_tunnel), never otherwise.
     bool verify = true;
     /// Which interface names are tunnels: one of them going down or away is published at once,
-    /// not a debounce later (at most once per debounce, so a flapping tunnel still coalesces).
+    /// not a debounce later (at most once per debounce, so a flapping tunnel still coalesces),
+    /// and verified a debounce later.
     /// Unset: every burst waits for its debounce.
     std::function<bool(const std::string& ifname)> is_tunnel{};
   };
@@ -44,10 +46,12 @@ class Watcher {
     bool corrected = false;             ///< the events alone missed something a dump showed (see verify)
     std::size_t events = 0;             ///< events coalesced into this notification
     std::vector<std::string> rejected;  ///< malformed messages seen (should never happen)
+    bool verified = false;              ///< checked against a dump (false: published at once, or verify off)
   };
   struct Stats {
     std::uint64_t events = 0, notifications = 0, overflows = 0, corrections = 0, wakeups = 0, rejected = 0;
-    std::uint64_t immediate = 0;  ///< bursts published at once (a tunnel's link lost)
+    std::uint64_t immediate = 0;  ///< bursts published at once (a tunnel's link lost), verified after
+    std::uint64_t verifications = 0;  ///< dumps taken to verify a burst's model (see Options::verify)
   };
   using Callback = std::function<void(const Notification&)>;
 
@@ -68,7 +72,9 @@ class Watcher {
   void wait();
   void on_readable();
   void schedule(bool urgent);
-  void publish();
+  void arm(Coalescer::TimePoint at);
+  /// Notifies the burst's changes; with `verify`, after checking the model against a dump.
+  void publish(bool verify);
 
   Options options_;
   Callback callback_;
@@ -78,6 +84,7 @@ class Watcher {
   NetModel pending_;
   Coalescer coalescer_;
   bool resynced_ = false;
+  bool verify_due_ = false;  ///< a burst was published at once, unverified: a dump follows
   std::size_t burst_events_ = 0;
   std::vector<std::string> burst_rejected_;
   Stats stats_;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -337,6 +338,37 @@ TEST_CASE("a tunnel's own link going down or away is published at once, not afte
   REQUIRE(run_until(io, [&] { return w2.stats().immediate == 1 && notes > 0; }, 10s));
   const Link* wg1 = w2.model().link("wg1");
   CHECK((removed || (wg1 && !wg1->up())));  // gone, or (the verify dump was quicker) going
+}
+
+TEST_CASE("a tunnel's link lost is published before the dump that verifies it, and the dump follows") {
+  lab::Netns ns("nw");
+  populate(ns);
+  sh(ns, {"ip", "link", "add", "wg0", "type", "veth", "peer", "name", "wg0p"});
+  sh(ns, {"ip", "link", "set", "wg0p", "up"});
+  sh(ns, {"ip", "link", "set", "wg0", "up"});
+  lab::NetnsScope in(ns.name());
+  boost::asio::io_context io;
+  Watcher::Options o;
+  o.debounce = 300ms;  // the verification's delay after the immediate publication
+  o.is_tunnel = [](const std::string& name) { return name == "wg0"; };
+  std::optional<bool> loss_verified;  // whether the notification of the loss came after a dump
+  Watcher w(io, o, [&](const Watcher::Notification& n) {
+    for (const auto& c : n.changes)
+      if ((c.text == "wg0 removed" || c.text == "wg0 down") && !loss_verified) loss_verified = n.verified;
+  });
+  REQUIRE(w.start());
+  REQUIRE(w.model().link("wg0"));
+  const auto before = w.stats();
+  sh(ns, {"ip", "link", "del", "wg0"});
+  REQUIRE(run_until(io, [&] { return loss_verified.has_value(); }, 10s));
+  CHECK(w.stats().immediate == before.immediate + 1);
+  CHECK_FALSE(*loss_verified);  // told at once, with the events as read: no dump in between
+  // The control: the verification does come, a debounce later, and the model agrees with the kernel.
+  REQUIRE(run_until(io, [&] { return w.stats().verifications > before.verifications; }, 10s));
+  auto truth = dump_model();
+  REQUIRE(truth);
+  CHECK(*truth == w.model());
+  CHECK(w.model().link("wg0") == nullptr);
 }
 
 TEST_CASE("a storm that overflows the socket is resynchronised and reported") {
