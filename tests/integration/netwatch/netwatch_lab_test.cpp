@@ -106,6 +106,13 @@ Facts from_model(const NetModel& m) {
 
 // A namespace with an uplink (veth pair, both ends inside), addresses of both families, default
 // routes, a policy-routing table and rules, the way wg-quick leaves a host.
+/// A veth pair standing in for a tunnel (its name makes it one), both ends up.
+void add_veth_tunnel(const lab::Netns& ns, const std::string& name) {
+  sh(ns, {"ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"});
+  sh(ns, {"ip", "link", "set", name + "p", "up"});
+  sh(ns, {"ip", "link", "set", name, "up"});
+}
+
 void populate(const lab::Netns& ns) {
   // No duplicate address detection in this namespace: its end, a second or so after a link comes
   // up, changes the link-local addresses' flags — a change nobody made, which a slow (sanitized,
@@ -273,9 +280,7 @@ TEST_CASE("wireguard-go's tunnel going down and up, classified as a tunnel by na
 TEST_CASE("a tunnel's own link going down or away is published at once, not after the debounce") {
   lab::Netns ns("nw");
   populate(ns);
-  sh(ns, {"ip", "link", "add", "wg0", "type", "veth", "peer", "name", "wg0p"});
-  sh(ns, {"ip", "link", "set", "wg0p", "up"});
-  sh(ns, {"ip", "link", "set", "wg0", "up"});
+  add_veth_tunnel(ns, "wg0");
   // Its carrier comes up later, on the kernel's own (linkwatch, slower under load): wait for it,
   // with a deadline, so that the watcher's dump sees the link running.
   auto wait_carrier = [&](const std::string& name) {
@@ -321,9 +326,7 @@ TEST_CASE("a tunnel's own link going down or away is published at once, not afte
   CHECK(seen.size() == 1);
 
   // Another watcher, another tunnel going away outright: at once.
-  sh(ns, {"ip", "link", "add", "wg1", "type", "veth", "peer", "name", "wg1p"});
-  sh(ns, {"ip", "link", "set", "wg1p", "up"});
-  sh(ns, {"ip", "link", "set", "wg1", "up"});
+  add_veth_tunnel(ns, "wg1");
   wait_carrier("wg1");  // as for wg0 (seen failing once in a cold run: the dump came first)
   o.is_tunnel = [](const std::string& name) { return name == "wg1"; };
   std::size_t notes = 0;
@@ -343,9 +346,7 @@ TEST_CASE("a tunnel's own link going down or away is published at once, not afte
 TEST_CASE("a tunnel's link lost is published before the dump that verifies it, and the dump follows") {
   lab::Netns ns("nw");
   populate(ns);
-  sh(ns, {"ip", "link", "add", "wg0", "type", "veth", "peer", "name", "wg0p"});
-  sh(ns, {"ip", "link", "set", "wg0p", "up"});
-  sh(ns, {"ip", "link", "set", "wg0", "up"});
+  add_veth_tunnel(ns, "wg0");
   lab::NetnsScope in(ns.name());
   boost::asio::io_context io;
   Watcher::Options o;
