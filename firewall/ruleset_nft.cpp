@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 
 #include "firewall/nft_objects.hpp"
 
@@ -32,6 +31,7 @@ std::size_t encoded_size(const RawElement& r) {
 class Builder {
  public:
   explicit Builder(std::uint32_t first_seq) : seq_(first_seq) {
+    batch_.bytes.reserve(16 * 1024);
     batch_.begin_seq = seq_;
     char* buf = reserve(NLMSG_HDRLEN + 64);
     commit(nftnl_batch_begin(buf, seq_));
@@ -41,21 +41,14 @@ class Builder {
   /// leaves an attribute's padding as it finds it, and the messages must not depend on what the
   /// buffer held before (the rule memo copies them; tests compare them byte for byte).
   char* reserve(std::size_t max) {
-    if (len_ + max > cap_) {
-      const std::size_t cap = std::max({std::size_t{16} * 1024, 2 * cap_, len_ + max});
-      auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
-      if (len_) std::memcpy(grown.get(), buf_.get(), len_);
-      buf_ = std::move(grown);
-      cap_ = cap;
-    }
-    start_ = len_;
-    std::memset(buf_.get() + start_, 0, max);
-    return reinterpret_cast<char*>(buf_.get() + start_);
+    start_ = batch_.bytes.size();
+    batch_.bytes.resize(start_ + max);  // the new bytes value-initialized: zero
+    return reinterpret_cast<char*>(batch_.bytes.data() + start_);
   }
   std::uint32_t seq() const { return seq_; }
   /// Keeps the message just built; records it as a step when it is one.
   void commit(const nlmsghdr* nlh, std::string what = {}) {
-    len_ = start_ + NLMSG_ALIGN(nlh->nlmsg_len);
+    batch_.bytes.resize(start_ + NLMSG_ALIGN(nlh->nlmsg_len));
     batch_.largest_message = std::max(batch_.largest_message, static_cast<std::size_t>(nlh->nlmsg_len));
     if (!what.empty()) batch_.steps.push_back({nlh->nlmsg_seq, static_cast<std::uint16_t>(nlh->nlmsg_type & 0xff), std::move(what)});
     ++seq_;
@@ -68,14 +61,11 @@ class Builder {
     char* buf = reserve(NLMSG_HDRLEN + 64);
     batch_.end_seq = seq_;
     commit(nftnl_batch_end(buf, seq_));
-    batch_.bytes.assign(buf_.get(), buf_.get() + len_);
     return std::move(batch_);
   }
 
  private:
   Batch batch_;
-  std::unique_ptr<std::uint8_t[]> buf_;
-  std::size_t cap_ = 0, len_ = 0;
   std::uint32_t seq_;
   std::size_t start_ = 0;
 };

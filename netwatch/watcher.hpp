@@ -3,8 +3,9 @@
 // rule changes first, then dumps everything, and keeps a NetModel. Bursts of events are coalesced:
 // one notification per burst, after it has been quiet for `debounce` (or after `max_delay` in a
 // storm that never pauses), carrying what changed — except that a tunnel's own link going down or
-// away ends its burst at once (see coalescer.hpp), before the dump that verifies it. If the kernel drops events (ENOBUFS) the
-// watcher dumps everything again and reports the difference. No timers run while nothing changes.
+// away ends its burst at once (see coalescer.hpp), before the dump that verifies it. If the kernel
+// drops events (ENOBUFS) the watcher dumps everything again and reports the difference. No timers
+// run while nothing changes.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -104,15 +104,15 @@ Facts from_model(const NetModel& m) {
   return f;
 }
 
-// A namespace with an uplink (veth pair, both ends inside), addresses of both families, default
-// routes, a policy-routing table and rules, the way wg-quick leaves a host.
-/// A veth pair standing in for a tunnel (its name makes it one), both ends up.
+// A veth pair standing in for a tunnel (its name makes it one), both ends up.
 void add_veth_tunnel(const lab::Netns& ns, const std::string& name) {
   sh(ns, {"ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"});
   sh(ns, {"ip", "link", "set", name + "p", "up"});
   sh(ns, {"ip", "link", "set", name, "up"});
 }
 
+// A namespace with an uplink (veth pair, both ends inside), addresses of both families, default
+// routes, a policy-routing table and rules, the way wg-quick leaves a host.
 void populate(const lab::Netns& ns) {
   // No duplicate address detection in this namespace: its end, a second or so after a link comes
   // up, changes the link-local addresses' flags — a change nobody made, which a slow (sanitized,
