@@ -39,6 +39,13 @@ struct Firewall::Impl {
   std::optional<Ruleset> ruleset;
   std::optional<nft::TableSnapshot> expected;
   nft::RuleMemo memo;  ///< the rule messages last encoded, copied when a rule recurs
+  /// The chains a change of rules replaced, and what they were built from (rules_of()): taken
+  /// back instead of built again when the next change undoes it (a tunnel gone and back).
+  struct Replaced {
+    Policy rules;
+    std::vector<Chain> chains;
+  };
+  std::optional<Replaced> replaced;
   ApplyReport last;
 
   explicit Impl(NetfilterSocket s) : sock(std::move(s)) {}
@@ -57,7 +64,10 @@ struct Firewall::Impl {
   /// chains are declared differently, or the kernel lost something: the general path repairs).
   std::optional<Result<void>> change_rules(const Policy& p, std::chrono::steady_clock::time_point t0) {
     Ruleset& current = *ruleset;
-    std::vector<Chain> next = build_chains(p);
+    std::vector<Chain> next;
+    if (replaced && same_rules(replaced->rules, p)) next = std::move(replaced->chains);
+    else next = build_chains(p);
+    replaced.reset();
     if (next.size() != current.chains.size()) return std::nullopt;
     Change change{Change::Kind::rules, {}, {}};
     for (std::size_t i = 0; i < next.size(); ++i) {
@@ -93,6 +103,7 @@ struct Firewall::Impl {
       if (sent.error().code == ENOENT) return std::nullopt;
       return sent;
     }
+    replaced = Replaced{rules_of(*policy), std::move(before)};
     take_rules_of();
     expected.reset();
     return Result<void>{};

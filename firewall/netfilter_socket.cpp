@@ -172,7 +172,7 @@ Result<void> NetfilterSocket::send(const nft::Batch& batch) {
         std::string msg = describe_netlink_error(code, step == nullptr);
         const std::string ext = extack_message(nlh);
         if (!ext.empty()) msg += ": " + ext;
-        first_error = Error{step ? step->what : "run batch", msg, code};
+        first_error = Error{step ? step->what() : "run batch", msg, code};
         first_error_seq = nlh->nlmsg_seq;
       }
     });

@@ -120,4 +120,23 @@ bool same_sets(const Policy& a, const Policy& b) {
          a.lan_subnets == b.lan_subnets && a.tunnel_addresses == b.tunnel_addresses && a.dhcp_subnets == b.dhcp_subnets;
 }
 
+Policy rules_of(const Policy& p) {
+  Policy r;
+  r.mode = p.mode;
+  r.allow_lan = p.allow_lan;
+  r.tunnels = p.tunnels;
+  r.fwmark = p.fwmark;
+  r.endpoint_uid = p.endpoint_uid;
+  r.emergency = p.emergency;
+  r.escalated = p.escalated;
+  r.log_blocked = p.log_blocked;
+  return r;
+}
+
+bool same_rules(const Policy& a, const Policy& b) {
+  return a.mode == b.mode && a.allow_lan == b.allow_lan && a.tunnels == b.tunnels && a.fwmark == b.fwmark &&
+         a.endpoint_uid == b.endpoint_uid && a.emergency == b.emergency && a.escalated == b.escalated &&
+         a.log_blocked == b.log_blocked;
+}
+
 }  // namespace leakguard::firewall

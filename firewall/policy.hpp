@@ -56,8 +56,8 @@ struct Policy {
     bool operator==(const LogBlocked&) const = default;
   };
   std::optional<LogBlocked> log_blocked;
-  // A new field belongs either to same_sets() or to what Firewall's change of rules copies
-  // (firewall.cpp, change_rules): keep both in step with this list.
+  // A new field belongs to same_sets() or to rules_of() (what the chains are built from), or
+  // to both: keep them in step with this list.
 
   bool operator==(const Policy&) const = default;
   /// One line: every field, compactly.
@@ -89,5 +89,11 @@ Result<void> validate_rules(const Policy& p, const Limits& limits = {});
 /// True if both policies give the table the same set elements (same endpoints, allow_lan and LAN
 /// subnets, both emergency blocks or neither): a change from one to the other changes rules only.
 bool same_sets(const Policy& a, const Policy& b);
+
+/// `p` with only the fields the chains are built from (build_chains()): mode, tunnels, mark,
+/// endpoint user, emergency, allow_lan, escalation, logging; no endpoints, no subnets.
+Policy rules_of(const Policy& p);
+/// True if both policies give the table the same chains and rules: rules_of(a) == rules_of(b).
+bool same_rules(const Policy& a, const Policy& b);
 
 }  // namespace leakguard::firewall

@@ -50,8 +50,14 @@ class Builder {
   void commit(const nlmsghdr* nlh, std::string what = {}) {
     batch_.bytes.resize(start_ + NLMSG_ALIGN(nlh->nlmsg_len));
     batch_.largest_message = std::max(batch_.largest_message, static_cast<std::size_t>(nlh->nlmsg_len));
-    if (!what.empty()) batch_.steps.push_back({nlh->nlmsg_seq, static_cast<std::uint16_t>(nlh->nlmsg_type & 0xff), std::move(what)});
+    if (!what.empty()) batch_.steps.push_back({nlh->nlmsg_seq, static_cast<std::uint16_t>(nlh->nlmsg_type & 0xff), std::move(what), -1, {}});
     ++seq_;
+  }
+  /// commit() of rule `index` of `chain`.
+  void commit_rule(const nlmsghdr* nlh, const std::string& chain, std::size_t index, const std::string& comment) {
+    commit(nlh, chain);
+    batch_.steps.back().rule = static_cast<std::int32_t>(index);
+    batch_.steps.back().comment = comment;
   }
   nlmsghdr* header(char* buf, std::uint16_t type, std::uint16_t flags) {
     return nftnl_nlmsg_build_hdr(buf, type, NFPROTO_INET, static_cast<std::uint16_t>(flags | NLM_F_ACK), seq_);
@@ -123,6 +129,13 @@ void add_element_messages(Builder& b, std::string_view table, const std::string&
 
 }  // namespace
 
+std::string Batch::Step::what() const {
+  if (rule < 0) return text;
+  std::string s = "add rule " + std::to_string(rule) + " to chain " + text;
+  if (!comment.empty()) s += " (" + comment + ")";
+  return s;
+}
+
 const Batch::Step* Batch::step(std::uint32_t seq) const {
   for (const auto& s : steps)
     if (s.seq == seq) return &s;
@@ -161,30 +174,35 @@ RuleMemo* memo_for(RuleMemo* memo, const Ruleset& rs) {
   return memo;
 }
 
+/// Takes the first entry at or after `cursor` whose rule is `rule` (its message moves out), or
+/// returns false. A chain's rules keep their order: entries taken lie behind the cursor.
+bool take(std::vector<RuleMemo::Entry>& from, std::size_t& cursor, const Rule& rule, std::vector<RuleMemo::Entry>& into) {
+  for (std::size_t k = cursor; k < from.size(); ++k)
+    if (!from[k].message.empty() && from[k].rule == rule) {
+      into.push_back(std::move(from[k]));
+      from[k].message.clear();  // moved from: taken
+      cursor = k + 1;
+      return true;
+    }
+  return false;
+}
+
 void add_rules(Builder& b, const Ruleset& rs, const Chain& c, RuleMemo* memo) {
-  // With a memo: the rules of this chain last encoded, searched in order from just after the
-  // last one reused (a chain's rules keep their order; taken entries lie behind the cursor).
-  std::vector<RuleMemo::Entry>* before = memo ? &memo->chains[c.name] : nullptr;
+  // With a memo: each rule is looked for among the chain's rules last encoded, then among the
+  // older ones (a change undone), each searched in order from just after its last hit.
+  RuleMemo::Generations* gen = memo ? &memo->chains[c.name] : nullptr;
   std::vector<RuleMemo::Entry> now;
   if (memo) now.reserve(c.rules.size());
-  std::size_t cursor = 0;
+  std::size_t cursor_last = 0, cursor_older = 0;
   for (std::size_t i = 0; i < c.rules.size(); ++i) {
     const Rule& rule = c.rules[i];
-    std::size_t hit = before ? before->size() : 0;
-    for (std::size_t k = cursor; before && k < before->size(); ++k)
-      if ((*before)[k].rule == rule) {
-        hit = k;
-        break;
-      }
     nlmsghdr* nlh;
-    if (before && hit < before->size()) {
-      const auto& message = (*before)[hit].message;
+    if (gen && (take(gen->last, cursor_last, rule, now) || take(gen->older, cursor_older, rule, now))) {
+      const auto& message = now.back().message;
       char* buf = b.reserve(message.size());
       std::memcpy(buf, message.data(), message.size());
       nlh = reinterpret_cast<nlmsghdr*>(buf);
       nlh->nlmsg_seq = b.seq();
-      now.push_back(std::move((*before)[hit]));
-      cursor = hit + 1;
       ++memo->reused;
     } else {
       RulePtr r = make_rule(rs.table, c, rule, rs.sets);
@@ -196,11 +214,15 @@ void add_rules(Builder& b, const Ruleset& rs, const Chain& c, RuleMemo* memo) {
         now.push_back({rule, std::vector<std::uint8_t>(bytes, bytes + nlh->nlmsg_len)});
       }
     }
-    std::string what = "add rule " + std::to_string(i) + " to chain " + c.name;
-    if (!rule.comment.empty()) what += " (" + rule.comment + ")";
-    b.commit(nlh, what);
+    b.commit_rule(nlh, c.name, i, rule.comment);
   }
-  if (before) *before = std::move(now);
+  if (!gen) return;
+  // What the last encoding held and this one did not need becomes the older generation.
+  std::vector<RuleMemo::Entry> older;
+  for (auto& e : gen->last)
+    if (!e.message.empty()) older.push_back(std::move(e));
+  gen->older = std::move(older);
+  gen->last = std::move(now);
 }
 
 /// DELRULE without a handle: every rule of `chain` (of the whole table if `chain` is empty).

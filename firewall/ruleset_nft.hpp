@@ -33,7 +33,12 @@ struct Batch {
   struct Step {
     std::uint32_t seq;
     std::uint16_t type;  ///< NFT_MSG_*
-    std::string what;    ///< e.g. "add rule to chain output (#12 udp-out)"
+    std::string text;    ///< what it does; for a rule, its chain
+    std::int32_t rule = -1;  ///< a rule's index in its chain, else -1
+    std::string comment;     ///< a rule's comment
+    /// e.g. "add set lan4", "add rule 12 to chain output (udp-out)". A rule's text is put
+    /// together only when asked for (an error): a policy change sends dozens of rules.
+    std::string what() const;
   };
   std::vector<Step> steps;
   std::uint32_t begin_seq = 0;
@@ -46,20 +51,26 @@ struct Batch {
   const Step* step(std::uint32_t seq) const;
 };
 
-/// The NEWRULE messages last encoded, chain by chain, to copy instead of encoding again. A rule's
-/// message depends on the table, its chain, the rule and the order of the table's sets (a lookup
-/// names its set's id) - and the sequence number, which is rewritten. A policy change flushes and
-/// refills whole chains, most of whose rules are those sent before (udp <-> strict, a tunnel
-/// declared, an escalation): their encoding through libnftnl was most of a change's own CPU time
-/// (docs/firewall.md, "Measured"). Holds one message per rule last encoded, nothing older.
+/// The NEWRULE messages of the last two encodings, chain by chain, to copy instead of encoding
+/// again. A rule's message depends on the table, its chain, the rule and the order of the table's
+/// sets (a lookup names its set's id) - and the sequence number, which is rewritten. A policy
+/// change flushes and refills whole chains, most of whose rules are those sent before (udp <->
+/// strict, a tunnel declared, an escalation), and a change is often undone (the tunnel goes and
+/// comes back, an escalation ends): their encoding through libnftnl was most of a change's own
+/// CPU time (docs/firewall.md, "Measured"). Holds, per chain, the messages last encoded and those
+/// of the encoding before that were not needed again: at most two chains' worth.
 struct RuleMemo {
   struct Entry {
     Rule rule;
-    std::vector<std::uint8_t> message;
+    std::vector<std::uint8_t> message;  ///< empty once taken
+  };
+  struct Generations {
+    std::vector<Entry> last;   ///< the chain's rules as last encoded, in order
+    std::vector<Entry> older;  ///< the rules of the encoding before that which `last` does not hold
   };
   std::string table;
   std::vector<std::string> sets;  ///< the set order the messages were made for
-  std::map<std::string, std::vector<Entry>, std::less<>> chains;
+  std::map<std::string, Generations, std::less<>> chains;
   std::size_t reused = 0;         ///< messages copied rather than encoded, since made (for tests)
 };
 

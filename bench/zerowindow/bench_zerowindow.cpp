@@ -128,7 +128,7 @@ nft::Batch foreign_chain_batch(std::uint32_t seq) {
   nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, "intruder");
   nftnl_chain_nlmsg_build_payload(h, c);
   nftnl_chain_free(c);
-  b.steps.push_back({seq++, NFT_MSG_NEWCHAIN, "add chain intruder"});
+  b.steps.push_back({seq++, NFT_MSG_NEWCHAIN, "add chain intruder", -1, {}});
   off += NLMSG_ALIGN(h->nlmsg_len);
   b.end_seq = seq;
   h = nftnl_batch_end(p + off, seq);

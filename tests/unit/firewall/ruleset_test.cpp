@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "firewall/nft_text.hpp"
 #include "firewall/ruleset.hpp"
@@ -513,4 +514,36 @@ TEST_CASE("attribution: each output block is logged and jumps to the senders cha
   CHECK(text.find("\tset senders4 {\n\t\ttype cgroupsv2 . ipv4_addr . inet_proto . inet_service . inet_service\n\t\tsize 4096\n"
                   "\t\tflags dynamic,timeout\n\t\ttimeout 10s\n\t}\n") != std::string::npos);
   CHECK(text.find("\tchain senders {\n\t\tupdate @senders4") != std::string::npos);
+}
+
+TEST_CASE("rules_of keeps every field the chains are built from, and nothing the sets are made of") {
+  // Firewall takes back the chains a change replaced when the next change has the same
+  // rules_of(): a field that build_chains() reads but rules_of() dropped would bring back stale
+  // rules. Each change below alters the chains exactly when same_rules() says so.
+  Policy base = policy(Mode::udp, true, false);
+  base.endpoint_uid = 0;  // root's sockets reach the endpoints (no mark)
+  std::vector<std::pair<const char*, std::function<void(Policy&)>>> changes = {
+      {"mode", [](Policy& p) { p.mode = Mode::strict; }},
+      {"allow_lan", [](Policy& p) { p.allow_lan = false; }},
+      {"tunnels", [](Policy& p) { p.tunnels = {*IfnamePattern::parse("tun7")}; }},
+      {"fwmark", [](Policy& p) { p.fwmark = FwMark{7}; }},
+      {"endpoint_uid", [](Policy& p) { p.endpoint_uid = 1000; }},
+      {"emergency", [](Policy& p) { p.emergency = true; }},
+      {"escalated", [](Policy& p) { p.escalated = {Family::v6}; }},
+      {"log_blocked", [](Policy& p) { p.log_blocked = Policy::LogBlocked{19527, 100, 50}; }},
+      {"endpoints", [](Policy& p) { p.endpoints.pop_back(); }},
+      {"lan_subnets", [](Policy& p) { p.lan_subnets.clear(); }},
+      {"tunnel_addresses", [](Policy& p) { p.tunnel_addresses = {*IpAddress::parse("100.64.0.2")}; }},
+      {"dhcp_subnets", [](Policy& p) { p.dhcp_subnets = {*Prefix::parse("192.0.2.0/24")}; }},
+  };
+  for (const auto& [name, change] : changes) {
+    const std::string field = name;
+    CAPTURE(field);
+    Policy p = base;
+    change(p);
+    REQUIRE(p != base);
+    const bool chains_differ = build_chains(p) != build_chains(base);
+    CHECK(same_rules(p, base) == !chains_differ);
+    CHECK(build_chains(rules_of(p)) == build_chains(p));
+  }
 }
