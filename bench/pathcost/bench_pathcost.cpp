@@ -4,7 +4,8 @@
 // any nftables rule costs here - with a one-rule table (`udp dport 5201 accept`), and with the
 // same table plus an input rule `ct state established accept`, which turns connection tracking on
 // in the namespace as our input chain's endpoint rule does (docs/security.md, "the endpoint in both
-// directions"), in rotating order each round:
+// directions"), and a table whose only rule is one lookup in a set of the same 100 endpoints (the
+// least any endpoint fast path costs), in rotating order each round:
 //   bench_pathcost [ROUNDS]   (default 60)
 // - UDP: the CPU time the sending thread spends per 64-byte datagram to an allowed endpoint (the
 //   set lookup), over 20,000 sendto() calls per configuration and round; the ratio of the costs
@@ -184,6 +185,17 @@ int main(int argc, char** argv) {
   // connection tracking on.
   const std::string ref_file = "/tmp/" + lab::unique_name("pathref") + ".nft";
   const std::string ref_ct_file = ref_file + ".ct";
+  const std::string ref_lookup_file = ref_file + ".lookup";
+  {
+    // The fast path at its least: one rule, one lookup in a set of the same 100 endpoints.
+    std::string elements;
+    for (const auto& e : p.endpoints)
+      elements += (elements.empty() ? "" : ", ") + e.address.str() + " . udp . " + std::to_string(e.port);
+    std::ofstream(ref_lookup_file) << "table inet lgt_ref {\n\tset endpoints4 {\n\t\ttype ipv4_addr . inet_proto . inet_service\n"
+                                   << "\t\telements = { " << elements << " }\n\t}\n"
+                                   << "\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n"
+                                      "\t\tip daddr . meta l4proto . th dport @endpoints4 accept\n\t\taccept\n\t}\n}\n";
+  }
   {
     const std::string output = "\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n"
                                "\t\tudp dport 5201 accept\n\t\taccept\n\t}\n";
@@ -192,12 +204,13 @@ int main(int argc, char** argv) {
                                << "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
                                   "\t\tct state established accept\n\t}\n}\n";
   }
-  enum Config { none, one_rule, one_rule_ct, ours, kConfigs };
+  enum Config { none, one_rule, one_rule_ct, one_lookup, ours, kConfigs };
   auto set_up = [&](int c) {
     if (!fw->remove()) std::exit(1);
     net.run("host", {"nft", "delete", "table", "inet", "lgt_ref"});
     if (c == one_rule && net.run("host", {"nft", "-f", ref_file}).status != 0) std::exit(1);
     if (c == one_rule_ct && net.run("host", {"nft", "-f", ref_ct_file}).status != 0) std::exit(1);
+    if (c == one_lookup && net.run("host", {"nft", "-f", ref_lookup_file}).status != 0) std::exit(1);
     if (c == ours) {
       if (auto ok = fw->apply(p); !ok) {
         std::fprintf(stderr, "cannot install the table: %s\n", ok.error().str().c_str());
@@ -231,19 +244,20 @@ int main(int argc, char** argv) {
   }
   std::remove(ref_file.c_str());
   std::remove(ref_ct_file.c_str());
+  std::remove(ref_lookup_file.c_str());
   auto quartiles = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return std::array<double, 3>{v[v.size() / 4], v[v.size() / 2], v[3 * v.size() / 4]};
   };
   const auto qo = quartiles(ratio[ours]), qr = quartiles(ratio[one_rule]), qc = quartiles(ratio[one_rule_ct]),
-             qoc = quartiles(ours_vs_ct);
+             ql = quartiles(ratio[one_lookup]), qoc = quartiles(ours_vs_ct);
   std::printf("UDP, 64-byte datagrams to an allowed endpoint via eth0, %d rounds of %d sends per configuration:\n", rounds, kSends);
   std::printf("  CPU per send, median: %.0f ns without a table, %.0f ns with a one-rule table, %.0f ns with it and conntrack on, "
-              "%.0f ns with ours\n",
-              median(cost[none]), median(cost[one_rule]), median(cost[one_rule_ct]), median(cost[ours]));
-  std::printf("  rate relative to no table (median [quartiles]): one-rule table %.3f [%.3f-%.3f], with conntrack on %.3f [%.3f-%.3f], "
-              "ours %.3f [%.3f-%.3f]  goal >= 0.98\n",
-              qr[1], qr[0], qr[2], qc[1], qc[0], qc[2], qo[1], qo[0], qo[2]);
+              "%.0f ns with a one-lookup table, %.0f ns with ours\n",
+              median(cost[none]), median(cost[one_rule]), median(cost[one_rule_ct]), median(cost[one_lookup]), median(cost[ours]));
+  std::printf("  rate relative to no table (median [quartiles]): one-rule table %.3f [%.3f-%.3f], with conntrack on %.3f [%.3f-%.3f],\n"
+              "  one-lookup table (one rule: the endpoint set, 100 elements) %.3f [%.3f-%.3f], ours %.3f [%.3f-%.3f]  goal >= 0.98\n",
+              qr[1], qr[0], qr[2], qc[1], qc[0], qc[2], ql[1], ql[0], ql[2], qo[1], qo[0], qo[2]);
   std::printf("  ours relative to the one-rule table with conntrack on (what our rules cost beyond tracking): %.3f [%.3f-%.3f]\n",
               qoc[1], qoc[0], qoc[2]);
 
@@ -258,7 +272,7 @@ int main(int argc, char** argv) {
     std::printf("  where the cost goes (perf, cpu-clock samples of the sending thread over %d sends each; shares of its CPU;\n"
                 "  with no table, netfilter is the ISP router's NAT on the way):\n",
                 kSampledSends);
-    const char* names[kConfigs] = {"no table", "one-rule table", "one-rule table, conntrack on", "ours"};
+    const char* names[kConfigs] = {"no table", "one-rule table", "one-rule table, conntrack on", "one-lookup table", "ours"};
     for (int c = 0; c < kConfigs; ++c) {
       if (!share[c].ok) {
         std::printf("    %-30s no samples in netfilter's hooks found (perf report failed?)\n", names[c]);
@@ -295,6 +309,9 @@ int main(int argc, char** argv) {
   std::snprintf(a, sizeof a, "%.0f ns/send", median(cost[one_rule_ct]));
   bench::result("packet path: the same with a one-rule table and conntrack on (what the endpoint's ct state costs)", a, b,
                 bench::times3(qc[1]));
+  std::snprintf(a, sizeof a, "%.0f ns/send", median(cost[one_lookup]));
+  bench::result("packet path: the same with a table whose only rule is one lookup in the endpoint set (the least a fast path costs)", a,
+                b, bench::times3(ql[1]));
   std::snprintf(a, sizeof a, "%.0f ns/send", median(cost[ours]));
   std::snprintf(b, sizeof b, "%.0f ns/send", median(cost[one_rule_ct]));
   bench::result("packet path: ours vs the one-rule table with conntrack on (our rules beyond tracking)", a, b,
