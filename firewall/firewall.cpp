@@ -79,15 +79,7 @@ struct Firewall::Impl {
       if (a.rules != b.rules) change.chains.push_back(b.name);
     }
     // Only what may differ is copied: the endpoints and subnets are those installed.
-    auto take_rules_of = [&] {
-      policy->mode = p.mode;
-      policy->tunnels = p.tunnels;
-      policy->fwmark = p.fwmark;
-      policy->endpoint_uid = p.endpoint_uid;
-      policy->emergency = p.emergency;
-      policy->escalated = p.escalated;
-      policy->log_blocked = p.log_blocked;
-    };
+    auto take_rules_of = [&] { take_rules(*policy, p); };
     if (change.chains.empty()) {
       take_rules_of();
       last = ApplyReport{ApplyReport::How::unchanged, 0, 0,

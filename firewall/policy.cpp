@@ -120,16 +120,20 @@ bool same_sets(const Policy& a, const Policy& b) {
          a.lan_subnets == b.lan_subnets && a.tunnel_addresses == b.tunnel_addresses && a.dhcp_subnets == b.dhcp_subnets;
 }
 
+void take_rules(Policy& into, const Policy& from) {
+  into.mode = from.mode;
+  into.allow_lan = from.allow_lan;
+  into.tunnels = from.tunnels;
+  into.fwmark = from.fwmark;
+  into.endpoint_uid = from.endpoint_uid;
+  into.emergency = from.emergency;
+  into.escalated = from.escalated;
+  into.log_blocked = from.log_blocked;
+}
+
 Policy rules_of(const Policy& p) {
   Policy r;
-  r.mode = p.mode;
-  r.allow_lan = p.allow_lan;
-  r.tunnels = p.tunnels;
-  r.fwmark = p.fwmark;
-  r.endpoint_uid = p.endpoint_uid;
-  r.emergency = p.emergency;
-  r.escalated = p.escalated;
-  r.log_blocked = p.log_blocked;
+  take_rules(r, p);
   return r;
 }
 

@@ -93,6 +93,9 @@ bool same_sets(const Policy& a, const Policy& b);
 /// `p` with only the fields the chains are built from (build_chains()): mode, tunnels, mark,
 /// endpoint user, emergency, allow_lan, escalation, logging; no endpoints, no subnets.
 Policy rules_of(const Policy& p);
+/// Copies the fields rules_of() keeps from `from` into `into`; the endpoints and subnets of
+/// `into` stay.
+void take_rules(Policy& into, const Policy& from);
 /// True if both policies give the table the same chains and rules: rules_of(a) == rules_of(b).
 bool same_rules(const Policy& a, const Policy& b);
 
