@@ -3,6 +3,7 @@
 #include <linux/rtnetlink.h>
 
 #include <algorithm>
+#include <set>
 #include <tuple>
 
 #include "common/json_text.hpp"
@@ -158,8 +159,11 @@ Desired Controller::compute() const {
   if (declared_) {
     if (std::none_of(d.tunnels.begin(), d.tunnels.end(), [&](const IfnamePattern& p) { return p.text == declared_->interface; }))
       d.tunnels.push_back(IfnamePattern{declared_->interface});
+    // Configured first, then the declared ones not configured, each once (a set: both lists
+    // may hold a thousand).
+    std::set<Endpoint> listed(d.endpoints.begin(), d.endpoints.end());
     for (const auto& e : declared_->endpoints)
-      if (std::find(d.endpoints.begin(), d.endpoints.end(), e) == d.endpoints.end()) d.endpoints.push_back(e);
+      if (listed.insert(e).second) d.endpoints.push_back(e);
     if (declared_->fwmark) d.fwmark = declared_->fwmark;
   }
   if (d.mode == Mode::udp) d.escalated = escalated_;
