@@ -385,17 +385,17 @@ KeyInfo key_info(KeyType k) {
 /// The kernel's form of a set's elements. Interval sets hold boundaries: a start element per
 /// range and an "end" element at the first address after it (none if the range reaches the top).
 /// Like nft, an end element at address zero comes first when no range starts there.
-std::vector<RawElement> raw_elements(KeyType key, bool interval, const std::vector<Element>& elements,
-                                     bool with_zero_end) {
-  std::vector<RawElement> out;
+void for_each_raw_element(KeyType key, bool interval, const std::vector<Element>& elements, bool with_zero_end,
+                          const std::function<void(const RawElement&)>& fn) {
   if (interval && with_zero_end && !elements.empty()) {
     const auto* first = std::get_if<AddressRange>(&elements.front());
     if (first && !first->first.is_unspecified()) {
       IpAddress zero;
       zero.family = first->first.family;
-      out.push_back(raw_address(zero, NFT_SET_ELEM_INTERVAL_END));
+      fn(raw_address(zero, NFT_SET_ELEM_INTERVAL_END));
     }
   }
+  const std::uint32_t key_len = key_info(key).len;
   for (const auto& e : elements) {
     std::visit(overloaded{
                    [&](const Endpoint& ep) {
@@ -405,27 +405,33 @@ std::vector<RawElement> raw_elements(KeyType key, bool interval, const std::vect
                      r.key[alen] = static_cast<std::uint8_t>(ep.transport);  // inet_proto, padded to 4
                      r.key[alen + 4] = static_cast<std::uint8_t>(ep.port >> 8);  // inet_service, big endian
                      r.key[alen + 5] = static_cast<std::uint8_t>(ep.port & 0xff);
-                     r.key_len = key_info(key).len;
-                     out.push_back(r);
+                     r.key_len = key_len;
+                     fn(r);
                    },
                    [&](const AddressRange& range) {
                      IpAddress end = range.last;
                      const bool has_end = increment(end);
                      RawElement start = raw_address(range.first, 0);
                      start.open_interval = interval && !has_end;
-                     out.push_back(start);
-                     if (interval && has_end) out.push_back(raw_address(end, NFT_SET_ELEM_INTERVAL_END));
+                     fn(start);
+                     if (interval && has_end) fn(raw_address(end, NFT_SET_ELEM_INTERVAL_END));
                    },
                    [&](std::uint16_t port) {
                      RawElement r;
                      r.key[0] = static_cast<std::uint8_t>(port >> 8);
                      r.key[1] = static_cast<std::uint8_t>(port & 0xff);
                      r.key_len = 2;
-                     out.push_back(r);
+                     fn(r);
                    },
                },
                e);
   }
+}
+
+std::vector<RawElement> raw_elements(KeyType key, bool interval, const std::vector<Element>& elements, bool with_zero_end) {
+  std::vector<RawElement> out;
+  out.reserve(interval ? 2 * elements.size() + 1 : elements.size());
+  for_each_raw_element(key, interval, elements, with_zero_end, [&](const RawElement& r) { out.push_back(r); });
   return out;
 }
 

@@ -15,6 +15,7 @@
 
 #include "firewall/netfilter_socket.hpp"
 #include "firewall/nft_dump.hpp"
+#include "firewall/nft_objects.hpp"
 #include "firewall/ruleset_nft.hpp"
 #include "firewall/table_guard.hpp"
 
@@ -548,4 +549,80 @@ TEST_CASE("kernel errors are explained - missing nf_tables and missing permissio
   CHECK(describe_netlink_error(EPERM, true).find("CAP_NET_ADMIN") != std::string::npos);
   CHECK(describe_netlink_error(EPERM, false).find("owned by another process") != std::string::npos);
   CHECK(describe_netlink_error(ENOENT, false).find("does not exist") != std::string::npos);
+}
+
+namespace {
+
+/// libnftnl's encoding of one element message (what the encoder used before it wrote the
+/// attributes itself), for the comparison below.
+std::vector<std::uint8_t> nftnl_element_message(const Msg& ours, const std::string& table, const std::string& set, std::uint32_t id,
+                                                const std::vector<nft::RawElement>& elements) {
+  static const std::uint8_t open_udata[] = {nft::kUdataElemFlags, 4, nft::kElemIntervalOpen & 0xff, 0, 0, 0};
+  nftnl_set* s = nftnl_set_alloc();
+  nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(s, NFTNL_SET_NAME, set.c_str());
+  if (id) nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+  for (const auto& r : elements) {
+    nftnl_set_elem* e = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, r.key.data(), r.key_len);
+    if (r.flags) nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_FLAGS, r.flags);
+    if (r.open_interval) nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, open_udata, sizeof open_udata);
+    nftnl_set_elem_add(s, e);
+  }
+  std::vector<std::uint8_t> buf(ours.len + 4096, 0);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(reinterpret_cast<char*>(buf.data()), static_cast<std::uint16_t>(ours.type & 0xff),
+                                        NFPROTO_INET, ours.flags, ours.seq);
+  nftnl_set_elems_nlmsg_build_payload(nlh, s);
+  nftnl_set_free(s);
+  buf.resize(nlh->nlmsg_len);
+  return buf;
+}
+
+}  // namespace
+
+TEST_CASE("element messages are written as libnftnl writes them, byte for byte - endpoints, intervals, deletions, set ids") {
+  // 10,000 endpoints (three messages), the LAN's interval set with an open range at the top, and
+  // deletions (no set id, no NLM_F_CREATE).
+  Policy p = policy(10000, true);
+  p.lan_subnets = {*Prefix::parse("192.0.2.0/24"), *Prefix::parse("255.255.255.0/24")};
+  const Ruleset rs = build_ruleset(p);
+  std::size_t compared = 0;
+  auto check = [&](const nft::Batch& b, bool with_ids) {
+    const auto m = messages(b);
+    std::map<std::string, std::size_t> taken;  // per set: elements already in earlier messages
+    for (const auto& msg : m) {
+      const std::uint16_t t = msg.type & 0xff;
+      if ((msg.type >> 8) != NFNL_SUBSYS_NFTABLES || (t != NFT_MSG_NEWSETELEM && t != NFT_MSG_DELSETELEM)) continue;
+      const auto* step = b.step(msg.seq);
+      REQUIRE(step);
+      const std::string what = step->what();
+      CAPTURE(what);
+      // "add N elements to set NAME (i..j)"
+      const auto set_at = what.find(" set ") + 5;
+      const std::string set = what.substr(set_at, what.find(' ', set_at) - set_at);
+      const Set* s = rs.find_set(set);
+      REQUIRE(s);
+      const auto all = nft::raw_elements(s->key, s->interval, s->elements, true);
+      const std::size_t n = static_cast<std::size_t>(std::stoul(what.substr(what.find(' ') + 1)));
+      const std::size_t from = taken[set];
+      REQUIRE(from + n <= all.size());
+      const std::vector<nft::RawElement> part(all.begin() + static_cast<long>(from), all.begin() + static_cast<long>(from + n));
+      taken[set] += n;
+      std::uint32_t id = 0;
+      if (with_ids)
+        for (std::size_t i = 0; i < rs.sets.size(); ++i)
+          if (rs.sets[i].name == set) id = static_cast<std::uint32_t>(i + 1);
+      CHECK(msg.bytes == nftnl_element_message(msg, rs.table, set, id, part));
+      ++compared;
+    }
+  };
+  check(nft::encode_recreate(rs, 0, 1), true);
+  CHECK(compared >= 5);  // endpoints4 (3 messages), lan4, lan6, dns_ports
+  // Deletions of everything, as set deltas: no ids.
+  std::vector<SetDelta> deltas;
+  for (const auto& s : rs.sets)
+    if (!s.elements.empty() && !s.datapath_filled()) deltas.push_back(SetDelta{s.name, s.key, s.interval, s.elements, {}, false, true});
+  const std::size_t before = compared;
+  check(nft::encode_set_deltas(rs.table, deltas, 1), false);
+  CHECK(compared > before);
 }
