@@ -117,7 +117,7 @@ struct Firewall::Impl {
                       ApplyReport::How how = ApplyReport::How::repaired, std::string_view also_remove = {}) {
     auto now = declarations();
     if (!now) return tl::unexpected(now.error());
-    if (nft::conflicts(nft::expected_snapshot(rs), *now, table_flags()).empty()) {
+    if (!now->present || nft::conflicts(nft::expected_declarations(rs), *now, table_flags()).empty()) {
       auto r = send(nft::encode_repair(rs, table_flags(), sock.seq(), also_remove, &memo), how, t0);
       if (r || r.error().code == EPERM) return r;
     }

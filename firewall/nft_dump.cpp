@@ -131,14 +131,17 @@ std::string element_text(const void* key, std::uint32_t len, std::uint32_t flags
 
 // ---- snapshots -------------------------------------------------------------------------------
 
-TableSnapshot expected_snapshot(const Ruleset& rs) {
+namespace {
+
+TableSnapshot snapshot_of(const Ruleset& rs, bool contents) {
   TableSnapshot s;
   s.present = true;
   for (const auto& c : rs.chains) {
+    std::vector<std::string> rules = contents ? canonical_rules(c, rs) : std::vector<std::string>{};
     TableSnapshot::ChainState cs = c.base ? TableSnapshot::ChainState{c.name, "filter", hooknum(c.hook), c.priority,
                                                                       static_cast<std::uint32_t>(c.policy_drop ? NF_DROP : NF_ACCEPT),
-                                                                      canonical_rules(c, rs)}
-                                          : TableSnapshot::ChainState{c.name, "", 0, 0, 0, canonical_rules(c, rs)};
+                                                                      std::move(rules)}
+                                          : TableSnapshot::ChainState{c.name, "", 0, 0, 0, std::move(rules)};
     s.chains.push_back(std::move(cs));
   }
   for (const auto& set : rs.sets) {
@@ -147,14 +150,20 @@ TableSnapshot expected_snapshot(const Ruleset& rs) {
                                static_cast<std::uint32_t>((set.interval ? NFT_SET_INTERVAL : 0) | (set.datapath_filled() ? NFT_SET_EVAL : 0) |
                                                           (set.timeout_s ? NFT_SET_TIMEOUT : 0)),
                                {}};
-    if (!set.datapath_filled())
-      for (const auto& r : raw_elements(set.key, set.interval, set.elements, true))
-        ss.elements.push_back(element_text(r.key.data(), r.key_len, r.flags));
+    if (contents && !set.datapath_filled())
+      for_each_raw_element(set.key, set.interval, set.elements, true,
+                           [&](const RawElement& r) { ss.elements.push_back(element_text(r.key.data(), r.key_len, r.flags)); });
     s.sets.push_back(std::move(ss));
   }
   normalize(s);
   return s;
 }
+
+}  // namespace
+
+TableSnapshot expected_snapshot(const Ruleset& rs) { return snapshot_of(rs, true); }
+
+TableSnapshot expected_declarations(const Ruleset& rs) { return snapshot_of(rs, false); }
 
 std::vector<std::string> canonical_rules(const Chain& c, const Ruleset& rs) {
   std::vector<std::string> out;

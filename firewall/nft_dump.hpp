@@ -42,6 +42,9 @@ struct TableSnapshot {
 
 /// What the kernel should hold for `rs` (flags/owner left for the caller to check).
 TableSnapshot expected_snapshot(const Ruleset& rs);
+/// expected_snapshot() without rules and elements: the chains and sets as declared, all that
+/// conflicts() reads (the whole snapshot of 10,000 endpoints is 10,000 strings, sorted).
+TableSnapshot expected_declarations(const Ruleset& rs);
 /// Differences, one line each ("rule 3 of chain output differs", "set lan4 missing"); empty if equal.
 /// Table flags and owner are not compared here.
 std::vector<std::string> compare(const TableSnapshot& expected, const TableSnapshot& actual);

@@ -435,6 +435,16 @@ TEST_CASE("interval sets hold boundaries: a zero end first - start and end per r
   CHECK(ep->key_len == 12u);
   // 10.0.0.0 . udp . 51820: address, protocol padded to 4 bytes, port big endian padded to 4.
   CHECK(ep->elements == std::vector<std::string>{"0a000000" "11000000" "ca6c0000/0"});
+
+  // The declarations alone (what a repair checks the kernel's table against): the same chains and
+  // sets, declared the same, without rules and elements.
+  auto bare = snap;
+  for (auto& c : bare.chains) c.rules.clear();
+  for (auto& set : bare.sets) set.elements.clear();
+  const auto declared = nft::expected_declarations(rs);
+  CHECK(declared.chains.size() == 4);
+  CHECK(nft::compare(bare, declared).empty());
+  CHECK_FALSE(nft::compare(snap, declared).empty());
 }
 
 TEST_CASE("our own messages parse back to exactly the expected snapshot - tampering shows as differences") {
