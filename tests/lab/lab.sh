@@ -395,6 +395,10 @@ cmd_up() {
   trap 'echo "lab.sh: building lab $ID failed at line $LINENO: $BASH_COMMAND" >&2' ERR
   trap '[ "$UP_DONE" = 1 ] || LAB_QUIET=1 teardown' EXIT
   echo "$OWNER" >"$(state_dir)/owner"
+  # Which lab of this id this is: the watcher of an earlier lab of the same id (taken down and
+  # made again at once) must not take this one down.
+  local instance="$$-$EPOCHREALTIME-$RANDOM"
+  echo "$instance" >"$(state_dir)/instance"
   save_setting TUNNEL "$TUNNEL"; save_setting IPV6 "$IPV6"; save_setting SPLIT "$SPLIT"; save_setting UPLINK2 "$UPLINK2"
   local r
   for r in $ROLES_BASE; do make_ns "$r"; done
@@ -409,7 +413,7 @@ cmd_up() {
   trap - ERR
   # A lab lives as long as its owner: a watcher in its own session takes it down when the owner
   # exits, even by SIGKILL or Ctrl-C (which skip the owner's own cleanup).
-  setsid -f "$(readlink -f "$0")" watch --id "$ID" --owner "$OWNER" </dev/null >/dev/null 2>&1
+  LAB_INSTANCE=$instance setsid -f "$(readlink -f "$0")" watch --id "$ID" --owner "$OWNER" </dev/null >/dev/null 2>&1
   UP_DONE=1
   print_vars | tee "$(state_dir)/vars" >/dev/null
   print_vars
@@ -520,8 +524,13 @@ cmd_watch() {
   parse_switches "$@"
   check_id "$ID"
   # Polls twice a second: a process cannot be waited for from outside its parent in a shell.
-  while [ -d "$(state_dir)" ] && alive "$OWNER"; do sleep 0.5; done
-  if [ -d "$(state_dir)" ]; then LAB_QUIET=1 teardown; fi
+  # Watches the lab that started it: once its state is gone (down), or is another lab's of the
+  # same id (down and up again between two polls), there is nothing of its own to take down.
+  local mine=${LAB_INSTANCE:-}
+  [ -n "$mine" ] || return 0
+  ours() { [ "$(cat "$(state_dir)/instance" 2>/dev/null)" = "$mine" ]; }
+  while ours && alive "$OWNER"; do sleep 0.5; done
+  if ours; then LAB_QUIET=1 teardown; fi
 }
 
 cmd_list() {

@@ -89,6 +89,12 @@ check "no state remains" test ! -e "/run/leakguard-lab/$id"
 echo "A second run right after"
 LAB_QUIET=1 "$LAB" up --id "$id" >/dev/null || { echo "second lab.sh up failed" >&2; exit 1; }
 expect "IPv4 through wg0" 203.0.113.3 203.0.113.66
+# The first lab's watcher, had it looked only between 'down' and this 'up', found the state of
+# this lab: a watcher of an earlier lab of the same id whose owner is gone leaves this one alone.
+sleep 0 & gone=$!; wait "$gone"
+LAB_INSTANCE="an-earlier-lab" LAB_QUIET=1 "$LAB" watch --id "$id" --owner "$gone"
+check "an earlier lab's watcher left this one alone" test -e "/run/leakguard-lab/$id/settings"
+expect "IPv4 through wg0, still" 203.0.113.3 203.0.113.66
 LAB_QUIET=1 "$LAB" down --id "$id"
 check "no namespace remains" no_namespaces
 
