@@ -137,10 +137,6 @@ Policy rules_of(const Policy& p) {
   return r;
 }
 
-bool same_rules(const Policy& a, const Policy& b) {
-  return a.mode == b.mode && a.allow_lan == b.allow_lan && a.tunnels == b.tunnels && a.fwmark == b.fwmark &&
-         a.endpoint_uid == b.endpoint_uid && a.emergency == b.emergency && a.escalated == b.escalated &&
-         a.log_blocked == b.log_blocked;
-}
+bool same_rules(const Policy& a, const Policy& b) { return rules_of(a) == rules_of(b); }
 
 }  // namespace leakguard::firewall

@@ -109,9 +109,6 @@ class ElementMessages {
  public:
   ElementMessages(Builder& b, std::string_view table, const std::string& set, std::uint32_t set_id, bool remove)
       : b_(b), table_(table), set_(set), set_id_(set_id), remove_(remove) {}
-  ~ElementMessages() { finish(); }
-  ElementMessages(const ElementMessages&) = delete;
-  ElementMessages& operator=(const ElementMessages&) = delete;
 
   void add(const RawElement& e) {
     static const std::uint8_t open_udata[] = {kUdataElemFlags, 4, kElemIntervalOpen & 0xff, 0, 0, 0};
@@ -129,6 +126,16 @@ class ElementMessages {
     ++count_;
   }
 
+  /// Commits the message being written, if any.
+  void finish() {
+    if (!nlh_) return;
+    mnl_attr_nest_end(nlh_, list_);
+    b_.commit(nlh_, std::string(remove_ ? "delete " : "add ") + std::to_string(count_) + " elements " + (remove_ ? "from" : "to") +
+                        " set " + set_ + " (" + std::to_string(first_) + ".." + std::to_string(first_ + count_ - 1) + ")");
+    first_ += count_;
+    nlh_ = nullptr;
+  }
+
  private:
   void start() {
     char* buf = b_.reserve(kMaxElementBytesPerMessage + 1024);
@@ -139,14 +146,6 @@ class ElementMessages {
     list_ = mnl_attr_nest_start(nlh_, NFTA_SET_ELEM_LIST_ELEMENTS);
     bytes_ = 0;
     count_ = 0;
-  }
-  void finish() {
-    if (!nlh_) return;
-    mnl_attr_nest_end(nlh_, list_);
-    b_.commit(nlh_, std::string(remove_ ? "delete " : "add ") + std::to_string(count_) + " elements " + (remove_ ? "from" : "to") +
-                        " set " + set_ + " (" + std::to_string(first_) + ".." + std::to_string(first_ + count_ - 1) + ")");
-    first_ += count_;
-    nlh_ = nullptr;
   }
 
   Builder& b_;
@@ -165,6 +164,7 @@ void add_element_messages(Builder& b, std::string_view table, const std::string&
   b.expect(elements.size() * (interval ? 2 : 1) * 48 + kMaxElementBytesPerMessage + 1024);
   ElementMessages m(b, table, set_name, set_id, remove);
   for_each_raw_element(key, interval, elements, with_zero_end, [&](const RawElement& e) { m.add(e); });
+  m.finish();
 }
 
 }  // namespace
