@@ -342,7 +342,11 @@ int main(int argc, char** argv) {
   lab::PrivateBus bus(LEAKGUARD_DBUS_POLICY, "users");
   const std::string dir = "/tmp/" + lab::unique_name("bench-dbusflood");
   lab::run({"mkdir", "-p", "-m", "0755", dir});
-  lab::run({"mkdir", "-p", "-m", "0700", dir + "/run"});  // the runtime directory: the private socket
+  // The runtime directory (the private socket, the declaration kept for a restart) on a tmpfs, as
+  // /run/leakguard is under systemd: on this disk (ext4, mounted with discard) each SetTunnel's
+  // rename of the declaration file waited for the device to discard the old file's blocks.
+  lab::RuntimeDir run_dir("bench-dbusflood-run");
+  if (!run_dir.on_tmpfs()) std::printf("note: no tmpfs for the runtime directory; %s is on a disk\n", run_dir.path().c_str());
   std::ofstream(dir + "/leakguard.yaml") << config();
 
   std::vector<Figures> figures;
@@ -361,13 +365,13 @@ int main(int argc, char** argv) {
   }
   {
     lab::Process d(net.ns("host"),
-                   {daemon, "--config", dir + "/leakguard.yaml", "--control-group", "users", "--state-dir", dir + "/run"},
+                   {daemon, "--config", dir + "/leakguard.yaml", "--control-group", "users", "--state-dir", run_dir.path()},
                    dir + "/leakguardd.log");
     if (slices) slices->to_system(d.pid());
     std::unique_ptr<leakguard::cli::Daemon> private_link;
-    wait_until([&] { return (private_link = leakguard::cli::connect_private(dir + "/run/private")) != nullptr; }, 20s);
+    wait_until([&] { return (private_link = leakguard::cli::connect_private(run_dir.path() + "/private")) != nullptr; }, 20s);
     if (!private_link) {
-      std::fprintf(stderr, "no private socket at %s/run/private\n%s\n", dir.c_str(), read_file(dir + "/leakguardd.log").c_str());
+      std::fprintf(stderr, "no private socket at %s/private\n%s\n", run_dir.path().c_str(), read_file(dir + "/leakguardd.log").c_str());
       return 1;
     }
     for (int n : loads) {

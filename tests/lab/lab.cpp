@@ -4,7 +4,10 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <linux/magic.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -227,6 +230,26 @@ Lab::Lab(Options o) : id_(unique_id()) {
     if (eq != std::string::npos) vars_[line.substr(4, eq - 4)] = line.substr(eq + 1);
   }
 }
+
+RuntimeDir::RuntimeDir(std::string_view tag) {
+  auto tmpfs = [](const char* dir) {
+    struct statfs s {};
+    return ::statfs(dir, &s) == 0 && s.f_type == TMPFS_MAGIC;
+  };
+  std::string base = "/tmp";
+  for (const char* d : {"/run", "/dev/shm"}) {
+    if (tmpfs(d)) {
+      base = d;
+      on_tmpfs_ = true;
+      break;
+    }
+  }
+  path_ = base + "/" + unique_name(tag);
+  if (::mkdir(path_.c_str(), 0700) != 0)
+    throw std::runtime_error("lab: cannot create " + path_ + ": " + std::strerror(errno));
+}
+
+RuntimeDir::~RuntimeDir() { lab::run({"rm", "-rf", "--", path_}); }
 
 Lab::~Lab() { lab::run({lab_script(), "down", "--id", id_}); }
 

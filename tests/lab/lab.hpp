@@ -74,6 +74,26 @@ class Process {
   int status_ = -1;
 };
 
+/// A fresh directory (mode 0700) on a tmpfs, as a service's runtime directory (/run/NAME) is under
+/// systemd: the daemon's --state-dir, so that what it keeps there costs what it costs on a
+/// system (on a disk mounted with discard, replacing a file waited for the device: milliseconds).
+/// Under /run when that is a tmpfs, else /dev/shm, else /tmp (then on_tmpfs() is false). Removed,
+/// with what it holds, on destruction.
+class RuntimeDir {
+ public:
+  explicit RuntimeDir(std::string_view tag);
+  ~RuntimeDir();
+  RuntimeDir(const RuntimeDir&) = delete;
+  RuntimeDir& operator=(const RuntimeDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool on_tmpfs() const { return on_tmpfs_; }
+
+ private:
+  std::string path_;
+  bool on_tmpfs_ = false;
+};
+
 /// The lab's scenario switches (see lab.sh --help).
 struct Options {
   bool tunnel = true;         ///< wg0 up with wg-quick-style routing

@@ -44,12 +44,12 @@ Rig::Rig(RigOptions o)
       bus(LEAKGUARD_DBUS_POLICY, kControlGroup),
       dir("/tmp/" + lab::unique_name("rig")),
       config(dir + "/leakguard.yaml"),
-      state_dir(dir + "/run"),
+      runtime("rig-run"),
+      state_dir(runtime.path()),
       private_socket(state_dir + "/private"),
       daemon_args_(o.daemon_args),
       wrapper_(o.wrapper) {
   lab::run({"mkdir", "-p", "-m", "0755", dir});
-  lab::run({"mkdir", "-p", "-m", "0700", state_dir});
   setenv("LEAKGUARD_PRIVATE_SOCKET", private_socket.c_str(), 1);
   std::ofstream(config) << "policy: " << o.policy << "\narmed: " << (o.armed ? "true" : "false") << "\non_stop: keep\ntunnel:\n"
                         << "  interfaces: " << o.tunnel_patterns << "\n"

@@ -40,6 +40,7 @@ class Rig {
   lab::PrivateBus bus;
   const std::string dir;     ///< scratch directory (config, logs), removed at the end
   const std::string config;  ///< the daemon's configuration file
+  lab::RuntimeDir runtime;       ///< on a tmpfs, as /run/leakguard is under systemd
   const std::string state_dir;  ///< the daemon's --state-dir (its runtime directory under systemd)
   /// The daemon's private socket (STATE_DIR/private), root's way in as /run/leakguard/private is
   /// under systemd: named to every leakguardctl the test starts (LEAKGUARD_PRIVATE_SOCKET).
