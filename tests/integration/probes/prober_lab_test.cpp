@@ -373,7 +373,9 @@ TEST_CASE("misbehaving servers over TCP (silent, garbage, half an answer, a floo
     CHECK(outcome(itf, 34).ignored_reason.find("not ours") != std::string::npos);
   }
   for (const auto& s : servers) CHECK(s->connections() >= 3);  // eth0, wg0 and the route each connected
-  CHECK(servers[3]->sent() >= (1u << 20));                      // the flood was megabytes
+  // The flood was hundreds of kilobytes (over a MiB unhindered; under ASan on a loaded machine the
+  // probe's deadline has cut it at 0.98 MiB): far more than one socket buffer.
+  CHECK(servers[3]->sent() >= (256u << 10));
 }
 
 TEST_CASE("a second uplink (wlan0 via another ISP) with the STUN server routed through it: its leak is found too") {
