@@ -162,6 +162,15 @@ std::set<std::string> TurnServer::seen() const {
   return out;
 }
 
+std::set<std::string> TurnServer::wait_seen(const std::string& address, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto out = seen();
+    if (out.contains(address) || std::chrono::steady_clock::now() >= deadline) return out;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 PageResult gather(const std::string& ns, const std::string& url, const std::string& screenshot) {
   std::vector<std::string> argv{"ip", "netns", "exec", ns, "node", kDir + "/gather.js", url};
   if (!screenshot.empty()) argv.insert(argv.end(), {"--screenshot", screenshot});

@@ -3,6 +3,7 @@
 // Chromium (driven by playwright-core) and Debian's Firefox ESR (no driver: the page posts its
 // result back to the page's server). They gather candidates differently (Firefox also makes
 // active ICE-TCP connections), so the proofs run in both.
+#include <chrono>
 #include <set>
 #include <string>
 #include <string_view>
@@ -41,6 +42,10 @@ class TurnServer {
   /// Client addresses the server has logged ("remote ADDR:PORT"), without brackets or ports: who
   /// it saw, whatever the page was told.
   std::set<std::string> seen() const;
+  /// seen() once `address` is in it, or after `timeout`: a page's relay candidate can come back
+  /// before the server has written the line that names its client.
+  std::set<std::string> wait_seen(const std::string& address,
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
 
  private:
   std::string log_;
