@@ -2,5 +2,6 @@
 # Configures and builds leakguard in build/ (extra arguments go to cmake's configure step).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+. scripts/ccache.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${ccache_args[@]}" "$@" >/dev/null
 cmake --build build -j"$(nproc)"

@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config
+  ccache  # the compiler cache of build.sh and test.sh (scripts/ccache.sh)
   libnftnl-dev libmnl-dev libboost-dev libyaml-cpp-dev libsdbus-c++-dev libsdbus-c++-bin
   libsystemd-dev libexpected-dev libcli11-dev nlohmann-json3-dev libfmt-dev doctest-dev
   libssl-dev  # HMAC-SHA1 for the RFC 5769 MESSAGE-INTEGRITY vectors (a test only)

@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 mode=${1:-both}
 scripts/deps.sh
+. scripts/ccache.sh  # the compiler cache (ccache_args)
 # The system tier's machine (a Debian 12 root file system, cached) is downloaded while the code
 # compiles: debootstrap waits on the network, not the CPU. Nothing happens when the cache is
 # current; if this run is interrupted, it finishes on its own (rootfs.sh holds a lock).
@@ -27,7 +28,7 @@ asan_build() {
   # The README's command (a sanitized build defaults to Debug, see CMakeLists.txt); with both
   # builds, only what the sanitized run executes (target sanitized_tests: the unit, integration
   # and fuzz-replay programs and what they start), the rest is compiled by the other two builds.
-  cmake -S . -B build-asan -DLEAKGUARD_SANITIZE=ON >/dev/null
+  cmake -S . -B build-asan -DLEAKGUARD_SANITIZE=ON "${ccache_args[@]}" >/dev/null
   if [ "$mode" = both ]; then
     cmake --build build-asan -j"$(nproc)" --target sanitized_tests
   else

@@ -1,0 +1,18 @@
+# Sourced by build.sh and test.sh: the compiler cache for their builds, when ccache is installed
+# (scripts/deps.sh installs it). The suite builds the code twice from scratch (build/ and
+# build-asan/); with the cache, a run on a machine that has built this code before compiles only
+# the sources that changed. ccache gives back exactly what the compiler would make (warnings
+# included), and never caches a failed compilation.
+#   LEAKGUARD_CCACHE=0  build without it.
+# Sets ccache_args: the cmake configure arguments (which clear the launcher without the cache).
+ccache_args=(-DCMAKE_CXX_COMPILER_LAUNCHER= -DCMAKE_C_COMPILER_LAUNCHER=)
+if [ "${LEAKGUARD_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null 2>&1; then
+  ccache_args=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  # Paths under the clone are hashed relative to it, so another clone of the same code (CI clones
+  # afresh each time) finds the objects this one made. With debug information on, ccache would
+  # also hash the build directory itself (where the debugger looks for sources); it is not
+  # hashed, so an object's debug information may name the clone that compiled it first (the .deb
+  # is stripped; nothing else reads it).
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd -P)}
+  export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
+fi
