@@ -15,4 +15,16 @@ if [ "${LEAKGUARD_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null 2>&1; then
   # is stripped; nothing else reads it).
   export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd -P)}
   export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
+  # This run's own hits and misses (ccache_summary), apart from the cache's lifetime counters.
+  CCACHE_STATSLOG=$(mktemp /tmp/leakguard-ccache-XXXXXX)
+  export CCACHE_STATSLOG
 fi
+# One line: how many compilations this run took from the cache.
+ccache_summary() {
+  [ -n "${CCACHE_STATSLOG:-}" ] && [ -f "$CCACHE_STATSLOG" ] || return 0
+  local hits misses
+  hits=$(grep -cE '^(direct|preprocessed)_cache_hit$' "$CCACHE_STATSLOG" || true)
+  misses=$(grep -cx 'cache_miss' "$CCACHE_STATSLOG" || true)
+  echo "ccache: $hits compilations from the cache, $misses compiled ($(ccache -k cache_dir))"
+  rm -f "$CCACHE_STATSLOG"
+}

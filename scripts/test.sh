@@ -72,6 +72,7 @@ case $mode in
   *) echo "usage: scripts/test.sh [--asan|--no-asan]" >&2; exit 2 ;;
 esac
 [[ $mode == both ]] && asan_build
+[[ $mode == --no-asan ]] || ccache_summary  # the sanitized build's (build.sh prints its own)
 tests/lab/lab.sh gc  # labs left by an earlier run that was killed
 # The download started above is done by now (the builds take longer); a failure is the tier's
 # setup's to report, in one line, when it tries again.
