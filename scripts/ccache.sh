@@ -5,11 +5,11 @@
 # included), and never caches a failed compilation.
 #   LEAKGUARD_CCACHE=0  build without it.
 # Sets ccache_args: the cmake configure arguments (which clear the launcher without the cache).
-ccache_args=(-DCMAKE_CXX_COMPILER_LAUNCHER= -DCMAKE_C_COMPILER_LAUNCHER=)
+ccache_args=(-DCMAKE_CXX_COMPILER_LAUNCHER=)
 if [ "${LEAKGUARD_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null 2>&1; then
-  ccache_args=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-  # Paths under the clone are hashed relative to it, so another clone of the same code (CI clones
-  # afresh each time) finds the objects this one made. With debug information on, ccache would
+  ccache_args=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  # Paths under the clone are hashed relative to it, so another clone of the same code (a fresh
+  # clone, as CI makes) finds the objects this one made. With debug information on, ccache would
   # also hash the build directory itself (where the debugger looks for sources); it is not
   # hashed, so an object's debug information may name the clone that compiled it first (the .deb
   # is stripped; nothing else reads it).
