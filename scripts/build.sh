@@ -4,5 +4,4 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 . scripts/ccache.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${ccache_args[@]}" "$@" >/dev/null
-cmake --build build -j"$(nproc)"
-ccache_summary
+ccache_build build -j"$(nproc)"

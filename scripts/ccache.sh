@@ -15,16 +15,18 @@ if [ "${LEAKGUARD_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null 2>&1; then
   # is stripped; nothing else reads it).
   export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd -P)}
   export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
-  # This run's own hits and misses (ccache_summary), apart from the cache's lifetime counters.
-  CCACHE_STATSLOG=$(mktemp /tmp/leakguard-ccache-XXXXXX)
-  export CCACHE_STATSLOG
 fi
-# One line: how many compilations this run took from the cache.
-ccache_summary() {
-  [ -n "${CCACHE_STATSLOG:-}" ] && [ -f "$CCACHE_STATSLOG" ] || return 0
-  local hits misses
-  hits=$(grep -cE '^(direct|preprocessed)_cache_hit$' "$CCACHE_STATSLOG" || true)
-  misses=$(grep -cx 'cache_miss' "$CCACHE_STATSLOG" || true)
-  echo "ccache: $hits compilations from the cache, $misses compiled ($(ccache -k cache_dir))"
-  rm -f "$CCACHE_STATSLOG"
+# ccache_build DIR ARGS...: cmake --build DIR ARGS..., then one line saying how many of its
+# compilations came from the cache (this build's own, logged in DIR/ccache-stats.log).
+ccache_build() {
+  local dir=$1 log=""
+  shift
+  if [ "${ccache_args[0]}" = -DCMAKE_CXX_COMPILER_LAUNCHER=ccache ]; then
+    log=$(pwd -P)/$dir/ccache-stats.log
+    : >"$log"
+  fi
+  CCACHE_STATSLOG=$log cmake --build "$dir" "$@"
+  [ -n "$log" ] || return 0
+  echo "ccache: $(grep -cE '^(direct|preprocessed)_cache_hit$' "$log") compilations from the cache," \
+       "$(grep -cx cache_miss "$log") compiled ($(ccache -k cache_dir))"
 }

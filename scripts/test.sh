@@ -30,9 +30,9 @@ asan_build() {
   # and fuzz-replay programs and what they start), the rest is compiled by the other two builds.
   cmake -S . -B build-asan -DLEAKGUARD_SANITIZE=ON "${ccache_args[@]}" >/dev/null
   if [ "$mode" = both ]; then
-    cmake --build build-asan -j"$(nproc)" --target sanitized_tests
+    ccache_build build-asan -j"$(nproc)" --target sanitized_tests
   else
-    cmake --build build-asan -j"$(nproc)"
+    ccache_build build-asan -j"$(nproc)"
   fi
 }
 # The clang build only has to compile: LEAKGUARD_COMPILE_ONLY runs every source through the front
@@ -72,7 +72,6 @@ case $mode in
   *) echo "usage: scripts/test.sh [--asan|--no-asan]" >&2; exit 2 ;;
 esac
 [[ $mode == both ]] && asan_build
-[[ $mode == --no-asan ]] || ccache_summary  # the sanitized build's (build.sh prints its own)
 tests/lab/lab.sh gc  # labs left by an earlier run that was killed
 # The download started above is done by now (the builds take longer); a failure is the tier's
 # setup's to report, in one line, when it tries again.
