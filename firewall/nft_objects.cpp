@@ -167,14 +167,16 @@ class Lowering {
                      payload(NFT_PAYLOAD_NETWORK_HEADER, 7, 1, NFT_REG_1);  // RFC 8200 §3
                      cmp_u8(NFT_CMP_EQ, x.value);
                    },
-                   [&](const CtEstablished&) {
+                   [&](const CtState& x) {
                      // ct state is a bit mask in host byte order: established is bit 1
-                     // (NF_CT_STATE_BIT(IP_CT_ESTABLISHED)), tested as nft does: & mask != 0.
+                     // (NF_CT_STATE_BIT(IP_CT_ESTABLISHED)), related bit 2; tested as nft does:
+                     // & mask != 0.
                      nftnl_expr* e = nftnl_expr_alloc("ct");
                      nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
                      nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
                      nftnl_rule_add_expr(r_, e);
-                     const std::uint32_t bit = NF_CT_STATE_BIT(IP_CT_ESTABLISHED);
+                     const std::uint32_t bit =
+                         NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0u);
                      std::uint8_t mask[4], zero[4] = {};
                      std::memcpy(mask, &bit, 4);
                      bitwise(4, mask, zero);

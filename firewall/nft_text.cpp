@@ -58,7 +58,7 @@ std::string match_text(const Match& m) {
             return s;
           },
           [](const HoplimitIs& x) { return "ip6 hoplimit " + std::to_string(x.value); },
-          [](const CtEstablished&) { return std::string("ct state established"); },
+          [](const CtState& x) { return std::string(x.related ? "ct state established,related" : "ct state established"); },
           [](const SocketUidIsNot& x) { return "meta skuid != " + std::to_string(x.uid); },
           [](const AddressInSet& x) {
             return ip_keyword(x.family) + (x.destination ? " daddr @" : " saddr @") + x.set;

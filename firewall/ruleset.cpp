@@ -166,6 +166,9 @@ constexpr std::uint8_t kNdHoplimit = 255;
 // Without reports, switches that snoop MLD stop forwarding our solicited-node multicast: ND dies.
 constexpr std::uint8_t kMldQuery = 130;
 constexpr std::uint8_t kMld2Report = 143;
+// MLDv1 report 131 and done 132 (RFC 2710 §3.6, §3.7).
+constexpr std::uint8_t kMld1Report = 131;
+constexpr std::uint8_t kMld1Done = 132;
 // Size of each per-interface counting set: one element per (interface, protocol) seen.
 constexpr std::uint32_t kCountingSetSize = 1024;
 
@@ -417,6 +420,9 @@ std::vector<Chain> build_base_chains(const Policy& p) {
                               PortsAre{kProtoUdp, kDhcp6Client, kDhcp6Server}}));
   out.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));
   out.rules.push_back(accept({Icmpv6TypeIn{kMld2Report, kMld2Report}, AddressIs{true, pfx("ff02::16/128")}}));
+  // MLDv1 (RFC 2710), which a host falls back to on a link with an MLDv1 querier: reports to
+  // the group reported, done to all routers - link-local groups, hop limit 1 (§3).
+  out.rules.push_back(accept({Icmpv6TypeIn{kMld1Report, kMld1Done}, AddressIs{true, pfx("ff02::/16")}, HoplimitIs{1}}));
   add_dns(out, p.mode);
   if (p.allow_lan) add_lan(out);
   add_blocking(out, p.mode, p.escalated);
@@ -433,8 +439,15 @@ std::vector<Chain> build_base_chains(const Policy& p) {
   // From the endpoints only what answers this host's own flow to them (conntrack: a reply, or
   // more of a flow it began): a packet with the endpoint's address and port as its source is
   // otherwise anyone's to forge. Replies carry no mark (the mark is a property of the local socket).
-  in.rules.push_back(accept({EndpointInSet{Family::v4, false, kEndpoints4}, CtEstablished{}}));
-  in.rules.push_back(accept({EndpointInSet{Family::v6, false, kEndpoints6}, CtEstablished{}}));
+  in.rules.push_back(accept({EndpointInSet{Family::v4, false, kEndpoints4}, CtState{}}));
+  in.rules.push_back(accept({EndpointInSet{Family::v6, false, kEndpoints6}, CtState{}}));
+  // ICMP errors about a flow this host was let send (conntrack's "related": the quoted packet is
+  // one of its flows): Packet Too Big / Fragmentation Needed for the VPN's own connection to
+  // its endpoint, or an unreachable for a LAN flow. Without them path-MTU discovery to an IPv6 or
+  // TCP endpoint black-holes in strict mode. Conntrack only confirms flows the output chain let
+  // out, so nothing blocked has a flow to relate to.
+  in.rules.push_back(accept({L4protoIs{kProtoIcmp}, CtState{true}}));
+  in.rules.push_back(accept({L4protoIs{kProtoIcmpv6}, CtState{true}}));
   in.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Server, kDhcp4Client}}));
   in.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, PortsAre{kProtoUdp, kDhcp6Server, kDhcp6Client}}));
   in.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));
@@ -443,10 +456,14 @@ std::vector<Chain> build_base_chains(const Policy& p) {
   if (p.allow_lan) add_lan(in);
   add_blocking(in, p.mode, p.escalated);
 
-  // forward: routed packets (containers, VMs) take the same way out as our own.
+  // forward: routed packets (containers, VMs) take the same way out as our own. Into the tunnel
+  // anything; out of it only what answers a flow that went in (a container's replies, the LAN
+  // behind a VPN gateway): a new flow from the tunnel - the VPN server or a peer using this host
+  // as a router - leaves another interface only as the rules below allow (the LAN with
+  // allow_lan), like any other routed packet.
   Chain fwd{"forward", Hook::forward, 0, true, {}};
-  for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{false, t}}));
   for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{true, t}}));
+  for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{false, t}, CtState{true}}));
   add_dns(fwd, p.mode);
   if (p.allow_lan) add_lan(fwd);
   add_blocking(fwd, p.mode, p.escalated);

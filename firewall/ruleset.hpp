@@ -122,9 +122,13 @@ struct PortsAre {
 struct Icmpv6TypeIn { std::uint8_t from, to; bool operator==(const Icmpv6TypeIn&) const = default; };
 /// ip6 hoplimit N
 struct HoplimitIs { std::uint8_t value; bool operator==(const HoplimitIs&) const = default; };
-/// ct state established: the packet belongs to a flow conntrack has seen both ways (a reply to
-/// what this host sent, or more of it). Enables connection tracking in the namespace.
-struct CtEstablished { bool operator==(const CtEstablished&) const = default; };
+/// ct state established[,related]: the packet belongs to a flow conntrack has seen both ways (a
+/// reply to what this host sent or forwarded, or more of it), or with `related` is an ICMP error
+/// about such a flow. Enables connection tracking in the namespace.
+struct CtState {
+  bool related = false;
+  bool operator==(const CtState&) const = default;
+};
 /// meta skuid != UID: the local socket that sends belongs to another user. Never matches a packet
 /// without a user's socket (the kernel's own, as WireGuard's: nftables breaks off the rule).
 struct SocketUidIsNot { std::uint32_t uid; bool operator==(const SocketUidIsNot&) const = default; };
@@ -136,7 +140,7 @@ struct EndpointInSet { Family family; bool destination; std::string set; bool op
 struct PortInSet { std::uint8_t proto; bool destination; std::string set; bool operator==(const PortInSet&) const = default; };
 
 using Match = std::variant<NfprotoIs, L4protoIs, IfnameIs, LoopbackIs, MarkIs, AddressIs, PortsAre, Icmpv6TypeIn, HoplimitIs,
-                           CtEstablished, SocketUidIsNot, AddressInSet, EndpointInSet, PortInSet>;
+                           CtState, SocketUidIsNot, AddressInSet, EndpointInSet, PortInSet>;
 
 /// update @set { oifname . meta nfproto . meta l4proto } (iifname when !output): per-interface
 /// counting, per family.

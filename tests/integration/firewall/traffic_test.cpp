@@ -493,3 +493,167 @@ TEST_CASE("forwarded traffic from a child namespace takes the same way out") {
     MESSAGE(summarize(*c));
   }
 }
+
+TEST_CASE("forwarding: a new flow from the tunnel does not leave another interface - into the tunnel it does") {
+  // A peer behind a tunnel interface (the VPN server, or a mesh peer, using this host as a
+  // router): its new flows are judged like any routed packet leaving eth0, never let through
+  // because they came in through the tunnel. The same peer's packets routed back into the wg0
+  // tunnel arrive (the control), and once our table is gone the eth0 path is shown to work.
+  lab::Lab l;
+  lab::Netns peer("peer");
+  const std::string h = l.ns("host");
+  auto sh = [&](const std::vector<std::string>& argv) {
+    auto r = lab::run(argv);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+  };
+  sh({"ip", "-n", h, "link", "add", "tnl9", "type", "veth", "peer", "name", "eth0", "netns", peer.name()});
+  sh({"ip", "-n", h, "addr", "add", "100.64.201.1/24", "dev", "tnl9"});
+  sh({"ip", "-n", h, "-6", "addr", "add", "2001:db8:201::1/64", "dev", "tnl9", "nodad"});
+  sh({"ip", "-n", h, "link", "set", "tnl9", "up"});
+  sh({"ip", "-n", peer.name(), "addr", "add", "100.64.201.2/24", "dev", "eth0"});
+  sh({"ip", "-n", peer.name(), "-6", "addr", "add", "2001:db8:201::2/64", "dev", "eth0", "nodad"});
+  sh({"ip", "-n", peer.name(), "link", "set", "eth0", "up"});
+  sh({"ip", "-n", peer.name(), "route", "add", "default", "via", "100.64.201.1"});
+  sh({"ip", "-n", peer.name(), "-6", "route", "add", "default", "via", "2001:db8:201::1"});
+  REQUIRE(l.run("host", {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}).status == 0);
+  REQUIRE(l.run("host", {"nft", "add table inet lgtest_nat; add chain inet lgtest_nat post { type nat hook postrouting priority srcnat; }; "
+                                "add rule inet lgtest_nat post ip saddr 100.64.201.0/24 masquerade; "
+                                "add rule inet lgtest_nat post ip6 saddr 2001:db8:201::/64 masquerade"})
+              .status == 0);
+
+  Firewall fw = open_in(h);
+  for (Mode mode : {Mode::udp, Mode::strict}) {
+    Policy p = lab_policy(mode);
+    p.tunnels.push_back(*IfnamePattern::parse("tnl9"));
+    apply(fw, p);
+    for (const Fam* f : {&kV4, &kV6}) {
+      INFO(to_string(mode) << " " << f->name);
+      Receivers r(l, *f);
+      const std::string tag = std::string(to_string(mode)) + " " + f->name + " ";
+      SocketSpec c;
+      c.ns = peer.name();
+      c.family = f->af;
+      Fd u = udp_socket(c);
+      const std::string fam = f->af == AF_INET ? "-4" : "-6";
+      const std::string src = f->af == AF_INET ? "100.64.201.0/24" : "2001:db8:201::/64";
+      // The host routes the peer out of eth0.
+      REQUIRE(l.run("host", {"ip", fam, "rule", "add", "from", src, "table", "main", "priority", "100"}).status == 0);
+      REQUIRE(send_udp(u, SockAddr::of(f->web, kPlain), tag + "from the tunnel via eth0") == 0);
+      const int tcp = tcp_connect(c, SockAddr::of(f->web, kTcp), 700ms);
+      // udp mode lets TCP out of eth0 by its definition, for routed packets as for our own;
+      // strict drops it (nothing answers the SYN).
+      if (mode == Mode::udp) CHECK_MESSAGE(tcp == 0, err_name(tcp));
+      else CHECK_MESSAGE(tcp == ETIMEDOUT, err_name(tcp));
+      REQUIRE(l.run("host", {"ip", fam, "rule", "del", "priority", "100"}).status == 0);
+      // Into the wg0 tunnel: the control arrives, from the VPN's exit; the eth0 datagram did not.
+      REQUIRE(send_udp(u, SockAddr::of(f->web, kPlain), tag + "control") == 0);
+      std::vector<Datagram> seen;
+      REQUIRE(wait_for(r.plain, tag + "control", seen));
+      CHECK(seen.back().from == f->vpn_exit);
+      for (auto& x : collect(r.plain, 100ms)) seen.push_back(x);
+      CHECK_FALSE(contains(seen, tag + "from the tunnel via eth0"));
+      CHECK(accept_n(r.tcp, mode == Mode::udp ? 1u : 0u) == (mode == Mode::udp ? 1u : 0u));
+      CHECK(accept_all(r.tcp).empty());
+    }
+  }
+  // Without our table the same datagram out of eth0 arrives (the path is real).
+  auto removed = fw.remove();
+  REQUIRE_MESSAGE(removed, (removed ? "" : removed.error().str()));
+  REQUIRE(l.run("host", {"ip", "-4", "rule", "add", "from", "100.64.201.0/24", "table", "main", "priority", "100"}).status == 0);
+  Receivers r(l, kV4);
+  SocketSpec c;
+  c.ns = peer.name();
+  Fd u = udp_socket(c);
+  REQUIRE(send_udp(u, SockAddr::of(kV4.web, kPlain), "disarmed via eth0") == 0);
+  std::vector<Datagram> seen;
+  REQUIRE(wait_for(r.plain, "disarmed via eth0", seen));
+  CHECK(seen.back().from == kV4.isp_seen);
+}
+
+TEST_CASE("strict policy: ICMP errors about the VPN's own flow reach the host - path MTU to the endpoint, IPv4 and IPv6") {
+  // The ISP's uplink takes 1280 bytes; the host's marked (endpoint) socket sends 1400 with DF.
+  // The ISP router answers Fragmentation Needed / Packet Too Big to the host's eth0 address:
+  // conntrack relates it to the endpoint flow and the input chain must let it in, or path-MTU
+  // discovery to the endpoint black-holes (the socket would never learn the smaller MTU).
+  lab::Lab l;
+  REQUIRE(l.run("isp", {"ip", "link", "set", "up0", "mtu", "1280"}).status == 0);
+  Firewall fw = open_in(l.ns("host"));
+  apply(fw, lab_policy(Mode::strict));
+  for (const Fam* f : {&kV4, &kV6}) {
+    INFO(f->name);
+    Receivers r(l, *f);
+    Fd s = udp_socket(host(l, *f, {}, kMark));
+    const bool v4 = f->af == AF_INET;
+    const int one = 1, dont = v4 ? IP_PMTUDISC_DO : IPV6_PMTUDISC_DO;
+    REQUIRE(setsockopt(s.get(), v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_MTU_DISCOVER : IPV6_MTU_DISCOVER, &dont, sizeof dont) == 0);
+    REQUIRE(setsockopt(s.get(), v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVERR : IPV6_RECVERR, &one, sizeof one) == 0);
+    const SockAddr to = SockAddr::of(f->web, kEndpointUdp);
+    REQUIRE(::connect(s.get(), to.sa(), to.len) == 0);
+    // A small datagram first: the flow exists (and arrives: the endpoint path is open).
+    REQUIRE(::send(s.get(), "small", 5, 0) == 5);
+    std::vector<Datagram> seen;
+    REQUIRE(wait_for(r.endpoint, "small", seen));
+    const std::string big(1400, 'x');
+    REQUIRE(::send(s.get(), big.data(), big.size(), 0) == static_cast<ssize_t>(big.size()));
+    // The ICMP error lands on the socket's error queue (POLLERR), with the new MTU.
+    pollfd pfd{s.get(), 0, 0};
+    const int ready = ::poll(&pfd, 1, 3000);
+    REQUIRE_MESSAGE(ready == 1, "no ICMP error reached the socket within 3 s (the input chain dropped it?)");
+    CHECK((pfd.revents & POLLERR) != 0);
+    int mtu = 0;
+    socklen_t len = sizeof mtu;
+    REQUIRE(getsockopt(s.get(), v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_MTU : IPV6_MTU, &mtu, &len) == 0);
+    CHECK(mtu == 1280);
+  }
+}
+
+TEST_CASE("strict policy: MLDv1 reports leave eth0 (a link with an MLDv1 querier)") {
+  // With force_mld_version=1 (what a host falls back to beside an MLDv1 querier) the kernel
+  // reports a group it joins with an ICMPv6 type 131 to that group, hop limit 1. The ISP router,
+  // a member of the same group, is the witness: its raw ICMPv6 socket sees the report.
+  lab::Lab l;
+  Firewall fw = open_in(l.ns("host"));
+  apply(fw, lab_policy(Mode::strict));
+  const std::string group = "ff02::1234";
+  auto join = [&](const std::string& ns, const std::string& dev) {
+    SocketSpec s;
+    s.ns = ns;
+    s.family = AF_INET6;
+    Fd fd = udp_socket(s);
+    ipv6_mreq m{};
+    REQUIRE(inet_pton(AF_INET6, group.c_str(), &m.ipv6mr_multiaddr) == 1);
+    {
+      lab::NetnsScope in(ns);
+      m.ipv6mr_interface = if_nametoindex(dev.c_str());
+    }
+    REQUIRE(m.ipv6mr_interface != 0);
+    REQUIRE(setsockopt(fd.get(), IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof m) == 0);
+    return fd;
+  };
+  Fd isp_member = join(l.ns("isp"), "down0");
+  SocketSpec raw;
+  raw.ns = l.ns("isp");
+  raw.family = AF_INET6;
+  raw.device = "down0";
+  raw.protocol = IPPROTO_ICMPV6;
+  Fd witness = make_socket(raw, SOCK_RAW);
+  REQUIRE(l.run("host", {"sysctl", "-qw", "net.ipv6.conf.eth0.force_mld_version=1"}).status == 0);
+  Fd host_member = join(l.ns("host"), "eth0");
+  const auto deadline = Clock::now() + 3s;
+  bool seen = false;
+  while (!seen && Clock::now() < deadline) {
+    pollfd p{witness.get(), POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (::poll(&p, 1, static_cast<int>(std::max<long long>(left, 0))) != 1) break;
+    unsigned char buf[1500];
+    sockaddr_in6 from{};
+    socklen_t len = sizeof from;
+    const ssize_t n = ::recvfrom(witness.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+    if (n >= 24 && buf[0] == 131) {  // MLDv1 report: type, code, checksum, delay, reserved, group
+      char g[INET6_ADDRSTRLEN] = {};
+      inet_ntop(AF_INET6, buf + 8, g, sizeof g);
+      seen = g == group;
+    }
+  }
+  CHECK_MESSAGE(seen, "no MLDv1 report for " << group << " reached the ISP router within 3 s");
+}

@@ -209,12 +209,15 @@ TEST_CASE("without an fwmark an endpoint uid refuses other users' sockets first 
   for (const auto& l : lines(chain(build_ruleset(p), "output"))) CHECK(l.find("skuid") == std::string::npos);
 }
 
-TEST_CASE("forward: tunnel in or out accepted - DNS and the policy block judged by the outgoing interface") {
+TEST_CASE("forward: into the tunnel accepted - out of it only replies - DNS and the policy block judged by the outgoing interface") {
   const auto fwd = lines(chain(build_ruleset(policy(Mode::udp)), "forward"));
-  CHECK(fwd[0] == "iifname \"wg0\" accept");
-  CHECK(fwd[1] == "iifname \"tun*\" accept");
-  CHECK(fwd[2] == "oifname \"wg0\" accept");
-  CHECK(fwd[3] == "oifname \"tun*\" accept");
+  CHECK(fwd[0] == "oifname \"wg0\" accept");
+  CHECK(fwd[1] == "oifname \"tun*\" accept");
+  // A new flow from the tunnel (the VPN server using this host as a router) is judged like any
+  // routed packet: only what answers a flow that went into the tunnel passes unjudged.
+  CHECK(fwd[2] == "iifname \"wg0\" ct state established,related accept");
+  CHECK(fwd[3] == "iifname \"tun*\" ct state established,related accept");
+  for (const auto& l : fwd) CHECK(l.find("iifname \"wg0\" accept") == std::string::npos);
   index_of(fwd, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-fwd\"");
   index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta nfproto . meta l4proto }");
   index_of(fwd, "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
