@@ -61,6 +61,13 @@ std::size_t count(const std::string& text, const std::string& what) {
   return n;
 }
 
+/// `conf` with every `from` replaced by `to`.
+void rewrite(const std::string& conf, const std::string& from, const std::string& to) {
+  std::string text = read_all(conf);
+  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+  std::ofstream(conf) << text;
+}
+
 }  // namespace
 
 TEST_CASE("the real OpenVPN connects through the block, declared before it starts: secured, and down clears it") {
@@ -134,4 +141,27 @@ TEST_CASE("the real OpenVPN fails over to its next remote through the block, and
   // An exit clears it.
   CHECK(client->stop(SIGTERM) == 0);
   CHECK(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s));
+}
+
+TEST_CASE("the real OpenVPN with a hex mark: OpenVPN marks nothing, so no fwmark is declared and it connects") {
+  // OpenVPN reads `mark` with atoi(): "0xca6c" is 0, its packets carry no mark. Declared with the
+  // mark 51820, the endpoint would let none of them through (EHOSTUNREACH, for good).
+  Lab world;
+  Rig& rig = world.rig;
+  const OpenvpnProvider& vpn = *world.provider;
+  const std::string conf = vpn.client_config("proto udp\nremote 198.51.100.1 1194\n", "down " + kHook + "\n");
+  rewrite(conf, "mark 51820", "mark 0xca6c");  // the configuration's and the up hook's
+  const auto pre = vpn.pre_start(conf);
+  REQUIRE_MESSAGE(pre.status == 0, pre.out);
+  CHECK(pre.out.find("OpenVPN reads 'mark 0xca6c'") != std::string::npos);
+  CHECK(rig.status()["fwmark"].is_null());
+  const std::string log = rig.dir + "/client.log";
+  auto client = vpn.start_client(conf, log);
+  INFO(read_all(log));
+  REQUIRE_MESSAGE(eventually([&] { return read_all(log).find("Initialization Sequence Completed") != std::string::npos; }, 20s),
+                  read_all(log));
+  REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  CHECK(rig.status()["tunnel"]["declared"] == "tun0");
+  CHECK(rig.status()["fwmark"].is_null());  // up (--mark 0xca6c) read it as OpenVPN does too
+  CHECK(client->stop(SIGTERM) == 0);
 }
