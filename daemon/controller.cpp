@@ -86,8 +86,32 @@ std::vector<Prefix> dhcp_subnets(const netwatch::NetModel& m, const netwatch::Cl
   return out;
 }
 
+namespace {
+
+/// Keeps the first `max` of `v` (the configuration's own LAN ranges come first in lan_subnets());
+/// says what was left out.
+template <typename T>
+void clamp(std::vector<T>& v, std::size_t max, std::string_view what, std::string_view meaning, std::string& overflow) {
+  if (v.size() <= max) return;
+  if (!overflow.empty()) overflow += "; ";
+  overflow += std::string(what) + ": " + std::to_string(v.size()) + ", only the first " + std::to_string(max) + " kept (" +
+              std::string(meaning) + ")";
+  v.resize(max);
+}
+
+}  // namespace
+
 NetworkSets network_sets(const netwatch::NetModel& m, const netwatch::Classifier& c, const std::vector<Prefix>& listed_lan) {
-  return {lan_subnets(m, c, listed_lan), tunnel_addresses(m, c), dhcp_subnets(m, c)};
+  NetworkSets s{lan_subnets(m, c, listed_lan), tunnel_addresses(m, c), dhcp_subnets(m, c), {}};
+  const firewall::Limits limits;
+  // Cut to what the firewall takes, each set on its own: one oversized set must not make the
+  // firewall refuse the update of all three (the tunnel's new address unprotected because a
+  // network handed out 300 subnets).
+  clamp(s.lan, limits.max_lan_subnets, "on-link LAN subnets", "allow_lan opens no more", s.overflow);
+  clamp(s.tunnel_addresses, limits.max_tunnel_addresses, "tunnel addresses",
+        "packets for the others through a physical interface are not dropped early", s.overflow);
+  clamp(s.dhcp, limits.max_lan_subnets, "DHCP subnets", "a renewal to the others goes by broadcast", s.overflow);
+  return s;
 }
 
 Desired emergency_block() {
@@ -219,7 +243,7 @@ void Controller::run(const Action& a) {
 Result<void> Controller::start(const netwatch::NetModel& network) {
   network_ = network;
   // Before the first install: it is complete.
-  fw_.set_network(network_sets(network_, classifier(), config_.allow_lan_ranges));
+  update_network_sets();
   if (!start_config_error_.empty()) {
     out_.error("configuration not usable: " + start_config_error_ +
                " (failing closed; fix the file, then SIGHUP or leakguardctl reload)");
@@ -318,10 +342,21 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
 }
 
 void Controller::observe(const std::string& why, bool network_event) {
-  fw_.set_network(network_sets(network_, classifier(), config_.allow_lan_ranges));
+  update_network_sets();
   const TunnelLink t = tunnel_link(network_, classifier());
   if (t.up != machine_.tunnel_up()) feed(TunnelState{t.up, t.str()});
   else if (network_event) feed(NetworkChanged{why});
+}
+
+void Controller::update_network_sets() {
+  NetworkSets sets = network_sets(network_, classifier(), config_.allow_lan_ranges);
+  // Said once when it starts, changes or ends, not on every network event.
+  if (sets.overflow != network_overflow_) {
+    if (!sets.overflow.empty()) out_.error("the network is larger than the firewall's sets: " + sets.overflow);
+    else out_.info("the network fits the firewall's sets again");
+    network_overflow_ = sets.overflow;
+  }
+  fw_.set_network(sets);
 }
 
 void Controller::start_probe(const std::string& reason) {

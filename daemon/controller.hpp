@@ -99,6 +99,10 @@ struct NetworkSets {
   std::vector<Prefix> lan;                  ///< what allow_lan opens (lan_subnets())
   std::vector<IpAddress> tunnel_addresses;  ///< the tunnels' own addresses (tunnel_addresses())
   std::vector<Prefix> dhcp;                 ///< where DHCP servers may be reached by unicast (dhcp_subnets())
+  /// What did not fit the firewall's limits (firewall::Limits) and was left out, one line per
+  /// set ("" when everything fit). Each set is cut on its own: a network with more on-link
+  /// subnets than the LAN set holds never holds back the tunnel's addresses.
+  std::string overflow;
   bool operator==(const NetworkSets&) const = default;
 };
 NetworkSets network_sets(const netwatch::NetModel& m, const netwatch::Classifier& c,
@@ -308,6 +312,8 @@ class Controller final : public Control {
   /// or after a change of which interfaces are tunnels). `network_event`: probe even if the tunnel
   /// state stays as it was.
   void observe(const std::string& why, bool network_event);
+  /// The network's sets to the firewall, cut to its limits (said in the log when they do not fit).
+  void update_network_sets();
   Result<void> recompute(const std::string& what);
   /// Runs `mutate`, then recompute(); if the firewall would refuse the result, undoes `mutate`.
   /// Then the network is observed again: which interfaces are tunnels may have changed.
@@ -348,6 +354,7 @@ class Controller final : public Control {
   std::uint64_t leak_count_ = 0;
   std::string last_rules_error_;
   std::string start_config_error_;  // why the configuration given at start could not be used
+  std::string network_overflow_;    // what of the network did not fit the firewall's sets (logged once)
   Protection protection_ = Protection::none;
   std::string block_error_;  // why not even the emergency block could be installed
   std::optional<TimePoint> retry_due_;

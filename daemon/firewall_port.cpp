@@ -62,6 +62,8 @@ Result<void> NftFirewallPort::apply(const Desired& d) {
     return r;
   }
   applied_ = d;
+  // What failed before (an apply, a set update) stands no more; the guard's failure still does.
+  if (!last_error_.starts_with("table guard: ")) last_error_.clear();
   return {};
 }
 
@@ -94,6 +96,7 @@ void NftFirewallPort::set_network(const NetworkSets& sets) {
   if (!applied_ || !fw_) return;
   // Only sets change: element updates, no rule touched.
   if (auto r = fw_->apply(to_policy(*applied_, network_)); !r) last_error_ = "network set update: " + r.error().str();
+  else if (last_error_.starts_with("network set update: ")) last_error_.clear();
 }
 
 nlohmann::json NftFirewallPort::status() const {

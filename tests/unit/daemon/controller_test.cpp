@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/controller.hpp"
+#include "firewall/policy.hpp"
 
 using namespace leakguard;
 using namespace leakguard::daemon;
@@ -118,7 +119,8 @@ struct Recorder : Notifications {
   void retry_due(TimePoint at) override { retry = at; }
   std::vector<std::optional<TunnelDeclaration>> declarations;  // as main.cpp would keep them
   void declaration_changed(const std::optional<TunnelDeclaration>& t) override { declarations.push_back(t); }
-  void info(const std::string&) override {}
+  std::vector<std::string> infos;  // info lines, apart: most tests look only at the rest
+  void info(const std::string& l) override { infos.push_back(l); }
   void error(const std::string& l) override { lines.push_back("error " + l); }
 };
 
@@ -973,4 +975,46 @@ TEST_CASE("the tunnel's own addresses reach the firewall, and follow the tunnel"
   CHECK(w.fw.net.tunnel_addresses.size() == 3);
   w.c.network_changed(network(Wg::absent), "wg0 removed");
   CHECK(w.fw.net.tunnel_addresses.empty());
+}
+
+TEST_CASE("a network larger than the firewall's sets: each set cut on its own, said once - the tunnel's addresses still follow") {
+  // 300 private /24s on eth0 (a hostile or huge network, with allow_lan or without): the LAN and
+  // DHCP sets are cut to the firewall's limit, and the tunnel's new address still reaches the
+  // firewall in the same update (it used to be refused with the rest, the whole update at once).
+  World w;
+  netwatch::NetModel m = network(Wg::up);
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("100.64.0.2/24"), RT_SCOPE_UNIVERSE, 0}});
+  for (int i = 0; i < 300; ++i)
+    m.apply(netwatch::Added<netwatch::Address>{
+        {IfIndex{2}, *Prefix::parse("10." + std::to_string(200 + i / 256) + "." + std::to_string(i % 256) + ".1/24"), RT_SCOPE_UNIVERSE, 0}});
+  // 300 private subnets for the LAN; with 192.0.2.0/24, 301 for DHCP.
+  w.c.start(m);
+  const firewall::Limits limits;
+  CHECK(w.fw.net.dhcp.size() == limits.max_lan_subnets);
+  CHECK(w.fw.net.lan.size() == limits.max_lan_subnets);
+  CHECK(w.fw.net.overflow.find("on-link LAN subnets: 300, only the first 256 kept") != std::string::npos);
+  CHECK(w.fw.net.overflow.find("DHCP subnets: 301, only the first 256 kept") != std::string::npos);
+  auto said = [&] {
+    return std::count_if(w.out.lines.begin(), w.out.lines.end(),
+                         [](const std::string& l) { return l.find("larger than the firewall's sets") != std::string::npos; });
+  };
+  CHECK(said() == 1);
+  m.apply(netwatch::Added<netwatch::Address>{{IfIndex{3}, *Prefix::parse("100.64.0.9/32"), RT_SCOPE_UNIVERSE, 0}});
+  w.c.network_changed(m, "address added");
+  CHECK(w.fw.net.tunnel_addresses ==
+        std::vector<IpAddress>{*IpAddress::parse("100.64.0.2"), *IpAddress::parse("100.64.0.9")});
+  CHECK(said() == 1);  // the same overflow is not said again
+  // The network shrinks back: said once that it fits.
+  w.c.network_changed(network(Wg::up), "addresses removed");
+  CHECK(w.fw.net.overflow.empty());
+  CHECK(std::count_if(w.out.infos.begin(), w.out.infos.end(),
+                      [](const std::string& l) { return l.find("fits the firewall's sets again") != std::string::npos; }) == 1);
+  // And the firewall takes what the controller hands it.
+  const NetworkSets sets = network_sets(m, netwatch::Classifier{{IfnamePattern{"wg0"}}});
+  firewall::Policy p;
+  p.allow_lan = true;
+  p.lan_subnets = sets.lan;
+  p.dhcp_subnets = sets.dhcp;
+  p.tunnel_addresses = sets.tunnel_addresses;
+  CHECK(firewall::validate(p));
 }
