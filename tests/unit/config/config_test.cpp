@@ -1,9 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <cerrno>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "firewall/policy.hpp"
 
 using namespace leakguard;
 using namespace leakguard::config;
@@ -135,8 +138,8 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"tunnel:\n  endpoints: [198.51.100.300:51820]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "not an IP address"},
       {"tunnel:\n  endpoints: [\"2001:db8::1:51820\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "go in brackets"},
       {"tunnel:\n  endpoints: [198.51.100.1:51820/sctp]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "udp or tcp"},
-      {"tunnel:\n  endpoints: [198.51.100.1:51820, 198.51.100.1:51820/udp]\n", "bad.yaml:2:14: tunnel.endpoints:",
-       "same endpoint twice"},
+      {"tunnel:\n  endpoints: [198.51.100.1:51820, 198.51.100.1:51820/udp]\n", "bad.yaml:2:35: tunnel.endpoints[1]:",
+       "'198.51.100.1:51820/udp' is given twice: the same as tunnel.endpoints[0] (line 2, column 15)"},
       {"tunnel:\n  fwmark: 0\n", "bad.yaml:2:11: tunnel.fwmark:", "expected 1..4294967295"},
       {"tunnel:\n  fwmark: -5\n", "bad.yaml:2:11: tunnel.fwmark:", "is not a mark"},
       {"tunnel:\n  fwmark: 0x100000000\n", "bad.yaml:2:11: tunnel.fwmark:", "is not a mark"},
@@ -146,7 +149,7 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"probe:\n  interval: -10s\n", "bad.yaml:2:13: probe.interval:", "negative"},
       {"probe:\n  interval: 10 minutes\n", "bad.yaml:2:13: probe.interval:", "unknown unit"},
       {"probe:\n  interval: 200ms\n", "bad.yaml:2:13: probe.interval:", "too short (at least 1s)"},
-      {"probe:\n  interval: 30s\n  timeout: 45s\n", "bad.yaml:2:3: probe.timeout:", "shorter than probe.interval (30s)"},
+      {"probe:\n  interval: 30s\n  timeout: 45s\n", "bad.yaml:3:12: probe.timeout:", "shorter than probe.interval (30s)"},
       {"probe:\n  families: [ipv5]\n", "bad.yaml:2:14: probe.families[0]:", "expected ipv4 or ipv6"},
       {"probe:\n  servers: []\n", "bad.yaml:2:12: probe.servers:", "at least one STUN server"},
       {"probe:\n  servers: [stun.example.org]\n", "bad.yaml:2:13: probe.servers[0]:", "port is missing"},
@@ -163,11 +166,53 @@ TEST_CASE("broken files are refused with file:line:column, the field, and what i
       {"metrics:\n  textfile: \"/var/lib/x\\nleakguard.prom\"\n", "bad.yaml:2:13: metrics.textfile:", "control character"},
       {"metrics:\n  textfile: [/a.prom]\n", "bad.yaml:2:13: metrics.textfile:", "expected an absolute path"},
       {"metrics:\n  path: /a.prom\n", "bad.yaml:2:3: metrics.path:", "unknown setting (expected one of: enabled, textfile)"},
+      // More than one document: nothing of the file may go unread.
+      {"---\n---\npolicy: strict\n", "bad.yaml:2:1: ", "a second YAML document"},
+      {"policy: strict\n...\npolicy: udp\n", "bad.yaml:3:1: ", "a second YAML document"},
+      {"policy: strict\n---\n", "bad.yaml:2:1: ", "the file must be one document"},
+      // What the firewall refuses, refused here with the place.
+      {"tunnel:\n  endpoints: [0.0.0.0:51820]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "the unspecified address"},
+      {"tunnel:\n  endpoints: [\"[::]:51820\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "the unspecified address"},
+      {"tunnel:\n  endpoints: [198.51.100.1:1, 127.0.0.1:51820]\n", "bad.yaml:2:31: tunnel.endpoints[1]:", "a loopback address"},
+      {"tunnel:\n  endpoints: [\"[::1]:51820\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "a loopback address"},
+      {"tunnel:\n  endpoints: [224.0.0.251:5353]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "a multicast address"},
+      {"tunnel:\n  endpoints: [\"[ff02::fb]:5353\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "a multicast address"},
+      {"tunnel:\n  endpoints: [255.255.255.255:51820]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "limited broadcast"},
+      {"tunnel:\n  endpoints: [0.1.2.3:51820]\n", "bad.yaml:2:15: tunnel.endpoints[0]:", "\"this network\""},
+      {"tunnel:\n  endpoints: [\"[::ffff:198.51.100.1]:51820/tcp\"]\n", "bad.yaml:2:15: tunnel.endpoints[0]:",
+       "IPv4-mapped IPv6 address (::ffff:0:0/96, RFC 4291 2.5.5.2) never matches IPv4 traffic: write 198.51.100.1:51820/tcp"},
+      {"allow_lan_ranges: [\"::ffff:0:0/96\"]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "IPv4-mapped addresses"},
+      {"allow_lan_ranges: [\"::ffff:192.168.1.0/120\"]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "IPv4-mapped addresses"},
+      {"allow_lan_ranges: [\"::/16\"]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "loopback"},
+      {"allow_lan_ranges: [0.0.0.0/8]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "\"this network\""},
+      {"allow_lan_ranges: [0.0.0.0/24]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "\"this network\""},
+      {"allow_lan_ranges: [127.0.0.0/8]\n", "bad.yaml:1:20: allow_lan_ranges[0]:", "loopback"},
+      // Host names the resolver would read as an address (inet_aton's forms).
+      {"probe:\n  servers: [\"1234:3478\"]\n", "bad.yaml:2:13: probe.servers[0]:", "reads it as the address 0.0.4.210"},
+      {"probe:\n  servers: [\"1.2.3:3478\"]\n", "bad.yaml:2:13: probe.servers[0]:", "reads it as the address 1.2.0.3"},
+      {"probe:\n  servers: [\"010.0.0.1:3478\"]\n", "bad.yaml:2:13: probe.servers[0]:", "reads it as the address 8.0.0.1"},
+      {"probe:\n  servers: [\"0x7f.1:3478\"]\n", "bad.yaml:2:13: probe.servers[0]:", "reads it as the address 127.0.0.1"},
+      // Every list refuses an entry given twice, naming both.
+      {"tunnel:\n  interfaces: [wg0, tun*, wg0]\n", "bad.yaml:2:27: tunnel.interfaces[2]:",
+       "'wg0' is given twice: the same as tunnel.interfaces[0] (line 2, column 16)"},
+      {"probe:\n  servers: [a.example:3478, \"A.example:3478/udp\"]\n", "bad.yaml:2:29: probe.servers[1]:",
+       "the same as probe.servers[0] (line 2, column 13)"},
+      {"probe:\n  families: [ipv6, ipv6]\n", "bad.yaml:2:20: probe.families[1]:", "the same as probe.families[0]"},
+      {"allow_lan_ranges:\n  - 100.64.0.0/10\n  - 100.64.1.1/10\n", "bad.yaml:3:5: allow_lan_ranges[1]:",
+       "'100.64.1.1/10' is given twice: the same as allow_lan_ranges[0] (line 2, column 5)"},
+      // Blame what the file says, where it says it.
+      {"probe: {interval: 1s}\n", "bad.yaml:1:19: probe.interval:", "must be longer than probe.timeout (3s, the default)"},
+      {"probe:\n  timeout: 2m\n", "bad.yaml:2:12: probe.timeout:", "shorter than probe.interval (1m, the default)"},
+      {"policy:\narmed: true\n", "bad.yaml:1:1: policy:", "no value (expected one of: strict, udp)"},
+      {"tunnel:\n  fwmark:\n\n", "bad.yaml:2:3: tunnel.fwmark:", "no value"},
+      {"policy: ~\n", "bad.yaml:1:9: policy:", "no value"},
   };
   for (const auto& c : cases) {
-    CAPTURE(c.yaml);
-    auto r = parse(c.yaml, "bad.yaml");
-    REQUIRE_FALSE(r);
+    const std::string yaml = c.yaml;
+    CAPTURE(yaml);
+    auto r = parse(yaml, "bad.yaml");
+    CHECK_FALSE(r);
+    if (r) continue;
     const auto msg = r.error().message;
     CAPTURE(msg);
     CHECK(r.error().step == "load config");
@@ -199,10 +244,114 @@ TEST_CASE("metrics: off by default into Debian's textfile directory, on and else
   CHECK(empty->metrics == Metrics{});
 }
 
-TEST_CASE("load: a missing file is an error naming the path") {
+TEST_CASE("load: a missing file or a directory is an error naming the path and the system's reason") {
   auto r = load("/nonexistent/leakguard.yaml");
   REQUIRE_FALSE(r);
-  CHECK(r.error().message.find("/nonexistent/leakguard.yaml") != std::string::npos);
+  CHECK(r.error().message == "/nonexistent/leakguard.yaml: cannot read the file: No such file or directory");
+  CHECK(r.error().code == ENOENT);
+
+  // Read as an empty file, a directory would have meant all defaults.
+  auto dir = load(LEAKGUARD_CONFIG_DIR);
+  REQUIRE_FALSE(dir);
+  CHECK(dir.error().message == std::string(LEAKGUARD_CONFIG_DIR) + ": cannot read the file: Is a directory");
+  CHECK(dir.error().code == EISDIR);
+}
+
+TEST_CASE("null sections are empty sections, every one of them") {
+  for (const char* section : {"tunnel", "probe", "attribution", "metrics", "allow_lan_ranges"}) {
+    CAPTURE(section);
+    for (const char* null : {": ~\n", ":\n", ": null\n"}) {
+      auto c = parse(std::string(section) + null, "n.yaml");
+      REQUIRE_MESSAGE(c, (c ? "" : c.error().str()));
+      CHECK(*c == defaults());
+    }
+  }
+}
+
+// "KEY:\n  - ENTRY(0)\n  - ENTRY(1)..." with n entries.
+template <typename F>
+std::string yaml_list(const std::string& head, std::size_t n, F&& entry) {
+  std::string y = head;
+  for (std::size_t i = 0; i < n; ++i) y += "  - " + entry(i) + "\n";
+  return y;
+}
+
+TEST_CASE("the lists are bounded by the firewall's limits: the first entry past one is refused where it stands") {
+  const firewall::Limits limits;
+  const auto v4 = [](std::size_t i) {
+    return "198." + std::to_string(18 + i / 65536) + "." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256);
+  };
+  const auto endpoint = [&](std::size_t i) { return v4(i) + ":51820"; };
+  const auto iface = [](std::size_t i) { return "wg" + std::to_string(i); };
+  const auto range = [&](std::size_t i) { return v4(i * 256) + "/24"; };
+  struct Limit {
+    std::string head;
+    std::function<std::string(std::size_t)> entry;
+    std::size_t max;
+    std::string field;
+  };
+  const std::vector<Limit> cases = {
+      {"tunnel:\n endpoints:\n", endpoint, limits.max_endpoints, "tunnel.endpoints"},
+      {"tunnel:\n interfaces:\n", iface, limits.max_tunnels, "tunnel.interfaces"},
+      {"allow_lan_ranges:\n", range, limits.max_lan_subnets, "allow_lan_ranges"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.field);
+    auto at_limit = parse(yaml_list(c.head, c.max, c.entry), "many.yaml");
+    REQUIRE_MESSAGE(at_limit, (at_limit ? "" : at_limit.error().str()));
+    auto past = parse(yaml_list(c.head, c.max + 1, c.entry), "many.yaml");
+    REQUIRE_FALSE(past);
+    const auto where = (c.head == "allow_lan_ranges:\n" ? 2 : 3) + c.max;
+    CHECK(past.error().message == "many.yaml:" + std::to_string(where) + ":5: " + c.field + "[" + std::to_string(c.max) +
+                                      "]: more than " + std::to_string(c.max) + " entries (at most " +
+                                      std::to_string(c.max) + ": the limit the firewall sets for " +
+                                      (c.field == "tunnel.endpoints" ? "endpoints"
+                                       : c.field == "tunnel.interfaces" ? "tunnel interfaces and patterns"
+                                                                        : "LAN subnets") +
+                                      ")");
+  }
+}
+
+TEST_CASE("every endpoint the loader accepts, the firewall accepts") {
+  for (const char* text : {"0.0.0.0:1", "[::]:1", "127.0.0.1:1", "[::1]:1", "224.0.0.1:1", "239.255.255.250:1900",
+                           "[ff02::1]:1", "255.255.255.255:1", "[::ffff:127.0.0.1]:1", "[::ffff:0.0.0.0]:1",
+                           "198.51.100.1:1", "[2001:db8::1]:1/tcp", "[::0.0.0.1]:1"}) {
+    CAPTURE(text);
+    auto c = parse(std::string("tunnel:\n  endpoints: [\"") + text + "\"]\n", "e.yaml");
+    if (!c) continue;
+    firewall::Policy p;
+    p.tunnels = c->tunnel_interfaces;
+    p.endpoints = c->endpoints;
+    auto ok = firewall::validate(p);
+    CHECK_MESSAGE(ok, (ok ? "" : ok.error().str()));
+  }
+}
+
+TEST_CASE("messages show values clipped and escaped: no 50 MB line, no invisible byte") {
+  const std::string huge(50 * 1024 * 1024, 'x');
+  auto r = parse("policy: " + huge + "\n", "big.yaml");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message == "big.yaml:1:9: policy: '" + std::string(64, 'x') + "\u2026' is not one of: strict, udp");
+
+  // A value the common parsers echo (twice: whole, and its port) is clipped wherever it shows.
+  auto port = parse("tunnel:\n  endpoints: [\"198.51.100.1:" + std::string(100, '9') + "\"]\n", "p.yaml");
+  REQUIRE_FALSE(port);
+  CHECK(port.error().message.size() < 400);
+  CHECK(port.error().message.find(std::string(65, '9')) == std::string::npos);
+  CHECK(port.error().message.find(std::string(64, '9') + "\u2026'") != std::string::npos);
+
+  // A BOM in mid-file (a paste from a Windows editor) and a control character.
+  auto bom = parse("policy: \xef\xbb\xbfstrict\n", "bom.yaml");
+  REQUIRE_FALSE(bom);
+  CHECK(bom.error().message == "bom.yaml:1:9: policy: '\\xef\\xbb\\xbfstrict' is not one of: strict, udp");
+  auto tab = parse("tunnel:\n  interfaces: [\"wg\\u00010\"]\n", "c.yaml");
+  REQUIRE_FALSE(tab);
+  CHECK(tab.error().message.find("\\x01") != std::string::npos);
+
+  // An unknown key is clipped too.
+  auto key = parse(std::string(200, 'k') + ": 1\n", "k.yaml");
+  REQUIRE_FALSE(key);
+  CHECK(key.error().message.starts_with("k.yaml:1:1: " + std::string(64, 'k') + "\u2026: unknown setting"));
 }
 
 TEST_CASE("durations") {
