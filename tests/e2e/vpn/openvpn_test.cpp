@@ -165,3 +165,27 @@ TEST_CASE("the real OpenVPN with a hex mark: OpenVPN marks nothing, so no fwmark
   CHECK(rig.status()["fwmark"].is_null());  // up (--mark 0xca6c) read it as OpenVPN does too
   CHECK(client->stop(SIGTERM) == 0);
 }
+
+TEST_CASE("the real OpenVPN with <connection> blocks: each block's own proto and port declared, it connects to the first") {
+  Lab world;
+  Rig& rig = world.rig;
+  const OpenvpnProvider& vpn = *world.provider;
+  const std::string conf = vpn.client_config(
+      "<connection>\nremote 198.51.100.1 1194\nproto udp\n</connection>\n"
+      "<connection>\nremote 198.51.100.1 443\nproto tcp-client\n</connection>\n",
+      "down " + kHook + "\n");
+  const auto pre = vpn.pre_start(conf);
+  REQUIRE_MESSAGE(pre.status == 0, pre.out);
+  CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:1194/udp", "198.51.100.1:443/tcp"}));
+  const std::string log = rig.dir + "/client.log";
+  auto client = vpn.start_client(conf, log);
+  INFO(read_all(log));
+  // The first block, over UDP, at once (declared as TCP, its handshake would meet the block until
+  // OpenVPN gave up on it).
+  REQUIRE_MESSAGE(eventually([&] { return read_all(log).find("Initialization Sequence Completed") != std::string::npos; }, 10s),
+                  read_all(log));
+  CHECK(read_all(log).find("UDPv4 link remote: [AF_INET]198.51.100.1:1194") != std::string::npos);
+  REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:1194/udp", "198.51.100.1:443/tcp"}));
+  CHECK(client->stop(SIGTERM) == 0);
+}

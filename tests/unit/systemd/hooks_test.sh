@@ -168,6 +168,32 @@ for m in 0xca6c tun0; do
   expect "openvpn --pre-start: mark $m is 0 to OpenVPN: no fwmark declared" \
     "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" "$hooks/openvpn" --pre-start "$tmp/mark.conf"
 done
+# <connection> blocks: each its own proto and port, the global ones set before it as defaults;
+# remotes outside the blocks are not used (OpenVPN 2.6's "Connection profiles", openvpn --verb 4).
+cat >"$tmp/blocks.conf" <<'CONF'
+dev tun0
+proto tcp-client
+port 1195
+remote 203.0.113.99 1     # ignored: the configuration has <connection> blocks
+<connection>
+remote 198.51.100.1 1194
+proto udp
+</connection>
+<connection>
+  remote 198.51.100.1 443
+  proto tcp-client
+</connection>
+<connection>
+remote 198.51.100.3          ; the global proto and port from above
+</connection>
+<tls-crypt>
+remote 203.0.113.98 2        (inside another inline block: no option)
+</tls-crypt>
+proto udp
+CONF
+expect "openvpn --pre-start: <connection> blocks, each with its own proto and port" \
+  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.1:1194/udp --endpoint 198.51.100.1:443/tcp --endpoint 198.51.100.3:1195/tcp" \
+  "$hooks/openvpn" --pre-start "$tmp/blocks.conf"
 printf 'dev tun3\n' >"$tmp/noremote.conf"
 expect "openvpn --pre-start: no remote (a server): nothing declared" "" "$hooks/openvpn" --pre-start "$tmp/noremote.conf"
 expect "NetworkManager: WireGuard device up" \
