@@ -45,10 +45,12 @@ struct Case {
 
 /// leakguardd blocking in the lab (no WireGuard tunnel, tun* no tunnel by configuration, no
 /// endpoint configured: only the hook lets OpenVPN through), and the provider's OpenVPN servers.
+/// `strict`: everything is blocked outside the tunnel, TCP too (the policy udp lets TCP out).
 struct Lab {
-  Rig rig{RigOptions{.lab = {.tunnel = false}, .armed = true, .interval = "60s", .tunnel_patterns = "[wg*]", .endpoint = false}};
+  Rig rig;
   std::unique_ptr<OpenvpnProvider> provider;
-  Lab() {
+  explicit Lab(const std::string& policy = "udp")
+      : rig(RigOptions{.lab = {.tunnel = false}, .armed = true, .policy = policy, .interval = "60s", .tunnel_patterns = "[wg*]", .endpoint = false}) {
     rig.start();
     REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
     provider = std::make_unique<OpenvpnProvider>(rig);
@@ -188,4 +190,54 @@ TEST_CASE("the real OpenVPN with <connection> blocks: each block's own proto and
   REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
   CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:1194/udp", "198.51.100.1:443/tcp"}));
   CHECK(client->stop(SIGTERM) == 0);
+}
+
+TEST_CASE("the real OpenVPN re-reads its configuration on SIGHUP: the edited remote is declared and it reconnects through the block") {
+  Lab world("strict");  // the edited remote is TCP: blocked too
+  Rig& rig = world.rig;
+  const OpenvpnProvider& vpn = *world.provider;
+  const std::string conf = vpn.client_config("remote 198.51.100.1 1194 udp\n", "down " + kHook + "\n");
+  const auto pre = vpn.pre_start(conf);
+  REQUIRE_MESSAGE(pre.status == 0, pre.out);
+  const std::string log = rig.dir + "/client.log";
+  auto client = vpn.start_client(conf, log);
+  INFO(read_all(log));
+  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "Initialization Sequence Completed") == 1; }, 20s), read_all(log));
+  REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  // The user moves the configuration to the provider's TCP server and sends SIGHUP: OpenVPN reads
+  // it again and connects there; down declared its servers (before, the old remote stayed declared
+  // and the new one's handshake met the block for good).
+  rewrite(conf, "remote 198.51.100.1 1194 udp", "remote 198.51.100.1 443 tcp-client");
+  REQUIRE(::kill(client->pid(), SIGHUP) == 0);
+  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "Initialization Sequence Completed") == 2; }, 20s), read_all(log));
+  CHECK(read_all(log).find("OpenVPN restarts (sighup) and reads " + conf + " again: tun0 declared with its servers") != std::string::npos);
+  CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:443/tcp"}));
+  CHECK(rig.status()["tunnel"]["declared"] == "tun0");
+  CHECK_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  CHECK(client->stop(SIGTERM) == 0);
+  CHECK(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s));
+}
+
+TEST_CASE("the real OpenVPN with persist-tun: SIGUSR1 while the server is unreachable, then SIGTERM, clears the declaration") {
+  // Without persist-tun OpenVPN closes tun0 on the restart (down runs: "stays declared") and,
+  // never reconnected, runs nothing at the SIGTERM; with it tun0 stays and down runs at the exit.
+  Lab world;
+  Rig& rig = world.rig;
+  const OpenvpnProvider& vpn = *world.provider;
+  const std::string conf = vpn.client_config("remote 198.51.100.1 1194 udp\n", "persist-tun\ndown " + kHook + "\n");
+  const auto pre = vpn.pre_start(conf);
+  REQUIRE_MESSAGE(pre.status == 0, pre.out);
+  const std::string log = rig.dir + "/client.log";
+  auto client = vpn.start_client(conf, log);
+  INFO(read_all(log));
+  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "Initialization Sequence Completed") == 1; }, 20s), read_all(log));
+  REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  // The server goes out of reach (its packets dropped where it lives), and OpenVPN restarts.
+  REQUIRE(rig.net.run("vpn", {"nft", "add table inet lgt_gone; add chain inet lgt_gone in { type filter hook input priority 0; }; "
+                                     "add rule inet lgt_gone in udp dport 1194 drop"}).status == 0);
+  REQUIRE(::kill(client->pid(), SIGUSR1) == 0);
+  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "SIGUSR1[hard,] received, process restarting") == 1; }, 10s), read_all(log));
+  CHECK(rig.status()["tunnel"]["declared"] == "tun0");
+  CHECK(client->stop(SIGTERM) == 0);
+  CHECK_MESSAGE(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s), read_all(log));
 }

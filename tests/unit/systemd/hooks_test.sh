@@ -140,6 +140,13 @@ expect "openvpn down on SIGTERM clears" "leakguardctl tunnel clear --interface=t
   env script_type=down signal=sigterm dev=tun0 "$hooks/openvpn"
 expect "openvpn down on a restart (SIGUSR1) keeps the declaration" "" env script_type=down signal=sigusr1 dev=tun0 "$hooks/openvpn"
 expect "openvpn down on ping-restart keeps the declaration" "" env script_type=down signal=ping-restart dev=tun0 "$hooks/openvpn" --down
+# Reasons OpenVPN's manual does not name as a restart: an exit (server-pushed-halt: the server's
+# client-kill ... HALT, and OpenVPN exits) clears.
+for sig in server-pushed-halt exit-with-notification error unknown; do
+  expect "openvpn down on $sig clears" "leakguardctl tunnel clear --interface=tun0" env script_type=down signal=$sig dev=tun0 "$hooks/openvpn"
+done
+expect "openvpn down on SIGHUP without a configuration to read keeps the declaration" "" \
+  env -u config script_type=down signal=sighup dev=tun0 "$hooks/openvpn"
 # --pre-start reads the client configuration OpenVPN is about to use.
 cat >"$tmp/client.conf" <<'CONF'
 client
@@ -160,6 +167,11 @@ expect "openvpn --pre-start: every remote (names resolved), port, proto and mark
 expect "openvpn up keeps the configuration's other servers (failover)" \
   "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.10 trusted_port=443 proto_1=tcp-client config="$tmp/client.conf" "$hooks/openvpn" --mark 51820
+# SIGHUP: OpenVPN reads its configuration again (a `remote` edited before the SIGHUP); down
+# declares its servers for the device, so that the reconnection gets through.
+expect "openvpn down on SIGHUP declares the servers of the configuration read again" \
+  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
+  env script_type=down signal=sighup dev=tun0 config="$tmp/client.conf" "$hooks/openvpn"
 printf 'dev tun3\nproto tcp-client\nremote 198.51.100.9\nrport 443\n' >"$tmp/tcp.conf"
 expect "openvpn --pre-start: proto tcp-client, rport, no mark" \
   "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
