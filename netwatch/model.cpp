@@ -166,18 +166,29 @@ InterfaceClass NetModel::classify(const Link& l, const Classifier& c) const {
 }
 
 IfIndex NetModel::egress(Family f, std::uint32_t mark) const {
-  auto best_default = [&](std::uint32_t table) -> const Route* {
+  // A table's route to the internet: its best default route - unless both halves of the address
+  // space have a /1 route of their own, which win over /0 for every destination by longest
+  // prefix (OpenVPN's redirect-gateway def1: 0.0.0.0/1 and 128.0.0.0/1 via tun0, the default
+  // route left in place; ::/1 and 8000::/1 for IPv6). With /1 routes for only one half the
+  // internet leaves two ways; the default route's is the one reported, as before.
+  auto internet_route = [&](std::uint32_t table) -> const Route* {
     const Route* best = nullptr;
-    for (const auto& r : routes_)
-      if (r.family == f && r.table == table && r.is_default() && r.type == RTN_UNICAST && (!best || r.priority < best->priority))
-        best = &r;
-    return best;
+    const Route* half[2] = {nullptr, nullptr};
+    for (const auto& r : routes_) {
+      if (r.family != f || r.table != table || r.type != RTN_UNICAST) continue;
+      const Route** slot = nullptr;
+      if (r.is_default()) slot = &best;
+      else if (r.dst.length == 1) slot = &half[(r.dst.address.bytes[0] & 0x80) ? 1 : 0];
+      if (slot && (!*slot || r.priority < (*slot)->priority)) *slot = &r;
+    }
+    if (half[0] && half[1]) return half[0];
+    return best ? best : (half[0] ? half[0] : half[1]);
   };
   std::vector<Rule> rules;
   for (const auto& r : rules_)
     if (r.family == f) rules.push_back(r);
   if (rules.empty()) {  // no rule information: the kernel's default is the main table
-    const Route* r = best_default(RT_TABLE_MAIN);
+    const Route* r = internet_route(RT_TABLE_MAIN);
     return r ? r->oif : IfIndex{};
   }
   std::stable_sort(rules.begin(), rules.end(), [](const Rule& a, const Rule& b) { return a.priority < b.priority; });
@@ -185,7 +196,7 @@ IfIndex NetModel::egress(Family f, std::uint32_t mark) const {
     bool match = !rule.fwmark || ((mark & rule.fwmask) == *rule.fwmark);
     if (rule.invert) match = !match;
     if (!match || rule.action != FR_ACT_TO_TBL) continue;
-    const Route* r = best_default(rule.table);
+    const Route* r = internet_route(rule.table);
     if (!r) continue;
     if (rule.suppress_prefixlen && r->dst.length <= *rule.suppress_prefixlen) continue;
     return r->oif;

@@ -222,3 +222,32 @@ TEST_CASE("the model in text and JSON") {
   CHECK(t.find("ipv6 traffic leaves via wg0") != std::string::npos);
   CHECK(t.find("    2001:db8:2::10/64 scope global") != std::string::npos);
 }
+
+TEST_CASE("egress: OpenVPN's redirect-gateway def1 (two /1 routes beside the default) takes the internet into the tunnel") {
+  auto m = host(false);
+  m.apply(Added<Link>{link(6, "tun0", "tun", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+  CHECK(m.egress(Family::v4) == IfIndex{2});
+  m.apply(Added<Route>{route("0.0.0.0/1", 6)});
+  // One half only: the internet leaves two ways; the default route's is reported.
+  CHECK(m.egress(Family::v4) == IfIndex{2});
+  m.apply(Added<Route>{route("128.0.0.0/1", 6)});
+  CHECK(m.egress(Family::v4) == IfIndex{6});
+  CHECK(m.egress(Family::v6) == IfIndex{2});  // IPv4's routes say nothing of IPv6
+  m.apply(Added<Route>{route("::/1", 6)});
+  m.apply(Added<Route>{route("8000::/1", 6)});
+  CHECK(m.egress(Family::v6) == IfIndex{6});
+  // wg-quick's suppress_prefixlength 0 (its rule comes before "not fwmark" in the real order)
+  // hides only /0: /1 routes in main still win before its table.
+  auto wg = host(true);
+  CHECK(wg.egress(Family::v4) == IfIndex{3});
+  for (Family f : {Family::v4, Family::v6}) {
+    Rule main = rule(f, 100, 254);
+    main.suppress_prefixlen = 0;
+    wg.apply(Added<Rule>{main});
+  }
+  CHECK(wg.egress(Family::v4) == IfIndex{3});
+  wg.apply(Added<Link>{link(6, "tun0", "tun", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+  wg.apply(Added<Route>{route("0.0.0.0/1", 6)});
+  wg.apply(Added<Route>{route("128.0.0.0/1", 6)});
+  CHECK(wg.egress(Family::v4) == IfIndex{6});
+}
