@@ -320,6 +320,15 @@ for call in "$hooks/wg-quick up wg0" "$hooks/wg-quick pre-up wg0 $tmp/wg0.conf" 
   if [ "$rc" -eq 3 ] && [[ $out == *"leakguardd is not running"* ]]; then echo "  ok   daemon down: $call exits 3 and says why"; passed=$((passed + 1))
   else echo "  FAIL daemon down: $call (exit $rc): $out"; failed=$((failed + 1)); fi
 done
+# Taking a VPN down always works: a failing PreDown aborts `wg-quick down` (the interface stays
+# up), and OpenVPN's down has nothing to stop. The hooks say why and exit 0.
+for call in "$hooks/wg-quick down wg0" "env script_type=down signal=sigterm dev=tun0 $hooks/openvpn" \
+            "env -u script_type dev=tun0 $hooks/openvpn --down" "env script_type=down dev=tun0 $hooks/openvpn --mark tun0" \
+            "env script_type=down signal=sighup dev=tun0 config=$tmp/tcp.conf $hooks/openvpn" "env script_type=down dev= $hooks/openvpn"; do
+  rc=0 out=$(PATH="$tmp/down:$PATH" $call 2>&1) || rc=$?
+  if [ "$rc" -eq 0 ] && [[ $out == *"leakguard"* ]]; then echo "  ok   daemon down: $call exits 0 and says why"; passed=$((passed + 1))
+  else echo "  FAIL daemon down: $call (exit $rc): $out"; failed=$((failed + 1)); fi
+done
 expect_fails "NetworkManager: up with no interface" env DEVICE_IFACE= "$hooks/networkmanager" "" up
 expect_fails "NetworkManager: down with no interface" "$hooks/networkmanager" "" down
 expect_fails "NetworkManager: vpn-up with no connection" env -u CONNECTION_UUID VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up

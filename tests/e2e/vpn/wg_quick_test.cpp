@@ -1,0 +1,57 @@
+// The real wg-quick (userspace WireGuard: wireguard-go) with the shipped hook as PreUp, PostUp and
+// PreDown, against leakguardd in the lab: what the hook must do whatever state leakguard is in.
+// (Up through the block, down, roaming: e2e/control_surface_test.)
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "tests/e2e/rig/rig.hpp"
+
+using namespace std::chrono_literals;
+using leakguard::e2e::Rig;
+using leakguard::e2e::RigOptions;
+
+namespace {
+
+bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+
+/// leakguardd blocking in a lab with no tunnel yet; wg* is no tunnel by configuration and no
+/// endpoint is configured: only the hooks let WireGuard through.
+RigOptions blocking() { return RigOptions{.lab = {.tunnel = false}, .armed = true, .interval = "60s", .tunnel_patterns = "[tun*]", .endpoint = false}; }
+
+/// wg-quick down at the end, even when a check fails.
+struct Down {
+  const Rig& rig;
+  std::string conf;
+  bool up = false;
+  ~Down() {
+    if (up) (void)rig.wg_quick("down", conf);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the real wg-quick goes down while leakguardd is not running: PreDown warns, wg0 is gone") {
+  Rig rig(blocking());
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
+  Down wg0{rig, rig.wg_quick_config(Rig::WgHooks::pre_up_down)};
+  const auto r = rig.wg_quick("up", wg0.conf);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  wg0.up = true;
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  rig.daemon().stop(SIGTERM);  // the block stays (on_stop: keep)
+  // A failing PreDown would abort wg-quick down and leave wg0 up.
+  const auto d = rig.wg_quick("down", wg0.conf);
+  INFO(d.out);
+  CHECK(d.status == 0);
+  CHECK(has(d.out, "leakguardd is not running"));
+  CHECK(has(d.out, "leakguard: wg0 not cleared; wg-quick takes it down anyway"));
+  CHECK(rig.net.run("host", {"ip", "link", "show", "wg0"}).status != 0);
+  wg0.up = rig.net.run("host", {"ip", "link", "show", "wg0"}).status == 0;
+}
