@@ -399,6 +399,7 @@ int main(int argc, char** argv) {
                                      "Print, in nft syntax, the ruleset a configuration file would install, "
                                      "without installing it")
                           ->expected(0, 1);
+  check_opt->excludes(ruleset_opt);  // each names the file it reads: both at once is ambiguous
   bool print_network = false, json = false, verbose = false, no_table_owner = false;
   std::string control_group = "leakguard";
   app.add_option("--control-group", control_group, "Members of this group may change things over D-Bus (root always may)")
@@ -433,23 +434,26 @@ int main(int argc, char** argv) {
       std::cerr << "leakguardd: " << cfg.error().str() << "\n";
       return 2;
     }
-    if (check) {
-      std::cout << (explicit_path || std::filesystem::exists(config_path) ? config_path : "(defaults)") << ": ok\n"
-                << cfg->str() << "\n";
-      return 0;
-    }
     const lg::netwatch::Classifier cls{cfg->tunnel_interfaces};
-    if (print_ruleset) {
+    if (check || print_ruleset) {
       // The network's sets (LAN, the tunnels' addresses, DHCP subnets) as the daemon would fill
-      // them right now; without netlink access the ruleset is printed with them empty.
-      d::NetworkSets sets;
-      if (auto m = lg::netwatch::dump_model()) sets = d::network_sets(*m, cls, cfg->allow_lan_ranges);
+      // them right now; without netlink access the ruleset is printed with them empty. A check
+      // leaves the network out but translates and validates as the daemon does: what it passes,
+      // the daemon accepts.
+      d::NetworkSets sets = d::network_sets({}, cls, cfg->allow_lan_ranges);
+      if (print_ruleset) {
+        if (auto m = lg::netwatch::dump_model()) sets = d::network_sets(*m, cls, cfg->allow_lan_ranges);
+      }
       auto text = d::NftFirewallPort::dry_run(*cfg, sets);
       if (!text) {
         std::cerr << "leakguardd: " << text.error().str() << "\n";
         return 2;
       }
-      std::cout << *text;
+      if (check)
+        std::cout << (explicit_path || std::filesystem::exists(config_path) ? config_path : "(defaults)") << ": ok\n"
+                  << cfg->str() << "\n";
+      else
+        std::cout << *text;
       return 0;
     }
     auto m = lg::netwatch::dump_model();
