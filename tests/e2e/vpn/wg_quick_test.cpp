@@ -55,3 +55,38 @@ TEST_CASE("the real wg-quick goes down while leakguardd is not running: PreDown 
   CHECK(rig.net.run("host", {"ip", "link", "show", "wg0"}).status != 0);
   wg0.up = rig.net.run("host", {"ip", "link", "show", "wg0"}).status == 0;
 }
+
+TEST_CASE("the real wg-quick: a second tunnel is refused while the first is up, and may follow one left behind") {
+  Rig rig(blocking());
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
+  Down wg0{rig, rig.wg_quick_config(Rig::WgHooks::pre_up_down)};
+  auto r = rig.wg_quick("up", wg0.conf);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  wg0.up = true;
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  // wg1's PreUp would replace the declaration (SetTunnel replaces): wg0 out of the rules, dead.
+  Down wg1{rig, rig.wg_quick_config(Rig::WgHooks::pre_up_down, "wg1")};
+  r = rig.wg_quick("up", wg1.conf);
+  INFO(r.out);
+  CHECK(r.status != 0);
+  CHECK(has(r.out, "leakguard: tunnel wg0 is declared (VPN up); one VPN at a time - take it down first"));
+  wg1.up = rig.net.run("host", {"ip", "link", "show", "wg1"}).status == 0;
+  CHECK_FALSE(wg1.up);  // wg-quick took it away again
+  CHECK(rig.status()["tunnel"]["declared"] == "wg0");
+  CHECK_MESSAGE(rig.wait_state("secured"), rig.output());
+  CHECK(rig.witness("203.0.113.3") == "203.0.113.66");  // wg0 still carries the traffic
+  // wg0 gone without its PreDown (as after a crash of its client): its declaration is left behind,
+  // and the next tunnel replaces it.
+  REQUIRE(rig.net.run("host", {"ip", "link", "del", "wg0"}).status == 0);
+  wg0.up = false;
+  CHECK(rig.status()["tunnel"]["declared"] == "wg0");
+  r = rig.wg_quick("up", wg1.conf);
+  INFO(r.out);
+  CHECK(r.status == 0);
+  wg1.up = r.status == 0;
+  CHECK(rig.status()["tunnel"]["declared"] == "wg1");
+  CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:51820/udp"}));
+  CHECK(has(rig.table(), "\"wg1\""));
+}

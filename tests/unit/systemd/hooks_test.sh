@@ -72,11 +72,15 @@ expect() {  # NAME EXPECTED COMMAND...: the hook exits 0 and makes exactly the E
   if [ "$got" = "$want" ] && [ "$rc" -eq 0 ]; then echo "  ok   $name"; passed=$((passed + 1))
   else printf '  FAIL %s (exit %s)\n       want: %s\n       got:  %s\n%s\n' "$name" "$rc" "$want" "$got" "$out"; failed=$((failed + 1)); fi
 }
+expect_vpn() {  # NAME EXPECTED COMMAND...: expect, after the look at the declaration (one VPN at a time)
+  local name=$1 want=$2; shift 2
+  expect "$name" "leakguardctl status --json${want:+$'\n'$want}" "$@"
+}
 echo "VPN-client hooks"
-expect "wg-quick up: every peer endpoint and the fwmark" \
+expect_vpn "wg-quick up: every peer endpoint and the fwmark" \
   "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
-expect "wg-quick up without fwmark" \
+expect_vpn "wg-quick up without fwmark" \
   "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
   env WG_FWMARK=off "$hooks/wg-quick" up wg0
 expect "wg-quick down" "leakguardctl tunnel clear --interface=wg0" "$hooks/wg-quick" down wg0
@@ -101,37 +105,37 @@ Endpoint = unknown.invalid:51820
 [Peer]
 PublicKey = bm8gZW5kcG9pbnQ=
 CONF
-expect "wg-quick pre-up: the configuration's endpoints (names resolved) and mark" \
+expect_vpn "wg-quick pre-up: the configuration's endpoints (names resolved) and mark" \
   "leakguardctl tunnel set --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
   "$hooks/wg-quick" pre-up wg0 "$tmp/wg0.conf"
 printf '[Interface]\nPrivateKey = aGVsbG8=\nFwMark = off\n[Peer]\nEndpoint = 198.51.100.1:51820\n' >"$tmp/nomark.conf"
-expect "wg-quick pre-up: FwMark = off" "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp" \
+expect_vpn "wg-quick pre-up: FwMark = off" "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp" \
   "$hooks/wg-quick" pre-up wg0 "$tmp/nomark.conf"
 printf '[Interface]\nPrivateKey = aGVsbG8=\nListenPort = 51820\n[Peer]\nPublicKey = cGsx\n' >"$tmp/server.conf"
-expect "wg-quick pre-up: no peer endpoint (a server): nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/server.conf"
-expect "wg-quick pre-up: an unreadable configuration: nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/missing.conf"
-expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect_vpn "wg-quick pre-up: no peer endpoint (a server): nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/server.conf"
+expect_vpn "wg-quick pre-up: an unreadable configuration: nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/missing.conf"
+expect_vpn "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=udp "$hooks/openvpn"
-expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
+expect_vpn "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
   env script_type=up dev=tun1 trusted_ip6=2001:db8::9 trusted_port=443 proto_1=tcp-client "$hooks/openvpn"
 expect "openvpn down" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn"
 # Several remotes: OpenVPN describes each (proto_N, remote_port_N) and names none as the active one.
-expect "openvpn up: the protocol of the remote on the trusted port" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect_vpn "openvpn up: the protocol of the remote on the trusted port" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=tcp-client remote_port_1=4443 proto_2=udp remote_port_2=1194 "$hooks/openvpn"
-expect "openvpn up: one port, both protocols" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:443/tcp --endpoint 198.51.100.9:443/udp" \
+expect_vpn "openvpn up: one port, both protocols" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:443/tcp --endpoint 198.51.100.9:443/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=443 proto_1=tcp-client remote_port_1=443 proto_2=udp remote_port_2=443 "$hooks/openvpn"
 # OpenVPN appends its own arguments (device, MTUs, addresses, init) after the configured ones.
-expect "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
+expect_vpn "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 51820 tun0 1500 1553 10.8.0.2 10.8.0.1 init
 # OpenVPN reads its `mark` with atoi(): decimal digits only, "0xca6c" is 0 (its packets carry no
 # mark: declaring 51820 would let none of them through), "12abc" 12, "-5" the unsigned 4294967291.
-expect "openvpn up: a hex mark is 0 to OpenVPN: no fwmark declared" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect_vpn "openvpn up: a hex mark is 0 to OpenVPN: no fwmark declared" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0xca6c tun0 1500 1553 10.8.0.2 10.8.0.1 init
-expect "openvpn up: --mark 0 is no mark" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect_vpn "openvpn up: --mark 0 is no mark" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0 tun0
-expect "openvpn up: the mark's leading digits, as atoi reads them" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 12" \
+expect_vpn "openvpn up: the mark's leading digits, as atoi reads them" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 12" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 12abc tun0
-expect "openvpn up: a negative mark as the kernel takes it" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 4294967291" \
+expect_vpn "openvpn up: a negative mark as the kernel takes it" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 4294967291" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark -5 tun0
 expect "openvpn down with --mark" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn" --mark 51820 tun0
 expect "openvpn --down from the down-root plugin (no script_type)" "leakguardctl tunnel clear --interface=tun0" \
@@ -161,10 +165,10 @@ remote 2001:db8::9 1196 udp6
 remote unknown.invalid
 # remote 203.0.113.99 1       (a comment)
 CONF
-expect "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
+expect_vpn "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
   "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   "$hooks/openvpn" --pre-start "$tmp/client.conf"
-expect "openvpn up keeps the configuration's other servers (failover)" \
+expect_vpn "openvpn up keeps the configuration's other servers (failover)" \
   "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.10 trusted_port=443 proto_1=tcp-client config="$tmp/client.conf" "$hooks/openvpn" --mark 51820
 # SIGHUP: OpenVPN reads its configuration again (a `remote` edited before the SIGHUP); down
@@ -173,11 +177,11 @@ expect "openvpn down on SIGHUP declares the servers of the configuration read ag
   "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   env script_type=down signal=sighup dev=tun0 config="$tmp/client.conf" "$hooks/openvpn"
 printf 'dev tun3\nproto tcp-client\nremote 198.51.100.9\nrport 443\n' >"$tmp/tcp.conf"
-expect "openvpn --pre-start: proto tcp-client, rport, no mark" \
+expect_vpn "openvpn --pre-start: proto tcp-client, rport, no mark" \
   "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
 for m in 0xca6c tun0; do
   printf 'dev tun0\nmark %s\nremote 198.51.100.9\n' "$m" >"$tmp/mark.conf"
-  expect "openvpn --pre-start: mark $m is 0 to OpenVPN: no fwmark declared" \
+  expect_vpn "openvpn --pre-start: mark $m is 0 to OpenVPN: no fwmark declared" \
     "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" "$hooks/openvpn" --pre-start "$tmp/mark.conf"
 done
 # <connection> blocks: each its own proto and port, the global ones set before it as defaults;
@@ -203,11 +207,11 @@ remote 203.0.113.98 2        (inside another inline block: no option)
 </tls-crypt>
 proto udp
 CONF
-expect "openvpn --pre-start: <connection> blocks, each with its own proto and port" \
+expect_vpn "openvpn --pre-start: <connection> blocks, each with its own proto and port" \
   "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.1:1194/udp --endpoint 198.51.100.1:443/tcp --endpoint 198.51.100.3:1195/tcp" \
   "$hooks/openvpn" --pre-start "$tmp/blocks.conf"
 printf 'dev tun3\n' >"$tmp/noremote.conf"
-expect "openvpn --pre-start: no remote (a server): nothing declared" "" "$hooks/openvpn" --pre-start "$tmp/noremote.conf"
+expect_vpn "openvpn --pre-start: no remote (a server): nothing declared" "" "$hooks/openvpn" --pre-start "$tmp/noremote.conf"
 expect "NetworkManager: WireGuard device up" \
   "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
@@ -260,10 +264,10 @@ echo "adversarial environments"
 # A file whose name matches an endpoint read as a glob pattern ("[2001:db8::1]:51820" matches
 # "1:51820"), and one matching a tunnel name pattern, in the working directory.
 mkdir "$tmp/cwd" && touch "$tmp/cwd/1:51820" "$tmp/cwd/eth0" && cd "$tmp/cwd" || exit 1
-expect "wg-quick: an endpoint is never a glob pattern" \
+expect_vpn "wg-quick: an endpoint is never a glob pattern" \
   "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
-expect "wg-quick pre-up: an endpoint is never a glob pattern" \
+expect_vpn "wg-quick pre-up: an endpoint is never a glob pattern" \
   "leakguardctl tunnel set --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
   "$hooks/wg-quick" pre-up wg0 "$tmp/wg0.conf"
 expect "NetworkManager WireGuard: an endpoint is never a glob pattern" \
@@ -272,10 +276,10 @@ expect "NetworkManager WireGuard: an endpoint is never a glob pattern" \
 expect "NetworkManager VPN: a bracketed remote is never a glob pattern" \
   "leakguardctl tunnel set --interface=tun7 --endpoint [2001:db8::1]:51820/udp" \
   env NM_VPN_DATA="remote = [2001:db8::1]:51820" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun7 "$hooks/networkmanager" tun7 vpn-up
-expect "an interface name with '*' goes as it is (the daemon refuses it), never globbed" \
+expect_vpn "an interface name with '*' goes as it is (the daemon refuses it), never globbed" \
   "leakguardctl tunnel set --interface=e* --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up 'e*'
-expect "an interface name beginning with '-' is no option" \
+expect_vpn "an interface name beginning with '-' is no option" \
   "leakguardctl tunnel set --interface=-x --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=-x trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
 expect "wg-quick down with an odd name" "leakguardctl tunnel clear --interface=--fwmark=1" "$hooks/wg-quick" down --fwmark=1
@@ -295,7 +299,7 @@ expect "NetworkManager VPN: no interface from NetworkManager: the dispatcher's o
 # Empty values: nothing is declared (the block stays as it is), never a malformed call.
 expect "NetworkManager VPN: an empty remote declares nothing" "" \
   env NM_VPN_DATA="remote = , port = " CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun4 "$hooks/networkmanager" tun4 vpn-up
-expect "wg-quick: no peer endpoint yet declares nothing" "" env WG_ENDPOINTS='pk1=\t(none)\n' "$hooks/wg-quick" up wg0
+expect_vpn "wg-quick: no peer endpoint yet declares nothing" "" env WG_ENDPOINTS='pk1=\t(none)\n' "$hooks/wg-quick" up wg0
 expect_fails() {  # NAME COMMAND...: the hook exits non-zero, says why, and calls nothing
   local name=$1; shift
   : >"$LOG"
@@ -329,6 +333,35 @@ for call in "$hooks/wg-quick down wg0" "env script_type=down signal=sigterm dev=
   if [ "$rc" -eq 0 ] && [[ $out == *"leakguard"* ]]; then echo "  ok   daemon down: $call exits 0 and says why"; passed=$((passed + 1))
   else echo "  FAIL daemon down: $call (exit $rc): $out"; failed=$((failed + 1)); fi
 done
+# One VPN at a time: another VPN's declaration is never replaced while its interface is there (lo
+# stands for it: it always exists); one whose interface is gone (left behind) is.
+refused() {  # NAME STATUS COMMAND...: the hook looks at the declaration, refuses, says why, declares nothing
+  local name=$1 st=$2; shift 2
+  : >"$LOG"
+  local rc=0 out; out=$(LG_STATUS=$st "$@" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ] && [[ $out == *"leakguard: tunnel lo is declared (VPN up); one VPN at a time - take it down first"* ]] &&
+     [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then echo "  ok   $name"; passed=$((passed + 1))
+  else printf '  FAIL %s (exit %s, calls: %s)\n%s\n' "$name" "$rc" "$(cat "$LOG")" "$out"; failed=$((failed + 1)); fi
+}
+up_lo='{"state":"secured","tunnel":{"declared":"lo","patterns":[]},"tunnel_up":true}'
+refused "wg-quick pre-up: another VPN is up: refused" "$up_lo" "$hooks/wg-quick" pre-up wg1 "$tmp/nomark.conf"
+refused "wg-quick up: another VPN is up: refused" "$up_lo" "$hooks/wg-quick" up wg1
+refused "openvpn --pre-start: another VPN is up: refused" "$up_lo" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
+refused "openvpn up: another VPN is up: refused" "$up_lo" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
+expect_vpn "wg-quick pre-up: a declaration whose interface is gone is replaced" \
+  "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp" \
+  env LG_STATUS='{"tunnel":{"declared":"lgt-gone0","patterns":[]}}' "$hooks/wg-quick" pre-up wg1 "$tmp/nomark.conf"
+expect_vpn "openvpn --pre-start: a declaration whose interface is gone is replaced" \
+  "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" \
+  env LG_STATUS='{"tunnel":{"declared":"lgt-gone0","patterns":[]}}' "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
+expect_vpn "wg-quick up: its own declaration is declared again" \
+  "leakguardctl tunnel set --interface=lo --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  env LG_STATUS="$up_lo" "$hooks/wg-quick" up lo
+: >"$LOG"
+rc=0 out=$(env LG_STATUS='garbage' "$hooks/wg-quick" pre-up wg0 "$tmp/nomark.conf" 2>&1) || rc=$?
+if [ "$rc" -ne 0 ] && [[ $out == *"cannot tell which tunnel is declared"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
+  echo "  ok   wg-quick pre-up: a status it cannot read: exits $rc, says why, declares nothing"; passed=$((passed + 1))
+else echo "  FAIL wg-quick pre-up: a status it cannot read (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
 expect_fails "NetworkManager: up with no interface" env DEVICE_IFACE= "$hooks/networkmanager" "" up
 expect_fails "NetworkManager: down with no interface" "$hooks/networkmanager" "" down
 expect_fails "NetworkManager: vpn-up with no connection" env -u CONNECTION_UUID VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
