@@ -70,6 +70,23 @@ void rewrite(const std::string& conf, const std::string& from, const std::string
   std::ofstream(conf) << text;
 }
 
+/// `--pre-start`, then OpenVPN with `conf` (its output in `log`) until it is connected and
+/// leakguard says `secured`.
+std::unique_ptr<lab::Process> connect(Lab& world, const std::string& conf, const std::string& log) {
+  const auto pre = world.provider->pre_start(conf);
+  REQUIRE_MESSAGE(pre.status == 0, pre.out);
+  auto client = world.provider->start_client(conf, log);
+  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "Initialization Sequence Completed") == 1; }, 20s), read_all(log));
+  REQUIRE_MESSAGE(world.rig.wait_state("secured", 20s), world.rig.output());
+  return client;
+}
+
+/// SIGTERM: OpenVPN exits, and its down clears the declaration.
+void exits_and_clears(const Rig& rig, lab::Process& client) {
+  CHECK(client.stop(SIGTERM) == 0);
+  CHECK(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s));
+}
+
 }  // namespace
 
 TEST_CASE("the real OpenVPN connects through the block, declared before it starts: secured, and down clears it") {
@@ -140,9 +157,7 @@ TEST_CASE("the real OpenVPN fails over to its next remote through the block, and
   CHECK(rig.status()["tunnel"]["declared"] == "tun0");
   CHECK_MESSAGE(rig.wait_state("secured", 20s), rig.output());
   CHECK(rig.witness("203.0.113.3") == "203.0.113.66");
-  // An exit clears it.
-  CHECK(client->stop(SIGTERM) == 0);
-  CHECK(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s));
+  exits_and_clears(rig, *client);
 }
 
 TEST_CASE("the real OpenVPN with a hex mark: OpenVPN marks nothing, so no fwmark is declared and it connects") {
@@ -197,13 +212,9 @@ TEST_CASE("the real OpenVPN re-reads its configuration on SIGHUP: the edited rem
   Rig& rig = world.rig;
   const OpenvpnProvider& vpn = *world.provider;
   const std::string conf = vpn.client_config("remote 198.51.100.1 1194 udp\n", "down " + kHook + "\n");
-  const auto pre = vpn.pre_start(conf);
-  REQUIRE_MESSAGE(pre.status == 0, pre.out);
   const std::string log = rig.dir + "/client.log";
-  auto client = vpn.start_client(conf, log);
   INFO(read_all(log));
-  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "Initialization Sequence Completed") == 1; }, 20s), read_all(log));
-  REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  auto client = connect(world, conf, log);
   // The user moves the configuration to the provider's TCP server and sends SIGHUP: OpenVPN reads
   // it again and connects there; down declared its servers (before, the old remote stayed declared
   // and the new one's handshake met the block for good).
@@ -214,8 +225,7 @@ TEST_CASE("the real OpenVPN re-reads its configuration on SIGHUP: the edited rem
   CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:443/tcp"}));
   CHECK(rig.status()["tunnel"]["declared"] == "tun0");
   CHECK_MESSAGE(rig.wait_state("secured", 20s), rig.output());
-  CHECK(client->stop(SIGTERM) == 0);
-  CHECK(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s));
+  exits_and_clears(rig, *client);
 }
 
 TEST_CASE("the real OpenVPN with persist-tun: SIGUSR1 while the server is unreachable, then SIGTERM, clears the declaration") {
@@ -225,19 +235,14 @@ TEST_CASE("the real OpenVPN with persist-tun: SIGUSR1 while the server is unreac
   Rig& rig = world.rig;
   const OpenvpnProvider& vpn = *world.provider;
   const std::string conf = vpn.client_config("remote 198.51.100.1 1194 udp\n", "persist-tun\ndown " + kHook + "\n");
-  const auto pre = vpn.pre_start(conf);
-  REQUIRE_MESSAGE(pre.status == 0, pre.out);
   const std::string log = rig.dir + "/client.log";
-  auto client = vpn.start_client(conf, log);
   INFO(read_all(log));
-  REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "Initialization Sequence Completed") == 1; }, 20s), read_all(log));
-  REQUIRE_MESSAGE(rig.wait_state("secured", 20s), rig.output());
+  auto client = connect(world, conf, log);
   // The server goes out of reach (its packets dropped where it lives), and OpenVPN restarts.
   REQUIRE(rig.net.run("vpn", {"nft", "add table inet lgt_gone; add chain inet lgt_gone in { type filter hook input priority 0; }; "
                                      "add rule inet lgt_gone in udp dport 1194 drop"}).status == 0);
   REQUIRE(::kill(client->pid(), SIGUSR1) == 0);
   REQUIRE_MESSAGE(eventually([&] { return count(read_all(log), "SIGUSR1[hard,] received, process restarting") == 1; }, 10s), read_all(log));
   CHECK(rig.status()["tunnel"]["declared"] == "tun0");
-  CHECK(client->stop(SIGTERM) == 0);
-  CHECK_MESSAGE(eventually([&] { return rig.status()["tunnel"]["declared"].is_null(); }, 10s), read_all(log));
+  exits_and_clears(rig, *client);  // with persist-tun, down ran at the exit
 }

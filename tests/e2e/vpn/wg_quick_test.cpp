@@ -23,6 +23,14 @@ bool has(const std::string& text, const std::string& what) { return text.find(wh
 /// endpoint is configured: only the hooks let WireGuard through.
 RigOptions blocking() { return RigOptions{.lab = {.tunnel = false}, .armed = true, .interval = "60s", .tunnel_patterns = "[tun*]", .endpoint = false}; }
 
+/// `conf` with `from` replaced by `to` (once).
+void rewrite(const std::string& conf, const std::string& from, const std::string& to) {
+  std::ifstream in(conf);
+  std::string text(std::istreambuf_iterator<char>(in), {});
+  if (const auto at = text.find(from); at != std::string::npos) text.replace(at, from.size(), to);
+  std::ofstream(conf) << text;
+}
+
 /// wg-quick down at the end, even when a check fails.
 struct Down {
   const Rig& rig;
@@ -89,4 +97,24 @@ TEST_CASE("the real wg-quick: a second tunnel is refused while the first is up, 
   CHECK(rig.status()["tunnel"]["declared"] == "wg1");
   CHECK(rig.status()["endpoints"] == nlohmann::json::array({"198.51.100.1:51820/udp"}));
   CHECK(has(rig.table(), "\"wg1\""));
+}
+
+TEST_CASE("the real wg-quick with a server named by a name DNS cannot give while blocked: PreUp fails at once and says what to do") {
+  Rig rig(blocking());
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("blocking"), rig.output());
+  Down wg0{rig, rig.wg_quick_config(Rig::WgHooks::pre_up_down)};
+  rewrite(wg0.conf, "Endpoint = 198.51.100.1:51820", "Endpoint = dyn.example.test:51820");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = rig.wg_quick("up", wg0.conf);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  INFO(r.out);
+  wg0.up = rig.net.run("host", {"ip", "link", "show", "wg0"}).status == 0;
+  CHECK(r.status != 0);
+  CHECK(has(r.out, "leakguard: cannot resolve dyn.example.test (Endpoint of wg0): DNS outside the tunnel is blocked; "
+                   "name the server by address or give it an /etc/hosts entry"));
+  CHECK_FALSE(has(r.out, "names no peer endpoint"));
+  CHECK(took < 10s);  // not after wg's own retries (72 s)
+  CHECK_FALSE(wg0.up);
+  CHECK(rig.status()["tunnel"]["declared"].is_null());
 }

@@ -101,8 +101,6 @@ endpoint=[2001:db8::1]:51820   # a comment
 [Peer]
 Endpoint = vpn.example.org:443
 [Peer]
-Endpoint = unknown.invalid:51820
-[Peer]
 PublicKey = bm8gZW5kcG9pbnQ=
 CONF
 expect_vpn "wg-quick pre-up: the configuration's endpoints (names resolved) and mark" \
@@ -162,7 +160,6 @@ remote 198.51.100.9          ; port and proto from above
 remote 198.51.100.10 443 tcp-client
 remote vpn.example.org 1194
 remote 2001:db8::9 1196 udp6
-remote unknown.invalid
 # remote 203.0.113.99 1       (a comment)
 CONF
 expect_vpn "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
@@ -362,6 +359,22 @@ rc=0 out=$(env LG_STATUS='garbage' "$hooks/wg-quick" pre-up wg0 "$tmp/nomark.con
 if [ "$rc" -ne 0 ] && [[ $out == *"cannot tell which tunnel is declared"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
   echo "  ok   wg-quick pre-up: a status it cannot read: exits $rc, says why, declares nothing"; passed=$((passed + 1))
 else echo "  FAIL wg-quick pre-up: a status it cannot read (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
+# A name that cannot be resolved (DNS outside the tunnel is blocked): wg-quick and OpenVPN could
+# not resolve it either and would retry (72 s, or for ever). Before the VPN starts, the hooks fail
+# at once and say what to do; after it connected, up only says so.
+printf '[Interface]\nPrivateKey = aGVsbG8=\n[Peer]\nEndpoint = 198.51.100.1:51820\n[Peer]\nEndpoint = unknown.invalid:51820\n' >"$tmp/name.conf"
+printf 'dev tun0\nremote unknown.invalid 1194\nremote 198.51.100.9\n' >"$tmp/name.ovpn"
+for call in "$hooks/wg-quick pre-up wg0 $tmp/name.conf" "$hooks/openvpn --pre-start $tmp/name.ovpn"; do
+  : >"$LOG"
+  rc=0 out=$($call 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ] && [[ $out == *"cannot resolve unknown.invalid"*"name the server by address or give it an /etc/hosts entry"* ]] &&
+     [[ $out != *"names no peer endpoint"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
+    echo "  ok   a name it cannot resolve: $call fails at once and says what to do"; passed=$((passed + 1))
+  else echo "  FAIL a name it cannot resolve: $call (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
+done
+expect_vpn "openvpn up: a name it cannot resolve among the other servers is left out" \
+  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+  env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 config="$tmp/name.ovpn" "$hooks/openvpn"
 expect_fails "NetworkManager: up with no interface" env DEVICE_IFACE= "$hooks/networkmanager" "" up
 expect_fails "NetworkManager: down with no interface" "$hooks/networkmanager" "" down
 expect_fails "NetworkManager: vpn-up with no connection" env -u CONNECTION_UUID VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
