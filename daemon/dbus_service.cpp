@@ -7,6 +7,7 @@
 #include <sdbus-c++/sdbus-c++.h>
 
 #include "common/json_text.hpp"
+#include "firewall/counters.hpp"
 #include "leakguard_adaptor.h"  // generated from org.leakguard.Daemon1.xml
 
 namespace leakguard::daemon {
@@ -310,7 +311,25 @@ void DbusService::reload(const Caller& c) {
 
 void DbusService::probe_now(const Caller& c, std::function<void(std::string verdict, std::string report)> done) {
   authorize(c, "ProbeNow");
-  control_.probe_now(std::move(done));
+  // Without a usable configuration (state error) Control answers at once with verdict "none" and
+  // the reason as {"error": ...}: no round ran, so the call is refused with that reason, like every
+  // other change in that state, instead of answering with a verdict that is none.
+  struct Refusal {
+    bool in_call = true;
+    std::optional<std::string> why;
+  };
+  auto refusal = std::make_shared<Refusal>();
+  control_.probe_now([refusal, done = std::move(done)](std::string verdict, std::string report) {
+    if (refusal->in_call && verdict == "none") {
+      const auto j = nlohmann::json::parse(report, nullptr, false);
+      refusal->why = j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
+                                                                                     : "no probe round could run";
+      return;
+    }
+    done(std::move(verdict), std::move(report));
+  });
+  refusal->in_call = false;
+  if (refusal->why) throw sdbus::Error(kFailed, *refusal->why);
 }
 
 // What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a
@@ -334,6 +353,25 @@ void DbusService::limit(const Caller& c, const char* what) {
                                           rate(l.per_second) + " times a second; try again later");
 }
 
+namespace {
+// The firewall's counter summary names interfaces ("via eth0 (54), wg0 (26)"): for root and the
+// control group only (docs/dbus-api.md). Everyone else gets the totals, from the rules' counters.
+void redact_counters(const nlohmann::json& whole, nlohmann::json& p) {
+  if (!p.contains("firewall") || !p["firewall"].is_object() || !p["firewall"].contains("blocked")) return;
+  const auto* fw = whole.is_object() && whole.contains("firewall") ? &whole["firewall"] : nullptr;
+  if (!fw || !fw->contains("counters") || !(*fw)["counters"].is_array()) {
+    p["firewall"].erase("blocked");  // no totals to tell apart from the names
+    return;
+  }
+  std::vector<firewall::Counter> totals;
+  for (const auto& c : (*fw)["counters"])
+    if (c.is_object() && c.value("scope", "") == "all")
+      totals.push_back({.kind = c.value("kind", ""), .direction = c.value("direction", ""), .interface_or_scope = "all",
+                        .packets = c.value("packets", std::uint64_t{0}), .bytes = c.value("bytes", std::uint64_t{0})});
+  p["firewall"]["blocked"] = firewall::summarize(totals);
+}
+}  // namespace
+
 // Building the document dumps the nftables counters over netlink: at most once per
 // status_max_age, or when something changed.
 std::string DbusService::get_status(const Caller& c) {
@@ -342,7 +380,12 @@ std::string DbusService::get_status(const Caller& c) {
   auto full = [&]() -> const std::string& { return status_.get(now, [this] { return control_.status_json(); }); };
   if (may_control(c, options_.control_group)) return full();
   // Everyone else learns whether they are protected, not the VPN or the real address.
-  return public_status_.get(now, [&] { return json_text(public_status(nlohmann::json::parse(full(), nullptr, false))); });
+  return public_status_.get(now, [&] {
+    const auto whole = nlohmann::json::parse(full(), nullptr, false);
+    auto p = public_status(whole);
+    redact_counters(whole, p);
+    return json_text(p);
+  });
 }
 
 void DbusService::with_caller(const std::string& sender, CallerFn k) {

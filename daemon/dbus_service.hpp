@@ -80,7 +80,9 @@ class DbusService {
   void set_allow_lan(const Caller& c, bool allow);
   void set_policy(const Caller& c, const std::string& policy);
   void reload(const Caller& c);
-  /// Runs a probe round; `done` gets its verdict and report (never, if the daemon stops first).
+  /// Runs a probe round; `done` gets its verdict (ok, unverified, leak, exposed-host) and report
+  /// (never, if the daemon stops first). Refused with Error.Failed and the reason, `done` never
+  /// called, when the daemon has no usable configuration (state error): no round can run.
   void probe_now(const Caller& c, std::function<void(std::string verdict, std::string report)> done);
   /// GetStatus's document for `c`: the whole of it for root and the control group, the public part
   /// for everyone else (rate-limited per uid).
