@@ -4,10 +4,17 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <systemd/sd-bus.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <utility>
 
 #include "leakguard_proxy.h"  // generated from daemon/org.leakguard.Daemon1.xml
 
@@ -46,7 +53,7 @@ class Proxy final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy>
 
 class BusDaemon final : public Daemon {
  public:
-  BusDaemon() : conn_(sdbus::createSystemBusConnection()), proxy_(*conn_) {}
+  explicit BusDaemon(std::unique_ptr<sdbus::IConnection> conn) : conn_(std::move(conn)), proxy_(*conn_) {}
   void Arm() override { proxy_.Arm(); }
   void Disarm() override { proxy_.Disarm(); }
   void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { proxy_.SetTunnel(i, e, m); }
@@ -172,9 +179,37 @@ class PrivateDaemon final : public Daemon {
   sd_bus* bus_ = nullptr;
 };
 
+
+// sdbus-c++ says "Failed to open system bus (No such file or directory)": the reason is in brackets.
+std::string reason_of(const sdbus::Error& e) {
+  std::string why = e.getMessage();
+  if (const auto open = why.rfind(" ("); open != std::string::npos && why.ends_with(")"))
+    why = why.substr(open + 2, why.size() - open - 3);
+  return why.empty() ? e.getName() : why;
+}
+
+sdbus::Error no_bus(const sdbus::Error& e) { return sdbus::Error(kNoBusError, system_bus_address() + ": " + reason_of(e)); }
+
 }  // namespace
 
-std::unique_ptr<Daemon> connect_bus() { return std::make_unique<BusDaemon>(); }
+std::string system_bus_address() {
+  const char* env = std::getenv("DBUS_SYSTEM_BUS_ADDRESS");
+  const std::string address = env && *env ? env : "unix:path=/run/dbus/system_bus_socket";  // sd-bus's default
+  constexpr std::string_view kUnixPath = "unix:path=";
+  if (address.starts_with(kUnixPath) && address.find_first_of(",;") == std::string::npos)
+    return address.substr(kUnixPath.size());
+  return address;
+}
+
+std::unique_ptr<Daemon> connect_bus() {
+  std::unique_ptr<sdbus::IConnection> conn;
+  try {
+    conn = sdbus::createSystemBusConnection();
+  } catch (const sdbus::Error& e) {
+    throw no_bus(e);
+  }
+  return std::make_unique<BusDaemon>(std::move(conn));
+}
 
 std::unique_ptr<Daemon> connect_private(const std::string& path) { return PrivateDaemon::connect(path); }
 
@@ -183,11 +218,96 @@ std::string private_socket_path() {
   return env ? env : kPrivateSocket;
 }
 
-void follow_signals(const std::function<void(const std::string& name, const std::vector<std::string>& args)>& on_signal) {
-  auto conn = sdbus::createSystemBusConnection();
-  Proxy proxy(*conn);
-  proxy.on_signal = on_signal;
-  conn->enterEventLoop();  // until interrupted
+namespace {
+
+using namespace std::chrono_literals;
+
+// The daemon's state, asked when it comes back (nobody may read properties; everyone may GetStatus).
+std::string daemon_state(sdbus::IConnection& conn) {
+  try {
+    auto daemon = sdbus::createProxy(conn, kName, kPath);
+    std::string status;
+    daemon->callMethod("GetStatus").onInterface(kName).withTimeout(5s).storeResultsTo(status);
+    auto j = nlohmann::json::parse(status, nullptr, false);
+    if (j.is_object() && j.contains("state") && j["state"].is_string()) return j["state"].get<std::string>();
+  } catch (const sdbus::Error&) {
+  }
+  return "";
+}
+
+// Follows one connection until it breaks; returns why it broke. `present` (whether the daemon
+// was on the bus, as last told) outlives the connection; `reconnected`: say where the daemon is
+// even if that did not change (the bus went away meanwhile).
+std::string watch(sdbus::IConnection& conn, const SignalFn& on_signal, const WatchFn& on_watch,
+                  std::optional<bool>& present, bool reconnected) {
+  try {
+    Proxy proxy(conn);
+    proxy.on_signal = on_signal;
+    // The name's owner: subscribed first, then asked, so that no change falls between the two.
+    std::vector<bool> changes;
+    auto slot = conn.addMatch(std::string("type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                          "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='") +
+                                  kName + "'",
+                              [&changes](sdbus::Message& m) {
+                                std::string name, old_owner, new_owner;
+                                m >> name >> old_owner >> new_owner;
+                                if (name == kName) changes.push_back(!new_owner.empty());
+                              });
+    auto driver = sdbus::createProxy(conn, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+    bool has = false;
+    driver->callMethod("NameHasOwner").onInterface("org.freedesktop.DBus").withArguments(std::string(kName)).storeResultsTo(has);
+    auto tell = [&](bool now, bool force) {
+      if (present == now && !force) return;
+      if (now) on_watch({WatchEvent::daemon_back, daemon_state(conn)});
+      else on_watch({present == true && !force ? WatchEvent::daemon_stopped : WatchEvent::daemon_absent, ""});
+      present = now;
+    };
+    // At the start, only an absent daemon is news; after the bus came back, either is.
+    if (reconnected || !has) tell(has, true);
+    present = has;
+    for (;;) {
+      while (conn.processPendingRequest()) {
+      }
+      // Handled between dispatches: asking the daemon's state is a call of its own.
+      if (!changes.empty()) {
+        for (bool now : std::exchange(changes, {})) tell(now, false);
+        continue;  // the call may have read more messages: process them before waiting
+      }
+      const auto poll = conn.getEventLoopPollData();
+      pollfd p{poll.fd, poll.events, 0};
+      ::poll(&p, 1, poll.getPollTimeout());
+    }
+  } catch (const sdbus::Error& e) {
+    return reason_of(e);
+  }
+}
+
+}  // namespace
+
+void follow_signals(const SignalFn& on_signal, const WatchFn& on_watch, std::chrono::milliseconds max_backoff) {
+  std::unique_ptr<sdbus::IConnection> conn;
+  try {
+    conn = sdbus::createSystemBusConnection();
+  } catch (const sdbus::Error& e) {
+    throw no_bus(e);  // at the start: leakguardctl exits, saying so
+  }
+  std::optional<bool> present;
+  bool reconnected = false;
+  for (;;) {
+    const std::string why = watch(*conn, on_signal, on_watch, present, reconnected);
+    conn.reset();
+    on_watch({WatchEvent::bus_lost, why});  // once per loss; the retries below are silent
+    for (auto wait = std::chrono::milliseconds(100);; wait = std::min(2 * wait, max_backoff)) {
+      std::this_thread::sleep_for(wait);
+      try {
+        conn = sdbus::createSystemBusConnection();
+        break;
+      } catch (const sdbus::Error&) {
+      }
+    }
+    on_watch({WatchEvent::bus_back, ""});
+    reconnected = true;
+  }
 }
 
 }  // namespace leakguard::cli

@@ -3,6 +3,7 @@
 // the daemon's private socket (/run/leakguard/private: the same methods, peer to peer, without
 // dbus-daemon; daemon/private_bus.hpp says why). Both speak org.leakguard.Daemon1; a refusal or
 // failure comes as sdbus::Error with the D-Bus error name the daemon sent, the same on both ways.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,14 +29,42 @@ class Daemon {
   virtual std::string TunnelInterface() = 0;
 };
 
-/// The system bus (DBUS_SYSTEM_BUS_ADDRESS, else the system's); throws sdbus::Error if there is none.
+/// The error name connect_bus() and follow_signals() throw when the system bus itself cannot be
+/// reached (leakguardctl's own, never sent by the daemon): not the same as a daemon that is not on it.
+inline constexpr const char* kNoBusError = "org.leakguard.ctl.Error.NoSystemBus";
+/// Where the system bus is: $DBUS_SYSTEM_BUS_ADDRESS, else the system's socket (a unix:path= address
+/// as its path).
+std::string system_bus_address();
+
+/// The system bus (DBUS_SYSTEM_BUS_ADDRESS, else the system's); throws sdbus::Error, named
+/// kNoBusError with "ADDRESS: why", if it cannot be reached.
 std::unique_ptr<Daemon> connect_bus();
 /// The private socket at `path`, connected and answering; nullptr when it cannot be used (not
 /// there, a stale socket the daemon left, no permission, or the daemon hung up: not root).
 std::unique_ptr<Daemon> connect_private(const std::string& path);
 /// $LEAKGUARD_PRIVATE_SOCKET if set (empty: never), else /run/leakguard/private.
 std::string private_socket_path();
-/// The daemon's signals on the system bus, each to `on_signal(name, args)`, until interrupted.
-void follow_signals(const std::function<void(const std::string& name, const std::vector<std::string>& args)>& on_signal);
+/// What `monitor` learns besides the daemon's signals: whether leakguardd is on the bus (its name's
+/// owner, NameOwnerChanged), and whether the bus itself is there.
+struct WatchEvent {
+  enum Kind {
+    daemon_absent,   ///< at start, or when the bus came back: nobody owns org.leakguard.Daemon1
+    daemon_stopped,  ///< the name lost its owner: leakguardd stopped, crashed or was killed
+    daemon_back,     ///< the name has an owner again; `detail` is the daemon's state ("" if unknown)
+    bus_lost,        ///< the connection to the system bus broke; `detail` says why. Retrying.
+    bus_back,        ///< connected again after bus_lost
+  };
+  Kind kind;
+  std::string detail;
+  bool operator==(const WatchEvent&) const = default;
+};
+using SignalFn = std::function<void(const std::string& name, const std::vector<std::string>& args)>;
+using WatchFn = std::function<void(const WatchEvent&)>;
+/// The daemon's signals on the system bus, each to `on_signal(name, args)`, and the daemon's
+/// coming and going to `on_watch`, until interrupted. If the bus cannot be reached at the start,
+/// throws sdbus::Error (kNoBusError); once connected, a lost bus is reported once (bus_lost) and
+/// reconnected to, waiting 100 ms, then twice as long each time up to `max_backoff`.
+void follow_signals(const SignalFn& on_signal, const WatchFn& on_watch,
+                    std::chrono::milliseconds max_backoff = std::chrono::seconds(5));
 
 }  // namespace leakguard::cli
