@@ -22,6 +22,7 @@ namespace {
 constexpr int kNoLeak = 0;
 constexpr int kLeakFound = 1;
 constexpr int kError = 2;
+constexpr int kUnverified = 6;  // nothing was probed: no answer either way (leakguardctl's "not proven")
 
 struct CandidatesOptions {
   std::vector<std::string> stun;
@@ -99,23 +100,32 @@ int run_candidates(const CandidatesOptions& o, std::ostream& out, std::ostream& 
 
   const probes::Report report = probes::probe(std::move(plan));
 
+  // Nothing probed at all, or every probe failed before sending (e.g. no server's name resolved):
+  // no answer either way, so the verdict is not the prober's "ok" (no leak seen) but unverified.
+  const bool any_sent = std::any_of(report.probes.begin(), report.probes.end(), [](const probes::ProbeResult& p) {
+    return !std::holds_alternative<probes::LocalFailure>(p.outcome);
+  });
+  const bool unverified = !any_sent && report.verdict != probes::Verdict::leak;
+
   if (o.json) {
     auto j = probes::to_json(report);
+    if (unverified) {
+      j["report_verdict"] = j["verdict"];
+      j["verdict"] = "unverified";
+    }
     if (o.ice) j["ice"] = probes::ice_candidates(report);
     out << json_text(j, 2) << "\n";
   } else if (o.ice) {
     for (const auto& line : probes::ice_candidates(report)) out << line << "\n";
   } else {
-    out << probes::to_text(report);
+    std::string text = probes::to_text(report);
+    if (unverified) text = "verdict: UNVERIFIED - no probe could be sent, nothing was tested" + text.substr(std::min(text.find('\n'), text.size()));
+    out << text;
   }
 
-  // Nothing probed at all, or every probe failed before sending: no answer either way.
-  const bool any_sent = std::any_of(report.probes.begin(), report.probes.end(), [](const probes::ProbeResult& p) {
-    return !std::holds_alternative<probes::LocalFailure>(p.outcome);
-  });
-  if (!any_sent) {
+  if (unverified) {
     err << "leakguardctl candidates: no probe could be sent (see the report)\n";
-    return kError;
+    return kUnverified;
   }
   return report.verdict == probes::Verdict::leak ? kLeakFound : kNoLeak;
 }
@@ -126,7 +136,7 @@ void add_candidates_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<CandidatesOptions>();
   auto* cmd = app.add_subcommand(
       "candidates", "Probe now, without the daemon: send STUN requests from every interface as a web page would "
-                    "and show what the servers saw (exit 0 no leak, 1 leak, 2 error)");
+                    "and show what the servers saw (exit 0 no leak, 1 leak, 2 error, 6 nothing could be probed)");
   cmd->add_option("--stun,-s", o->stun, "STUN server HOST:PORT[/udp|/tcp], IPv6 in brackets; repeatable "
                                          "(default: probe.servers from the configuration)");
   cmd->add_option("--interface,-i", o->interfaces, "Probe only through this interface; repeatable (host "

@@ -2,6 +2,8 @@
 
 #include <sdbus-c++/sdbus-c++.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -28,6 +30,17 @@ Outcome with_daemon(F f) {
   } catch (const sdbus::Error& e) {
     return from_dbus_error(e.getName(), e.getMessage());
   }
+}
+
+// Whether the kill switch is armed now (after a change was taken), nullopt if the daemon does not
+// say: the change itself is done either way.
+std::optional<bool> armed_now(Daemon& p) {
+  try {
+    auto j = nlohmann::json::parse(p.GetStatus(), nullptr, false);
+    if (j.is_object() && j.contains("armed") && j["armed"].is_boolean()) return j["armed"].get<bool>();
+  } catch (const sdbus::Error&) {
+  }
+  return std::nullopt;
 }
 
 std::string state_word(const std::string& state, const Style& st) {
@@ -63,6 +76,87 @@ const nlohmann::json* reflexive_entry(const nlohmann::json& report, const std::s
   return nullptr;
 }
 
+// A probe's outcome as the report words it, but for a TCP probe that timed out before it sent
+// anything: "timeout (0 attempts)" means the connection was never made.
+std::string result_detail(const nlohmann::json& res) {
+  const std::string detail = text(res, "detail", text(res, "outcome"));
+  if (text(res, "outcome") == "timeout" && text(res, "server").ends_with("/tcp") && detail == "timeout (0 attempts)")
+    return "timeout: no TCP connection (no STUN request sent)";
+  return detail;
+}
+
+// "chromium (alice, pid 42)"; an application named with brackets of its own ("leakguardd
+// (probe)") takes the detail inside them: "leakguardd (probe, uid 0)".
+std::string with_detail(const std::string& who, const std::string& detail) {
+  if (detail.empty()) return who;
+  if (who.ends_with(")") && who.find(" (") != std::string::npos) return who.substr(0, who.size() - 1) + ", " + detail + ")";
+  return who + " (" + detail + ")";
+}
+
+// Interfaces that are the tunnel now: the declared one, the configured names, what the network
+// classifies as a tunnel. Nothing is blocked via them; a set counted them before they were one.
+bool is_tunnel(const std::string& itf, const nlohmann::json& s) {
+  if (s.contains("tunnel") && s["tunnel"].is_object()) {
+    const auto& t = s["tunnel"];
+    if (text(t, "declared", "") == itf) return true;
+    for (const auto& p : t.value("patterns", nlohmann::json::array())) {
+      if (!p.is_string()) continue;
+      const std::string pat = p.get<std::string>();
+      if (pat.ends_with("*") ? itf.starts_with(pat.substr(0, pat.size() - 1)) : itf == pat) return true;
+    }
+  }
+  if (s.contains("network") && s["network"].is_object() && s["network"].contains("links"))
+    for (const auto& l : s["network"]["links"])
+      if (text(l, "name") == itf && text(l, "class") == "tunnel") return true;
+  return false;
+}
+
+bool is_gone(const std::string& itf, const nlohmann::json& s) {
+  if (!s.contains("network") || !s["network"].is_object() || !s["network"].contains("links") ||
+      !s["network"]["links"].is_array())
+    return false;  // not known (callers outside the control group): not said
+  for (const auto& l : s["network"]["links"])
+    if (text(l, "name") == itf) return false;
+  return true;
+}
+
+std::string direction_word(const std::string& d) { return d == "in" ? "incoming " : d == "fwd" ? "forwarded " : ""; }
+
+// The firewall's counters (status.firewall.counters) come from two places that count different
+// spans: the rules' totals (reset whenever the rules are rewritten) and the counting sets' per
+// interface (kept across rule changes and daemon restarts, until the table is made anew). One line
+// each, saying which; per interface without the tunnel, interfaces that no longer exist marked.
+std::string counters_lines(const nlohmann::json& counters, const nlohmann::json& s) {
+  std::string totals;
+  for (const auto& c : counters) {
+    if (!c.is_object() || text(c, "scope") != "all" || c.value("packets", std::uint64_t{0}) == 0) continue;
+    const std::string kind = text(c, "kind");
+    std::string what = kind == "tunaddr" ? "to the tunnel's address" : kind == "endpoint" ? "to the endpoint from other users" : kind;
+    if (kind == "udp" || kind == "tcp" || kind == "ip" || kind == "dns")
+      for (auto& ch : what) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    totals += (totals.empty() ? "" : ", ") + direction_word(text(c, "direction")) + what + " " + json_text(c["packets"]);
+  }
+  std::string out = "  counters:  " + (totals.empty() ? std::string("nothing blocked") : "blocked " + totals + " packets") +
+                    " since the rules were last written\n";
+  std::vector<std::pair<std::string, std::uint64_t>> per_if;  // "eth0", "eth1 incoming" -> packets
+  for (const auto& c : counters) {
+    if (!c.is_object() || text(c, "scope") == "all" || c.value("packets", std::uint64_t{0}) == 0) continue;
+    const std::string itf = text(c, "scope");
+    if (is_tunnel(itf, s)) continue;
+    const std::string dir = text(c, "direction");
+    const std::string label = itf + (dir == "in" ? " incoming" : dir == "fwd" ? " forwarded" : "");
+    auto it = std::find_if(per_if.begin(), per_if.end(), [&](const auto& x) { return x.first == label; });
+    if (it == per_if.end()) per_if.emplace_back(label, c.value("packets", std::uint64_t{0}));
+    else it->second += c.value("packets", std::uint64_t{0});
+  }
+  std::stable_sort(per_if.begin(), per_if.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (per_if.empty()) return out;
+  std::string list;
+  for (const auto& [label, n] : per_if)
+    list += (list.empty() ? "" : ", ") + label + " " + std::to_string(n) + (is_gone(label.substr(0, label.find(' ')), s) ? " (gone)" : "");
+  return out + "             by interface, since the table was made: " + list + "\n";
+}
+
 }  // namespace
 
 std::string reason_text(const std::string& reason, bool brief) {
@@ -94,6 +188,7 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
   if (name == "org.freedesktop.DBus.Error.InvalidArgs")
     return {kInvalid, "", "leakguardctl: the daemon refused the arguments: " + detail};
   if (name == "org.leakguard.Daemon1.Error.Failed") return {kFailed, "", "leakguardctl: failed: " + detail};
+  if (name == kNoBusError) return {kNotRunning, "", "leakguardctl: cannot reach the system bus (" + detail + ")"};
   if (name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
       name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Disconnected" ||
       name == "org.freedesktop.DBus.Error.FileNotFound" || name == "org.freedesktop.DBus.Error.NoServer" ||
@@ -102,10 +197,24 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
   return {kFailed, "", "leakguardctl: " + name + ": " + detail};
 }
 
+std::string round_verdict(const nlohmann::json& r) {
+  const std::string verdict = text(r, "verdict");
+  if (verdict != "ok" && verdict != "exposed-host") return verdict;
+  if (!r.contains("tunnel_exits") || !r["tunnel_exits"].is_object()) return verdict;
+  for (const char* f : {"ipv4", "ipv6"})
+    if (r["tunnel_exits"].contains(f) && r["tunnel_exits"][f].is_array() && !r["tunnel_exits"][f].empty()) return verdict;
+  return "unverified";
+}
+
 std::string render_probe(const nlohmann::json& r, const Style& st) {
   std::string out;
-  const std::string verdict = text(r, "verdict");
-  out += "verdict: " + (verdict == "ok" ? st.good(verdict) : verdict == "-" ? verdict : st.bad(verdict)) + "\n";
+  const std::string verdict = round_verdict(r);
+  out += "verdict: " +
+         (verdict == "ok"           ? st.good(verdict)
+          : verdict == "-"          ? verdict
+          : verdict == "unverified" ? st.warn(verdict) + " (the tunnel did not answer: no VPN exit seen; no leak found either)"
+                                    : st.bad(verdict)) +
+         "\n";
   if (!r.contains("interfaces") || !r["interfaces"].is_array()) return out;
   // One block per interface, one line per probe. The probe that follows the routing table has no
   // interface of its own: it is named for what it is, and says where its answer came in.
@@ -126,7 +235,7 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
         if (leak) out += "  " + st.bad("<- LEAK");
         else if (x && x->value("exposure", false)) out += "  " + st.warn("<- exposure (any local process, not a web page; strict closes it)");
       } else {
-        out += text(res, "detail", text(res, "outcome"));
+        out += result_detail(res);
         // A hop probe answered from beyond this machine (probes/hops.hpp).
         if (res.value("leak", false)) out += "  " + st.bad("<- LEAK");
       }
@@ -155,7 +264,7 @@ std::string render_blocked(const nlohmann::json& b, const Style& st, std::size_t
     if (f.contains("pid") && f["pid"].is_number()) detail += (detail.empty() ? "" : ", ") + std::string("pid ") + f["pid"].dump();
     if (f.contains("unit") && f["unit"].is_string() && text(f, "unit") != who) detail += (detail.empty() ? "" : ", ") + text(f, "unit");
     if (f.value("gone", false)) detail += (detail.empty() ? "" : ", ") + std::string("process gone");
-    out += "  " + st.bold(who) + (detail.empty() ? "" : " (" + detail + ")") + " -> " + text(f, "destination") +
+    out += "  " + st.bold(with_detail(who, detail)) + " -> " + text(f, "destination") +
            (text(f, "interface").empty() ? "" : " via " + text(f, "interface")) + ": " + f["packets"].dump() + " packet" +
            (f["packets"] == 1 ? "" : "s") + ", last " + text(f, "last_seen") + "\n";
     if (f.contains("note") && f["note"].is_string()) out += "    " + st.dim(text(f, "note")) + "\n";
@@ -218,7 +327,8 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     else out += ", guarded (" + text(fw, "ownership", "no owner flag") + ")";
     out += "\n";
     // The firewall's summary is a sentence of its own ("blocked 8 UDP packets ..."; "nothing blocked").
-    if (fw.contains("blocked") && fw["blocked"].is_string()) out += "  counters:  " + fw["blocked"].get<std::string>() + "\n";
+    if (fw.contains("counters") && fw["counters"].is_array()) out += counters_lines(fw["counters"], s);
+    else if (fw.contains("blocked") && fw["blocked"].is_string()) out += "  counters:  " + fw["blocked"].get<std::string>() + "\n";
     if (fw.contains("error") && fw["error"].is_string()) out += "  " + st.warn("firewall: " + fw["error"].get<std::string>()) + "\n";
   }
   if (s.contains("rules_error") && !s["rules_error"].is_null()) out += "  " + st.bad("rules: " + text(s, "rules_error")) + "\n";
@@ -267,7 +377,7 @@ std::string render_signal(const std::string& name, const std::vector<std::string
   if (name == "ProbeCompleted") return "probe: " + (arg(0) == "ok" ? st.good(arg(0)) : st.bad(arg(0)));
   if (name == "TableTampered") return st.warn("table changed") + " by " + arg(0);
   if (name == "Blocked")
-    return st.warn("blocked") + " " + st.bold(arg(0)) + (arg(1).empty() ? "" : " (" + arg(1) + ")") + " -> " + arg(2) +
+    return st.warn("blocked") + " " + st.bold(with_detail(arg(0), arg(1))) + " -> " + arg(2) +
            (arg(3).empty() ? "" : " via " + arg(3)) + ": " + arg(4) + " packet" + (arg(4) == "1" ? "" : "s");
   std::string s = name;
   for (const auto& x : a) s += " " + x;
@@ -282,10 +392,48 @@ std::string tunnel_declared(const std::string& interface, const std::vector<std:
   return s + "\n";
 }
 
-std::string policy_set(const std::string& policy) {
+namespace {
+// Disarmed, there is no table: a setting waits for the next arm.
+const char* const kWhenArmed = ": the kill switch is disarmed (no rules installed); it takes effect when armed (leakguardctl arm)\n";
+}  // namespace
+
+std::string policy_set(const std::string& policy, std::optional<bool> armed) {
+  if (armed == false) return "policy " + policy + " kept" + kWhenArmed;
   if (policy == "strict") return "policy strict: all IP outside the tunnel is blocked\n";
   if (policy == "udp") return "policy udp: UDP outside the tunnel is blocked\n";
   return "policy " + policy + "\n";
+}
+
+std::string allow_lan_set(bool on, std::optional<bool> armed) {
+  if (armed == false) return std::string("allow-lan ") + (on ? "on" : "off") + " kept" + kWhenArmed;
+  return std::string("LAN traffic ") + (on ? "allowed" : "blocked") + " outside the tunnel\n";
+}
+
+Outcome probe_answer(const std::string& verdict, const std::string& report, bool json, const Style& st) {
+  auto j = nlohmann::json::parse(report, nullptr, false);
+  // A daemon without a usable configuration answers with the reason instead of a report (older
+  // daemons; newer ones refuse the call with Error.Failed): nothing was probed.
+  if (j.is_object() && j.contains("error") && !j.contains("verdict"))
+    return {kFailed, json ? json_text(j, 2) + "\n" : "", "leakguardctl: no probe round: " + text(j, "error")};
+  const int code = verdict == "leak" ? kLeak : verdict == "unverified" ? kUnverified : kOk;
+  if (j.is_discarded()) return {code, json ? report + "\n" : "verdict: " + verdict + "\n", ""};
+  // The report is the prober's: its verdict says "ok" when nothing leaked, even if the tunnel did
+  // not answer. The round's verdict is ProbeNow's; the prober's stays as report_verdict.
+  if (j.is_object() && text(j, "verdict") != verdict) {
+    j["report_verdict"] = j.contains("verdict") ? j["verdict"] : nlohmann::json(nullptr);
+    j["verdict"] = verdict;
+  }
+  if (json) return {code, json_text(j, 2) + "\n", ""};
+  return {code, render_probe(j, st), ""};
+}
+
+nlohmann::json signal_json(const std::string& name, const std::vector<std::string>& args) {
+  nlohmann::json a = args;
+  // Blocked's packet count is a D-Bus `t`: a number, as every other reader of the signal sees it.
+  if (name == "Blocked" && args.size() > 4 && !args[4].empty() &&
+      args[4].find_first_not_of("0123456789") == std::string::npos)
+    a[4] = std::stoull(args[4]);
+  return {{"signal", name}, {"args", a}};
 }
 
 Outcome status(bool json, const Style& st) {
@@ -311,10 +459,7 @@ Outcome blocked(bool json, const Style& st) {
 Outcome probe(bool json, const Style& st) {
   return with_daemon([&](Daemon& p) -> Outcome {
     auto [verdict, report] = p.ProbeNow();
-    auto j = nlohmann::json::parse(report, nullptr, false);
-    const int code = verdict == "leak" ? kLeak : kOk;
-    if (json) return {code, (j.is_discarded() ? report : json_text(j, 2)) + "\n", ""};
-    return {code, j.is_discarded() ? "verdict: " + verdict + "\n" : render_probe(j, st), ""};
+    return probe_answer(verdict, report, json, st);
   });
 }
 
@@ -353,14 +498,14 @@ Outcome tunnel_clear(const std::optional<std::string>& only_if) {
 Outcome allow_lan(bool on) {
   return with_daemon([&](Daemon& p) -> Outcome {
     p.SetAllowLan(on);
-    return {kOk, std::string("LAN traffic ") + (on ? "allowed" : "blocked") + " outside the tunnel\n", ""};
+    return {kOk, allow_lan_set(on, armed_now(p)), ""};
   });
 }
 
 Outcome policy(const std::string& pol) {
   return with_daemon([&](Daemon& p) -> Outcome {
     p.SetPolicy(pol);
-    return {kOk, policy_set(pol), ""};
+    return {kOk, policy_set(pol, armed_now(p)), ""};
   });
 }
 
@@ -403,12 +548,106 @@ std::optional<Notification> notification_for(const std::string& name, const std:
   return std::nullopt;
 }
 
-int monitor(bool json, const Style& st) {
+std::string render_watch(const WatchEvent& e, const Style& st) {
+  switch (e.kind) {
+    case WatchEvent::daemon_absent:
+      return st.bad("leakguardd is not running") + " (no " + std::string(kName) + " on the system bus): protection not verified";
+    case WatchEvent::daemon_stopped: return st.bad("leakguardd stopped") + ": protection not verified";
+    case WatchEvent::daemon_back: return "leakguardd is back" + (e.detail.empty() ? std::string() : ": " + state_word(e.detail, st));
+    case WatchEvent::bus_lost:
+      return st.warn("lost the system bus") + " (" + e.detail + "): cannot watch leakguardd; reconnecting";
+    case WatchEvent::bus_back: return "system bus is back";
+  }
+  return "";
+}
+
+nlohmann::json watch_json(const WatchEvent& e) {
+  switch (e.kind) {
+    case WatchEvent::daemon_absent: return {{"event", "daemon-absent"}};
+    case WatchEvent::daemon_stopped: return {{"event", "daemon-stopped"}};
+    case WatchEvent::daemon_back:
+      return {{"event", "daemon-back"}, {"state", e.detail.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.detail)}};
+    case WatchEvent::bus_lost: return {{"event", "bus-lost"}, {"error", e.detail}};
+    case WatchEvent::bus_back: return {{"event", "bus-back"}};
+  }
+  return nlohmann::json::object();
+}
+
+std::optional<Notification> notification_for(const WatchEvent& e) {
+  switch (e.kind) {
+    case WatchEvent::daemon_absent:
+      return Notification{"leakguardd is not running: protection not verified",
+                          "Nothing checks the kill switch now; its rules may or may not be in place.", 2, "state", true};
+    case WatchEvent::daemon_stopped:
+      return Notification{"leakguardd stopped: protection not verified",
+                          "Nothing checks the kill switch now; its rules may or may not be in place.", 2, "state", true};
+    case WatchEvent::daemon_back:
+      return Notification{"leakguardd is back" + (e.detail.empty() ? std::string() : ": " + e.detail), "",
+                          std::uint8_t(e.detail == "leaking" || e.detail == "error" ? 2 : 0), "state", true};
+    case WatchEvent::bus_lost:
+      return Notification{"leakguard: system bus lost", "Cannot watch leakguardd until it is back (" + e.detail + ")", 1,
+                          "bus", false};
+    case WatchEvent::bus_back: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Shows notifications through org.freedesktop.Notifications on the session bus.
+class Desktop {
+ public:
+  explicit Desktop(sdbus::IConnection& session)
+      : notifications_(sdbus::createProxy(session, "org.freedesktop.Notifications", "/org/freedesktop/Notifications")) {}
+
+  void show(const Notification& n, bool rate_limited) {
+    const auto now = std::chrono::steady_clock::now();
+    if (rate_limited) {  // Blocked: once a minute per app and destination
+      if (auto it = told_.find(n.key); it != told_.end() && now - it->second < std::chrono::minutes(1)) return;
+      if (told_.size() > 1024) told_.clear();
+      told_[n.key] = now;
+    }
+    std::map<std::string, sdbus::Variant> hints{{"urgency", sdbus::Variant(n.urgency)}};
+    std::uint32_t id = 0;
+    try {
+      notifications_->callMethod("Notify")
+          .onInterface("org.freedesktop.Notifications")
+          .withArguments(std::string("leakguard"), ids_[n.key], std::string("network-vpn"), n.summary, n.body,
+                         std::vector<std::string>{}, hints, std::int32_t{-1})
+          .storeResultsTo(id);
+      ids_[n.key] = id;
+    } catch (const sdbus::Error& e) {
+      std::cerr << "leakguardctl: notification not shown: " << e.getMessage() << "\n";
+    }
+  }
+
+ private:
+  std::unique_ptr<sdbus::IProxy> notifications_;
+  std::map<std::string, std::uint32_t> ids_;  // a key's last notification, replaced by the next
+  std::map<std::string, std::chrono::steady_clock::time_point> told_;
+};
+
+int run_monitor(bool json, const Style& st, Desktop* desktop) {
+  std::string state;  // the last state seen, for notification_for
+  auto print = [&](const std::string& line, const nlohmann::json& j) {
+    if (json) std::cout << json_text(j) << std::endl;
+    else std::cout << line << std::endl;
+  };
   try {
-    follow_signals([&](const std::string& name, const std::vector<std::string>& args) {
-      if (json) std::cout << json_text(nlohmann::json{{"signal", name}, {"args", args}}) << std::endl;
-      else std::cout << render_signal(name, args, st) << std::endl;
-    });
+    follow_signals(
+        [&](const std::string& name, const std::vector<std::string>& args) {
+          print(render_signal(name, args, st), signal_json(name, args));
+          const auto n = notification_for(name, args, state);
+          if (name == "StateChanged" && args.size() > 1) state = args[1];
+          if (desktop && n) desktop->show(*n, name == "Blocked");
+        },
+        [&](const WatchEvent& e) {
+          print(render_watch(e, st), watch_json(e));
+          if (e.kind == WatchEvent::daemon_back) state = e.detail;
+          else if (e.kind != WatchEvent::bus_back) state.clear();
+          const auto n = notification_for(e);
+          if (desktop && n) desktop->show(*n, false);
+        });
   } catch (const sdbus::Error& e) {
     auto o = from_dbus_error(e.getName(), e.getMessage());
     std::cerr << o.err << "\n";
@@ -416,6 +655,10 @@ int monitor(bool json, const Style& st) {
   }
   return kOk;
 }
+
+}  // namespace
+
+int monitor(bool json, const Style& st) { return run_monitor(json, st, nullptr); }
 
 int monitor_notify(bool json, const Style& st) {
   std::unique_ptr<sdbus::IConnection> session;
@@ -425,42 +668,8 @@ int monitor_notify(bool json, const Style& st) {
     std::cerr << "leakguardctl: no session bus for desktop notifications: " << e.getMessage() << "\n";
     return kFailed;
   }
-  auto notifications = sdbus::createProxy(*session, "org.freedesktop.Notifications", "/org/freedesktop/Notifications");
-  std::map<std::string, std::uint32_t> ids;  // a key's last notification, replaced by the next
-  std::map<std::string, std::chrono::steady_clock::time_point> told;  // Blocked: once a minute per app and destination
-  std::string state;
-  try {
-    follow_signals([&](const std::string& name, const std::vector<std::string>& args) {
-      if (json) std::cout << json_text(nlohmann::json{{"signal", name}, {"args", args}}) << std::endl;
-      else std::cout << render_signal(name, args, st) << std::endl;
-      const auto n = notification_for(name, args, state);
-      if (name == "StateChanged" && args.size() > 1) state = args[1];
-      if (!n) return;
-      const auto now = std::chrono::steady_clock::now();
-      if (name == "Blocked") {
-        if (auto it = told.find(n->key); it != told.end() && now - it->second < std::chrono::minutes(1)) return;
-        if (told.size() > 1024) told.clear();
-        told[n->key] = now;
-      }
-      std::map<std::string, sdbus::Variant> hints{{"urgency", sdbus::Variant(n->urgency)}};
-      std::uint32_t id = 0;
-      try {
-        notifications->callMethod("Notify")
-            .onInterface("org.freedesktop.Notifications")
-            .withArguments(std::string("leakguard"), ids[n->key], std::string("network-vpn"), n->summary, n->body,
-                           std::vector<std::string>{}, hints, std::int32_t{-1})
-            .storeResultsTo(id);
-        ids[n->key] = id;
-      } catch (const sdbus::Error& e) {
-        std::cerr << "leakguardctl: notification not shown: " << e.getMessage() << "\n";
-      }
-    });
-  } catch (const sdbus::Error& e) {
-    auto o = from_dbus_error(e.getName(), e.getMessage());
-    std::cerr << o.err << "\n";
-    return o.exit;
-  }
-  return kOk;
+  Desktop desktop(*session);
+  return run_monitor(json, st, &desktop);
 }
 
 }  // namespace leakguard::cli

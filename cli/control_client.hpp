@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/daemon_link.hpp"
+
 namespace leakguard::cli {
 
 /// leakguardctl's exit statuses (documented in docs/leakguardctl.md).
@@ -17,7 +19,8 @@ enum Exit : int {
   kInvalid = 2,         ///< bad arguments (ours or the daemon's verdict)
   kNotRunning = 3,      ///< no daemon on the bus
   kAccessDenied = 4,    ///< needs root or group leakguard
-  kFailed = 5,          ///< the daemon could not do it
+  kFailed = 5,          ///< the daemon could not do it (also: refused in state error)
+  kUnverified = 6,      ///< not proven: no leak seen, but the tunnel did not answer (or nothing was probed)
 };
 
 /// Text styling: ANSI colours on a terminal, plain when piped.
@@ -34,8 +37,14 @@ struct Style {
 std::string render_status(const nlohmann::json& status, const Style& st);
 /// The "blocked recently" lines from the status's "blocked" object: at most `top` flows.
 std::string render_blocked(const nlohmann::json& blocked, const Style& st, std::size_t top);
-/// One probe report (the probes library's JSON) for people.
+/// One probe report (the probes library's JSON) for people; its first line is the round's verdict
+/// (round_verdict()), and why when that is `unverified`.
 std::string render_probe(const nlohmann::json& report, const Style& st);
+/// The verdict the daemon gives a round with this report: the report's own (`ok`, `leak`,
+/// `exposed-host`), but `unverified` when nothing leaked and the tunnel did not answer (no exit
+/// address in `tunnel_exits`; daemon/probe_port.cpp). A report without `tunnel_exits` (what
+/// callers outside the control group see) keeps its own.
+std::string round_verdict(const nlohmann::json& report);
 /// One signal, as `leakguardctl monitor` prints it.
 std::string render_signal(const std::string& name, const std::vector<std::string>& args, const Style& st);
 /// The daemon's reason for its state, without the probe verdict said twice; `brief`: only its
@@ -43,7 +52,11 @@ std::string render_signal(const std::string& name, const std::vector<std::string
 std::string reason_text(const std::string& reason, bool brief);
 /// What `tunnel set` and `policy` print once the daemon took the change.
 std::string tunnel_declared(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark);
-std::string policy_set(const std::string& policy);
+/// `armed`: whether the kill switch is on now (nullopt: unknown); disarmed, the setting is kept
+/// and takes effect when armed, and the line says so.
+std::string policy_set(const std::string& policy, std::optional<bool> armed = true);
+/// What `allow-lan on|off` prints once the daemon took the change.
+std::string allow_lan_set(bool on, std::optional<bool> armed = true);
 
 /// The result of one call: exit status and what to print (stdout), or an error line (stderr).
 struct Outcome {
@@ -54,6 +67,15 @@ struct Outcome {
 
 /// Maps a D-Bus error name to leakguardctl's exit status and a one-line message.
 Outcome from_dbus_error(const std::string& name, const std::string& message);
+
+/// `leakguardctl probe`'s answer from ProbeNow's verdict and report: the round's verdict (the
+/// report is the prober's, whose own verdict says "ok" for a round the tunnel did not answer),
+/// exit 1 for a leak, 6 for unverified, 5 for a report that is an error (a daemon without a usable
+/// configuration).
+Outcome probe_answer(const std::string& verdict, const std::string& report, bool json, const Style& st);
+/// One signal as `monitor --json` prints it: {"signal": NAME, "args": [...]}, each argument with
+/// its D-Bus type (Blocked's packet count, `t`, as a number).
+nlohmann::json signal_json(const std::string& name, const std::vector<std::string>& args);
 
 // The commands. Each talks to the daemon on the system bus.
 Outcome status(bool json, const Style& st);
@@ -68,7 +90,8 @@ Outcome tunnel_clear(const std::optional<std::string>& only_if);
 Outcome allow_lan(bool on);
 Outcome policy(const std::string& p);
 Outcome reload();
-/// Follows the daemon's signals until interrupted; prints each as it comes.
+/// Follows the daemon's signals until interrupted; prints each as it comes, and when leakguardd
+/// stops or comes back, or the bus is lost (then it keeps reconnecting).
 int monitor(bool json, const Style& st);
 
 /// A desktop notification a signal becomes (`leakguardctl monitor --notify`), or none.
@@ -84,6 +107,14 @@ struct Notification {
 /// notifications; ProbeCompleted and the rest do not. `previous_state` is the last state seen.
 std::optional<Notification> notification_for(const std::string& name, const std::vector<std::string>& args,
                                              const std::string& previous_state);
+/// What monitor prints when leakguardd or the bus comes or goes (WatchEvent), for people and as
+/// JSON ({"event": "daemon-stopped"}, {"event": "daemon-back", "state": "secured"}, ...).
+std::string render_watch(const WatchEvent& e, const Style& st);
+nlohmann::json watch_json(const WatchEvent& e);
+/// Pure: the daemon gone (stopped, or absent), back, and the bus lost become notifications (the
+/// daemon's in the state bubble, which they replace); the bus back does not (what follows says
+/// where the daemon is).
+std::optional<Notification> notification_for(const WatchEvent& e);
 /// `leakguardctl monitor --notify`: the signals as desktop notifications through
 /// org.freedesktop.Notifications on the session bus (and printed as without --notify).
 int monitor_notify(bool json, const Style& st);

@@ -1,6 +1,7 @@
 // leakguardctl: status, control and monitoring of leakguardd over D-Bus, and the standalone
 // `candidates` probe. Human output by default, --json for machines. Exit statuses: see
-// docs/leakguardctl.md (0 ok, 1 leak, 2 invalid, 3 not running, 4 access denied, 5 failed).
+// docs/leakguardctl.md (0 ok, 1 leak, 2 invalid, 3 not running or no bus, 4 access denied, 5 failed,
+// 6 not proven).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -98,6 +99,20 @@ int main(int argc, char** argv) {
   monitor->callback([&] { exit_code = notify ? cli::monitor_notify(json, style()) : cli::monitor(json, style()); });
 
   cli::add_candidates_command(app, exit_code);
+
+  // The first word that is no option is the command (the global flags take no values). CLI11 would
+  // say "A subcommand is required" for one it does not know.
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.starts_with("-")) continue;
+    if (app.get_subcommands([&](CLI::App* c) { return c->get_name() == word; }).empty()) {
+      std::string known;
+      for (const auto* c : app.get_subcommands([](CLI::App*) { return true; })) known += (known.empty() ? "" : ", ") + c->get_name();
+      std::cerr << "leakguardctl: unknown subcommand '" << word << "' (one of: " << known << "; see --help)\n";
+      return cli::kInvalid;
+    }
+    break;
+  }
 
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 // exit 2 means they were refused. No root, no network.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,9 @@ TEST_CASE("global flags are taken before and after the command") {
     auto r = ctl(args);
     CAPTURE(r.out);
     CHECK(r.status == 3);
-    CHECK(has(r.out, "leakguardd is not running"));
+    // The bus is what is missing here, and that is what is said (not "leakguardd is not running").
+    CHECK(has(r.out, "cannot reach the system bus (/nonexistent/leakguard-test-bus: "));
+    CHECK_FALSE(has(r.out, "not running"));
   }
   auto v = ctl({"status", "--version"});
   CHECK(v.status == 0);
@@ -45,12 +48,18 @@ TEST_CASE("global flags are taken before and after the command") {
 
 TEST_CASE("what is no option anywhere is still refused, with the word that was wrong") {
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"status", "--bogus"}, {"--bogus", "status"}, {"arm", "--json"}, {"status", "extra"}, {}}) {
+           {"status", "--bogus"}, {"--bogus", "status"}, {"arm", "--json"}, {"status", "extra"}, {},
+           {"nosuch"}, {"--no-color", "nosuch"}, {"nosuch", "--json"}}) {
     CAPTURE(join(args));
     auto r = ctl(args);
     CAPTURE(r.out);
     CHECK(r.status == 2);
     CHECK_FALSE(has(r.out, "not running"));  // refused before any call
+    // A command that does not exist is called unknown, not missing; nothing at all is missing.
+    const bool unknown = std::find(args.begin(), args.end(), "nosuch") != args.end();
+    CHECK(has(r.out, "unknown subcommand 'nosuch'") == unknown);
+    CHECK(has(r.out, "A subcommand is required") == args.empty());
   }
   CHECK(has(ctl({"status", "--bogus"}).out, "--bogus"));
 }
+

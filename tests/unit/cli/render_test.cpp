@@ -251,3 +251,142 @@ TEST_CASE("desktop notifications: which signals become which notification") {
   CHECK_FALSE(notification_for("ProbeCompleted", S{"ok"}, ""));
   CHECK(notification_for("TableTampered", S{"nft[42]"}, "")->body.find("nft[42]") != std::string::npos);
 }
+
+namespace {
+// A round the tunnel did not answer: nothing leaked (the prober says "ok"), no exit seen.
+nlohmann::json unanswered() {
+  auto r = nlohmann::json::parse(kStatus)["last_probe"];
+  r["tunnel_exits"] = {{"ipv4", nlohmann::json::array()}, {"ipv6", nlohmann::json::array()}};
+  r["interfaces"][1]["results"][0] = {{"family", "ipv4"}, {"server", "203.0.113.3:3478/udp"}, {"outcome", "timeout"},
+                                      {"detail", "timeout (3 attempts)"}, {"reflexive", nullptr}};
+  r["reflexive"] = nlohmann::json::array();
+  return r;
+}
+}  // namespace
+
+TEST_CASE("probe: the round's verdict, not the prober's; unverified exits 6 and says why") {
+  const auto report = unanswered().dump();
+  auto o = probe_answer("unverified", report, false, Style{});
+  CHECK(o.exit == kUnverified);
+  CHECK(o.exit == 6);
+  CHECK(o.out.starts_with("verdict: unverified (the tunnel did not answer: no VPN exit seen; no leak found either)\n"));
+  CHECK(!has(o.out, "verdict: ok"));
+  auto j = nlohmann::json::parse(probe_answer("unverified", report, true, Style{}).out);
+  CHECK(j["verdict"] == "unverified");
+  CHECK(j["report_verdict"] == "ok");
+  CHECK(probe_answer("unverified", report, true, Style{}).exit == 6);
+  // The controls: a round the tunnel answered, and a leak.
+  const auto ok = probe_answer("ok", nlohmann::json::parse(kStatus)["last_probe"].dump(), false, Style{});
+  CHECK(ok.exit == kOk);
+  CHECK(ok.out.starts_with("verdict: ok\n"));
+  CHECK(!nlohmann::json::parse(probe_answer("ok", nlohmann::json::parse(kStatus)["last_probe"].dump(), true, Style{}).out)
+             .contains("report_verdict"));
+  CHECK(probe_answer("leak", leaking()["last_probe"].dump(), false, Style{}).exit == kLeak);
+  // The status's last probe says the same as the state.
+  auto s = nlohmann::json::parse(kStatus);
+  s["state"] = "unverified";
+  s["last_probe"] = unanswered();
+  CHECK(has(render_status(s, Style{}), "last probe: unverified (the tunnel did not answer"));
+  CHECK(round_verdict(unanswered()) == "unverified");
+  CHECK(round_verdict(nlohmann::json{{"verdict", "ok"}}) == "ok");  // redacted: no exits to judge by
+}
+
+TEST_CASE("probe in state error: the reason on stderr and exit 5, with --json too") {
+  const std::string refused = R"({"error":"configuration: not usable (/etc/leakguard/leakguard.yaml:3:1: bad): fix the file and reload"})";
+  auto o = probe_answer("none", refused, false, Style{});
+  CHECK(o.exit == kFailed);
+  CHECK(o.out.empty());
+  CHECK(has(o.err, "no probe round: configuration: not usable"));
+  auto j = probe_answer("none", refused, true, Style{});
+  CHECK(j.exit == kFailed);
+  CHECK(has(j.out, "\"error\""));
+  // A daemon that refuses the call (Error.Failed) gets the same status.
+  CHECK(from_dbus_error("org.leakguard.Daemon1.Error.Failed", "configuration: not usable").exit == 5);
+}
+
+TEST_CASE("policy and allow-lan while disarmed: kept, in effect once armed") {
+  CHECK(policy_set("strict", false) ==
+        "policy strict kept: the kill switch is disarmed (no rules installed); it takes effect when armed (leakguardctl arm)\n");
+  CHECK(allow_lan_set(true, false) ==
+        "allow-lan on kept: the kill switch is disarmed (no rules installed); it takes effect when armed (leakguardctl arm)\n");
+  CHECK(!has(policy_set("udp", false), "is blocked"));
+  // Armed (or not known): what the rules do now.
+  CHECK(policy_set("strict", true) == "policy strict: all IP outside the tunnel is blocked\n");
+  CHECK(policy_set("udp", std::nullopt) == "policy udp: UDP outside the tunnel is blocked\n");
+  CHECK(allow_lan_set(false, true) == "LAN traffic blocked outside the tunnel\n");
+}
+
+TEST_CASE("no system bus is not the same as no daemon") {
+  auto o = from_dbus_error(kNoBusError, "/run/dbus/system_bus_socket: No such file or directory");
+  CHECK(o.exit == kNotRunning);
+  CHECK(o.err == "leakguardctl: cannot reach the system bus (/run/dbus/system_bus_socket: No such file or directory)");
+  CHECK(!has(o.err, "not running"));
+  CHECK(has(from_dbus_error("org.freedesktop.DBus.Error.ServiceUnknown", "x").err, "leakguardd is not running"));
+}
+
+TEST_CASE("monitor: the daemon's coming and going, and the bus's, for people, as JSON and as notifications") {
+  using W = WatchEvent;
+  CHECK(render_watch({W::daemon_stopped, ""}, Style{}) == "leakguardd stopped: protection not verified");
+  CHECK(render_watch({W::daemon_back, "secured"}, Style{}) == "leakguardd is back: secured");
+  CHECK(render_watch({W::daemon_absent, ""}, Style{}) ==
+        "leakguardd is not running (no org.leakguard.Daemon1 on the system bus): protection not verified");
+  CHECK(render_watch({W::bus_lost, "Connection reset"}, Style{}) ==
+        "lost the system bus (Connection reset): cannot watch leakguardd; reconnecting");
+  CHECK(render_watch({W::bus_back, ""}, Style{}) == "system bus is back");
+  CHECK(watch_json({W::daemon_stopped, ""}) == nlohmann::json{{"event", "daemon-stopped"}});
+  CHECK(watch_json({W::daemon_back, "blocking"}) == nlohmann::json{{"event", "daemon-back"}, {"state", "blocking"}});
+  CHECK(watch_json({W::bus_lost, "x"}) == nlohmann::json{{"event", "bus-lost"}, {"error", "x"}});
+  auto n = notification_for(W{W::daemon_stopped, ""});
+  REQUIRE(n);
+  CHECK(n->summary == "leakguardd stopped: protection not verified");
+  CHECK(n->urgency == 2);
+  CHECK(n->state);  // the state bubble: replaced when it is back
+  n = notification_for(W{W::daemon_back, "secured"});
+  REQUIRE(n);
+  CHECK(n->summary == "leakguardd is back: secured");
+  CHECK(n->key == "state");
+  CHECK(notification_for(W{W::bus_lost, "x"}));
+  CHECK_FALSE(notification_for(W{W::bus_back, ""}));
+}
+
+TEST_CASE("counters: what each number covers; the tunnel is not a way out; gone interfaces marked") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["firewall"]["blocked"] = "blocked 17 UDP packets towards the internet via eth0 (432), eth1 (233), wg0 (15)";
+  j["firewall"]["counters"] = nlohmann::json::parse(R"([
+    {"kind": "udp", "direction": "out", "scope": "all", "packets": 17, "bytes": 900},
+    {"kind": "dns", "direction": "out", "scope": "all", "packets": 3, "bytes": 200},
+    {"kind": "udp", "direction": "in", "scope": "all", "packets": 0, "bytes": 0},
+    {"kind": "udp", "direction": "out", "scope": "eth0", "family": "ipv4", "packets": 400, "bytes": 1},
+    {"kind": "udp", "direction": "out", "scope": "eth0", "family": "ipv6", "packets": 32, "bytes": 1},
+    {"kind": "udp", "direction": "out", "scope": "eth1", "family": "ipv4", "packets": 233, "bytes": 1},
+    {"kind": "udp", "direction": "out", "scope": "wg0", "family": "ipv4", "packets": 15, "bytes": 1}])");
+  const auto out = render_status(j, Style{});
+  CHECK(has(out, "  counters:  blocked UDP 17, DNS 3 packets since the rules were last written\n"));
+  CHECK(has(out, "             by interface, since the table was made: eth0 432, eth1 233 (gone)\n"));
+  CHECK(!has(out, "wg0 15"));
+  CHECK(!has(out, "via eth0 (432)"));
+  j["firewall"]["counters"] = nlohmann::json::array();
+  CHECK(has(render_status(j, Style{}), "  counters:  nothing blocked since the rules were last written\n"));
+}
+
+TEST_CASE("small things: brackets once, a TCP probe that never connected, numbers as numbers, nested names") {
+  CHECK(render_signal("Blocked", {"leakguardd (probe)", "uid 0", "203.0.113.3:3478/udp", "eth0", "4"}, Style{}) ==
+        "blocked leakguardd (probe, uid 0) -> 203.0.113.3:3478/udp via eth0: 4 packets");
+  CHECK(render_signal("Blocked", {"chromium", "alice", "203.0.113.3:3478/udp", "eth0", "1"}, Style{}) ==
+        "blocked chromium (alice) -> 203.0.113.3:3478/udp via eth0: 1 packet");
+  const auto b = nlohmann::json::parse(R"j({"packets": 4, "flows": [
+      {"app": "leakguardd (probe)", "uid": 0, "user": null, "destination": "203.0.113.3:3478/udp", "interface": "eth0",
+       "packets": 4, "last_seen": "2026-12-02T01:00:05Z"}]})j");
+  CHECK(has(render_blocked(b, Style{}, 5), "  leakguardd (probe, uid 0) -> 203.0.113.3:3478/udp"));
+  auto j = signal_json("Blocked", {"chromium", "alice", "203.0.113.3:3478/udp", "eth0", "2"});
+  CHECK(j["args"][4] == 2);
+  CHECK(j["args"][4].is_number());
+  CHECK(j["args"][0] == "chromium");
+  CHECK(signal_json("ProbeCompleted", {"ok"}) == nlohmann::json{{"signal", "ProbeCompleted"}, {"args", {"ok"}}});
+  auto r = nlohmann::json::parse(kStatus)["last_probe"];
+  r["interfaces"][0]["results"][0] = {{"family", "ipv4"}, {"server", "203.0.113.3:3478/tcp"}, {"outcome", "timeout"},
+                                      {"detail", "timeout (0 attempts)"}, {"reflexive", nullptr}};
+  const auto out = render_probe(r, Style{});
+  CHECK(has(out, "    ipv4 203.0.113.3:3478/tcp: timeout: no TCP connection (no STUN request sent)\n"));
+  CHECK(!has(out, "0 attempts"));
+}
