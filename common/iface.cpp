@@ -31,8 +31,20 @@ Result<IfnamePattern> IfnamePattern::parse(std::string_view text) {
   return p;
 }
 
+std::vector<std::string_view> IfnamePattern::excluded_devices() const {
+  std::vector<std::string_view> out;
+  if (!is_prefix()) return out;
+  for (std::string_view d : kKernelFallbackDevices)
+    if (d.starts_with(stem())) out.push_back(d);
+  return out;
+}
+
 bool IfnamePattern::matches(std::string_view ifname) const {
-  return is_prefix() ? ifname.starts_with(stem()) : ifname == text;
+  if (!is_prefix()) return ifname == text;
+  if (!ifname.starts_with(stem())) return false;
+  for (std::string_view d : kKernelFallbackDevices)
+    if (ifname == d) return false;
+  return true;
 }
 
 std::string_view to_string(InterfaceClass c) {

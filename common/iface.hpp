@@ -2,6 +2,7 @@
 // Interface names and name patterns as the kernel accepts them.
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -32,8 +33,20 @@ struct IfnamePattern {
   bool is_prefix() const { return !text.empty() && text.back() == '*'; }
   /// The literal part: the whole name, or the prefix without '*'.
   std::string_view stem() const { return is_prefix() ? std::string_view(text).substr(0, text.size() - 1) : text; }
+  /// Whether `ifname` is one this pattern names. A prefix never matches a kernel fallback device
+  /// (kKernelFallbackDevices: `tun*` would name ipip's tunl0); a literal name matches itself.
   bool matches(std::string_view ifname) const;
+  /// The kernel fallback devices the prefix would match if they were not excluded, which the
+  /// firewall's rules exclude by name (`oifname "tun*" oifname != "tunl0" accept`).
+  std::vector<std::string_view> excluded_devices() const;
   bool operator==(const IfnamePattern&) const = default;
 };
+
+/// The devices a tunnelling module creates in every network namespace once it is loaded (ipip's
+/// tunl0, ip_gre's gre0, gretap0 and erspan0, sit0, ip6tnl0, ip6gre0, ip_vti0, ip6_vti0): plain,
+/// unencrypted encapsulation, never a VPN - Calico routes pods through tunl0, and what it carries
+/// leaves the physical interface as IP protocol 4, which `udp` policy lets out.
+inline constexpr std::string_view kKernelFallbackDevices[] = {"tunl0", "gre0", "gretap0", "erspan0", "sit0",
+                                                              "ip6tnl0", "ip6gre0", "ip_vti0", "ip6_vti0"};
 
 }  // namespace leakguard

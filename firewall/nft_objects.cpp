@@ -105,7 +105,7 @@ class Lowering {
                      std::array<std::uint8_t, 16> name{};
                      const auto stem = x.pattern.stem();
                      std::memcpy(name.data(), stem.data(), std::min<std::size_t>(stem.size(), 15));
-                     cmp(NFT_CMP_EQ, name.data(), x.pattern.is_prefix() ? stem.size() : name.size());
+                     cmp(x.negated ? NFT_CMP_NEQ : NFT_CMP_EQ, name.data(), x.pattern.is_prefix() ? stem.size() : name.size());
                    },
                    [&](const LoopbackIs& x) {
                      meta(x.output ? NFT_META_OIF : NFT_META_IIF, NFT_REG_1);

@@ -40,7 +40,9 @@ std::string match_text(const Match& m) {
       overloaded{
           [](const NfprotoIs& x) { return "meta nfproto " + std::string(x.family == Family::v4 ? "ipv4" : "ipv6"); },
           [](const L4protoIs& x) { return "meta l4proto " + proto_name(x.proto); },
-          [](const IfnameIs& x) { return std::string(x.output ? "oifname" : "iifname") + " \"" + x.pattern.text + "\""; },
+          [](const IfnameIs& x) {
+            return std::string(x.output ? "oifname" : "iifname") + (x.negated ? " != \"" : " \"") + x.pattern.text + "\"";
+          },
           [](const LoopbackIs& x) { return std::string(x.output ? "oif" : "iif") + " \"lo\""; },
           [](const MarkIs& x) { return "meta mark " + hex_mark(x.mark); },
           [](const AddressIs& x) {

@@ -174,6 +174,15 @@ constexpr std::uint32_t kCountingSetSize = 1024;
 
 Prefix pfx(const char* text) { return *Prefix::parse(text); }
 
+/// The interface is one the tunnel pattern names: the pattern, then (a prefix only) each kernel
+/// fallback device it would also match, excluded by name - `oifname "tun*" oifname != "tunl0"`.
+/// Packets through other tunnels break off at the first compare.
+std::vector<Match> tunnel_is(bool output, const IfnamePattern& t) {
+  std::vector<Match> m{IfnameIs{output, t}};
+  for (std::string_view d : t.excluded_devices()) m.push_back(IfnameIs{output, IfnamePattern{std::string(d)}, true});
+  return m;
+}
+
 Rule accept(std::vector<Match> m) { return Rule{std::move(m), std::nullopt, false, Verdict::accept, ""}; }
 
 Rule counted(std::vector<Match> m, Verdict v, std::string tag) {
@@ -410,7 +419,7 @@ std::vector<Chain> build_base_chains(const Policy& p) {
     out.rules.push_back(accept(std::move(m)));
   }
   out.rules.push_back(accept({LoopbackIs{true}}));
-  for (const auto& t : p.tunnels) out.rules.push_back(accept({IfnameIs{true, t}}));
+  for (const auto& t : p.tunnels) out.rules.push_back(accept(tunnel_is(true, t)));
   // DHCPv4 from the client port: broadcast (DISCOVER, REQUEST, REBIND), or unicast to a server
   // on the link (RENEW); never to any address on port 67 (a root socket on port 68 is no
   // licence to leave). A server behind a relay is renewed by the broadcast rebind.
@@ -430,7 +439,7 @@ std::vector<Chain> build_base_chains(const Policy& p) {
   // input: packets for this host, judged by the interface they came in through.
   Chain in{"input", Hook::input, 0, true, {}};
   in.rules.push_back(accept({LoopbackIs{false}}));
-  for (const auto& t : p.tunnels) in.rules.push_back(accept({IfnameIs{false, t}}));
+  for (const auto& t : p.tunnels) in.rules.push_back(accept(tunnel_is(false, t)));
   // What is addressed to the tunnel's own address came in through another interface: a LAN
   // peer routing it via eth0 (CVE-2019-14899), whatever its source claims - before the
   // endpoint, LAN and (udp mode) accept-all rules.
@@ -462,8 +471,12 @@ std::vector<Chain> build_base_chains(const Policy& p) {
   // as a router - leaves another interface only as the rules below allow (the LAN with
   // allow_lan), like any other routed packet.
   Chain fwd{"forward", Hook::forward, 0, true, {}};
-  for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{true, t}}));
-  for (const auto& t : p.tunnels) fwd.rules.push_back(accept({IfnameIs{false, t}, CtState{true}}));
+  for (const auto& t : p.tunnels) fwd.rules.push_back(accept(tunnel_is(true, t)));
+  for (const auto& t : p.tunnels) {
+    std::vector<Match> m = tunnel_is(false, t);
+    m.push_back(CtState{true});
+    fwd.rules.push_back(accept(std::move(m)));
+  }
   add_dns(fwd, p.mode);
   if (p.allow_lan) add_lan(fwd);
   add_blocking(fwd, p.mode, p.escalated);

@@ -103,8 +103,13 @@ struct Set {
 struct NfprotoIs { Family family; bool operator==(const NfprotoIs&) const = default; };
 /// meta l4proto N
 struct L4protoIs { std::uint8_t proto; bool operator==(const L4protoIs&) const = default; };
-/// iifname/oifname "x" or "x*"
-struct IfnameIs { bool output; IfnamePattern pattern; bool operator==(const IfnameIs&) const = default; };
+/// iifname/oifname "x" or "x*"; with `negated`, != "x" (an exact name only)
+struct IfnameIs {
+  bool output;
+  IfnamePattern pattern;
+  bool negated = false;
+  bool operator==(const IfnameIs&) const = default;
+};
 /// oif|iif "lo": the loopback interface by index (always 1, LOOPBACK_IFINDEX), a 4-byte compare
 /// instead of a 16-byte name - loopback is the busiest interface there is.
 struct LoopbackIs { bool output; bool operator==(const LoopbackIs&) const = default; };

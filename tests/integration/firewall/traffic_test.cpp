@@ -657,3 +657,44 @@ TEST_CASE("strict policy: MLDv1 reports leave eth0 (a link with an MLDv1 querier
   }
   CHECK_MESSAGE(seen, "no MLDv1 report for " << group << " reached the ISP router within 3 s");
 }
+
+TEST_CASE("a tun* pattern does not open ipip's fallback device tunl0 - tun7 it does") {
+  // The kernel's ipip module makes tunl0 in every namespace (Calico routes pods through it): an
+  // unencrypted encapsulation that `tun*` must not name. A veth called tunl0 stands in for it (the
+  // rules see only the name; loading ipip here would make one in the machine's own namespace too).
+  lab::Lab l;
+  lab::Netns peer("peer");
+  const std::string h = l.ns("host");
+  auto sh = [&](const std::vector<std::string>& argv) {
+    auto r = lab::run(argv);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+  };
+  const std::pair<const char*, const char*> links[] = {{"tunl0", "100.64.210"}, {"tun7", "100.64.211"}};
+  for (const auto& [name, net] : links) {
+    const std::string far = std::string("p") + name;
+    sh({"ip", "-n", h, "link", "add", name, "type", "veth", "peer", "name", far, "netns", peer.name()});
+    sh({"ip", "-n", h, "addr", "add", std::string(net) + ".1/24", "dev", name});
+    sh({"ip", "-n", h, "link", "set", name, "up"});
+    sh({"ip", "-n", peer.name(), "addr", "add", std::string(net) + ".2/24", "dev", far});
+    sh({"ip", "-n", peer.name(), "link", "set", far, "up"});
+  }
+  Firewall fw = open_in(h);
+  Policy p = lab_policy(Mode::udp);
+  p.tunnels.push_back(*IfnamePattern::parse("tun*"));
+  apply(fw, p);
+  Fd via_tunl0 = udp_listener(peer.name(), "100.64.210.2", kPlain);
+  Fd via_tun7 = udp_listener(peer.name(), "100.64.211.2", kPlain);
+  SocketSpec s;
+  s.ns = h;
+  Fd u = udp_socket(s);
+  CHECK_MESSAGE(send_udp(u, SockAddr::of("100.64.210.2", kPlain), "via tunl0") == EPERM, "tunl0 was let through");
+  REQUIRE(send_udp(u, SockAddr::of("100.64.211.2", kPlain), "via tun7") == 0);
+  std::vector<Datagram> seen;
+  REQUIRE(wait_for(via_tun7, "via tun7", seen));
+  CHECK_FALSE(contains(collect(via_tunl0, 100ms), "via tunl0"));
+  // Without our table tunl0's path works (the control for the refusal above).
+  auto removed = fw.remove();
+  REQUIRE_MESSAGE(removed, (removed ? "" : removed.error().str()));
+  REQUIRE(send_udp(u, SockAddr::of("100.64.210.2", kPlain), "via tunl0 disarmed") == 0);
+  REQUIRE(wait_for(via_tunl0, "via tunl0 disarmed", seen));
+}

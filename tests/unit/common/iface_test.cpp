@@ -32,6 +32,8 @@ TEST_CASE("tunnel patterns: exact names and trailing-star prefixes") {
   CHECK(prefix->matches("wg-mullvad"));
   CHECK_FALSE(prefix->matches("eth0"));
 
+  CHECK(prefix->excluded_devices().empty());
+
   CHECK_FALSE(IfnamePattern::parse("*"));
   CHECK_FALSE(IfnamePattern::parse(""));
   CHECK_FALSE(IfnamePattern::parse("w*g"));
@@ -51,4 +53,18 @@ TEST_CASE("interface classes by name: one definition for the watcher, the prober
   CHECK(to_string(InterfaceClass::tunnel) == "tunnel");
   CHECK(to_string(InterfaceClass::physical) == "physical");
   CHECK(to_string(InterfaceClass::other) == "other");
+}
+
+TEST_CASE("a prefix never names a kernel fallback device (tun* is not ipip's tunl0), a literal name does") {
+  const auto tun = *IfnamePattern::parse("tun*");
+  CHECK(tun.matches("tun0"));
+  CHECK(tun.matches("tunnel1"));
+  CHECK_FALSE(tun.matches("tunl0"));
+  CHECK(tun.matches("tunl1"));  // only the device the module makes itself
+  CHECK(tun.excluded_devices() == std::vector<std::string_view>{"tunl0"});
+  CHECK(IfnamePattern::parse("gre*")->excluded_devices() == std::vector<std::string_view>{"gre0", "gretap0"});
+  CHECK(IfnamePattern::parse("ip6*")->excluded_devices() == std::vector<std::string_view>{"ip6tnl0", "ip6gre0", "ip6_vti0"});
+  const auto literal = *IfnamePattern::parse("tunl0");
+  CHECK(literal.matches("tunl0"));
+  CHECK(literal.excluded_devices().empty());
 }

@@ -181,7 +181,7 @@ TEST_CASE("strict with LAN - mark and prefix tunnels: the lines that differ") {
     CHECK(t.find(s) != std::string::npos);
   };
   has("\t\ttype filter hook output priority filter; policy drop;\n");
-  has("\t\toifname \"tun*\" accept\n");
+  has("\t\toifname \"tun*\" oifname != \"tunl0\" accept\n");
   has("\t\tmeta mark 0x0000ca6c ip6 daddr . meta l4proto . th dport @endpoints6 accept\n");
   has("\t\telements = { 203.0.113.9 . tcp . 443 }\n");
   has("\t\telements = { 2001:db8:3::66 . udp . 51820 }\n");

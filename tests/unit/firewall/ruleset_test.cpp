@@ -80,7 +80,7 @@ TEST_CASE("output: endpoints first - then loopback (by index) and tunnels - DHCP
   CHECK(out[1] == "meta mark 0x0000ca6c ip6 daddr . meta l4proto . th dport @endpoints6 accept");
   CHECK(out[2] == "oif \"lo\" accept");
   CHECK(out[3] == "oifname \"wg0\" accept");
-  CHECK(out[4] == "oifname \"tun*\" accept");
+  CHECK(out[4] == "oifname \"tun*\" oifname != \"tunl0\" accept");  // never ipip's fallback device
   const auto ep6 = std::size_t{1};
   // DHCPv4 only to the broadcast address or a server on the link, never anywhere on port 67.
   const auto dhcp4 = index_of(out, "ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept");
@@ -212,11 +212,11 @@ TEST_CASE("without an fwmark an endpoint uid refuses other users' sockets first 
 TEST_CASE("forward: into the tunnel accepted - out of it only replies - DNS and the policy block judged by the outgoing interface") {
   const auto fwd = lines(chain(build_ruleset(policy(Mode::udp)), "forward"));
   CHECK(fwd[0] == "oifname \"wg0\" accept");
-  CHECK(fwd[1] == "oifname \"tun*\" accept");
+  CHECK(fwd[1] == "oifname \"tun*\" oifname != \"tunl0\" accept");
   // A new flow from the tunnel (the VPN server using this host as a router) is judged like any
   // routed packet: only what answers a flow that went into the tunnel passes unjudged.
   CHECK(fwd[2] == "iifname \"wg0\" ct state established,related accept");
-  CHECK(fwd[3] == "iifname \"tun*\" ct state established,related accept");
+  CHECK(fwd[3] == "iifname \"tun*\" iifname != \"tunl0\" ct state established,related accept");
   for (const auto& l : fwd) CHECK(l.find("iifname \"wg0\" accept") == std::string::npos);
   index_of(fwd, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-fwd\"");
   index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta nfproto . meta l4proto }");
