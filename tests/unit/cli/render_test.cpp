@@ -264,7 +264,7 @@ nlohmann::json unanswered() {
 }
 }  // namespace
 
-TEST_CASE("probe: the round's verdict, not the prober's; unverified exits 6 and says why") {
+TEST_CASE("probe: the round's verdict, not the prober's - unverified exits 6 and says why") {
   const auto report = unanswered().dump();
   auto o = probe_answer("unverified", report, false, Style{});
   CHECK(o.exit == kUnverified);
@@ -349,7 +349,7 @@ TEST_CASE("monitor: the daemon's coming and going, and the bus's, for people, as
   CHECK_FALSE(notification_for(W{W::bus_back, ""}));
 }
 
-TEST_CASE("counters: what each number covers; the tunnel is not a way out; gone interfaces marked") {
+TEST_CASE("counters: what each number covers - the tunnel is not a way out - gone interfaces marked") {
   auto j = nlohmann::json::parse(kStatus);
   j["firewall"]["blocked"] = "blocked 17 UDP packets towards the internet via eth0 (432), eth1 (233), wg0 (15)";
   j["firewall"]["counters"] = nlohmann::json::parse(R"([
