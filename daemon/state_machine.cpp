@@ -34,10 +34,20 @@ std::string describe(const Event& e) {
           [](const PolicyChanged& x) { return "policy changed: " + x.what; },
           [](const RulesApplied&) { return std::string("rules applied"); },
           [](const RulesFailed& x) { return "rules failed: " + x.error; },
-          [](const TunnelState& x) { return std::string("tunnel ") + (x.up ? "up" : "down") + (x.which.empty() ? "" : ": " + x.which); },
+          [](const TunnelState& x) {
+            return std::string("tunnel ") + (x.up ? "up" : "down") + (x.which.empty() ? "" : ": " + x.which) +
+                   (x.up ? ", not proven yet (a probe round is under way)" : "");
+          },
           [](const NetworkChanged& x) { return "network changed: " + x.summary; },
           [](const ProbeTimer&) { return std::string("probe interval elapsed"); },
-          [](const ProbeDone& x) { return "probe " + std::string(verdict_text(x.verdict)) + (x.summary.empty() ? "" : ": " + x.summary); },
+          [](const ProbeDone& x) {
+            // The round's summary begins with its own verdict ("ok; tunnel exit ..."): said once.
+            const std::string v(verdict_text(x.verdict));
+            std::string_view rest = x.summary;
+            if (rest == v) rest = {};
+            else if (rest.starts_with(v + "; ") || rest.starts_with(v + ": ")) rest.remove_prefix(v.size() + 2);
+            return "probe " + v + (rest.empty() ? "" : ": " + std::string(rest));
+          },
           [](const TableTampered& x) { return "table changed by " + x.by + (x.restored ? ", restored" : ", NOT restored"); },
           [](const ConfigFailed& x) { return "configuration not usable: " + x.error; },
           [](const ConfigLoaded& x) { return "configuration loaded (by " + x.by + ")"; },
@@ -157,7 +167,13 @@ std::vector<Action> StateMachine::handle(const Event& e) {
                  },
              },
              e);
+  const State before = state_;
   transition(out, describe(e));
+  // The state stays, but a probe round or the tunnel's own change is now the reason it holds:
+  // the older words would describe what is no longer so (a TCP path a policy change has since
+  // closed; "no tunnel interface up" while one is).
+  if (state_ == before && (std::holds_alternative<ProbeDone>(e) || std::holds_alternative<TunnelState>(e)))
+    reason_ = describe(e);
   return out;
 }
 

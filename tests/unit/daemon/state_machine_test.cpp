@@ -192,3 +192,22 @@ TEST_CASE("a failed install stays error against a clean probe - and such a probe
               {ProbeDone{ProbeVerdict::ok, "no leak"}, State::secured, {"state blocking -> secured: probe ok: no leak"}},
           });
 }
+
+TEST_CASE("the reason follows the newest round and the tunnel's own change while the state stays - said once") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {TunnelState{true, "wg0"}, State::blocking, {"start probe (tunnel up)"}},
+          });
+  // Blocking still (no round has proven the tunnel), but not "rules applied" any more.
+  CHECK(m.reason() == "tunnel up: wg0, not proven yet (a probe round is under way)");
+  play(m, {
+              {ProbeDone{ProbeVerdict::ok, "ok; TCP via eth0 reaches 203.0.113.3:3478/tcp outside the tunnel"}, State::secured,
+               {"state blocking -> secured: probe ok: TCP via eth0 reaches 203.0.113.3:3478/tcp outside the tunnel"}},
+              {PolicyChanged{"strict"}, State::secured, {"apply rules", "start probe (policy changed: strict)"}},
+              {RulesApplied{}, State::secured, {}},
+              {ProbeDone{ProbeVerdict::ok, "exit 203.0.113.66 via wg0; TCP via eth0 refused"}, State::secured, {}},
+          });
+  CHECK(m.reason() == "probe ok: exit 203.0.113.66 via wg0; TCP via eth0 refused");
+}
