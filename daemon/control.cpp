@@ -8,7 +8,7 @@
 
 namespace leakguard::daemon {
 
-std::string Caller::str() const { return "uid " + std::to_string(uid) + " (pid " + std::to_string(pid) + ")"; }
+std::string Caller::str() const { return "uid " + std::to_string(uid) + ", pid " + std::to_string(pid); }
 
 bool may_control(const Caller& c, std::optional<gid_t> control_group) {
   if (c.uid == 0) return true;

@@ -756,6 +756,12 @@ std::string Controller::status_json() const {
     j["retry_in_ms"] = nullptr;
   if (last_probe_) {
     auto parsed = nlohmann::json::parse(last_probe_->json, nullptr, false);
+    if (parsed.is_object()) {
+      // The round's verdict (unverified when the tunnel did not answer), as ProbeNow and
+      // ProbeCompleted give it; the prober's own ("ok": nothing leaked) kept beside it.
+      if (parsed.contains("verdict")) parsed["report_verdict"] = parsed["verdict"];
+      parsed["verdict"] = last_probe_->verdict_text;
+    }
     j["last_probe"] = parsed.is_discarded() ? nlohmann::json(last_probe_->summary) : parsed;
   } else {
     j["last_probe"] = nullptr;

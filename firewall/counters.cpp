@@ -106,15 +106,11 @@ std::string summarize(const std::vector<Counter>& counters) {
       else it->packets += c.packets;
     }
     std::stable_sort(per_if.begin(), per_if.end(), [](const Counter& a, const Counter& b) { return a.packets > b.packets; });
+    // Names only: the total is the rule's counter (since the rules were last written), the
+    // interfaces' counts come from the counting sets (since the table was made), so their
+    // numbers beside the total would not add up (Counter lists each with what it covers).
     std::string where;
-    for (std::size_t i = 0; i < per_if.size(); ++i) {
-      if (i == 0) {
-        where = " via " + per_if[i].interface_or_scope;
-        if (per_if.size() > 1) where += " (" + std::to_string(per_if[i].packets) + ")";
-      } else {
-        where += ", " + per_if[i].interface_or_scope + " (" + std::to_string(per_if[i].packets) + ")";
-      }
-    }
+    for (std::size_t i = 0; i < per_if.size(); ++i) where += (i == 0 ? " via " : ", ") + per_if[i].interface_or_scope;
     const std::string kind = upper_kind(total.kind);
     if (total.direction == "out")
       parts.push_back("blocked " + std::to_string(total.packets) + " " + kind + (total.packets == 1 ? " packet" : " packets") +

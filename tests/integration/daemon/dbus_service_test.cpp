@@ -180,7 +180,7 @@ TEST_CASE("every method and property through busctl, as root") {
 
   auto calls = s.control.take();
   REQUIRE(calls.size() == 7);
-  CHECK(starts(calls[0], "arm by uid 0 (pid "));
+  CHECK(starts(calls[0], "arm by uid 0, pid "));
   CHECK(starts(calls[1], "disarm by uid 0"));
   CHECK(calls[2] == "tunnel wg0 2 mark 51820");
   CHECK(calls[3] == "clear tunnel");

@@ -22,7 +22,7 @@ TEST_CASE("who may control: root, or a member of the control group (the bus list
   CHECK_FALSE(may_control(caller(1000, {1000, 27, 100}), 990));
   CHECK(may_control(caller(1000, {990}), 990));
   CHECK(may_control(caller(1000, {1000, 27, 990}), 990));
-  CHECK(caller(1000, {}, 42).str() == "uid 1000 (pid 42)");
+  CHECK(caller(1000, {}, 42).str() == "uid 1000, pid 42");
 }
 
 TEST_CASE("tunnel declarations are checked argument by argument") {

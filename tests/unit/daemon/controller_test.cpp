@@ -95,10 +95,12 @@ struct FakeProbe : ProbePort {
     ProbeOutcome o;
     o.verdict = v;
     o.routed_into_tunnel = std::move(routed_into_tunnel);
-    o.verdict_text = v == ProbeVerdict::leak ? "leak" : "ok";
+    // As probe_port.cpp makes it: the round's verdict, and the prober's report whose own
+    // verdict knows only leak or not.
+    o.verdict_text = v == ProbeVerdict::leak ? "leak" : v == ProbeVerdict::unverified ? "unverified" : "ok";
     o.summary = v == ProbeVerdict::leak ? "reflexive address via eth0" : "no leak";
     o.leaks = std::move(leaks);
-    o.json = R"({"verdict":")" + o.verdict_text + R"("})";
+    o.json = R"({"verdict":")" + std::string(v == ProbeVerdict::leak ? "leak" : "ok") + R"("})";
     std::exchange(pending, {})(o);
   }
 };
@@ -1017,4 +1019,14 @@ TEST_CASE("a network larger than the firewall's sets: each set cut on its own, s
   p.dhcp_subnets = sets.dhcp;
   p.tunnel_addresses = sets.tunnel_addresses;
   CHECK(firewall::validate(p));
+}
+
+TEST_CASE("status: the last probe's verdict is the round's (unverified), the prober's own kept beside it") {
+  World w;
+  w.c.start(network(Wg::up));
+  w.fw.calls.clear();
+  w.probe.finish(ProbeVerdict::unverified);
+  const auto j = nlohmann::json::parse(w.c.status_json());
+  CHECK(j["last_probe"]["verdict"] == "unverified");
+  CHECK(j["last_probe"]["report_verdict"] == "ok");
 }
