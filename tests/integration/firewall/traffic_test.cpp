@@ -152,6 +152,33 @@ void run_family_checks(const lab::Lab& l, Firewall& fw, Mode mode, const Fam& f)
   (void)fw;
 }
 
+/// A namespace routed through the lab's host (a container, or a peer behind a tunnel interface):
+/// a veth `host_if` in the host with NET.1/24 and V6::1/64, eth0 in `child` with .2 / ::2 and its
+/// default routes via the host; the host forwards and masquerades it (in the lab's host
+/// namespace only, never the machine's).
+void routed_child(const lab::Lab& l, const lab::Netns& child, const std::string& host_if, const std::string& net,
+                  const std::string& v6) {
+  const std::string h = l.ns("host");
+  auto sh = [&](const std::vector<std::string>& argv) {
+    auto r = lab::run(argv);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+  };
+  sh({"ip", "-n", h, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", child.name()});
+  sh({"ip", "-n", h, "addr", "add", net + ".1/24", "dev", host_if});
+  sh({"ip", "-n", h, "-6", "addr", "add", v6 + "::1/64", "dev", host_if, "nodad"});
+  sh({"ip", "-n", h, "link", "set", host_if, "up"});
+  sh({"ip", "-n", child.name(), "addr", "add", net + ".2/24", "dev", "eth0"});
+  sh({"ip", "-n", child.name(), "-6", "addr", "add", v6 + "::2/64", "dev", "eth0", "nodad"});
+  sh({"ip", "-n", child.name(), "link", "set", "eth0", "up"});
+  sh({"ip", "-n", child.name(), "route", "add", "default", "via", net + ".1"});
+  sh({"ip", "-n", child.name(), "-6", "route", "add", "default", "via", v6 + "::1"});
+  REQUIRE(l.run("host", {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}).status == 0);
+  REQUIRE(l.run("host", {"nft", "add table inet lgtest_nat; add chain inet lgtest_nat post { type nat hook postrouting priority srcnat; }; "
+                                "add rule inet lgtest_nat post ip saddr " + net + ".0/24 masquerade; "
+                                "add rule inet lgtest_nat post ip6 saddr " + v6 + "::/64 masquerade"})
+              .status == 0);
+}
+
 }  // namespace
 
 TEST_CASE("udp policy - IPv4 and IPv6 - UDP and DNS stopped outside the tunnel - TCP and the marked endpoints pass") {
@@ -423,26 +450,7 @@ TEST_CASE("forwarded traffic from a child namespace takes the same way out") {
   lab::Lab l;
   lab::Netns child("ctr");
   const std::string h = l.ns("host");
-  // A container behind the host: veth, addresses, routes, forwarding and NAT in the host
-  // namespace only (it is the lab's, not the machine's).
-  auto sh = [&](const std::vector<std::string>& argv) {
-    auto r = lab::run(argv);
-    REQUIRE_MESSAGE(r.status == 0, r.out);
-  };
-  sh({"ip", "-n", h, "link", "add", "ctr0", "type", "veth", "peer", "name", "eth0", "netns", child.name()});
-  sh({"ip", "-n", h, "addr", "add", "100.64.200.1/24", "dev", "ctr0"});
-  sh({"ip", "-n", h, "-6", "addr", "add", "2001:db8:200::1/64", "dev", "ctr0", "nodad"});
-  sh({"ip", "-n", h, "link", "set", "ctr0", "up"});
-  sh({"ip", "-n", child.name(), "addr", "add", "100.64.200.2/24", "dev", "eth0"});
-  sh({"ip", "-n", child.name(), "-6", "addr", "add", "2001:db8:200::2/64", "dev", "eth0", "nodad"});
-  sh({"ip", "-n", child.name(), "link", "set", "eth0", "up"});
-  sh({"ip", "-n", child.name(), "route", "add", "default", "via", "100.64.200.1"});
-  sh({"ip", "-n", child.name(), "-6", "route", "add", "default", "via", "2001:db8:200::1"});
-  REQUIRE(l.run("host", {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}).status == 0);
-  REQUIRE(l.run("host", {"nft", "add table inet lgtest_nat; add chain inet lgtest_nat post { type nat hook postrouting priority srcnat; }; "
-                                "add rule inet lgtest_nat post ip saddr 100.64.200.0/24 masquerade; "
-                                "add rule inet lgtest_nat post ip6 saddr 2001:db8:200::/64 masquerade"})
-              .status == 0);
+  routed_child(l, child, "ctr0", "100.64.200", "2001:db8:200");
 
   Firewall fw = open_in(h);
   for (Mode mode : {Mode::udp, Mode::strict}) {
@@ -502,24 +510,7 @@ TEST_CASE("forwarding: a new flow from the tunnel does not leave another interfa
   lab::Lab l;
   lab::Netns peer("peer");
   const std::string h = l.ns("host");
-  auto sh = [&](const std::vector<std::string>& argv) {
-    auto r = lab::run(argv);
-    REQUIRE_MESSAGE(r.status == 0, r.out);
-  };
-  sh({"ip", "-n", h, "link", "add", "tnl9", "type", "veth", "peer", "name", "eth0", "netns", peer.name()});
-  sh({"ip", "-n", h, "addr", "add", "100.64.201.1/24", "dev", "tnl9"});
-  sh({"ip", "-n", h, "-6", "addr", "add", "2001:db8:201::1/64", "dev", "tnl9", "nodad"});
-  sh({"ip", "-n", h, "link", "set", "tnl9", "up"});
-  sh({"ip", "-n", peer.name(), "addr", "add", "100.64.201.2/24", "dev", "eth0"});
-  sh({"ip", "-n", peer.name(), "-6", "addr", "add", "2001:db8:201::2/64", "dev", "eth0", "nodad"});
-  sh({"ip", "-n", peer.name(), "link", "set", "eth0", "up"});
-  sh({"ip", "-n", peer.name(), "route", "add", "default", "via", "100.64.201.1"});
-  sh({"ip", "-n", peer.name(), "-6", "route", "add", "default", "via", "2001:db8:201::1"});
-  REQUIRE(l.run("host", {"sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}).status == 0);
-  REQUIRE(l.run("host", {"nft", "add table inet lgtest_nat; add chain inet lgtest_nat post { type nat hook postrouting priority srcnat; }; "
-                                "add rule inet lgtest_nat post ip saddr 100.64.201.0/24 masquerade; "
-                                "add rule inet lgtest_nat post ip6 saddr 2001:db8:201::/64 masquerade"})
-              .status == 0);
+  routed_child(l, peer, "tnl9", "100.64.201", "2001:db8:201");
 
   Firewall fw = open_in(h);
   for (Mode mode : {Mode::udp, Mode::strict}) {
