@@ -194,6 +194,12 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
       name == "org.freedesktop.DBus.Error.FileNotFound" || name == "org.freedesktop.DBus.Error.NoServer" ||
       name.starts_with("org.sdbuscpp.Error"))
     return {kNotRunning, "", "leakguardctl: leakguardd is not running (no " + std::string(kName) + " on the system bus)"};
+  // The bus tried to start it and systemd said no: the unit is disabled (its activation alias
+  // is gone), masked, or failed to start.
+  if (name.starts_with("org.freedesktop.systemd1.") || name.starts_with("org.freedesktop.DBus.Error.Spawn."))
+    return {kNotRunning, "", "leakguardctl: leakguardd is not running, and the bus could not start it (" +
+                                 (detail.ends_with('.') ? detail.substr(0, detail.size() - 1) : detail) +
+                                 "; see systemctl status leakguard)"};
   return {kFailed, "", "leakguardctl: " + name + ": " + detail};
 }
 

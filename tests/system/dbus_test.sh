@@ -58,4 +58,17 @@ sys_active || sys_fail "the call did not activate leakguard.service"
 sys_exec journalctl -b --no-pager -o cat -u dbus.service | sys_has "Activating via systemd: service name='org.leakguard.Daemon1'" ||
   sys_fail "dbus-daemon did not log the activation of org.leakguard.Daemon1"
 echo "ok: with the service stopped, alice's status activated it over the bus: $(head -n 1 <<<"$out")"
+
+# A unit the administrator disabled is never started by the bus (the activation goes through
+# dbus-org.leakguard.Daemon1.service, the alias that exists only while it is enabled).
+sys_exec leakguardctl disarm >/dev/null
+sys_exec systemctl disable --now leakguard.service 2>/dev/null
+[ "$(sys_exec systemctl is-active leakguard.service || true)" = inactive ] || sys_fail "the service did not stop"
+rc=0; out=$(sys_user alice timeout 60 leakguardctl status 2>&1) || rc=$?
+[ $rc -eq 3 ] || sys_fail "alice's status with the service disabled exited $rc (expected 3, not running): $out"
+[ "$(sys_exec systemctl is-active leakguard.service || true)" = inactive ] || sys_fail "the bus started the disabled service"
+sys_table_present && sys_fail "the disarmed, disabled kill switch has a table again"
+sys_exec systemctl enable --now leakguard.service 2>/dev/null
+sys_active || sys_fail "not active after systemctl enable --now"
+echo "ok: disabled, alice's status did not start it (exit $rc: $(head -n 1 <<<"$out")); enabled again, it runs"
 echo "PASS"

@@ -201,6 +201,11 @@ TEST_CASE("D-Bus errors map to distinct exit statuses") {
   CHECK(from_dbus_error("org.freedesktop.DBus.Error.InvalidArgs", "interface: bad").exit == kInvalid);
   CHECK(from_dbus_error("org.leakguard.Daemon1.Error.Failed", "apply rules").exit == kFailed);
   CHECK(has(from_dbus_error("org.freedesktop.DBus.Error.InvalidArgs", "interface: bad").err, "interface: bad"));
+  // Bus activation refused by systemd: a disabled unit (no activation alias), a masked one.
+  const auto disabled = from_dbus_error("org.freedesktop.systemd1.NoSuchUnit", "Unit dbus-org.leakguard.Daemon1.service not found.");
+  CHECK(disabled.exit == kNotRunning);
+  CHECK(has(disabled.err, "the bus could not start it (Unit dbus-org.leakguard.Daemon1.service not found; see"));
+  CHECK(from_dbus_error("org.freedesktop.systemd1.UnitMasked", "Unit leakguard.service is masked.").exit == kNotRunning);
 }
 
 TEST_CASE("blocked recently: who, whose, where to, how often - and for others only how much") {
