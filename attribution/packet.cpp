@@ -175,6 +175,11 @@ std::string protocol_name(std::uint8_t proto) {
   }
 }
 
+bool may_be_own_probe(const LoggedPacket& p, std::uint32_t own_uid) {
+  if (p.uid) return *p.uid == own_uid;
+  return p.protocol == 6 && p.rule.ends_with("-out");  // TCP (RFC 9293), output chain tags end in -out
+}
+
 std::string destination_text(const LoggedPacket& p) {
   const std::string a = p.destination.family == Family::v6 ? "[" + p.destination.str() + "]" : p.destination.str();
   const bool ports = p.protocol == 6 || p.protocol == 17 || p.protocol == 33 || p.protocol == 132 || p.protocol == 136;

@@ -36,6 +36,13 @@ NflogBatch parse_nflog(std::span<const std::uint8_t> datagram);
 /// UDP-Lite, SCTP, DCCP) at the start of a logged payload, into `p`. A reason on failure.
 std::optional<std::string> parse_ip(std::span<const std::uint8_t> payload, LoggedPacket& p);
 
+/// Whether `p` may be one of the daemon's own probe packets, sent as uid `own_uid`: its socket's
+/// owner is that uid; or it is TCP stopped in the output chain with no socket at all - the kernel
+/// ending a probe's connection after close (its FIN, RST, a time-wait answer), refused once an
+/// escalation closed that path. The caller checks that a probe had its source port just now
+/// (probes/own_ports.hpp). A forwarded packet has no socket either, and never matches.
+bool may_be_own_probe(const LoggedPacket& p, std::uint32_t own_uid);
+
 /// "203.0.113.3:3478/udp", "[2001:db8::3]:443/tcp", "198.51.100.9/icmp" (no port).
 std::string destination_text(const LoggedPacket& p);
 /// "udp", "tcp", "udplite", "sctp", "dccp", "icmp", "ipv6-icmp", else the number.

@@ -113,6 +113,10 @@ void BlockedPort::wait() {
   });
 }
 
+bool BlockedPort::own_probe(const attribution::LoggedPacket& p) const {
+  return attribution::may_be_own_probe(p, own_uid_) && probes::is_own_port(p.protocol, p.source.family, p.source_port);
+}
+
 void BlockedPort::receive() {
   // A bounded number of datagrams per turn: the loop's other sources get their turn too.
   for (int i = 0; i < 64; ++i) {
@@ -127,7 +131,7 @@ void BlockedPort::receive() {
     auto batch = attribution::parse_nflog(std::span(buffer_.data(), static_cast<std::size_t>(n)));
     rejected_ += batch.rejected.size();
     for (const auto& p : batch.packets) {
-      if (p.uid == own_uid_ && probes::is_own_port(p.protocol, p.source.family, p.source_port)) {
+      if (own_probe(p)) {
         attribution::Sender s;
         s.uid = p.uid;
         on_packet_(p, s, true);

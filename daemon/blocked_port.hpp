@@ -75,6 +75,8 @@ class BlockedPort {
   int budget_used_ = 0;
   std::uint64_t rejected_ = 0, lost_ = 0;
   const uid_t own_uid_;  // whose sockets the daemon's own probes are
+  /// A packet of the daemon's own probe (by its socket's owner and a port a probe had just now).
+  bool own_probe(const attribution::LoggedPacket& p) const;
 };
 
 }  // namespace leakguard::daemon

@@ -326,3 +326,22 @@ TEST_CASE("blocked flows: per application and destination, counted, bounded, mos
   fwd.rule = "tcp-out";
   CHECK(app_of(Sender{}, fwd) == "kernel");
 }
+
+TEST_CASE("the daemon's own probe: its socket's uid, or TCP without a socket in the output chain (the end of its connection)") {
+  LoggedPacket p;
+  p.protocol = 6;
+  p.rule = "tcp-out";
+  p.uid = 0;
+  CHECK(may_be_own_probe(p, 0));
+  CHECK_FALSE(may_be_own_probe(p, 108));  // another user's socket
+  // The FIN or RST the kernel sends for a probe socket already closed: no socket, no uid. Before,
+  // an escalation that closed the probe's path turned these into "kernel tried to reach
+  // 203.0.113.3:3478 outside the VPN" notifications.
+  p.uid.reset();
+  CHECK(may_be_own_probe(p, 108));
+  p.rule = "tcp-fwd";  // forwarded: never ours
+  CHECK_FALSE(may_be_own_probe(p, 108));
+  p.rule = "udp-out";
+  p.protocol = 17;  // a datagram always has its socket
+  CHECK_FALSE(may_be_own_probe(p, 108));
+}
