@@ -203,18 +203,9 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
   return {kFailed, "", "leakguardctl: " + name + ": " + detail};
 }
 
-std::string round_verdict(const nlohmann::json& r) {
-  const std::string verdict = text(r, "verdict");
-  if (verdict != "ok" && verdict != "exposed-host") return verdict;
-  if (!r.contains("tunnel_exits") || !r["tunnel_exits"].is_object()) return verdict;
-  for (const char* f : {"ipv4", "ipv6"})
-    if (r["tunnel_exits"].contains(f) && r["tunnel_exits"][f].is_array() && !r["tunnel_exits"][f].empty()) return verdict;
-  return "unverified";
-}
-
 std::string render_probe(const nlohmann::json& r, const Style& st) {
   std::string out;
-  const std::string verdict = round_verdict(r);
+  const std::string verdict = text(r, "verdict");
   out += "verdict: " +
          (verdict == "ok"           ? st.good(verdict)
           : verdict == "-"          ? verdict
@@ -423,12 +414,8 @@ Outcome probe_answer(const std::string& verdict, const std::string& report, bool
     return {kFailed, json ? json_text(j, 2) + "\n" : "", "leakguardctl: no probe round: " + text(j, "error")};
   const int code = verdict == "leak" ? kLeak : verdict == "unverified" ? kUnverified : kOk;
   if (j.is_discarded()) return {code, json ? report + "\n" : "verdict: " + verdict + "\n", ""};
-  // The report is the prober's: its verdict says "ok" when nothing leaked, even if the tunnel did
-  // not answer. The round's verdict is ProbeNow's; the prober's stays as report_verdict.
-  if (j.is_object() && text(j, "verdict") != verdict) {
-    j["report_verdict"] = j.contains("verdict") ? j["verdict"] : nlohmann::json(nullptr);
-    j["verdict"] = verdict;
-  }
+  // The report comes headed by the round's verdict (daemon/probe_port.cpp), the prober's own as
+  // report_verdict where it differs.
   if (json) return {code, json_text(j, 2) + "\n", ""};
   return {code, render_probe(j, st), ""};
 }

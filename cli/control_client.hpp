@@ -37,14 +37,9 @@ struct Style {
 std::string render_status(const nlohmann::json& status, const Style& st);
 /// The "blocked recently" lines from the status's "blocked" object: at most `top` flows.
 std::string render_blocked(const nlohmann::json& blocked, const Style& st, std::size_t top);
-/// One probe report (the probes library's JSON) for people; its first line is the round's verdict
-/// (round_verdict()), and why when that is `unverified`.
+/// One probe report (as the daemon gives it: headed by the round's verdict) for people; its first
+/// line is that verdict, and why when it is `unverified`.
 std::string render_probe(const nlohmann::json& report, const Style& st);
-/// The verdict the daemon gives a round with this report: the report's own (`ok`, `leak`,
-/// `exposed-host`), but `unverified` when nothing leaked and the tunnel did not answer (no exit
-/// address in `tunnel_exits`; daemon/probe_port.cpp). A report without `tunnel_exits` (what
-/// callers outside the control group see) keeps its own.
-std::string round_verdict(const nlohmann::json& report);
 /// One signal, as `leakguardctl monitor` prints it.
 std::string render_signal(const std::string& name, const std::vector<std::string>& args, const Style& st);
 /// The daemon's reason for its state, without the probe verdict said twice; `brief`: only its

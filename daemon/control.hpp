@@ -81,8 +81,9 @@ class Control {
   virtual Result<void> set_allow_lan(bool allow, const std::string& by) = 0;
   virtual Result<void> set_policy(Mode policy, const std::string& by) = 0;
   virtual Result<void> reload(const std::string& by) = 0;
-  /// Starts a probe round; `done(verdict, report_json)` runs on the loop when it ends.
-  virtual void probe_now(std::function<void(std::string, std::string)> done) = 0;
+  /// Starts a probe round; `done(verdict, report_json)` runs on the loop when it ends. Refused,
+  /// with `done` never called, when no round can run (no usable configuration).
+  virtual Result<void> probe_now(std::function<void(std::string, std::string)> done) = 0;
   virtual std::string status_json() const = 0;
   virtual Snapshot snapshot() const = 0;
 };

@@ -506,20 +506,18 @@ void Controller::reschedule() {
   else out_.probe_due(*due);
 }
 
-void Controller::probe_now(std::function<void(std::string, std::string)> done) {
-  if (auto u = usable(); !u) {
-    done("none", json_text(nlohmann::json{{"error", u.error().str()}}));  // a path may hold any bytes
-    return;
-  }
+Result<void> Controller::probe_now(std::function<void(std::string, std::string)> done) {
+  if (auto u = usable(); !u) return u;
   // The answer must come from a round that starts after the call.
   if (probing_) {
     next_waiting_.push_back(std::move(done));
     probe_again_ = true;
     pending_reason_ = "requested over D-Bus";
-    return;
+    return {};
   }
   waiting_.push_back(std::move(done));
   start_probe("requested over D-Bus");
+  return {};
 }
 
 void Controller::table_tampered(const std::string& by, const std::string& what, bool restored) {
@@ -756,12 +754,6 @@ std::string Controller::status_json() const {
     j["retry_in_ms"] = nullptr;
   if (last_probe_) {
     auto parsed = nlohmann::json::parse(last_probe_->json, nullptr, false);
-    if (parsed.is_object()) {
-      // The round's verdict (unverified when the tunnel did not answer), as ProbeNow and
-      // ProbeCompleted give it; the prober's own ("ok": nothing leaked) kept beside it.
-      if (parsed.contains("verdict")) parsed["report_verdict"] = parsed["verdict"];
-      parsed["verdict"] = last_probe_->verdict_text;
-    }
     j["last_probe"] = parsed.is_discarded() ? nlohmann::json(last_probe_->summary) : parsed;
   } else {
     j["last_probe"] = nullptr;

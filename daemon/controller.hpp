@@ -290,7 +290,7 @@ class Controller final : public Control {
   Result<void> set_allow_lan(bool allow, const std::string& by) override;
   Result<void> set_policy(Mode policy, const std::string& by) override;
   Result<void> reload(const std::string& by) override;
-  void probe_now(std::function<void(std::string, std::string)> done) override;
+  Result<void> probe_now(std::function<void(std::string, std::string)> done) override;
   std::string status_json() const override;
   Snapshot snapshot() const override;
 

@@ -311,25 +311,9 @@ void DbusService::reload(const Caller& c) {
 
 void DbusService::probe_now(const Caller& c, std::function<void(std::string verdict, std::string report)> done) {
   authorize(c, "ProbeNow");
-  // Without a usable configuration (state error) Control answers at once with verdict "none" and
-  // the reason as {"error": ...}: no round ran, so the call is refused with that reason, like every
-  // other change in that state, instead of answering with a verdict that is none.
-  struct Refusal {
-    bool in_call = true;
-    std::optional<std::string> why;
-  };
-  auto refusal = std::make_shared<Refusal>();
-  control_.probe_now([refusal, done = std::move(done)](std::string verdict, std::string report) {
-    if (refusal->in_call && verdict == "none") {
-      const auto j = nlohmann::json::parse(report, nullptr, false);
-      refusal->why = j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>()
-                                                                                     : "no probe round could run";
-      return;
-    }
-    done(std::move(verdict), std::move(report));
-  });
-  refusal->in_call = false;
-  if (refusal->why) throw sdbus::Error(kFailed, *refusal->why);
+  // Without a usable configuration (state error) no round can run: refused with the reason, like
+  // every other change in that state.
+  if (auto r = control_.probe_now(std::move(done)); !r) throw sdbus::Error(kFailed, r.error().str());
 }
 
 // What everyone may call costs a turn of the loop; beyond that, unprivileged callers share a

@@ -70,9 +70,10 @@ class FakeControl final : public Control {
     return record("policy " + snap.policy);
   }
   Result<void> reload(const std::string&) override { return fail("reload", "line 3: bad"); }
-  void probe_now(std::function<void(std::string, std::string)> done) override {
+  Result<void> probe_now(std::function<void(std::string, std::string)> done) override {
     record("probe");
     done("ok", R"({"verdict":"ok"})");
+    return {};
   }
   mutable std::atomic<int> status_built{0};
   std::chrono::microseconds status_cost{0};  ///< CPU time each status or snapshot takes, like a counter dump

@@ -258,9 +258,12 @@ TEST_CASE("desktop notifications: which signals become which notification") {
 }
 
 namespace {
-// A round the tunnel did not answer: nothing leaked (the prober says "ok"), no exit seen.
+// A round the tunnel did not answer, as the daemon reports it: nothing leaked (the prober's own
+// verdict "ok"), no exit seen, so the round's verdict is unverified.
 nlohmann::json unanswered() {
   auto r = nlohmann::json::parse(kStatus)["last_probe"];
+  r["verdict"] = "unverified";
+  r["report_verdict"] = "ok";
   r["tunnel_exits"] = {{"ipv4", nlohmann::json::array()}, {"ipv6", nlohmann::json::array()}};
   r["interfaces"][1]["results"][0] = {{"family", "ipv4"}, {"server", "203.0.113.3:3478/udp"}, {"outcome", "timeout"},
                                       {"detail", "timeout (3 attempts)"}, {"reflexive", nullptr}};
@@ -292,8 +295,6 @@ TEST_CASE("probe: the round's verdict, not the prober's - unverified exits 6 and
   s["state"] = "unverified";
   s["last_probe"] = unanswered();
   CHECK(has(render_status(s, Style{}), "last probe: unverified (the tunnel did not answer"));
-  CHECK(round_verdict(unanswered()) == "unverified");
-  CHECK(round_verdict(nlohmann::json{{"verdict", "ok"}}) == "ok");  // redacted: no exits to judge by
 }
 
 TEST_CASE("probe in state error: the reason on stderr and exit 5, with --json too") {

@@ -95,12 +95,10 @@ struct FakeProbe : ProbePort {
     ProbeOutcome o;
     o.verdict = v;
     o.routed_into_tunnel = std::move(routed_into_tunnel);
-    // As probe_port.cpp makes it: the round's verdict, and the prober's report whose own
-    // verdict knows only leak or not.
     o.verdict_text = v == ProbeVerdict::leak ? "leak" : v == ProbeVerdict::unverified ? "unverified" : "ok";
     o.summary = v == ProbeVerdict::leak ? "reflexive address via eth0" : "no leak";
     o.leaks = std::move(leaks);
-    o.json = R"({"verdict":")" + std::string(v == ProbeVerdict::leak ? "leak" : "ok") + R"("})";
+    o.json = R"({"verdict":")" + o.verdict_text + R"("})";
     std::exchange(pending, {})(o);
   }
 };
@@ -774,9 +772,11 @@ TEST_CASE("a broken configuration at start: the emergency block first, error wit
     REQUIRE_FALSE(r);
     CHECK(r.error().message.find("3:9: policy") != std::string::npos);
   }
-  std::string verdict;
-  w.c.probe_now([&](std::string v, std::string) { verdict = std::move(v); });
-  CHECK(verdict == "none");  // answered at once, not left waiting
+  bool answered = false;
+  const auto refused = w.c.probe_now([&](std::string, std::string) { answered = true; });
+  REQUIRE_FALSE(refused);  // refused at once with the reason, not left waiting
+  CHECK(refused.error().message.find("3:9: policy") != std::string::npos);
+  CHECK_FALSE(answered);
   CHECK(w.fw.calls.size() == 2);
   CHECK(w.c.stop() == "stopping; the block stays in place (on_stop: keep)");
 }
@@ -1019,14 +1019,4 @@ TEST_CASE("a network larger than the firewall's sets: each set cut on its own, s
   p.dhcp_subnets = sets.dhcp;
   p.tunnel_addresses = sets.tunnel_addresses;
   CHECK(firewall::validate(p));
-}
-
-TEST_CASE("status: the last probe's verdict is the round's (unverified), the prober's own kept beside it") {
-  World w;
-  w.c.start(network(Wg::up));
-  w.fw.calls.clear();
-  w.probe.finish(ProbeVerdict::unverified);
-  const auto j = nlohmann::json::parse(w.c.status_json());
-  CHECK(j["last_probe"]["verdict"] == "unverified");
-  CHECK(j["last_probe"]["report_verdict"] == "ok");
 }
