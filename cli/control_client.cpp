@@ -188,6 +188,7 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
   if (name == "org.freedesktop.DBus.Error.InvalidArgs")
     return {kInvalid, "", "leakguardctl: the daemon refused the arguments: " + detail};
   if (name == "org.leakguard.Daemon1.Error.Failed") return {kFailed, "", "leakguardctl: failed: " + detail};
+  if (name == "org.leakguard.Daemon1.Error.TunnelBusy") return {kBusy, "", "leakguardctl: not declared: " + detail};
   if (name == kNoBusError) return {kNotRunning, "", "leakguardctl: cannot reach the system bus (" + detail + ")"};
   if (name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
       name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Disconnected" ||
@@ -470,21 +471,23 @@ Outcome disarm() {
   });
 }
 
-Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark) {
+Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark,
+                   bool exclusive) {
   return with_daemon([&](Daemon& p) -> Outcome {
-    p.SetTunnel(interface, endpoints, fwmark);
+    if (exclusive) p.ClaimTunnel(interface, endpoints, fwmark);
+    else p.SetTunnel(interface, endpoints, fwmark);
     return {kOk, tunnel_declared(interface, endpoints, fwmark), ""};
   });
 }
 
 Outcome tunnel_clear(const std::optional<std::string>& only_if) {
   return with_daemon([&](Daemon& p) -> Outcome {
-    if (only_if) {
-      const std::string declared = p.TunnelInterface();
-      if (declared != *only_if) return {kOk, "tunnel " + *only_if + " is not the declared one; nothing to clear\n", ""};
+    if (!only_if) {
+      p.ClearTunnel();
+      return {kOk, "tunnel declaration cleared\n", ""};
     }
-    p.ClearTunnel();
-    return {kOk, "tunnel declaration cleared\n", ""};
+    if (!p.ReleaseTunnel(*only_if)) return {kOk, "tunnel " + *only_if + " is not the declared one; nothing to clear\n", ""};
+    return {kOk, "tunnel " + *only_if + " cleared\n", ""};
   });
 }
 

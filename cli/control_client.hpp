@@ -21,6 +21,7 @@ enum Exit : int {
   kAccessDenied = 4,    ///< needs root or group leakguard
   kFailed = 5,          ///< the daemon could not do it (also: refused in state error)
   kUnverified = 6,      ///< not proven: no leak seen, but the tunnel did not answer (or nothing was probed)
+  kBusy = 7,            ///< `tunnel set --exclusive`: another VPN's tunnel is declared and up
 };
 
 /// Text styling: ANSI colours on a terminal, plain when piped.
@@ -79,8 +80,11 @@ Outcome blocked(bool json, const Style& st);
 Outcome probe(bool json, const Style& st);
 Outcome arm();
 Outcome disarm();
-Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark);
-/// Clears the declaration; with `only_if`, only when that interface is the declared one.
+/// Declares the tunnel; `exclusive`: unless another VPN's declared interface is there (ClaimTunnel, exit 7).
+Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark,
+                   bool exclusive);
+/// Clears the declaration; with `only_if`, only when that interface is the declared one (decided
+/// by the daemon: ReleaseTunnel).
 Outcome tunnel_clear(const std::optional<std::string>& only_if);
 Outcome allow_lan(bool on);
 Outcome policy(const std::string& p);

@@ -57,13 +57,14 @@ class BusDaemon final : public Daemon {
   void Arm() override { proxy_.Arm(); }
   void Disarm() override { proxy_.Disarm(); }
   void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { proxy_.SetTunnel(i, e, m); }
+  void ClaimTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { proxy_.ClaimTunnel(i, e, m); }
   void ClearTunnel() override { proxy_.ClearTunnel(); }
+  bool ReleaseTunnel(const std::string& i) override { return proxy_.ReleaseTunnel(i); }
   void SetAllowLan(bool allow) override { proxy_.SetAllowLan(allow); }
   void SetPolicy(const std::string& p) override { proxy_.SetPolicy(p); }
   void Reload() override { proxy_.Reload(); }
   std::tuple<std::string, std::string> ProbeNow() override { return proxy_.ProbeNow(); }
   std::string GetStatus() override { return proxy_.GetStatus(); }
-  std::string TunnelInterface() override { return proxy_.TunnelInterface(); }
 
  private:
   std::unique_ptr<sdbus::IConnection> conn_;
@@ -104,18 +105,15 @@ class PrivateDaemon final : public Daemon {
 
   void Arm() override { call("Arm"); }
   void Disarm() override { call("Disarm"); }
-  void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override {
-    call("SetTunnel", [&](sd_bus_message* msg) {
-      std::vector<const char*> list;
-      for (const auto& x : e) list.push_back(x.c_str());
-      list.push_back(nullptr);
-      int r = sd_bus_message_append(msg, "s", i.c_str());
-      if (r >= 0) r = sd_bus_message_append_strv(msg, const_cast<char**>(list.data()));
-      if (r >= 0) r = sd_bus_message_append(msg, "u", m);
-      return r;
-    });
-  }
+  void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { declare("SetTunnel", i, e, m); }
+  void ClaimTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { declare("ClaimTunnel", i, e, m); }
   void ClearTunnel() override { call("ClearTunnel"); }
+  bool ReleaseTunnel(const std::string& i) override {
+    auto reply = call("ReleaseTunnel", [&](sd_bus_message* msg) { return sd_bus_message_append(msg, "s", i.c_str()); });
+    int released = 0;
+    check(sd_bus_message_read(reply.get(), "b", &released));
+    return released != 0;
+  }
   void SetAllowLan(bool allow) override {
     call("SetAllowLan", [&](sd_bus_message* msg) { return sd_bus_message_append(msg, "b", int(allow)); });
   }
@@ -135,19 +133,23 @@ class PrivateDaemon final : public Daemon {
     check(sd_bus_message_read(reply.get(), "s", &status));
     return status;
   }
-  std::string TunnelInterface() override {
-    sd_bus_error e{};  // SD_BUS_ERROR_NULL is a C compound literal
-    char* value = nullptr;
-    const int r = sd_bus_get_property_string(bus_, nullptr, kPath, kName, "TunnelInterface", &e, &value);
-    raise(r, e);
-    std::string out = value ? value : "";
-    std::free(value);
-    return out;
-  }
 
  private:
   PrivateDaemon() = default;
   using Reply = std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)>;
+
+  // SetTunnel and ClaimTunnel: "sasu".
+  void declare(const char* method, const std::string& i, const std::vector<std::string>& e, uint32_t m) {
+    call(method, [&](sd_bus_message* msg) {
+      std::vector<const char*> list;
+      for (const auto& x : e) list.push_back(x.c_str());
+      list.push_back(nullptr);
+      int r = sd_bus_message_append(msg, "s", i.c_str());
+      if (r >= 0) r = sd_bus_message_append_strv(msg, const_cast<char**>(list.data()));
+      if (r >= 0) r = sd_bus_message_append(msg, "u", m);
+      return r;
+    });
+  }
 
   Reply call(const char* method, const std::function<int(sd_bus_message*)>& args = {}) {
     sd_bus_message* msg = nullptr;

@@ -20,13 +20,14 @@ class Daemon {
   virtual void Arm() = 0;
   virtual void Disarm() = 0;
   virtual void SetTunnel(const std::string& interface, const std::vector<std::string>& endpoints, uint32_t fwmark) = 0;
+  virtual void ClaimTunnel(const std::string& interface, const std::vector<std::string>& endpoints, uint32_t fwmark) = 0;
   virtual void ClearTunnel() = 0;
+  virtual bool ReleaseTunnel(const std::string& interface) = 0;
   virtual void SetAllowLan(bool allow) = 0;
   virtual void SetPolicy(const std::string& policy) = 0;
   virtual void Reload() = 0;
   virtual std::tuple<std::string, std::string> ProbeNow() = 0;
   virtual std::string GetStatus() = 0;
-  virtual std::string TunnelInterface() = 0;
 };
 
 /// The error name connect_bus() and follow_signals() throw when the system bus itself cannot be

@@ -68,7 +68,10 @@ int main(int argc, char** argv) {
   tset->add_option("interface,--interface", tun_if, "Tunnel interface, e.g. wg0")->required();
   tset->add_option("--endpoint,-e", endpoints, "VPN server ADDR:PORT[/udp|tcp], repeatable");
   tset->add_option("--fwmark", fwmark, "Allow endpoints only for packets with this mark (0: any)");
-  tset->callback([&] { exit_code = finish(cli::tunnel_set(tun_if, endpoints, fwmark)); });
+  bool exclusive = false;
+  tset->add_flag("--exclusive", exclusive,
+                 "Refuse (exit 7) while another VPN's tunnel is declared and its interface exists: one VPN at a time");
+  tset->callback([&] { exit_code = finish(cli::tunnel_set(tun_if, endpoints, fwmark, exclusive)); });
   std::string clear_if;
   auto* tclear = tunnel->add_subcommand("clear", "Clear the declaration (only if IF is the declared tunnel)");
   tclear->add_option("interface,--interface", clear_if, "Tunnel interface; omitted: whatever is declared");

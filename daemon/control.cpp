@@ -23,10 +23,10 @@ Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::
   if (!name) return fail("interface", name.error().message);
   // A declared tunnel is one interface, named literally. The kernel would accept a '*' in a name,
   // but the rules, the classifier and `oifname` read a trailing '*' as a wildcard: "e*" would make
-  // eth0 the tunnel. Patterns come only from the configuration file (tunnel_interfaces).
+  // eth0 the tunnel. Patterns come only from the configuration file (tunnel.interfaces).
   if (name->find('*') != std::string::npos)
     return fail("interface", "'" + *name + "' contains '*': a declared tunnel is one interface named literally "
-                             "(name patterns belong in tunnel_interfaces in the configuration file)");
+                             "(name patterns belong in tunnel.interfaces in the configuration file)");
   t.interface = *name;
   if (endpoints.empty()) return fail("endpoints", "at least one endpoint is needed (ADDRESS:PORT[/udp|/tcp])");
   // The firewall's own limit: a declaration it would refuse is refused here, with the same number.

@@ -44,6 +44,11 @@ struct TunnelDeclaration {
 Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::vector<std::string>& endpoints,
                                        std::uint32_t fwmark);
 
+/// How a declaration treats the one before it (Control::set_tunnel).
+enum class Claim { replace, unless_other_live };
+/// Error::step of a declaration refused because another VPN's tunnel is declared and there.
+inline constexpr const char* kTunnelBusy = "one VPN at a time";
+
 /// A snapshot of what the D-Bus properties show.
 struct Snapshot {
   std::string state;
@@ -76,8 +81,14 @@ class Control {
   virtual ~Control() = default;
   virtual Result<void> arm(const std::string& by) = 0;
   virtual Result<void> disarm(const std::string& by) = 0;
-  virtual Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) = 0;
-  virtual Result<void> clear_tunnel(const std::string& by) = 0;
+  /// Declares the tunnel. `claim` replace: whatever was declared before is replaced (SetTunnel);
+  /// unless_other_live: refused (Error::step kTunnelBusy) while another interface is declared and
+  /// exists (ClaimTunnel: one VPN at a time, decided on the loop, so two VPNs starting at once
+  /// cannot both pass).
+  virtual Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by, Claim claim) = 0;
+  /// Forgets the declaration; with `only_if`, only when that interface is the declared one.
+  /// Whether a declaration was forgotten.
+  virtual Result<bool> clear_tunnel(const std::string& by, const std::optional<std::string>& only_if) = 0;
   virtual Result<void> set_allow_lan(bool allow, const std::string& by) = 0;
   virtual Result<void> set_policy(Mode policy, const std::string& by) = 0;
   virtual Result<void> reload(const std::string& by) = 0;

@@ -588,8 +588,15 @@ void Controller::restore_tunnel(const TunnelDeclaration& t) {
   if (start_config_error_.empty()) desired_ = compute();
 }
 
-Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by) {
+Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by, Claim claim) {
   if (auto u = usable(); !u) return u;
+  // Another VPN's interface that is there is a VPN that is up: replacing its declaration would cut
+  // it off. One whose interface is gone (its client stopped without a word, or declared ahead, as
+  // a placeholder or before creating it) may be replaced.
+  if (claim == Claim::unless_other_live && declared_ && declared_->interface != t.interface &&
+      network_.link(declared_->interface) != nullptr)
+    return fail(kTunnelBusy, "tunnel " + printable_ifname(declared_->interface) +
+                                 " is declared and its interface is there (another VPN is up); take it down first");
   const bool same = declared_ == t;
   if (auto r = change([&] { declared_ = t; }, "tunnel " + t.interface + " declared by " + by); !r) return r;
   if (!same) {
@@ -657,14 +664,15 @@ void Controller::peers_seen(const std::string& interface, const std::vector<Endp
   out_.declaration_changed(declared_);
 }
 
-Result<void> Controller::clear_tunnel(const std::string& by) {
-  if (auto u = usable(); !u) return u;
-  if (!declared_) return {};
+Result<bool> Controller::clear_tunnel(const std::string& by, const std::optional<std::string>& only_if) {
+  if (auto u = usable(); !u) return tl::unexpected(u.error());
+  if (!declared_ || (only_if && declared_->interface != *only_if)) return false;
   const std::string was = declared_->interface;
-  if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return r;
+  if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return tl::unexpected(r.error());
   out_.info("tunnel " + printable_ifname(was) + " cleared by " + by);
   out_.declaration_changed(declared_);
-  return applied(machine_, last_rules_error_);
+  if (auto r = applied(machine_, last_rules_error_); !r) return tl::unexpected(r.error());
+  return true;
 }
 
 Result<void> Controller::set_allow_lan(bool allow, const std::string& by) {

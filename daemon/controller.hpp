@@ -285,8 +285,8 @@ class Controller final : public Control {
   // Control (D-Bus):
   Result<void> arm(const std::string& by) override;
   Result<void> disarm(const std::string& by) override;
-  Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by) override;
-  Result<void> clear_tunnel(const std::string& by) override;
+  Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by, Claim claim) override;
+  Result<bool> clear_tunnel(const std::string& by, const std::optional<std::string>& only_if) override;
   Result<void> set_allow_lan(bool allow, const std::string& by) override;
   Result<void> set_policy(Mode policy, const std::string& by) override;
   Result<void> reload(const std::string& by) override;

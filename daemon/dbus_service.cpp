@@ -16,6 +16,7 @@ constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 constexpr const char* kInvalidArgument = "org.freedesktop.DBus.Error.InvalidArgs";
 constexpr const char* kFailed = "org.leakguard.Daemon1.Error.Failed";
 constexpr const char* kLimitsExceeded = "org.leakguard.Daemon1.Error.LimitsExceeded";
+constexpr const char* kTunnelBusyError = "org.leakguard.Daemon1.Error.TunnelBusy";
 
 // Thrown by a handler that leaves its call unanswered on purpose (see DbusService::limit).
 struct Unanswered {};
@@ -94,10 +95,18 @@ class DbusService::Object final
   void SetTunnel(sdbus::Result<>&& result, std::string interface, std::vector<std::string> endpoints,
                  uint32_t fwmark) override {
     call(std::move(result), [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
-                                const Caller& c) { s_.set_tunnel(c, interface, endpoints, fwmark); });
+                                const Caller& c) { s_.set_tunnel(c, interface, endpoints, fwmark, Claim::replace); });
+  }
+  void ClaimTunnel(sdbus::Result<>&& result, std::string interface, std::vector<std::string> endpoints,
+                   uint32_t fwmark) override {
+    call(std::move(result), [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
+                                const Caller& c) { s_.set_tunnel(c, interface, endpoints, fwmark, Claim::unless_other_live); });
   }
   void ClearTunnel(sdbus::Result<>&& result) override {
-    call(std::move(result), [this](const Caller& c) { s_.clear_tunnel(c); });
+    call(std::move(result), [this](const Caller& c) { s_.clear_tunnel(c, std::nullopt); });
+  }
+  void ReleaseTunnel(sdbus::Result<bool>&& result, std::string interface) override {
+    with_caller(std::move(result), [this, interface = std::move(interface)](const Caller& c) { return s_.clear_tunnel(c, interface); });
   }
   void SetAllowLan(sdbus::Result<>&& result, bool allow) override {
     call(std::move(result), [this, allow](const Caller& c) { s_.set_allow_lan(c, allow); });
@@ -285,15 +294,24 @@ void DbusService::disarm(const Caller& c) {
   change(c, "Disarm", [this](const std::string& by) { return control_.disarm(by); });
 }
 void DbusService::set_tunnel(const Caller& c, const std::string& interface, const std::vector<std::string>& endpoints,
-                             std::uint32_t fwmark) {
-  change(c, "SetTunnel", [&](const std::string& by) -> Result<void> {
+                             std::uint32_t fwmark, Claim claim) {
+  change(c, claim == Claim::replace ? "SetTunnel" : "ClaimTunnel", [&](const std::string& by) -> Result<void> {
     auto t = check_tunnel(interface, endpoints, fwmark);
     if (!t) invalid(t.error());
-    return control_.set_tunnel(*t, by);
+    auto r = control_.set_tunnel(*t, by, claim);
+    if (!r && r.error().step == kTunnelBusy) throw sdbus::Error(kTunnelBusyError, r.error().str());
+    return r;
   });
 }
-void DbusService::clear_tunnel(const Caller& c) {
-  change(c, "ClearTunnel", [this](const std::string& by) { return control_.clear_tunnel(by); });
+bool DbusService::clear_tunnel(const Caller& c, const std::optional<std::string>& only_if) {
+  bool cleared = false;
+  change(c, only_if ? "ReleaseTunnel" : "ClearTunnel", [&](const std::string& by) -> Result<void> {
+    auto r = control_.clear_tunnel(by, only_if);
+    if (!r) return tl::unexpected(r.error());
+    cleared = *r;
+    return {};
+  });
+  return cleared;
 }
 void DbusService::set_allow_lan(const Caller& c, bool allow) {
   change(c, "SetAllowLan", [&](const std::string& by) { return control_.set_allow_lan(allow, by); });

@@ -74,9 +74,13 @@ class DbusService {
   // failure is thrown as sdbus::Error (its D-Bus error name and message).
   void arm(const Caller& c);
   void disarm(const Caller& c);
+  /// SetTunnel (claim replace) and ClaimTunnel (unless_other_live: refused with Error.TunnelBusy
+  /// while another VPN's declared interface is there).
   void set_tunnel(const Caller& c, const std::string& interface, const std::vector<std::string>& endpoints,
-                  std::uint32_t fwmark);
-  void clear_tunnel(const Caller& c);
+                  std::uint32_t fwmark, Claim claim);
+  /// ClearTunnel, and ReleaseTunnel (`only_if`: only when that interface is the declared one);
+  /// whether a declaration was forgotten.
+  bool clear_tunnel(const Caller& c, const std::optional<std::string>& only_if);
   void set_allow_lan(const Caller& c, bool allow);
   void set_policy(const Caller& c, const std::string& policy);
   void reload(const Caller& c);

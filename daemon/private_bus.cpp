@@ -70,6 +70,7 @@ int plain(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
+template <Claim claim>
 int set_tunnel(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   const char* interface = nullptr;
   int r = sd_bus_message_read(m, "s", &interface);
@@ -87,8 +88,23 @@ int set_tunnel(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   r = sd_bus_message_read(m, "u", &fwmark);
   if (r < 0) return r;
   return answer(userdata, error, [&](PrivateBus::Peer& p) {
-    p.service.set_tunnel(p.caller, interface, endpoints, fwmark);
+    p.service.set_tunnel(p.caller, interface, endpoints, fwmark, claim);
     return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int clear_tunnel(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  return answer(userdata, error, [m](PrivateBus::Peer& p) {
+    p.service.clear_tunnel(p.caller, std::nullopt);
+    return sd_bus_reply_method_return(m, "");
+  });
+}
+
+int release_tunnel(sd_bus_message* m, void* userdata, sd_bus_error* error) {
+  const char* interface = nullptr;
+  if (int r = sd_bus_message_read(m, "s", &interface); r < 0) return r;
+  return answer(userdata, error, [&](PrivateBus::Peer& p) {
+    return sd_bus_reply_method_return(m, "b", int(p.service.clear_tunnel(p.caller, std::string(interface))));
   });
 }
 
@@ -138,27 +154,23 @@ int probe_now(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   });
 }
 
-// The one property leakguardctl reads here (`tunnel clear IF`), from the daemon's snapshot.
-int prop_tunnel(sd_bus*, const char*, const char*, const char*, sd_bus_message* reply, void* userdata, sd_bus_error* error) {
-  return answer(userdata, error,
-                [&](PrivateBus::Peer& p) { return sd_bus_message_append(reply, "s", p.service.snapshot().tunnel_interface.c_str()); });
-}
-
-// org.leakguard.Daemon1's methods as in org.leakguard.Daemon1.xml, and of its properties the one
-// leakguardctl needs; the signals and the other properties are on the bus.
+// org.leakguard.Daemon1's methods as in org.leakguard.Daemon1.xml; the signals and the properties
+// are on the bus.
 const sd_bus_vtable kVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD("Arm", "", "", plain<&DbusService::arm>, 0),
     SD_BUS_METHOD("Disarm", "", "", plain<&DbusService::disarm>, 0),
     SD_BUS_METHOD_WITH_NAMES("SetTunnel", "sasu", SD_BUS_PARAM(interface) SD_BUS_PARAM(endpoints) SD_BUS_PARAM(fwmark),
-                             "", , set_tunnel, 0),
-    SD_BUS_METHOD("ClearTunnel", "", "", plain<&DbusService::clear_tunnel>, 0),
+                             "", , set_tunnel<Claim::replace>, 0),
+    SD_BUS_METHOD_WITH_NAMES("ClaimTunnel", "sasu", SD_BUS_PARAM(interface) SD_BUS_PARAM(endpoints) SD_BUS_PARAM(fwmark),
+                             "", , set_tunnel<Claim::unless_other_live>, 0),
+    SD_BUS_METHOD("ClearTunnel", "", "", clear_tunnel, 0),
+    SD_BUS_METHOD_WITH_NAMES("ReleaseTunnel", "s", SD_BUS_PARAM(interface), "b", SD_BUS_PARAM(released), release_tunnel, 0),
     SD_BUS_METHOD_WITH_NAMES("SetAllowLan", "b", SD_BUS_PARAM(allow), "", , set_allow_lan, 0),
     SD_BUS_METHOD_WITH_NAMES("SetPolicy", "s", SD_BUS_PARAM(policy), "", , set_policy, 0),
     SD_BUS_METHOD_WITH_NAMES("ProbeNow", "", , "ss", SD_BUS_PARAM(verdict) SD_BUS_PARAM(report), probe_now, 0),
     SD_BUS_METHOD_WITH_NAMES("GetStatus", "", , "s", SD_BUS_PARAM(status), get_status, 0),
     SD_BUS_METHOD("Reload", "", "", plain<&DbusService::reload>, 0),
-    SD_BUS_PROPERTY("TunnelInterface", "s", prop_tunnel, 0, 0),
     SD_BUS_VTABLE_END};
 
 // The caller on the other end of a Unix socket, from the kernel (SO_PEERCRED, SO_PEERGROUPS):

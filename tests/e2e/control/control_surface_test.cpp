@@ -52,6 +52,17 @@ TEST_CASE("every method, property and signal through leakguardctl and busctl") {
   CHECK(rig.ctl({"allow-lan", "off"}).status == 0);
   CHECK(rig.ctl({"tunnel", "set", "wg0", "--endpoint", "198.51.100.1:51820/udp", "--fwmark", "51820"}).status == 0);
   CHECK(rig.status()["tunnel"]["declared"] == "wg0");
+  // One VPN at a time: wg0 is declared and there, so another VPN's claim is refused (exit 7) and
+  // changes nothing; wg0's own claim (its hook's second step) is taken.
+  auto busy = rig.ctl({"tunnel", "set", "--exclusive", "tun5", "--endpoint", "198.51.100.5:1194/udp"});
+  CHECK(busy.status == 7);
+  CHECK_MESSAGE(has(busy.out, "one VPN at a time: tunnel wg0 is declared"), busy.out);
+  CHECK(rig.status()["tunnel"]["declared"] == "wg0");
+  CHECK(rig.ctl({"tunnel", "set", "--exclusive", "wg0", "--endpoint", "198.51.100.1:51820/udp", "--fwmark", "51820"}).status == 0);
+  auto other = rig.ctl({"tunnel", "clear", "tun5"});  // another VPN going down leaves wg0 alone
+  CHECK(other.status == 0);
+  CHECK(has(other.out, "tunnel tun5 is not the declared one; nothing to clear"));
+  CHECK(rig.status()["tunnel"]["declared"] == "wg0");
   CHECK(rig.ctl({"tunnel", "clear", "wg0"}).status == 0);
   CHECK(rig.status()["tunnel"]["declared"].is_null());
   CHECK(rig.ctl({"reload"}).status == 0);
@@ -458,6 +469,7 @@ TEST_CASE("root's private socket: every command without the bus, others hung up 
   CHECK(rig.ctl_without_bus({"policy", "udp"}).status == 0);
   CHECK(rig.ctl_without_bus({"tunnel", "set", "wg0", "--endpoint", "198.51.100.1:51820/udp", "--fwmark", "51820"}).status == 0);
   CHECK(rig.status()["tunnel"]["declared"] == "wg0");
+  CHECK(rig.ctl_without_bus({"tunnel", "set", "--exclusive", "tun5", "--endpoint", "198.51.100.5:1194/udp"}).status == 7);
   CHECK(rig.ctl_without_bus({"tunnel", "clear", "wg1"}).out.find("not the declared one") != std::string::npos);
   CHECK(rig.ctl_without_bus({"tunnel", "clear", "wg0"}).status == 0);
   CHECK(rig.status()["tunnel"]["declared"].is_null());

@@ -74,12 +74,12 @@ TEST_CASE("the real wg-quick: a second tunnel is refused while the first is up, 
   REQUIRE(r.status == 0);
   wg0.up = true;
   REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
-  // wg1's PreUp would replace the declaration (SetTunnel replaces): wg0 out of the rules, dead.
+  // wg1's PreUp claims the tunnel: were it taken (SetTunnel replaces), wg0 would be out of the rules, dead.
   Down wg1{rig, rig.wg_quick_config(Rig::WgHooks::pre_up_down, "wg1")};
   r = rig.wg_quick("up", wg1.conf);
   INFO(r.out);
   CHECK(r.status != 0);
-  CHECK(has(r.out, "leakguard: tunnel wg0 is declared (VPN up); one VPN at a time - take it down first"));
+  CHECK(has(r.out, "one VPN at a time: tunnel wg0 is declared and its interface is there (another VPN is up); take it down first"));
   wg1.up = rig.net.run("host", {"ip", "link", "show", "wg1"}).status == 0;
   CHECK_FALSE(wg1.up);  // wg-quick took it away again
   CHECK(rig.status()["tunnel"]["declared"] == "wg0");

@@ -353,14 +353,14 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   w.probe.finish(ProbeVerdict::ok);
   auto t = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 42);
   REQUIRE(t);
-  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  REQUIRE(w.c.set_tunnel(*t, "uid 0", Claim::replace));
   CHECK(w.c.is_tunnel("tun7"));
   CHECK(w.c.is_tunnel("wg3"));
   CHECK_FALSE(w.c.is_tunnel("eth0"));
-  REQUIRE(w.c.set_tunnel(*t, "uid 0"));  // same declaration: nothing to do
+  REQUIRE(w.c.set_tunnel(*t, "uid 0", Claim::replace));  // same declaration: nothing to do
   REQUIRE(w.c.set_allow_lan(true, "uid 0"));
   REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));
-  REQUIRE(w.c.clear_tunnel("uid 0"));
+  REQUIRE(w.c.clear_tunnel("uid 0", std::nullopt));
   CHECK(w.fw.calls == std::vector<std::string>{
                           "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
                           "apply policy=udp allow_lan=no tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42",
@@ -371,25 +371,64 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   CHECK(w.c.snapshot().policy == "strict");
 }
 
+TEST_CASE("one VPN at a time: a claim is refused while another declared interface is there, released only by its own") {
+  World w;
+  w.c.start(network(Wg::up, "wg1"));  // wg1 exists (another VPN's interface); tun7 does not
+  w.probe.finish(ProbeVerdict::ok);
+  auto wg1 = check_tunnel("wg1", {"198.51.100.7:51820/udp"}, 0);
+  auto tun7 = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 42);
+  auto tun = check_tunnel("tun", {"198.51.100.8:1194/udp"}, 0);  // a placeholder, declared ahead
+  REQUIRE((wg1 && tun7 && tun));
+  REQUIRE(w.c.set_tunnel(*wg1, "uid 0", Claim::unless_other_live));  // nothing declared: taken
+  const auto applies = w.fw.calls.size();
+  auto busy = w.c.set_tunnel(*tun7, "uid 0", Claim::unless_other_live);
+  REQUIRE_FALSE(busy);
+  CHECK(busy.error().step == kTunnelBusy);
+  CHECK(busy.error().message.find("tunnel wg1 is declared") != std::string::npos);
+  CHECK(w.fw.calls.size() == applies);  // the rules untouched
+  CHECK(w.c.snapshot().tunnel_interface == "wg1");
+  // The same VPN again (its `up` after its pre-up) is no other VPN.
+  auto wg1_again = check_tunnel("wg1", {"198.51.100.7:51820/udp", "198.51.100.9:51820/udp"}, 0);
+  REQUIRE(w.c.set_tunnel(*wg1_again, "uid 0", Claim::unless_other_live));
+  // Releasing someone else's tunnel does nothing; its own does.
+  auto other = w.c.clear_tunnel("uid 0", std::string("tun7"));
+  REQUIRE(other);
+  CHECK_FALSE(*other);
+  CHECK(w.c.snapshot().tunnel_interface == "wg1");
+  // SetTunnel replaces whatever is there (the administrator's word).
+  REQUIRE(w.c.set_tunnel(*tun, "uid 0", Claim::replace));
+  // A declaration whose interface is not there (a placeholder, or a VPN gone without a word)
+  // does not hold a claim back.
+  REQUIRE(w.c.set_tunnel(*tun7, "uid 0", Claim::unless_other_live));
+  CHECK(w.c.snapshot().tunnel_interface == "tun7");
+  auto own = w.c.clear_tunnel("uid 0", std::string("tun7"));
+  REQUIRE(own);
+  CHECK(*own);
+  CHECK(w.c.snapshot().tunnel_interface.empty());
+  auto none = w.c.clear_tunnel("uid 0", std::nullopt);
+  REQUIRE(none);
+  CHECK_FALSE(*none);  // nothing was declared
+}
+
 TEST_CASE("a declaration is handed out to be kept, and one kept from before a restart is in the first rules") {
   World w;
   w.c.start(network());
   w.probe.finish(ProbeVerdict::ok);
   auto t = check_tunnel("tun7", {"[2001:db8::1]:1194/udp"}, 42);
   REQUIRE(t);
-  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  REQUIRE(w.c.set_tunnel(*t, "uid 0", Claim::replace));
   REQUIRE(w.out.declarations.size() == 1);
   CHECK(w.out.declarations.back() == *t);
   // One the firewall refuses is not kept (nor taken).
   w.fw.refuse_tunnel = "tun8";
   auto bad = check_tunnel("tun8", {"198.51.100.9:1194/udp"}, 0);
   REQUIRE(bad);
-  CHECK_FALSE(w.c.set_tunnel(*bad, "uid 0"));
+  CHECK_FALSE(w.c.set_tunnel(*bad, "uid 0", Claim::replace));
   CHECK(w.out.declarations.size() == 1);
-  REQUIRE(w.c.clear_tunnel("uid 0"));
+  REQUIRE(w.c.clear_tunnel("uid 0", std::nullopt));
   REQUIRE(w.out.declarations.size() == 2);
   CHECK_FALSE(w.out.declarations.back().has_value());
-  REQUIRE(w.c.clear_tunnel("uid 0"));  // nothing declared: nothing to keep
+  REQUIRE(w.c.clear_tunnel("uid 0", std::nullopt));  // nothing declared: nothing to keep
   CHECK(w.out.declarations.size() == 2);
 
   // A restarted daemon: the kept declaration is part of the very first install.
@@ -411,7 +450,7 @@ TEST_CASE("the declaration follows the declared WireGuard tunnel's peers: the ne
   auto ep = [](const char* text) { return *Endpoint::parse(text); };
   auto t = check_tunnel("wg1", {"198.51.100.7:51820/udp", "198.51.100.8:443/tcp"}, 51820);
   REQUIRE(t);
-  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  REQUIRE(w.c.set_tunnel(*t, "uid 0", Claim::replace));
   CHECK(w.c.follow_peers_of() == "wg1");
   const auto calls = w.fw.calls.size();
   const auto kept = w.out.declarations.size();
@@ -450,7 +489,7 @@ TEST_CASE("the declaration follows the declared WireGuard tunnel's peers: the ne
   w.c.peers_seen("wg1", {ep("198.51.100.66:51820")});
   CHECK(errors() == errors_before + 2);
   // Cleared: nothing to follow, and what a device says changes nothing.
-  REQUIRE(w.c.clear_tunnel("uid 0"));
+  REQUIRE(w.c.clear_tunnel("uid 0", std::nullopt));
   CHECK_FALSE(w.c.follow_peers_of());
   const auto after_clear = w.fw.calls.size();
   w.c.peers_seen("wg1", {ep("198.51.100.5:51820")});
@@ -589,7 +628,7 @@ TEST_CASE("a change the firewall would refuse is rolled back: rules, state and d
   const auto before = w.c.desired();
   w.fw.refuse_tunnel = "tun9";
   TunnelDeclaration t{"tun9", {*Endpoint::parse("198.51.100.9:1194")}, std::nullopt};
-  auto r = w.c.set_tunnel(t, "test");
+  auto r = w.c.set_tunnel(t, "test", Claim::replace);
   REQUIRE_FALSE(r);
   CHECK(r.error().message == "tunnels: refused tun9");
   CHECK(w.fw.calls == calls);  // nothing applied
@@ -629,10 +668,10 @@ TEST_CASE("the controller decides from the network model whether a tunnel is up,
   CHECK_FALSE(w.c.machine().tunnel_up());
   auto t = check_tunnel("tun7", {"198.51.100.7:1194"}, 0);
   REQUIRE(t);
-  REQUIRE(w.c.set_tunnel(*t, "uid 0"));
+  REQUIRE(w.c.set_tunnel(*t, "uid 0", Claim::replace));
   CHECK(w.c.machine().tunnel_up());
   CHECK(nlohmann::json::parse(w.c.status_json())["network"]["links"].size() == 3);  // GetStatus shows the network
-  REQUIRE(w.c.clear_tunnel("uid 0"));
+  REQUIRE(w.c.clear_tunnel("uid 0", std::nullopt));
   CHECK_FALSE(w.c.machine().tunnel_up());
 }
 

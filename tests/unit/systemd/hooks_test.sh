@@ -8,25 +8,14 @@ passed=0 failed=0
 cat >"$tmp/leakguardctl" <<'SH'
 #!/bin/sh
 echo "leakguardctl $*" >>"$LOG"
-[ "$*" != "status --json" ] || if [ -n "${LG_STATUS:-}" ]; then printf '%s\n' "$LG_STATUS"; else cat "$(dirname "$0")/status.json"; fi
+# LG_BUSY=IF: another VPN's tunnel IF is declared and there; the daemon refuses a claim of another.
+case " $* " in
+  *" --exclusive "*) [ -z "${LG_BUSY:-}" ] || case " $* " in *" --interface=$LG_BUSY "*) ;; *)
+    echo "leakguardctl: not declared: one VPN at a time: tunnel $LG_BUSY is declared and its interface is there (another VPN is up); take it down first" >&2
+    exit 7 ;; esac ;;
+esac
+exit 0
 SH
-# The daemon's status as leakguardctl prints it (indented, keys sorted), as far as the hooks read it;
-# a reason text that looks like the part they read comes first.
-cat >"$tmp/status.json" <<'JSON'
-{
-  "armed": true,
-  "reason": "no tunnel: \"tunnel\":{\"declared\":\"x\"}",
-  "state": "blocking",
-  "tunnel": {
-    "declared": null,
-    "patterns": [
-      "wg*",
-      "tun*"
-    ]
-  },
-  "tunnel_up": false
-}
-JSON
 cat >"$tmp/wg" <<'SH'
 #!/bin/sh
 # wg show IF endpoints|fwmark, as wireguard-tools prints them
@@ -72,16 +61,12 @@ expect() {  # NAME EXPECTED COMMAND...: the hook exits 0 and makes exactly the E
   if [ "$got" = "$want" ] && [ "$rc" -eq 0 ]; then echo "  ok   $name"; passed=$((passed + 1))
   else printf '  FAIL %s (exit %s)\n       want: %s\n       got:  %s\n%s\n' "$name" "$rc" "$want" "$got" "$out"; failed=$((failed + 1)); fi
 }
-expect_vpn() {  # NAME EXPECTED COMMAND...: expect, after the look at the declaration (one VPN at a time)
-  local name=$1 want=$2; shift 2
-  expect "$name" "leakguardctl status --json${want:+$'\n'$want}" "$@"
-}
 echo "VPN-client hooks"
-expect_vpn "wg-quick up: every peer endpoint and the fwmark" \
-  "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+expect "wg-quick up: every peer endpoint and the fwmark" \
+  "leakguardctl tunnel set --exclusive --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
-expect_vpn "wg-quick up without fwmark" \
-  "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
+expect "wg-quick up without fwmark" \
+  "leakguardctl tunnel set --exclusive --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp" \
   env WG_FWMARK=off "$hooks/wg-quick" up wg0
 expect "wg-quick down" "leakguardctl tunnel clear --interface=wg0" "$hooks/wg-quick" down wg0
 # pre-up reads the configuration wg-quick is about to apply (its syntax: any case, comments, blanks).
@@ -103,37 +88,37 @@ Endpoint = vpn.example.org:443
 [Peer]
 PublicKey = bm8gZW5kcG9pbnQ=
 CONF
-expect_vpn "wg-quick pre-up: the configuration's endpoints (names resolved) and mark" \
-  "leakguardctl tunnel set --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
+expect "wg-quick pre-up: the configuration's endpoints (names resolved) and mark" \
+  "leakguardctl tunnel set --exclusive --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
   "$hooks/wg-quick" pre-up wg0 "$tmp/wg0.conf"
 printf '[Interface]\nPrivateKey = aGVsbG8=\nFwMark = off\n[Peer]\nEndpoint = 198.51.100.1:51820\n' >"$tmp/nomark.conf"
-expect_vpn "wg-quick pre-up: FwMark = off" "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp" \
+expect "wg-quick pre-up: FwMark = off" "leakguardctl tunnel set --exclusive --interface=wg0 --endpoint 198.51.100.1:51820/udp" \
   "$hooks/wg-quick" pre-up wg0 "$tmp/nomark.conf"
 printf '[Interface]\nPrivateKey = aGVsbG8=\nListenPort = 51820\n[Peer]\nPublicKey = cGsx\n' >"$tmp/server.conf"
-expect_vpn "wg-quick pre-up: no peer endpoint (a server): nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/server.conf"
-expect_vpn "wg-quick pre-up: an unreadable configuration: nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/missing.conf"
-expect_vpn "openvpn up (udp, IPv4)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect "wg-quick pre-up: no peer endpoint (a server): nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/server.conf"
+expect "wg-quick pre-up: an unreadable configuration: nothing declared" "" "$hooks/wg-quick" pre-up wg0 "$tmp/missing.conf"
+expect "openvpn up (udp, IPv4)" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=udp "$hooks/openvpn"
-expect_vpn "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
+expect "openvpn up (tcp, IPv6)" "leakguardctl tunnel set --exclusive --interface=tun1 --endpoint [2001:db8::9]:443/tcp" \
   env script_type=up dev=tun1 trusted_ip6=2001:db8::9 trusted_port=443 proto_1=tcp-client "$hooks/openvpn"
 expect "openvpn down" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn"
 # Several remotes: OpenVPN describes each (proto_N, remote_port_N) and names none as the active one.
-expect_vpn "openvpn up: the protocol of the remote on the trusted port" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect "openvpn up: the protocol of the remote on the trusted port" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 proto_1=tcp-client remote_port_1=4443 proto_2=udp remote_port_2=1194 "$hooks/openvpn"
-expect_vpn "openvpn up: one port, both protocols" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:443/tcp --endpoint 198.51.100.9:443/udp" \
+expect "openvpn up: one port, both protocols" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:443/tcp --endpoint 198.51.100.9:443/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=443 proto_1=tcp-client remote_port_1=443 proto_2=udp remote_port_2=443 "$hooks/openvpn"
 # OpenVPN appends its own arguments (device, MTUs, addresses, init) after the configured ones.
-expect_vpn "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
+expect "openvpn up with the mark OpenVPN sets (decimal)" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 51820 tun0 1500 1553 10.8.0.2 10.8.0.1 init
 # OpenVPN reads its `mark` with atoi(): decimal digits only, "0xca6c" is 0 (its packets carry no
 # mark: declaring 51820 would let none of them through), "12abc" 12, "-5" the unsigned 4294967291.
-expect_vpn "openvpn up: a hex mark is 0 to OpenVPN: no fwmark declared" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect "openvpn up: a hex mark is 0 to OpenVPN: no fwmark declared" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0xca6c tun0 1500 1553 10.8.0.2 10.8.0.1 init
-expect_vpn "openvpn up: --mark 0 is no mark" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect "openvpn up: --mark 0 is no mark" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 0 tun0
-expect_vpn "openvpn up: the mark's leading digits, as atoi reads them" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 12" \
+expect "openvpn up: the mark's leading digits, as atoi reads them" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 12" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark 12abc tun0
-expect_vpn "openvpn up: a negative mark as the kernel takes it" "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 4294967291" \
+expect "openvpn up: a negative mark as the kernel takes it" "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp --fwmark 4294967291" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn" --mark -5 tun0
 expect "openvpn down with --mark" "leakguardctl tunnel clear --interface=tun0" env script_type=down dev=tun0 "$hooks/openvpn" --mark 51820 tun0
 expect "openvpn --down from the down-root plugin (no script_type)" "leakguardctl tunnel clear --interface=tun0" \
@@ -162,24 +147,24 @@ remote vpn.example.org 1194
 remote 2001:db8::9 1196 udp6
 # remote 203.0.113.99 1       (a comment)
 CONF
-expect_vpn "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
-  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
+expect "openvpn --pre-start: every remote (names resolved), port, proto and mark from the configuration" \
+  "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   "$hooks/openvpn" --pre-start "$tmp/client.conf"
-expect_vpn "openvpn up keeps the configuration's other servers (failover)" \
-  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
+expect "openvpn up keeps the configuration's other servers (failover)" \
+  "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.10 trusted_port=443 proto_1=tcp-client config="$tmp/client.conf" "$hooks/openvpn" --mark 51820
 # SIGHUP: OpenVPN reads its configuration again (a `remote` edited before the SIGHUP); down
 # declares its servers for the device, so that the reconnection gets through.
 expect "openvpn down on SIGHUP declares the servers of the configuration read again" \
-  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
+  "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1195/udp --endpoint 198.51.100.10:443/tcp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::8]:1194/udp --endpoint [2001:db8::9]:1196/udp --fwmark 51820" \
   env script_type=down signal=sighup dev=tun0 config="$tmp/client.conf" "$hooks/openvpn"
 printf 'dev tun3\nproto tcp-client\nremote 198.51.100.9\nrport 443\n' >"$tmp/tcp.conf"
-expect_vpn "openvpn --pre-start: proto tcp-client, rport, no mark" \
-  "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
+expect "openvpn --pre-start: proto tcp-client, rport, no mark" \
+  "leakguardctl tunnel set --exclusive --interface=tun3 --endpoint 198.51.100.9:443/tcp" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
 for m in 0xca6c tun0; do
   printf 'dev tun0\nmark %s\nremote 198.51.100.9\n' "$m" >"$tmp/mark.conf"
-  expect_vpn "openvpn --pre-start: mark $m is 0 to OpenVPN: no fwmark declared" \
-    "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" "$hooks/openvpn" --pre-start "$tmp/mark.conf"
+  expect "openvpn --pre-start: mark $m is 0 to OpenVPN: no fwmark declared" \
+    "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp" "$hooks/openvpn" --pre-start "$tmp/mark.conf"
 done
 # <connection> blocks: each its own proto and port, the global ones set before it as defaults;
 # remotes outside the blocks are not used (OpenVPN 2.6's "Connection profiles", openvpn --verb 4).
@@ -204,56 +189,49 @@ remote 203.0.113.98 2        (inside another inline block: no option)
 </tls-crypt>
 proto udp
 CONF
-expect_vpn "openvpn --pre-start: <connection> blocks, each with its own proto and port" \
-  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.1:1194/udp --endpoint 198.51.100.1:443/tcp --endpoint 198.51.100.3:1195/tcp" \
+expect "openvpn --pre-start: <connection> blocks, each with its own proto and port" \
+  "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.1:1194/udp --endpoint 198.51.100.1:443/tcp --endpoint 198.51.100.3:1195/tcp" \
   "$hooks/openvpn" --pre-start "$tmp/blocks.conf"
 printf 'dev tun3\n' >"$tmp/noremote.conf"
-expect_vpn "openvpn --pre-start: no remote (a server): nothing declared" "" "$hooks/openvpn" --pre-start "$tmp/noremote.conf"
+expect "openvpn --pre-start: no remote (a server): nothing declared" "" "$hooks/openvpn" --pre-start "$tmp/noremote.conf"
 expect "NetworkManager: WireGuard device up" \
-  "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "leakguardctl tunnel set --exclusive --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
 expect "NetworkManager: VPN plugin up (names resolved, tcp, port)" \
-  "leakguardctl tunnel set --interface=tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
+  "leakguardctl tunnel set --exclusive --interface=tun5 --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp" \
   env CONNECTION_UUID=u1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 expect "NetworkManager: an address is not looked up, what is only like one is" \
-  "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.77:1194/udp --endpoint 1.2.3.4:1194/udp" \
+  "leakguardctl tunnel set --exclusive --interface=tun6 --endpoint 198.51.100.77:1194/udp --endpoint 1.2.3.4:1194/udp" \
   env NM_VPN_DATA="remote = 198.51.100.77 01.2.3.4" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
 expect "NetworkManager: per-remote port and protocol, default port" \
-  "leakguardctl tunnel set --interface=tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
+  "leakguardctl tunnel set --exclusive --interface=tun6 --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.10:53/tcp" \
   env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.10:53:tcp-client, dev = tun" CONNECTION_UUID=u2 VPN_IP_IFACE=tun6 "$hooks/networkmanager" tun6 vpn-up
 expect "NetworkManager: a device goes down" "leakguardctl tunnel clear --interface=eth0" "$hooks/networkmanager" eth0 down
 # Ahead of any VPN (NetworkManager runs vpn-up only after the handshake the block stops): a
 # connection that is no VPN coming up declares the servers of every OpenVPN profile under "tun"
 # (p1 and p2 here; p3 is a vpnc profile, "eth" and "wg" are no VPN plugin profiles).
-ahead="leakguardctl tunnel set --interface=tun --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp --endpoint 198.51.100.20:443/tcp --endpoint 198.51.100.7:1194/udp"
+ahead="leakguardctl tunnel set --exclusive --interface=tun --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp --endpoint 198.51.100.20:443/tcp --endpoint 198.51.100.7:1194/udp"
 expect "NetworkManager: up of the uplink declares every OpenVPN profile's servers ahead, under tun" \
-  "leakguardctl status --json
-$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 up
+  "$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 up
 expect "NetworkManager: pre-up of the uplink too (NetworkManager waits for it)" \
-  "leakguardctl status --json
-$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 pre-up
+  "$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 pre-up
 expect "NetworkManager: vpn-up of a connection nmcli does not know declares nothing" "" \
   env CONNECTION_UUID=nosuch CONNECTION_ID=gone VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 expect "NetworkManager: lo coming up declares nothing" "" env DEVICE_IFACE=lo "$hooks/networkmanager" lo up
 expect "NetworkManager: a server two profiles share is declared once" \
-  "leakguardctl status --json
-leakguardctl tunnel set --interface=tun --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.9:1194/udp" \
+  "leakguardctl tunnel set --exclusive --interface=tun --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.9:1194/udp" \
   env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.9" NM_VPN_DATA2="remote = 198.51.100.9 198.51.100.7" "$hooks/networkmanager" eth0 up
-expect "NetworkManager: the placeholder declared already is declared again (profiles may have changed)" \
-  "leakguardctl status --json
-$ahead" env LG_STATUS='{"state":"blocking","tunnel":{"declared":"tun","patterns":[]},"tunnel_up":false}' "$hooks/networkmanager" eth0 up
-expect "NetworkManager: never over another declaration (a running VPN's)" "leakguardctl status --json" \
-  env LG_STATUS='{"state":"secured","tunnel":{"declared":"wg0","patterns":["wg*"]},"tunnel_up":true}' "$hooks/networkmanager" eth0 up
-expect "NetworkManager: no OpenVPN profile: nothing declared ahead" "leakguardctl status --json" \
+# Never over a running VPN's declaration: the daemon refuses the claim (exit 7), which is no error here.
+expect "NetworkManager: another VPN is up: the claim ahead is refused, quietly" "$ahead" \
+  env LG_BUSY=wg0 "$hooks/networkmanager" eth0 up
+expect "NetworkManager: no OpenVPN profile: nothing declared ahead" "" \
   env NM_PROFILES='eth:802-3-ethernet\n' "$hooks/networkmanager" eth0 up
 expect "NetworkManager: vpn-down clears the VPN and declares the servers ahead again" \
   "leakguardctl tunnel clear --interface=tun5
-leakguardctl status --json
 $ahead" env CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-down
-expect "NetworkManager: vpn-down while another tunnel is declared leaves it alone" \
+expect "NetworkManager: vpn-down while another VPN is up leaves it alone" \
   "leakguardctl tunnel clear --interface=tun5
-leakguardctl status --json" \
-  env LG_STATUS='{"tunnel":{"declared":"wg0","patterns":[]}}' CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-down
+$ahead" env LG_BUSY=wg0 CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-down
 # No call at all: the stand-in that recorded every call above is the control that calls do arrive.
 expect "NetworkManager: ignores other actions" "" "$hooks/networkmanager" eth0 dhcp4-change
 
@@ -261,42 +239,42 @@ echo "adversarial environments"
 # A file whose name matches an endpoint read as a glob pattern ("[2001:db8::1]:51820" matches
 # "1:51820"), and one matching a tunnel name pattern, in the working directory.
 mkdir "$tmp/cwd" && touch "$tmp/cwd/1:51820" "$tmp/cwd/eth0" && cd "$tmp/cwd" || exit 1
-expect_vpn "wg-quick: an endpoint is never a glob pattern" \
-  "leakguardctl tunnel set --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+expect "wg-quick: an endpoint is never a glob pattern" \
+  "leakguardctl tunnel set --exclusive --interface=wg0 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up wg0
-expect_vpn "wg-quick pre-up: an endpoint is never a glob pattern" \
-  "leakguardctl tunnel set --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
+expect "wg-quick pre-up: an endpoint is never a glob pattern" \
+  "leakguardctl tunnel set --exclusive --interface=wg0 --fwmark 51820 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --endpoint 198.51.100.8:443/udp" \
   "$hooks/wg-quick" pre-up wg0 "$tmp/wg0.conf"
 expect "NetworkManager WireGuard: an endpoint is never a glob pattern" \
-  "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+  "leakguardctl tunnel set --exclusive --interface=wg1 --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
 expect "NetworkManager VPN: a bracketed remote is never a glob pattern" \
-  "leakguardctl tunnel set --interface=tun7 --endpoint [2001:db8::1]:51820/udp" \
+  "leakguardctl tunnel set --exclusive --interface=tun7 --endpoint [2001:db8::1]:51820/udp" \
   env NM_VPN_DATA="remote = [2001:db8::1]:51820" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun7 "$hooks/networkmanager" tun7 vpn-up
-expect_vpn "an interface name with '*' goes as it is (the daemon refuses it), never globbed" \
-  "leakguardctl tunnel set --interface=e* --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
+expect "an interface name with '*' goes as it is (the daemon refuses it), never globbed" \
+  "leakguardctl tunnel set --exclusive --interface=e* --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
   "$hooks/wg-quick" up 'e*'
-expect_vpn "an interface name beginning with '-' is no option" \
-  "leakguardctl tunnel set --interface=-x --endpoint 198.51.100.9:1194/udp" \
+expect "an interface name beginning with '-' is no option" \
+  "leakguardctl tunnel set --exclusive --interface=-x --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=-x trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
 expect "wg-quick down with an odd name" "leakguardctl tunnel clear --interface=--fwmark=1" "$hooks/wg-quick" down --fwmark=1
 cd - >/dev/null || exit 1
 expect "NetworkManager VPN: a bare IPv6 remote is an address, not host:port" \
-  "leakguardctl tunnel set --interface=tun8 --endpoint [2001:db8::1]:1194/udp" \
+  "leakguardctl tunnel set --exclusive --interface=tun8 --endpoint [2001:db8::1]:1194/udp" \
   env NM_VPN_DATA="remote = 2001:db8::1" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun8 "$hooks/networkmanager" tun8 vpn-up
 expect "NetworkManager VPN: IPv6 remotes with port and protocol, bracketed or not" \
-  "leakguardctl tunnel set --interface=tun8 --endpoint [2001:db8::2]:443/tcp --endpoint [2001:db8::3]:53/udp --endpoint [2001:db8::4]:1195/udp" \
+  "leakguardctl tunnel set --exclusive --interface=tun8 --endpoint [2001:db8::2]:443/tcp --endpoint [2001:db8::3]:53/udp --endpoint [2001:db8::4]:1195/udp" \
   env NM_VPN_DATA="remote = [2001:db8::2]:443:tcp-client, 2001:db8::3::udp6, [2001:db8::4]:1195, port = 53" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun8 "$hooks/networkmanager" tun8 vpn-up
 expect "NetworkManager VPN: several remotes split by commas, spaces and tabs" \
-  "leakguardctl tunnel set --interface=tun9 --endpoint 198.51.100.7:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::9]:1194/udp --endpoint 198.51.100.10:1196/tcp" \
+  "leakguardctl tunnel set --exclusive --interface=tun9 --endpoint 198.51.100.7:1195/udp --endpoint 198.51.100.8:1194/udp --endpoint [2001:db8::9]:1194/udp --endpoint 198.51.100.10:1196/tcp" \
   env NM_VPN_DATA="$(printf 'remote = 198.51.100.7:1195:udp 198.51.100.8, 2001:db8::9\t198.51.100.10:1196:tcp')" CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun9 "$hooks/networkmanager" tun9 vpn-up
 expect "NetworkManager VPN: no interface from NetworkManager: the dispatcher's own" \
-  "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.7:1194/udp" \
+  "leakguardctl tunnel set --exclusive --interface=tun3 --endpoint 198.51.100.7:1194/udp" \
   env NM_VPN_DATA="remote = 198.51.100.7" CONNECTION_UUID=u VPN_IP_IFACE= "$hooks/networkmanager" tun3 vpn-up
 # Empty values: nothing is declared (the block stays as it is), never a malformed call.
 expect "NetworkManager VPN: an empty remote declares nothing" "" \
   env NM_VPN_DATA="remote = , port = " CONNECTION_UUID=u CONNECTION_ID=c VPN_IP_IFACE=tun4 "$hooks/networkmanager" tun4 vpn-up
-expect_vpn "wg-quick: no peer endpoint yet declares nothing" "" env WG_ENDPOINTS='pk1=\t(none)\n' "$hooks/wg-quick" up wg0
+expect "wg-quick: no peer endpoint yet declares nothing" "" env WG_ENDPOINTS='pk1=\t(none)\n' "$hooks/wg-quick" up wg0
 expect_fails() {  # NAME COMMAND...: the hook exits non-zero, says why, and calls nothing
   local name=$1; shift
   : >"$LOG"
@@ -330,35 +308,23 @@ for call in "$hooks/wg-quick down wg0" "env script_type=down signal=sigterm dev=
   if [ "$rc" -eq 0 ] && [[ $out == *"leakguard"* ]]; then echo "  ok   daemon down: $call exits 0 and says why"; passed=$((passed + 1))
   else echo "  FAIL daemon down: $call (exit $rc): $out"; failed=$((failed + 1)); fi
 done
-# One VPN at a time: another VPN's declaration is never replaced while its interface is there (lo
-# stands for it: it always exists); one whose interface is gone (left behind) is.
-refused() {  # NAME STATUS COMMAND...: the hook looks at the declaration, refuses, says why, declares nothing
-  local name=$1 st=$2; shift 2
+# One VPN at a time: every declaration is a claim the daemon refuses while another VPN's tunnel is
+# declared and there (decided by the daemon: unit/controller_test); the hook passes the refusal on,
+# so wg-quick and OpenVPN stop.
+refused() {  # NAME COMMAND...: the hook claims, is refused, fails and says why
+  local name=$1; shift
   : >"$LOG"
-  local rc=0 out; out=$(LG_STATUS=$st "$@" 2>&1) || rc=$?
-  if [ "$rc" -ne 0 ] && [[ $out == *"leakguard: tunnel lo is declared (VPN up); one VPN at a time - take it down first"* ]] &&
-     [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then echo "  ok   $name"; passed=$((passed + 1))
+  local rc=0 out; out=$(LG_BUSY=lo "$@" 2>&1) || rc=$?
+  if [ "$rc" -eq 7 ] && [[ $out == *"one VPN at a time: tunnel lo is declared"* ]] &&
+     [[ $(cat "$LOG") == "leakguardctl tunnel set --exclusive --interface="* ]]; then echo "  ok   $name"; passed=$((passed + 1))
   else printf '  FAIL %s (exit %s, calls: %s)\n%s\n' "$name" "$rc" "$(cat "$LOG")" "$out"; failed=$((failed + 1)); fi
 }
-up_lo='{"state":"secured","tunnel":{"declared":"lo","patterns":[]},"tunnel_up":true}'
-refused "wg-quick pre-up: another VPN is up: refused" "$up_lo" "$hooks/wg-quick" pre-up wg1 "$tmp/nomark.conf"
-refused "wg-quick up: another VPN is up: refused" "$up_lo" "$hooks/wg-quick" up wg1
-refused "openvpn --pre-start: another VPN is up: refused" "$up_lo" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
-refused "openvpn up: another VPN is up: refused" "$up_lo" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
-expect_vpn "wg-quick pre-up: a declaration whose interface is gone is replaced" \
-  "leakguardctl tunnel set --interface=wg1 --endpoint 198.51.100.1:51820/udp" \
-  env LG_STATUS='{"tunnel":{"declared":"lgt-gone0","patterns":[]}}' "$hooks/wg-quick" pre-up wg1 "$tmp/nomark.conf"
-expect_vpn "openvpn --pre-start: a declaration whose interface is gone is replaced" \
-  "leakguardctl tunnel set --interface=tun3 --endpoint 198.51.100.9:443/tcp" \
-  env LG_STATUS='{"tunnel":{"declared":"lgt-gone0","patterns":[]}}' "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
-expect_vpn "wg-quick up: its own declaration is declared again" \
-  "leakguardctl tunnel set --interface=lo --endpoint 198.51.100.1:51820/udp --endpoint [2001:db8::1]:51820/udp --fwmark 51820" \
-  env LG_STATUS="$up_lo" "$hooks/wg-quick" up lo
-: >"$LOG"
-rc=0 out=$(env LG_STATUS='garbage' "$hooks/wg-quick" pre-up wg0 "$tmp/nomark.conf" 2>&1) || rc=$?
-if [ "$rc" -ne 0 ] && [[ $out == *"cannot tell which tunnel is declared"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
-  echo "  ok   wg-quick pre-up: a status it cannot read: exits $rc, says why, declares nothing"; passed=$((passed + 1))
-else echo "  FAIL wg-quick pre-up: a status it cannot read (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
+refused "wg-quick pre-up: another VPN is up: refused" "$hooks/wg-quick" pre-up wg1 "$tmp/nomark.conf"
+refused "wg-quick up: another VPN is up: refused" "$hooks/wg-quick" up wg1
+refused "openvpn --pre-start: another VPN is up: refused" "$hooks/openvpn" --pre-start "$tmp/tcp.conf"
+refused "openvpn up: another VPN is up: refused" env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 "$hooks/openvpn"
+refused "NetworkManager WireGuard: another VPN is up: refused" env DEVICE_IFACE=wg1 "$hooks/networkmanager" wg1 up
+refused "NetworkManager VPN: another VPN is up: refused" env CONNECTION_UUID=p1 VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 # A name that cannot be resolved (DNS outside the tunnel is blocked): wg-quick and OpenVPN could
 # not resolve it either and would retry (72 s, or for ever). Before the VPN starts, the hooks fail
 # at once and say what to do; after it connected, up only says so.
@@ -368,24 +334,18 @@ for call in "$hooks/wg-quick pre-up wg0 $tmp/name.conf" "$hooks/openvpn --pre-st
   : >"$LOG"
   rc=0 out=$($call 2>&1) || rc=$?
   if [ "$rc" -ne 0 ] && [[ $out == *"cannot resolve unknown.invalid"*"name the server by address or give it an /etc/hosts entry"* ]] &&
-     [[ $out != *"names no peer endpoint"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
+     [[ $out != *"names no peer endpoint"* ]] && [ ! -s "$LOG" ]; then
     echo "  ok   a name it cannot resolve: $call fails at once and says what to do"; passed=$((passed + 1))
   else echo "  FAIL a name it cannot resolve: $call (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
 done
-expect_vpn "openvpn up: a name it cannot resolve among the other servers is left out" \
-  "leakguardctl tunnel set --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
+expect "openvpn up: a name it cannot resolve among the other servers is left out" \
+  "leakguardctl tunnel set --exclusive --interface=tun0 --endpoint 198.51.100.9:1194/udp" \
   env script_type=up dev=tun0 trusted_ip=198.51.100.9 trusted_port=1194 config="$tmp/name.ovpn" "$hooks/openvpn"
 expect_fails "NetworkManager: up with no interface" env DEVICE_IFACE= "$hooks/networkmanager" "" up
 expect_fails "NetworkManager: down with no interface" "$hooks/networkmanager" "" down
 expect_fails "NetworkManager: vpn-up with no connection" env -u CONNECTION_UUID VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 expect_fails "NetworkManager: vpn-up with no interface at all" env CONNECTION_UUID=p1 VPN_IP_IFACE= "$hooks/networkmanager" "" vpn-up
 expect_fails "NetworkManager: vpn-down with no interface at all" env CONNECTION_UUID=p1 VPN_IP_IFACE= "$hooks/networkmanager" "" vpn-down
-# A status it cannot read: it asked, and says so, but declares nothing ahead.
-: >"$LOG"
-rc=0 out=$(env LG_STATUS='garbage' "$hooks/networkmanager" eth0 up 2>&1) || rc=$?
-if [ "$rc" -ne 0 ] && [[ $out == *"cannot tell which tunnel is declared"* ]] && [ "$(cat "$LOG")" = "leakguardctl status --json" ]; then
-  echo "  ok   NetworkManager: a status it cannot read: exits $rc, says why, declares nothing"; passed=$((passed + 1))
-else echo "  FAIL NetworkManager: a status it cannot read (exit $rc, calls: $(cat "$LOG")): $out"; failed=$((failed + 1)); fi
 expect_fails "openvpn --pre-start: no configuration named" "$hooks/openvpn" --pre-start
 printf 'remote 198.51.100.9\n' >"$tmp/nodev.conf"
 expect_fails "openvpn --pre-start: no dev" "$hooks/openvpn" --pre-start "$tmp/nodev.conf"
