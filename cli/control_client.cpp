@@ -278,7 +278,11 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   if (s.contains("reason") && s["reason"].is_string()) out += st.dim("  (" + reason_text(text(s, "reason"), true) + ")");
   out += "\n";
   out += "  armed:     " + std::string(s.value("armed", false) ? "yes" : "no") + "\n";
-  out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "");
+  // Kept: the table a previous run left enforces what that run's configuration said; this run has
+  // none (its policy field is only the default's).
+  const bool kept = text(s, "protection") == "kept";
+  if (kept) out += "  policy:    the kept table's (this run has no usable configuration)";
+  else out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "");
   // probe.on_exposure escalate: families held as strict because a page's path out was found.
   std::string escalated;
   if (s.contains("escalated") && s["escalated"].is_array())
@@ -320,7 +324,8 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   if (s.contains("firewall") && s["firewall"].is_object()) {
     const auto& fw = s["firewall"];
     out += "  table:     inet leakguard";
-    if (!fw.value("installed", false)) out += ", not installed";
+    if (kept) out += ", kept as the previous run left it (in force, untouched)";
+    else if (!fw.value("installed", false)) out += ", not installed";
     else if (fw.value("owner", false)) out += ", owned (the kernel refuses others' changes), guarded";
     else out += ", guarded (" + text(fw, "ownership", "no owner flag") + ")";
     out += "\n";
@@ -370,6 +375,13 @@ std::string render_signal(const std::string& name, const std::vector<std::string
     // The daemon names the probe that follows the routing table "routed via IF".
     const std::string via = arg(0).starts_with("routed via ") ? arg(0).substr(11) + " (" + arg(1) + ", routed)"
                                                                : arg(0) + " (" + arg(1) + ")";
+    // A hop probe's leak: no server saw an address, a router answered ("hop 192.0.2.1 toward X").
+    if (arg(2).empty() && arg(3).starts_with("hop ")) {
+      const std::string rest = arg(3).substr(4);
+      const auto sp = rest.find(' ');
+      return st.bad("LEAK") + " via " + via + ": router " + rest.substr(0, sp) + " answered a datagram sent" +
+             (sp == std::string::npos ? std::string() : rest.substr(sp)) + " outside the tunnel";
+    }
     return st.bad("LEAK") + " via " + via + ": " + st.bad(arg(2)) + " seen by " + arg(3);
   }
   if (name == "ProbeCompleted") return "probe: " + (arg(0) == "ok" ? st.good(arg(0)) : st.bad(arg(0)));

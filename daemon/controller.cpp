@@ -745,7 +745,8 @@ std::string Controller::status_json() const {
   j["tunnel_up"] = machine_.tunnel_up();
   auto& t = j["tunnel"];
   t["patterns"] = nlohmann::json::array();
-  for (const auto& p : desired_.tunnels) t["patterns"].push_back(p.text);
+  // The configuration's names ("configured:" in leakguardctl status); the declared one is beside them.
+  for (const auto& p : config_.tunnel_interfaces) t["patterns"].push_back(p.text);
   t["declared"] = declared_ ? nlohmann::json(declared_->interface) : nlohmann::json(nullptr);
   j["endpoints"] = nlohmann::json::array();
   for (const auto& e : desired_.endpoints) j["endpoints"].push_back(e.str());

@@ -158,6 +158,9 @@ TEST_CASE("monitor lines: the verdict once, the leak's route named once, who saw
         "LEAK via eth0 (ipv4): 203.0.113.2:45543 seen by 203.0.113.3:3478/udp");
   CHECK(render_signal("LeakDetected", {"routed via eth0", "ipv6", "[2001:db8:2::10]:45929", "[2001:db8:3::3]:3478/udp"},
                       Style{}) == "LEAK via eth0 (ipv6, routed): [2001:db8:2::10]:45929 seen by [2001:db8:3::3]:3478/udp");
+  // A hop probe's leak: a router answered, no server saw an address.
+  CHECK(render_signal("LeakDetected", {"eth0", "ipv4", "", "hop 192.0.2.1 toward endpoint 198.51.100.1:51820/udp"}, Style{}) ==
+        "LEAK via eth0 (ipv4): router 192.0.2.1 answered a datagram sent toward endpoint 198.51.100.1:51820/udp outside the tunnel");
   CHECK(render_signal("ProbeCompleted", {"ok"}, Style{}) == "probe: ok");
   CHECK(render_signal("TableTampered", {"nft (pid 7)"}, Style{}) == "table changed by nft (pid 7)");
 }
@@ -195,7 +198,20 @@ TEST_CASE("a table without the owner flag and a firewall error are shown") {
   CHECK(has(out, "firewall: table guard: no permission"));
 }
 
+TEST_CASE("status while a previous run's table is kept: in force, and the policy is that table's") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["state"] = "error";
+  j["protection"] = "kept";
+  j["firewall"]["installed"] = false;  // this run installed nothing: the table is the last run's
+  const auto out = render_status(j, Style{});
+  CHECK(has(out, "  table:     inet leakguard, kept as the previous run left it (in force, untouched)\n"));
+  CHECK(has(out, "  policy:    the kept table's (this run has no usable configuration)\n"));
+  CHECK(!has(out, "not installed"));
+  CHECK(!has(out, "policy:    udp"));
+}
+
 TEST_CASE("D-Bus errors map to distinct exit statuses") {
+  CHECK(from_dbus_error("org.leakguard.Daemon1.Error.TunnelBusy", "one VPN at a time: tunnel wg0 is declared").exit == kBusy);
   CHECK(from_dbus_error("org.freedesktop.DBus.Error.AccessDenied", "x").exit == kAccessDenied);
   CHECK(from_dbus_error("org.freedesktop.DBus.Error.ServiceUnknown", "x").exit == kNotRunning);
   CHECK(from_dbus_error("org.freedesktop.DBus.Error.InvalidArgs", "interface: bad").exit == kInvalid);

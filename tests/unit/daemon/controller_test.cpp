@@ -357,6 +357,10 @@ TEST_CASE("declared tunnels and runtime settings change the rules, once each") {
   CHECK(w.c.is_tunnel("tun7"));
   CHECK(w.c.is_tunnel("wg3"));
   CHECK_FALSE(w.c.is_tunnel("eth0"));
+  // Status says which names are the configuration's, and the declared one apart from them.
+  const auto st = nlohmann::json::parse(w.c.status_json());
+  CHECK(st["tunnel"]["patterns"] == nlohmann::json::array({"wg*"}));
+  CHECK(st["tunnel"]["declared"] == "tun7");
   REQUIRE(w.c.set_tunnel(*t, "uid 0", Claim::replace));  // same declaration: nothing to do
   REQUIRE(w.c.set_allow_lan(true, "uid 0"));
   REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));
