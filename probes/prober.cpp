@@ -133,6 +133,11 @@ struct Prober::Round : std::enable_shared_from_this<Round> {
   asio::ip::udp::resolver resolver;
   asio::steady_timer resolve_timer;
   std::size_t resolving = 0;
+  // Per server: its name is being resolved. getaddrinfo runs on asio's resolver thread, where
+  // cancel() cannot stop it (it waits out resolv.conf's timeouts, seconds): at the round's deadline
+  // a name still out is recorded as timed out, and its late answer is ignored.
+  std::vector<bool> awaiting_name;
+  void resolve_failed(std::size_t si, int code, std::string why);
   std::size_t running_jobs = 0;  // every probe
   // The device-bound and routed STUN probes. The others - hop and address-bound probes - may come
   // to nothing by design (a silent router; an address-bound packet sent into a full tunnel with a
@@ -607,21 +612,18 @@ void Prober::Round::begin() {
       continue;
     }
     ++resolving;
+    if (awaiting_name.size() < plan.servers.size()) awaiting_name.resize(plan.servers.size());
+    awaiting_name[si] = true;
     // No AI_ADDRCONFIG: a family this machine seems not to have is probed anyway (and reported).
     resolver.async_resolve(s.host, std::to_string(s.port), asio::ip::resolver_base::numeric_service,
                            [self = shared_from_this(), si](boost::system::error_code ec,
                                                            asio::ip::udp::resolver::results_type found) {
+                             if (!self->awaiting_name[si]) return;  // timed out already
+                             self->awaiting_name[si] = false;
                              --self->resolving;
                              if (self->cancelled) return;
                              if (ec) {
-                               ProbeResult r;
-                               r.routed = true;
-                               r.server = server_text(self->plan.servers[si]);
-                               r.transport = self->plan.servers[si].transport;
-                               r.outcome = LocalFailure{"resolve", ec.value(),
-                                                        ec == asio::error::operation_aborted ? "timed out" : ec.message()};
-                               r.elapsed = since(self->start, Clock::now());
-                               self->record({si, 0, 1, 0, 0}, std::move(r));
+                               self->resolve_failed(si, ec.value(), ec == asio::error::operation_aborted ? "timed out" : ec.message());
                              } else {
                                std::vector<IpAddress> addresses;
                                for (const auto& e : found) addresses.push_back(from_asio(e.endpoint().address()));
@@ -634,7 +636,15 @@ void Prober::Round::begin() {
   if (resolving > 0) {
     resolve_timer.expires_at(deadline);
     resolve_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (!ec) self->resolver.cancel();
+      if (ec || self->cancelled) return;
+      self->resolver.cancel();
+      for (std::size_t si = 0; si < self->awaiting_name.size(); ++si) {
+        if (!self->awaiting_name[si]) continue;
+        self->awaiting_name[si] = false;
+        --self->resolving;
+        self->resolve_failed(si, 0, "timed out");
+      }
+      self->maybe_complete();
     });
   }
   --holds;
@@ -758,6 +768,16 @@ void Prober::Round::launch(Key key, ProbeResult r) {
 }
 
 void Prober::Round::record(Key key, ProbeResult r) { results.emplace_back(key, std::move(r)); }
+
+void Prober::Round::resolve_failed(std::size_t si, int code, std::string why) {
+  ProbeResult r;
+  r.routed = true;
+  r.server = server_text(plan.servers[si]);
+  r.transport = plan.servers[si].transport;
+  r.outcome = LocalFailure{"resolve", code, std::move(why)};
+  r.elapsed = since(start, Clock::now());
+  record({si, 0, 1, 0, 0}, std::move(r));
+}
 
 void Prober::Round::maybe_complete() {
   if (cancelled || completion_posted || holds > 0 || resolving > 0) return;

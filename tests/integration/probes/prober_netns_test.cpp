@@ -2,6 +2,9 @@
 // resolved at the start of a round, cancellation, destruction mid-round, callbacks never from
 // inside start(). The only server is an in-test responder on 127.0.0.1 inside that namespace.
 #include <doctest/doctest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -58,6 +61,48 @@ TEST_CASE("a server given by name is resolved when the round starts") {
   CHECK(v4->arrival_interface == "lo");
   CHECK(server.requests() == 1);
   CHECK(r.verdict == Verdict::ok);  // a server on this machine: nothing left it
+}
+
+TEST_CASE("a name whose DNS server never answers: the round ends at its own timeout, not the resolver's") {
+  // getaddrinfo runs on asio's resolver thread, where cancel() cannot reach it: it waits out
+  // resolv.conf's timeout. Here, in a mount namespace of this test's process (each test case runs
+  // alone), /etc/resolv.conf names a DNS server on 127.0.0.1 inside the test's network namespace
+  // that never answers, with 3 s to wait; the round's timeout is 500 ms.
+  lab::Netns ns("pbdns");
+  char conf[] = "/tmp/lgt-resolv-XXXXXX";
+  const int fd = ::mkstemp(conf);
+  REQUIRE(fd >= 0);
+  const std::string text = "nameserver 127.0.0.1\noptions timeout:3 attempts:1\n";
+  REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  REQUIRE(::unshare(CLONE_NEWNS) == 0);
+  REQUIRE(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
+  REQUIRE(::mount(conf, "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0);
+  ::unlink(conf);  // the mount keeps it
+  lab::NetnsScope in(ns.name());
+  asio::io_context io;
+  asio::ip::udp::socket dns(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 53));  // silent
+  Prober prober(io);
+  std::optional<Report> r;
+  prober.start(loopback_plan("stun.leakguard-test.invalid", 500ms), [&](Report report) {
+    r = std::move(report);
+    io.stop();
+  });
+  io.run_for(20s);
+  REQUIRE(r);
+  MESSAGE(to_text(*r));
+  // The control: the resolver did ask our silent server (its query is waiting in the socket).
+  CHECK(dns.available() > 0);
+  const ProbeResult* v4 = nullptr;
+  for (const auto& p : r->probes)
+    if (p.server == "stun.leakguard-test.invalid:3478/udp") v4 = &p;
+  REQUIRE(v4);
+  REQUIRE(std::holds_alternative<LocalFailure>(v4->outcome));
+  const auto& f = std::get<LocalFailure>(v4->outcome);
+  CHECK(f.step == "resolve");
+  // The round's deadline ended it ("timed out"); the resolver's own answer, 3 s on, would read
+  // "Host not found (non-authoritative), try again later".
+  CHECK(f.message == "timed out");
 }
 
 // A silent server on 127.0.0.1:3478, on an io_context of its own: it hears the round's requests
