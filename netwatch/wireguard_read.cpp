@@ -4,9 +4,13 @@
 #include <libmnl/libmnl.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <linux/wireguard.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,7 +33,7 @@ struct MnlClose {
 };
 
 // Sends one request and hands every answer message to `on_msg` until the end (one message, or a
-// dump's NLMSG_DONE), the deadline, or an error.
+// dump's NLMSG_DONE), the deadline, or an error. (Generic netlink, and sock_diag below.)
 Result<void> genl_exchange(mnl_socket* nl, nlmsghdr* req, bool dump, Clock::time_point deadline,
                            const std::function<Result<void>(const nlmsghdr*)>& on_msg) {
   constexpr const char* step = "read WireGuard peers";
@@ -107,6 +111,50 @@ Result<std::optional<PeerEndpoints>> read_kernel(const std::string& ifname) {
   return std::optional<PeerEndpoints>{reader.endpoints()};
 }
 
+// Whether the socket listening on the file `path` is one of our network namespace: sock_diag
+// lists the asking socket's namespace only, and a bound socket names its file (UNIX_DIAG_VFS: the
+// file's inode and device), so ours is the one whose file is this very file. (SO_PEERCRED would
+// name the process that listened, which for wireguard-go is a launcher that has exited, and
+// /proc/PID/ns is not everyone's to read; the socket a connection makes on the server's side is
+// made in the connecting socket's namespace, so the peer says nothing.)
+Result<bool> listener_in_own_netns(const std::string& path, Clock::time_point deadline) {
+  struct stat file{};
+  if (::stat(path.c_str(), &file) != 0) return fail("stat", std::strerror(errno), errno);
+  std::unique_ptr<mnl_socket, MnlClose> nl(mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC));
+  if (!nl || mnl_socket_bind(nl.get(), 0, MNL_SOCKET_AUTOPID) < 0)
+    return fail("sock_diag", std::strerror(errno), errno);
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* req = mnl_nlmsg_put_header(buf.data());
+  req->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req->nlmsg_seq = 3;
+  auto* u = static_cast<unix_diag_req*>(mnl_nlmsg_put_extra_header(req, sizeof(unix_diag_req)));
+  u->sdiag_family = AF_UNIX;
+  u->udiag_states = 1U << 10;  // TCP_LISTEN: listening sockets only
+  u->udiag_show = UDIAG_SHOW_VFS;
+  struct Match {
+    const struct stat& file;
+    bool found = false;
+  } match{file};
+  auto got = genl_exchange(nl.get(), req, true, deadline, [&](const nlmsghdr* m) -> Result<void> {
+    if (m->nlmsg_len < mnl_nlmsg_size(sizeof(unix_diag_msg))) return {};
+    mnl_attr_parse(m, sizeof(unix_diag_msg), [](const nlattr* a, void* data) {
+      auto& mt = *static_cast<Match*>(data);
+      if (mnl_attr_get_type(a) != UNIX_DIAG_VFS || mnl_attr_get_payload_len(a) < sizeof(unix_diag_vfs)) return MNL_CB_OK;
+      unix_diag_vfs v{};
+      std::memcpy(&v, mnl_attr_get_payload(a), sizeof v);
+      // The kernel's own dev_t (major << 20 | minor), not stat()'s encoding of it.
+      if (v.udiag_vfs_ino == mt.file.st_ino && v.udiag_vfs_dev >> 20 == major(mt.file.st_dev) &&
+          (v.udiag_vfs_dev & 0xfffffU) == minor(mt.file.st_dev))
+        mt.found = true;
+      return MNL_CB_OK;
+    }, &match);
+    return {};
+  });
+  if (!got) return tl::unexpected(got.error());
+  return match.found;
+}
+
 Result<std::optional<PeerEndpoints>> read_userspace(const std::string& ifname, const std::string& dir) {
   constexpr const char* step = "read WireGuard peers";
   const auto deadline = Clock::now() + kPeerReadDeadline;
@@ -126,6 +174,12 @@ Result<std::optional<PeerEndpoints>> read_userspace(const std::string& ifname, c
     if (errno == ENOENT || errno == ECONNREFUSED) return std::optional<PeerEndpoints>{};
     return fail(step, path + ": " + std::strerror(errno), errno);
   }
+  // /run/wireguard is the machine's, not the network namespace's: a userspace WireGuard of the same
+  // name in another namespace (started with `ip netns exec`) answers here too, and its peers are
+  // not ours to follow.
+  auto here = listener_in_own_netns(path, deadline);
+  if (!here) return fail(step, path + ": cannot tell which network namespace serves it (" + here.error().str() + "): not followed");
+  if (!*here) return fail(step, path + ": served from another network namespace (its own interface of that name): not followed");
   auto wait = [&](short events) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     pollfd p{fd, events, 0};
