@@ -353,9 +353,18 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
       out += "  " + text(l, "name") + " (" + text(l, "class") + ", " + (l.value("up", false) ? "up" : "down") + ")" +
              (addrs.empty() ? "" : ": " + addrs) + "\n";
     }
-    if (n.contains("egress") && n["egress"].is_object())
-      out += "  traffic leaves via: ipv4 " + text(n["egress"], "ipv4", "nothing") + ", ipv6 " +
-             text(n["egress"], "ipv6", "nothing") + "\n";
+    if (n.contains("egress") && n["egress"].is_object()) {
+      // Where some users', protocols' or ports' traffic goes instead (policy routing by selector).
+      auto side = [&](const char* f) {
+        std::string parts;
+        if (n.contains("side_egress") && n["side_egress"].is_object() && n["side_egress"].contains(f) && n["side_egress"][f].is_array())
+          for (const auto& x : n["side_egress"][f])
+            parts += "; " + text(x, "selector") + ": " + text(x, "interface", "nothing");
+        return parts.empty() ? parts : st.warn(" (" + parts.substr(2) + ")");
+      };
+      out += "  traffic leaves via: ipv4 " + text(n["egress"], "ipv4", "nothing") + side("ipv4") + ", ipv6 " +
+             text(n["egress"], "ipv6", "nothing") + side("ipv6") + "\n";
+    }
   }
   if (s.contains("blocked") && s["blocked"].is_object()) out += "blocked recently (logged, at most 100 a second per rule):\n" + render_blocked(s["blocked"], st, 5);
   if (s.contains("last_probe") && !s["last_probe"].is_null()) {

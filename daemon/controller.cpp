@@ -400,6 +400,8 @@ void Controller::probe_finished(ProbeOutcome o) {
       if (l && network_.classify(*l, classifier()) != InterfaceClass::tunnel)
         o.summary += std::string("; ") + (f == Family::v4 ? "IPv4" : "IPv6") + " leaves via " + printable_ifname(l->name) +
                      ", not the tunnel";
+      if (const auto side = routed_around(f); !side.empty())
+        o.summary += std::string("; some ") + (f == Family::v4 ? "IPv4" : "IPv6") + " traffic (" + side + ") is routed around the tunnel";
     }
   last_probe_ = o;
   out_.probe_completed(o);
@@ -420,6 +422,19 @@ void Controller::probe_finished(ProbeOutcome o) {
 // a later round shows the way out going into the tunnel (its routed probes answered through it,
 // none refused: ProbeOutcome::routed_into_tunnel) and the network agrees (release_escalation).
 // With the tunnel down, udp policy lets TCP out by its definition: not escalated.
+// Rules that route some of this host's traffic - some users', protocols' or ports' - to a table
+// whose way to the internet is not the tunnel (`ip rule add uidrange 1000-1000 lookup main`): "uidrange
+// 1000-1000 via eth0", or "" if none. The daemon's own probe is not such traffic and cannot see it.
+std::string Controller::routed_around(Family f) const {
+  std::string s;
+  for (const auto& side : network_.side_egresses(f)) {
+    const netwatch::Link* l = network_.link(side.oif);
+    if (l && network_.classify(*l, classifier()) == InterfaceClass::tunnel) continue;
+    s += (s.empty() ? "" : ", ") + side.selector + " via " + (l ? printable_ifname(l->name) : std::string("nothing"));
+  }
+  return s;
+}
+
 void Controller::escalate(ProbeOutcome& o) {
   if (!round_escalation_.empty()) o.summary += "; " + std::exchange(round_escalation_, {});
   std::vector<Family> found;
@@ -430,11 +445,28 @@ void Controller::escalate(ProbeOutcome& o) {
           std::find(found.begin(), found.end(), f) == found.end())
         found.push_back(f);
     }
-  if (!found.empty()) {
+  // A path out the routing table shows for some users, protocols or ports: closed like one a probe found.
+  std::vector<Family> around;
+  std::string around_what;
+  if (escalation_allowed())
+    for (Family f : {Family::v4, Family::v6}) {
+      const auto side = routed_around(f);
+      if (side.empty() || std::find(escalated_.begin(), escalated_.end(), f) != escalated_.end() ||
+          std::find(found.begin(), found.end(), f) != found.end())
+        continue;
+      around.push_back(f);
+      around_what += (around_what.empty() ? "" : ", ") + side;
+    }
+  if (!found.empty() || !around.empty()) {
     auto next = escalated_;
     next.insert(next.end(), found.begin(), found.end());
+    next.insert(next.end(), around.begin(), around.end());
     std::sort(next.begin(), next.end());
-    const std::string what = "escalated " + families_text(found) + " to strict: a web page's path out of the tunnel answered";
+    std::string what;
+    if (!found.empty()) what = "escalated " + families_text(found) + " to strict: a web page's path out of the tunnel answered";
+    if (!around.empty())
+      what += (what.empty() ? "" : "; ") + std::string("escalated ") + families_text(around) +
+              " to strict: the routing rules send some of this host's traffic around the tunnel (" + around_what + ")";
     if (change([&] { escalated_ = next; }, what)) {
       out_.error(what + " (" + o.summary + ")");
       o.summary += "; " + what;
@@ -481,7 +513,7 @@ void Controller::release_escalation(const std::vector<Family>& into_tunnel) {
   const bool moot = desired_.mode != Mode::udp || !machine_.armed();
   auto route_into_tunnel = [&](Family f) {
     const netwatch::Link* l = network_.link(network_.egress(f));
-    return !l || network_.classify(*l, classifier()) == InterfaceClass::tunnel;
+    return (!l || network_.classify(*l, classifier()) == InterfaceClass::tunnel) && routed_around(f).empty();
   };
   std::vector<Family> keep, released;
   for (Family f : escalated_) {

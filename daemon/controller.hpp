@@ -305,6 +305,7 @@ class Controller final : public Control {
   /// Whether a page's path out may be escalated now: on_exposure escalate, armed, the tunnel up,
   /// udp policy, no emergency block.
   bool escalation_allowed() const;
+  std::string routed_around(Family f) const;
   void release_escalation(const std::vector<Family>& into_tunnel);
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
   void reschedule();

@@ -165,43 +165,69 @@ InterfaceClass NetModel::classify(const Link& l, const Classifier& c) const {
   return InterfaceClass::other;
 }
 
+// A table's route to the internet: its best default route - unless both halves of the address
+// space have a /1 route of their own, which win over /0 for every destination by longest prefix
+// (OpenVPN's redirect-gateway def1: 0.0.0.0/1 and 128.0.0.0/1 via tun0, the default route left in
+// place; ::/1 and 8000::/1 for IPv6). With /1 routes for only one half the internet leaves two
+// ways; the default route's is the one reported, as before.
+const Route* NetModel::internet_route(Family f, std::uint32_t table) const {
+  const Route* best = nullptr;
+  const Route* half[2] = {nullptr, nullptr};
+  for (const auto& r : routes_) {
+    if (r.family != f || r.table != table || r.type != RTN_UNICAST) continue;
+    const Route** slot = nullptr;
+    if (r.is_default()) slot = &best;
+    else if (r.dst.length == 1) slot = &half[(r.dst.address.bytes[0] & 0x80) ? 1 : 0];
+    if (slot && (!*slot || r.priority < (*slot)->priority)) *slot = &r;
+  }
+  if (half[0] && half[1]) return half[0];
+  return best ? best : (half[0] ? half[0] : half[1]);
+}
+
 IfIndex NetModel::egress(Family f, std::uint32_t mark) const {
-  // A table's route to the internet: its best default route - unless both halves of the address
-  // space have a /1 route of their own, which win over /0 for every destination by longest
-  // prefix (OpenVPN's redirect-gateway def1: 0.0.0.0/1 and 128.0.0.0/1 via tun0, the default
-  // route left in place; ::/1 and 8000::/1 for IPv6). With /1 routes for only one half the
-  // internet leaves two ways; the default route's is the one reported, as before.
-  auto internet_route = [&](std::uint32_t table) -> const Route* {
-    const Route* best = nullptr;
-    const Route* half[2] = {nullptr, nullptr};
-    for (const auto& r : routes_) {
-      if (r.family != f || r.table != table || r.type != RTN_UNICAST) continue;
-      const Route** slot = nullptr;
-      if (r.is_default()) slot = &best;
-      else if (r.dst.length == 1) slot = &half[(r.dst.address.bytes[0] & 0x80) ? 1 : 0];
-      if (slot && (!*slot || r.priority < (*slot)->priority)) *slot = &r;
-    }
-    if (half[0] && half[1]) return half[0];
-    return best ? best : (half[0] ? half[0] : half[1]);
-  };
   std::vector<Rule> rules;
   for (const auto& r : rules_)
     if (r.family == f) rules.push_back(r);
   if (rules.empty()) {  // no rule information: the kernel's default is the main table
-    const Route* r = internet_route(RT_TABLE_MAIN);
+    const Route* r = internet_route(f, RT_TABLE_MAIN);
     return r ? r->oif : IfIndex{};
   }
   std::stable_sort(rules.begin(), rules.end(), [](const Rule& a, const Rule& b) { return a.priority < b.priority; });
+  // Traffic an unbound socket sends to the internet: a rule for a source or destination prefix, a
+  // device, or only some users, protocols or ports does not decide it (side_egresses() has those).
   for (const auto& rule : rules) {
-    bool match = !rule.fwmark || ((mark & rule.fwmask) == *rule.fwmark);
-    if (rule.invert) match = !match;
-    if (!match || rule.action != FR_ACT_TO_TBL) continue;
-    const Route* r = internet_route(rule.table);
-    if (!r) continue;
-    if (rule.suppress_prefixlen && r->dst.length <= *rule.suppress_prefixlen) continue;
-    return r->oif;
+    if (!rule.local_traffic() || rule.selective()) continue;
+    if (const Route* r = decides(f, rule, mark)) return r->oif;
   }
   return IfIndex{};
+}
+
+const Route* NetModel::decides(Family f, const Rule& rule, std::uint32_t mark) const {
+  bool match = !rule.fwmark || ((mark & rule.fwmask) == *rule.fwmark);
+  if (rule.invert) match = !match;
+  if (!match || rule.action != FR_ACT_TO_TBL) return nullptr;
+  const Route* r = internet_route(f, rule.table);
+  if (!r) return nullptr;
+  if (rule.suppress_prefixlen && r->dst.length <= *rule.suppress_prefixlen) return nullptr;
+  return r;
+}
+
+std::vector<NetModel::SideEgress> NetModel::side_egresses(Family f, std::uint32_t mark) const {
+  std::vector<SideEgress> out;
+  const IfIndex main = egress(f, mark);
+  std::vector<Rule> rules;
+  for (const auto& r : rules_)
+    if (r.family == f && r.local_traffic()) rules.push_back(r);
+  std::stable_sort(rules.begin(), rules.end(), [](const Rule& a, const Rule& b) { return a.priority < b.priority; });
+  for (const auto& rule : rules) {
+    const Route* r = decides(f, rule, mark);
+    if (!rule.selective()) {
+      if (r) break;  // the rule that decides egress(): what comes after it is never reached
+      continue;
+    }
+    if (r && r->oif != main) out.push_back({rule.selector_text(), r->oif});
+  }
+  return out;
 }
 
 namespace {
@@ -330,6 +356,12 @@ nlohmann::json to_json(const NetModel& m, const Classifier& c) {
   for (Family f : {Family::v4, Family::v6}) {
     const Link* l = m.link(m.egress(f));
     j["egress"][std::string(to_string(f))] = l ? nlohmann::json(printable_ifname(l->name)) : nlohmann::json(nullptr);
+    auto& side = j["side_egress"][std::string(to_string(f))];
+    side = nlohmann::json::array();
+    for (const auto& s : m.side_egresses(f)) {
+      const Link* sl = m.link(s.oif);
+      side.push_back({{"selector", s.selector}, {"interface", sl ? nlohmann::json(printable_ifname(sl->name)) : nlohmann::json(nullptr)}});
+    }
   }
   j["routes"] = m.routes().size();
   j["rules"] = m.rules().size();

@@ -44,10 +44,22 @@ class NetModel {
   /// default routes as the kernel would (suppress_prefixlength and fwmark rules included).
   /// 0 if there is no way out.
   IfIndex egress(Family f, std::uint32_t mark = 0) const;
+  /// Where some of this host's traffic leaves instead of egress(f): a rule before the one that
+  /// decides egress() that selects by user, protocol or port (`ip rule add uidrange 1000-1000
+  /// lookup main`) and sends it to a table whose route to the internet goes by another device.
+  struct SideEgress {
+    std::string selector;  ///< "uidrange 1000-1000"
+    IfIndex oif;
+    bool operator==(const SideEgress&) const = default;
+  };
+  std::vector<SideEgress> side_egresses(Family f, std::uint32_t mark = 0) const;
 
   bool operator==(const NetModel&) const = default;
 
  private:
+  const Route* internet_route(Family f, std::uint32_t table) const;
+  /// The table's route to the internet if `rule` sends a packet with `mark` there, else nullptr.
+  const Route* decides(Family f, const Rule& rule, std::uint32_t mark) const;
   std::map<IfIndex, Link> links_;
   std::set<Address> addresses_;
   std::set<Route> routes_;

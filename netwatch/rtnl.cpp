@@ -171,6 +171,15 @@ Out parse_route(std::uint16_t type, std::uint16_t nl_flags, Bytes p) {
         rt.gateway = x;
         return std::nullopt;
       case RTA_OIF: return get_u32(v, "RTA_OIF", rt.oif.value);
+      case RTA_MULTIPATH: {
+        // ECMP (`nexthop via A dev eth0 nexthop via B dev eth1`): the route leaves by its first
+        // hop's device (the others are alternatives for other flows).
+        if (v.size() < sizeof(rtnexthop)) return Reject{"RTA_MULTIPATH shorter than rtnexthop"};
+        const auto nh = read<rtnexthop>(v);
+        if (nh.rtnh_len < sizeof(rtnexthop) || nh.rtnh_len > v.size()) return Reject{"RTA_MULTIPATH's first hop has a bad length"};
+        if (rt.oif.value == 0) rt.oif.value = static_cast<std::uint32_t>(nh.rtnh_ifindex);
+        return std::nullopt;
+      }
       case RTA_PRIORITY: return get_u32(v, "RTA_PRIORITY", rt.priority);
       case RTA_TABLE: return get_u32(v, "RTA_TABLE", rt.table);
       default: return std::nullopt;
@@ -191,9 +200,44 @@ Out parse_rule(std::uint16_t type, Bytes p) {
   ru.table = frh.table;
   ru.action = frh.action;
   ru.invert = (frh.flags & FIB_RULE_INVERT) != 0;
+  const std::uint8_t max_len = *fam == Family::v4 ? 32 : 128;
+  if (frh.src_len > max_len || frh.dst_len > max_len) return Reject{"rule prefix length out of range"};
+  auto prefix = [&](Bytes v, const char* what, std::uint8_t len, std::optional<Prefix>& out) -> std::optional<Reject> {
+    IpAddress a;
+    if (auto e = get_addr(v, *fam, what, a)) return e;
+    out = Prefix{a, len};
+    return std::nullopt;
+  };
+  auto range16 = [&](Bytes v, const char* what, std::optional<std::pair<std::uint16_t, std::uint16_t>>& out) -> std::optional<Reject> {
+    if (auto e = want_len(v, sizeof(fib_rule_port_range), what)) return e;
+    const auto pr = read<fib_rule_port_range>(v);
+    out = std::pair{pr.start, pr.end};
+    return std::nullopt;
+  };
   auto r = each_attr(p.subspan(align4(sizeof(fib_rule_hdr))), [&](std::uint16_t t, Bytes v) -> std::optional<Reject> {
     std::uint32_t x = 0;
     switch (t) {
+      case FRA_SRC: return prefix(v, "FRA_SRC", frh.src_len, ru.src);
+      case FRA_DST: return prefix(v, "FRA_DST", frh.dst_len, ru.dst);
+      case FRA_IIFNAME: return get_string(v, "FRA_IIFNAME", ru.iif, IFNAMSIZ - 1);
+      case FRA_OIFNAME: return get_string(v, "FRA_OIFNAME", ru.oif, IFNAMSIZ - 1);
+      case FRA_UID_RANGE: {
+        if (auto e = want_len(v, sizeof(fib_rule_uid_range), "FRA_UID_RANGE")) return e;
+        const auto u = read<fib_rule_uid_range>(v);
+        // The kernel reports its default, every uid, for a rule without one.
+        if (!(u.start == 0 && u.end == 0xffffffff)) ru.uid_range = std::pair{u.start, u.end};
+        return std::nullopt;
+      }
+      case FRA_IP_PROTO:
+        if (auto e = want_len(v, 1, "FRA_IP_PROTO")) return e;
+        ru.ip_proto = v[0];
+        return std::nullopt;
+      case FRA_SPORT_RANGE: return range16(v, "FRA_SPORT_RANGE", ru.sport);
+      case FRA_DPORT_RANGE: return range16(v, "FRA_DPORT_RANGE", ru.dport);
+      case FRA_L3MDEV:
+        if (auto e = want_len(v, 1, "FRA_L3MDEV")) return e;
+        ru.l3mdev = v[0] != 0;
+        return std::nullopt;
       case FRA_PRIORITY: return get_u32(v, "FRA_PRIORITY", ru.priority);
       case FRA_TABLE: return get_u32(v, "FRA_TABLE", ru.table);
       case FRA_FWMASK: return get_u32(v, "FRA_FWMASK", ru.fwmask);
@@ -214,6 +258,19 @@ Out parse_rule(std::uint16_t type, Bytes p) {
 }
 
 }  // namespace
+
+std::string Rule::selector_text() const {
+  std::string s;
+  auto add = [&](const std::string& x) { s += (s.empty() ? "" : " ") + x; };
+  if (uid_range) add("uidrange " + std::to_string(uid_range->first) + "-" + std::to_string(uid_range->second));
+  if (ip_proto) add("ipproto " + std::to_string(ip_proto));
+  auto range = [](const std::pair<std::uint16_t, std::uint16_t>& r) {
+    return std::to_string(r.first) + (r.first == r.second ? "" : "-" + std::to_string(r.second));
+  };
+  if (sport) add("sport " + range(*sport));
+  if (dport) add("dport " + range(*dport));
+  return s;
+}
 
 Parsed parse(std::span<const std::uint8_t> buf) {
   Parsed out;

@@ -5,6 +5,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -63,7 +64,22 @@ struct Rule {
   bool invert = false;                          ///< "not"
   std::optional<std::uint32_t> suppress_prefixlen;
   std::uint8_t action = 1;                      ///< FR_ACT_TO_TBL
+  // Selectors (`ip rule` from/to/iif/oif/uidrange/ipproto/sport/dport/l3mdev): a rule holding one
+  // matches only the packets it names.
+  std::optional<Prefix> src, dst;
+  std::string iif, oif;
+  std::optional<std::pair<std::uint32_t, std::uint32_t>> uid_range;
+  std::uint8_t ip_proto = 0;
+  std::optional<std::pair<std::uint16_t, std::uint16_t>> sport, dport;
+  bool l3mdev = false;
   auto operator<=>(const Rule&) const = default;
+  /// Whether it may match what an unbound socket of this host sends to the internet: no source
+  /// or destination prefix, no output device, no input device but lo (locally sent traffic's).
+  bool local_traffic() const { return !src && !dst && (iif.empty() || iif == "lo") && oif.empty() && !l3mdev; }
+  /// Whether it matches only some of that traffic: one range of users, a protocol, ports.
+  bool selective() const { return uid_range || ip_proto || sport || dport; }
+  /// The selective part as `ip rule` writes it: "uidrange 1000-1000 ipproto 6".
+  std::string selector_text() const;
 };
 
 template <typename T>

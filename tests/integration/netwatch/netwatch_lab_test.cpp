@@ -416,3 +416,45 @@ TEST_CASE("a storm that overflows the socket is resynchronised and reported") {
                     << " notifications, " << w.model().routes().size() << " routes, " << w.model().addresses().size()
                     << " addresses");
 }
+
+TEST_CASE("policy rules with selectors and a multipath route, from the kernel's own dump") {
+  lab::Netns ns("nwsel");
+  populate(ns);
+  auto dumped = [&] {
+    lab::NetnsScope in(ns.name());
+    auto m = dump_model();
+    REQUIRE(m);
+    return *m;
+  };
+  // The control: wg-quick-like rules send the internet into table 51820 (gw0).
+  CHECK(dumped().link(dumped().egress(Family::v4))->name == "gw0");
+  // A LAN excluded from the tunnel, a source rule, a device rule: none decides the internet's way.
+  sh(ns, {"ip", "rule", "add", "to", "192.0.2.0/24", "lookup", "main", "priority", "100"});
+  sh(ns, {"ip", "rule", "add", "oif", "eth0", "lookup", "main", "priority", "101"});
+  sh(ns, {"ip", "rule", "add", "iif", "gw0", "lookup", "main", "priority", "102"});
+  auto m = dumped();
+  CHECK(m.link(m.egress(Family::v4))->name == "gw0");
+  CHECK(m.side_egresses(Family::v4).empty());
+  // One user kept out of the tunnel: the others' way is the tunnel, theirs is eth0.
+  sh(ns, {"ip", "rule", "add", "uidrange", "65534-65534", "lookup", "main", "priority", "103"});
+  sh(ns, {"ip", "-6", "rule", "add", "ipproto", "tcp", "dport", "443", "lookup", "main", "priority", "103"});
+  m = dumped();
+  CHECK(m.link(m.egress(Family::v4))->name == "gw0");
+  auto side = m.side_egresses(Family::v4);
+  REQUIRE(side.size() == 1);
+  CHECK(side[0].selector == "uidrange 65534-65534");
+  CHECK(m.link(side[0].oif)->name == "eth0");
+  // IPv6's main table is its egress already (no tunnel rule for IPv6 here): no side way.
+  CHECK(m.side_egresses(Family::v6).empty());
+  // Deleting one of two rules at the same priority leaves the other (they are told apart).
+  sh(ns, {"ip", "rule", "del", "to", "192.0.2.0/24", "lookup", "main", "priority", "100"});
+  sh(ns, {"ip", "rule", "del", "uidrange", "65534-65534", "lookup", "main", "priority", "103"});
+  sh(ns, {"ip", "rule", "del", "not", "fwmark", "51820", "table", "51820"});
+  // A multipath default route (ECMP, multi-WAN): its first hop's device is the way out.
+  sh(ns, {"ip", "route", "replace", "default", "metric", "100", "nexthop", "via", "192.0.2.1", "dev", "eth0", "nexthop", "via",
+          "192.0.2.2", "dev", "eth0"});
+  m = dumped();
+  const Link* out = m.link(m.egress(Family::v4));
+  REQUIRE_MESSAGE(out, to_text(m, kWg));
+  CHECK(out->name == "eth0");
+}

@@ -209,6 +209,62 @@ TEST_CASE("a round says which family's traffic does not go into the tunnel") {
   CHECK(native.out.lines.back() == "state blocking->secured (probe ok: no leak; IPv6 leaves via eth0, not the tunnel)");
 }
 
+// full_tunnel(false) with the kernel's rules and one that sends uid 1000's traffic to table 100,
+// whose default route is eth0 (a user kept out of the VPN, `ip rule add uidrange 1000-1000 lookup 100`).
+netwatch::NetModel user_around_tunnel(bool with_rule) {
+  auto m = full_tunnel(false);
+  auto rule = [](std::uint32_t prio, std::uint32_t table) {
+    netwatch::Rule r;
+    r.priority = prio;
+    r.table = table;
+    return r;
+  };
+  m.apply(netwatch::Added<netwatch::Rule>{rule(0, 255)});
+  m.apply(netwatch::Added<netwatch::Rule>{rule(32766, 254)});
+  netwatch::Route via_eth0;
+  via_eth0.dst = *Prefix::parse("0.0.0.0/0");
+  via_eth0.oif = IfIndex{2};
+  via_eth0.table = 100;
+  m.apply(netwatch::Added<netwatch::Route>{via_eth0});
+  if (with_rule) {
+    auto user = rule(100, 100);
+    user.uid_range = std::pair<std::uint32_t, std::uint32_t>{1000, 1000};
+    m.apply(netwatch::Added<netwatch::Rule>{user});
+  }
+  return m;
+}
+
+TEST_CASE("on_exposure escalate: a routing rule that sends some users around the tunnel closes their way, held until it goes") {
+  // The control: the same network without the rule is secured, nothing escalated.
+  World plain;
+  plain.c.start(user_around_tunnel(false));
+  plain.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(plain.c.desired().escalated.empty());
+  CHECK(plain.out.lines.back() == "state blocking->secured (probe ok: no leak)");
+  // With it, the daemon's own probe (root's) sees nothing, the network does: IPv4 held as strict.
+  World w;
+  w.c.start(user_around_tunnel(true));
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v4});
+  CHECK(w.fw.calls.back().find("escalated=IPv4") != std::string::npos);
+  bool said = false;
+  for (const auto& l : w.out.lines)
+    said = said || l.find("escalated IPv4 to strict: the routing rules send some of this host's traffic around the tunnel "
+                          "(uidrange 1000-1000 via eth0)") != std::string::npos;
+  CHECK(said);
+  CHECK(w.c.status_json().find("\"side_egress\":{\"ipv4\":[{\"interface\":\"eth0\",\"selector\":\"uidrange 1000-1000\"}]") !=
+        std::string::npos);
+  // Rounds while the rule stands keep it, though every probe goes through the tunnel.
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v4});
+  // The rule gone: the next round lets IPv4 go back to udp policy.
+  w.c.network_changed(user_around_tunnel(false), "rule removed");
+  REQUIRE(w.probe.pending);
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.desired().escalated.empty());
+}
+
 TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {
   const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true, ""};
   World w;

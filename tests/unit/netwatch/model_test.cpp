@@ -251,3 +251,78 @@ TEST_CASE("egress: OpenVPN's redirect-gateway def1 (two /1 routes beside the def
   wg.apply(Added<Route>{route("128.0.0.0/1", 6)});
   CHECK(wg.egress(Family::v4) == IfIndex{6});
 }
+
+TEST_CASE("egress: rules for a source, a destination or a device do not decide where the internet goes") {
+  // A LAN excluded from the tunnel (`ip rule add to 192.0.2.0/24 lookup main`): the internet
+  // still goes into the tunnel.
+  auto m = host(true);
+  Rule lan = rule(Family::v4, 100, 254);
+  lan.dst = *Prefix::parse("192.0.2.0/24");
+  m.apply(Added<Rule>{lan});
+  CHECK(m.egress(Family::v4) == IfIndex{3});
+  // The other way round: only traffic from the tunnel's address goes to its table, and
+  // wg-quick's catch-all rule is gone: the internet leaves via eth0, whatever the `from` rule says.
+  auto src = host(true);
+  Rule catch_all = rule(Family::v4, 32764, 51820);
+  catch_all.fwmark = 51820;
+  catch_all.invert = true;
+  src.apply(Removed<Rule>{catch_all});
+  Rule from = rule(Family::v4, 100, 51820);
+  from.src = *Prefix::parse("100.64.0.2/32");
+  src.apply(Added<Rule>{from});
+  CHECK(src.egress(Family::v4) == IfIndex{2});
+  // Device rules: an oif rule is for sockets bound to it, an iif rule for what comes in there
+  // (lo's is locally sent traffic's).
+  auto dev = host(false);
+  Rule oif = rule(Family::v4, 100, 51820);
+  oif.oif = "wg0";
+  Rule fwd = rule(Family::v4, 101, 51820);
+  fwd.iif = "docker0";
+  dev.apply(Added<Link>{link(3, "wg0", "tun", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+  dev.apply(Added<Route>{default_route(Family::v4, 3, 51820, 0)});
+  dev.apply(Added<Rule>{oif});
+  dev.apply(Added<Rule>{fwd});
+  CHECK(dev.egress(Family::v4) == IfIndex{2});
+  Rule local = rule(Family::v4, 102, 51820);
+  local.iif = "lo";
+  dev.apply(Added<Rule>{local});
+  CHECK(dev.egress(Family::v4) == IfIndex{3});
+  // Two rules that differ only by their selector are two rules (one removed leaves the other).
+  dev.apply(Removed<Rule>{fwd});
+  CHECK(dev.rules().size() == host(false).rules().size() + 2);
+}
+
+TEST_CASE("side egresses: a rule for some users, protocols or ports that sends them around the tunnel") {
+  auto m = host(true);
+  CHECK(m.side_egresses(Family::v4).empty());
+  Rule user = rule(Family::v4, 100, 254);
+  user.uid_range = std::pair<std::uint32_t, std::uint32_t>{1000, 1000};
+  m.apply(Added<Rule>{user});
+  CHECK(m.egress(Family::v4) == IfIndex{3});  // everyone else: the tunnel
+  auto side = m.side_egresses(Family::v4);
+  REQUIRE(side.size() == 1);
+  CHECK(side[0].selector == "uidrange 1000-1000");
+  CHECK(side[0].oif == IfIndex{2});
+  CHECK(m.side_egresses(Family::v6).empty());
+  // A selective rule after the one that decides is never reached; one into the same table is no side way.
+  auto late = host(true);
+  Rule after = rule(Family::v6, 40000, 254);
+  after.ip_proto = 6;
+  after.dport = std::pair<std::uint16_t, std::uint16_t>{443, 443};
+  late.apply(Added<Rule>{after});
+  CHECK(late.side_egresses(Family::v6).empty());
+  Rule same = rule(Family::v6, 100, 51820);
+  same.ip_proto = 17;
+  late.apply(Added<Rule>{same});
+  CHECK(late.side_egresses(Family::v6).empty());
+  Rule early = after;
+  early.priority = 50;
+  late.apply(Added<Rule>{early});
+  side = late.side_egresses(Family::v6);
+  REQUIRE(side.size() == 1);
+  CHECK(side[0].selector == "ipproto 6 dport 443");
+  // In JSON, beside the egress.
+  const auto j = to_json(m, kWg);
+  CHECK(j["side_egress"]["ipv4"] == nlohmann::json::parse(R"([{"selector":"uidrange 1000-1000","interface":"eth0"}])"));
+  CHECK(j["side_egress"]["ipv6"].empty());
+}
