@@ -197,7 +197,10 @@ Desired Controller::compute() const {
 bool Controller::is_tunnel(const std::string& ifname) const { return classifier().is_tunnel(ifname); }
 
 void Controller::feed(const Event& e) {
-  for (const auto& a : machine_.handle(e)) run(a);
+  const bool was_armed = machine_.armed();
+  auto actions = machine_.handle(e);
+  if (machine_.armed() != was_armed) ++armed_changes_;
+  for (const auto& a : actions) run(a);
 }
 
 void Controller::run(const Action& a) {
@@ -370,6 +373,7 @@ void Controller::start_probe(const std::string& reason) {
     return;
   }
   probing_ = true;
+  round_armed_changes_ = armed_changes_;
   counts_.round_start = clock_();
   probe_.start([this](ProbeOutcome o) { probe_finished(std::move(o)); },
                [this](const LeakFinding& l) { escalate_now(l); });
@@ -390,7 +394,7 @@ void Controller::probe_finished(ProbeOutcome o) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
   }
-  escalate(o);
+  if (round_armed_changes_ == armed_changes_) escalate(o);  // (else: not on rules that are gone)
   // Where a page's traffic leaves, per family (the route its default socket takes): a tunnel
   // that carries no default traffic for a family is said with every round, whatever the probe
   // saw. (The rules decide what may leave there; this says that it does not go into the tunnel.)
@@ -406,7 +410,11 @@ void Controller::probe_finished(ProbeOutcome o) {
   last_probe_ = o;
   out_.probe_completed(o);
   auto callers = std::exchange(waiting_, {});
-  feed(ProbeDone{o.verdict, o.summary});
+  // A round during which the kill switch was armed or disarmed tested rules that are no longer
+  // there: reported (what it saw was so then), not judged; the round the change asked for (queued
+  // behind this one) judges the rules as they are.
+  if (round_armed_changes_ == armed_changes_ || !probe_again_) feed(ProbeDone{o.verdict, o.summary});
+  else out_.info("probe round not judged: the kill switch was armed or disarmed while it ran; another round follows");
   for (auto& cb : callers) cb(o.verdict_text, o.json);
   if (probe_again_ && !probing_) {
     probe_again_ = false;

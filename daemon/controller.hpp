@@ -346,6 +346,8 @@ class Controller final : public Control {
   std::string round_escalation_;   // what escalate_now() did in the round under way, for its summary
   std::optional<bool> lan_override_;
   bool probing_ = false;
+  std::uint64_t armed_changes_ = 0;        // times the kill switch was armed or disarmed
+  std::uint64_t round_armed_changes_ = 0;  // ... when the running round began
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it
   std::string pending_reason_;
   std::optional<TimePoint> last_round_end_;

@@ -103,6 +103,9 @@ std::vector<Action> StateMachine::handle(const Event& e) {
                      if (armed_ && rules_ok_) return;
                      armed_ = true;
                      rules_ok_ = false;
+                     // What a round saw without our rules (a leak, or nothing) says nothing of
+                     // them: the round that arming starts proves them before "secured".
+                     probe_ = ProbeVerdict::none;
                      out.push_back(ApplyRules{});
                      out.push_back(StartProbe{"armed"});
                    } else {

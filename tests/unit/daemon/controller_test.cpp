@@ -265,6 +265,32 @@ TEST_CASE("on_exposure escalate: a routing rule that sends some users around the
   CHECK(w.c.desired().escalated.empty());
 }
 
+TEST_CASE("a round during which the kill switch was disarmed and armed is reported, not judged: the round arming asked for judges") {
+  World w;
+  w.c.start(full_tunnel(false));
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  REQUIRE(w.c.machine().state() == State::secured);
+  REQUIRE(w.c.disarm("uid 0"));
+  REQUIRE(w.probe.pending);  // a round is running while the rules are removed...
+  REQUIRE(w.c.arm("uid 0"));  // ...and installed again before it ends
+  CHECK(w.c.machine().state() == State::blocking);  // not "secured" on the round from before
+  const int rounds = w.probe.started;
+  const auto leaks_before = w.c.snapshot().leak_count;
+  w.probe.finish(ProbeVerdict::leak, {{"routed via eth0", "ipv4", "203.0.113.2:4000", "203.0.113.3:3478/udp", true, ""}});
+  // What it saw is reported (a leak then, with nothing blocking), but the state is not its.
+  CHECK(w.c.snapshot().leak_count == leaks_before + 1);
+  CHECK(w.c.machine().state() == State::blocking);
+  CHECK(w.c.desired().escalated.empty());  // nothing escalated on a round without our rules
+  bool said = false;
+  for (const auto& l : w.out.infos)
+    said = said || l.find("probe round not judged: the kill switch was armed or disarmed while it ran") != std::string::npos;
+  CHECK(said);
+  // The round arming asked for runs next and judges the rules.
+  CHECK(w.probe.started == rounds + 1);
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.machine().state() == State::secured);
+}
+
 TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {
   const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true, ""};
   World w;

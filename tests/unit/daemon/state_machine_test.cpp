@@ -44,6 +44,24 @@ TEST_CASE("start armed, tunnel comes up, probe proves it: off -> blocking -> sec
           });
 }
 
+TEST_CASE("armed again after a disarm: secured only once a round has judged the rules, not on the verdict from before") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {TunnelState{true, "wg0"}, State::blocking, {"start probe (tunnel up)"}},
+              {ProbeDone{ProbeVerdict::ok, "exit 203.0.113.66 via wg0"}, State::secured,
+               {"state blocking -> secured: probe ok: exit 203.0.113.66 via wg0"}},
+              {SetArmed{false, "uid 0"}, State::off,
+               {"remove rules", "start probe (disarmed)", "state secured -> off: disarm (by uid 0)"}},
+              {SetArmed{true, "uid 0"}, State::off, {"apply rules", "start probe (armed)"}},
+              // Before: "off -> secured: rules applied", on the round from before the disarm.
+              {RulesApplied{}, State::blocking, {"state off -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::ok, "exit 203.0.113.66 via wg0"}, State::secured,
+               {"state blocking -> secured: probe ok: exit 203.0.113.66 via wg0"}},
+          });
+}
+
 TEST_CASE("silence is not proof: a tunnel that did not answer is unverified, never secured") {
   StateMachine m;
   play(m, {
@@ -88,8 +106,13 @@ TEST_CASE("a leak is loud in every state, and clears only with a clean probe") {
               {NetworkChanged{"eth0 up"}, State::off, {"start probe (network changed: eth0 up)"}},
               {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking,
                {"LEAK: 203.0.113.2 via eth0", "state off -> leaking: probe leak: 203.0.113.2 via eth0"}},
+              // Armed: what the round saw without the rules says nothing of them. Until the
+              // firewall answers nothing new is claimed; then the round that arming started
+              // judges them (a leak that stays is loud again).
               {arm_by_config, State::leaking, {"apply rules", "start probe (armed)"}},
-              {RulesApplied{}, State::leaking, {}},
+              {RulesApplied{}, State::blocking, {"state leaking -> blocking: rules applied"}},
+              {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking,
+               {"LEAK: 203.0.113.2 via eth0", "state blocking -> leaking: probe leak: 203.0.113.2 via eth0"}},
               {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking, {"LEAK: 203.0.113.2 via eth0"}},
               {ProbeDone{ProbeVerdict::ok, ""}, State::blocking, {"state leaking -> blocking: probe ok"}},
           });

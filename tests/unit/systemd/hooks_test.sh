@@ -14,6 +14,7 @@ case " $* " in
     echo "leakguardctl: not declared: one VPN at a time: tunnel $LG_BUSY is declared and its interface is there (another VPN is up); take it down first" >&2
     exit 7 ;; esac ;;
 esac
+case "$*" in "tunnel set "*) echo "tunnel declared (leakguardctl's answer)" ;; esac
 exit 0
 SH
 cat >"$tmp/wg" <<'SH'
@@ -224,6 +225,13 @@ expect "NetworkManager: a server two profiles share is declared once" \
 # Never over a running VPN's declaration: the daemon refuses the claim (exit 7), which is no error here.
 expect "NetworkManager: another VPN is up: the claim ahead is refused, quietly" "$ahead" \
   env LG_BUSY=wg0 "$hooks/networkmanager" eth0 up
+# What leakguardctl answers goes to NetworkManager's journal (the dispatcher logs a script's
+# output); a refusal because another VPN is up says nothing.
+out=$(env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 up 2>&1)
+busy=$(env LG_BUSY=wg0 "$hooks/networkmanager" eth0 up 2>&1)
+if [ "$out" = "tunnel declared (leakguardctl's answer)" ] && [ -z "$busy" ]; then
+  echo "  ok   NetworkManager: the declaration ahead is said in the journal, a refusal is not"; passed=$((passed + 1))
+else echo "  FAIL NetworkManager: the declaration ahead's output: '$out', refused: '$busy'"; failed=$((failed + 1)); fi
 expect "NetworkManager: no OpenVPN profile: nothing declared ahead" "" \
   env NM_PROFILES='eth:802-3-ethernet\n' "$hooks/networkmanager" eth0 up
 expect "NetworkManager: vpn-down clears the VPN and declares the servers ahead again" \
