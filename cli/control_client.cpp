@@ -305,7 +305,9 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     for (const char* f : {"ipv4", "ipv6"})
       for (const auto& a : s["last_probe"]["tunnel_exits"].value(f, nlohmann::json::array()))
         if (a.is_string()) exits += (exits.empty() ? "" : ", ") + a.get<std::string>();
-    if (!exits.empty()) out += "  exit:      " + exits + "\n";
+    // Seen by the last round: with the tunnel down (or another declared since) it is history.
+    if (!exits.empty())
+      out += "  exit:      " + exits + (s.value("tunnel_up", false) ? "" : st.dim(" (last round's; the tunnel is down now)")) + "\n";
   }
   // Callers outside the control group get no endpoints, addresses or probe details (the daemon
   // says so in "redacted"): say that instead of "none".
@@ -504,8 +506,12 @@ Outcome tunnel_set(const std::string& interface, const std::vector<std::string>&
 Outcome tunnel_clear(const std::optional<std::string>& only_if) {
   return with_daemon([&](Daemon& p) -> Outcome {
     if (!only_if) {
+      // What was declared, for the message (the clearing itself does not depend on it).
+      auto j = nlohmann::json::parse(p.GetStatus(), nullptr, false);
+      const bool none = j.is_object() && j.contains("tunnel") && j["tunnel"].is_object() && j["tunnel"].contains("declared") &&
+                        j["tunnel"]["declared"].is_null();
       p.ClearTunnel();
-      return {kOk, "tunnel declaration cleared\n", ""};
+      return {kOk, none ? "no tunnel was declared; nothing to clear\n" : "tunnel declaration cleared\n", ""};
     }
     if (!p.ReleaseTunnel(*only_if)) return {kOk, "tunnel " + *only_if + " is not the declared one; nothing to clear\n", ""};
     return {kOk, "tunnel " + *only_if + " cleared\n", ""};

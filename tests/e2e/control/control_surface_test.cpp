@@ -65,6 +65,9 @@ TEST_CASE("every method, property and signal through leakguardctl and busctl") {
   CHECK(rig.status()["tunnel"]["declared"] == "wg0");
   CHECK(rig.ctl({"tunnel", "clear", "wg0"}).status == 0);
   CHECK(rig.status()["tunnel"]["declared"].is_null());
+  auto nothing = rig.ctl({"tunnel", "clear"});  // nothing declared: said so, not "cleared"
+  CHECK(nothing.status == 0);
+  CHECK(has(nothing.out, "no tunnel was declared; nothing to clear"));
   CHECK(rig.ctl({"reload"}).status == 0);
   CHECK(rig.ctl({"disarm"}).status == 0);
   CHECK_MESSAGE(!has(rig.table(), "table inet leakguard"), rig.output());

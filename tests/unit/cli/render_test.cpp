@@ -97,6 +97,13 @@ TEST_CASE("status: the counters line does not say blocked twice") {
   CHECK(!has(out, "blocked:   blocked"));
 }
 
+TEST_CASE("status: the exit address of a tunnel that is down now is said to be the last round's") {
+  auto j = nlohmann::json::parse(kStatus);
+  CHECK(has(render_status(j, Style{}), "  exit:      203.0.113.66\n"));
+  j["tunnel_up"] = false;
+  CHECK(has(render_status(j, Style{}), "  exit:      203.0.113.66 (last round's; the tunnel is down now)\n"));
+}
+
 TEST_CASE("status: the tunnel line says up or down first, then which interfaces count") {
   CHECK(has(render_status(nlohmann::json::parse(kStatus), Style{}), "  tunnel:    up (configured: wg*; declared: wg0)\n"));
   auto j = nlohmann::json::parse(kStatus);
