@@ -284,11 +284,24 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   if (kept) out += "  policy:    the kept table's (this run has no usable configuration)";
   else out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "");
   // probe.on_exposure escalate: families held as strict because a page's path out was found.
-  std::string escalated;
+  // Why: a probe found a web page's way out, or the routing rules send some traffic around the
+  // tunnel (escalated_by_routing).
+  std::string by_probe, by_routing;
+  auto listed = [&](const char* key, const nlohmann::json& f) {
+    if (!s.contains(key) || !s[key].is_array()) return false;
+    for (const auto& x : s[key])
+      if (x == f) return true;
+    return false;
+  };
   if (s.contains("escalated") && s["escalated"].is_array())
     for (const auto& f : s["escalated"])
-      if (f.is_string()) escalated += (escalated.empty() ? "" : " and ") + std::string(f == "ipv4" ? "IPv4" : "IPv6");
-  if (!escalated.empty()) out += st.warn(", " + escalated + " escalated to strict (a web page's path out was found)");
+      if (f.is_string()) {
+        auto& to = listed("escalated_by_routing", f) ? by_routing : by_probe;
+        to += (to.empty() ? "" : " and ") + std::string(f == "ipv4" ? "IPv4" : "IPv6");
+      }
+  if (!by_probe.empty()) out += st.warn(", " + by_probe + " escalated to strict (a web page's path out was found)");
+  if (!by_routing.empty())
+    out += st.warn(", " + by_routing + " escalated to strict (the routing rules send some traffic around the tunnel)");
   out += "\n";
   // Up or down first; then which interfaces count as the tunnel: by the configuration's names,
   // and the one a VPN client declared.

@@ -190,8 +190,24 @@ Desired Controller::compute() const {
       if (listed.insert(e).second) d.endpoints.push_back(e);
     if (declared_->fwmark) d.fwmark = declared_->fwmark;
   }
-  if (d.mode == Mode::udp) d.escalated = escalated_;
+  if (d.mode == Mode::udp) {
+    // Found by probes, and shown by the routing table itself (rules that send some users',
+    // protocols' or ports' traffic around the tunnel): the latter is in the very rules written,
+    // at start and when arming too, not only once a round has ended.
+    d.escalated = escalated_;
+    for (Family f : routing_escalation(netwatch::Classifier{d.tunnels}))
+      if (std::find(d.escalated.begin(), d.escalated.end(), f) == d.escalated.end()) d.escalated.push_back(f);
+    std::sort(d.escalated.begin(), d.escalated.end());
+  }
   return d;
+}
+
+std::vector<Family> Controller::routing_escalation(const netwatch::Classifier& c) const {
+  std::vector<Family> out;
+  if (config_.probe.on_exposure != config::OnExposure::escalate) return out;
+  for (Family f : {Family::v4, Family::v6})
+    if (!routed_around(f, c, true).empty()) out.push_back(f);
+  return out;
 }
 
 bool Controller::is_tunnel(const std::string& ifname) const { return classifier().is_tunnel(ifname); }
@@ -245,6 +261,7 @@ void Controller::run(const Action& a) {
 
 Result<void> Controller::start(const netwatch::NetModel& network) {
   network_ = network;
+  if (start_config_error_.empty()) desired_ = compute();  // with the network (routing escalation)
   // Before the first install: it is complete.
   update_network_sets();
   if (!start_config_error_.empty()) {
@@ -340,7 +357,25 @@ Result<void> Controller::usable() const {
 }
 
 void Controller::network_changed(const netwatch::NetModel& network, const std::string& summary) {
+  const auto before = routing_escalation(classifier());
   network_ = network;
+  const auto after = routing_escalation(classifier());
+  if (after != before && machine_.config_error().empty()) {
+    std::string what;
+    std::vector<Family> added, dropped;
+    for (Family f : after)
+      if (std::find(before.begin(), before.end(), f) == before.end()) added.push_back(f);
+    for (Family f : before)
+      if (std::find(after.begin(), after.end(), f) == after.end()) dropped.push_back(f);
+    std::string around;
+    for (Family f : added) around += (around.empty() ? "" : ", ") + routed_around(f, classifier(), true);
+    if (!added.empty())
+      what = "escalated " + families_text(added) + " to strict: the routing rules send some of this host's traffic around the tunnel (" +
+             around + ")";
+    if (!dropped.empty())
+      what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: no routing rule sends traffic around the tunnel any more";
+    if (auto r = recompute(what); r && desired_.mode == Mode::udp) (added.empty() ? out_.info(what) : out_.error(what));
+  }
   observe(summary, true);
 }
 
@@ -384,12 +419,6 @@ void Controller::probe_finished(ProbeOutcome o) {
   last_round_end_ = clock_();
   counts_.last_round_end = last_round_end_;
   counts_.last_round_took = counts_.round_start ? *last_round_end_ - *counts_.round_start : Clock::duration{};
-  switch (o.verdict) {
-    case ProbeVerdict::ok: ++counts_.rounds_ok; break;
-    case ProbeVerdict::unverified: ++counts_.rounds_unverified; break;
-    case ProbeVerdict::leak: ++counts_.rounds_leak; break;
-    case ProbeVerdict::none: ++counts_.rounds_none; break;
-  }
   if (o.verdict == ProbeVerdict::leak) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
     for (const auto& l : o.leaks) out_.leak(l);
@@ -404,17 +433,45 @@ void Controller::probe_finished(ProbeOutcome o) {
       if (l && network_.classify(*l, classifier()) != InterfaceClass::tunnel)
         o.summary += std::string("; ") + (f == Family::v4 ? "IPv4" : "IPv6") + " leaves via " + printable_ifname(l->name) +
                      ", not the tunnel";
-      if (const auto side = routed_around(f); !side.empty())
+      if (const auto side = routed_around(f, classifier(), false); !side.empty())
         o.summary += std::string("; some ") + (f == Family::v4 ? "IPv4" : "IPv6") + " traffic (" + side + ") is routed around the tunnel";
     }
+  // A way out for a page's TCP that the routing table shows and that is not closed (on_exposure
+  // alert): what the round saw proves nothing of those pages' traffic. Not "secured".
+  if (o.verdict == ProbeVerdict::ok && desired_.mode == Mode::udp && machine_.tunnel_up())
+    for (Family f : {Family::v4, Family::v6})
+      if (!routed_around(f, classifier(), true).empty() &&
+          std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) {
+        o.verdict = ProbeVerdict::unverified;
+        o.verdict_text = "unverified";
+        o.summary = std::string("the routing rules send some ") + (f == Family::v4 ? "IPv4" : "IPv6") +
+                    " traffic around the tunnel, and nothing closes it (probe.on_exposure: alert); " + o.summary;
+        auto j = nlohmann::json::parse(o.json, nullptr, false);
+        if (j.is_object()) {
+          if (!j.contains("report_verdict")) j["report_verdict"] = j.value("verdict", "");
+          j["verdict"] = "unverified";
+          o.json = json_text(j);
+        }
+        break;
+      }
+  switch (o.verdict) {
+    case ProbeVerdict::ok: ++counts_.rounds_ok; break;
+    case ProbeVerdict::unverified: ++counts_.rounds_unverified; break;
+    case ProbeVerdict::leak: ++counts_.rounds_leak; break;
+    case ProbeVerdict::none: ++counts_.rounds_none; break;
+  }
   last_probe_ = o;
   out_.probe_completed(o);
   auto callers = std::exchange(waiting_, {});
   // A round during which the kill switch was armed or disarmed tested rules that are no longer
   // there: reported (what it saw was so then), not judged; the round the change asked for (queued
   // behind this one) judges the rules as they are.
-  if (round_armed_changes_ == armed_changes_ || !probe_again_) feed(ProbeDone{o.verdict, o.summary});
-  else out_.info("probe round not judged: the kill switch was armed or disarmed while it ran; another round follows");
+  if (round_armed_changes_ == armed_changes_ || !probe_again_) {
+    feed(ProbeDone{o.verdict, o.summary});
+  } else {
+    round_escalation_.clear();
+    out_.info("probe round not judged: the kill switch was armed or disarmed while it ran; another round follows");
+  }
   for (auto& cb : callers) cb(o.verdict_text, o.json);
   if (probe_again_ && !probing_) {
     probe_again_ = false;
@@ -433,11 +490,12 @@ void Controller::probe_finished(ProbeOutcome o) {
 // Rules that route some of this host's traffic - some users', protocols' or ports' - to a table
 // whose way to the internet is not the tunnel (`ip rule add uidrange 1000-1000 lookup main`): "uidrange
 // 1000-1000 via eth0", or "" if none. The daemon's own probe is not such traffic and cannot see it.
-std::string Controller::routed_around(Family f) const {
+std::string Controller::routed_around(Family f, const netwatch::Classifier& c, bool pages_only) const {
   std::string s;
   for (const auto& side : network_.side_egresses(f)) {
+    if (pages_only && !side.pages) continue;
     const netwatch::Link* l = network_.link(side.oif);
-    if (l && network_.classify(*l, classifier()) == InterfaceClass::tunnel) continue;
+    if (l && network_.classify(*l, c) == InterfaceClass::tunnel) continue;
     s += (s.empty() ? "" : ", ") + side.selector + " via " + (l ? printable_ifname(l->name) : std::string("nothing"));
   }
   return s;
@@ -453,28 +511,11 @@ void Controller::escalate(ProbeOutcome& o) {
           std::find(found.begin(), found.end(), f) == found.end())
         found.push_back(f);
     }
-  // A path out the routing table shows for some users, protocols or ports: closed like one a probe found.
-  std::vector<Family> around;
-  std::string around_what;
-  if (escalation_allowed())
-    for (Family f : {Family::v4, Family::v6}) {
-      const auto side = routed_around(f);
-      if (side.empty() || std::find(escalated_.begin(), escalated_.end(), f) != escalated_.end() ||
-          std::find(found.begin(), found.end(), f) != found.end())
-        continue;
-      around.push_back(f);
-      around_what += (around_what.empty() ? "" : ", ") + side;
-    }
-  if (!found.empty() || !around.empty()) {
+  if (!found.empty()) {
     auto next = escalated_;
     next.insert(next.end(), found.begin(), found.end());
-    next.insert(next.end(), around.begin(), around.end());
     std::sort(next.begin(), next.end());
-    std::string what;
-    if (!found.empty()) what = "escalated " + families_text(found) + " to strict: a web page's path out of the tunnel answered";
-    if (!around.empty())
-      what += (what.empty() ? "" : "; ") + std::string("escalated ") + families_text(around) +
-              " to strict: the routing rules send some of this host's traffic around the tunnel (" + around_what + ")";
+    const std::string what = "escalated " + families_text(found) + " to strict: a web page's path out of the tunnel answered";
     if (change([&] { escalated_ = next; }, what)) {
       out_.error(what + " (" + o.summary + ")");
       o.summary += "; " + what;
@@ -496,7 +537,8 @@ bool Controller::escalation_allowed() const {
 // round's end sees the family escalated already and keeps it (its routed probes leaked); its
 // summary says what was done.
 void Controller::escalate_now(const LeakFinding& l) {
-  if (!probing_ || !l.routed || !escalation_allowed()) return;
+  // (Not in a round during which the kill switch was armed or disarmed: it tested other rules.)
+  if (!probing_ || !l.routed || !escalation_allowed() || round_armed_changes_ != armed_changes_) return;
   const Family f = l.family == "ipv6" ? Family::v6 : Family::v4;
   if (std::find(escalated_.begin(), escalated_.end(), f) != escalated_.end()) return;
   auto next = escalated_;
@@ -521,7 +563,7 @@ void Controller::release_escalation(const std::vector<Family>& into_tunnel) {
   const bool moot = desired_.mode != Mode::udp || !machine_.armed();
   auto route_into_tunnel = [&](Family f) {
     const netwatch::Link* l = network_.link(network_.egress(f));
-    return (!l || network_.classify(*l, classifier()) == InterfaceClass::tunnel) && routed_around(f).empty();
+    return (!l || network_.classify(*l, classifier()) == InterfaceClass::tunnel) && routed_around(f, classifier(), true).empty();
   };
   std::vector<Family> keep, released;
   for (Family f : escalated_) {
@@ -781,6 +823,10 @@ std::string Controller::status_json() const {
   j["policy"] = to_string(desired_.mode);
   j["escalated"] = nlohmann::json::array();  // families held as in strict (probe.on_exposure: escalate)
   for (Family f : desired_.escalated) j["escalated"].push_back(f == Family::v4 ? "ipv4" : "ipv6");
+  // ... of which because of the routing rules (the rest: a probe found a page's way out)
+  j["escalated_by_routing"] = nlohmann::json::array();
+  if (desired_.mode == Mode::udp)
+    for (Family f : routing_escalation(classifier())) j["escalated_by_routing"].push_back(f == Family::v4 ? "ipv4" : "ipv6");
   j["allow_lan"] = desired_.allow_lan;
   j["tunnel_up"] = machine_.tunnel_up();
   auto& t = j["tunnel"];

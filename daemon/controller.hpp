@@ -305,7 +305,12 @@ class Controller final : public Control {
   /// Whether a page's path out may be escalated now: on_exposure escalate, armed, the tunnel up,
   /// udp policy, no emergency block.
   bool escalation_allowed() const;
-  std::string routed_around(Family f) const;
+  /// "uidrange 1000-1000 via eth0": rules that send some of this host's traffic to a table whose
+  /// way to the internet is not a tunnel; `pages_only`: only those a web page's TCP can take.
+  std::string routed_around(Family f, const netwatch::Classifier& c, bool pages_only) const;
+  /// The families the routing rules send partly around the tunnel, to be held as strict
+  /// (probe.on_exposure: escalate); `c`: which interfaces are tunnels.
+  std::vector<Family> routing_escalation(const netwatch::Classifier& c) const;
   void release_escalation(const std::vector<Family>& into_tunnel);
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
   void reschedule();

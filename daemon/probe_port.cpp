@@ -85,6 +85,16 @@ void StunProbePort::start(std::function<void(ProbeOutcome)> done, std::function<
   plan.on_result = [path_out = std::move(path_out)](const probes::ProbeResult& p) {
     if (auto l = page_path_out(p); l && path_out) path_out(*l);
   };
+  // An interface made while the round runs: classified as it is when its answer comes, with the
+  // tunnels declared then (wg-quick's PreUp declares wg0 before making it; the round its
+  // declaration started was planned without it). Left unclassified, the routed probe's answer
+  // through wg0 read as "path unknown": a false leak on every connect.
+  plan.classify_unknown = [model = model_, is_tunnel = is_tunnel_](const std::string& ifname) -> std::optional<InterfaceClass> {
+    if (is_tunnel(ifname)) return InterfaceClass::tunnel;
+    const auto m = model();
+    if (const auto* l = m.link(ifname)) return m.classify(*l, netwatch::Classifier{});
+    return std::nullopt;
+  };
   prober_->start(std::move(plan), [done = std::move(done)](probes::Report r) { done(to_outcome(r)); });
 }
 

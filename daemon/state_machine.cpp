@@ -101,11 +101,12 @@ std::vector<Action> StateMachine::handle(const Event& e) {
                    if (x.armed) {
                      // Arming again while armed retries a failed install.
                      if (armed_ && rules_ok_) return;
+                     // What a round saw without our rules (a leak, or nothing) says nothing of
+                     // them: the round that arming starts proves them before "secured". (Not a
+                     // retry of a failed install while armed: a leak seen then stays.)
+                     if (!armed_) probe_ = ProbeVerdict::none;
                      armed_ = true;
                      rules_ok_ = false;
-                     // What a round saw without our rules (a leak, or nothing) says nothing of
-                     // them: the round that arming starts proves them before "secured".
-                     probe_ = ProbeVerdict::none;
                      out.push_back(ApplyRules{});
                      out.push_back(StartProbe{"armed"});
                    } else {

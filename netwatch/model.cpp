@@ -225,7 +225,7 @@ std::vector<NetModel::SideEgress> NetModel::side_egresses(Family f, std::uint32_
       if (r) break;  // the rule that decides egress(): what comes after it is never reached
       continue;
     }
-    if (r && r->oif != main) out.push_back({rule.selector_text(), r->oif});
+    if (r && r->oif != main) out.push_back({rule.selector_text(), r->oif, rule.may_carry_pages()});
   }
   return out;
 }

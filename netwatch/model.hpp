@@ -50,6 +50,7 @@ class NetModel {
   struct SideEgress {
     std::string selector;  ///< "uidrange 1000-1000"
     IfIndex oif;
+    bool pages = true;     ///< a web page's TCP can be among it (Rule::may_carry_pages())
     bool operator==(const SideEgress&) const = default;
   };
   std::vector<SideEgress> side_egresses(Family f, std::uint32_t mark = 0) const;

@@ -78,6 +78,17 @@ struct Rule {
   bool local_traffic() const { return !src && !dst && (iif.empty() || iif == "lo") && oif.empty() && !l3mdev; }
   /// Whether it matches only some of that traffic: one range of users, a protocol, ports.
   bool selective() const { return uid_range || ip_proto || sport || dport; }
+  /// Whether a web page's TCP can be among what it selects: TCP (or any protocol), a source port
+  /// the kernel may pick for a browser's socket (1024 and up), not DNS alone (blocked anyway),
+  /// a user who may run a browser (a uid range reaching 1000). `ip rule add sport 22 lookup main`
+  /// (SSH's answers kept off the tunnel on a server) selects none.
+  bool may_carry_pages() const {
+    if (ip_proto != 0 && ip_proto != 6) return false;
+    if (sport && sport->second < 1024) return false;
+    if (dport && dport->first == 53 && dport->second == 53) return false;
+    if (uid_range && uid_range->second < 1000) return false;
+    return true;
+  }
   /// The selective part as `ip rule` writes it: "uidrange 1000-1000 ipproto 6".
   std::string selector_text() const;
 };

@@ -529,6 +529,7 @@ void Prober::Round::Job::on_readable_udp() {
         } else {
           char name[IF_NAMESIZE] = {};
           result.arrival_interface = if_indextoname(static_cast<unsigned>(arrival), name) ? name : "if" + std::to_string(arrival);
+          if (round->plan.classify_unknown) result.arrival_class = round->plan.classify_unknown(result.arrival_interface);
         }
       }
       if (result.routed && local) result.source = local;

@@ -52,6 +52,10 @@ struct Plan {
   /// Called on the io_context with each STUN probe's result as soon as it ends, before the round
   /// does (the daemon acts on a page's path out without waiting for the slowest server).
   std::function<void(const ProbeResult&)> on_result;
+  /// The class of an interface the plan does not list, asked when an answer comes in through one
+  /// (an interface made while the round runs: the tunnel wg-quick brings up after its PreUp
+  /// declared it). Unset, or nullopt: no class (the report then judges by the tunnel's exit).
+  std::function<std::optional<InterfaceClass>(const std::string& ifname)> classify_unknown;
 };
 
 /// A plan from the configuration's probe section (servers, families, timeout) and the interfaces.

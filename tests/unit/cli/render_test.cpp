@@ -133,6 +133,15 @@ TEST_CASE("the probe report: the routed probe is named once, its leak marked, no
   CHECK(has(render_status(leaking(), Style{}), "last probe: leak\n  eth0 (physical): ok\n"));
 }
 
+TEST_CASE("status: a family escalated because of the routing rules says so") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["escalated"] = {"ipv4", "ipv6"};
+  j["escalated_by_routing"] = {"ipv4"};
+  const auto out = render_status(j, Style{});
+  CHECK(has(out, "  policy:    udp, IPv6 escalated to strict (a web page's path out was found), IPv4 escalated to strict (the "
+                 "routing rules send some traffic around the tunnel)\n"));
+}
+
 TEST_CASE("status: an escalated family is said on the policy line") {
   auto j = nlohmann::json::parse(kStatus);
   j["escalated"] = {"ipv6"};

@@ -209,9 +209,10 @@ TEST_CASE("a round says which family's traffic does not go into the tunnel") {
   CHECK(native.out.lines.back() == "state blocking->secured (probe ok: no leak; IPv6 leaves via eth0, not the tunnel)");
 }
 
-// full_tunnel(false) with the kernel's rules and one that sends uid 1000's traffic to table 100,
-// whose default route is eth0 (a user kept out of the VPN, `ip rule add uidrange 1000-1000 lookup 100`).
-netwatch::NetModel user_around_tunnel(bool with_rule) {
+// full_tunnel(false) with the kernel's rules and, if given, one that sends some traffic to table
+// 100, whose default route is eth0 (`ip rule add uidrange 1000-1000 lookup 100`: a user kept out
+// of the VPN).
+netwatch::NetModel around_tunnel(std::optional<netwatch::Rule> side) {
   auto m = full_tunnel(false);
   auto rule = [](std::uint32_t prio, std::uint32_t table) {
     netwatch::Rule r;
@@ -226,69 +227,85 @@ netwatch::NetModel user_around_tunnel(bool with_rule) {
   via_eth0.oif = IfIndex{2};
   via_eth0.table = 100;
   m.apply(netwatch::Added<netwatch::Route>{via_eth0});
-  if (with_rule) {
-    auto user = rule(100, 100);
-    user.uid_range = std::pair<std::uint32_t, std::uint32_t>{1000, 1000};
-    m.apply(netwatch::Added<netwatch::Rule>{user});
+  if (side) {
+    side->priority = 100;
+    side->table = 100;
+    m.apply(netwatch::Added<netwatch::Rule>{*side});
   }
   return m;
 }
 
-TEST_CASE("on_exposure escalate: a routing rule that sends some users around the tunnel closes their way, held until it goes") {
+netwatch::Rule user_rule() {
+  netwatch::Rule r;
+  r.uid_range = std::pair<std::uint32_t, std::uint32_t>{1000, 1000};
+  return r;
+}
+
+TEST_CASE("on_exposure escalate: a routing rule that sends some users around the tunnel closes their way, from the first rules") {
   // The control: the same network without the rule is secured, nothing escalated.
   World plain;
-  plain.c.start(user_around_tunnel(false));
+  plain.c.start(around_tunnel(std::nullopt));
   plain.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   CHECK(plain.c.desired().escalated.empty());
   CHECK(plain.out.lines.back() == "state blocking->secured (probe ok: no leak)");
-  // With it, the daemon's own probe (root's) sees nothing, the network does: IPv4 held as strict.
+  // With it, the very first rules hold IPv4 as strict (at start and when arming: no round waited
+  // for, no window for that user's TCP); the daemon's own probe could not see that way anyway.
   World w;
-  w.c.start(user_around_tunnel(true));
-  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
-  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v4});
-  CHECK(w.fw.calls.back().find("escalated=IPv4") != std::string::npos);
-  bool said = false;
-  for (const auto& l : w.out.lines)
-    said = said || l.find("escalated IPv4 to strict: the routing rules send some of this host's traffic around the tunnel "
-                          "(uidrange 1000-1000 via eth0)") != std::string::npos;
-  CHECK(said);
-  CHECK(w.c.status_json().find("\"side_egress\":{\"ipv4\":[{\"interface\":\"eth0\",\"selector\":\"uidrange 1000-1000\"}]") !=
-        std::string::npos);
-  // Rounds while the rule stands keep it, though every probe goes through the tunnel.
-  w.c.probe_now([](std::string, std::string) {});
-  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
-  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v4});
-  // The rule gone: the next round lets IPv4 go back to udp policy.
-  w.c.network_changed(user_around_tunnel(false), "rule removed");
-  REQUIRE(w.probe.pending);
-  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
-  CHECK(w.c.desired().escalated.empty());
-}
-
-TEST_CASE("a round during which the kill switch was disarmed and armed is reported, not judged: the round arming asked for judges") {
-  World w;
-  w.c.start(full_tunnel(false));
-  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
-  REQUIRE(w.c.machine().state() == State::secured);
-  REQUIRE(w.c.disarm("uid 0"));
-  REQUIRE(w.probe.pending);  // a round is running while the rules are removed...
-  REQUIRE(w.c.arm("uid 0"));  // ...and installed again before it ends
-  CHECK(w.c.machine().state() == State::blocking);  // not "secured" on the round from before
-  const int rounds = w.probe.started;
-  const auto leaks_before = w.c.snapshot().leak_count;
-  w.probe.finish(ProbeVerdict::leak, {{"routed via eth0", "ipv4", "203.0.113.2:4000", "203.0.113.3:3478/udp", true, ""}});
-  // What it saw is reported (a leak then, with nothing blocking), but the state is not its.
-  CHECK(w.c.snapshot().leak_count == leaks_before + 1);
-  CHECK(w.c.machine().state() == State::blocking);
-  CHECK(w.c.desired().escalated.empty());  // nothing escalated on a round without our rules
-  bool said = false;
-  for (const auto& l : w.out.infos)
-    said = said || l.find("probe round not judged: the kill switch was armed or disarmed while it ran") != std::string::npos;
-  CHECK(said);
-  // The round arming asked for runs next and judges the rules.
-  CHECK(w.probe.started == rounds + 1);
+  w.c.start(around_tunnel(user_rule()));
+  REQUIRE_FALSE(w.fw.calls.empty());
+  CHECK(w.fw.calls.front().find("escalated=IPv4") != std::string::npos);
   w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   CHECK(w.c.machine().state() == State::secured);
+  const auto st = nlohmann::json::parse(w.c.status_json());
+  CHECK(st["escalated"] == nlohmann::json::array({"ipv4"}));
+  CHECK(st["escalated_by_routing"] == nlohmann::json::array({"ipv4"}));
+  CHECK(st["network"]["side_egress"]["ipv4"] == nlohmann::json::parse(R"([{"interface":"eth0","selector":"uidrange 1000-1000"}])"));
+  // Disarmed and armed again: the rules written when arming hold it too.
+  REQUIRE(w.c.disarm("uid 0"));
+  REQUIRE(w.c.arm("uid 0"));
+  CHECK(w.fw.calls.back().find("escalated=IPv4") != std::string::npos);
+  // The rule gone: IPv4 back to udp policy at once, said so; a rule added while running: escalated at once.
+  w.c.network_changed(around_tunnel(std::nullopt), "rule removed");
+  CHECK(w.c.desired().escalated.empty());
+  CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
+  w.c.network_changed(around_tunnel(user_rule()), "rule added");
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v4});
+  bool said = false;
+  for (const auto& l : w.out.lines)
+    said = said || l == "error escalated IPv4 to strict: the routing rules send some of this host's traffic around the tunnel "
+                        "(uidrange 1000-1000 via eth0)";
+  CHECK(said);
+}
+
+TEST_CASE("a routing rule that no web page's TCP can take (sport 22, ipproto udp, system users) is shown, never escalated") {
+  for (auto side : {[] { netwatch::Rule r; r.sport = std::pair<std::uint16_t, std::uint16_t>{22, 22}; return r; }(),
+                    [] { netwatch::Rule r; r.ip_proto = 17; return r; }(),
+                    [] { netwatch::Rule r; r.uid_range = std::pair<std::uint32_t, std::uint32_t>{0, 999}; return r; }()}) {
+    CAPTURE(side.selector_text());
+    World w;
+    w.c.start(around_tunnel(side));
+    w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+    CHECK(w.c.desired().escalated.empty());  // a server's SSH is not locked out
+    CHECK(w.c.machine().state() == State::secured);
+    const auto st = nlohmann::json::parse(w.c.status_json());
+    CHECK(st["network"]["side_egress"]["ipv4"].size() == 1);  // shown in status, and said in the round's summary
+    CHECK(st["reason"].get<std::string>().find("some IPv4 traffic (" + side.selector_text() + " via eth0) is routed around the tunnel") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("on_exposure alert: a routing rule that sends some users around the tunnel is not secured") {
+  World w([] {
+    auto c = base_config();
+    c.probe.on_exposure = config::OnExposure::alert;
+    return c;
+  }());
+  w.c.start(around_tunnel(user_rule()));
+  CHECK(w.c.desired().escalated.empty());  // alert closes nothing
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+  CHECK(w.c.machine().state() == State::unverified);
+  CHECK(w.out.lines.back().find("the routing rules send some IPv4 traffic around the tunnel, and nothing closes it") !=
+        std::string::npos);
 }
 
 TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {

@@ -62,6 +62,18 @@ TEST_CASE("armed again after a disarm: secured only once a round has judged the 
           });
 }
 
+TEST_CASE("a retry of rules that failed while armed keeps a leak seen meanwhile: no flapping to error and back") {
+  StateMachine m;
+  play(m, {
+              {arm_by_config, State::off, {"apply rules", "start probe (armed)"}},
+              {RulesFailed{"Operation not supported"}, State::error, {"state off -> error: rules failed: Operation not supported"}},
+              {ProbeDone{ProbeVerdict::leak, "203.0.113.2 via eth0"}, State::leaking,
+               {"LEAK: 203.0.113.2 via eth0", "state error -> leaking: probe leak: 203.0.113.2 via eth0"}},
+              {SetArmed{true, "retry"}, State::leaking, {"apply rules", "start probe (armed)"}},
+              {RulesFailed{"Operation not supported"}, State::leaking, {}},
+          });
+}
+
 TEST_CASE("silence is not proof: a tunnel that did not answer is unverified, never secured") {
   StateMachine m;
   play(m, {
