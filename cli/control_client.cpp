@@ -508,9 +508,9 @@ Outcome disarm() {
 }
 
 Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark,
-                   bool exclusive) {
+                   bool exclusive, bool ahead) {
   return with_daemon([&](Daemon& p) -> Outcome {
-    if (exclusive) p.ClaimTunnel(interface, endpoints, fwmark);
+    if (exclusive || ahead) p.ClaimTunnel(interface, endpoints, fwmark, ahead);
     else p.SetTunnel(interface, endpoints, fwmark);
     return {kOk, tunnel_declared(interface, endpoints, fwmark), ""};
   });

@@ -80,9 +80,10 @@ Outcome blocked(bool json, const Style& st);
 Outcome probe(bool json, const Style& st);
 Outcome arm();
 Outcome disarm();
-/// Declares the tunnel; `exclusive`: unless another VPN's declared interface is there (ClaimTunnel, exit 7).
+/// Declares the tunnel; `exclusive`: unless another VPN's declared interface is there (ClaimTunnel,
+/// exit 7); `ahead`: unless any other interface is declared (a declaration ahead of any VPN).
 Outcome tunnel_set(const std::string& interface, const std::vector<std::string>& endpoints, std::uint32_t fwmark,
-                   bool exclusive);
+                   bool exclusive, bool ahead = false);
 /// Clears the declaration; with `only_if`, only when that interface is the declared one (decided
 /// by the daemon: ReleaseTunnel).
 Outcome tunnel_clear(const std::optional<std::string>& only_if);

@@ -57,7 +57,9 @@ class BusDaemon final : public Daemon {
   void Arm() override { proxy_.Arm(); }
   void Disarm() override { proxy_.Disarm(); }
   void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { proxy_.SetTunnel(i, e, m); }
-  void ClaimTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { proxy_.ClaimTunnel(i, e, m); }
+  void ClaimTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m, bool ahead) override {
+    proxy_.ClaimTunnel(i, e, m, ahead);
+  }
   void ClearTunnel() override { proxy_.ClearTunnel(); }
   bool ReleaseTunnel(const std::string& i) override { return proxy_.ReleaseTunnel(i); }
   void SetAllowLan(bool allow) override { proxy_.SetAllowLan(allow); }
@@ -106,7 +108,9 @@ class PrivateDaemon final : public Daemon {
   void Arm() override { call("Arm"); }
   void Disarm() override { call("Disarm"); }
   void SetTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { declare("SetTunnel", i, e, m); }
-  void ClaimTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m) override { declare("ClaimTunnel", i, e, m); }
+  void ClaimTunnel(const std::string& i, const std::vector<std::string>& e, uint32_t m, bool ahead) override {
+    declare("ClaimTunnel", i, e, m, ahead);
+  }
   void ClearTunnel() override { call("ClearTunnel"); }
   bool ReleaseTunnel(const std::string& i) override {
     auto reply = call("ReleaseTunnel", [&](sd_bus_message* msg) { return sd_bus_message_append(msg, "s", i.c_str()); });
@@ -138,8 +142,9 @@ class PrivateDaemon final : public Daemon {
   PrivateDaemon() = default;
   using Reply = std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)>;
 
-  // SetTunnel and ClaimTunnel: "sasu".
-  void declare(const char* method, const std::string& i, const std::vector<std::string>& e, uint32_t m) {
+  // SetTunnel ("sasu") and ClaimTunnel ("sasub": with `ahead`).
+  void declare(const char* method, const std::string& i, const std::vector<std::string>& e, uint32_t m,
+               std::optional<bool> ahead = std::nullopt) {
     call(method, [&](sd_bus_message* msg) {
       std::vector<const char*> list;
       for (const auto& x : e) list.push_back(x.c_str());
@@ -147,6 +152,7 @@ class PrivateDaemon final : public Daemon {
       int r = sd_bus_message_append(msg, "s", i.c_str());
       if (r >= 0) r = sd_bus_message_append_strv(msg, const_cast<char**>(list.data()));
       if (r >= 0) r = sd_bus_message_append(msg, "u", m);
+      if (r >= 0 && ahead) r = sd_bus_message_append(msg, "b", int(*ahead));
       return r;
     });
   }

@@ -20,7 +20,8 @@ class Daemon {
   virtual void Arm() = 0;
   virtual void Disarm() = 0;
   virtual void SetTunnel(const std::string& interface, const std::vector<std::string>& endpoints, uint32_t fwmark) = 0;
-  virtual void ClaimTunnel(const std::string& interface, const std::vector<std::string>& endpoints, uint32_t fwmark) = 0;
+  virtual void ClaimTunnel(const std::string& interface, const std::vector<std::string>& endpoints, uint32_t fwmark,
+                           bool ahead) = 0;
   virtual void ClearTunnel() = 0;
   virtual bool ReleaseTunnel(const std::string& interface) = 0;
   virtual void SetAllowLan(bool allow) = 0;

@@ -71,7 +71,10 @@ int main(int argc, char** argv) {
   bool exclusive = false;
   tset->add_flag("--exclusive", exclusive,
                  "Refuse (exit 7) while another VPN's tunnel is declared and its interface exists: one VPN at a time");
-  tset->callback([&] { exit_code = finish(cli::tunnel_set(tun_if, endpoints, fwmark, exclusive)); });
+  bool ahead = false;
+  tset->add_flag("--ahead", ahead,
+                 "A declaration ahead of any VPN (NetworkManager's placeholder): refused (exit 7) while any other tunnel is declared");
+  tset->callback([&] { exit_code = finish(cli::tunnel_set(tun_if, endpoints, fwmark, exclusive, ahead)); });
   std::string clear_if;
   auto* tclear = tunnel->add_subcommand("clear", "Clear the declaration (only if IF is the declared tunnel)");
   tclear->add_option("interface,--interface", clear_if, "Tunnel interface; omitted: whatever is declared");

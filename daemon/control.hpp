@@ -45,7 +45,11 @@ Result<TunnelDeclaration> check_tunnel(const std::string& interface, const std::
                                        std::uint32_t fwmark);
 
 /// How a declaration treats the one before it (Control::set_tunnel).
-enum class Claim { replace, unless_other_live };
+enum class Claim {
+  replace,            ///< SetTunnel: whatever was declared is replaced
+  unless_other_live,  ///< ClaimTunnel: refused while another declared interface exists
+  ahead,              ///< ClaimTunnel ahead: refused while any other interface is declared
+};
 /// Error::step of a declaration refused because another VPN's tunnel is declared and there.
 inline constexpr const char* kTunnelBusy = "one VPN at a time";
 

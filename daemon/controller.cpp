@@ -679,6 +679,12 @@ Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::strin
       network_.link(declared_->interface) != nullptr)
     return fail(kTunnelBusy, "tunnel " + printable_ifname(declared_->interface) +
                                  " is declared and its interface is there (another VPN is up); take it down first");
+  // Declared ahead of any VPN (NetworkManager's placeholder): never over another VPN's declaration,
+  // even one whose interface is not there now (declared before it is made, or between an
+  // OpenVPN restart's close and reopen of its tun device).
+  if (claim == Claim::ahead && declared_ && declared_->interface != t.interface)
+    return fail(kTunnelBusy, "tunnel " + printable_ifname(declared_->interface) +
+                                 " is declared (another VPN's); a declaration ahead never replaces it");
   const bool same = declared_ == t;
   if (auto r = change([&] { declared_ = t; }, "tunnel " + t.interface + " declared by " + by); !r) return r;
   if (!same) {

@@ -97,10 +97,12 @@ class DbusService::Object final
     call(std::move(result), [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
                                 const Caller& c) { s_.set_tunnel(c, interface, endpoints, fwmark, Claim::replace); });
   }
-  void ClaimTunnel(sdbus::Result<>&& result, std::string interface, std::vector<std::string> endpoints,
-                   uint32_t fwmark) override {
-    call(std::move(result), [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark](
-                                const Caller& c) { s_.set_tunnel(c, interface, endpoints, fwmark, Claim::unless_other_live); });
+  void ClaimTunnel(sdbus::Result<>&& result, std::string interface, std::vector<std::string> endpoints, uint32_t fwmark,
+                   bool ahead) override {
+    call(std::move(result), [this, interface = std::move(interface), endpoints = std::move(endpoints), fwmark, ahead](
+                                const Caller& c) {
+      s_.set_tunnel(c, interface, endpoints, fwmark, ahead ? Claim::ahead : Claim::unless_other_live);
+    });
   }
   void ClearTunnel(sdbus::Result<>&& result) override {
     call(std::move(result), [this](const Caller& c) { s_.clear_tunnel(c, std::nullopt); });

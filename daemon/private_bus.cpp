@@ -87,8 +87,15 @@ int set_tunnel(sd_bus_message* m, void* userdata, sd_bus_error* error) {
   uint32_t fwmark = 0;
   r = sd_bus_message_read(m, "u", &fwmark);
   if (r < 0) return r;
+  Claim how = claim;
+  if (claim != Claim::replace) {  // ClaimTunnel's `ahead`
+    int ahead = 0;
+    r = sd_bus_message_read(m, "b", &ahead);
+    if (r < 0) return r;
+    if (ahead) how = Claim::ahead;
+  }
   return answer(userdata, error, [&](PrivateBus::Peer& p) {
-    p.service.set_tunnel(p.caller, interface, endpoints, fwmark, claim);
+    p.service.set_tunnel(p.caller, interface, endpoints, fwmark, how);
     return sd_bus_reply_method_return(m, "");
   });
 }
@@ -162,8 +169,9 @@ const sd_bus_vtable kVtable[] = {
     SD_BUS_METHOD("Disarm", "", "", plain<&DbusService::disarm>, 0),
     SD_BUS_METHOD_WITH_NAMES("SetTunnel", "sasu", SD_BUS_PARAM(interface) SD_BUS_PARAM(endpoints) SD_BUS_PARAM(fwmark),
                              "", , set_tunnel<Claim::replace>, 0),
-    SD_BUS_METHOD_WITH_NAMES("ClaimTunnel", "sasu", SD_BUS_PARAM(interface) SD_BUS_PARAM(endpoints) SD_BUS_PARAM(fwmark),
-                             "", , set_tunnel<Claim::unless_other_live>, 0),
+    SD_BUS_METHOD_WITH_NAMES("ClaimTunnel", "sasub",
+                             SD_BUS_PARAM(interface) SD_BUS_PARAM(endpoints) SD_BUS_PARAM(fwmark) SD_BUS_PARAM(ahead), "", ,
+                             set_tunnel<Claim::unless_other_live>, 0),
     SD_BUS_METHOD("ClearTunnel", "", "", clear_tunnel, 0),
     SD_BUS_METHOD_WITH_NAMES("ReleaseTunnel", "s", SD_BUS_PARAM(interface), "b", SD_BUS_PARAM(released), release_tunnel, 0),
     SD_BUS_METHOD_WITH_NAMES("SetAllowLan", "b", SD_BUS_PARAM(allow), "", , set_allow_lan, 0),

@@ -56,11 +56,11 @@ class FakeControl final : public Control {
   }
   bool busy = false;  ///< a claim is refused as the controller refuses it while another VPN is up
   Result<void> set_tunnel(const TunnelDeclaration& t, const std::string&, Claim claim) override {
-    if (claim == Claim::unless_other_live && busy) return fail(kTunnelBusy, "tunnel wg9 is declared");
+    if (claim != Claim::replace && busy) return fail(kTunnelBusy, "tunnel wg9 is declared");
     snap.tunnel_interface = t.interface;
     snap.endpoints.clear();
     for (const auto& e : t.endpoints) snap.endpoints.push_back(e.str());
-    return record(std::string(claim == Claim::replace ? "" : "claim ") + "tunnel " + t.interface + " " +
+    return record(std::string(claim == Claim::replace ? "" : claim == Claim::ahead ? "claim ahead " : "claim ") + "tunnel " + t.interface + " " +
                   std::to_string(t.endpoints.size()) + " mark " + (t.fwmark ? t.fwmark->str() : "none"));
   }
   Result<bool> clear_tunnel(const std::string&, const std::optional<std::string>& only_if) override {
@@ -185,19 +185,22 @@ TEST_CASE("every method and property through busctl, as root") {
   auto reload = call("Reload");  // the fake refuses: the error reaches the caller
   CHECK(reload[0] != "0");
   CHECK(reload[1].find("line 3: bad") != std::string::npos);
-  CHECK(call("ClaimTunnel", {"sasu", "wg1", "1", "198.51.100.2:51820", "0"})[0] == "0");
+  CHECK(call("ClaimTunnel", {"sasub", "wg1", "1", "198.51.100.2:51820", "0", "false"})[0] == "0");
   auto other = call("ReleaseTunnel", {"s", "wg0"});  // wg1 is declared: nothing released
   CHECK(other == std::vector<std::string>{"0", "b false\n"});
   CHECK(call("ReleaseTunnel", {"s", "wg1"}) == std::vector<std::string>{"0", "b true\n"});
   s.control.busy = true;
-  auto busy = call("ClaimTunnel", {"sasu", "wg1", "1", "198.51.100.2:51820", "0"});
+  auto busy = call("ClaimTunnel", {"sasub", "wg1", "1", "198.51.100.2:51820", "0", "false"});
   CHECK(busy[0] != "0");
   CHECK(busy[1].find("one VPN at a time: tunnel wg9 is declared") != std::string::npos);
+  CHECK(call("ClaimTunnel", {"sasub", "tun", "1", "198.51.100.3:1194", "0", "true"})[0] != "0");  // busy: refused too
+  s.control.busy = false;
+  CHECK(call("ClaimTunnel", {"sasub", "tun", "1", "198.51.100.3:1194", "0", "true"})[0] == "0");
   // SetTunnel replaces regardless.
   CHECK(call("SetTunnel", {"sasu", "wg0", "2", "198.51.100.1:51820/udp", "[2001:db8::1]:51820", "51820"})[0] == "0");
 
   auto calls = s.control.take();
-  REQUIRE(calls.size() == 10);
+  REQUIRE(calls.size() == 11);
   CHECK(starts(calls[0], "arm by uid 0, pid "));
   CHECK(starts(calls[1], "disarm by uid 0"));
   CHECK(calls[2] == "tunnel wg0 2 mark 51820");
@@ -207,7 +210,8 @@ TEST_CASE("every method and property through busctl, as root") {
   CHECK(calls[6] == "probe");
   CHECK(calls[7] == "claim tunnel wg1 1 mark none");
   CHECK(calls[8] == "release tunnel wg1");
-  CHECK(calls[9] == "tunnel wg0 2 mark 51820");
+  CHECK(calls[9] == "claim ahead tunnel tun 1 mark none");
+  CHECK(calls[10] == "tunnel wg0 2 mark 51820");
 
   CHECK(get("State")[1] == "s \"blocking\"\n");
   CHECK(get("Policy")[1] == "s \"strict\"\n");
@@ -273,7 +277,7 @@ TEST_CASE("as nobody: status yes, changes no. In the control group: changes yes"
   }
   CHECK(call("SetPolicy", {"s", "udp"}, "nobody")[1].find("Access denied") != std::string::npos);
   CHECK(call("ReleaseTunnel", {"s", "wg0"}, "nobody")[1].find("Access denied") != std::string::npos);
-  CHECK(call("ClaimTunnel", {"sasu", "wg1", "1", "198.51.100.2:51820", "0"}, "nobody")[1].find("Access denied") !=
+  CHECK(call("ClaimTunnel", {"sasub", "wg1", "1", "198.51.100.2:51820", "0", "true"}, "nobody")[1].find("Access denied") !=
         std::string::npos);
   // The control group's call is the one that arrives: none of nobody's did. Membership by the
   // primary group counts too: the bus's record of the connection carries it.

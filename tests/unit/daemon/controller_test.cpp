@@ -511,6 +511,17 @@ TEST_CASE("one VPN at a time: a claim is refused while another declared interfac
   auto none = w.c.clear_tunnel("uid 0", std::nullopt);
   REQUIRE(none);
   CHECK_FALSE(*none);  // nothing was declared
+  // A declaration ahead of any VPN (NetworkManager's placeholder) never replaces another VPN's,
+  // not even one whose interface is not there now; nothing declared, or itself: taken.
+  REQUIRE(w.c.set_tunnel(*tun7, "uid 0", Claim::unless_other_live));  // tun7: not there
+  auto ahead = w.c.set_tunnel(*tun, "uid 0", Claim::ahead);
+  REQUIRE_FALSE(ahead);
+  CHECK(ahead.error().step == kTunnelBusy);
+  CHECK(w.c.snapshot().tunnel_interface == "tun7");
+  REQUIRE(w.c.clear_tunnel("uid 0", std::nullopt));
+  REQUIRE(w.c.set_tunnel(*tun, "uid 0", Claim::ahead));
+  REQUIRE(w.c.set_tunnel(*tun, "uid 0", Claim::ahead));  // again (profiles may have changed)
+  CHECK(w.c.snapshot().tunnel_interface == "tun");
 }
 
 TEST_CASE("a declaration is handed out to be kept, and one kept from before a restart is in the first rules") {

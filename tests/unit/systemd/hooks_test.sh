@@ -9,9 +9,13 @@ cat >"$tmp/leakguardctl" <<'SH'
 #!/bin/sh
 echo "leakguardctl $*" >>"$LOG"
 # LG_BUSY=IF: another VPN's tunnel IF is declared and there; the daemon refuses a claim of another.
+# LG_DECLARED=IF: IF is declared, its interface not there (made later, or an OpenVPN restart).
 case " $* " in
   *" --exclusive "*) [ -z "${LG_BUSY:-}" ] || case " $* " in *" --interface=$LG_BUSY "*) ;; *)
     echo "leakguardctl: not declared: one VPN at a time: tunnel $LG_BUSY is declared and its interface is there (another VPN is up); take it down first" >&2
+    exit 7 ;; esac ;;
+  *" --ahead "*) d=${LG_BUSY:-${LG_DECLARED:-}}; [ -z "$d" ] || case " $* " in *" --interface=$d "*) ;; *)
+    echo "leakguardctl: not declared: one VPN at a time: tunnel $d is declared (another VPN's); a declaration ahead never replaces it" >&2
     exit 7 ;; esac ;;
 esac
 case "$*" in "tunnel set "*) echo "tunnel declared (leakguardctl's answer)" ;; esac
@@ -211,7 +215,7 @@ expect "NetworkManager: a device goes down" "leakguardctl tunnel clear --interfa
 # Ahead of any VPN (NetworkManager runs vpn-up only after the handshake the block stops): a
 # connection that is no VPN coming up declares the servers of every OpenVPN profile under "tun"
 # (p1 and p2 here; p3 is a vpnc profile, "eth" and "wg" are no VPN plugin profiles).
-ahead="leakguardctl tunnel set --exclusive --interface=tun --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp --endpoint 198.51.100.20:443/tcp --endpoint 198.51.100.7:1194/udp"
+ahead="leakguardctl tunnel set --ahead --interface=tun --endpoint 198.51.100.8:1195/tcp --endpoint [2001:db8::8]:1195/tcp --endpoint 198.51.100.7:443/tcp --endpoint 198.51.100.20:443/tcp --endpoint 198.51.100.7:1194/udp"
 expect "NetworkManager: up of the uplink declares every OpenVPN profile's servers ahead, under tun" \
   "$ahead" env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 up
 expect "NetworkManager: pre-up of the uplink too (NetworkManager waits for it)" \
@@ -220,11 +224,15 @@ expect "NetworkManager: vpn-up of a connection nmcli does not know declares noth
   env CONNECTION_UUID=nosuch CONNECTION_ID=gone VPN_IP_IFACE=tun5 "$hooks/networkmanager" tun5 vpn-up
 expect "NetworkManager: lo coming up declares nothing" "" env DEVICE_IFACE=lo "$hooks/networkmanager" lo up
 expect "NetworkManager: a server two profiles share is declared once" \
-  "leakguardctl tunnel set --exclusive --interface=tun --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.9:1194/udp" \
+  "leakguardctl tunnel set --ahead --interface=tun --endpoint 198.51.100.7:1194/udp --endpoint 198.51.100.9:1194/udp" \
   env NM_VPN_DATA="remote = 198.51.100.7, 198.51.100.9" NM_VPN_DATA2="remote = 198.51.100.9 198.51.100.7" "$hooks/networkmanager" eth0 up
 # Never over a running VPN's declaration: the daemon refuses the claim (exit 7), which is no error here.
 expect "NetworkManager: another VPN is up: the claim ahead is refused, quietly" "$ahead" \
   env LG_BUSY=wg0 "$hooks/networkmanager" eth0 up
+# ...and so is one whose interface is away now (an OpenVPN outside NetworkManager, between the
+# close and the reopen of its tun device on a restart): never replaced by the placeholder.
+expect "NetworkManager: another VPN's declaration whose interface is away: refused too, quietly" "$ahead" \
+  env LG_DECLARED=tun0 "$hooks/networkmanager" eth0 up
 # What leakguardctl answers goes to NetworkManager's journal (the dispatcher logs a script's
 # output); a refusal because another VPN is up says nothing.
 out=$(env DEVICE_IFACE=eth0 CONNECTION_UUID=eth "$hooks/networkmanager" eth0 up 2>&1)
