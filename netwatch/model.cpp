@@ -195,17 +195,31 @@ IfIndex NetModel::egress(Family f, std::uint32_t mark) const {
   std::stable_sort(rules.begin(), rules.end(), [](const Rule& a, const Rule& b) { return a.priority < b.priority; });
   // Traffic an unbound socket sends to the internet: a rule for a source or destination prefix, a
   // device, or only some users, protocols or ports does not decide it (side_egresses() has those).
-  for (const auto& rule : rules) {
-    if (!rule.local_traffic() || rule.selective()) continue;
-    if (const Route* r = decides(f, rule, mark)) return r->oif;
-  }
+  for (const auto& rule : rules)
+    if (const Route* r = decides_all(f, rule, mark)) return r->oif;
   return IfIndex{};
+}
+
+// Whether `rule` matches all such traffic (then the table's way to the internet, if it has one):
+// the kernel inverts the match of all the rule's selectors together (fib_rule_match), so an
+// inverted rule whose selectors that traffic does not all meet - a prefix, a device, some users
+// ("not uidrange 1000-1000 lookup main": everyone else) - matches it.
+const Route* NetModel::decides_all(Family f, const Rule& rule, std::uint32_t mark) const {
+  if (!rule.local_traffic() || rule.selective()) {
+    if (!rule.invert || rule.action != FR_ACT_TO_TBL) return nullptr;
+    return table_route(f, rule);
+  }
+  return decides(f, rule, mark);
 }
 
 const Route* NetModel::decides(Family f, const Rule& rule, std::uint32_t mark) const {
   bool match = !rule.fwmark || ((mark & rule.fwmask) == *rule.fwmark);
   if (rule.invert) match = !match;
   if (!match || rule.action != FR_ACT_TO_TBL) return nullptr;
+  return table_route(f, rule);
+}
+
+const Route* NetModel::table_route(Family f, const Rule& rule) const {
   const Route* r = internet_route(f, rule.table);
   if (!r) return nullptr;
   if (rule.suppress_prefixlen && r->dst.length <= *rule.suppress_prefixlen) return nullptr;
@@ -217,14 +231,14 @@ std::vector<NetModel::SideEgress> NetModel::side_egresses(Family f, std::uint32_
   const IfIndex main = egress(f, mark);
   std::vector<Rule> rules;
   for (const auto& r : rules_)
-    if (r.family == f && r.local_traffic()) rules.push_back(r);
+    if (r.family == f) rules.push_back(r);
   std::stable_sort(rules.begin(), rules.end(), [](const Rule& a, const Rule& b) { return a.priority < b.priority; });
   for (const auto& rule : rules) {
+    if (decides_all(f, rule, mark)) break;  // the rule that decides egress(): nothing after it is reached
+    // (An inverted one that selects some users, protocols or ports lets those through to later
+    // rules; where they then go is not followed here.)
+    if (!rule.selective() || rule.invert || !rule.local_traffic()) continue;
     const Route* r = decides(f, rule, mark);
-    if (!rule.selective()) {
-      if (r) break;  // the rule that decides egress(): what comes after it is never reached
-      continue;
-    }
     if (r && r->oif != main) out.push_back({rule.selector_text(), r->oif, rule.may_carry_pages()});
   }
   return out;

@@ -61,6 +61,11 @@ class NetModel {
   const Route* internet_route(Family f, std::uint32_t table) const;
   /// The table's route to the internet if `rule` sends a packet with `mark` there, else nullptr.
   const Route* decides(Family f, const Rule& rule, std::uint32_t mark) const;
+  /// The same if `rule` matches all that an unbound socket sends to the internet (inverted
+  /// selectors included).
+  const Route* decides_all(Family f, const Rule& rule, std::uint32_t mark) const;
+  /// The route to the internet of `rule`'s table, unless its suppress_prefixlength hides it.
+  const Route* table_route(Family f, const Rule& rule) const;
   std::map<IfIndex, Link> links_;
   std::set<Address> addresses_;
   std::set<Route> routes_;

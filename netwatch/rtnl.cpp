@@ -200,6 +200,7 @@ Out parse_rule(std::uint16_t type, Bytes p) {
   ru.table = frh.table;
   ru.action = frh.action;
   ru.invert = (frh.flags & FIB_RULE_INVERT) != 0;
+  ru.tos = frh.tos;
   const std::uint8_t max_len = *fam == Family::v4 ? 32 : 128;
   if (frh.src_len > max_len || frh.dst_len > max_len) return Reject{"rule prefix length out of range"};
   auto prefix = [&](Bytes v, const char* what, std::uint8_t len, std::optional<Prefix>& out) -> std::optional<Reject> {
@@ -238,6 +239,17 @@ Out parse_rule(std::uint16_t type, Bytes p) {
         if (auto e = want_len(v, 1, "FRA_L3MDEV")) return e;
         ru.l3mdev = v[0] != 0;
         return std::nullopt;
+      case FRA_FLOW: return get_u32(v, "FRA_FLOW", ru.flow);
+      case FRA_TUN_ID: {
+        if (auto e = want_len(v, 8, "FRA_TUN_ID")) return e;
+        ru.tun_id = read<std::uint64_t>(v);
+        return std::nullopt;
+      }
+      // No selectors: the goto target, who made it, padding, an interface group to suppress.
+      case FRA_GOTO:
+      case FRA_PROTOCOL:
+      case FRA_PAD:
+      case FRA_SUPPRESS_IFGROUP: return std::nullopt;
       case FRA_PRIORITY: return get_u32(v, "FRA_PRIORITY", ru.priority);
       case FRA_TABLE: return get_u32(v, "FRA_TABLE", ru.table);
       case FRA_FWMASK: return get_u32(v, "FRA_FWMASK", ru.fwmask);
@@ -249,7 +261,11 @@ Out parse_rule(std::uint16_t type, Bytes p) {
         if (auto e = get_u32(v, "FRA_SUPPRESS_PREFIXLEN", x)) return e;
         if (x != 0xffffffff) ru.suppress_prefixlen = x;  // all ones: not set
         return std::nullopt;
-      default: return std::nullopt;
+      default:
+        // A selector of a newer kernel (DSCP, flow label, port masks): the rule matches less than
+        // all traffic, in ways this model cannot tell.
+        ru.other.push_back(t);
+        return std::nullopt;
     }
   });
   if (r) return *r;
@@ -330,8 +346,19 @@ std::string str(const Route& r) {
 
 std::string str(const Rule& r) {
   std::string s = std::to_string(r.priority) + ": ";
-  if (r.fwmark) s += std::string(r.invert ? "not " : "") + "fwmark " + std::to_string(*r.fwmark) + " ";
-  else if (r.invert) s += "not ";
+  if (r.invert) s += "not ";
+  // As `ip rule` lists them: every selector, then the table.
+  if (r.src) s += "from " + r.src->str() + " ";
+  if (r.dst) s += "to " + r.dst->str() + " ";
+  if (r.tos) s += "tos " + std::to_string(r.tos) + " ";
+  if (r.fwmark) s += "fwmark " + std::to_string(*r.fwmark) + " ";
+  if (!r.iif.empty()) s += "iif " + printable_ifname(r.iif) + " ";
+  if (!r.oif.empty()) s += "oif " + printable_ifname(r.oif) + " ";
+  if (r.l3mdev) s += "l3mdev ";
+  if (r.flow) s += "realms " + std::to_string(r.flow) + " ";
+  if (r.tun_id) s += "tun_id " + std::to_string(*r.tun_id) + " ";
+  if (const auto sel = r.selector_text(); !sel.empty()) s += sel + " ";
+  for (auto t : r.other) s += "attribute" + std::to_string(t) + " ";
   s += "lookup " + std::to_string(r.table);
   if (r.suppress_prefixlen) s += " suppress_prefixlength " + std::to_string(*r.suppress_prefixlen);
   return std::string(to_string(r.family)) + " " + s;

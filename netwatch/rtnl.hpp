@@ -72,10 +72,18 @@ struct Rule {
   std::uint8_t ip_proto = 0;
   std::optional<std::pair<std::uint16_t, std::uint16_t>> sport, dport;
   bool l3mdev = false;
+  std::uint8_t tos = 0;             ///< "tos N" (the rule header's)
+  std::uint32_t flow = 0;           ///< "realms" (FRA_FLOW)
+  std::optional<std::uint64_t> tun_id;
+  std::vector<std::uint16_t> other;  ///< selectors this model does not know (a newer kernel's): types
   auto operator<=>(const Rule&) const = default;
-  /// Whether it may match what an unbound socket of this host sends to the internet: no source
-  /// or destination prefix, no output device, no input device but lo (locally sent traffic's).
-  bool local_traffic() const { return !src && !dst && (iif.empty() || iif == "lo") && oif.empty() && !l3mdev; }
+  /// Whether it may match all that an unbound socket of this host sends to the internet: no
+  /// source or destination prefix, no output device, no input device but lo (locally sent
+  /// traffic's), no TOS, realm, tunnel id or unknown selector.
+  bool local_traffic() const {
+    return !src && !dst && (iif.empty() || iif == "lo") && oif.empty() && !l3mdev && tos == 0 && flow == 0 && !tun_id &&
+           other.empty();
+  }
   /// Whether it matches only some of that traffic: one range of users, a protocol, ports.
   bool selective() const { return uid_range || ip_proto || sport || dport; }
   /// Whether a web page's TCP can be among what it selects: TCP (or any protocol), a source port

@@ -326,3 +326,34 @@ TEST_CASE("side egresses: a rule for some users, protocols or ports that sends t
   CHECK(j["side_egress"]["ipv4"] == nlohmann::json::parse(R"([{"selector":"uidrange 1000-1000","interface":"eth0"}])"));
   CHECK(j["side_egress"]["ipv6"].empty());
 }
+
+TEST_CASE("egress: an inverted rule with a selector matches everything its selectors do not all select") {
+  // "Tunnel all but the LAN", by hand: `ip rule add not to 192.168.0.0/16 lookup 51820`.
+  auto m = host(false);
+  m.apply(Added<Link>{link(3, "wg0", "tun", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+  m.apply(Added<Route>{default_route(Family::v4, 3, 51820, 0)});
+  CHECK(m.egress(Family::v4) == IfIndex{2});  // the control: no rule to table 51820 yet
+  Rule not_lan = rule(Family::v4, 100, 51820);
+  not_lan.dst = *Prefix::parse("192.168.0.0/16");
+  not_lan.invert = true;
+  m.apply(Added<Rule>{not_lan});
+  CHECK(m.egress(Family::v4) == IfIndex{3});
+  // Everyone but uid 1000 out of eth0 (`not uidrange 1000-1000 lookup main` before the tunnel's
+  // rule): the internet leaves via eth0 for them.
+  auto u = host(true);
+  Rule not_user = rule(Family::v4, 100, 254);
+  not_user.uid_range = std::pair<std::uint32_t, std::uint32_t>{1000, 1000};
+  not_user.invert = true;
+  u.apply(Added<Rule>{not_user});
+  CHECK(u.egress(Family::v4) == IfIndex{2});
+  CHECK(u.side_egresses(Family::v4).empty());  // uid 1000's way (later rules) is not followed
+  // A rule for a TOS, a realm, a tunnel id or a selector this model does not know decides nothing.
+  for (auto tweak : {+[](Rule& r) { r.tos = 0x10; }, +[](Rule& r) { r.flow = 7; }, +[](Rule& r) { r.tun_id = 5; },
+                     +[](Rule& r) { r.other = {26}; }}) {
+    auto t = host(true);
+    Rule main_first = rule(Family::v4, 100, 254);
+    tweak(main_first);
+    t.apply(Added<Rule>{main_first});
+    CHECK(t.egress(Family::v4) == IfIndex{3});
+  }
+}

@@ -189,6 +189,84 @@ TEST_CASE("a wg-quick style inverted fwmark rule") {
   CHECK(str(r) == "ipv4 32764: not fwmark 51820 lookup 51820");
 }
 
+// RTM_NEWRULE: "not to 192.168.0.0/16 uidrange 1000-1000 ipproto tcp dport 443 iif lo lookup 100",
+// priority 100, IPv4: the selectors the kernel sends, as it sends them (ports and uids in host
+// order: fib_rule_port_inrange compares ntohs(port) with them).
+const Bytes kSelectorRule = {
+    0x58, 0x00, 0x00, 0x00,  // nlmsg_len 88
+    0x20, 0x00, 0x00, 0x00,  // RTM_NEWRULE (32), flags 0
+    0x00, 0x00, 0x00, 0x00,  // seq
+    0x00, 0x00, 0x00, 0x00,  // pid
+    0x02, 0x10, 0x00, 0x00,  // family AF_INET, dst_len 16, src_len 0, tos 0
+    0x64, 0x00, 0x00, 0x01,  // table 100, res1, res2, action FR_ACT_TO_TBL
+    0x02, 0x00, 0x00, 0x00,  // flags FIB_RULE_INVERT
+    0x08, 0x00, 0x06, 0x00,  // nla_len 8, FRA_PRIORITY (6)
+    0x64, 0x00, 0x00, 0x00,  // 100
+    0x08, 0x00, 0x01, 0x00,  // nla_len 8, FRA_DST (1)
+    0xc0, 0xa8, 0x00, 0x00,  // 192.168.0.0
+    0x0c, 0x00, 0x14, 0x00,  // nla_len 12, FRA_UID_RANGE (20)
+    0xe8, 0x03, 0x00, 0x00,  // start 1000
+    0xe8, 0x03, 0x00, 0x00,  // end 1000
+    0x05, 0x00, 0x16, 0x00,  // nla_len 5, FRA_IP_PROTO (22)
+    0x06, 0x00, 0x00, 0x00,  // IPPROTO_TCP, padding
+    0x08, 0x00, 0x18, 0x00,  // nla_len 8, FRA_DPORT_RANGE (24)
+    0xbb, 0x01, 0xbb, 0x01,  // 443-443
+    0x07, 0x00, 0x03, 0x00,  // nla_len 7, FRA_IIFNAME (3)
+    'l',  'o',  0x00, 0x00,  // "lo", NUL, padding
+    0x08, 0x00, 0x0f, 0x00,  // nla_len 8, FRA_TABLE (15)
+    0x64, 0x00, 0x00, 0x00,  // 100
+};
+
+// RTM_NEWROUTE: "default nexthop via 192.0.2.1 dev 2 nexthop via 192.0.2.2 dev 5", IPv4, main.
+const Bytes kMultipathRoute = {
+    0x48, 0x00, 0x00, 0x00,  // nlmsg_len 72
+    0x18, 0x00, 0x00, 0x00,  // RTM_NEWROUTE (24), flags 0
+    0x00, 0x00, 0x00, 0x00,  // seq
+    0x00, 0x00, 0x00, 0x00,  // pid
+    0x02, 0x00, 0x00, 0x00,  // rtm_family AF_INET, dst_len 0, src_len 0, tos 0
+    0xfe, 0x03, 0x00, 0x01,  // table main (254), protocol boot (3), scope universe, type unicast
+    0x00, 0x00, 0x00, 0x00,  // rtm_flags
+    0x08, 0x00, 0x0f, 0x00,  // nla_len 8, RTA_TABLE (15)
+    0xfe, 0x00, 0x00, 0x00,  // 254
+    0x24, 0x00, 0x09, 0x00,  // nla_len 36, RTA_MULTIPATH (9)
+    0x10, 0x00, 0x00, 0x00,  // rtnh_len 16, rtnh_flags 0, rtnh_hops 0
+    0x02, 0x00, 0x00, 0x00,  // rtnh_ifindex 2
+    0x08, 0x00, 0x05, 0x00,  // nla_len 8, RTA_GATEWAY (5)
+    0xc0, 0x00, 0x02, 0x01,  // 192.0.2.1
+    0x10, 0x00, 0x00, 0x00,  // rtnh_len 16
+    0x05, 0x00, 0x00, 0x00,  // rtnh_ifindex 5
+    0x08, 0x00, 0x05, 0x00,  // nla_len 8, RTA_GATEWAY (5)
+    0xc0, 0x00, 0x02, 0x02,  // 192.0.2.2
+};
+
+TEST_CASE("a rule's selectors, as the kernel sends them") {
+  auto p = parse(kSelectorRule);
+  REQUIRE(p.rejected.empty());
+  auto r = std::get<Added<Rule>>(p.events.at(0)).value;
+  CHECK(r.invert);
+  REQUIRE(r.dst);
+  CHECK(r.dst->str() == "192.168.0.0/16");
+  CHECK(r.uid_range == std::pair<std::uint32_t, std::uint32_t>{1000, 1000});
+  CHECK(r.ip_proto == 6);
+  CHECK(r.dport == std::pair<std::uint16_t, std::uint16_t>{443, 443});
+  CHECK(r.iif == "lo");
+  CHECK(r.table == 100);
+  CHECK(str(r) == "ipv4 100: not to 192.168.0.0/16 iif lo uidrange 1000-1000 ipproto 6 dport 443 lookup 100");
+  // Wrong lengths are refused, not read past: a 2-byte uid range, a 4-byte protocol.
+  CHECK_FALSE(parse(with(kSelectorRule, 44, {0x0a})).rejected.empty());
+  CHECK_FALSE(parse(with(kSelectorRule, 56, {0x08})).rejected.empty());
+}
+
+TEST_CASE("a multipath route leaves by its first hop's device, and a hop that claims more than there is is refused") {
+  auto p = parse(kMultipathRoute);
+  REQUIRE(p.rejected.empty());
+  auto r = std::get<Added<Route>>(p.events.at(0)).value;
+  CHECK(r.is_default());
+  CHECK(r.oif == IfIndex{2});
+  CHECK_FALSE(parse(with(kMultipathRoute, 40, {0x30})).rejected.empty());  // rtnh_len 48 > 36
+  CHECK_FALSE(parse(with(kMultipathRoute, 40, {0x04})).rejected.empty());  // rtnh_len 4 < 8
+}
+
 TEST_CASE("several messages in one datagram, DONE and ERROR included") {
   auto p = parse(cat({&kNewLink, &kNewAddr4, &kNewRoute4, &kDoneAndError}));
   REQUIRE(p.rejected.empty());
