@@ -82,6 +82,9 @@ class Prober {
   /// Stops the running round at once, without calling its callback.
   void cancel();
   bool running() const;
+  /// Whether a name lookup of the last round has not returned yet (getaddrinfo cannot be
+  /// cancelled: it may outlive the round's deadline).
+  bool lookups_in_flight() const;
 
  private:
   struct Round;

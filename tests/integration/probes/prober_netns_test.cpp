@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
+#include <future>
 #include <memory>
 #include <optional>
 
@@ -63,22 +64,31 @@ TEST_CASE("a server given by name is resolved when the round starts") {
   CHECK(r.verdict == Verdict::ok);  // a server on this machine: nothing left it
 }
 
-TEST_CASE("a name whose DNS server never answers: the round ends at its own timeout, not the resolver's") {
-  // getaddrinfo runs on asio's resolver thread, where cancel() cannot reach it: it waits out
-  // resolv.conf's timeout. Here, in a mount namespace of this test's process (each test case runs
-  // alone), /etc/resolv.conf names a DNS server on 127.0.0.1 inside the test's network namespace
-  // that never answers, with 3 s to wait; the round's timeout is 500 ms.
-  lab::Netns ns("pbdns");
+namespace {
+// A mount namespace of this test's process (each test case runs alone) where /etc/resolv.conf
+// names a DNS server on 127.0.0.1 that never answers, with `seconds` to wait for it; the caller
+// enters its network namespace and binds that server.
+void silent_dns_conf(int seconds) {
   char conf[] = "/tmp/lgt-resolv-XXXXXX";
   const int fd = ::mkstemp(conf);
   REQUIRE(fd >= 0);
-  const std::string text = "nameserver 127.0.0.1\noptions timeout:3 attempts:1\n";
+  const std::string text = "nameserver 127.0.0.1\noptions timeout:" + std::to_string(seconds) + " attempts:1\n";
   REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
   ::close(fd);
   REQUIRE(::unshare(CLONE_NEWNS) == 0);
   REQUIRE(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0);
   REQUIRE(::mount(conf, "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0);
   ::unlink(conf);  // the mount keeps it
+}
+}  // namespace
+
+TEST_CASE("a name whose DNS server never answers: the round ends at its own timeout, not the resolver's") {
+  // getaddrinfo runs on asio's resolver thread, where cancel() cannot reach it: it waits out
+  // resolv.conf's timeout. Here, in a mount namespace of this test's process (each test case runs
+  // alone), /etc/resolv.conf names a DNS server on 127.0.0.1 inside the test's network namespace
+  // that never answers, with 3 s to wait; the round's timeout is 500 ms.
+  lab::Netns ns("pbdns");
+  silent_dns_conf(3);
   lab::NetnsScope in(ns.name());
   asio::io_context io;
   asio::ip::udp::socket dns(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 53));  // silent
@@ -103,6 +113,30 @@ TEST_CASE("a name whose DNS server never answers: the round ends at its own time
   // The round's deadline ended it ("timed out"); the resolver's own answer, 3 s on, would read
   // "Host not found (non-authoritative), try again later".
   CHECK(f.message == "timed out");
+}
+
+TEST_CASE("one round on its own (leakguardctl candidates): it returns at the round's timeout, not after the resolver's") {
+  // probes::probe() owns its io_context; destroying it would join asio's resolver thread, which
+  // sits in getaddrinfo for resolv.conf's 30 s here. The round's timeout is 500 ms; the wait for
+  // probe() to return has a deadline of 10 s, and its result is checked.
+  lab::Netns ns("pbdns1");
+  silent_dns_conf(30);
+  auto result = std::async(std::launch::async, [&] {
+    lab::NetnsScope in(ns.name());
+    asio::io_context io;
+    asio::ip::udp::socket dns(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 53));  // silent
+    Report r = probe(loopback_plan("stun.leakguard-test.invalid", 500ms));
+    return std::make_pair(std::move(r), dns.available());
+  });
+  REQUIRE(result.wait_for(10s) == std::future_status::ready);
+  auto [r, asked] = result.get();
+  CHECK(asked > 0);  // the control: the resolver did ask the silent server
+  const ProbeResult* p = nullptr;
+  for (const auto& x : r.probes)
+    if (x.server == "stun.leakguard-test.invalid:3478/udp") p = &x;
+  REQUIRE(p);
+  REQUIRE(std::holds_alternative<LocalFailure>(p->outcome));
+  CHECK(std::get<LocalFailure>(p->outcome).message == "timed out");
 }
 
 // A silent server on 127.0.0.1:3478, on an io_context of its own: it hears the round's requests
