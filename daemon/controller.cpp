@@ -753,8 +753,9 @@ void Controller::peers_seen(const std::string& interface, const std::vector<Endp
 }
 
 Result<bool> Controller::clear_tunnel(const std::string& by, const std::optional<std::string>& only_if) {
-  if (auto u = usable(); !u) return tl::unexpected(u.error());
+  // Another interface (every device NetworkManager takes down asks): nothing to do, in any state.
   if (!declared_ || (only_if && declared_->interface != *only_if)) return false;
+  if (auto u = usable(); !u) return tl::unexpected(u.error());
   const std::string was = declared_->interface;
   if (auto r = change([&] { declared_.reset(); }, "tunnel cleared by " + by); !r) return tl::unexpected(r.error());
   out_.info("tunnel " + printable_ifname(was) + " cleared by " + by);

@@ -144,14 +144,19 @@ Result<bool> listener_in_own_netns(const std::string& path, Clock::time_point de
       unix_diag_vfs v{};
       std::memcpy(&v, mnl_attr_get_payload(a), sizeof v);
       // The kernel's own dev_t (major << 20 | minor), not stat()'s encoding of it.
-      if (v.udiag_vfs_ino == mt.file.st_ino && v.udiag_vfs_dev >> 20 == major(mt.file.st_dev) &&
+      // The kernel's inode number is cut to 32 bits here (udiag_vfs_ino is a __u32).
+      if (v.udiag_vfs_ino == static_cast<std::uint32_t>(mt.file.st_ino) && v.udiag_vfs_dev >> 20 == major(mt.file.st_dev) &&
           (v.udiag_vfs_dev & 0xfffffU) == minor(mt.file.st_dev))
         mt.found = true;
       return MNL_CB_OK;
     }, &match);
     return {};
   });
-  if (!got) return tl::unexpected(got.error());
+  if (!got) {
+    if (got.error().code == ENOENT || got.error().code == EOPNOTSUPP)
+      return fail("sock_diag", "this kernel cannot list UNIX sockets (CONFIG_UNIX_DIAG)", got.error().code);
+    return tl::unexpected(got.error());
+  }
   return match.found;
 }
 
