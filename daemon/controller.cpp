@@ -676,7 +676,7 @@ Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::strin
   // it off. One whose interface is gone (its client stopped without a word, or declared ahead, as
   // a placeholder or before creating it) may be replaced.
   if (claim == Claim::unless_other_live && declared_ && declared_->interface != t.interface &&
-      network_.link(declared_->interface) != nullptr)
+      (link_exists_ ? link_exists_(declared_->interface) : network_.link(declared_->interface) != nullptr))
     return fail(kTunnelBusy, "tunnel " + printable_ifname(declared_->interface) +
                                  " is declared and its interface is there (another VPN is up); take it down first");
   // Declared ahead of any VPN (NetworkManager's placeholder): never over another VPN's declaration,

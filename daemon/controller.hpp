@@ -286,6 +286,10 @@ class Controller final : public Control {
   Result<void> arm(const std::string& by) override;
   Result<void> disarm(const std::string& by) override;
   Result<void> set_tunnel(const TunnelDeclaration& t, const std::string& by, Claim claim) override;
+  /// How a claim asks whether the declared tunnel's interface exists: the kernel, now (the daemon:
+  /// if_nametoindex), where the network model may lag behind a deletion by its debounce. Unset:
+  /// the model.
+  void set_link_exists(std::function<bool(const std::string&)> f) { link_exists_ = std::move(f); }
   Result<bool> clear_tunnel(const std::string& by, const std::optional<std::string>& only_if) override;
   Result<void> set_allow_lan(bool allow, const std::string& by) override;
   Result<void> set_policy(Mode policy, const std::string& by) override;
@@ -351,6 +355,7 @@ class Controller final : public Control {
   std::string round_escalation_;   // what escalate_now() did in the round under way, for its summary
   std::optional<bool> lan_override_;
   bool probing_ = false;
+  std::function<bool(const std::string&)> link_exists_;
   std::uint64_t armed_changes_ = 0;        // times the kill switch was armed or disarmed
   std::uint64_t round_armed_changes_ = 0;  // ... when the running round began
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it

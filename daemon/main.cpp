@@ -3,6 +3,7 @@
 // State and every decision live in the Controller (and its pure state machine); effects in the
 // adapters. This file only connects them and arms the timers the Controller asks for.
 #include <grp.h>
+#include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -269,6 +270,9 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   };
   d::Controller ctl(std::move(cfg), fw, probe, outputs, reload);
   controller = &ctl;
+  // One VPN at a time is decided on the interface as the kernel has it at the call (a VPN whose
+  // interface was just deleted is no longer up, though the watcher may not have said so yet).
+  ctl.set_link_exists([](const std::string& ifname) { return ::if_nametoindex(ifname.c_str()) != 0; });
 
   // Read the network first (a dump: nothing is sent), so the first probe knows the interfaces
   // and the LAN set its subnets. Then the rules, before anything that sends or listens: installed
