@@ -421,7 +421,22 @@ void Controller::probe_finished(ProbeOutcome o) {
   counts_.last_round_took = counts_.round_start ? *last_round_end_ - *counts_.round_start : Clock::duration{};
   if (o.verdict == ProbeVerdict::leak) {
     leak_count_ += o.leaks.empty() ? 1 : o.leaks.size();
-    for (const auto& l : o.leaks) out_.leak(l);
+    // Disarmed, the same leak comes back every round (nothing blocks it, by the user's choice):
+    // each is said once (journal, LeakDetected, the desktop), not every interval; counted always.
+    std::set<std::string> now;
+    for (const auto& l : o.leaks) {
+      std::string address = l.reflexive;  // without its port, which changes every round
+      if (const auto colon = address.rfind(':'); colon != std::string::npos && address.find(']') != std::string::npos)
+        address = address.substr(0, address.rfind(']') + 1);
+      else if (colon != std::string::npos && address.find(':') == colon)
+        address = address.substr(0, colon);
+      const std::string key = l.interface + "|" + l.family + "|" + address + "|" + l.server + "|" + l.hop;
+      now.insert(key);
+      if (machine_.armed() || !disarmed_leaks_said_.contains(key)) out_.leak(l);
+    }
+    disarmed_leaks_said_ = machine_.armed() ? std::set<std::string>{} : std::move(now);
+  } else {
+    disarmed_leaks_said_.clear();
   }
   if (round_armed_changes_ == armed_changes_) escalate(o);  // (else: not on rules that are gone)
   // Where a page's traffic leaves, per family (the route its default socket takes): a tunnel

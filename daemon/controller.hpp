@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -356,6 +357,7 @@ class Controller final : public Control {
   std::optional<bool> lan_override_;
   bool probing_ = false;
   std::function<bool(const std::string&)> link_exists_;
+  std::set<std::string> disarmed_leaks_said_;  // the leaks the last round said while disarmed
   std::uint64_t armed_changes_ = 0;        // times the kill switch was armed or disarmed
   std::uint64_t round_armed_changes_ = 0;  // ... when the running round began
   bool probe_again_ = false;  // a trigger arrived while a round ran: run one more after it

@@ -731,6 +731,42 @@ TEST_CASE("stop keeps the block by default, removes it when configured, and disa
   }
 }
 
+TEST_CASE("disarmed, the same leak round after round is said once (counted every time), armed every time") {
+  auto cfg = base_config();
+  cfg.armed = false;
+  World w(cfg);
+  w.c.start(network());
+  auto leak = [](const char* reflexive) {
+    return LeakFinding{"routed via eth0", "ipv4", reflexive, "203.0.113.3:3478/udp", true, ""};
+  };
+  auto said = [&] { return std::count_if(w.out.lines.begin(), w.out.lines.end(), [](const std::string& l) { return l.starts_with("LEAK "); }); };
+  w.probe.finish(ProbeVerdict::leak, {leak("203.0.113.2:40001")});
+  CHECK(said() == 1);
+  for (const char* r : {"203.0.113.2:40002", "203.0.113.2:40003"}) {  // the next rounds: another port
+    w.c.probe_now([](std::string, std::string) {});
+    w.probe.finish(ProbeVerdict::leak, {leak(r)});
+  }
+  CHECK(said() == 1);
+  CHECK(w.c.snapshot().leak_count == 3);
+  CHECK(w.c.machine().state() == State::leaking);
+  // Another address is news; so is the first one again after a round without it.
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::leak, {leak("[2001:db8:2::10]:40004")});
+  CHECK(said() == 2);
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::ok);
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::leak, {leak("203.0.113.2:40005")});
+  CHECK(said() == 3);
+  // Armed, a leak is said every round: it is the alarm.
+  REQUIRE(w.c.arm("uid 0"));
+  REQUIRE(w.probe.pending);
+  w.probe.finish(ProbeVerdict::leak, {leak("203.0.113.2:40006")});
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::leak, {leak("203.0.113.2:40007")});
+  CHECK(said() == 5);
+}
+
 TEST_CASE("a change the firewall would refuse is rolled back: rules, state and declaration stay") {
   World w;
   w.c.start(network());
