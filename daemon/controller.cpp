@@ -202,6 +202,12 @@ Desired Controller::compute() const {
   return d;
 }
 
+void head_report(nlohmann::json& report, const std::string& verdict) {
+  if (!report.is_object() || report.value("verdict", "") == verdict) return;
+  if (!report.contains("report_verdict")) report["report_verdict"] = report.contains("verdict") ? report["verdict"] : nlohmann::json(nullptr);
+  report["verdict"] = verdict;
+}
+
 std::vector<Family> Controller::routing_escalation(const netwatch::Classifier& c) const {
   std::vector<Family> out;
   if (config_.probe.on_exposure != config::OnExposure::escalate) return out;
@@ -425,11 +431,8 @@ void Controller::probe_finished(ProbeOutcome o) {
     // each is said once (journal, LeakDetected, the desktop), not every interval; counted always.
     std::set<std::string> now;
     for (const auto& l : o.leaks) {
-      std::string address = l.reflexive;  // without its port, which changes every round
-      if (const auto colon = address.rfind(':'); colon != std::string::npos && address.find(']') != std::string::npos)
-        address = address.substr(0, address.rfind(']') + 1);
-      else if (colon != std::string::npos && address.find(':') == colon)
-        address = address.substr(0, colon);
+      const auto seen = Endpoint::parse(l.reflexive);  // its address; the port changes every round
+      const std::string address = seen ? seen->address.str() : l.reflexive;
       const std::string key = l.interface + "|" + l.family + "|" + address + "|" + l.server + "|" + l.hop;
       now.insert(key);
       if (machine_.armed() || !disarmed_leaks_said_.contains(key)) out_.leak(l);
@@ -462,11 +465,8 @@ void Controller::probe_finished(ProbeOutcome o) {
         o.summary = std::string("the routing rules send some ") + (f == Family::v4 ? "IPv4" : "IPv6") +
                     " traffic around the tunnel, and nothing closes it (probe.on_exposure: alert); " + o.summary;
         auto j = nlohmann::json::parse(o.json, nullptr, false);
-        if (j.is_object()) {
-          if (!j.contains("report_verdict")) j["report_verdict"] = j.value("verdict", "");
-          j["verdict"] = "unverified";
-          o.json = json_text(j);
-        }
+        head_report(j, o.verdict_text);
+        if (!j.is_discarded()) o.json = json_text(j);
         break;
       }
   switch (o.verdict) {
@@ -496,12 +496,6 @@ void Controller::probe_finished(ProbeOutcome o) {
   reschedule();
 }
 
-// probe.on_exposure: escalate. A round that found a web page's own (routed) socket getting out in
-// udp policy while the tunnel is up (a family the tunnel does not carry) holds that family as
-// strict does, and asks for a round right after to show the path closed; a family is let go when
-// a later round shows the way out going into the tunnel (its routed probes answered through it,
-// none refused: ProbeOutcome::routed_into_tunnel) and the network agrees (release_escalation).
-// With the tunnel down, udp policy lets TCP out by its definition: not escalated.
 // Rules that route some of this host's traffic - some users', protocols' or ports' - to a table
 // whose way to the internet is not the tunnel (`ip rule add uidrange 1000-1000 lookup main`): "uidrange
 // 1000-1000 via eth0", or "" if none. The daemon's own probe is not such traffic and cannot see it.
@@ -516,6 +510,12 @@ std::string Controller::routed_around(Family f, const netwatch::Classifier& c, b
   return s;
 }
 
+// probe.on_exposure: escalate. A round that found a web page's own (routed) socket getting out in
+// udp policy while the tunnel is up (a family the tunnel does not carry) holds that family as
+// strict does, and asks for a round right after to show the path closed; a family is let go when
+// a later round shows the way out going into the tunnel (its routed probes answered through it,
+// none refused: ProbeOutcome::routed_into_tunnel) and the network agrees (release_escalation).
+// With the tunnel down, udp policy lets TCP out by its definition: not escalated.
 void Controller::escalate(ProbeOutcome& o) {
   if (!round_escalation_.empty()) o.summary += "; " + std::exchange(round_escalation_, {});
   std::vector<Family> found;

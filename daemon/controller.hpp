@@ -142,6 +142,11 @@ struct ProbeOutcome {
   std::string json;          ///< the whole report
 };
 
+/// A probe report (its JSON) headed by the round's `verdict`, as everyone reads it (ProbeNow,
+/// LastProbe, GetStatus); the prober's own verdict kept beside it as "report_verdict" where it
+/// differs ("ok": nothing leaked, answered or not).
+void head_report(nlohmann::json& report, const std::string& verdict);
+
 /// What the daemon counted since it started, for metrics (status_json()'s "counters";
 /// docs/metrics.md). Only ever grows, but for the last round's figures.
 struct Counts {

@@ -47,10 +47,7 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   // The report as everyone reads it (ProbeNow, LastProbe, GetStatus): headed by the round's
   // verdict; the prober's own ("ok": nothing leaked, answered or not) beside it where it differs.
   auto j = probes::to_json(r);
-  if (j.is_object() && j.value("verdict", "") != o.verdict_text) {
-    j["report_verdict"] = j.contains("verdict") ? j["verdict"] : nlohmann::json(nullptr);
-    j["verdict"] = o.verdict_text;
-  }
+  head_report(j, o.verdict_text);
   o.json = json_text(j);
   return o;
 }
