@@ -283,6 +283,14 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   const bool kept = text(s, "protection") == "kept";
   if (kept) out += "  policy:    the kept table's (this run has no usable configuration)";
   else out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "");
+  // Set with `leakguardctl policy` / `allow-lan`: until the next reload, across restarts.
+  if (!kept && s.contains("set_at_runtime") && s["set_at_runtime"].is_object()) {
+    const auto& r = s["set_at_runtime"];
+    std::string which;
+    if (r.contains("policy") && r["policy"].is_string()) which = "policy";
+    if (r.contains("allow_lan") && r["allow_lan"].is_boolean()) which += (which.empty() ? "" : " and ") + std::string("LAN");
+    if (!which.empty()) out += st.dim(" (" + which + " set at run time, until a reload)");
+  }
   // probe.on_exposure escalate: families held as strict because a page's path out was found.
   // Why: a probe found a web page's way out, or the routing rules send some traffic around the
   // tunnel (escalated_by_routing).
@@ -301,7 +309,7 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
       }
   if (!by_probe.empty()) out += st.warn(", " + by_probe + " escalated to strict (a web page's path out was found)");
   if (!by_routing.empty())
-    out += st.warn(", " + by_routing + " escalated to strict (the routing rules send some traffic around the tunnel)");
+    out += st.warn(", " + by_routing + " escalated to strict (the routing sends some traffic around the tunnel)");
   out += "\n";
   // Up or down first; then which interfaces count as the tunnel: by the configuration's names,
   // and the one a VPN client declared.
@@ -355,6 +363,8 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     out += "  " + st.bad("configuration: " + text(s, "config_error") + " (fix the file, then leakguardctl reload)") + "\n";
   if (text(s, "protection") == "emergency") out += "  " + st.bad("emergency block: everything but loopback dropped") + "\n";
   if (text(s, "protection") == "kept") out += "  " + st.bad("kept: the table the previous run left, as it was") + "\n";
+  if (s.contains("not_kept") && s["not_kept"].is_string())
+    out += "  " + st.warn("restart: a restarted daemon would not know the last change (" + text(s, "not_kept") + ")") + "\n";
   out += "  leaks:     " + std::to_string(s.value("leak_count", std::uint64_t{0})) + " found since start\n";
   // The network as the daemon sees it: what a page could enumerate, and where traffic leaves.
   if (s.contains("network") && s["network"].is_object() && s["network"].contains("links")) {

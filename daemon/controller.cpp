@@ -212,7 +212,7 @@ std::vector<Family> Controller::routing_escalation(const netwatch::Classifier& c
   std::vector<Family> out;
   if (config_.probe.on_exposure != config::OnExposure::escalate) return out;
   for (Family f : {Family::v4, Family::v6})
-    if (!routed_around(f, c, true).empty()) out.push_back(f);
+    if (!ways_around(f, c).empty()) out.push_back(f);
   return out;
 }
 
@@ -374,12 +374,12 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
     for (Family f : before)
       if (std::find(after.begin(), after.end(), f) == after.end()) dropped.push_back(f);
     std::string around;
-    for (Family f : added) around += (around.empty() ? "" : ", ") + routed_around(f, classifier(), true);
+    for (Family f : added) around += (around.empty() ? "" : ", ") + ways_around(f, classifier());
     if (!added.empty())
-      what = "escalated " + families_text(added) + " to strict: the routing rules send some of this host's traffic around the tunnel (" +
+      what = "escalated " + families_text(added) + " to strict: the routing sends some of this host's traffic around the tunnel (" +
              around + ")";
     if (!dropped.empty())
-      what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: no routing rule sends traffic around the tunnel any more";
+      what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: the routing sends no traffic around the tunnel any more";
     if (auto r = recompute(what); r && desired_.mode == Mode::udp) (added.empty() ? out_.info(what) : out_.error(what));
   }
   observe(summary, true);
@@ -458,12 +458,12 @@ void Controller::probe_finished(ProbeOutcome o) {
   // alert): what the round saw proves nothing of those pages' traffic. Not "secured".
   if (o.verdict == ProbeVerdict::ok && desired_.mode == Mode::udp && machine_.tunnel_up())
     for (Family f : {Family::v4, Family::v6})
-      if (!routed_around(f, classifier(), true).empty() &&
-          std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) {
+      if (const auto around = ways_around(f, classifier());
+          !around.empty() && std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) {
         o.verdict = ProbeVerdict::unverified;
         o.verdict_text = "unverified";
-        o.summary = std::string("the routing rules send some ") + (f == Family::v4 ? "IPv4" : "IPv6") +
-                    " traffic around the tunnel, and nothing closes it (probe.on_exposure: alert); " + o.summary;
+        o.summary = std::string("the routing sends some ") + (f == Family::v4 ? "IPv4" : "IPv6") + " traffic around the tunnel (" +
+                    around + "), and nothing closes it (probe.on_exposure: alert); " + o.summary;
         auto j = nlohmann::json::parse(o.json, nullptr, false);
         head_report(j, o.verdict_text);
         if (!j.is_discarded()) o.json = json_text(j);
@@ -508,6 +508,19 @@ std::string Controller::routed_around(Family f, const netwatch::Classifier& c, b
     s += (s.empty() ? "" : ", ") + side.selector + " via " + (l ? printable_ifname(l->name) : std::string("nothing"));
   }
   return s;
+}
+
+// Every way a web page's TCP has around the tunnel that the routing shows while a tunnel is up: the
+// family's own default route when it does not go into the tunnel (an IPv4-only VPN on a network
+// with IPv6: a page's TURN over TCP reaches the server with the ISP address, whether or not a
+// probe server of that family answers), and the rules that send some traffic elsewhere.
+std::string Controller::ways_around(Family f, const netwatch::Classifier& c) const {
+  std::string s;
+  if (tunnel_link(network_, c).up)
+    if (const netwatch::Link* l = network_.link(network_.egress(f)); l && network_.classify(*l, c) != InterfaceClass::tunnel)
+      s = "the default route via " + printable_ifname(l->name);
+  const std::string rules = routed_around(f, c, true);
+  return s + (s.empty() || rules.empty() ? "" : ", ") + rules;
 }
 
 // probe.on_exposure: escalate. A round that found a web page's own (routed) socket getting out in
@@ -654,6 +667,10 @@ Result<void> Controller::change(F mutate, const std::string& what) {
     out_.error("refused (" + what + "): " + r.error().str());
     return r;
   }
+  if (auto now = runtime_settings(); now != settings_said_) {
+    settings_said_ = now;
+    out_.settings_changed(now);
+  }
   // A tunnel declared after it came up is up now, not at the network's next change.
   observe(what, false);
   return {};
@@ -684,6 +701,18 @@ void Controller::restore_tunnel(const TunnelDeclaration& t) {
   // good configuration is applied.
   if (start_config_error_.empty()) desired_ = compute();
 }
+
+void Controller::restore_settings(const RuntimeSettings& s) {
+  mode_override_ = s.policy;
+  lan_override_ = s.allow_lan;
+  escalated_ = s.escalated;
+  std::sort(escalated_.begin(), escalated_.end());
+  escalated_.erase(std::unique(escalated_.begin(), escalated_.end()), escalated_.end());
+  settings_said_ = runtime_settings();
+  if (start_config_error_.empty()) desired_ = compute();
+}
+
+RuntimeSettings Controller::runtime_settings() const { return {mode_override_, lan_override_, escalated_}; }
 
 Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by, Claim claim) {
   if (auto u = usable(); !u) return u;
@@ -850,6 +879,13 @@ std::string Controller::status_json() const {
   if (desired_.mode == Mode::udp)
     for (Family f : routing_escalation(classifier())) j["escalated_by_routing"].push_back(f == Family::v4 ? "ipv4" : "ipv6");
   j["allow_lan"] = desired_.allow_lan;
+  // What D-Bus set over the file (until the next reload, kept across restarts): null where the
+  // file's value stands.
+  j["set_at_runtime"]["policy"] = mode_override_ ? nlohmann::json(to_string(*mode_override_)) : nlohmann::json(nullptr);
+  j["set_at_runtime"]["allow_lan"] = lan_override_ ? nlohmann::json(*lan_override_) : nlohmann::json(nullptr);
+  // Why the declaration or these settings would not survive a restart (the runtime directory is
+  // read-only, full or gone), or null.
+  j["not_kept"] = keep_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(keep_error_);
   j["tunnel_up"] = machine_.tunnel_up();
   auto& t = j["tunnel"];
   t["patterns"] = nlohmann::json::array();

@@ -52,6 +52,18 @@ struct Desired {
 /// three chains, both families.
 Desired emergency_block();
 
+/// What was set at run time that a restart (a crash, `systemctl restart`, an upgrade) must not
+/// lose: a policy or allow_lan set over D-Bus (until the next reload) and the families held strict
+/// by probe.on_exposure escalate (until a round lets them go). A daemon that forgot them came back
+/// weaker than it left: `udp` after an admin's `strict`, a page's TCP out of an escalated family
+/// until the first round. Kept in the runtime directory beside the tunnel declaration.
+struct RuntimeSettings {
+  std::optional<Mode> policy;
+  std::optional<bool> allow_lan;
+  std::vector<Family> escalated;  ///< sorted, each once
+  bool operator==(const RuntimeSettings&) const = default;
+};
+
 /// What stands between the machine and the network while armed.
 enum class Protection {
   none,        ///< nothing of ours is installed
@@ -211,6 +223,8 @@ class Notifications {
   virtual void retry_due(TimePoint at) = 0;
   /// What a VPN client declared changed (nullopt: cleared): keep it for a restarted daemon.
   virtual void declaration_changed(const std::optional<TunnelDeclaration>& t) = 0;
+  /// What was set at run time changed: keep it for a restarted daemon.
+  virtual void settings_changed(const RuntimeSettings& s) = 0;
   virtual void info(const std::string& line) = 0;
   virtual void error(const std::string& line) = 0;
 };
@@ -226,6 +240,14 @@ class Controller final : public Control {
   /// What a VPN client declared before this daemon (re)started (kept in the runtime directory,
   /// read and checked by the caller): taken as declared, for the first install. Before start().
   void restore_tunnel(const TunnelDeclaration& t);
+  /// What was set at run time before this daemon (re)started (kept in the runtime directory, read
+  /// and checked by the caller): in force from the first install. Before start().
+  void restore_settings(const RuntimeSettings& s);
+  /// What is set at run time now (what settings_changed() last handed out).
+  RuntimeSettings runtime_settings() const;
+  /// Where keeping the declaration or the settings for a restart last failed ("" when it worked):
+  /// shown in the status, for a state directory that is read-only, full or gone.
+  void set_keep_error(std::string why) { keep_error_ = std::move(why); }
 
   /// Takes the network as dumped (the LAN set is known before the first install), arms per
   /// configuration (installing the rules first), probes, and says whether a tunnel is up. Once.
@@ -318,7 +340,10 @@ class Controller final : public Control {
   /// "uidrange 1000-1000 via eth0": rules that send some of this host's traffic to a table whose
   /// way to the internet is not a tunnel; `pages_only`: only those a web page's TCP can take.
   std::string routed_around(Family f, const netwatch::Classifier& c, bool pages_only) const;
-  /// The families the routing rules send partly around the tunnel, to be held as strict
+  /// Every way around the tunnel the routing gives a web page's TCP in family `f` while a tunnel is
+  /// up: the default route, if not into the tunnel, and routed_around(pages_only); "" if none.
+  std::string ways_around(Family f, const netwatch::Classifier& c) const;
+  /// The families the routing sends partly around the tunnel, to be held as strict
   /// (probe.on_exposure: escalate); `c`: which interfaces are tunnels.
   std::vector<Family> routing_escalation(const netwatch::Classifier& c) const;
   void release_escalation(const std::vector<Family>& into_tunnel);
@@ -360,6 +385,8 @@ class Controller final : public Control {
   std::vector<Family> escalated_;  // see Desired::escalated
   std::string round_escalation_;   // what escalate_now() did in the round under way, for its summary
   std::optional<bool> lan_override_;
+  RuntimeSettings settings_said_;  // what settings_changed() last handed out (or restore_settings() took)
+  std::string keep_error_;         // see set_keep_error()
   bool probing_ = false;
   std::function<bool(const std::string&)> link_exists_;
   std::set<std::string> disarmed_leaks_said_;  // the leaks the last round said while disarmed

@@ -13,6 +13,7 @@
 
 #include "common/result.hpp"
 #include "daemon/control.hpp"
+#include "daemon/controller.hpp"
 
 namespace leakguard::daemon {
 
@@ -43,5 +44,18 @@ Result<std::optional<TunnelDeclaration>> load_declaration(const std::string& dir
 /// the file for nullopt.
 Result<void> save_declaration(const std::string& dir, const std::optional<TunnelDeclaration>& t, std::string_view boot_id,
                               bool ahead = false);
+
+/// What was set at run time (RuntimeSettings: a policy or allow_lan over D-Bus, the families held
+/// strict by escalation), kept the same way beside the declaration, under the same checks.
+inline constexpr std::string_view kSettingsFile = "settings.json";
+/// The settings as the file holds them (JSON, one object, version 1, this boot's id). Pure.
+std::string settings_text(const RuntimeSettings& s, std::string_view boot_id);
+/// Reads what settings_text() wrote; an error says why the text is not usable. Pure.
+Result<RuntimeSettings> parse_settings(std::string_view text, std::string_view boot_id);
+/// The settings kept in `dir`: nullopt if there is no file; an error (the file is then removed)
+/// if it is unusable or not safe to trust.
+Result<std::optional<RuntimeSettings>> load_settings(const std::string& dir, std::string_view boot_id);
+/// Keeps `s` in `dir` (temporary file, then renamed); nothing set at run time removes the file.
+Result<void> save_settings(const std::string& dir, const RuntimeSettings& s, std::string_view boot_id);
 
 }  // namespace leakguard::daemon

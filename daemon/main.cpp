@@ -107,14 +107,20 @@ class Outputs final : public d::Notifications {
     // Made before its interface exists (PreUp, --pre-start, NetworkManager's uplink): kept across
     // a restart without its interface (restore_declaration).
     const bool ahead = t && link_exists_ && !link_exists_(t->interface);
-    if (auto r = d::save_declaration(state_dir_, t, boot_id_, ahead); !r)
-      log_.error("cannot keep the tunnel declaration for a restart: " + r.error().str());
+    kept(declaration_error_, d::save_declaration(state_dir_, t, boot_id_, ahead), "the tunnel declaration");
   }
-  /// Where declarations are kept across restarts ("" for nowhere), and this boot's id.
-  void keep_declarations_in(std::string dir, std::string boot_id, std::function<bool(const std::string&)> link_exists) {
+  void settings_changed(const d::RuntimeSettings& s) override {
+    if (state_dir_.empty()) return;
+    kept(settings_error_, d::save_settings(state_dir_, s, boot_id_), "what was set at run time");
+  }
+  /// Where declarations and runtime settings are kept across restarts ("" for nowhere), this
+  /// boot's id; `keep_error` hears why the last change could not be kept ("" once it could).
+  void keep_declarations_in(std::string dir, std::string boot_id, std::function<bool(const std::string&)> link_exists,
+                            std::function<void(std::string)> keep_error) {
     state_dir_ = std::move(dir);
     boot_id_ = std::move(boot_id);
     link_exists_ = std::move(link_exists);
+    keep_error_ = std::move(keep_error);
   }
   void blocked(const lg::attribution::BlockedFlows::Change& c) {
     if (bus_) bus_->blocked(c.app, c.user, c.destination, c.interface, c.packets);
@@ -143,7 +149,19 @@ class Outputs final : public d::Notifications {
   std::function<void(d::TimePoint)> arm_probe_timer_;
   std::function<void(d::TimePoint)> arm_retry_timer_;
   d::DbusService* bus_ = nullptr;
+  // A change that could not be kept is said in the journal and in the status (a restarted daemon
+  // would not know it: a cleared declaration would come back, a policy go back to the file's).
+  void kept(std::string& error, const lg::Result<void>& r, const std::string& what) {
+    const std::string now = r ? "" : "cannot keep " + what + " for a restart: " + r.error().str();
+    if (!now.empty()) log_.error(now);
+    if (now == error) return;
+    error = now;
+    if (keep_error_) keep_error_(declaration_error_ + (declaration_error_.empty() || settings_error_.empty() ? "" : "; ") + settings_error_);
+  }
+
   std::string state_dir_, boot_id_;
+  std::string declaration_error_, settings_error_;
+  std::function<void(std::string)> keep_error_;
   std::function<bool(const std::string&)> link_exists_;
   std::function<void()> on_declaration_;
   std::function<void()> on_change_;
@@ -176,6 +194,28 @@ void restore_declaration(d::Controller& ctl, const d::Log& log, const std::strin
            (ahead && !network.link(t.interface) ? ", ahead of its interface" : "") + ": endpoints " + eps +
            (t.fwmark ? ", fwmark " + t.fwmark->str() : ""));
   ctl.restore_tunnel(t);
+}
+
+/// What was set at run time before this daemon (re)started: a policy or allow_lan over D-Bus, the
+/// families an escalation held strict. The restarted daemon is never weaker than it was.
+void restore_settings(d::Controller& ctl, const d::Log& log, const std::string& dir, const std::string& boot_id) {
+  auto kept = d::load_settings(dir, boot_id);
+  if (!kept) {
+    log.warning("ignored the settings kept from before the restart: " + kept.error().message);
+    return;
+  }
+  if (!*kept) return;
+  const d::RuntimeSettings& s = **kept;
+  std::string what;
+  if (s.policy) what = "policy " + std::string(lg::to_string(*s.policy)) + " (set at run time)";
+  if (s.allow_lan) what += (what.empty() ? "" : ", ") + std::string("allow_lan ") + (*s.allow_lan ? "on" : "off") + " (set at run time)";
+  if (!s.escalated.empty()) {
+    std::string fams;
+    for (auto f : s.escalated) fams += (fams.empty() ? "" : " and ") + std::string(f == lg::Family::v4 ? "IPv4" : "IPv6");
+    what += (what.empty() ? "" : ", ") + fams + " escalated to strict (until a round shows the way out in the tunnel)";
+  }
+  log.info("kept from before the restart (" + dir + "/" + std::string(d::kSettingsFile) + "): " + what);
+  ctl.restore_settings(s);
 }
 
 int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group,
@@ -288,8 +328,11 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       log.warning("cannot tell this boot from others (no boot id, and " + state_dir +
                   " is no tmpfs): declarations are not kept across restarts");
     } else {
-      outputs.keep_declarations_in(state_dir, boot_id, [&](const std::string& ifname) { return watcher.model().link(ifname) != nullptr; });
+      outputs.keep_declarations_in(
+          state_dir, boot_id, [&](const std::string& ifname) { return watcher.model().link(ifname) != nullptr; },
+          [&](std::string why) { ctl.set_keep_error(std::move(why)); });
       restore_declaration(ctl, log, state_dir, boot_id, watcher.model());
+      restore_settings(ctl, log, state_dir, boot_id);
     }
   }
   if (auto started = ctl.start(watcher.model()); !started) {

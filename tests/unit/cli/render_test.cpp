@@ -139,7 +139,7 @@ TEST_CASE("status: a family escalated because of the routing rules says so") {
   j["escalated_by_routing"] = {"ipv4"};
   const auto out = render_status(j, Style{});
   CHECK(has(out, "  policy:    udp, IPv6 escalated to strict (a web page's path out was found), IPv4 escalated to strict (the "
-                 "routing rules send some traffic around the tunnel)\n"));
+                 "routing sends some traffic around the tunnel)\n"));
 }
 
 TEST_CASE("status: an escalated family is said on the policy line") {

@@ -119,6 +119,8 @@ struct Recorder : Notifications {
   void retry_due(TimePoint at) override { retry = at; }
   std::vector<std::optional<TunnelDeclaration>> declarations;  // as main.cpp would keep them
   void declaration_changed(const std::optional<TunnelDeclaration>& t) override { declarations.push_back(t); }
+  std::vector<RuntimeSettings> settings;  // as main.cpp would keep them
+  void settings_changed(const RuntimeSettings& s) override { settings.push_back(s); }
   std::vector<std::string> infos;  // info lines, apart: most tests look only at the rest
   void info(const std::string& l) override { infos.push_back(l); }
   void error(const std::string& l) override { lines.push_back("error " + l); }
@@ -164,6 +166,8 @@ struct World {
 const Error kTypo{"load config", "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp"};
 }  // namespace
 
+netwatch::NetModel full_tunnel(bool native_ipv6);
+
 TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe mean secured") {
   World w;
   w.c.start(network());
@@ -175,9 +179,19 @@ TEST_CASE("start armed: rules first, then a probe. A tunnel and a clean probe me
   CHECK(w.probe.started == 2);
   w.probe.finish(ProbeVerdict::ok);
   CHECK(w.c.machine().state() == State::secured);
-  // wg0 is up, but the default route still goes via eth0: the round says so.
-  CHECK(w.out.lines == std::vector<std::string>{"state off->blocking (rules applied)", "probe ok", "probe ok",
+  // wg0 is up, but the default route still goes via eth0 (a VPN that carries only some routes, or
+  // wg-quick between its link and its routes): a page's TCP there would reach a TURN server with the
+  // ISP's address, whether or not a probe server answers; IPv4 is held as strict at once, and the
+  // round says where IPv4 leaves.
+  CHECK(w.fw.calls.back().find("escalated=IPv4") != std::string::npos);
+  CHECK(w.out.lines == std::vector<std::string>{"state off->blocking (rules applied)", "probe ok",
+                                                "error escalated IPv4 to strict: the routing sends some of this host's traffic "
+                                                "around the tunnel (the default route via eth0)",
+                                                "probe ok",
                                                 "state blocking->secured (probe ok: no leak; IPv4 leaves via eth0, not the tunnel)"});
+  // Its routes arrive: IPv4 back to udp policy, from the routing table alone.
+  w.c.network_changed(full_tunnel(false), "routes");
+  CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
 }
 
 // wg0 carries the IPv4 default route (eth0's is gone); IPv6's goes natively via eth0, or through
@@ -272,9 +286,58 @@ TEST_CASE("on_exposure escalate: a routing rule that sends some users around the
   CHECK(w.c.desired().escalated == std::vector<Family>{Family::v4});
   bool said = false;
   for (const auto& l : w.out.lines)
-    said = said || l == "error escalated IPv4 to strict: the routing rules send some of this host's traffic around the tunnel "
+    said = said || l == "error escalated IPv4 to strict: the routing sends some of this host's traffic around the tunnel "
                         "(uidrange 1000-1000 via eth0)";
   CHECK(said);
+}
+
+TEST_CASE("on_exposure escalate: a family whose default route is not the tunnel is held strict from the very first rules") {
+  // An IPv4-only VPN on a network with IPv6: a page's TURN over TCP/IPv6 reaches its server with the
+  // ISP's address whether or not a probe server of that family answers (one that is down, or none
+  // listed): the routing table is the evidence, before any round.
+  World w;
+  w.c.start(full_tunnel(true));
+  REQUIRE_FALSE(w.fw.calls.empty());
+  CHECK(w.fw.calls.front().find("escalated=IPv6") != std::string::npos);
+  CHECK(nlohmann::json::parse(w.c.status_json())["escalated_by_routing"] == nlohmann::json::array({"ipv6"}));
+  w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});  // IPv6's TCP server silent: nothing found, still held
+  CHECK(w.c.desired().escalated == std::vector<Family>{Family::v6});
+  CHECK(w.c.machine().state() == State::secured);
+  // No window when the rules are written again for udp policy: arming, a policy back to udp, a reload.
+  REQUIRE(w.c.disarm("uid 0"));
+  REQUIRE(w.c.arm("uid 0"));
+  CHECK(w.fw.calls.back().find("escalated=IPv6") != std::string::npos);
+  REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));
+  REQUIRE(w.c.set_policy(Mode::udp, "uid 0"));
+  CHECK(w.fw.calls.back().find("policy=udp") != std::string::npos);
+  CHECK(w.fw.calls.back().find("escalated=IPv6") != std::string::npos);
+  REQUIRE(w.c.reload("uid 0"));
+  CHECK(w.fw.calls.back().find("escalated=IPv6") != std::string::npos);
+  // The tunnel down: udp policy lets TCP out by its definition (strict is the policy that does not).
+  auto down = full_tunnel(true);
+  auto wg0 = *down.link("wg0");
+  wg0.flags = IFF_UP | IFF_POINTOPOINT;
+  down.apply(netwatch::Added<netwatch::Link>{wg0});
+  w.c.network_changed(down, "wg0 down");
+  CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
+  w.c.network_changed(full_tunnel(true), "wg0 up");
+  CHECK(w.fw.calls.back().find("escalated=IPv6") != std::string::npos);
+  // IPv6 goes into the tunnel: back to udp policy from the routing table alone.
+  w.c.network_changed(full_tunnel(false), "route");
+  CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
+
+  SUBCASE("alert closes nothing, and a clean round is not secured") {
+    auto cfg = base_config();
+    cfg.probe.on_exposure = config::OnExposure::alert;
+    World a(cfg);
+    a.c.start(full_tunnel(true));
+    CHECK(a.c.desired().escalated.empty());
+    a.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+    a.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+    CHECK(a.c.machine().state() == State::unverified);
+    CHECK(nlohmann::json::parse(a.c.status_json())["reason"].get<std::string>().find(
+              "the routing sends some IPv6 traffic around the tunnel (the default route via eth0)") != std::string::npos);
+  }
 }
 
 TEST_CASE("a routing rule that no web page's TCP can take (sport 22, ipproto udp, system users) is shown, never escalated") {
@@ -304,14 +367,16 @@ TEST_CASE("on_exposure alert: a routing rule that sends some users around the tu
   CHECK(w.c.desired().escalated.empty());  // alert closes nothing
   w.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
   CHECK(w.c.machine().state() == State::unverified);
-  CHECK(w.out.lines.back().find("the routing rules send some IPv4 traffic around the tunnel, and nothing closes it") !=
+  CHECK(w.out.lines.back().find("the routing sends some IPv4 traffic around the tunnel (") !=
         std::string::npos);
 }
 
 TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {
   const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true, ""};
   World w;
-  w.c.start(full_tunnel(true));
+  // The routing table sends IPv6 into the tunnel (as far as it shows); a round finds a page's way
+  // out anyway (a route it does not model: the probe is the evidence).
+  w.c.start(full_tunnel(false));
   w.probe.finish(ProbeVerdict::ok);
   REQUIRE(w.c.machine().state() == State::secured);
   CHECK(w.fw.calls.back().find("escalated") == std::string::npos);
@@ -357,7 +422,7 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
 
   SUBCASE("the first answer escalates, not the round's end (a silent server may hold that for its timeout)") {
     World e;
-    e.c.start(full_tunnel(true));
+    e.c.start(full_tunnel(false));
     REQUIRE(e.probe.path_out);
     const int before = e.probe.started;
     e.probe.path_out(tcp6);  // the round is still running
@@ -380,7 +445,7 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
     CHECK(e.c.machine().state() == State::secured);
     // Not for a device-bound finding, not with on_exposure alert.
     World d;
-    d.c.start(full_tunnel(true));
+    d.c.start(full_tunnel(false));
     d.probe.path_out(LeakFinding{"eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", false, ""});
     CHECK(d.c.desired().escalated.empty());
     auto cfg = base_config();
@@ -402,7 +467,7 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
   }
   SUBCASE("a device-bound socket's leak is not a page's path: nothing escalated") {
     World d;
-    d.c.start(full_tunnel(true));
+    d.c.start(full_tunnel(false));
     d.probe.finish(ProbeVerdict::leak, {{"eth0", "ipv4", "203.0.113.2:4000", "203.0.113.3:3478", false, ""}});
     CHECK(d.c.desired().escalated.empty());
   }
@@ -554,6 +619,55 @@ TEST_CASE("a declaration is handed out to be kept, and one kept from before a re
         "apply policy=udp allow_lan=no tunnels=[wg*,tun7] endpoints=[198.51.100.1:51820/udp,[2001:db8::1]:1194/udp] fwmark=42");
   CHECK(again.c.is_tunnel("tun7"));
   CHECK(again.out.declarations.empty());  // restoring is not a change to keep
+}
+
+TEST_CASE("what is set at run time is handed out to be kept, and a restarted daemon is no weaker than it was") {
+  const LeakFinding tcp6{"routed via eth0", "ipv6", "[2001:db8:2::10]:40000", "[2001:db8:3::3]:3478/tcp", true, ""};
+  World w;
+  w.c.start(full_tunnel(true));
+  w.probe.finish(ProbeVerdict::ok);
+  CHECK(w.out.settings.empty());  // nothing set at run time yet
+  // An escalation (a page's TCP out over IPv6) is a setting of its own: until a round lets it go.
+  w.c.probe_now([](std::string, std::string) {});
+  w.probe.finish(ProbeVerdict::leak, {tcp6});
+  REQUIRE(w.out.settings.size() == 1);
+  CHECK(w.out.settings.back() == RuntimeSettings{std::nullopt, std::nullopt, {Family::v6}});
+  REQUIRE(w.c.set_allow_lan(true, "uid 0"));
+  CHECK(w.out.settings.back() == RuntimeSettings{std::nullopt, true, {Family::v6}});
+  REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));
+  // In strict there is nothing to escalate: the family is let go with the rest.
+  CHECK(w.out.settings.back().policy == Mode::strict);
+  const auto n = w.out.settings.size();
+  REQUIRE(w.c.set_policy(Mode::strict, "uid 0"));  // no change: nothing new to keep
+  CHECK(w.out.settings.size() == n);
+  CHECK(nlohmann::json::parse(w.c.status_json())["set_at_runtime"] == nlohmann::json{{"policy", "strict"}, {"allow_lan", true}});
+
+  SUBCASE("a restart: the kept policy and escalation are in the very first rules") {
+    World again;
+    again.c.restore_settings(RuntimeSettings{Mode::strict, std::nullopt, {}});
+    again.c.start(full_tunnel(true));
+    REQUIRE_FALSE(again.fw.calls.empty());
+    CHECK(again.fw.calls.front().find("policy=strict") != std::string::npos);
+    CHECK(again.out.settings.empty());  // restoring is not a change to keep
+    World esc;
+    esc.c.restore_settings(RuntimeSettings{std::nullopt, std::nullopt, {Family::v6}});
+    esc.c.start(full_tunnel(false));  // IPv6's default route goes into the tunnel now
+    REQUIRE_FALSE(esc.fw.calls.empty());
+    CHECK(esc.fw.calls.front().find("escalated=IPv6") != std::string::npos);
+    // Let go only as before: by a round that shows IPv6's way out in the tunnel, with the network agreeing.
+    esc.probe.finish(ProbeVerdict::ok, {}, {Family::v4, Family::v6});
+    CHECK(esc.c.desired().escalated.empty());
+    REQUIRE_FALSE(esc.out.settings.empty());
+    CHECK(esc.out.settings.back() == RuntimeSettings{});
+  }
+  SUBCASE("a reload ends what was set at run time; a failure to keep it is shown") {
+    REQUIRE(w.c.reload("uid 0"));
+    CHECK(w.out.settings.back().policy == std::nullopt);
+    CHECK(w.out.settings.back().allow_lan == std::nullopt);
+    CHECK(nlohmann::json::parse(w.c.status_json())["not_kept"].is_null());
+    w.c.set_keep_error("cannot keep what was set at run time for a restart: EROFS");
+    CHECK(nlohmann::json::parse(w.c.status_json())["not_kept"] == "cannot keep what was set at run time for a restart: EROFS");
+  }
 }
 
 TEST_CASE("the declaration follows the declared WireGuard tunnel's peers: the new endpoint in, the old out") {
@@ -796,7 +910,7 @@ TEST_CASE("a change the firewall would refuse is rolled back: rules, state and d
 
 TEST_CASE("the controller decides from the network model whether a tunnel is up, and what the LAN is") {
   World w;
-  w.c.start(network(Wg::up));
+  w.c.start(full_tunnel(false));
   CHECK(w.c.machine().tunnel_up());
   // eth0's subnet, 192.0.2.0/24, is no private range: no LAN (the LAN's own test is below).
   CHECK(w.fw.net.lan.empty());
@@ -805,7 +919,11 @@ TEST_CASE("the controller decides from the network model whether a tunnel is up,
   REQUIRE(w.c.machine().state() == State::secured);
   // Up but not running (wg-quick down halfway) is not up: blocking at once, no rule change.
   const auto applied = w.fw.calls.size();
-  w.c.network_changed(network(Wg::down), "wg0 down");
+  auto wg_down = full_tunnel(false);
+  auto wg0 = *wg_down.link("wg0");
+  wg0.flags = IFF_UP | IFF_POINTOPOINT;
+  wg_down.apply(netwatch::Added<netwatch::Link>{wg0});
+  w.c.network_changed(wg_down, "wg0 down");
   CHECK(w.c.machine().state() == State::blocking);
   CHECK(w.out.lines.back() == "state secured->blocking (tunnel down: no tunnel interface up)");
   CHECK(w.fw.calls.size() == applied);
@@ -1063,7 +1181,7 @@ TEST_CASE("SIGHUP or Reload retries at once - and a file that says disarmed take
 TEST_CASE("rules the kernel refuses at start: the emergency block, error sticky against a clean probe, retried with backoff") {
   World w;
   w.fw.fail_next = true;
-  REQUIRE(w.c.start(network(Wg::up)));
+  REQUIRE(w.c.start(full_tunnel(false)));
   CHECK(w.fw.calls == std::vector<std::string>{
                           "apply policy=udp allow_lan=no tunnels=[wg*] endpoints=[198.51.100.1:51820/udp]",
                           "keep our table?",

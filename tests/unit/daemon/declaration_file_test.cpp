@@ -166,3 +166,40 @@ TEST_CASE("kept in a directory: saved, loaded, cleared - and a file not safe to 
   // A directory that cannot be written: the save says so.
   CHECK_FALSE(save_declaration(d.path + "/missing", t, "b"));
 }
+
+TEST_CASE("runtime settings are kept beside the declaration: read back the same, of this boot, checked alike") {
+  Dir d;
+  const std::string file = d.path + "/" + std::string(kSettingsFile);
+  const RuntimeSettings s{Mode::strict, false, {Family::v4, Family::v6}};
+  auto text = parse_settings(settings_text(s, "b"), "b");
+  REQUIRE(text);
+  CHECK(*text == s);
+  auto bare = parse_settings(settings_text(RuntimeSettings{std::nullopt, true, {}}, "b"), "b");
+  REQUIRE(bare);
+  CHECK(*bare == RuntimeSettings{std::nullopt, true, {}});
+  CHECK(parse_settings(settings_text(s, "other"), "b").error().message.find("stale") != std::string::npos);
+  CHECK_FALSE(parse_settings(R"({"version":1,"boot_id":"b","policy":"loose","escalated":[]})", "b"));
+  CHECK_FALSE(parse_settings(R"({"version":1,"boot_id":"b","allow_lan":"yes","escalated":[]})", "b"));
+  CHECK_FALSE(parse_settings(R"({"version":1,"boot_id":"b","escalated":["ipv5"]})", "b"));
+  CHECK_FALSE(parse_settings(R"({"version":1,"boot_id":"b"})", "b"));
+
+  auto none = load_settings(d.path, "b");
+  REQUIRE(none);
+  CHECK_FALSE(none->has_value());
+  REQUIRE(save_settings(d.path, s, "b"));
+  auto back = load_settings(d.path, "b");
+  REQUIRE(back);
+  REQUIRE(back->has_value());
+  CHECK(**back == s);
+  // Nothing set at run time (a reload, an escalation let go): no file.
+  REQUIRE(save_settings(d.path, RuntimeSettings{}, "b"));
+  CHECK_FALSE(std::filesystem::exists(file));
+  // Writable by others: refused and removed, as a declaration would be.
+  REQUIRE(save_settings(d.path, s, "b"));
+  REQUIRE(::chmod(file.c_str(), 0666) == 0);
+  auto open = load_settings(d.path, "b");
+  REQUIRE_FALSE(open);
+  CHECK(open.error().message.find("writable by others") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(file));
+  CHECK_FALSE(save_settings(d.path + "/missing", s, "b"));
+}

@@ -80,6 +80,7 @@ struct Quiet : Notifications {
   void probe_due(TimePoint) override {}
   void retry_due(TimePoint) override {}
   void declaration_changed(const std::optional<TunnelDeclaration>&) override {}
+  void settings_changed(const RuntimeSettings&) override {}
   void info(const std::string&) override {}
   void error(const std::string&) override {}
 };
