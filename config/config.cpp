@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -608,12 +609,29 @@ Result<Config> parse(std::string_view yaml, std::string_view filename) {
 
 Result<Config> load(const std::string& path) {
   // open(2) and read(2), not an ifstream: that opens a directory and reads it as an empty file
-  // (all defaults); read(2) says EISDIR.
+  // (all defaults). O_NONBLOCK: a FIFO in the file's place must not hold the daemon (at start,
+  // before any block is in place, or on SIGHUP, with the one event loop waiting) - only a regular
+  // file of a configuration's size is read; anything else is refused, and the daemon fails closed.
   const auto cannot_read = [&](int err) {
     return fail("load config", path + ": cannot read the file: " + std::generic_category().message(err), err);
   };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return cannot_read(errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return cannot_read(err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    if (S_ISDIR(st.st_mode)) return cannot_read(EISDIR);
+    return fail("load config", path + ": not a regular file", EINVAL);
+  }
+  if (st.st_size > kMaxConfigBytes) {
+    ::close(fd);
+    return fail("load config", path + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes: not a configuration", EFBIG);
+  }
   std::string text;
   char buf[65536];
   for (;;) {
@@ -626,6 +644,10 @@ Result<Config> load(const std::string& path) {
     }
     if (n == 0) break;
     text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > static_cast<std::size_t>(kMaxConfigBytes)) {  // grown while read
+      ::close(fd);
+      return fail("load config", path + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes: not a configuration", EFBIG);
+    }
   }
   ::close(fd);
   return parse(text, path);

@@ -101,7 +101,11 @@ Config defaults();
 
 /// Parses YAML text. Errors read "FILE:LINE:COL: FIELD: what is wrong (expected ...)".
 Result<Config> parse(std::string_view yaml, std::string_view filename);
-/// Reads and parses a file.
+/// The largest file load() reads: a configuration with every list at its limit is far smaller; a
+/// larger file (or /dev/zero in its place) is no configuration, and is refused before it is read.
+inline constexpr long kMaxConfigBytes = 4L * 1024 * 1024;
+/// Reads and parses a file: a regular file only (a FIFO, a device or a directory is refused, never
+/// waited on), of at most kMaxConfigBytes.
 Result<Config> load(const std::string& path);
 
 /// Parses a duration: "250ms", "3s", "5m", "1h" or a bare number of seconds.

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -255,6 +258,39 @@ TEST_CASE("load: a missing file or a directory is an error naming the path and t
   REQUIRE_FALSE(dir);
   CHECK(dir.error().message == std::string(LEAKGUARD_CONFIG_DIR) + ": cannot read the file: Is a directory");
   CHECK(dir.error().code == EISDIR);
+}
+
+TEST_CASE("load: a FIFO, a device or an oversized file is refused at once, never waited on nor read whole") {
+  // A FIFO with no writer: open(2) without O_NONBLOCK waits for one for ever (the daemon's start,
+  // before any block; or its one loop, on SIGHUP).
+  std::string dir = (std::filesystem::temp_directory_path() / "lgt-cfg-XXXXXX").string();
+  REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  const std::string fifo = dir + "/leakguard.yaml";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto f = load(fifo);
+  REQUIRE_FALSE(f);
+  CHECK(f.error().message == fifo + ": not a regular file");
+  // /dev/zero: endless; read whole it took all the memory the daemon may have, and crashed it.
+  auto z = load("/dev/zero");
+  REQUIRE_FALSE(z);
+  CHECK(z.error().message == "/dev/zero: not a regular file");
+  // A regular file larger than any configuration; the control: one just under the limit is read
+  // (and parsed: a YAML comment).
+  const std::string big = dir + "/big.yaml";
+  std::filesystem::remove(fifo);
+  {
+    std::ofstream out(big);
+    out << "# " << std::string(static_cast<std::size_t>(kMaxConfigBytes) - 3, 'x') << "\n";
+  }
+  CHECK(load(big));
+  {
+    std::ofstream out(big, std::ios::app);
+    out << "#\n";
+  }
+  auto large = load(big);
+  REQUIRE_FALSE(large);
+  CHECK(large.error().code == EFBIG);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("null sections are empty sections, every one of them") {
