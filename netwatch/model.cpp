@@ -46,7 +46,8 @@ void erase_if_in(Set& s, Pred p) {
 
 // Routes are ordered by family, table and destination first: the routes a new one can replace
 // sit together, found in O(log n) rather than by a scan (storms of thousands of routes).
-void erase_same_route(std::set<Route>& routes, const Route& r) {
+template <typename OnErase>
+void erase_same_route(std::set<Route>& routes, const Route& r, OnErase on_erase) {
   Route first;
   first.family = r.family;
   first.table = r.table;
@@ -60,7 +61,12 @@ void erase_same_route(std::set<Route>& routes, const Route& r) {
   first.tos = 0;
   for (auto it = routes.lower_bound(first);
        it != routes.end() && it->family == r.family && it->table == r.table && it->dst == r.dst;)
-    it = same_route(*it, r) ? routes.erase(it) : std::next(it);
+    if (same_route(*it, r)) {
+      on_erase(*it);
+      it = routes.erase(it);
+    } else {
+      ++it;
+    }
 }
 
 // Addresses are ordered by interface and prefix first: the same lookup for them.
@@ -82,14 +88,22 @@ bool NetModel::apply(const Event& e) {
             auto old = links_.find(x.value.index);
             // IPv4 drops the routes of an interface that goes down without telling anyone.
             if (old != links_.end() && old->second.up() && !x.value.up())
-              erase_if_in(routes_, [&](const Route& r) { return r.family == Family::v4 && r.oif == x.value.index; });
+              erase_if_in(routes_, [&](const Route& r) {
+                const bool gone = r.family == Family::v4 && r.oif == x.value.index;
+                if (gone) route_erased(r);
+                return gone;
+              });
             links_[x.value.index] = x.value;
             return true;
           },
           [&](const Removed<Link>& x) {
             links_.erase(x.value.index);
             erase_if_in(addresses_, [&](const Address& a) { return a.index == x.value.index; });
-            erase_if_in(routes_, [&](const Route& r) { return r.oif == x.value.index; });
+            erase_if_in(routes_, [&](const Route& r) {
+              const bool gone = r.oif == x.value.index;
+              if (gone) route_erased(r);
+              return gone;
+            });
             return true;
           },
           [&](const Added<Address>& x) {
@@ -102,12 +116,12 @@ bool NetModel::apply(const Event& e) {
             return true;
           },
           [&](const Added<Route>& x) {
-            erase_same_route(routes_, x.value);
-            routes_.insert(x.value);
+            erase_same_route(routes_, x.value, [&](const Route& r) { route_erased(r); });
+            if (routes_.insert(x.value).second) route_added(x.value);
             return true;
           },
           [&](const Removed<Route>& x) {
-            erase_same_route(routes_, x.value);
+            erase_same_route(routes_, x.value, [&](const Route& r) { route_erased(r); });
             return true;
           },
           [&](const Added<Rule>& x) {
@@ -122,6 +136,16 @@ bool NetModel::apply(const Event& e) {
           [&](const Ack&) { return false; },
       },
       e);
+}
+
+void NetModel::route_added(const Route& r) {
+  if (r.is_default()) ++default_oifs_[r.oif];
+}
+
+void NetModel::route_erased(const Route& r) {
+  if (!r.is_default()) return;
+  auto it = default_oifs_.find(r.oif);
+  if (it != default_oifs_.end() && --it->second == 0) default_oifs_.erase(it);
 }
 
 void NetModel::apply(const std::vector<Event>& events) {
@@ -160,8 +184,7 @@ InterfaceClass NetModel::classify(const Link& l, const Classifier& c) const {
   if (l.flags & IFF_LOOPBACK) return InterfaceClass::loopback;
   if (c.is_tunnel(l.name)) return InterfaceClass::tunnel;
   if (l.kind.empty() && l.type == ARPHRD_ETHER) return InterfaceClass::physical;  // real hardware: Ethernet, Wi-Fi
-  for (const auto& r : routes_)
-    if (r.is_default() && r.oif == l.index) return InterfaceClass::physical;  // an uplink, whatever it is made of
+  if (default_oifs_.contains(l.index)) return InterfaceClass::physical;  // an uplink, whatever it is made of
   return InterfaceClass::other;
 }
 
@@ -173,13 +196,35 @@ InterfaceClass NetModel::classify(const Link& l, const Classifier& c) const {
 const Route* NetModel::internet_route(Family f, std::uint32_t table) const {
   const Route* best = nullptr;
   const Route* half[2] = {nullptr, nullptr};
-  for (const auto& r : routes_) {
-    if (r.family != f || r.table != table || r.type != RTN_UNICAST) continue;
-    const Route** slot = nullptr;
-    if (r.is_default()) slot = &best;
-    else if (r.dst.length == 1) slot = &half[(r.dst.address.bytes[0] & 0x80) ? 1 : 0];
-    if (slot && (!*slot || r.priority < (*slot)->priority)) *slot = &r;
-  }
+  // Routes sort by family, table and destination: /0 and the lower /1 sit where the table's
+  // destinations start at the all-zero address, the upper /1 where they reach 128.0.0.0 or 8000::.
+  // Two short walks, not a scan of every route (a full routing table holds a million).
+  auto walk = [&](std::uint8_t first_byte) {
+    Route from;
+    from.family = f;
+    from.table = table;
+    from.dst.address.family = f;
+    from.dst.address.bytes[0] = first_byte;
+    from.dst.length = 0;
+    from.gateway.reset();
+    from.oif = IfIndex{};
+    from.priority = 0;
+    from.type = 0;
+    from.protocol = 0;
+    from.scope = 0;
+    from.tos = 0;
+    for (auto it = routes_.lower_bound(from); it != routes_.end() && it->family == f && it->table == table; ++it) {
+      const Route& r = *it;
+      const auto& b = r.dst.address.bytes;
+      if (b[0] != first_byte || std::any_of(b.begin() + 1, b.end(), [](std::uint8_t x) { return x != 0; })) break;
+      if (r.dst.length > 1) break;  // longer prefixes of this address follow: none is a way to everything
+      if (r.type != RTN_UNICAST) continue;
+      const Route** slot = r.is_default() ? &best : &half[first_byte ? 1 : 0];
+      if (!*slot || r.priority < (*slot)->priority) *slot = &r;
+    }
+  };
+  walk(0);
+  walk(0x80);
   if (half[0] && half[1]) return half[0];
   return best ? best : (half[0] ? half[0] : half[1]);
 }

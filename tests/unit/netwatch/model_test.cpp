@@ -123,6 +123,52 @@ TEST_CASE("egress follows wg-quick's rules: unmarked traffic into the tunnel, ma
   CHECK(empty.egress(Family::v4) == IfIndex{});
 }
 
+TEST_CASE("an uplink is known by its default routes as they come and go, among a full routing table") {
+  NetModel m;
+  m.apply(Added<Link>{link(2, "eth0", "", ARPHRD_ETHER)});
+  m.apply(Added<Link>{link(7, "veth7", "veth", ARPHRD_ETHER)});
+  // A router's table: 60,000 routes via eth0, with prefixes that sort beside the ways out (0.0.0.0/8,
+  // 128.0.0.0/2) - none of them a way to everything.
+  for (std::uint32_t i = 0; i < 60000; ++i) {
+    Route r = route("10.0.0.0/24", 2);
+    r.dst.address.bytes[0] = static_cast<std::uint8_t>(11 + (i >> 16));
+    r.dst.address.bytes[1] = static_cast<std::uint8_t>(i >> 8);
+    r.dst.address.bytes[2] = static_cast<std::uint8_t>(i);
+    m.apply(Added<Route>{r});
+  }
+  m.apply(Added<Route>{route("0.0.0.0/8", 7)});
+  m.apply(Added<Route>{route("128.0.0.0/2", 7)});
+  CHECK(m.routes().size() == 60002);
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::other);
+  CHECK(m.egress(Family::v4) == IfIndex{});  // no way out: no default, no pair of /1
+  // The veth carries a default route (a container host's uplink): physical; two, then one, then none.
+  m.apply(Added<Route>{default_route(Family::v4, 7, 254, 100)});
+  m.apply(Added<Route>{default_route(Family::v4, 7, 100, 100)});
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::physical);
+  CHECK(m.egress(Family::v4) == IfIndex{7});
+  m.apply(Removed<Route>{default_route(Family::v4, 7, 254, 100)});
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::physical);
+  m.apply(Removed<Route>{default_route(Family::v4, 7, 100, 100)});
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::other);
+  // The same route announced twice, then gone with its link going down (IPv4), or removed.
+  m.apply(Added<Route>{default_route(Family::v4, 7, 254, 100)});
+  m.apply(Added<Route>{default_route(Family::v4, 7, 254, 100)});
+  auto down = *m.link("veth7");
+  down.flags = 0;
+  m.apply(Added<Link>{down});
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::other);
+  m.apply(Added<Link>{link(7, "veth7", "veth", ARPHRD_ETHER)});
+  m.apply(Added<Route>{default_route(Family::v6, 7, 254, 100)});
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::physical);
+  m.apply(Removed<Link>{*m.link("veth7")});
+  m.apply(Added<Link>{link(7, "veth7", "veth", ARPHRD_ETHER)});
+  CHECK(m.classify(*m.link("veth7"), kWg) == InterfaceClass::other);
+  // A pair of /1 routes among them is the way out, as before.
+  m.apply(Added<Route>{route("0.0.0.0/1", 7)});
+  m.apply(Added<Route>{route("128.0.0.0/1", 7)});
+  CHECK(m.egress(Family::v4) == IfIndex{7});
+}
+
 TEST_CASE("egress without rule information uses the main table's best metric") {
   NetModel m;
   m.apply(Added<Link>{link(2, "eth0", "", ARPHRD_ETHER)});
