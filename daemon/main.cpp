@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <sys/resource.h>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -218,14 +219,31 @@ void restore_settings(d::Controller& ctl, const d::Log& log, const std::string& 
   ctl.restore_settings(s);
 }
 
+// A probe round opens a socket per address, server and way out: on a host with a few hundred
+// addresses a soft limit of 1024 ran out in the first round, and the daemon's own sockets (the bus,
+// the signal pipe) with it. Outside the unit (which sets LimitNOFILE= and filters setrlimit) the
+// soft limit goes up to the hard one.
+void raise_open_files_limit(const d::Log& log) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  const rlim_t was = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0 && was < 4096)
+    log.warning("open files limited to " + std::to_string(was) +
+                ": a probe round on a host with many addresses may run out (LimitNOFILE=)");
+}
+
 int run_daemon(const std::string& config_path, bool explicit_path, bool verbose, const std::string& control_group,
                bool table_owner, const std::string& state_dir) {
   d::Log log(verbose);
   d::Notifier notifier;
+  raise_open_files_limit(log);
   // A broken or missing file does not stop the start: the Controller fails closed (our table from
   // the last run kept, else the emergency block), says `error` with the file's error, and retries.
   auto cfg = load_config(config_path, explicit_path);
   asio::io_context io;
+  // Before anything opens sockets (the first probe round): its pipe must not be what runs out.
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   d::Controller* controller = nullptr;  // set once it exists; nothing reaches it before io.run()
   // The metrics file (docs/metrics.md), as the configuration says at each write (a reload applies).
   d::MetricsWriter metrics(
@@ -408,7 +426,6 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   };
   arm_watchdog();
 
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
       if (ec) return;

@@ -25,6 +25,23 @@ ProbeOutcome to_outcome(const probes::Report& r) {
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
     o.summary = "the tunnel did not answer (no VPN exit seen); " + o.summary;
   }
+  // Probes this machine could not even make (out of file descriptors, buffers or memory) tested
+  // nothing: the paths they stood for are unknown, and a round without a leak is not evidence.
+  std::size_t starved = 0;
+  std::string starved_why;
+  for (const auto& p : r.probes)
+    if (const auto* l = std::get_if<probes::LocalFailure>(&p.outcome);
+        l && (l->error == EMFILE || l->error == ENFILE || l->error == ENOBUFS || l->error == ENOMEM)) {
+      ++starved;
+      if (starved_why.empty()) starved_why = l->message.empty() ? std::to_string(l->error) : l->message;
+    }
+  if (starved && o.verdict == ProbeVerdict::ok) {
+    o.verdict = ProbeVerdict::unverified;
+    o.verdict_text = "unverified";
+    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
+    o.summary = std::to_string(starved) + (starved == 1 ? " probe" : " probes") + " could not be made (" + starved_why +
+                "): the paths they stood for are not known; " + o.summary;
+  }
   // `routed` for the daemon: a page's own socket (routed, or bound by address as browsers bind).
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.address_bound ? l.interface + " by address" : l.interface,

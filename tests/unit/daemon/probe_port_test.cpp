@@ -2,6 +2,7 @@
 // report everyone reads headed by it. No root, no network: a report made from values.
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <nlohmann/json.hpp>
 
 #include "daemon/probe_port.hpp"
@@ -17,4 +18,44 @@ TEST_CASE("a round the tunnel did not answer: unverified, and the report says so
   const auto j = nlohmann::json::parse(o.json);
   CHECK(j["verdict"] == "unverified");  // what ProbeNow, LastProbe and GetStatus carry
   CHECK(j["report_verdict"] == "ok");   // the prober's own
+}
+
+TEST_CASE("a round whose probes could not be made (out of file descriptors) is unverified, not ok") {
+  using probes::ProbeResult;
+  const std::vector<probes::Interface> itfs = {
+      {"eth0", IfIndex{2}, InterfaceClass::physical, {*IpAddress::parse("192.0.2.10")}},
+      {"wg0", IfIndex{3}, InterfaceClass::tunnel, {*IpAddress::parse("100.64.0.2")}},
+  };
+  auto probe = [](const char* itf, InterfaceClass cls, const char* source, probes::Outcome o) {
+    ProbeResult p;
+    p.interface = itf;
+    p.cls = cls;
+    p.source = *IpAddress::parse(source);
+    p.family = Family::v4;
+    p.server = "203.0.113.3:3478/udp";
+    p.outcome = std::move(o);
+    return p;
+  };
+  const probes::Reflexive exit{{*IpAddress::parse("203.0.113.66"), 50000}, false, probes::milliseconds{3}, 1};
+  // The control: the tunnel answered, eth0's probe was refused by the firewall - ok.
+  const auto fine = daemon::to_outcome(probes::make_report(
+      itfs, {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit), probe("eth0", InterfaceClass::physical, "192.0.2.10", probes::Blocked{EPERM})},
+      probes::milliseconds{5}));
+  CHECK(fine.verdict == daemon::ProbeVerdict::ok);
+  // eth0's probe never existed: nothing is known of that path.
+  const auto starved = daemon::to_outcome(probes::make_report(
+      itfs,
+      {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit),
+       probe("eth0", InterfaceClass::physical, "192.0.2.10", probes::LocalFailure{"open socket", EMFILE, "Too many open files"})},
+      probes::milliseconds{5}));
+  CHECK(starved.verdict == daemon::ProbeVerdict::unverified);
+  CHECK(starved.summary.rfind("1 probe could not be made (Too many open files)", 0) == 0);
+  CHECK(nlohmann::json::parse(starved.json)["verdict"] == "unverified");
+  // Another local failure (a name that does not resolve) is the server's list's problem, not a blind spot.
+  const auto other = daemon::to_outcome(probes::make_report(
+      itfs,
+      {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit),
+       probe("eth0", InterfaceClass::physical, "192.0.2.10", probes::LocalFailure{"bind to device", ENODEV, "No such device"})},
+      probes::milliseconds{5}));
+  CHECK(other.verdict == daemon::ProbeVerdict::ok);
 }
