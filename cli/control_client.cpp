@@ -190,6 +190,9 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
   if (name == "org.leakguard.Daemon1.Error.Failed") return {kFailed, "", "leakguardctl: failed: " + detail};
   if (name == "org.leakguard.Daemon1.Error.TunnelBusy") return {kBusy, "", "leakguardctl: not declared: " + detail};
   if (name == kNoBusError) return {kNotRunning, "", "leakguardctl: cannot reach the system bus (" + detail + ")"};
+  if (name == kNotAnsweringError) return {kNotRunning, "", "leakguardctl: leakguardd is not answering (" + detail + ")"};
+  if (name == "org.freedesktop.DBus.Error.Timeout")
+    return {kNotRunning, "", "leakguardctl: leakguardd did not answer in time (" + detail + ")"};
   if (name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner" ||
       name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Disconnected" ||
       name == "org.freedesktop.DBus.Error.FileNotFound" || name == "org.freedesktop.DBus.Error.NoServer" ||

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -24,6 +27,8 @@ namespace {
 constexpr const char* kName = "org.leakguard.Daemon1";
 constexpr const char* kPath = "/org/leakguard/Daemon1";
 constexpr const char* kPrivateSocket = "/run/leakguard/private";
+// How long the private socket may take to let us in and answer a Ping.
+constexpr std::chrono::seconds kAnswerWithin{5};
 
 // One proxy for every command; signal handlers only matter to `monitor`.
 class Proxy final : public sdbus::ProxyInterfaces<org::leakguard::Daemon1_proxy> {
@@ -97,13 +102,41 @@ class PrivateDaemon final : public Daemon {
       return nullptr;
     }
     if (sd_bus_start(d->bus_) < 0) return nullptr;
+    // The kernel accepts a connection into the listener's backlog whether or not the daemon runs
+    // its loop (stopped, or stuck): sd-bus would wait 90 s for the handshake, then the bus 25 s more,
+    // and a VPN hook with them. The handshake and the Ping get a few seconds; a daemon that lets us
+    // in but does not answer is said to be so, not looked for on the bus.
+    const auto deadline = std::chrono::steady_clock::now() + kAnswerWithin;
+    auto not_answering = [&] {
+      return sdbus::Error(kNotAnsweringError, path + " accepted the connection, but nothing answered within " +
+                                                  std::to_string(kAnswerWithin.count()) + " s");
+    };
+    for (;;) {
+      const int ready = sd_bus_is_ready(d->bus_);
+      if (ready > 0) break;
+      if (ready < 0) return nullptr;
+      const int r = sd_bus_process(d->bus_, nullptr);
+      if (r < 0) return nullptr;  // refused (not ours to use): the bus decides
+      if (r > 0) continue;
+      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) throw not_answering();
+      if (sd_bus_wait(d->bus_, static_cast<std::uint64_t>(left.count())) < 0) return nullptr;
+    }
     // sd-bus's server answers Peer.Ping itself: proof that we were let in.
+    sd_bus_message* ping = nullptr;
+    if (sd_bus_message_new_method_call(d->bus_, &ping, nullptr, kPath, "org.freedesktop.DBus.Peer", "Ping") < 0) return nullptr;
     sd_bus_error e{};  // SD_BUS_ERROR_NULL is a C compound literal
-    const int r = sd_bus_call_method(d->bus_, nullptr, kPath, "org.freedesktop.DBus.Peer", "Ping", &e, nullptr, "");
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
+    const int r = sd_bus_call(d->bus_, ping, static_cast<std::uint64_t>(std::max<std::int64_t>(left.count(), 1)), &e, nullptr);
+    sd_bus_message_unref(ping);
+    const bool timed_out = r == -ETIMEDOUT;
     sd_bus_error_free(&e);
+    if (timed_out) throw not_answering();
     return r < 0 ? nullptr : std::move(d);
   }
-  ~PrivateDaemon() override { sd_bus_flush_close_unref(bus_); }
+  // Not flushed: every call waited for its reply, and a flush would wait out sd-bus's 90 s handshake
+  // on a daemon that never answered.
+  ~PrivateDaemon() override { sd_bus_close_unref(bus_); }
 
   void Arm() override { call("Arm"); }
   void Disarm() override { call("Disarm"); }

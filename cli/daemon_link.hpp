@@ -34,6 +34,9 @@ class Daemon {
 /// The error name connect_bus() and follow_signals() throw when the system bus itself cannot be
 /// reached (leakguardctl's own, never sent by the daemon): not the same as a daemon that is not on it.
 inline constexpr const char* kNoBusError = "org.leakguard.ctl.Error.NoSystemBus";
+/// The error name connect_private() throws when the daemon's socket accepts a connection but
+/// nothing answers in a few seconds (the daemon stopped or stuck): not looked for on the bus.
+inline constexpr const char* kNotAnsweringError = "org.leakguard.ctl.Error.NotAnswering";
 /// Where the system bus is: $DBUS_SYSTEM_BUS_ADDRESS, else the system's socket (a unix:path= address
 /// as its path).
 std::string system_bus_address();
@@ -42,7 +45,8 @@ std::string system_bus_address();
 /// kNoBusError with "ADDRESS: why", if it cannot be reached.
 std::unique_ptr<Daemon> connect_bus();
 /// The private socket at `path`, connected and answering; nullptr when it cannot be used (not
-/// there, a stale socket the daemon left, no permission, or the daemon hung up: not root).
+/// there, a stale socket the daemon left, no permission, or the daemon hung up: not root); throws
+/// sdbus::Error (kNotAnsweringError) if the daemon let us connect but did not answer in 5 s.
 std::unique_ptr<Daemon> connect_private(const std::string& path);
 /// $LEAKGUARD_PRIVATE_SOCKET if set (empty: never), else /run/leakguard/private.
 std::string private_socket_path();
