@@ -442,7 +442,13 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   };
   wait_signal();
 
-  notifier.ready(std::string(d::to_string(ctl.machine().state())));
+  // The state with its reason, as every transition says it: `error` alone hid why from systemctl
+  // status for as long as it lasted (its retries send no new STATUS=).
+  {
+    const std::string state(d::to_string(ctl.machine().state()));
+    const std::string reason = d::public_reason(ctl.machine().reason());
+    notifier.ready(reason.empty() ? state : state + ": " + reason);
+  }
   log.info("leakguardd " LEAKGUARD_VERSION " running; state " + std::string(d::to_string(ctl.machine().state())));
   io.run();
   return 0;

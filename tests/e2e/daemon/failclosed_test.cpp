@@ -334,4 +334,21 @@ TEST_CASE("without CAP_NET_ADMIN not even the emergency block goes in: exit non-
                 seen << read_file(dir + "/leakguardd.log"));
   CHECK(tables().find("table inet leakguard") != std::string::npos);
   daemon.stop(SIGTERM);
+
+  // With the capability and a broken file: READY once the block is in (here: the table kept),
+  // and its STATUS= says why it is `error` - the line systemctl status shows while it lasts.
+  std::ofstream(config) << "policy: stict\n";
+  seen.clear();
+  setenv("NOTIFY_SOCKET", sock.c_str(), 1);
+  lab::Process broken(ns.name(), {LEAKGUARDD, "--config", config}, dir + "/leakguardd-broken.log");
+  unsetenv("NOTIFY_SOCKET");
+  CHECK_MESSAGE(eventually(
+                    [&] {
+                      drain();
+                      return seen.find("READY=1") != std::string::npos;
+                    },
+                    15s),
+                seen << read_file(dir + "/leakguardd-broken.log"));
+  CHECK_MESSAGE(seen.find("READY=1\nSTATUS=error: configuration not usable: " + config + ":1:") != std::string::npos, seen);
+  broken.stop(SIGTERM);
 }
