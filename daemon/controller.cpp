@@ -836,6 +836,13 @@ Result<void> Controller::reload(const std::string& by) {
   }
   // The file is the truth again; only what VPN clients declared at run time is kept.
   const std::uint64_t applies_before = applies_;
+  // (Not the interval alone: that only moves the next round, from the last one.)
+  const bool probe_changed = [&] {
+    auto next = c->probe;
+    next.interval = config_.probe.interval;
+    return !(next == config_.probe);
+  }();
+  const bool was_probing = probing_;
   auto r = change(
       [&] {
         config_ = *c;
@@ -850,6 +857,9 @@ Result<void> Controller::reload(const std::string& by) {
     retry_due_.reset();
     feed(SetArmed{true, "reload by " + by});
   }
+  // New servers, families or timeout: the verdict in force was found with the old ones, and says
+  // nothing of the new (a round the change itself started is that round already).
+  if (probe_changed && (was_probing || !probing_)) start_probe("reload by " + by + ": probe settings changed");
   reschedule();  // a new probe.interval counts from the last round now, not after the old wait
   return applied(machine_, last_rules_error_);
 }

@@ -785,6 +785,25 @@ TEST_CASE("reload: a broken file is refused and nothing changes, a good one appl
   REQUIRE(w.c.reload("SIGHUP"));
   CHECK(w.fw.calls.size() == 2);
   CHECK(w.fw.calls.back().starts_with("apply policy=strict"));
+
+  SUBCASE("new probe servers alone: the verdict in force is the old servers', a round asks the new ones") {
+    World p;
+    p.c.start(full_tunnel(false));
+    while (p.probe.pending) p.probe.finish(ProbeVerdict::ok);
+    REQUIRE(p.c.machine().state() == State::secured);
+    REQUIRE_FALSE(p.probe.pending);
+    // The control: the same file again starts nothing.
+    p.next_config = base_config();
+    REQUIRE(p.c.reload("SIGHUP"));
+    CHECK_FALSE(p.probe.pending);
+    auto servers = base_config();
+    servers.probe.servers = {config::StunServer{"203.0.113.99", 3478, Transport::udp}};
+    p.next_config = servers;
+    const int before = p.probe.started;
+    REQUIRE(p.c.reload("SIGHUP"));
+    CHECK(p.probe.started == before + 1);
+    CHECK(p.probe.pending);
+  }
 }
 
 TEST_CASE("probe triggers during a round coalesce into one more round") {
