@@ -353,7 +353,7 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     if (kept) out += ", kept as the previous run left it (in force, untouched)";
     else if (!fw.value("installed", false)) out += ", not installed";
     else if (fw.value("owner", false)) out += ", owned (the kernel refuses others' changes), guarded";
-    else out += ", guarded (" + text(fw, "ownership", "no owner flag") + ")";
+    else out += ", guarded, " + text(fw, "ownership", "no owner flag");
     out += "\n";
     // The firewall's summary is a sentence of its own ("blocked 8 UDP packets ..."; "nothing blocked").
     if (fw.contains("counters") && fw["counters"].is_array()) out += counters_lines(fw["counters"], s);

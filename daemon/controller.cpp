@@ -299,7 +299,8 @@ void Controller::fail_closed(const std::string& why) {
   }
   // Not readable, or not ours to take (another live process owns it): the emergency block's
   // install says the rest (it fails too if the firewall cannot be reached at all).
-  if (!kept) out_.error("cannot keep the table left by the previous run: " + kept.error().str());
+  // (Not necessarily a previous run's: another leakguardd may hold it, or none is there.)
+  if (!kept) out_.error("cannot take over table inet leakguard: " + kept.error().str());
   auto r = fw_.apply(emergency_block());
   if (r) {
     protection_ = Protection::emergency;

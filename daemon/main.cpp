@@ -356,7 +356,8 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
   if (auto started = ctl.start(watcher.model()); !started) {
     // Nothing of ours stands between the machine and the network: fail loudly, before READY, so
     // the service manager sees the unit fail (and restarts it) instead of a kill switch that is off.
-    log.error(started.error().message);
+    // (The controller has said why; this is what it means.)
+    log.error("not starting: nothing of leakguard's stands between this machine and the network");
     return 1;
   }
   listen_blocked();

@@ -211,7 +211,7 @@ Result<Firewall> Firewall::open(const Options& options) {
   auto probe = impl->sock.send(nft::encode_probe(scratch, flags, impl->sock.seq()));
   if (probe) {
     impl->owner = flags != 0;
-    impl->note = flags ? "owner+persist" : "disabled";
+    impl->note = flags ? "owner+persist" : "no owner flag (--no-table-owner)";
     return Firewall(std::move(impl));
   }
   const Error& e = probe.error();

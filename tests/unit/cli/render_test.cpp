@@ -210,7 +210,7 @@ TEST_CASE("a table without the owner flag and a firewall error are shown") {
   j["firewall"]["ownership"] = "kernel lacks NFT_TABLE_F_PERSIST";
   j["firewall"]["error"] = "table guard: no permission";
   const auto out = render_status(j, Style{});
-  CHECK(has(out, "guarded (kernel lacks NFT_TABLE_F_PERSIST)"));
+  CHECK(has(out, "guarded, kernel lacks NFT_TABLE_F_PERSIST"));
   CHECK(has(out, "firewall: table guard: no permission"));
 }
 
