@@ -142,6 +142,18 @@ TEST_CASE("status: a family escalated because of the routing rules says so") {
                  "routing sends some traffic around the tunnel)\n"));
 }
 
+TEST_CASE("status: a policy set at run time says so, and a change that a restart would not know is warned of") {
+  auto j = nlohmann::json::parse(kStatus);
+  CHECK_FALSE(has(render_status(j, Style{}), "set at run time"));  // the control: nothing set
+  CHECK_FALSE(has(render_status(j, Style{}), "restart:"));
+  j["policy"] = "strict";
+  j["set_at_runtime"] = {{"policy", "strict"}, {"allow_lan", nullptr}};
+  j["not_kept"] = "cannot keep the tunnel declaration for a restart: keep declaration: /run/leakguard/tunnel.json.new: Read-only file system";
+  const auto out = render_status(j, Style{});
+  CHECK(has(out, "  policy:    strict (policy set at run time, until a reload)\n"));
+  CHECK(has(out, "  restart: a restarted daemon would not know the last change (cannot keep the tunnel declaration for a restart: "));
+}
+
 TEST_CASE("status: an escalated family is said on the policy line") {
   auto j = nlohmann::json::parse(kStatus);
   j["escalated"] = {"ipv6"};
