@@ -319,8 +319,11 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   std::string tunnel = s.value("tunnel_up", false) ? "up" : "down";
   if (s.contains("tunnel") && s["tunnel"].is_object()) {
     const auto& t = s["tunnel"];
-    tunnel += " (configured: " + joined(t.value("patterns", nlohmann::json::array()), "none") +
-              "; declared: " + text(t, "declared", "none") + ")";
+    if (s.contains("config_error") && s["config_error"].is_string())
+      tunnel += " (no usable configuration: no interface is trusted as the tunnel; declared: " + text(t, "declared", "none") + ")";
+    else
+      tunnel += " (configured: " + joined(t.value("patterns", nlohmann::json::array()), "none") +
+                "; declared: " + text(t, "declared", "none") + ")";
   }
   out += "  tunnel:    " + tunnel + "\n";
   // The tunnel's exit address: what the last probe's STUN server saw through the tunnel.

@@ -901,7 +901,9 @@ std::string Controller::status_json() const {
   auto& t = j["tunnel"];
   t["patterns"] = nlohmann::json::array();
   // The configuration's names ("configured:" in leakguardctl status); the declared one is beside them.
-  for (const auto& p : config_.tunnel_interfaces) t["patterns"].push_back(p.text);
+  // (Without a usable configuration there are none: the defaults standing in are nobody's words.)
+  if (machine_.config_error().empty())
+    for (const auto& p : config_.tunnel_interfaces) t["patterns"].push_back(p.text);
   t["declared"] = declared_ ? nlohmann::json(declared_->interface) : nlohmann::json(nullptr);
   j["endpoints"] = nlohmann::json::array();
   for (const auto& e : desired_.endpoints) j["endpoints"].push_back(e.str());

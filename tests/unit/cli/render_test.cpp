@@ -154,6 +154,15 @@ TEST_CASE("status: a policy set at run time says so, and a change that a restart
   CHECK(has(out, "  restart: a restarted daemon would not know the last change (cannot keep the tunnel declaration for a restart: "));
 }
 
+TEST_CASE("status: without a usable configuration no interface is said to be configured as the tunnel") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["config_error"] = "/etc/leakguard/leakguard.yaml:1:9: policy: 'stict' is not one of: strict, udp";
+  j["tunnel"]["patterns"] = nlohmann::json::array();
+  const auto out = render_status(j, Style{});
+  CHECK(has(out, "(no usable configuration: no interface is trusted as the tunnel; declared: "));
+  CHECK_FALSE(has(out, "configured: "));
+}
+
 TEST_CASE("status: an escalated family is said on the policy line") {
   auto j = nlohmann::json::parse(kStatus);
   j["escalated"] = {"ipv6"};

@@ -1090,6 +1090,7 @@ TEST_CASE("a broken configuration at start: the emergency block first, error wit
   CHECK(j["config_error"] == kTypo.message);
   CHECK(j["protection"] == "emergency");
   CHECK(j["retry_in_ms"] == 1000);
+  CHECK(j["tunnel"]["patterns"].empty());  // the defaults standing in are not "configured"
   // No tunnel is trusted, no probe runs (there are no servers to ask), and nothing may change
   // the block but a good file.
   CHECK_FALSE(w.c.is_tunnel("wg0"));
