@@ -44,14 +44,13 @@ void erase_if_in(Set& s, Pred p) {
   for (auto it = s.begin(); it != s.end();) it = p(*it) ? s.erase(it) : std::next(it);
 }
 
-// Routes are ordered by family, table and destination first: the routes a new one can replace
-// sit together, found in O(log n) rather than by a scan (storms of thousands of routes).
-template <typename OnErase>
-void erase_same_route(std::set<Route>& routes, const Route& r, OnErase on_erase) {
+// Routes are ordered by family, table and destination first: the routes of one destination sit
+// together, and this is where they start (every other field at its least).
+Route first_route(Family f, std::uint32_t table, const Prefix& dst) {
   Route first;
-  first.family = r.family;
-  first.table = r.table;
-  first.dst = r.dst;
+  first.family = f;
+  first.table = table;
+  first.dst = dst;
   first.gateway.reset();
   first.oif = IfIndex{};
   first.priority = 0;
@@ -59,7 +58,14 @@ void erase_same_route(std::set<Route>& routes, const Route& r, OnErase on_erase)
   first.protocol = 0;
   first.scope = 0;
   first.tos = 0;
-  for (auto it = routes.lower_bound(first);
+  return first;
+}
+
+// The routes a new one can replace, found in O(log n) rather than by a scan (storms of thousands
+// of routes).
+template <typename OnErase>
+void erase_same_route(std::set<Route>& routes, const Route& r, OnErase on_erase) {
+  for (auto it = routes.lower_bound(first_route(r.family, r.table, r.dst));
        it != routes.end() && it->family == r.family && it->table == r.table && it->dst == r.dst;)
     if (same_route(*it, r)) {
       on_erase(*it);
@@ -200,20 +206,10 @@ const Route* NetModel::internet_route(Family f, std::uint32_t table) const {
   // destinations start at the all-zero address, the upper /1 where they reach 128.0.0.0 or 8000::.
   // Two short walks, not a scan of every route (a full routing table holds a million).
   auto walk = [&](std::uint8_t first_byte) {
-    Route from;
-    from.family = f;
-    from.table = table;
-    from.dst.address.family = f;
-    from.dst.address.bytes[0] = first_byte;
-    from.dst.length = 0;
-    from.gateway.reset();
-    from.oif = IfIndex{};
-    from.priority = 0;
-    from.type = 0;
-    from.protocol = 0;
-    from.scope = 0;
-    from.tos = 0;
-    for (auto it = routes_.lower_bound(from); it != routes_.end() && it->family == f && it->table == table; ++it) {
+    Prefix start;
+    start.address.family = f;
+    start.address.bytes[0] = first_byte;
+    for (auto it = routes_.lower_bound(first_route(f, table, start)); it != routes_.end() && it->family == f && it->table == table; ++it) {
       const Route& r = *it;
       const auto& b = r.dst.address.bytes;
       if (b[0] != first_byte || std::any_of(b.begin() + 1, b.end(), [](std::uint8_t x) { return x != 0; })) break;

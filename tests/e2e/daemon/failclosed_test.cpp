@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -318,37 +319,35 @@ TEST_CASE("without CAP_NET_ADMIN not even the emergency block goes in: exit non-
     CHECK(tables().find("leakguard") == std::string::npos);
   }
 
+  // With the capability, the daemon (configured as `text`) started in the same namespace with the
+  // same notify socket; true once it said READY.
+  auto started_ready = [&](const std::string& text, const std::string& log, std::optional<lab::Process>& daemon) {
+    std::ofstream(config) << text;
+    seen.clear();
+    setenv("NOTIFY_SOCKET", sock.c_str(), 1);
+    daemon.emplace(ns.name(), std::vector<std::string>{LEAKGUARDD, "--config", config}, log);
+    unsetenv("NOTIFY_SOCKET");
+    return eventually(
+        [&] {
+          drain();
+          return seen.find("READY=1") != std::string::npos;
+        },
+        15s);
+  };
+
   // The control: with the capability, the same daemon in the same namespace says READY on the
   // same socket, and the same look finds its table.
-  std::ofstream(config) << "policy: strict\nprobe:\n  interval: 60s\n  servers: [\"203.0.113.3:3478\"]\n";
-  seen.clear();
-  setenv("NOTIFY_SOCKET", sock.c_str(), 1);
-  lab::Process daemon(ns.name(), {LEAKGUARDD, "--config", config}, dir + "/leakguardd.log");
-  unsetenv("NOTIFY_SOCKET");
-  CHECK_MESSAGE(eventually(
-                    [&] {
-                      drain();
-                      return seen.find("READY=1") != std::string::npos;
-                    },
-                    15s),
+  std::optional<lab::Process> daemon;
+  CHECK_MESSAGE(started_ready("policy: strict\nprobe:\n  interval: 60s\n  servers: [\"203.0.113.3:3478\"]\n", dir + "/leakguardd.log", daemon),
                 seen << read_file(dir + "/leakguardd.log"));
   CHECK(tables().find("table inet leakguard") != std::string::npos);
-  daemon.stop(SIGTERM);
+  daemon->stop(SIGTERM);
 
   // With the capability and a broken file: READY once the block is in (here: the table kept),
   // and its STATUS= says why it is `error` - the line systemctl status shows while it lasts.
-  std::ofstream(config) << "policy: stict\n";
-  seen.clear();
-  setenv("NOTIFY_SOCKET", sock.c_str(), 1);
-  lab::Process broken(ns.name(), {LEAKGUARDD, "--config", config}, dir + "/leakguardd-broken.log");
-  unsetenv("NOTIFY_SOCKET");
-  CHECK_MESSAGE(eventually(
-                    [&] {
-                      drain();
-                      return seen.find("READY=1") != std::string::npos;
-                    },
-                    15s),
+  std::optional<lab::Process> broken;
+  CHECK_MESSAGE(started_ready("policy: stict\n", dir + "/leakguardd-broken.log", broken),
                 seen << read_file(dir + "/leakguardd-broken.log"));
   CHECK_MESSAGE(seen.find("READY=1\nSTATUS=error: configuration not usable: " + config + ":1:") != std::string::npos, seen);
-  broken.stop(SIGTERM);
+  broken->stop(SIGTERM);
 }
