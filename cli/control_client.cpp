@@ -369,8 +369,11 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
     out += "  " + st.bad("configuration: " + text(s, "config_error") + " (fix the file, then leakguardctl reload)") + "\n";
   if (text(s, "protection") == "emergency") out += "  " + st.bad("emergency block: everything but loopback dropped") + "\n";
   if (text(s, "protection") == "kept") out += "  " + st.bad("kept: the table the previous run left, as it was") + "\n";
+  if (s.contains("reload_error") && s["reload_error"].is_string())
+    out += "  " + st.warn("reload:    refused, the running configuration stays (" + text(s, "reload_error") +
+                          "); a restart would read the same file") + "\n";
   if (s.contains("not_kept") && s["not_kept"].is_string())
-    out += "  " + st.warn("restart: a restarted daemon would not know the last change (" + text(s, "not_kept") + ")") + "\n";
+    out += "  " + st.warn("restart:   a restarted daemon would not know the last change (" + text(s, "not_kept") + ")") + "\n";
   out += "  leaks:     " + std::to_string(s.value("leak_count", std::uint64_t{0})) + " found since start\n";
   // The network as the daemon sees it: what a page could enumerate, and where traffic leaves.
   if (s.contains("network") && s["network"].is_object() && s["network"].contains("links")) {

@@ -833,8 +833,10 @@ Result<void> Controller::reload(const std::string& by) {
   auto c = reload_config_();
   if (!c) {
     out_.error("reload refused, keeping the running configuration: " + c.error().message);
+    reload_error_ = c.error().message;
     return tl::unexpected(c.error());
   }
+  reload_error_.clear();
   // The file is the truth again; only what VPN clients declared at run time is kept.
   const std::uint64_t applies_before = applies_;
   // (Not the interval alone: that only moves the next round, from the last one.)
@@ -912,6 +914,9 @@ std::string Controller::status_json() const {
   j["endpoint_uid"] = desired_.endpoint_uid ? nlohmann::json(*desired_.endpoint_uid) : nlohmann::json(nullptr);
   j["leak_count"] = leak_count_;
   j["rules_error"] = last_rules_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_rules_error_);
+  // A reload refused (the running configuration stays): the file on disk would put a restart
+  // into error. Null once a reload succeeds.
+  j["reload_error"] = reload_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(reload_error_);
   j["config_error"] = machine_.config_error().empty() ? nlohmann::json(nullptr) : nlohmann::json(machine_.config_error());
   j["protection"] = to_string(protection_);
   if (retry_due_)

@@ -387,6 +387,7 @@ class Controller final : public Control {
   std::optional<bool> lan_override_;
   RuntimeSettings settings_said_;  // what settings_changed() last handed out (or restore_settings() took)
   std::string keep_error_;         // see set_keep_error()
+  std::string reload_error_;       // why the last reload was refused ("" if it was not)
   bool probing_ = false;
   std::function<bool(const std::string&)> link_exists_;
   std::set<std::string> disarmed_leaks_said_;  // the leaks the last round said while disarmed

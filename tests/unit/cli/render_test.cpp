@@ -151,7 +151,10 @@ TEST_CASE("status: a policy set at run time says so, and a change that a restart
   j["not_kept"] = "cannot keep the tunnel declaration for a restart: keep declaration: /run/leakguard/tunnel.json.new: Read-only file system";
   const auto out = render_status(j, Style{});
   CHECK(has(out, "  policy:    strict (policy set at run time, until a reload)\n"));
-  CHECK(has(out, "  restart: a restarted daemon would not know the last change (cannot keep the tunnel declaration for a restart: "));
+  CHECK(has(out, "  restart:   a restarted daemon would not know the last change (cannot keep the tunnel declaration for a restart: "));
+  CHECK_FALSE(has(out, "reload:"));
+  j["reload_error"] = "/etc/leakguard/leakguard.yaml:5:6: alow_lan: unknown setting";
+  CHECK(has(render_status(j, Style{}), "  reload:    refused, the running configuration stays (/etc/leakguard/leakguard.yaml:5:6: "));
 }
 
 TEST_CASE("status: without a usable configuration no interface is said to be configured as the tunnel") {

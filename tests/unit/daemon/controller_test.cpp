@@ -772,12 +772,14 @@ TEST_CASE("rules that cannot be installed: error state, and the caller hears why
 TEST_CASE("reload: a broken file is refused and nothing changes, a good one applies") {
   World w;
   w.c.start(network());
-  w.next_config = tl::unexpected(Error{"load config", "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp"});
+  const std::string kTypoReload = "/etc/leakguard/leakguard.yaml:3:9: policy: 'strct' is not one of: strict, udp";
+  w.next_config = tl::unexpected(Error{"load config", kTypoReload});
   auto bad = w.c.reload("SIGHUP");
   REQUIRE_FALSE(bad);
   CHECK(w.fw.calls.size() == 1);
   CHECK(w.c.config() == base_config());
   CHECK(w.out.lines.back().find("3:9: policy") != std::string::npos);
+  CHECK(nlohmann::json::parse(w.c.status_json())["reload_error"] == kTypoReload);
 
   auto next = base_config();
   next.policy = Mode::strict;
@@ -785,6 +787,7 @@ TEST_CASE("reload: a broken file is refused and nothing changes, a good one appl
   REQUIRE(w.c.reload("SIGHUP"));
   CHECK(w.fw.calls.size() == 2);
   CHECK(w.fw.calls.back().starts_with("apply policy=strict"));
+  CHECK(nlohmann::json::parse(w.c.status_json())["reload_error"].is_null());  // a good reload ends it
 
   SUBCASE("new probe servers alone: the verdict in force is the old servers', a round asks the new ones") {
     World p;
