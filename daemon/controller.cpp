@@ -343,6 +343,7 @@ void Controller::retry(const std::string& by) {
     mode_override_.reset();
     lan_override_.reset();
     desired_ = compute();
+    note_settings();
     out_.info("configuration loaded (" + by + "): " + config_.str());
     feed(ConfigLoaded{by});
     // Per the file now: its rules replace the block in place (a failure retries with backoff),
@@ -368,22 +369,61 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
   network_ = network;
   const auto after = routing_escalation(classifier());
   if (after != before && machine_.config_error().empty()) {
-    std::string what;
-    std::vector<Family> added, dropped;
-    for (Family f : after)
-      if (std::find(before.begin(), before.end(), f) == before.end()) added.push_back(f);
-    for (Family f : before)
-      if (std::find(after.begin(), after.end(), f) == after.end()) dropped.push_back(f);
-    std::string around;
-    for (Family f : added) around += (around.empty() ? "" : ", ") + ways_around(f, classifier());
-    if (!added.empty())
-      what = "escalated " + families_text(added) + " to strict: the routing sends some of this host's traffic around the tunnel (" +
-             around + ")";
-    if (!dropped.empty())
-      what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: the routing sends no traffic around the tunnel any more";
-    if (auto r = recompute(what); r && desired_.mode == Mode::udp) (added.empty() ? out_.info(what) : out_.error(what));
+    const auto was = desired_.escalated;
+    const bool tunnel_up = tunnel_link(network_, classifier()).up;
+    if (auto r = recompute("the routing changed"); r && desired_.mode == Mode::udp) {
+      // Said for what the rules now hold, not for the routing's view alone: a family latched by
+      // escalated_ stays escalated when its routing reason goes.
+      std::vector<Family> added, dropped;
+      for (Family f : desired_.escalated)
+        if (std::find(was.begin(), was.end(), f) == was.end()) added.push_back(f);
+      for (Family f : was)
+        if (std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) dropped.push_back(f);
+      std::string around, what;
+      bool rules = false;  // a policy rule, not only a default route: some users' traffic really goes around
+      for (Family f : added) {
+        around += (around.empty() ? "" : ", ") + ways_around(f, classifier());
+        rules = rules || !routed_around(f, classifier(), true).empty();
+      }
+      if (!added.empty())
+        what = "escalated " + families_text(added) + " to strict: the routing sends some of this host's traffic around the tunnel (" +
+               around + ")";
+      if (!dropped.empty())
+        what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: " +
+                (tunnel_up ? "the routing sends no traffic around the tunnel any more"
+                           : "no tunnel is up (udp policy lets TCP out while the tunnel is down)");
+      // A default route alone is what wg-quick shows between its link and its routes on every
+      // connect: not an alarm. A rule that sends some users around the tunnel is.
+      if (!what.empty()) (rules ? out_.error(what) : out_.info(what));
+    }
   }
   observe(summary, true);
+}
+
+// A family escalated because its default route leaves outside a tunnel that is up, still so when a
+// round ends, is then held as a probe's finding is (escalated_): the tunnel going down does not
+// open it again (udp policy would let a page's TCP out there; the daemon held it strict before,
+// once a round had found the path), and only a round that shows its way out in the tunnel lets it
+// go (release_escalation).
+void Controller::latch_default_route_escalation() {
+  if (config_.probe.on_exposure != config::OnExposure::escalate || !machine_.armed() || desired_.mode != Mode::udp ||
+      desired_.emergency || !machine_.config_error().empty() || !tunnel_link(network_, classifier()).up)
+    return;
+  auto next = escalated_;
+  for (Family f : {Family::v4, Family::v6})
+    if (const netwatch::Link* l = network_.link(network_.egress(f));
+        l && network_.classify(*l, classifier()) != InterfaceClass::tunnel &&
+        std::find(next.begin(), next.end(), f) == next.end())
+      next.push_back(f);
+  std::sort(next.begin(), next.end());
+  escalated_ = next;  // the rules hold these already (compute()): nothing to apply
+}
+
+void Controller::note_settings() {
+  if (auto now = runtime_settings(); now != settings_said_) {
+    settings_said_ = now;
+    out_.settings_changed(now);
+  }
 }
 
 void Controller::observe(const std::string& why, bool network_event) {
@@ -532,6 +572,10 @@ std::string Controller::ways_around(Family f, const netwatch::Classifier& c) con
 // With the tunnel down, udp policy lets TCP out by its definition: not escalated.
 void Controller::escalate(ProbeOutcome& o) {
   if (!round_escalation_.empty()) o.summary += "; " + std::exchange(round_escalation_, {});
+  // At a round's end, not at every change: wg-quick shows "up, default via eth0" for a moment on
+  // every connect, between its link and its routes, and that must not hold IPv4 for good.
+  latch_default_route_escalation();
+  note_settings();
   std::vector<Family> found;
   if (escalation_allowed() && o.verdict == ProbeVerdict::leak)
     for (const auto& l : o.leaks) {
@@ -661,17 +705,14 @@ Result<void> Controller::recompute(const std::string& what) {
 
 template <typename F>
 Result<void> Controller::change(F mutate, const std::string& what) {
-  auto saved = std::make_tuple(config_, declared_, mode_override_, lan_override_);
+  auto saved = std::make_tuple(config_, declared_, mode_override_, lan_override_, escalated_);
   mutate();
   if (auto r = recompute(what); !r) {
-    std::tie(config_, declared_, mode_override_, lan_override_) = std::move(saved);
+    std::tie(config_, declared_, mode_override_, lan_override_, escalated_) = std::move(saved);
     out_.error("refused (" + what + "): " + r.error().str());
     return r;
   }
-  if (auto now = runtime_settings(); now != settings_said_) {
-    settings_said_ = now;
-    out_.settings_changed(now);
-  }
+  note_settings();
   // A tunnel declared after it came up is up now, not at the network's next change.
   observe(what, false);
   return {};
@@ -703,14 +744,26 @@ void Controller::restore_tunnel(const TunnelDeclaration& t) {
   if (start_config_error_.empty()) desired_ = compute();
 }
 
-void Controller::restore_settings(const RuntimeSettings& s) {
+std::string Controller::restore_settings(const RuntimeSettings& s) {
+  // Never weaker than the file as it is now (it may have been edited while no daemon ran: a
+  // `policy udp` set at run time over a file that now says strict would undo the edit).
+  std::string dropped;
   mode_override_ = s.policy;
+  if (mode_override_ == Mode::udp && config_.policy == Mode::strict) {
+    mode_override_.reset();
+    dropped = "policy udp (the file says strict)";
+  }
   lan_override_ = s.allow_lan;
+  if (lan_override_ == true && !config_.allow_lan) {
+    lan_override_.reset();
+    dropped += (dropped.empty() ? "" : ", ") + std::string("allow_lan on (the file says off)");
+  }
   escalated_ = s.escalated;
   std::sort(escalated_.begin(), escalated_.end());
   escalated_.erase(std::unique(escalated_.begin(), escalated_.end()), escalated_.end());
-  settings_said_ = runtime_settings();
+  settings_said_ = s;  // what the file holds: a dropped part is written away with the next change
   if (start_config_error_.empty()) desired_ = compute();
+  return dropped;
 }
 
 RuntimeSettings Controller::runtime_settings() const { return {mode_override_, lan_override_, escalated_}; }

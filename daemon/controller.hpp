@@ -241,8 +241,10 @@ class Controller final : public Control {
   /// read and checked by the caller): taken as declared, for the first install. Before start().
   void restore_tunnel(const TunnelDeclaration& t);
   /// What was set at run time before this daemon (re)started (kept in the runtime directory, read
-  /// and checked by the caller): in force from the first install. Before start().
-  void restore_settings(const RuntimeSettings& s);
+  /// and checked by the caller): in force from the first install, but never weaker than the file
+  /// (a policy or allow_lan that would undo the file's own is dropped: said in the return value,
+  /// "" if nothing was). Before start().
+  std::string restore_settings(const RuntimeSettings& s);
   /// What is set at run time now (what settings_changed() last handed out).
   RuntimeSettings runtime_settings() const;
   /// Where keeping the declaration or the settings for a restart last failed ("" when it worked):
@@ -347,6 +349,10 @@ class Controller final : public Control {
   /// (probe.on_exposure: escalate); `c`: which interfaces are tunnels.
   std::vector<Family> routing_escalation(const netwatch::Classifier& c) const;
   void release_escalation(const std::vector<Family>& into_tunnel);
+  /// Holds in escalated_ each family whose default route leaves outside an up tunnel (see the .cpp).
+  void latch_default_route_escalation();
+  /// Hands what is set at run time to Notifications::settings_changed() if it changed.
+  void note_settings();
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
   void reschedule();
   /// Re-reads tunnel state and LAN subnets from the network as last published (after it changed,

@@ -216,7 +216,8 @@ void restore_settings(d::Controller& ctl, const d::Log& log, const std::string& 
     what += (what.empty() ? "" : ", ") + fams + " escalated to strict (until a round shows the way out in the tunnel)";
   }
   log.info("kept from before the restart (" + dir + "/" + std::string(d::kSettingsFile) + "): " + what);
-  ctl.restore_settings(s);
+  if (const std::string dropped = ctl.restore_settings(s); !dropped.empty())
+    log.warning("not kept from before the restart, weaker than the configuration file: " + dropped);
 }
 
 // A probe round opens a socket per address, server and way out: on a host with a few hundred
