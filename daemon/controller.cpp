@@ -370,34 +370,36 @@ void Controller::network_changed(const netwatch::NetModel& network, const std::s
   const auto after = routing_escalation(classifier());
   if (after != before && machine_.config_error().empty()) {
     const auto was = desired_.escalated;
-    const bool tunnel_up = tunnel_link(network_, classifier()).up;
-    if (auto r = recompute("the routing changed"); r && desired_.mode == Mode::udp) {
-      // Said for what the rules now hold, not for the routing's view alone: a family latched by
-      // escalated_ stays escalated when its routing reason goes.
-      std::vector<Family> added, dropped;
-      for (Family f : desired_.escalated)
-        if (std::find(was.begin(), was.end(), f) == was.end()) added.push_back(f);
-      for (Family f : was)
-        if (std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) dropped.push_back(f);
-      std::string around, what;
-      bool rules = false;  // a policy rule, not only a default route: some users' traffic really goes around
-      for (Family f : added) {
-        around += (around.empty() ? "" : ", ") + ways_around(f, classifier());
-        rules = rules || !routed_around(f, classifier(), true).empty();
-      }
-      if (!added.empty())
-        what = "escalated " + families_text(added) + " to strict: the routing sends some of this host's traffic around the tunnel (" +
-               around + ")";
-      if (!dropped.empty())
-        what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: " +
-                (tunnel_up ? "the routing sends no traffic around the tunnel any more"
-                           : "no tunnel is up (udp policy lets TCP out while the tunnel is down)");
-      // A default route alone is what wg-quick shows between its link and its routes on every
-      // connect: not an alarm. A rule that sends some users around the tunnel is.
-      if (!what.empty()) (rules ? out_.error(what) : out_.info(what));
-    }
+    if (recompute("the routing changed")) say_escalation(was);
   }
   observe(summary, true);
+}
+
+// Says which families the rules now hold strict, or no longer, for a reason other than a probe's
+// finding (escalate() says those): the routing - a default route, a rule for some users.
+void Controller::say_escalation(const std::vector<Family>& was) {
+  if (desired_.mode != Mode::udp) return;  // strict holds everything: nothing to say per family
+  std::vector<Family> added, dropped;
+  for (Family f : desired_.escalated)
+    if (std::find(was.begin(), was.end(), f) == was.end()) added.push_back(f);
+  for (Family f : was)
+    if (std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) dropped.push_back(f);
+  std::string around, what;
+  bool rules = false;  // a policy rule, not only a default route: some users' traffic really goes around
+  for (Family f : added) {
+    around += (around.empty() ? "" : ", ") + ways_around(f, classifier());
+    rules = rules || !routed_around(f, classifier(), true).empty();
+  }
+  if (!added.empty())
+    what = "escalated " + families_text(added) + " to strict: the routing sends some of this host's traffic around the tunnel (" +
+           around + ")";
+  if (!dropped.empty())
+    what += (what.empty() ? "" : "; ") + families_text(dropped) + " back to the configured policy: " +
+            (tunnel_link(network_, classifier()).up ? "the routing sends no traffic around the tunnel any more"
+                                                    : "no tunnel is up (udp policy lets TCP out while the tunnel is down)");
+  // A default route alone is what wg-quick shows between its link and its routes on every connect:
+  // not an alarm. A rule that sends some users around the tunnel is.
+  if (!what.empty()) (rules ? out_.error(what) : out_.info(what));
 }
 
 // A family escalated because its default route leaves outside a tunnel that is up, still so when a
@@ -706,12 +708,16 @@ Result<void> Controller::recompute(const std::string& what) {
 template <typename F>
 Result<void> Controller::change(F mutate, const std::string& what) {
   auto saved = std::make_tuple(config_, declared_, mode_override_, lan_override_, escalated_);
+  const auto was = desired_.escalated;
   mutate();
   if (auto r = recompute(what); !r) {
     std::tie(config_, declared_, mode_override_, lan_override_, escalated_) = std::move(saved);
     out_.error("refused (" + what + "): " + r.error().str());
     return r;
   }
+  // A declaration, a policy or a reload can bring the routing's reasons in or out (a probe's own
+  // escalations are said by escalate()).
+  if (escalated_ == std::get<4>(saved)) say_escalation(was);
   note_settings();
   // A tunnel declared after it came up is up now, not at the network's next change.
   observe(what, false);

@@ -351,6 +351,8 @@ class Controller final : public Control {
   void release_escalation(const std::vector<Family>& into_tunnel);
   /// Holds in escalated_ each family whose default route leaves outside an up tunnel (see the .cpp).
   void latch_default_route_escalation();
+  /// Says what the rules' escalated families gained or lost against `was` for the routing's reasons.
+  void say_escalation(const std::vector<Family>& was);
   /// Hands what is set at run time to Notifications::settings_changed() if it changed.
   void note_settings();
   /// Starts the scheduled round if it is due, else tells Notifications when it will be.
