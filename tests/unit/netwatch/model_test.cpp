@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <linux/if.h>
 #include <linux/if_arp.h>
+#include <linux/rtnetlink.h>
 
 #include "netwatch/model.hpp"
 
@@ -167,6 +168,30 @@ TEST_CASE("an uplink is known by its default routes as they come and go, among a
   m.apply(Added<Route>{route("0.0.0.0/1", 7)});
   m.apply(Added<Route>{route("128.0.0.0/1", 7)});
   CHECK(m.egress(Family::v4) == IfIndex{7});
+
+  // Defaults of other types beside the unicast one (a blackhole with a better metric, an
+  // unreachable): not a way out, whatever their place in the order; IPv6 the same, /1 pair too.
+  NetModel v6;
+  v6.apply(Added<Link>{link(2, "eth0", "", ARPHRD_ETHER)});
+  v6.apply(Added<Link>{link(6, "tun0", "tun", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+  for (Family f : {Family::v4, Family::v6}) {
+    Route hole = default_route(f, 0, 254, 1);
+    hole.type = RTN_BLACKHOLE;
+    Route unreachable = default_route(f, 0, 254, 2);
+    unreachable.type = RTN_UNREACHABLE;
+    v6.apply(Added<Route>{hole});
+    v6.apply(Added<Route>{unreachable});
+    CHECK(v6.egress(f) == IfIndex{});
+    v6.apply(Added<Route>{default_route(f, 2, 254, 100)});
+    CHECK(v6.egress(f) == IfIndex{2});
+  }
+  v6.apply(Added<Route>{route("::/1", 6)});
+  CHECK(v6.egress(Family::v6) == IfIndex{2});  // one half only: the default route's is reported
+  v6.apply(Added<Route>{route("8000::/2", 6)});  // not a half
+  CHECK(v6.egress(Family::v6) == IfIndex{2});
+  v6.apply(Added<Route>{route("8000::/1", 6)});
+  CHECK(v6.egress(Family::v6) == IfIndex{6});
+  CHECK(v6.egress(Family::v4) == IfIndex{2});
 }
 
 TEST_CASE("egress without rule information uses the main table's best metric") {
