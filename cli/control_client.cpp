@@ -384,7 +384,7 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
       std::string addrs;
       for (const auto& a : l.value("addresses", nlohmann::json::array()))
         if (text(a, "scope") != "link") addrs += (addrs.empty() ? "" : ", ") + text(a, "address") + "/" + text(a, "prefix");
-      out += "  " + text(l, "name") + " (" + text(l, "class") + ", " + (l.value("up", false) ? "up" : "down") + ")" +
+      out += "  " + text(l, "name") + " (" + text(l, "class") + ", " + (!l.value("up", false) ? "down" : l.value("running", true) ? "up" : "up, no carrier") + ")" +
              (addrs.empty() ? "" : ": " + addrs) + "\n";
     }
     if (n.contains("egress") && n["egress"].is_object()) {

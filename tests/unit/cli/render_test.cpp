@@ -62,6 +62,10 @@ TEST_CASE("status for people: state, tunnel, exit address, table ownership, coun
   CHECK(has(out, "owned (the kernel refuses others' changes)"));
   CHECK(has(out, "  eth0 (physical, up): 192.0.2.10/24\n"));
   CHECK(!has(out, "  lo "));
+  // Up without a carrier (a tun no process holds: the tunnel line says down) is not plain "up".
+  auto nc = nlohmann::json::parse(kStatus);
+  nc["network"]["links"][1]["running"] = false;
+  CHECK(has(render_status(nc, Style{}), "  eth0 (physical, up, no carrier): 192.0.2.10/24\n"));
   CHECK(has(out, "traffic leaves via: ipv4 wg0, ipv6 nothing"));
   CHECK(!has(out, "\x1b["));  // plain when not on a terminal
   CHECK(has(render_status(nlohmann::json::parse(kStatus), Style{true}), "\x1b[1;32msecured"));
