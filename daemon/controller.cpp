@@ -613,7 +613,16 @@ bool Controller::escalation_allowed() const {
 // summary says what was done.
 void Controller::escalate_now(const LeakFinding& l) {
   // (Not in a round during which the kill switch was armed or disarmed: it tested other rules.)
-  if (!probing_ || !l.routed || !escalation_allowed() || round_armed_changes_ != armed_changes_) return;
+  if (!probing_ || !l.routed || round_armed_changes_ != armed_changes_) return;
+  // The tunnel is down and udp policy lets a page's TCP out: the round will end `leaking` (up to
+  // its slowest server's timeout later), and `blocking` meanwhile would be a claim against the
+  // evidence already in. Said now; the round's end reports the findings as always.
+  if (machine_.armed() && !machine_.tunnel_up() && machine_.state() == State::blocking) {
+    feed(ProbeDone{ProbeVerdict::leak, "leak: " + l.reflexive + " seen by " + l.server + " through the " + l.interface +
+                                           " (the round goes on)"});
+    return;
+  }
+  if (!escalation_allowed()) return;
   const Family f = l.family == "ipv6" ? Family::v6 : Family::v4;
   if (std::find(escalated_.begin(), escalated_.end(), f) != escalated_.end()) return;
   auto next = escalated_;

@@ -297,6 +297,27 @@ TEST_CASE("on_exposure escalate: a routing rule that sends some users around the
   CHECK(said);
 }
 
+TEST_CASE("the tunnel down in udp policy: a page's TCP getting out makes the state leaking at the first answer, not the round's end") {
+  const LeakFinding tcp4{"routed via eth0", "ipv4", "203.0.113.2:40000", "203.0.113.3:3478/tcp", true, ""};
+  World w;
+  w.c.start(network());  // no tunnel
+  REQUIRE(w.probe.pending);
+  REQUIRE(w.probe.path_out);
+  CHECK(w.c.machine().state() == State::blocking);
+  w.probe.path_out(tcp4);  // the round is still running (a silent server holds it)
+  CHECK(w.c.machine().state() == State::leaking);
+  CHECK(w.out.lines.back().find("state blocking->leaking (probe leak: 203.0.113.2:40000 seen by 203.0.113.3:3478/tcp") == 0);
+  const auto rules = w.fw.calls.size();
+  w.probe.finish(ProbeVerdict::leak, {tcp4});
+  CHECK(w.c.machine().state() == State::leaking);
+  CHECK(w.fw.calls.size() == rules);  // udp policy with the tunnel down: nothing to escalate
+  // The control: a device-bound finding is no page's path, and strict lets nothing out to find.
+  World d;
+  d.c.start(network());
+  d.probe.path_out(LeakFinding{"eth0", "ipv4", "203.0.113.2:40000", "203.0.113.3:3478/tcp", false, ""});
+  CHECK(d.c.machine().state() == State::blocking);
+}
+
 TEST_CASE("on_exposure escalate: a family whose default route is not the tunnel is held strict from the very first rules") {
   // An IPv4-only VPN on a network with IPv6: a page's TURN over TCP/IPv6 reaches its server with the
   // ISP's address whether or not a probe server of that family answers (one that is down, or none
