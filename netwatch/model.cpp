@@ -63,11 +63,14 @@ Route first_route(Family f, std::uint32_t table, const Prefix& dst) {
 
 // The routes a new one can replace, found in O(log n) rather than by a scan (storms of thousands
 // of routes).
+// `replace` (NLM_F_REPLACE): the new route takes the place of the one with the same key whatever
+// its next hop - for IPv6 too, where the kernel then sends no delete for the old one (`ip -6 route
+// replace` with another gateway: one RTM_NEWROUTE, the old route gone from the table).
 template <typename OnErase>
-void erase_same_route(std::set<Route>& routes, const Route& r, OnErase on_erase) {
+void erase_same_route(std::set<Route>& routes, const Route& r, OnErase on_erase, bool replace = false) {
   for (auto it = routes.lower_bound(first_route(r.family, r.table, r.dst));
        it != routes.end() && it->family == r.family && it->table == r.table && it->dst == r.dst;)
-    if (same_route(*it, r)) {
+    if (same_route(*it, r) || (replace && it->tos == r.tos && it->priority == r.priority)) {
       on_erase(*it);
       it = routes.erase(it);
     } else {
@@ -122,7 +125,7 @@ bool NetModel::apply(const Event& e) {
             return true;
           },
           [&](const Added<Route>& x) {
-            erase_same_route(routes_, x.value, [&](const Route& r) { route_erased(r); });
+            erase_same_route(routes_, x.value, [&](const Route& r) { route_erased(r); }, x.replace);
             if (routes_.insert(x.value).second) route_added(x.value);
             return true;
           },

@@ -194,6 +194,24 @@ TEST_CASE("an uplink is known by its default routes as they come and go, among a
   CHECK(v6.egress(Family::v4) == IfIndex{2});
 }
 
+TEST_CASE("an IPv6 route replaced with another next hop takes the old one's place (the kernel sends no delete)") {
+  NetModel m;
+  m.apply(Added<Link>{link(2, "eth0", "", ARPHRD_ETHER)});
+  m.apply(Added<Link>{link(3, "wg0", "wireguard", ARPHRD_NONE, IFF_UP | IFF_RUNNING | IFF_POINTOPOINT)});
+  m.apply(Added<Route>{default_route(Family::v6, 2, 254, 100, "2001:db8:2::1")});
+  // `ip -6 route replace default dev wg0 metric 100`: one RTM_NEWROUTE with NLM_F_REPLACE.
+  m.apply(Added<Route>{default_route(Family::v6, 3, 254, 100), true});
+  CHECK(m.default_routes(Family::v6).size() == 1);
+  CHECK(m.egress(Family::v6) == IfIndex{3});
+  CHECK(m.classify(*m.link("eth0"), Classifier{}) == InterfaceClass::physical);  // hardware, whatever its routes
+  // The control: without the flag (`ip -6 route append`, an equal-cost sibling) both stand.
+  m.apply(Added<Route>{default_route(Family::v6, 2, 254, 100, "2001:db8:2::1")});
+  CHECK(m.default_routes(Family::v6).size() == 2);
+  // Another metric is another route, replace or not.
+  m.apply(Added<Route>{default_route(Family::v6, 2, 254, 200, "2001:db8:2::1"), true});
+  CHECK(m.default_routes(Family::v6).size() == 3);
+}
+
 TEST_CASE("egress without rule information uses the main table's best metric") {
   NetModel m;
   m.apply(Added<Link>{link(2, "eth0", "", ARPHRD_ETHER)});
