@@ -408,17 +408,11 @@ void Controller::say_escalation(const std::vector<Family>& was) {
 // once a round had found the path), and only a round that shows its way out in the tunnel lets it
 // go (release_escalation).
 void Controller::latch_default_route_escalation() {
-  if (config_.probe.on_exposure != config::OnExposure::escalate || !machine_.armed() || desired_.mode != Mode::udp ||
-      desired_.emergency || !machine_.config_error().empty() || !tunnel_link(network_, classifier()).up)
-    return;
-  auto next = escalated_;
+  if (!escalation_allowed()) return;
   for (Family f : {Family::v4, Family::v6})
-    if (const netwatch::Link* l = network_.link(network_.egress(f));
-        l && network_.classify(*l, classifier()) != InterfaceClass::tunnel &&
-        std::find(next.begin(), next.end(), f) == next.end())
-      next.push_back(f);
-  std::sort(next.begin(), next.end());
-  escalated_ = next;  // the rules hold these already (compute()): nothing to apply
+    if (default_around(f, classifier()) && std::find(escalated_.begin(), escalated_.end(), f) == escalated_.end())
+      escalated_.push_back(f);  // the rules hold it already (compute()): nothing to apply
+  std::sort(escalated_.begin(), escalated_.end());
 }
 
 void Controller::note_settings() {
@@ -553,15 +547,20 @@ std::string Controller::routed_around(Family f, const netwatch::Classifier& c, b
   return s;
 }
 
+// Where the family's default route leaves while a tunnel is up, if not into a tunnel; else null.
+const netwatch::Link* Controller::default_around(Family f, const netwatch::Classifier& c) const {
+  if (!tunnel_link(network_, c).up) return nullptr;
+  const netwatch::Link* l = network_.link(network_.egress(f));
+  return l && network_.classify(*l, c) != InterfaceClass::tunnel ? l : nullptr;
+}
+
 // Every way a web page's TCP has around the tunnel that the routing shows while a tunnel is up: the
 // family's own default route when it does not go into the tunnel (an IPv4-only VPN on a network
 // with IPv6: a page's TURN over TCP reaches the server with the ISP address, whether or not a
 // probe server of that family answers), and the rules that send some traffic elsewhere.
 std::string Controller::ways_around(Family f, const netwatch::Classifier& c) const {
   std::string s;
-  if (tunnel_link(network_, c).up)
-    if (const netwatch::Link* l = network_.link(network_.egress(f)); l && network_.classify(*l, c) != InterfaceClass::tunnel)
-      s = "the default route via " + printable_ifname(l->name);
+  if (const netwatch::Link* l = default_around(f, c)) s = "the default route via " + printable_ifname(l->name);
   const std::string rules = routed_around(f, c, true);
   return s + (s.empty() || rules.empty() ? "" : ", ") + rules;
 }
@@ -782,6 +781,15 @@ std::string Controller::restore_settings(const RuntimeSettings& s) {
 }
 
 RuntimeSettings Controller::runtime_settings() const { return {mode_override_, lan_override_, escalated_}; }
+
+std::string RuntimeSettings::str() const {
+  std::string s;
+  if (policy) s = "policy " + std::string(to_string(*policy)) + " (set at run time)";
+  if (allow_lan) s += (s.empty() ? "" : ", ") + std::string("allow_lan ") + (*allow_lan ? "on" : "off") + " (set at run time)";
+  if (!escalated.empty())
+    s += (s.empty() ? "" : ", ") + families_text(escalated) + " escalated to strict (until a round shows the way out in the tunnel)";
+  return s.empty() ? "nothing" : s;
+}
 
 Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::string& by, Claim claim) {
   if (auto u = usable(); !u) return u;

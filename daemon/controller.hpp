@@ -62,6 +62,8 @@ struct RuntimeSettings {
   std::optional<bool> allow_lan;
   std::vector<Family> escalated;  ///< sorted, each once
   bool operator==(const RuntimeSettings&) const = default;
+  /// "policy strict (set at run time), IPv6 escalated to strict (...)", for the log.
+  std::string str() const;
 };
 
 /// What stands between the machine and the network while armed.
@@ -345,6 +347,8 @@ class Controller final : public Control {
   /// Every way around the tunnel the routing gives a web page's TCP in family `f` while a tunnel is
   /// up: the default route, if not into the tunnel, and routed_around(pages_only); "" if none.
   std::string ways_around(Family f, const netwatch::Classifier& c) const;
+  /// The link the family's default route leaves by while a tunnel is up, if it is not a tunnel.
+  const netwatch::Link* default_around(Family f, const netwatch::Classifier& c) const;
   /// The families the routing sends partly around the tunnel, to be held as strict
   /// (probe.on_exposure: escalate); `c`: which interfaces are tunnels.
   std::vector<Family> routing_escalation(const netwatch::Classifier& c) const;

@@ -6,7 +6,6 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -170,7 +169,7 @@ std::string settings_text(const RuntimeSettings& s, std::string_view boot_id) {
   j["policy"] = s.policy ? nlohmann::json(to_string(*s.policy)) : nlohmann::json(nullptr);
   j["allow_lan"] = s.allow_lan ? nlohmann::json(*s.allow_lan) : nlohmann::json(nullptr);
   j["escalated"] = nlohmann::json::array();
-  for (Family f : s.escalated) j["escalated"].push_back(f == Family::v4 ? "ipv4" : "ipv6");
+  for (Family f : s.escalated) j["escalated"].push_back(to_string(f));
   return json_text(j, 2) + "\n";
 }
 
@@ -195,9 +194,7 @@ Result<RuntimeSettings> parse_settings(std::string_view text, std::string_view b
     if (f != "ipv4" && f != "ipv6") return fail("read settings", "'escalated' holds something else than ipv4 and ipv6");
     s.escalated.push_back(f == "ipv4" ? Family::v4 : Family::v6);
   }
-  std::sort(s.escalated.begin(), s.escalated.end());
-  s.escalated.erase(std::unique(s.escalated.begin(), s.escalated.end()), s.escalated.end());
-  return s;
+  return s;  // (the Controller keeps its list sorted, each once: restore_settings)
 }
 
 Result<std::optional<RuntimeSettings>> load_settings(const std::string& dir, std::string_view boot_id) {

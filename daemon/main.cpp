@@ -206,17 +206,8 @@ void restore_settings(d::Controller& ctl, const d::Log& log, const std::string& 
     return;
   }
   if (!*kept) return;
-  const d::RuntimeSettings& s = **kept;
-  std::string what;
-  if (s.policy) what = "policy " + std::string(lg::to_string(*s.policy)) + " (set at run time)";
-  if (s.allow_lan) what += (what.empty() ? "" : ", ") + std::string("allow_lan ") + (*s.allow_lan ? "on" : "off") + " (set at run time)";
-  if (!s.escalated.empty()) {
-    std::string fams;
-    for (auto f : s.escalated) fams += (fams.empty() ? "" : " and ") + std::string(f == lg::Family::v4 ? "IPv4" : "IPv6");
-    what += (what.empty() ? "" : ", ") + fams + " escalated to strict (until a round shows the way out in the tunnel)";
-  }
-  log.info("kept from before the restart (" + dir + "/" + std::string(d::kSettingsFile) + "): " + what);
-  if (const std::string dropped = ctl.restore_settings(s); !dropped.empty())
+  log.info("kept from before the restart (" + dir + "/" + std::string(d::kSettingsFile) + "): " + (*kept)->str());
+  if (const std::string dropped = ctl.restore_settings(**kept); !dropped.empty())
     log.warning("not kept from before the restart, weaker than the configuration file: " + dropped);
 }
 

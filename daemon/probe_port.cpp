@@ -15,16 +15,6 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   // exposed-host is no leak through the firewall: the state stays secured, the report says why.
   // Without a leak, only an answer through the tunnel (its exit) is evidence: silence is not.
   const bool tunnel_answered = !r.exits4.empty() || !r.exits6.empty();
-  o.verdict = r.verdict == probes::Verdict::leak ? ProbeVerdict::leak
-              : tunnel_answered                  ? ProbeVerdict::ok
-                                                 : ProbeVerdict::unverified;
-  o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified" : std::string(probes::to_string(r.verdict));
-  o.summary = r.summary();
-  if (o.verdict == ProbeVerdict::unverified) {
-    // "ok; 2 probes (2 failed) in 3 ms": the probe's own "ok" (no leak) would read as a claim.
-    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
-    o.summary = "the tunnel did not answer (no VPN exit seen); " + o.summary;
-  }
   // Probes this machine could not even make (out of file descriptors, buffers or memory) tested
   // nothing: the paths they stood for are unknown, and a round without a leak is not evidence.
   std::size_t starved = 0;
@@ -35,12 +25,18 @@ ProbeOutcome to_outcome(const probes::Report& r) {
       ++starved;
       if (starved_why.empty()) starved_why = l->message.empty() ? std::to_string(l->error) : l->message;
     }
-  if (starved && o.verdict == ProbeVerdict::ok) {
-    o.verdict = ProbeVerdict::unverified;
-    o.verdict_text = "unverified";
+  o.verdict = r.verdict == probes::Verdict::leak ? ProbeVerdict::leak
+              : tunnel_answered && starved == 0  ? ProbeVerdict::ok
+                                                 : ProbeVerdict::unverified;
+  o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified" : std::string(probes::to_string(r.verdict));
+  o.summary = r.summary();
+  if (o.verdict == ProbeVerdict::unverified) {
+    // "ok; 2 probes (2 failed) in 3 ms": the probe's own "ok" (no leak) would read as a claim.
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
-    o.summary = std::to_string(starved) + (starved == 1 ? " probe" : " probes") + " could not be made (" + starved_why +
-                "): the paths they stood for are not known; " + o.summary;
+    o.summary = (!tunnel_answered ? "the tunnel did not answer (no VPN exit seen); "
+                                  : std::to_string(starved) + (starved == 1 ? " probe" : " probes") + " could not be made (" +
+                                        starved_why + "): the paths they stood for are not known; ") +
+                o.summary;
   }
   // `routed` for the daemon: a page's own socket (routed, or bound by address as browsers bind).
   for (const auto& l : r.leaks)

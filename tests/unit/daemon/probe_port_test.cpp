@@ -37,25 +37,20 @@ TEST_CASE("a round whose probes could not be made (out of file descriptors) is u
     return p;
   };
   const probes::Reflexive exit{{*IpAddress::parse("203.0.113.66"), 50000}, false, probes::milliseconds{3}, 1};
-  // The control: the tunnel answered, eth0's probe was refused by the firewall - ok.
-  const auto fine = daemon::to_outcome(probes::make_report(
-      itfs, {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit), probe("eth0", InterfaceClass::physical, "192.0.2.10", probes::Blocked{EPERM})},
-      probes::milliseconds{5}));
-  CHECK(fine.verdict == daemon::ProbeVerdict::ok);
+  // A round whose tunnel answered, with eth0's probe ending as `eth0`.
+  auto round = [&](probes::Outcome eth0) {
+    return daemon::to_outcome(probes::make_report(
+        itfs, {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit), probe("eth0", InterfaceClass::physical, "192.0.2.10", eth0)},
+        probes::milliseconds{5}));
+  };
+  // The control: eth0's probe was refused by the firewall - ok.
+  CHECK(round(probes::Blocked{EPERM}).verdict == daemon::ProbeVerdict::ok);
   // eth0's probe never existed: nothing is known of that path.
-  const auto starved = daemon::to_outcome(probes::make_report(
-      itfs,
-      {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit),
-       probe("eth0", InterfaceClass::physical, "192.0.2.10", probes::LocalFailure{"open socket", EMFILE, "Too many open files"})},
-      probes::milliseconds{5}));
+  const auto starved = round(probes::LocalFailure{"open socket", EMFILE, "Too many open files"});
   CHECK(starved.verdict == daemon::ProbeVerdict::unverified);
   CHECK(starved.summary.rfind("1 probe could not be made (Too many open files)", 0) == 0);
   CHECK(nlohmann::json::parse(starved.json)["verdict"] == "unverified");
-  // Another local failure (a name that does not resolve) is the server's list's problem, not a blind spot.
-  const auto other = daemon::to_outcome(probes::make_report(
-      itfs,
-      {probe("wg0", InterfaceClass::tunnel, "100.64.0.2", exit),
-       probe("eth0", InterfaceClass::physical, "192.0.2.10", probes::LocalFailure{"bind to device", ENODEV, "No such device"})},
-      probes::milliseconds{5}));
+  // Another local failure (a device gone) is not a blind spot of this machine's making.
+  const auto other = round(probes::LocalFailure{"bind to device", ENODEV, "No such device"});
   CHECK(other.verdict == daemon::ProbeVerdict::ok);
 }
