@@ -37,6 +37,11 @@ std::string app_of(const Sender& s, const LoggedPacket& p) {
   return p.rule.ends_with("-fwd") ? "forwarded" : "kernel";
 }
 
+bool sent_by_self(const LoggedPacket& p, const Sender& s, std::uint32_t own_uid, std::int32_t own_pid) {
+  if (s.pid && *s.pid == own_pid) return true;
+  return own_uid != 0 && p.uid == own_uid;
+}
+
 namespace {
 std::string iso(SystemTime t) {
   const std::time_t tt = std::chrono::system_clock::to_time_t(t);

@@ -39,6 +39,14 @@ struct Sender {
 /// rules) or "kernel" (sent by the kernel itself, e.g. a TCP reset or an ICMP error).
 std::string app_of(const Sender& s, const LoggedPacket& p);
 
+/// Whether the daemon itself sent `p` (process `own_pid`, running as `own_uid`): the socket's
+/// holder, as found, is that process; or the socket's owner is the daemon's uid and that uid is
+/// not root's (the unit's dedicated user `leakguard`, which nothing else runs as). Besides its
+/// probes (known by their ports before any lookup), the daemon sends the lookups of its probe
+/// servers' names through the system's resolver, refused outside the tunnel like any other DNS.
+/// Pass an empty `s` to decide before a lookup.
+bool sent_by_self(const LoggedPacket& p, const Sender& s, std::uint32_t own_uid, std::int32_t own_pid);
+
 /// The innermost systemd unit a cgroup path names (the last component ending in .scope or
 /// .service: "app-org.chromium.Chromium-1234.scope", "docker-<id>.scope"); "" if none. Bytes that
 /// are not printable ASCII come out as \xNN.

@@ -46,7 +46,7 @@ int configure(int fd, std::uint16_t group, std::uint8_t family, const std::funct
 }  // namespace
 
 BlockedPort::BlockedPort(boost::asio::io_context& io, Callback on_packet, CgroupsOf cgroups_of)
-    : on_packet_(std::move(on_packet)), cgroups_of_(std::move(cgroups_of)), socket_(io), buffer_(1 << 16), retry_(io), own_uid_(::geteuid()) {}
+    : on_packet_(std::move(on_packet)), cgroups_of_(std::move(cgroups_of)), socket_(io), buffer_(1 << 16), retry_(io), own_uid_(::geteuid()), own_pid_(::getpid()) {}
 
 BlockedPort::~BlockedPort() { (void)listen(std::nullopt); }
 
@@ -131,7 +131,7 @@ void BlockedPort::receive() {
     auto batch = attribution::parse_nflog(std::span(buffer_.data(), static_cast<std::size_t>(n)));
     rejected_ += batch.rejected.size();
     for (const auto& p : batch.packets) {
-      if (own_probe(p)) {
+      if (own_probe(p) || attribution::sent_by_self(p, {}, own_uid_, own_pid_)) {
         attribution::Sender s;
         s.uid = p.uid;
         on_packet_(p, s, true);
@@ -150,7 +150,7 @@ void BlockedPort::receive() {
         retry_parked();
         continue;
       }
-      on_packet_(p, s, false);
+      on_packet_(p, s, attribution::sent_by_self(p, s, own_uid_, own_pid_));
     }
   }
 }
@@ -167,7 +167,7 @@ void BlockedPort::retry_parked() {
       cache_.erase(key);
       attribution::Sender s = sender_of(packets.front());
       s.ask_again = false;  // what it is now, told
-      for (const auto& p : packets) on_packet_(p, s, false);
+      for (const auto& p : packets) on_packet_(p, s, attribution::sent_by_self(p, s, own_uid_, own_pid_));
     }
   });
 }

@@ -35,9 +35,11 @@ inline constexpr std::size_t kParkedPerSender = 256;
 
 class BlockedPort {
  public:
-  /// `own_probe`: sent by one of this daemon's probe sockets (not looked up: they are closed as
-  /// soon as a send is refused, and must not use up the lookups meant for applications).
-  using Callback = std::function<void(const attribution::LoggedPacket&, const attribution::Sender&, bool own_probe)>;
+  /// `own`: sent by this daemon itself: one of its probe sockets (not looked up: they are closed
+  /// as soon as a send is refused, and must not use up the lookups meant for applications), or
+  /// the lookup of a probe server's name through the system's resolver
+  /// (attribution::sent_by_self).
+  using Callback = std::function<void(const attribution::LoggedPacket&, const attribution::Sender&, bool own)>;
   /// The cgroups the firewall remembered for a packet's flow (its sender sets): asked when the
   /// socket is gone by the time of the lookup.
   using CgroupsOf = std::function<std::vector<std::uint64_t>(const attribution::LoggedPacket&)>;
@@ -74,7 +76,8 @@ class BlockedPort {
   std::chrono::steady_clock::time_point budget_start_{};
   int budget_used_ = 0;
   std::uint64_t rejected_ = 0, lost_ = 0;
-  const uid_t own_uid_;  // whose sockets the daemon's own probes are
+  const uid_t own_uid_;   // whose sockets the daemon's own probes are
+  const pid_t own_pid_;
   /// A packet of the daemon's own probe (by its socket's owner and a port a probe had just now).
   bool own_probe(const attribution::LoggedPacket& p) const;
 };

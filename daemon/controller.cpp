@@ -818,11 +818,13 @@ Result<void> Controller::set_tunnel(const TunnelDeclaration& t, const std::strin
   return applied(machine_, last_rules_error_);
 }
 
-void Controller::blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe) {
-  if (own_probe) {
+void Controller::blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own) {
+  if (own) {
     s.process = std::string(kOwnProbeApp);
     s.gone = false;
-    s.note = "the daemon's own probe, sent outside the tunnel to check the block";
+    s.note = p.destination_port == 53 || p.destination_port == 853
+                 ? "the daemon's own lookup of a probe server's name (DNS outside the tunnel is blocked)"
+                 : "the daemon's own probe, sent outside the tunnel to check the block";
   } else if (s.gone && p.protocol == kTcp && s.cgroup.empty()) {
     // A connection attempt refused with a reset: the reset closes the socket at once (and its
     // cgroup was not remembered: attribution off in the rules, or a socket in the root cgroup).

@@ -295,10 +295,10 @@ class Controller final : public Control {
   void peers_seen(const std::string& interface, const std::vector<Endpoint>& endpoints);
   /// A packet our rules blocked on its way out (logged by the kernel) and its sender, as the
   /// daemon found it: counted per application and destination for status (bounded).
-  /// `own_probe`: the packet came from one of the daemon's own probe sockets (their ports are
-  /// known: probes/own_ports.hpp; they are closed as soon as a send is refused, before any
-  /// lookup), named "leakguardd (probe)".
-  void blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own_probe = false);
+  /// `own`: the daemon sent it itself - one of its probe sockets (their ports are known:
+  /// probes/own_ports.hpp; they are closed as soon as a send is refused, before any lookup), or
+  /// the lookup of a probe server's name - named "leakguardd (probe)", which no desktop is told of.
+  void blocked(const attribution::LoggedPacket& p, attribution::Sender s, attribution::SystemTime now, bool own = false);
   /// For the Blocked signal: what was blocked since the last call (attribution::BlockedFlows).
   /// The daemon's own probes are left out (they are counted in status, not signalled).
   std::vector<attribution::BlockedFlows::Change> blocked_changes(std::size_t max) {

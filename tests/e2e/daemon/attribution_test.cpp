@@ -210,3 +210,52 @@ TEST_CASE("blocked UDP and TCP from five senders are named by process, uid and u
   CHECK_FALSE(pub["blocked"].contains("flows"));
   CHECK_FALSE(pub["blocked"].contains("apps"));
 }
+
+TEST_CASE("the daemon's own lookup of a probe server's name is named as its probe - another root process's DNS by its own name") {
+  // Under the unit the daemon lives alone in its cgroup (leakguard.service): here it gets a scope
+  // of its own too, and a resolv.conf (in a mount namespace of its own) whose server is the lab's
+  // STUN host, routed outside the tunnel, where strict refuses DNS. Before, its lookups were
+  // listed as "leakguardd -> 203.0.113.3:53/udp" and told to every desktop as an application
+  // blocked outside the VPN, once a minute while the VPN was down.
+  const std::string mount = leakguard::attribution::cgroup2_mount();
+  REQUIRE_MESSAGE(!mount.empty(), "no cgroup2 mount in /proc/self/mountinfo");
+  Scratch scratch(mount);
+  const std::string daemon_scope = scratch.cgroups + "/lgt-daemon.scope", resolv = scratch.bin + "/resolv.conf";
+  std::filesystem::create_directories(daemon_scope);
+  std::ofstream(resolv) << "nameserver 203.0.113.3\noptions attempts:1 timeout:1\n";
+  RigOptions o{.lab = {.split_stun = true}, .policy = "strict"};
+  o.servers = R"(["stun.lgt.test:3478", "203.0.113.3:3478"])";
+  o.wrapper = {"unshare", "--mount", "sh", "-c",
+               "mount --bind \"$1\" /etc/resolv.conf && echo $$ > \"$2/cgroup.procs\" && shift 2 && exec \"$@\"", "sh", resolv,
+               daemon_scope};
+  Rig rig(o);
+  rig.start();
+  REQUIRE_MESSAGE(rig.wait_state("secured"), rig.output());
+  REQUIRE(rig.ctl({"probe"}).status == 0);  // a round: its lookup of the name, refused
+
+  // The control: another root process's DNS to the same server, from a scope of its own.
+  const std::string link = scratch.bin + "/lgt-snd-dns", scope = scratch.cgroups + "/lgt-snd-dns.scope";
+  std::filesystem::create_symlink(BLOCKED_SENDER, link);
+  std::filesystem::create_directories(scope);
+  {
+    lab::Process dns(rig.net.ns("host"),
+                     {"sh", "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", scope, link, "udp", "203.0.113.3", "53", "20", "30"},
+                     rig.dir + "/dns.log");
+    REQUIRE(eventually([&] { return !dns.running(); }, 15s));
+  }
+  nlohmann::json st;
+  auto to_dns = [&](const std::string& app) {
+    for (const auto& f : st["blocked"]["flows"])
+      if (f["destination"] == "203.0.113.3:53/udp" && f["app"] == app) return f;
+    return nlohmann::json();
+  };
+  const bool both = eventually([&] {
+    st = rig.status();
+    return !to_dns("leakguardd (probe)").is_null() && !to_dns("lgt-snd-dns").is_null();
+  }, 10s);
+  INFO(st["blocked"].dump(2));
+  REQUIRE(both);
+  CHECK(to_dns("leakguardd (probe)")["note"].get<std::string>().find("lookup of a probe server's name") != std::string::npos);
+  CHECK(to_dns("leakguardd").is_null());
+  CHECK(to_dns("lgt-snd-dns")["uid"] == 0);
+}

@@ -327,6 +327,29 @@ TEST_CASE("blocked flows: per application and destination, counted, bounded, mos
   CHECK(app_of(Sender{}, fwd) == "kernel");
 }
 
+TEST_CASE("the daemon's own lookups are its own: the socket's holder is the daemon, or its owner the daemon's dedicated uid") {
+  // The lookup of a probe server's name goes through the system's resolver from a port no probe
+  // had: before, it was listed first in `leakguardctl blocked` as "leakguardd ... -> :53/udp"
+  // and told to every desktop as an application blocked outside the VPN.
+  LoggedPacket dns;
+  dns.rule = "udp-out";
+  dns.protocol = 17;
+  dns.destination_port = 53;
+  dns.uid = 108;
+  Sender s;
+  CHECK(sent_by_self(dns, s, 108, 4242));        // the unit's dedicated user: nothing else runs as it
+  CHECK_FALSE(sent_by_self(dns, s, 107, 4242));  // another user's socket
+  dns.uid = 0;
+  CHECK_FALSE(sent_by_self(dns, s, 0, 4242));  // root is everyone's: only the process says
+  s.pid = 4242;
+  CHECK(sent_by_self(dns, s, 0, 4242));
+  s.pid = 4243;
+  CHECK_FALSE(sent_by_self(dns, s, 0, 4242));
+  LoggedPacket fwd;  // forwarded: no socket, no holder
+  fwd.rule = "udp-fwd";
+  CHECK_FALSE(sent_by_self(fwd, Sender{}, 108, 4242));
+}
+
 TEST_CASE("the daemon's own probe: its socket's uid, or TCP without a socket in the output chain (the end of its connection)") {
   LoggedPacket p;
   p.protocol = 6;
