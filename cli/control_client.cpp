@@ -237,8 +237,10 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
         else if (x && x->value("exposure", false)) out += "  " + st.warn("<- exposure (any local process, not a web page; strict closes it)");
       } else {
         out += result_detail(res);
-        // A hop probe answered from beyond this machine (probes/hops.hpp).
-        if (res.value("leak", false)) out += "  " + st.bad("<- LEAK");
+        // A hop probe answered from beyond this machine (probes/hops.hpp), or a request the block
+        // should have refused left the device.
+        if (res.value("unrefused", false)) out += "  " + st.bad("<- LEAK: sent, not refused by the block");
+        else if (res.value("leak", false)) out += "  " + st.bad("<- LEAK");
       }
       out += "\n";
     }
@@ -425,6 +427,10 @@ std::string render_signal(const std::string& name, const std::vector<std::string
       return st.bad("LEAK") + " via " + via + ": router " + rest.substr(0, sp) + " answered a datagram sent" +
              (sp == std::string::npos ? std::string() : rest.substr(sp)) + " outside the tunnel";
     }
+    // A request the block should have refused left the device ("sent toward X, not refused ...").
+    if (arg(2).empty() && arg(3).starts_with("sent toward "))
+      return st.bad("LEAK") + " via " + via + ": a request " + arg(3).substr(0, arg(3).find(',')) +
+             " left outside the tunnel: the block did not refuse it";
     return st.bad("LEAK") + " via " + via + ": " + st.bad(arg(2)) + " seen by " + arg(3);
   }
   if (name == "ProbeCompleted") return "probe: " + (arg(0) == "ok" ? st.good(arg(0)) : st.bad(arg(0)));

@@ -141,6 +141,9 @@ struct LeakFinding {
   /// Found by a socket that follows the routes, as a web page's does (not one bound to a device).
   bool routed = false;
   std::string hop;
+  /// A request of a probe bound to `interface` left although the block refuses it (no server
+  /// need answer: the kernel took it where the rules should have refused it).
+  bool unrefused = false;
 };
 
 /// A finished probe round, as the daemon needs it (the probes library has the full report).

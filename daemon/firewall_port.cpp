@@ -51,6 +51,11 @@ Result<void> NftFirewallPort::ensure_open() {
   return {};
 }
 
+std::optional<firewall::Policy> NftFirewallPort::in_force() const {
+  if (!applied_) return std::nullopt;
+  return to_policy(*applied_, network_);
+}
+
 Result<void> NftFirewallPort::apply(const Desired& d) {
   if (auto r = ensure_open(); !r) {
     last_error_ = r.error().str();

@@ -53,6 +53,10 @@ class NftFirewallPort final : public FirewallPort {
   std::vector<std::uint64_t> sender_cgroups(const IpAddress& destination, std::uint8_t protocol, std::uint16_t source_port,
                                             std::uint16_t destination_port);
 
+  /// The policy of the table this port installed and keeps (none: no table of ours, or one kept
+  /// from before the start whose rules this run does not know).
+  std::optional<firewall::Policy> in_force() const;
+
   /// The ruleset `cfg` would install, in nft syntax, without installing anything.
   static Result<std::string> dry_run(const config::Config& cfg, const NetworkSets& network);
 

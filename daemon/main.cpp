@@ -83,6 +83,14 @@ class Outputs final : public d::Notifications {
       if (bus_) bus_->leak_detected(l.interface, l.family, "", "hop " + l.hop + " toward " + l.server);
       return;
     }
+    if (l.unrefused) {
+      // The kernel sent a probe's request out of a non-tunnel device where the rules refuse it.
+      log_.error("LEAK: " + l.interface + " " + l.family + ": a request toward " + l.server +
+                     " left outside the tunnel although the block refuses it: the block does not hold",
+                 {{"LEAKGUARD_LEAK_INTERFACE", l.interface}});
+      if (bus_) bus_->leak_detected(l.interface, l.family, "", "sent toward " + l.server + ", not refused by the block");
+      return;
+    }
     log_.error("LEAK: " + l.interface + " " + l.family + " reflexive address " + l.reflexive + " from " + l.server,
                {{"LEAKGUARD_LEAK_INTERFACE", l.interface}, {"LEAKGUARD_LEAK_ADDRESS", l.reflexive}});
     if (bus_) bus_->leak_detected(l.interface, l.family, l.reflexive, l.server);
@@ -285,7 +293,7 @@ int run_daemon(const std::string& config_path, bool explicit_path, bool verbose,
       [&](const std::string& ifname) { return controller && controller->is_tunnel(ifname); },
       [&] { return controller->config().probe; },
       [&] { return controller->desired().emergency || controller->desired().mode == lg::Mode::strict; },
-      [&] { return controller->desired().endpoints; });
+      [&] { return controller->desired().endpoints; }, [&] { return fw.in_force(); });
 
   // What our blocking rules log, and who sent it (attribution.*): listened to as the rules in
   // place say, and again after every reload (the group may change or go).

@@ -10,7 +10,23 @@
 
 namespace leakguard::daemon {
 
-ProbeOutcome to_outcome(const probes::Report& r) {
+namespace {
+
+/// Device-bound probes out of non-tunnel interfaces whose request the kernel sent although
+/// `rules` refuse it (an answer with an address is a leak of the report's already).
+std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const firewall::Policy& rules) {
+  std::vector<const probes::ProbeResult*> out;
+  for (const auto& p : r.probes)
+    if (p.sent && !p.routed && !p.address_bound && p.cls != InterfaceClass::tunnel && p.cls != InterfaceClass::loopback &&
+        p.server_address && !std::holds_alternative<probes::Reflexive>(p.outcome) &&
+        firewall::refuses_outside_tunnel(rules, p.transport, p.server_address->address, p.server_address->port))
+      out.push_back(&p);
+  return out;
+}
+
+}  // namespace
+
+ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) {
   ProbeOutcome o;
   // exposed-host is no leak through the firewall: the state stays secured, the report says why.
   // Without a leak, only an answer through the tunnel (its exit) is evidence: silence is not.
@@ -25,11 +41,21 @@ ProbeOutcome to_outcome(const probes::Report& r) {
       ++starved;
       if (starved_why.empty()) starved_why = l->message.empty() ? std::to_string(l->error) : l->message;
     }
-  o.verdict = r.verdict == probes::Verdict::leak ? ProbeVerdict::leak
-              : tunnel_answered && starved == 0  ? ProbeVerdict::ok
-                                                 : ProbeVerdict::unverified;
-  o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified" : std::string(probes::to_string(r.verdict));
+  const auto holes = rules ? unrefused(r, *rules) : std::vector<const probes::ProbeResult*>{};
+  o.verdict = r.verdict == probes::Verdict::leak || !holes.empty() ? ProbeVerdict::leak
+              : tunnel_answered && starved == 0                   ? ProbeVerdict::ok
+                                                                  : ProbeVerdict::unverified;
+  o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified"
+                   : o.verdict == ProbeVerdict::leak     ? "leak"
+                                                         : std::string(probes::to_string(r.verdict));
   o.summary = r.summary();
+  if (!holes.empty()) {
+    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
+    const auto& h = *holes.front();
+    o.summary = std::to_string(holes.size()) + (holes.size() == 1 ? " request" : " requests") +
+                " left outside the tunnel although the block refuses them (first: " + printable_ifname(h.interface) + " " +
+                std::string(to_string(h.family)) + " toward " + h.server + "): the block does not hold; " + o.summary;
+  }
   if (o.verdict == ProbeVerdict::unverified) {
     // "ok; 2 probes (2 failed) in 3 ms": the probe's own "ok" (no leak) would read as a claim.
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
@@ -38,6 +64,8 @@ ProbeOutcome to_outcome(const probes::Report& r) {
                                         starved_why + "): the paths they stood for are not known; ") +
                 o.summary;
   }
+  for (const auto* h : holes)
+    o.leaks.push_back({printable_ifname(h->interface), std::string(to_string(h->family)), "", h->server, false, "", true});
   // `routed` for the daemon: a page's own socket (routed, or bound by address as browsers bind).
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.address_bound ? l.interface + " by address" : l.interface,
@@ -61,6 +89,16 @@ ProbeOutcome to_outcome(const probes::Report& r) {
   // verdict; the prober's own ("ok": nothing leaked, answered or not) beside it where it differs.
   auto j = probes::to_json(r);
   head_report(j, o.verdict_text);
+  // Each such request marked where people read the round (leakguardctl probe).
+  for (const auto* h : holes)
+    for (auto& g : j["interfaces"])
+      if (g["name"] == h->interface)
+        for (auto& res : g["results"])
+          if (res["server"] == h->server && res["family"] == std::string(to_string(h->family)) && res.value("sent", false)) {
+            res["leak"] = true;
+            res["unrefused"] = true;
+            g["verdict"] = "leak";
+          }
   o.json = json_text(j);
   return o;
 }
@@ -77,12 +115,14 @@ std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p) {
 
 StunProbePort::StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
                              std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
-                             std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints)
+                             std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints,
+                             std::function<std::optional<firewall::Policy>()> rules)
     : model_(std::move(model)),
       is_tunnel_(std::move(is_tunnel)),
       settings_(std::move(settings)),
       strict_(std::move(strict)),
       endpoints_(std::move(endpoints)),
+      rules_(std::move(rules)),
       prober_(std::make_unique<probes::Prober>(io)) {}
 
 StunProbePort::~StunProbePort() = default;
@@ -105,7 +145,12 @@ void StunProbePort::start(std::function<void(ProbeOutcome)> done, std::function<
     if (const auto* l = m.link(ifname)) return m.classify(*l, netwatch::Classifier{});
     return std::nullopt;
   };
-  prober_->start(std::move(plan), [done = std::move(done)](probes::Report r) { done(to_outcome(r)); });
+  // The rules the round's requests met: those in force at its start, if still so at its end.
+  auto before = rules_ ? rules_() : std::nullopt;
+  prober_->start(std::move(plan), [this, before = std::move(before), done = std::move(done)](probes::Report r) {
+    const auto after = rules_ ? rules_() : std::nullopt;
+    done(to_outcome(r, before && after && *before == *after ? &*after : nullptr));
+  });
 }
 
 }  // namespace leakguard::daemon

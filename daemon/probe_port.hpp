@@ -9,6 +9,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "firewall/policy.hpp"
 #include "daemon/controller.hpp"
 #include "netwatch/model.hpp"
 
@@ -21,7 +22,11 @@ struct ProbeResult;
 namespace leakguard::daemon {
 
 /// A finished probe report as the Controller needs it: verdict, one-line summary, each leak.
-ProbeOutcome to_outcome(const probes::Report& r);
+/// `rules`: the block that was in force for the whole round (null: none, or it changed during
+/// the round). A request that left a non-tunnel device although those rules refuse it
+/// (firewall::refuses_outside_tunnel) is a leak even if no server answered: the kernel took it
+/// where the rules should have answered EPERM (the block does not hold), found as `unrefused`.
+ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules = nullptr);
 
 /// A probe that shows by itself a web page's path out: a routed or address-bound probe whose answer
 /// came in through a non-tunnel interface (loopback excepted: a server on this machine). The report
@@ -34,9 +39,12 @@ class StunProbePort final : public ProbePort {
   /// `strict`: whether the block in force refuses every packet outside the tunnel (then a TCP
   /// answer to a device-bound socket is a leak, not an exposure: probes::ReportOptions::strict).
   /// `endpoints`: the VPN endpoints in force (configured and declared), the hop probes' targets.
+  /// `rules`: the firewall's policy in the kernel now (none: no table of ours), asked at a
+  /// round's start and end (see to_outcome).
   StunProbePort(boost::asio::io_context& io, std::function<netwatch::NetModel()> model,
                 std::function<bool(const std::string&)> is_tunnel, std::function<config::Probe()> settings,
-                std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints);
+                std::function<bool()> strict, std::function<std::vector<Endpoint>()> endpoints,
+                std::function<std::optional<firewall::Policy>()> rules = {});
   ~StunProbePort() override;
   void start(std::function<void(ProbeOutcome)> done, std::function<void(const LeakFinding&)> path_out) override;
 
@@ -46,6 +54,7 @@ class StunProbePort final : public ProbePort {
   std::function<config::Probe()> settings_;
   std::function<bool()> strict_;
   std::function<std::vector<Endpoint>()> endpoints_;
+  std::function<std::optional<firewall::Policy>()> rules_;
   std::unique_ptr<probes::Prober> prober_;
 };
 

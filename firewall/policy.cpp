@@ -1,5 +1,6 @@
 #include "firewall/policy.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace leakguard::firewall {
@@ -138,5 +139,35 @@ Policy rules_of(const Policy& p) {
 }
 
 bool same_rules(const Policy& a, const Policy& b) { return rules_of(a) == rules_of(b); }
+
+std::vector<Prefix> link_scope_ranges(Family f) {
+  std::vector<const char*> r;
+  if (f == Family::v4)
+    r = {"169.254.0.0/16",       // link-local (RFC 3927)
+         "224.0.0.0/24",         // Local Network Control Block (RFC 5771 §4)
+         "239.255.255.250/32",   // SSDP (UPnP discovery; sent with TTL 2)
+         "255.255.255.255/32"};  // limited broadcast (RFC 919)
+  else
+    r = {"fe80::/10",   // link-local (RFC 4291 §2.5.6)
+         "ff02::/16"};  // link-local scope multicast (RFC 4291 §2.7)
+  std::vector<Prefix> out;
+  for (const char* t : r) out.push_back(*Prefix::parse(t));
+  return out;
+}
+
+bool refuses_outside_tunnel(const Policy& p, Transport transport, const IpAddress& to, std::uint16_t port) {
+  if (p.emergency) return true;
+  for (const auto& e : p.endpoints)
+    if (e.address == to && e.transport == transport && e.port == port) return false;
+  if (transport == Transport::udp && (port == 67 || port == 547)) return false;  // DHCP, DHCPv6 servers
+  if (p.allow_lan) {
+    auto in = [&](const Prefix& n) { return n.contains(to); };
+    if (std::any_of(p.lan_subnets.begin(), p.lan_subnets.end(), in)) return false;
+    const auto link = link_scope_ranges(to.family);
+    if (std::any_of(link.begin(), link.end(), in)) return false;
+  }
+  if (transport == Transport::udp) return true;
+  return p.mode == Mode::strict || std::find(p.escalated.begin(), p.escalated.end(), to.family) != p.escalated.end();
+}
 
 }  // namespace leakguard::firewall

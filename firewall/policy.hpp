@@ -99,4 +99,16 @@ void take_rules(Policy& into, const Policy& from);
 /// True if both policies give the table the same chains and rules: rules_of(a) == rules_of(b).
 bool same_rules(const Policy& a, const Policy& b);
 
+/// The ranges `allow_lan` opens besides the LAN's own subnets: link-local addresses, multicast
+/// that stays on the link (the Local Network Control Block, SSDP; ff02::/16) and, in IPv4, the
+/// limited broadcast.
+std::vector<Prefix> link_scope_ranges(Family f);
+
+/// Whether the rules built from `p` refuse what an ordinary local socket (no mark, whoever owns
+/// it) sends out of a non-tunnel interface to `to` over `transport`: every datagram in either
+/// mode, and TCP in strict or an escalated family; the emergency block everything. Where the
+/// rules may let it pass, false: a VPN endpoint, DHCP (UDP to port 67 or 547), and with allow_lan the
+/// LAN's subnets and link_scope_ranges(). What a probe bound to eth0 must meet: EPERM.
+bool refuses_outside_tunnel(const Policy& p, Transport transport, const IpAddress& to, std::uint16_t port);
+
 }  // namespace leakguard::firewall

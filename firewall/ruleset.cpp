@@ -292,15 +292,7 @@ std::vector<Element> lan_elements(const Policy& p, Family f) {
     if (n.address.family == f) r.push_back(AddressRange::of(n));
   // Multicast only where it stays on the link: a LAN's discovery (mDNS, LLMNR, SSDP), never
   // multicast a router may carry off the link.
-  if (f == Family::v4) {
-    r.push_back(AddressRange::of(pfx("169.254.0.0/16")));      // link-local (RFC 3927)
-    r.push_back(AddressRange::of(pfx("224.0.0.0/24")));        // Local Network Control Block (RFC 5771 §4)
-    r.push_back(AddressRange::of(pfx("239.255.255.250/32")));  // SSDP (UPnP discovery; sent with TTL 2)
-    r.push_back(AddressRange::of(pfx("255.255.255.255/32")));  // limited broadcast (RFC 919)
-  } else {
-    r.push_back(AddressRange::of(pfx("fe80::/10")));  // link-local (RFC 4291 §2.5.6)
-    r.push_back(AddressRange::of(pfx("ff02::/16")));  // link-local scope multicast (RFC 4291 §2.7)
-  }
+  for (const auto& n : link_scope_ranges(f)) r.push_back(AddressRange::of(n));
   return interval_elements(std::move(r));
 }
 

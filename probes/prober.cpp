@@ -416,6 +416,7 @@ void Prober::Round::Job::connect_done(int error) {
   if (finished) return;
   if (error == 0) {
     connected = true;
+    result.sent = true;  // the handshake went out and came back
     if (result.routed) {
       // No PKTINFO on a stream: the source address the kernel chose names the way out instead.
       sockaddr_storage local{};
@@ -462,6 +463,7 @@ void Prober::Round::Job::drive() {
       }
       // A fresh socket's buffer takes a 28-byte request whole; a short TCP write cannot happen here.
       if (n < 0) tx.send_failed(now, errno);
+      else result.sent = true;
       continue;
     }
     if (auto* wait = std::get_if<Transaction::Wait>(&effect)) {

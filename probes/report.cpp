@@ -457,6 +457,7 @@ nlohmann::json to_json(const Report& r) {
                             {"server", p.server},
                             {"outcome", std::string(kind(p.outcome))},
                             {"detail", str(p.outcome)},
+                            {"sent", p.sent},
                             {"reflexive", x ? json(x->mapped.address.str()) : json(nullptr)}});
     if (x)
       j["reflexive"].push_back({{"address", x->mapped.address.str()},

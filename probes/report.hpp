@@ -48,6 +48,9 @@ struct ProbeResult {
   Outcome outcome = TimedOut{};
   std::string arrival_interface;  ///< UDP: where the answer came in (IP_PKTINFO); TCP: whose address was the source; "" if unknown
   std::optional<InterfaceClass> arrival_class;
+  /// A request left this machine: sendto took a datagram (UDP), or the connection was made
+  /// (TCP). Out of a non-tunnel device where the block refuses it, that alone is a hole.
+  bool sent = false;
   std::size_t ignored = 0;        ///< messages received and rejected (wrong source, garbage, other id)
   std::string ignored_reason;     ///< the last such reason
   milliseconds elapsed{0};        ///< from the start of the round to the end of this probe

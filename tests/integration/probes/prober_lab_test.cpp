@@ -233,6 +233,8 @@ TEST_CASE("a firewall that drops non-tunnel UDP: eth0 is blocked with EPERM, wg0
   for (Family f : {Family::v4, Family::v6}) {
     const auto& eth0 = find(r, "eth0", f, f == Family::v4 ? kStun4 : kStun6);
     CHECK(eth0.outcome == Outcome{Blocked{EPERM}});
+    CHECK_FALSE(eth0.sent);  // refused at the send: nothing left (the daemon's proof that the block holds)
+    CHECK(find(r, "wg0", f, f == Family::v4 ? kStun4 : kStun6).sent);
     // The split route sends the routed probe out of eth0 as well: blocked the same way.
     CHECK(find(r, "", f, f == Family::v4 ? kStun4 : kStun6).outcome == Outcome{Blocked{EPERM}});
   }
@@ -304,6 +306,10 @@ TEST_CASE("misbehaving servers (silent, garbage, wrong source, wrong id, error) 
   };
   for (Family f : {Family::v4, Family::v6}) {
     CHECK(outcome("eth0", f, 21).outcome == Outcome{TimedOut{2}});  // silent: sent at 0 and 500 ms
+    // No firewall here: the kernel took eth0's datagrams, which the daemon (armed) reads as a hole
+    // in its block (daemon/probe_port.cpp, unrefused) - the server heard them.
+    CHECK(outcome("eth0", f, 21).sent);
+    CHECK(outcome("eth0", f, 25).sent);
     CHECK(outcome("eth0", f, 22).ignored >= 3);                     // garbage, cut, broken fingerprint
     CHECK(outcome("eth0", f, 24).ignored >= 1);                     // another transaction's answer
     CHECK(outcome("eth0", f, 24).ignored_reason.find("not ours") != std::string::npos);

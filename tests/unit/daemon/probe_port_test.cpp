@@ -54,3 +54,83 @@ TEST_CASE("a round whose probes could not be made (out of file descriptors) is u
   const auto other = round(probes::LocalFailure{"bind to device", ENODEV, "No such device"});
   CHECK(other.verdict == daemon::ProbeVerdict::ok);
 }
+
+TEST_CASE("a request the kernel sent out of eth0 although the block refuses it is a leak - no server need answer") {
+  // Armed, every send out of a non-tunnel device meets EPERM from the rules. A probe bound to eth0
+  // whose datagram the kernel took (then silence, an error response, anything but an address)
+  // shows a hole in the block: before, the round said ok and the daemon `secured` (a server
+  // unreachable from the ISP, routers silent) while any page's UDP left eth0.
+  using probes::ProbeResult;
+  const std::vector<probes::Interface> itfs = {
+      {"eth0", IfIndex{2}, InterfaceClass::physical, {*IpAddress::parse("192.0.2.10")}},
+      {"wg0", IfIndex{3}, InterfaceClass::tunnel, {*IpAddress::parse("100.64.0.2")}},
+  };
+  auto probe = [](const char* itf, InterfaceClass cls, const char* server, Transport t, probes::Outcome o, bool sent) {
+    const auto ep = *Endpoint::parse(std::string(server) + (t == Transport::udp ? "/udp" : "/tcp"));
+    ProbeResult p;
+    p.interface = itf;
+    p.cls = cls;
+    p.family = Family::v4;
+    p.transport = t;
+    p.server = ep.str();
+    p.server_address = probes::stun::TransportAddress{ep.address, ep.port};
+    p.outcome = std::move(o);
+    p.sent = sent;
+    return p;
+  };
+  const probes::Reflexive exit{{*IpAddress::parse("203.0.113.66"), 50000}, false, probes::milliseconds{3}, 1};
+  firewall::Policy udp;  // armed, udp policy
+  auto round = [&](std::vector<ProbeResult> eth0, const firewall::Policy* rules) {
+    eth0.push_back(probe("wg0", InterfaceClass::tunnel, "203.0.113.3:3478", Transport::udp, exit, true));
+    return daemon::to_outcome(probes::make_report(itfs, std::move(eth0), probes::milliseconds{5}), rules);
+  };
+  const auto silent = probe("eth0", InterfaceClass::physical, "203.0.113.3:3478", Transport::udp, probes::TimedOut{2}, true);
+  // The control: refused at the send, as the rules do - ok.
+  CHECK(round({probe("eth0", InterfaceClass::physical, "203.0.113.3:3478", Transport::udp, probes::Blocked{EPERM}, false)}, &udp)
+            .verdict == daemon::ProbeVerdict::ok);
+  const auto hole = round({silent}, &udp);
+  CHECK(hole.verdict == daemon::ProbeVerdict::leak);
+  CHECK(hole.verdict_text == "leak");
+  REQUIRE(hole.leaks.size() == 1);
+  CHECK(hole.leaks[0].unrefused);
+  CHECK(hole.leaks[0].interface == "eth0");
+  CHECK(hole.leaks[0].server == "203.0.113.3:3478/udp");
+  CHECK(hole.leaks[0].reflexive.empty());
+  CHECK(hole.summary.rfind("1 request left outside the tunnel although the block refuses them (first: eth0 ipv4 toward "
+                           "203.0.113.3:3478/udp): the block does not hold",
+                           0) == 0);
+  const auto j = nlohmann::json::parse(hole.json);
+  CHECK(j["verdict"] == "leak");
+  bool marked = false;
+  for (const auto& g : j["interfaces"])
+    for (const auto& res : g["results"])
+      if (g["name"] == "eth0" && res.value("unrefused", false)) marked = g["verdict"] == "leak";
+  CHECK(marked);
+  // An error response is the server answering our transaction through eth0: the same.
+  CHECK(round({probe("eth0", InterfaceClass::physical, "203.0.113.3:3478", Transport::udp, probes::ServerError{{400, "Bad"}, {}}, true)},
+              &udp)
+            .verdict == daemon::ProbeVerdict::leak);
+  // Rules unknown (none in force, or changed during the round): no judgement.
+  CHECK(round({silent}, nullptr).verdict == daemon::ProbeVerdict::ok);
+  // What the rules let through is no hole: the endpoint, and with allow_lan the LAN.
+  firewall::Policy to_endpoint = udp;
+  to_endpoint.endpoints = {*Endpoint::parse("203.0.113.3:3478/udp")};
+  CHECK(round({silent}, &to_endpoint).verdict == daemon::ProbeVerdict::ok);
+  firewall::Policy lan = udp;
+  lan.allow_lan = true;
+  lan.lan_subnets = {*Prefix::parse("203.0.113.0/24")};
+  CHECK(round({silent}, &lan).verdict == daemon::ProbeVerdict::ok);
+  // TCP that connected out of eth0: open in udp policy (an exposure at most), a hole where TCP is
+  // refused - strict, or a family escalated.
+  const auto tcp = probe("eth0", InterfaceClass::physical, "203.0.113.3:443", Transport::tcp, probes::TimedOut{1}, true);
+  CHECK(round({tcp}, &udp).verdict == daemon::ProbeVerdict::ok);
+  firewall::Policy escalated = udp;
+  escalated.escalated = {Family::v4};
+  CHECK(round({tcp}, &escalated).verdict == daemon::ProbeVerdict::leak);
+  firewall::Policy strict = udp;
+  strict.mode = Mode::strict;
+  CHECK(round({tcp}, &strict).verdict == daemon::ProbeVerdict::leak);
+  firewall::Policy v6_only = udp;
+  v6_only.escalated = {Family::v6};
+  CHECK(round({tcp}, &v6_only).verdict == daemon::ProbeVerdict::ok);
+}

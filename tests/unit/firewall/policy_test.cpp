@@ -1,6 +1,7 @@
 // Policy validation: every bad field is refused with a message naming it.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 
@@ -131,4 +132,49 @@ TEST_CASE("the policy mode is common/'s one definition, under its firewall names
   static_assert(std::is_same_v<firewall::Mode, leakguard::Mode>);
   CHECK(firewall::to_string(firewall::Mode::strict) == "strict");
   CHECK(firewall::to_string(firewall::Mode::udp) == "udp");
+}
+
+TEST_CASE("what the rules refuse out of a non-tunnel interface: every datagram, TCP in strict or an escalated family - not the exceptions") {
+  auto ip = [](const char* a) { return *IpAddress::parse(a); };
+  Policy p;  // udp policy
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("203.0.113.3"), 3478));
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("2001:db8:3::3"), 443));
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::tcp, ip("203.0.113.3"), 443));
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("255.255.255.255"), 67));  // DHCP
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("ff02::1:2"), 547));       // DHCPv6
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("192.168.1.1"), 53));            // no allow_lan: the LAN too
+  p.escalated = {Family::v6};
+  CHECK(refuses_outside_tunnel(p, Transport::tcp, ip("2001:db8:3::3"), 443));
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::tcp, ip("203.0.113.3"), 443));
+  p.endpoints = {*Endpoint::parse("198.51.100.1:51820/udp")};
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("198.51.100.1"), 51820));
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("198.51.100.1"), 51821));  // only its port
+  CHECK(refuses_outside_tunnel(p, Transport::tcp, ip("2001:db8:3::3"), 51820));
+  p.allow_lan = true;
+  p.lan_subnets = {*Prefix::parse("192.168.1.0/24")};
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("192.168.1.1"), 53));
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("169.254.7.7"), 5000));   // link-local
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("ff02::fb"), 5353));      // mDNS, on the link
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("239.1.2.3"), 5000));           // multicast a router may carry
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("192.168.2.1"), 53));           // not the LAN's subnet
+  p.mode = Mode::strict;
+  CHECK(refuses_outside_tunnel(p, Transport::tcp, ip("203.0.113.3"), 443));
+  p.emergency = true;  // everything, the exceptions too
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("198.51.100.1"), 51820));
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("192.168.1.1"), 53));
+}
+
+TEST_CASE("the link's own ranges that allow_lan opens") {
+  auto has = [](Family f, const char* a) {
+    const auto r = link_scope_ranges(f);
+    return std::any_of(r.begin(), r.end(), [&](const Prefix& n) { return n.contains(*IpAddress::parse(a)); });
+  };
+  CHECK(has(Family::v4, "169.254.1.1"));
+  CHECK(has(Family::v4, "224.0.0.251"));
+  CHECK(has(Family::v4, "239.255.255.250"));
+  CHECK(has(Family::v4, "255.255.255.255"));
+  CHECK_FALSE(has(Family::v4, "10.0.0.1"));  // the LAN's subnets come from the network
+  CHECK(has(Family::v6, "fe80::1"));
+  CHECK(has(Family::v6, "ff02::fb"));
+  CHECK_FALSE(has(Family::v6, "ff05::2"));
 }
