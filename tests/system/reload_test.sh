@@ -45,4 +45,18 @@ status=$(sys_exec leakguardctl status --json)
 [ "$(jq -r .policy <<<"$status")" = udp ] && [ "$(jq -r '.endpoints[]' <<<"$status")" = 198.51.100.7:51820/udp ] ||
   sys_fail "the running configuration changed on a refused reload: $(jq -c '{policy, endpoints}' <<<"$status")"
 echo "ok: broken file refused ($line), systemctl reload exited $rc; rules, configuration and MainPID unchanged"
+
+# An upgrade onto the broken file: apt succeeds, and its postinst says the file is not usable
+# (the install of a good file said nothing of the kind: the control); the new daemon keeps the
+# last good table untouched, in error.
+! grep -q 'is not usable' "$sys_dir/apt.log" || sys_fail "the install of a good configuration warned: $(cat "$sys_dir/apt.log")"
+n1=$(basename "$debs"/n1/leakguard_*.deb)
+cp "$debs/n1/$n1" "$sys_merged/root/"
+out=$(sys_exec sh -c "cd /root && DEBIAN_FRONTEND=noninteractive apt install -y --no-install-recommends ./$n1" 2>&1) ||
+  sys_fail "apt install ./$n1 failed: $out"
+grep -q "leakguard: $conf is not usable: .*$conf:[0-9]*:[0-9]*" <<<"$out" || sys_fail "the upgrade did not say the file is not usable: $out"
+in_error() { [ "$(sys_exec leakguardctl status --json | jq -r .state)" = error ]; }
+sys_wait "the upgraded daemon in error" 20 in_error
+[ "$(table)" = "$before" ] || sys_fail "the upgraded daemon changed the kept rules: $(diff <(echo "$before") <(table))"
+echo "ok: the upgrade onto the broken file said so ($(grep -m1 'is not usable' <<<"$out")); the kept rules unchanged, state error"
 echo "PASS"
