@@ -321,6 +321,18 @@ std::string link_lost(const NetModel& m, const Event& e) {
   return before->name;
 }
 
+bool urgent(const NetModel& m, const Event& e, const std::function<bool(const std::string&)>& is_tunnel) {
+  if (const std::string lost = link_lost(m, e); !lost.empty()) return is_tunnel(lost);
+  if (const auto* a = std::get_if<Added<Address>>(&e)) {
+    const Link* l = m.link(a->value.index);
+    if (!l || !is_tunnel(l->name)) return false;
+    const auto had = m.addresses_of(a->value.index);  // (its flags may change: DAD done, renewed)
+    return std::none_of(had.begin(), had.end(), [&](const Address& x) { return x.prefix == a->value.prefix; });
+  }
+  if (const auto* r = std::get_if<Added<Rule>>(&e)) return !m.rules().contains(r->value);
+  return false;
+}
+
 std::vector<Change> diff(const NetModel& a, const NetModel& b) {
   using K = Change::Kind;
   std::vector<Change> out;

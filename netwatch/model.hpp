@@ -1,6 +1,7 @@
 #pragma once
 // The network as the kernel describes it: links, addresses, routes (all tables), rules. A value:
 // apply() events to it, diff() two of them, ask it where traffic goes. Pure.
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -94,6 +95,13 @@ std::string_view to_string(Change::Kind k);
 /// The name of the interface `e` takes down or away: a link up and running in `m` that after `e`
 /// is not, or is gone. "" for any other event.
 std::string link_lost(const NetModel& m, const Event& e);
+
+/// Whether `e`, applied to `m`, must reach the consumer at once rather than a debounce later (a
+/// burst's urgent event, coalescer.hpp): a tunnel's link lost (link_lost); an address new on a
+/// tunnel (until the block knows it, that address answers on eth0 too: CVE-2019-14899, the
+/// firewall's `tunnel_addrs` sets); a policy rule new (it may send a family's traffic around the
+/// tunnel, which an escalation closes).
+bool urgent(const NetModel& m, const Event& e, const std::function<bool(const std::string&)>& is_tunnel);
 
 /// What changed from `before` to `after`, links first, then addresses, then routes and rules.
 /// Non-default route and rule changes are summarised (one entry per table and family).

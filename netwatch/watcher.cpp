@@ -160,10 +160,7 @@ void Watcher::on_readable() {
     if (n <= 0) break;  // EAGAIN: drained
     auto parsed = parse({buffer_.data(), static_cast<std::size_t>(n)});
     for (const auto& e : parsed.events) {
-      if (options_.is_tunnel && !urgent) {
-        const std::string lost = link_lost(pending_, e);
-        urgent = !lost.empty() && options_.is_tunnel(lost);
-      }
+      if (options_.is_tunnel && !urgent) urgent = netwatch::urgent(pending_, e, options_.is_tunnel);
       if (pending_.apply(e)) {
         ++burst_events_;
         ++stats_.events;

@@ -34,9 +34,10 @@ class Watcher {
     /// address went away); with this on, consumers see a model the kernel disagrees with at most
     /// a debounce long, after a burst published at once (see is_tunnel), never otherwise.
     bool verify = true;
-    /// Which interface names are tunnels: one of them going down or away is published at once,
-    /// not a debounce later (at most once per debounce, so a flapping tunnel still coalesces),
-    /// and verified a debounce later.
+    /// Which interface names are tunnels: one of them going down or away, an address new on one,
+    /// or a new policy rule is published at once (netwatch::urgent), not a debounce later (at
+    /// most once per debounce, so a flapping tunnel still coalesces), and verified a debounce
+    /// later.
     /// Unset: every burst waits for its debounce.
     std::function<bool(const std::string& ifname)> is_tunnel{};
   };

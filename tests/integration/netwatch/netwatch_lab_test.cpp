@@ -277,6 +277,47 @@ TEST_CASE("wireguard-go's tunnel going down and up, classified as a tunnel by na
   MESSAGE("tunnel down+up: " << notes << " notifications");
 }
 
+TEST_CASE("an address new on a tunnel and a new policy rule are published at once, not after the debounce") {
+  // Until the block's tunnel_addrs sets hold a new tunnel address, a LAN peer reaches it through
+  // eth0 (a review counted 135 SYNs accepted per tunnel up, a debounce long); until a new rule
+  // is seen, the family it sends around the tunnel is not escalated (69-81 SYNs out of eth0).
+  lab::Netns ns("nwu");
+  populate(ns);
+  add_veth_tunnel(ns, "wg0");
+  // No link-local address for the stand-in (a WireGuard device gets none): it would come on its
+  // own, an address new on a tunnel, at a moment this test does not choose.
+  sh(ns, {"sysctl", "-qw", "net.ipv6.conf.wg0.disable_ipv6=1"});
+  lab::NetnsScope in(ns.name());
+  boost::asio::io_context io;
+  Watcher::Options o;
+  o.debounce = 1h;  // only the immediate path can notify within the test's deadlines
+  o.max_delay = 2h;
+  o.is_tunnel = [](const std::string& name) { return name == "wg0"; };
+  std::vector<Change> seen;
+  Watcher w(io, o, [&](const Watcher::Notification& n) { seen.insert(seen.end(), n.changes.begin(), n.changes.end()); });
+  REQUIRE(w.start());
+  auto saw = [&](Change::Kind k) {
+    return std::any_of(seen.begin(), seen.end(), [&](const Change& c) { return c.kind == k; });
+  };
+  // The control: an address new on a physical interface waits for its debounce (here an hour).
+  sh(ns, {"ip", "addr", "add", "192.0.2.77/24", "dev", "eth0"});
+  REQUIRE(run_until(io, [&] { return w.pending().addresses_of(w.pending().link("eth0")->index).size() >= 2; }, 10s));
+  CHECK(seen.empty());
+  CHECK(w.stats().immediate == 0);
+  sh(ns, {"ip", "addr", "add", "100.64.0.9/24", "dev", "wg0"});
+  REQUIRE(run_until(io, [&] { return saw(Change::Kind::address_added); }, 10s));
+  CHECK(w.stats().immediate == 1);
+  // Another watcher (the rate limit is one immediate publication per debounce): a new rule.
+  std::vector<Change> seen2;
+  Watcher w2(io, o, [&](const Watcher::Notification& n) { seen2.insert(seen2.end(), n.changes.begin(), n.changes.end()); });
+  REQUIRE(w2.start());
+  sh(ns, {"ip", "rule", "add", "uidrange", "65534-65534", "lookup", "main", "priority", "100"});
+  REQUIRE(run_until(io, [&] {
+    return std::any_of(seen2.begin(), seen2.end(), [](const Change& c) { return c.kind == Change::Kind::rule_changed; });
+  }, 10s));
+  CHECK(w2.stats().immediate == 1);
+}
+
 TEST_CASE("a tunnel's own link going down or away is published at once, not after the debounce") {
   lab::Netns ns("nw");
   populate(ns);

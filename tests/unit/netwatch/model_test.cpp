@@ -271,6 +271,35 @@ TEST_CASE("link_lost names a link that goes down or away, and nothing else") {
   CHECK(link_lost(m, Removed<Route>{default_route(Family::v4, 3, 51820, 0)}).empty());
 }
 
+TEST_CASE("urgent: a tunnel's link lost, an address new on a tunnel, a new policy rule - nothing else") {
+  const NetModel m = host();
+  auto tunnel = [](const std::string& n) { return n == "wg0"; };
+  Link down = *m.link("wg0");
+  down.flags &= ~static_cast<std::uint32_t>(IFF_UP);
+  CHECK(urgent(m, Added<Link>{down}, tunnel));
+  CHECK_FALSE(urgent(m, Added<Link>{down}, [](const std::string&) { return false; }));  // not a tunnel
+  // The tunnel's address, new: until the block knows it, it answers on eth0 (CVE-2019-14899).
+  CHECK(urgent(m, Added<Address>{addr(3, "100.64.0.9/24")}, tunnel));
+  Address known = addr(3, "100.64.0.2/24");
+  REQUIRE(m.addresses().contains(known));
+  CHECK_FALSE(urgent(m, Added<Address>{known}, tunnel));  // already there
+  known.flags |= 0x80;                                     // only its flags changed (IFA_F_PERMANENT)
+  CHECK_FALSE(urgent(m, Added<Address>{known}, tunnel));
+  CHECK_FALSE(urgent(m, Added<Address>{addr(2, "192.0.2.11/24")}, tunnel));  // eth0's: no hurry
+  CHECK_FALSE(urgent(m, Removed<Address>{addr(3, "100.64.0.2/24")}, tunnel));
+  // A new policy rule may send a family around the tunnel: escalation should not wait.
+  Rule r;
+  r.family = Family::v4;
+  r.priority = 100;
+  r.table = 254;
+  CHECK(urgent(m, Added<Rule>{r}, tunnel));
+  NetModel with = m;
+  with.apply(Added<Rule>{r});
+  CHECK_FALSE(urgent(with, Added<Rule>{r}, tunnel));  // the same rule again
+  CHECK_FALSE(urgent(m, Removed<Rule>{r}, tunnel));
+  CHECK_FALSE(urgent(m, Added<Route>{default_route(Family::v4, 2, 254, 100, "192.0.2.254")}, tunnel));
+}
+
 TEST_CASE("diff names what changed, once") {
   auto a = host(false);
   auto b = host(true);
