@@ -131,7 +131,10 @@ std::string counters_lines(const nlohmann::json& counters, const nlohmann::json&
   for (const auto& c : counters) {
     if (!c.is_object() || text(c, "scope") != "all" || c.value("packets", std::uint64_t{0}) == 0) continue;
     const std::string kind = text(c, "kind");
-    std::string what = kind == "tunaddr" ? "to the tunnel's address" : kind == "endpoint" ? "to the endpoint from other users" : kind;
+    std::string what = kind == "tunaddr"    ? "to the tunnel's address"
+                       : kind == "icmperr"  ? "ICMP errors about no flow of ours"
+                       : kind == "endpoint" ? "to the endpoint from other users"
+                                            : kind;
     if (kind == "udp" || kind == "tcp" || kind == "ip" || kind == "dns")
       for (auto& ch : what) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
     totals += (totals.empty() ? "" : ", ") + direction_word(text(c, "direction")) + what + " " + json_text(c["packets"]);

@@ -178,7 +178,7 @@ std::string render_metrics(const json& status, double now_unix) {
   if (const json* cs = at(status, {"firewall", "counters"}); cs && cs->is_array())
     for (const auto& c : *cs) (text(at(c, {"scope"})) == "all" ? totals : per_interface).push_back(&c);
   o.family("leakguard_blocked_packets_total", "counter",
-           "Packets the rules dropped or rejected, by kind (udp, tcp, ip, dns, tunaddr, endpoint) and direction (out, in, fwd).");
+           "Packets the rules dropped or rejected, by kind (udp, tcp, ip, dns, tunaddr, icmperr, endpoint) and direction (out, in, fwd).");
   for (const json* c : totals)
     o.sample("leakguard_blocked_packets_total", {{"kind", text(at(*c, {"kind"}))}, {"direction", text(at(*c, {"direction"}))}},
              count(at(*c, {"packets"})));

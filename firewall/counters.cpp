@@ -16,7 +16,14 @@ namespace {
 
 int direction_rank(const std::string& d) { return d == "out" ? 0 : d == "fwd" ? 1 : d == "in" ? 2 : 3; }
 int kind_rank(const std::string& k) {
-  return k == "udp" ? 0 : k == "tcp" ? 1 : k == "ip" ? 2 : k == "dns" ? 3 : k == "tunaddr" ? 4 : k == "endpoint" ? 5 : 6;
+  return k == "udp"        ? 0
+         : k == "tcp"      ? 1
+         : k == "ip"       ? 2
+         : k == "dns"      ? 3
+         : k == "tunaddr"  ? 4
+         : k == "icmperr"  ? 5
+         : k == "endpoint" ? 6
+                           : 7;
 }
 
 std::string kind_of_proto(std::uint8_t proto) {
@@ -82,7 +89,7 @@ std::vector<Counter> make_counters(const std::vector<RuleCounter>& rules, const 
 
 std::string summarize(const std::vector<Counter>& counters) {
   std::vector<std::string> parts;
-  std::uint64_t dns = 0, tunaddr = 0, endpoint = 0;
+  std::uint64_t dns = 0, tunaddr = 0, icmperr = 0, endpoint = 0;
   for (const auto& total : counters) {
     if (total.interface_or_scope != "all" || total.packets == 0) continue;
     if (total.kind == "dns") {
@@ -91,6 +98,10 @@ std::string summarize(const std::vector<Counter>& counters) {
     }
     if (total.kind == "tunaddr") {
       tunaddr += total.packets;
+      continue;
+    }
+    if (total.kind == "icmperr") {
+      icmperr += total.packets;
       continue;
     }
     if (total.kind == "endpoint") {
@@ -124,6 +135,7 @@ std::string summarize(const std::vector<Counter>& counters) {
   }
   if (dns > 0) parts.push_back("blocked " + packets(dns) + " of DNS outside the tunnel");
   if (tunaddr > 0) parts.push_back("dropped " + packets(tunaddr) + " for the tunnel's address from outside the tunnel");
+  if (icmperr > 0) parts.push_back("dropped " + packets(icmperr) + " of ICMP errors about no flow of this host's");
   if (endpoint > 0) parts.push_back("refused " + packets(endpoint) + " to the VPN endpoint from another user's socket");
   if (parts.empty()) return "nothing blocked";
   std::string s;

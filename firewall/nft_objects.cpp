@@ -176,7 +176,8 @@ class Lowering {
                      nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
                      nftnl_rule_add_expr(r_, e);
                      const std::uint32_t bit =
-                         NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0u);
+                         x.invalid ? NF_CT_STATE_INVALID_BIT
+                                   : NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0u);
                      std::uint8_t mask[4], zero[4] = {};
                      std::memcpy(mask, &bit, 4);
                      bitwise(4, mask, zero);

@@ -60,7 +60,9 @@ std::string match_text(const Match& m) {
             return s;
           },
           [](const HoplimitIs& x) { return "ip6 hoplimit " + std::to_string(x.value); },
-          [](const CtState& x) { return std::string(x.related ? "ct state established,related" : "ct state established"); },
+          [](const CtState& x) {
+            return std::string(x.invalid ? "ct state invalid" : x.related ? "ct state established,related" : "ct state established");
+          },
           [](const SocketUidIsNot& x) { return "meta skuid != " + std::to_string(x.uid); },
           [](const AddressInSet& x) {
             return ip_keyword(x.family) + (x.destination ? " daddr @" : " saddr @") + x.set;

@@ -449,6 +449,14 @@ std::vector<Chain> build_base_chains(const Policy& p) {
   // out, so nothing blocked has a flow to relate to.
   in.rules.push_back(accept({L4protoIs{kProtoIcmp}, CtState{true}}));
   in.rules.push_back(accept({L4protoIs{kProtoIcmpv6}, CtState{true}}));
+  // And none that quotes no flow of this host's: Linux hands an ICMP error to the socket its
+  // quoted header names, whatever local address it came to, so a LAN peer's forged unreachable
+  // or Packet Too Big sent to eth0's address reached the tunnel's own sockets in udp mode
+  // (ECONNREFUSED, a path MTU of 552 on the tunnel's route) past tunaddr-in. Conntrack has no
+  // flow for it, or sees it addressed to another address than the flow's: invalid. (Neighbour
+  // discovery and MLD are untracked, not invalid; a ping to this host is new.)
+  in.rules.push_back(counted({L4protoIs{kProtoIcmp}, CtState{false, true}}, Verdict::drop, "icmperr-in"));
+  in.rules.push_back(counted({L4protoIs{kProtoIcmpv6}, CtState{false, true}}, Verdict::drop, "icmperr-in"));
   in.rules.push_back(accept({NfprotoIs{Family::v4}, PortsAre{kProtoUdp, kDhcp4Server, kDhcp4Client}}));
   in.rules.push_back(accept({AddressIs{false, pfx("fe80::/10")}, PortsAre{kProtoUdp, kDhcp6Server, kDhcp6Client}}));
   in.rules.push_back(accept({Icmpv6TypeIn{kNdFirst, kNdLast}, HoplimitIs{kNdHoplimit}}));

@@ -129,9 +129,12 @@ struct Icmpv6TypeIn { std::uint8_t from, to; bool operator==(const Icmpv6TypeIn&
 struct HoplimitIs { std::uint8_t value; bool operator==(const HoplimitIs&) const = default; };
 /// ct state established[,related]: the packet belongs to a flow conntrack has seen both ways (a
 /// reply to what this host sent or forwarded, or more of it), or with `related` is an ICMP error
-/// about such a flow. Enables connection tracking in the namespace.
+/// about such a flow. With `invalid` instead, `ct state invalid`: conntrack could place it in
+/// no flow (an ICMP error quoting no flow of this host's, or quoting one but addressed to another
+/// of its addresses). Enables connection tracking in the namespace.
 struct CtState {
   bool related = false;
+  bool invalid = false;  ///< ct state invalid (`related` ignored)
   bool operator==(const CtState&) const = default;
 };
 /// meta skuid != UID: the local socket that sends belongs to another user. Never matches a packet

@@ -40,6 +40,9 @@ TEST_CASE("the summary names the interface - busiest first - and DNS separately"
   CHECK(summarize({{"udp", "out", "all", 42, 3360}, {"udp", "out", "eth0", 42, 3360}}) ==
         "blocked 42 UDP packets towards the internet via eth0");
   CHECK(summarize({{"udp", "out", "all", 1, 80}}) == "blocked 1 UDP packet towards the internet");
+  // Forged ICMP errors said for what they are, apart from the per-interface kinds.
+  CHECK(summarize({{"icmperr", "in", "all", 3, 0}, {"tunaddr", "in", "all", 1, 0}}) ==
+        "dropped 1 packet for the tunnel's address from outside the tunnel; dropped 3 packets of ICMP errors about no flow of this host's");
   CHECK(summarize({{"udp", "out", "all", 42, 0},
                    {"udp", "out", "wlan0", 2, 0},
                    {"udp", "out", "eth0", 40, 0},

@@ -124,6 +124,8 @@ TEST_CASE("golden: the dry run of a one-tunnel - one-endpoint udp policy") {
         "\t\tip6 saddr . meta l4proto . th sport @endpoints6 ct state established accept\n"
         "\t\tmeta l4proto icmp ct state established,related accept\n"
         "\t\tmeta l4proto ipv6-icmp ct state established,related accept\n"
+        "\t\tmeta l4proto icmp ct state invalid counter drop comment \"icmperr-in\"\n"
+        "\t\tmeta l4proto ipv6-icmp ct state invalid counter drop comment \"icmperr-in\"\n"
         "\t\tmeta nfproto ipv4 udp sport 67 udp dport 68 accept\n"
         "\t\tip6 saddr fe80::/10 udp sport 547 udp dport 546 accept\n"
         "\t\ticmpv6 type 133-136 ip6 hoplimit 255 accept\n"
