@@ -6,6 +6,7 @@
 #include <linux/inet_diag.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -38,6 +39,28 @@ std::optional<SocketInfo> choose_socket(const std::vector<SocketInfo>& sockets, 
   }
   if (!best) return std::nullopt;
   return *best;
+}
+
+std::optional<SocketInfo> as_ipv4(const SocketInfo& s) {
+  if (s.local.family != Family::v6) return std::nullopt;
+  // ::ffff:a.b.c.d -> a.b.c.d; :: -> 0.0.0.0 (where `wildcard_ok`); else none.
+  auto v4 = [](const IpAddress& a, bool wildcard_ok) -> std::optional<IpAddress> {
+    if (a.is_unspecified()) {
+      if (!wildcard_ok) return std::nullopt;
+      return IpAddress::v4(0, 0, 0, 0);
+    }
+    static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(a.bytes.data(), kMapped, 12) != 0) return std::nullopt;
+    return IpAddress::v4(a.bytes[12], a.bytes[13], a.bytes[14], a.bytes[15]);
+  };
+  const auto local = v4(s.local, !s.v6only);
+  const auto remote = v4(s.remote, true);
+  if (!local || !remote) return std::nullopt;
+  SocketInfo out = s;
+  out.local = *local;
+  out.remote = *remote;
+  out.v6only = false;
+  return out;
 }
 
 std::vector<std::int32_t> parse_pids(std::string_view text, std::size_t max) {
@@ -134,6 +157,9 @@ std::vector<SocketInfo> dump_sockets(std::uint8_t family, std::uint8_t protocol)
       if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) return out;
       if (m->nlmsg_len < mnl_nlmsg_size(sizeof(inet_diag_msg))) continue;
       const auto* d = static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(m));
+      // A connection's remains (TIME_WAIT) and half-open requests (NEW_SYN_RECV, 12) are the
+      // kernel's, listed with uid 0 and no inode: never a sender to name (they named root).
+      if (protocol == IPPROTO_TCP && (d->idiag_state == TCP_TIME_WAIT || d->idiag_state == 12)) continue;
       SocketInfo s;
       s.local.family = s.remote.family = family == AF_INET ? Family::v4 : Family::v6;
       std::memcpy(s.local.bytes.data(), d->id.idiag_src, alen);
@@ -144,13 +170,17 @@ std::vector<SocketInfo> dump_sockets(std::uint8_t family, std::uint8_t protocol)
       s.inode = d->idiag_inode;
       struct Acc {
         std::optional<std::uint64_t> cg;
+        bool v6only = false;
       } acc;
       mnl_attr_parse(m, sizeof(inet_diag_msg), [](const nlattr* a, void* data) {
         if (mnl_attr_get_type(a) == INET_DIAG_CGROUP_ID && mnl_attr_get_payload_len(a) == 8)
           static_cast<Acc*>(data)->cg = mnl_attr_get_u64(a);
+        if (mnl_attr_get_type(a) == INET_DIAG_SKV6ONLY && mnl_attr_get_payload_len(a) >= 1)
+          static_cast<Acc*>(data)->v6only = mnl_attr_get_u8(a) != 0;
         return MNL_CB_OK;
       }, &acc);
       s.cgroup_id = acc.cg;
+      s.v6only = acc.v6only;
       out.push_back(s);
       if (out.size() > 100000) return out;
     }
@@ -184,7 +214,12 @@ std::optional<SocketInfo> SenderLookup::socket_of(const LoggedPacket& p) {
   if (p.protocol != IPPROTO_TCP && p.protocol != IPPROTO_UDP && p.protocol != IPPROTO_UDPLITE && p.protocol != IPPROTO_SCTP &&
       p.protocol != IPPROTO_DCCP)
     return std::nullopt;
-  return choose_socket(dump_sockets(family, p.protocol), p);
+  if (auto s = choose_socket(dump_sockets(family, p.protocol), p); s || family == AF_INET6) return s;
+  // An IPv4 packet from a dual-stack IPv6 socket: found among the IPv6 ones, as IPv4.
+  std::vector<SocketInfo> mapped;
+  for (const auto& s : dump_sockets(AF_INET6, p.protocol))
+    if (auto v4 = as_ipv4(s)) mapped.push_back(*v4);
+  return choose_socket(mapped, p);
 }
 
 std::string SenderLookup::cgroup_path(std::uint64_t id) {

@@ -26,8 +26,14 @@ struct SocketInfo {
   std::uint32_t uid = 0;
   std::uint64_t inode = 0;
   std::optional<std::uint64_t> cgroup_id;
+  bool v6only = false;  ///< an IPv6 socket that carries no IPv4 (IPV6_V6ONLY)
   bool operator==(const SocketInfo&) const = default;
 };
+
+/// An IPv6 socket as the IPv4 socket it also is, where it carries IPv4 (a dual-stack socket, the
+/// default of Go, Java and Node's udp6): bound to :: without IPV6_V6ONLY, or to a v4-mapped
+/// address (::ffff:a.b.c.d), and unconnected or connected to a v4-mapped one. None otherwise.
+std::optional<SocketInfo> as_ipv4(const SocketInfo& v6);
 
 /// The socket that sent `p` among `sockets` of its protocol and family: the local port must be
 /// the packet's source port and the local address its source or the wildcard; one connected to

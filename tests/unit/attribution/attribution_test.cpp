@@ -368,3 +368,43 @@ TEST_CASE("the daemon's own probe: its socket's uid, or TCP without a socket in 
   p.protocol = 17;  // a datagram always has its socket
   CHECK_FALSE(may_be_own_probe(p, 108));
 }
+
+TEST_CASE("a dual-stack IPv6 socket is also the IPv4 socket it carries - a v6-only one or one connected to IPv6 is not") {
+  SocketInfo s;
+  s.local = *IpAddress::parse("::");
+  s.remote = *IpAddress::parse("::");
+  s.local.family = s.remote.family = Family::v6;
+  s.local_port = 40007;
+  s.uid = 4007;
+  s.inode = 99;
+  auto v4 = as_ipv4(s);
+  REQUIRE(v4);
+  CHECK(v4->local == IpAddress::v4(0, 0, 0, 0));
+  CHECK(v4->remote == IpAddress::v4(0, 0, 0, 0));
+  CHECK(v4->local_port == 40007);
+  CHECK(v4->inode == 99);
+  // Found for an IPv4 packet from its port (before, such a sender was "gone").
+  LoggedPacket p;
+  p.protocol = 17;
+  p.source = *IpAddress::parse("192.0.2.10");
+  p.destination = *IpAddress::parse("203.0.113.3");
+  p.source_port = 40007;
+  p.destination_port = 40007;
+  CHECK(choose_socket({*v4}, p) == v4);
+  s.v6only = true;  // IPV6_V6ONLY: no IPv4 at all
+  CHECK_FALSE(as_ipv4(s));
+  s.v6only = false;
+  s.local = *IpAddress::parse("::ffff:192.0.2.10");  // bound to a v4-mapped address
+  s.remote = *IpAddress::parse("::ffff:203.0.113.3");  // and connected to one
+  v4 = as_ipv4(s);
+  REQUIRE(v4);
+  CHECK(v4->local == *IpAddress::parse("192.0.2.10"));
+  CHECK(v4->remote == *IpAddress::parse("203.0.113.3"));
+  s.remote = *IpAddress::parse("2001:db8::1");  // connected to IPv6: sends no IPv4
+  CHECK_FALSE(as_ipv4(s));
+  s.local = *IpAddress::parse("2001:db8::10");
+  s.remote = *IpAddress::parse("::");
+  CHECK_FALSE(as_ipv4(s));
+  SocketInfo plain;  // an IPv4 socket is no IPv6 one
+  CHECK_FALSE(as_ipv4(plain));
+}
