@@ -17,6 +17,7 @@ std::string proto_name(std::uint8_t p) {
     case kProtoUdplite: return "udplite";
     case kProtoSctp: return "sctp";
     case kProtoDccp: return "dccp";
+    case kProtoL2tp: return "l2tp";
     default: return std::to_string(p);
   }
 }

@@ -40,13 +40,16 @@ inline constexpr std::uint8_t kProtoIcmpv6 = 58;
 inline constexpr std::uint8_t kProtoDccp = 33;      // RFC 4340
 inline constexpr std::uint8_t kProtoSctp = 132;     // RFC 9260
 inline constexpr std::uint8_t kProtoUdplite = 136;  // RFC 3828
+inline constexpr std::uint8_t kProtoL2tp = 115;     // RFC 3931 (L2TPv3 over IP)
 
 /// The datagram protocols an unprivileged process can send with a socket of its own: what `udp`
 /// mode blocks outside the tunnel (and counts as "udp"). UDP first: it is nearly all of them.
 /// UDP-Lite takes any unprivileged SOCK_DGRAM socket; SCTP and DCCP sockets load their modules on
-/// demand where the kernel has them (DCCP left Linux in 6.16, but older kernels still carry it).
-/// Raw IP and ICMP need CAP_NET_RAW (ICMP echo through ping sockets aside: see docs/firewall.md).
-inline constexpr std::uint8_t kDatagramProtos[] = {kProtoUdp, kProtoUdplite, kProtoSctp, kProtoDccp};
+/// demand where the kernel has them (DCCP left Linux in 6.16, but older kernels still carry it);
+/// so does L2TPv3 over IP (`l2tp_ip`, `l2tp_ip6`: SOCK_DGRAM, no privilege, Debian's kernels build
+/// it as a module). Raw IP and ICMP need CAP_NET_RAW (ICMP echo through ping sockets aside: see
+/// docs/firewall.md).
+inline constexpr std::uint8_t kDatagramProtos[] = {kProtoUdp, kProtoUdplite, kProtoSctp, kProtoDccp, kProtoL2tp};
 
 // ---- set keys and elements -------------------------------------------------------------------
 

@@ -219,10 +219,11 @@ TEST_CASE("strict policy - IPv4 and IPv6 - all IP stopped outside the tunnel - T
   CHECK(l.run("host", {"ping", "-c1", "-W2", "203.0.113.80"}).status == 0);  // through the tunnel
 }
 
-TEST_CASE("udp policy stops the other datagram protocols too: UDP-Lite (IPv4, IPv6), SCTP, DCCP") {
-  // UDP-Lite is an unprivileged SOCK_DGRAM socket like UDP. SCTP and DCCP are sent from raw
-  // sockets here (this kernel may have neither module): the rules judge the IP protocol number,
-  // not the socket that made the packet.
+TEST_CASE("udp policy stops the other datagram protocols too: UDP-Lite (IPv4, IPv6), SCTP, DCCP, L2TPv3 (IPv4, IPv6)") {
+  // UDP-Lite is an unprivileged SOCK_DGRAM socket like UDP. SCTP, DCCP and L2TPv3 over IP are
+  // sent from raw sockets here (this kernel may have none of their modules): the rules judge the
+  // IP protocol number, not the socket that made the packet. L2TPv3 (115) is an unprivileged
+  // SOCK_DGRAM socket wherever l2tp_ip is built (Debian's kernels), and passed udp mode before.
   lab::Lab l;
   struct Case {
     const char* name;
@@ -233,7 +234,9 @@ TEST_CASE("udp policy stops the other datagram protocols too: UDP-Lite (IPv4, IP
   const Case cases[] = {{"UDP-Lite", &kV4, IPPROTO_UDPLITE, false},
                         {"UDP-Lite", &kV6, IPPROTO_UDPLITE, false},
                         {"SCTP", &kV4, IPPROTO_SCTP, true},
-                        {"DCCP", &kV4, IPPROTO_DCCP, true}};
+                        {"DCCP", &kV4, IPPROTO_DCCP, true},
+                        {"L2TPv3", &kV4, kProtoL2tp, true},
+                        {"L2TPv3", &kV6, kProtoL2tp, true}};
   // A datagram of the case's protocol from the host, out of `dev` ("" = routed: the tunnel).
   auto send = [&](const Case& c, const std::string& dev, const std::string& payload) {
     SocketSpec s = host(l, *c.fam, dev);

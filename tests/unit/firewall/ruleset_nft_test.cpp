@@ -133,7 +133,7 @@ TEST_CASE("a recreate is one batch: create-if-missing - delete - create with fla
   CHECK(last_set < first_chain);
   CHECK(last_chain < first_rule);
   CHECK(b.step(m[3].seq)->what() == "add table inet leakguard");
-  CHECK(b.step(m.back().seq - 1)->what() == "add rule 14 to chain forward");  // udp mode's final accept
+  CHECK(b.step(m.back().seq - 1)->what() == "add rule 16 to chain forward");  // udp mode's final accept
 }
 
 namespace {
@@ -469,10 +469,10 @@ TEST_CASE("our own messages parse back to exactly the expected snapshot - tamper
     nft::normalize(parsed);
     const auto expected = nft::expected_snapshot(rs);
     CHECK(nft::compare(expected, parsed).empty());
-    // One per counted rule: DNS x2 + tcp, 4 datagram protocols, ip (strict) or the 4 (udp), x3
+    // One per counted rule: DNS x2 + tcp, 5 datagram protocols, ip (strict) or the 4 (udp), x3
     // chains; and input's two drops of what is addressed to the tunnel, and its two of ICMP errors
     // that quote no flow of this host's.
-    CHECK(counters.size() == (lan ? 28u : 22u));
+    CHECK(counters.size() == (lan ? 31u : 25u));
 
     auto t = parsed;
     t.chains[1].rules.insert(t.chains[1].rules.begin(), "[immediate dreg 0 verdict 1]");  // an accept at the top

@@ -98,7 +98,7 @@ TEST_CASE("output: endpoints first - then loopback (by index) and tunnels - DHCP
   CHECK(block == count + 1);
   // Then every other datagram protocol an unprivileged socket can send, counted and blocked as
   // UDP (a UDP-Lite socket is as unprivileged as a UDP one).
-  const std::vector<std::string> others{"udplite", "sctp", "dccp"};
+  const std::vector<std::string> others{"udplite", "sctp", "dccp", "l2tp"};
   for (std::size_t i = 0; i < others.size(); ++i) {
     CHECK(out[block + 1 + 2 * i] == "meta l4proto " + others[i] + " update @ifstat_out { oifname . meta nfproto . meta l4proto }");
     CHECK(out[block + 2 + 2 * i] ==
@@ -111,24 +111,25 @@ TEST_CASE("output: endpoints first - then loopback (by index) and tunnels - DHCP
 TEST_CASE("strict blocks TCP with a reset - UDP and everything else with admin-prohibited - all counted") {
   const Ruleset rs = build_ruleset(policy(Mode::strict));
   const auto out = lines(chain(rs, "output"));
-  REQUIRE(out.size() >= 7);
-  CHECK(out[out.size() - 7] == "update @ifstat_out { oifname . meta nfproto . meta l4proto }");
-  CHECK(out[out.size() - 6] == "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
-  CHECK(out[out.size() - 5] == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"");
-  CHECK(out[out.size() - 4] == "meta l4proto udplite counter reject with icmpx admin-prohibited comment \"udp-out\"");
-  CHECK(out[out.size() - 3] == "meta l4proto sctp counter reject with icmpx admin-prohibited comment \"udp-out\"");
-  CHECK(out[out.size() - 2] == "meta l4proto dccp counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  REQUIRE(out.size() >= 8);
+  CHECK(out[out.size() - 8] == "update @ifstat_out { oifname . meta nfproto . meta l4proto }");
+  CHECK(out[out.size() - 7] == "meta l4proto tcp counter reject with tcp reset comment \"tcp-out\"");
+  CHECK(out[out.size() - 6] == "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  CHECK(out[out.size() - 5] == "meta l4proto udplite counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  CHECK(out[out.size() - 4] == "meta l4proto sctp counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  CHECK(out[out.size() - 3] == "meta l4proto dccp counter reject with icmpx admin-prohibited comment \"udp-out\"");
+  CHECK(out[out.size() - 2] == "meta l4proto l2tp counter reject with icmpx admin-prohibited comment \"udp-out\"");
   CHECK(out[out.size() - 1] == "counter reject with icmpx admin-prohibited comment \"ip-out\"");
   // Input never rejects (that would send packets out): it drops.
   const auto in = lines(chain(rs, "input"));
-  CHECK(in[in.size() - 6] == "meta l4proto tcp counter drop comment \"tcp-in\"");
-  CHECK(in[in.size() - 5] == "meta l4proto udp counter drop comment \"udp-in\"");
-  CHECK(in[in.size() - 2] == "meta l4proto dccp counter drop comment \"udp-in\"");
+  CHECK(in[in.size() - 7] == "meta l4proto tcp counter drop comment \"tcp-in\"");
+  CHECK(in[in.size() - 6] == "meta l4proto udp counter drop comment \"udp-in\"");
+  CHECK(in[in.size() - 2] == "meta l4proto l2tp counter drop comment \"udp-in\"");
   CHECK(in[in.size() - 1] == "counter drop comment \"ip-in\"");
   // Forward drops in strict: a reject's answer would leave a non-tunnel interface (the
   // container's), which our own output chain stops.
   const auto fwd = lines(chain(rs, "forward"));
-  CHECK(fwd[fwd.size() - 6] == "meta l4proto tcp counter drop comment \"tcp-fwd\"");
+  CHECK(fwd[fwd.size() - 7] == "meta l4proto tcp counter drop comment \"tcp-fwd\"");
   CHECK(fwd[fwd.size() - 1] == "counter drop comment \"ip-fwd\"");
   index_of(fwd, "tcp dport @dns_ports counter drop comment \"dns-fwd\"");
 }
@@ -221,7 +222,7 @@ TEST_CASE("forward: into the tunnel accepted - out of it only replies - DNS and 
   index_of(fwd, "udp dport @dns_ports counter reject with icmpx admin-prohibited comment \"dns-fwd\"");
   index_of(fwd, "meta l4proto udp update @ifstat_fwd { oifname . meta nfproto . meta l4proto }");
   index_of(fwd, "meta l4proto udp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
-  CHECK(fwd[fwd.size() - 2] == "meta l4proto dccp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
+  CHECK(fwd[fwd.size() - 2] == "meta l4proto l2tp counter reject with icmpx admin-prohibited comment \"udp-fwd\"");
   CHECK(fwd.back() == "accept");
   // No endpoint, DHCP or loopback exemption for routed packets.
   for (const auto& l : fwd) {
@@ -427,6 +428,7 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
                                           "meta l4proto udplite counter reject with icmpx admin-prohibited comment \"udp-out\"",
                                           "meta l4proto sctp counter reject with icmpx admin-prohibited comment \"udp-out\"",
                                           "meta l4proto dccp counter reject with icmpx admin-prohibited comment \"udp-out\"",
+      "meta l4proto l2tp counter reject with icmpx admin-prohibited comment \"udp-out\"",
                                           "counter reject with icmpx admin-prohibited comment \"ip-out\"",
                                       });
   CHECK(lines(chain(rs, "input")) == std::vector<std::string>{
@@ -437,6 +439,7 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
                                          "meta l4proto udplite counter drop comment \"udp-in\"",
                                          "meta l4proto sctp counter drop comment \"udp-in\"",
                                          "meta l4proto dccp counter drop comment \"udp-in\"",
+      "meta l4proto l2tp counter drop comment \"udp-in\"",
                                          "counter drop comment \"ip-in\"",
                                      });
   CHECK(lines(chain(rs, "forward")) == std::vector<std::string>{
@@ -446,6 +449,7 @@ TEST_CASE("the emergency block: only loopback passes, every chain ends blocking,
                                            "meta l4proto udplite counter drop comment \"udp-fwd\"",
                                            "meta l4proto sctp counter drop comment \"udp-fwd\"",
                                            "meta l4proto dccp counter drop comment \"udp-fwd\"",
+      "meta l4proto l2tp counter drop comment \"udp-fwd\"",
                                            "counter drop comment \"ip-fwd\"",
                                        });
   for (const auto& c : rs.chains) CHECK(c.policy_drop);
