@@ -643,7 +643,9 @@ void Controller::escalate_now(const LeakFinding& l) {
 // come to notice the path open again.
 void Controller::release_escalation(const std::vector<Family>& into_tunnel) {
   if (escalated_.empty()) return;
-  const bool moot = desired_.mode != Mode::udp || !machine_.armed();
+  // (Under on_exposure: alert nothing is closed: a family escalated before a reload to alert, or
+  // kept from before a restart, is let go at the next round's end.)
+  const bool moot = desired_.mode != Mode::udp || !machine_.armed() || config_.probe.on_exposure != config::OnExposure::escalate;
   auto route_into_tunnel = [&](Family f) {
     const netwatch::Link* l = network_.link(network_.egress(f));
     return (!l || network_.classify(*l, classifier()) == InterfaceClass::tunnel) && routed_around(f, classifier(), true).empty();
@@ -655,7 +657,9 @@ void Controller::release_escalation(const std::vector<Family>& into_tunnel) {
   }
   if (released.empty()) return;
   const std::string what = families_text(released) + " back to the configured policy: " +
-                           (moot ? "nothing to escalate" : "a web page's way out goes into the tunnel again");
+                           (moot ? (config_.probe.on_exposure != config::OnExposure::escalate ? "probe.on_exposure is alert"
+                                                                                               : "nothing to escalate")
+                                 : "a web page's way out goes into the tunnel again");
   if (change([&] { escalated_ = keep; }, what)) out_.info(what);
 }
 

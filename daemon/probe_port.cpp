@@ -74,11 +74,14 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
   for (Family f : {Family::v4, Family::v6}) {
     bool answered = false, refused = false;
     // A page's sockets: the routed ones must answer through the tunnel; none of them, nor of the
-    // address-bound ones (which may time out in a full tunnel), may be refused or leak.
+    // address-bound ones (which may time out in a full tunnel), may be refused by the firewall
+    // or leak. (No route at all - a container's bridge address with nowhere to go, ENETUNREACH -
+    // is no way out: it held a family escalated for good.)
     for (const auto& p : r.probes) {
       if ((!p.routed && !p.address_bound) || p.family != f) continue;
       if (p.routed && std::holds_alternative<probes::Reflexive>(p.outcome)) answered = true;
-      if (std::holds_alternative<probes::Blocked>(p.outcome)) refused = true;
+      if (const auto* b = std::get_if<probes::Blocked>(&p.outcome); b && (probes::refused_by_firewall(b->error) || b->error == ECONNREFUSED))
+        refused = true;
       if (const auto* l = std::get_if<probes::LocalFailure>(&p.outcome); l && l->error == ECONNREFUSED) refused = true;
     }
     const bool leaked = std::any_of(r.leaks.begin(), r.leaks.end(),

@@ -521,6 +521,23 @@ TEST_CASE("on_exposure escalate: a page's path out holds its family as strict un
     CHECK(a.c.desired().escalated.empty());
     CHECK(a.fw.calls.back().find("escalated") == std::string::npos);
   }
+  SUBCASE("a reload to alert lets an escalated family go at the next round's end: alert closes nothing") {
+    World r;
+    r.c.start(full_tunnel(false));
+    r.probe.finish(ProbeVerdict::leak, {tcp6});
+    REQUIRE(r.c.desired().escalated == std::vector<Family>{Family::v6});
+    r.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+    REQUIRE(r.c.desired().escalated == std::vector<Family>{Family::v6});  // the control: held under escalate
+    r.next_config->probe.on_exposure = config::OnExposure::alert;
+    REQUIRE(r.c.reload("uid 0"));
+    r.c.probe_now([](std::string, std::string) {});
+    r.probe.finish(ProbeVerdict::ok, {}, {Family::v4});
+    CHECK(r.c.desired().escalated.empty());
+    CHECK(std::any_of(r.out.infos.begin(), r.out.infos.end(), [](const std::string& l) {
+      return l.find("IPv6 back to the configured policy: probe.on_exposure is alert") != std::string::npos;
+    }));
+    CHECK(r.fw.calls.back().find("escalated") == std::string::npos);
+  }
   SUBCASE("a device-bound socket's leak is not a page's path: nothing escalated") {
     World d;
     d.c.start(full_tunnel(false));

@@ -2,6 +2,7 @@
 // report everyone reads headed by it. No root, no network: a report made from values.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
@@ -133,4 +134,39 @@ TEST_CASE("a request the kernel sent out of eth0 although the block refuses it i
   firewall::Policy v6_only = udp;
   v6_only.escalated = {Family::v6};
   CHECK(round({tcp}, &v6_only).verdict == daemon::ProbeVerdict::ok);
+}
+
+TEST_CASE("a family's way out goes into the tunnel when its routed probes answer there - no route at all is no refusal") {
+  // An escalated family is let go by a round whose routed probes answered through the tunnel and
+  // none of a page's sockets was refused by the firewall. An address-bound probe from a bridge's
+  // address with no route at all (ENETUNREACH) is no way out: it held IPv6 escalated for good.
+  using probes::ProbeResult;
+  const std::vector<probes::Interface> itfs = {
+      {"wg0", IfIndex{3}, InterfaceClass::tunnel, {*IpAddress::parse("2001:db8:100::2")}},
+      {"vc0", IfIndex{5}, InterfaceClass::other, {*IpAddress::parse("fd00:c::1")}},
+  };
+  auto page = [](bool routed, const char* itf, probes::Outcome o) {
+    ProbeResult p;
+    p.routed = routed;
+    p.address_bound = !routed;
+    p.interface = routed ? "" : itf;
+    p.family = Family::v6;
+    p.server = "[2001:db8:3::3]:3478/udp";
+    p.outcome = std::move(o);
+    if (routed) {
+      p.arrival_interface = "wg0";
+      p.arrival_class = InterfaceClass::tunnel;
+    }
+    return p;
+  };
+  const probes::Reflexive exit{{*IpAddress::parse("2001:db8:3::66"), 50000}, false, probes::milliseconds{3}, 1};
+  auto into_tunnel = [&](probes::Outcome bridge) {
+    const auto o = daemon::to_outcome(
+        probes::make_report(itfs, {page(true, "", exit), page(false, "vc0", std::move(bridge))}, probes::milliseconds{5}));
+    return std::find(o.routed_into_tunnel.begin(), o.routed_into_tunnel.end(), Family::v6) != o.routed_into_tunnel.end();
+  };
+  CHECK(into_tunnel(probes::TimedOut{2}));
+  CHECK(into_tunnel(probes::Blocked{ENETUNREACH}));       // no route: no way out
+  CHECK_FALSE(into_tunnel(probes::Blocked{EPERM}));       // the firewall refused a page's socket: kept
+  CHECK_FALSE(into_tunnel(probes::Blocked{ECONNREFUSED}));  // (TCP reset by the rules)
 }
