@@ -184,6 +184,13 @@ std::string Style::bad(const std::string& s) const { return sgr(color, "1;31", s
 std::string Style::warn(const std::string& s) const { return sgr(color, "1;33", s); }
 std::string Style::dim(const std::string& s) const { return sgr(color, "2", s); }
 
+namespace {
+// What a stopped daemon leaves: with on_stop: keep (the default) its table stays in the kernel,
+// nothing defends it, and nothing here can lift it.
+constexpr const char* kBlockStays =
+    "\nleakguardctl: a block it left stays in place (on_stop: keep): nft delete table inet leakguard lifts it, as root";
+}  // namespace
+
 Outcome from_dbus_error(const std::string& name, const std::string& message) {
   const std::string detail = message.empty() ? name : message;
   if (name == "org.freedesktop.DBus.Error.AccessDenied")
@@ -200,13 +207,13 @@ Outcome from_dbus_error(const std::string& name, const std::string& message) {
       name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Disconnected" ||
       name == "org.freedesktop.DBus.Error.FileNotFound" || name == "org.freedesktop.DBus.Error.NoServer" ||
       name.starts_with("org.sdbuscpp.Error"))
-    return {kNotRunning, "", "leakguardctl: leakguardd is not running (no " + std::string(kName) + " on the system bus)"};
+    return {kNotRunning, "", "leakguardctl: leakguardd is not running (no " + std::string(kName) + " on the system bus)" + kBlockStays};
   // The bus tried to start it and systemd said no: the unit is disabled (its activation alias
   // is gone), masked, or failed to start.
   if (name.starts_with("org.freedesktop.systemd1.") || name.starts_with("org.freedesktop.DBus.Error.Spawn."))
     return {kNotRunning, "", "leakguardctl: leakguardd is not running, and the bus could not start it (" +
                                  (detail.ends_with('.') ? detail.substr(0, detail.size() - 1) : detail) +
-                                 "; see systemctl status leakguard)"};
+                                 "; see systemctl status leakguard)" + kBlockStays};
   return {kFailed, "", "leakguardctl: " + name + ": " + detail};
 }
 
@@ -289,10 +296,12 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   // Kept: the table a previous run left enforces what that run's configuration said; this run has
   // none (its policy field is only the default's).
   const bool kept = text(s, "protection") == "kept";
+  const bool emergency = text(s, "protection") == "emergency";
   if (kept) out += "  policy:    the kept table's (this run has no usable configuration)";
+  else if (emergency) out += "  policy:    the emergency block (everything but loopback; no endpoint, DHCP or LAN)";
   else out += "  policy:    " + text(s, "policy") + (s.value("allow_lan", false) ? " + LAN allowed" : "");
   // Set with `leakguardctl policy` / `allow-lan`: until the next reload, across restarts.
-  if (!kept && s.contains("set_at_runtime") && s["set_at_runtime"].is_object()) {
+  if (!kept && !emergency && s.contains("set_at_runtime") && s["set_at_runtime"].is_object()) {
     const auto& r = s["set_at_runtime"];
     std::string which;
     if (r.contains("policy") && r["policy"].is_string()) which = "policy";
@@ -324,7 +333,10 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   std::string tunnel = s.value("tunnel_up", false) ? "up" : "down";
   if (s.contains("tunnel") && s["tunnel"].is_object()) {
     const auto& t = s["tunnel"];
-    if (s.contains("config_error") && s["config_error"].is_string())
+    if (kept)  // the kept table trusts what the previous run's configuration named: not known here
+      tunnel += " (the kept table's tunnels, as the previous run wrote them: nft list table inet leakguard; declared: " +
+                text(t, "declared", "none") + ")";
+    else if (s.contains("config_error") && s["config_error"].is_string())
       tunnel += " (no usable configuration: no interface is trusted as the tunnel; declared: " + text(t, "declared", "none") + ")";
     else
       tunnel += " (configured: " + joined(t.value("patterns", nlohmann::json::array()), "none") +
@@ -345,6 +357,10 @@ std::string render_status(const nlohmann::json& s, const Style& st) {
   // says so in "redacted"): say that instead of "none".
   if (s.contains("redacted") && !s.contains("endpoints"))
     out += "  details:   " + st.dim("for root and group leakguard only (endpoints, addresses, probe results)") + "\n";
+  else if (kept)  // the previous run's endpoints are in the kept table, not in this run's knowledge
+    out += "  endpoints: the kept table's (nft list set inet leakguard endpoints4, endpoints6)\n";
+  else if (emergency)
+    out += "  endpoints: none allowed (the emergency block)\n";
   else
     out += "  endpoints: " + joined(s.value("endpoints", nlohmann::json::array()), "none") + "\n";
   if (s.contains("fwmark") && !s["fwmark"].is_null()) {

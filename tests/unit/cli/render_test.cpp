@@ -255,6 +255,25 @@ TEST_CASE("status while a previous run's table is kept: in force, and the policy
   CHECK(has(out, "  policy:    the kept table's (this run has no usable configuration)\n"));
   CHECK(!has(out, "not installed"));
   CHECK(!has(out, "policy:    udp"));
+  // This run does not know the kept table's endpoints or tunnels: never "none" (that table still
+  // lets the VPN's endpoint and tunnel through; a reviewer read "endpoints: none" as false).
+  j["config_error"] = "/etc/leakguard/leakguard.yaml:8:9: policy: 'bogus' is not one of: strict, udp";
+  const auto with_error = render_status(j, Style{});
+  CHECK(has(with_error, "  endpoints: the kept table's (nft list set inet leakguard endpoints4, endpoints6)\n"));
+  CHECK(has(with_error, "the kept table's tunnels, as the previous run wrote them"));
+  CHECK(!has(with_error, "endpoints: none"));
+  CHECK(!has(with_error, "no interface is trusted"));
+}
+
+TEST_CASE("status in the emergency block: not called strict, no endpoints allowed") {
+  auto j = nlohmann::json::parse(kStatus);
+  j["state"] = "error";
+  j["protection"] = "emergency";
+  j["policy"] = "strict";
+  const auto out = render_status(j, Style{});
+  CHECK(has(out, "  policy:    the emergency block (everything but loopback; no endpoint, DHCP or LAN)\n"));
+  CHECK(has(out, "  endpoints: none allowed (the emergency block)\n"));
+  CHECK(!has(out, "policy:    strict"));
 }
 
 TEST_CASE("D-Bus errors map to distinct exit statuses") {
@@ -391,6 +410,11 @@ TEST_CASE("no system bus is not the same as no daemon") {
   CHECK(o.err == "leakguardctl: cannot reach the system bus (/run/dbus/system_bus_socket: No such file or directory)");
   CHECK(!has(o.err, "not running"));
   CHECK(has(from_dbus_error("org.freedesktop.DBus.Error.ServiceUnknown", "x").err, "leakguardd is not running"));
+  // ... and that a block it left stays (a reviewer disabled the service and found the machine
+  // still blocked, with nothing saying so).
+  CHECK(has(from_dbus_error("org.freedesktop.DBus.Error.ServiceUnknown", "x").err,
+            "a block it left stays in place (on_stop: keep): nft delete table inet leakguard lifts it"));
+  CHECK(has(from_dbus_error("org.freedesktop.systemd1.NoSuchUnit", "Unit x not found.").err, "a block it left stays in place"));
 }
 
 TEST_CASE("monitor: the daemon's coming and going, and the bus's, for people, as JSON and as notifications") {
