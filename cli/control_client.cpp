@@ -223,7 +223,10 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
   out += "verdict: " +
          (verdict == "ok"           ? st.good(verdict)
           : verdict == "-"          ? verdict
-          : verdict == "unverified" ? st.warn(verdict) + " (the tunnel did not answer: no VPN exit seen; no leak found either)"
+          : verdict == "unverified" ? st.warn(verdict) + " (" +
+                                          (r.contains("unverified_because") ? text(r, "unverified_because")
+                                                                            : std::string("the tunnel did not answer: no VPN exit seen")) +
+                                          "; no leak found either)"
                                     : st.bad(verdict)) +
          "\n";
   if (!r.contains("interfaces") || !r["interfaces"].is_array()) return out;

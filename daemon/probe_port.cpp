@@ -56,13 +56,26 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
                 " left outside the tunnel although the block refuses them (first: " + printable_ifname(h.interface) + " " +
                 std::string(to_string(h.family)) + " toward " + h.server + "): the block does not hold; " + o.summary;
   }
+  // Why a round without a leak proves nothing, in words that fit what happened: no probe got as
+  // far as a server (every one failed here: no name resolved, no socket), no tunnel was there to
+  // probe, or the tunnel was probed and did not answer. ("The tunnel did not answer" on a machine
+  // with no VPN, whose every probe failed on DNS, misled a reviewer.)
+  std::string why;
   if (o.verdict == ProbeVerdict::unverified) {
+    const bool none_sent = !r.probes.empty() && std::all_of(r.probes.begin(), r.probes.end(), [](const probes::ProbeResult& p) {
+      return std::holds_alternative<probes::LocalFailure>(p.outcome);
+    });
+    const bool tunnel_probed = std::any_of(r.probes.begin(), r.probes.end(), [](const probes::ProbeResult& p) {
+      return !p.routed && !p.address_bound && p.cls == InterfaceClass::tunnel;
+    });
+    if (tunnel_answered) why = std::to_string(starved) + (starved == 1 ? " probe" : " probes") + " could not be made (" + starved_why +
+                               "): the paths they stood for are not known";
+    else if (none_sent) why = "no probe reached a server: " + probes::str(r.probes.front().outcome);
+    else if (!tunnel_probed) why = "no tunnel to probe: no VPN exit seen";
+    else why = "the tunnel did not answer: no VPN exit seen";
     // "ok; 2 probes (2 failed) in 3 ms": the probe's own "ok" (no leak) would read as a claim.
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
-    o.summary = (!tunnel_answered ? "the tunnel did not answer (no VPN exit seen); "
-                                  : std::to_string(starved) + (starved == 1 ? " probe" : " probes") + " could not be made (" +
-                                        starved_why + "): the paths they stood for are not known; ") +
-                o.summary;
+    o.summary = why + "; " + o.summary;
   }
   for (const auto* h : holes)
     o.leaks.push_back({printable_ifname(h->interface), std::string(to_string(h->family)), "", h->server, false, "", true});
@@ -92,6 +105,7 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
   // verdict; the prober's own ("ok": nothing leaked, answered or not) beside it where it differs.
   auto j = probes::to_json(r);
   head_report(j, o.verdict_text);
+  if (!why.empty()) j["unverified_because"] = why;
   // Each such request marked where people read the round (leakguardctl probe).
   for (const auto* h : holes)
     for (auto& g : j["interfaces"])

@@ -483,6 +483,19 @@ nlohmann::json to_json(const Report& r) {
                             {"reflexive", nullptr},
                             {"leak", answered}});
   }
+  // "ok" is a claim about what was tested: a group whose every probe failed here tested nothing;
+  // a tunnel no server answered showed no way through it, and neither did the routed probe when
+  // nothing answered it and nothing refused it (refused is the block holding: ok).
+  for (auto& g : j["interfaces"]) {
+    if (g["verdict"] != "ok") continue;
+    const auto& rs = g["results"];
+    auto any = [&](const char* outcome) { return std::any_of(rs.begin(), rs.end(), [&](const json& x) { return x["outcome"] == outcome; }); };
+    const bool all_failed = std::all_of(rs.begin(), rs.end(), [](const json& x) { return x["outcome"] == "failed"; });
+    const bool answered = any("reflexive");
+    if (all_failed) g["verdict"] = "not tested";
+    else if (g["class"] == "tunnel" && !answered) g["verdict"] = "no answer";
+    else if (g["name"] == "route" && !answered && !any("blocked")) g["verdict"] = "no answer";
+  }
   return j;
 }
 

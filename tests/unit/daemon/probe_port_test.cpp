@@ -170,3 +170,36 @@ TEST_CASE("a family's way out goes into the tunnel when its routed probes answer
   CHECK_FALSE(into_tunnel(probes::Blocked{EPERM}));       // the firewall refused a page's socket: kept
   CHECK_FALSE(into_tunnel(probes::Blocked{ECONNREFUSED}));  // (TCP reset by the rules)
 }
+
+TEST_CASE("an unverified round says why in words that fit: no probe reached a server, no tunnel to probe, or the tunnel did not answer") {
+  using probes::ProbeResult;
+  auto probe = [](const char* itf, InterfaceClass cls, probes::Outcome o) {
+    ProbeResult p;
+    p.interface = itf;
+    p.cls = cls;
+    p.family = Family::v4;
+    p.server = "stun.l.google.com:19302/udp";
+    p.outcome = std::move(o);
+    return p;
+  };
+  const probes::LocalFailure dns{"resolve", 0, "Host not found"};
+  auto why = [](const daemon::ProbeOutcome& o) { return nlohmann::json::parse(o.json).value("unverified_because", ""); };
+  // A fresh install without a VPN: every probe failed on DNS (the block refuses it).
+  const auto none = daemon::to_outcome(probes::make_report(
+      {{"eth0", IfIndex{2}, InterfaceClass::physical, {*IpAddress::parse("192.0.2.10")}}},
+      {probe("eth0", InterfaceClass::physical, dns), probe("", InterfaceClass::other, dns)}, probes::milliseconds{5}));
+  CHECK(none.verdict == daemon::ProbeVerdict::unverified);
+  CHECK(why(none) == "no probe reached a server: failed: resolve: Host not found");
+  CHECK(none.summary.rfind("no probe reached a server", 0) == 0);
+  // No tunnel interface at all: eth0's probe refused, nothing else.
+  const auto no_tunnel = daemon::to_outcome(probes::make_report(
+      {{"eth0", IfIndex{2}, InterfaceClass::physical, {*IpAddress::parse("192.0.2.10")}}},
+      {probe("eth0", InterfaceClass::physical, probes::Blocked{EPERM})}, probes::milliseconds{5}));
+  CHECK(why(no_tunnel) == "no tunnel to probe: no VPN exit seen");
+  // A tunnel, probed, silent.
+  const auto silent = daemon::to_outcome(probes::make_report(
+      {{"wg0", IfIndex{3}, InterfaceClass::tunnel, {*IpAddress::parse("100.64.0.2")}}},
+      {probe("wg0", InterfaceClass::tunnel, probes::TimedOut{3})}, probes::milliseconds{5}));
+  CHECK(why(silent) == "the tunnel did not answer: no VPN exit seen");
+  CHECK(silent.summary.rfind("the tunnel did not answer: no VPN exit seen; ", 0) == 0);
+}

@@ -439,3 +439,35 @@ TEST_CASE("an address-bound probe is a page's socket: judged by its way out like
     CHECK(eth0_exposed);  // only a device-bound probe's translation proves it is not the public address
   }
 }
+
+TEST_CASE("per interface, ok only for what was tested: not tested where every probe failed here, no answer for the route or a tunnel nobody answered") {
+  const LocalFailure dns{"resolve", 0, "Host not found"};
+  auto verdict_of = [](const nlohmann::json& j, const std::string& name) {
+    for (const auto& g : j["interfaces"])
+      if (g["name"] == name) return g["verdict"].get<std::string>();
+    return std::string("(none)");
+  };
+  // A reviewer read "as routed (no interface bound): ok" above three "failed: resolve" lines.
+  auto j = to_json(make_report(kInterfaces,
+                               {bound("eth0", Class::physical, "192.0.2.10", dns), routed(Family::v4, dns),
+                                bound("wg0", Class::tunnel, "100.64.0.2", TimedOut{3})},
+                               5ms));
+  CHECK(verdict_of(j, "eth0") == "not tested");
+  CHECK(verdict_of(j, "route") == "not tested");
+  CHECK(verdict_of(j, "wg0") == "no answer");
+  // The controls: refused out of eth0 is ok (that is the block holding); answered through the
+  // tunnel and as routed, ok.
+  j = to_json(make_report(kInterfaces,
+                          {bound("eth0", Class::physical, "192.0.2.10", Blocked{EPERM}),
+                           routed(Family::v4, seen("203.0.113.66"), "wg0", Class::tunnel),
+                           bound("wg0", Class::tunnel, "100.64.0.2", seen("203.0.113.66"))},
+                          5ms));
+  CHECK(verdict_of(j, "eth0") == "ok");
+  CHECK(verdict_of(j, "route") == "ok");
+  CHECK(verdict_of(j, "wg0") == "ok");
+  // The routed probe refused (a split route out of eth0): the block holding, ok; timed out: no answer.
+  j = to_json(make_report(kInterfaces, {routed(Family::v4, Blocked{EPERM})}, 5ms));
+  CHECK(verdict_of(j, "route") == "ok");
+  j = to_json(make_report(kInterfaces, {routed(Family::v4, TimedOut{3})}, 5ms));
+  CHECK(verdict_of(j, "route") == "no answer");
+}
