@@ -253,6 +253,8 @@ std::string render_probe(const nlohmann::json& r, const Style& st) {
         // A hop probe answered from beyond this machine (probes/hops.hpp), or a request the block
         // should have refused left the device.
         if (res.value("unrefused", false)) out += "  " + st.bad("<- LEAK: sent, not refused by the block");
+        else if (res.contains("connected_outside"))
+          out += "  " + st.bad("<- LEAK: connected outside the tunnel (" + text(res, "connected_outside") + ")");
         else if (res.value("leak", false)) out += "  " + st.bad("<- LEAK");
       }
       out += "\n";
@@ -449,6 +451,8 @@ std::string render_signal(const std::string& name, const std::vector<std::string
       return st.bad("LEAK") + " via " + via + ": router " + rest.substr(0, sp) + " answered a datagram sent" +
              (sp == std::string::npos ? std::string() : rest.substr(sp)) + " outside the tunnel";
     }
+    // A page's TCP connection made outside the tunnel, no STUN answer ("connected to X outside ...").
+    if (arg(2).empty() && arg(3).starts_with("connected to ")) return st.bad("LEAK") + " via " + via + ": " + arg(3);
     // A request the block should have refused left the device ("sent toward X, not refused ...").
     if (arg(2).empty() && arg(3).starts_with("sent toward "))
       return st.bad("LEAK") + " via " + via + ": a request " + arg(3).substr(0, arg(3).find(',')) +

@@ -144,6 +144,9 @@ struct LeakFinding {
   /// A request of a probe bound to `interface` left although the block refuses it (no server
   /// need answer: the kernel took it where the rules should have refused it).
   bool unrefused = false;
+  /// A page's (routed) TCP connection to `server` was made through `interface` ("routed via
+  /// eth0"), but no STUN answer came: the handshake alone shows the way out (reflexive empty).
+  bool connected_only = false;
 };
 
 /// A finished probe round, as the daemon needs it (the probes library has the full report).

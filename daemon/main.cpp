@@ -83,6 +83,13 @@ class Outputs final : public d::Notifications {
       if (bus_) bus_->leak_detected(l.interface, l.family, "", "hop " + l.hop + " toward " + l.server);
       return;
     }
+    if (l.connected_only) {
+      log_.error("LEAK: " + l.interface + " " + l.family + ": a web page's TCP connection to " + l.server +
+                     " was made outside the tunnel (no STUN answer)",
+                 {{"LEAKGUARD_LEAK_INTERFACE", l.interface}});
+      if (bus_) bus_->leak_detected(l.interface, l.family, "", "connected to " + l.server + " outside the tunnel");
+      return;
+    }
     if (l.unrefused) {
       // The kernel sent a probe's request out of a non-tunnel device where the rules refuse it.
       log_.error("LEAK: " + l.interface + " " + l.family + ": a request toward " + l.server +

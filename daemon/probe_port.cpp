@@ -24,6 +24,20 @@ std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const
   return out;
 }
 
+/// The routed TCP probe (a page's own socket) made its connection through a non-tunnel interface
+/// (the source address the kernel chose is that interface's) but got no STUN answer: the server
+/// listens for TLS only, or speaks something else. The handshake alone shows the page's way out.
+bool connected_outside(const probes::ProbeResult& p) {
+  return p.routed && p.transport == Transport::tcp && p.sent && p.arrival_class && *p.arrival_class != InterfaceClass::tunnel &&
+         *p.arrival_class != InterfaceClass::loopback && !std::holds_alternative<probes::Reflexive>(p.outcome);
+}
+
+LeakFinding connected_finding(const probes::ProbeResult& p) {
+  LeakFinding l{"routed via " + printable_ifname(p.arrival_interface), std::string(to_string(p.family)), "", p.server, true, ""};
+  l.connected_only = true;
+  return l;
+}
+
 }  // namespace
 
 ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) {
@@ -42,13 +56,22 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
       if (starved_why.empty()) starved_why = l->message.empty() ? std::to_string(l->error) : l->message;
     }
   const auto holes = rules ? unrefused(r, *rules) : std::vector<const probes::ProbeResult*>{};
-  o.verdict = r.verdict == probes::Verdict::leak || !holes.empty() ? ProbeVerdict::leak
+  std::vector<const probes::ProbeResult*> connected;
+  for (const auto& p : r.probes)
+    if (connected_outside(p)) connected.push_back(&p);
+  o.verdict = r.verdict == probes::Verdict::leak || !holes.empty() || !connected.empty() ? ProbeVerdict::leak
               : tunnel_answered && starved == 0                   ? ProbeVerdict::ok
                                                                   : ProbeVerdict::unverified;
   o.verdict_text = o.verdict == ProbeVerdict::unverified ? "unverified"
                    : o.verdict == ProbeVerdict::leak     ? "leak"
                                                          : std::string(probes::to_string(r.verdict));
   o.summary = r.summary();
+  if (!connected.empty()) {
+    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
+    const auto& c = *connected.front();
+    o.summary = "a web page's TCP connection to " + c.server + " was made outside the tunnel (routed via " +
+                printable_ifname(c.arrival_interface) + ", no STUN answer); " + o.summary;
+  }
   if (!holes.empty()) {
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
     const auto& h = *holes.front();
@@ -79,6 +102,7 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
   }
   for (const auto* h : holes)
     o.leaks.push_back({printable_ifname(h->interface), std::string(to_string(h->family)), "", h->server, false, "", true});
+  for (const auto* c : connected) o.leaks.push_back(connected_finding(*c));
   // `routed` for the daemon: a page's own socket (routed, or bound by address as browsers bind).
   for (const auto& l : r.leaks)
     o.leaks.push_back({l.routed ? "routed via " + l.interface : l.address_bound ? l.interface + " by address" : l.interface,
@@ -98,7 +122,8 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
       if (const auto* l = std::get_if<probes::LocalFailure>(&p.outcome); l && l->error == ECONNREFUSED) refused = true;
     }
     const bool leaked = std::any_of(r.leaks.begin(), r.leaks.end(),
-                                    [&](const probes::Leak& l) { return (l.routed || l.address_bound) && l.family == f; });
+                                    [&](const probes::Leak& l) { return (l.routed || l.address_bound) && l.family == f; }) ||
+                        std::any_of(connected.begin(), connected.end(), [&](const probes::ProbeResult* c) { return c->family == f; });
     if (answered && !refused && !leaked) o.routed_into_tunnel.push_back(f);
   }
   // The report as everyone reads it (ProbeNow, LastProbe, GetStatus): headed by the round's
@@ -116,11 +141,22 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
             res["unrefused"] = true;
             g["verdict"] = "leak";
           }
+  for (const auto* c : connected)
+    for (auto& g : j["interfaces"])
+      if (g["name"] == "route")
+        for (auto& res : g["results"])
+          if (res["server"] == c->server && res["family"] == std::string(to_string(c->family)) && res.value("sent", false) &&
+              res["reflexive"].is_null()) {
+            res["leak"] = true;
+            res["connected_outside"] = "routed via " + printable_ifname(c->arrival_interface);
+            g["verdict"] = "leak";
+          }
   o.json = json_text(j);
   return o;
 }
 
 std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p) {
+  if (connected_outside(p)) return connected_finding(p);
   const auto* x = std::get_if<probes::Reflexive>(&p.outcome);
   if (!x || !(p.routed || p.address_bound) || !p.arrival_class || *p.arrival_class == InterfaceClass::tunnel ||
       *p.arrival_class == InterfaceClass::loopback)

@@ -205,6 +205,9 @@ TEST_CASE("monitor lines: the verdict once, the leak's route named once, who saw
   // A hop probe's leak: a router answered, no server saw an address.
   CHECK(render_signal("LeakDetected", {"eth0", "ipv4", "", "hop 192.0.2.1 toward endpoint 198.51.100.1:51820/udp"}, Style{}) ==
         "LEAK via eth0 (ipv4): router 192.0.2.1 answered a datagram sent toward endpoint 198.51.100.1:51820/udp outside the tunnel");
+  // A page's TCP connection made outside the tunnel to a server that does not speak STUN.
+  CHECK(render_signal("LeakDetected", {"routed via eth0", "ipv6", "", "connected to [2001:db8:3::3]:443/tcp outside the tunnel"},
+                      Style{}) == "LEAK via eth0 (ipv6, routed): connected to [2001:db8:3::3]:443/tcp outside the tunnel");
   // A request the block should have refused left the device: no server need have answered.
   CHECK(render_signal("LeakDetected", {"eth0", "ipv4", "", "sent toward 203.0.113.3:3478/udp, not refused by the block"}, Style{}) ==
         "LEAK via eth0 (ipv4): a request sent toward 203.0.113.3:3478/udp left outside the tunnel: the block did not refuse it");

@@ -203,3 +203,62 @@ TEST_CASE("an unverified round says why in words that fit: no probe reached a se
   CHECK(why(silent) == "the tunnel did not answer: no VPN exit seen");
   CHECK(silent.summary.rfind("the tunnel did not answer: no VPN exit seen; ", 0) == 0);
 }
+
+TEST_CASE("a web page's TCP connection made outside the tunnel is a leak even when the server does not speak STUN") {
+  // The routed TCP probe (a page's own socket) connected from eth0's address - udp policy lets TCP
+  // out - but the server on 443 speaks TLS only: no STUN answer, and before, no finding either.
+  using probes::ProbeResult;
+  const std::vector<probes::Interface> itfs = {
+      {"eth0", IfIndex{2}, InterfaceClass::physical, {*IpAddress::parse("2001:db8:2::10")}},
+      {"wg0", IfIndex{3}, InterfaceClass::tunnel, {*IpAddress::parse("2001:db8:100::2")}},
+  };
+  auto routed_tcp = [](const char* via, InterfaceClass cls, bool connected, probes::Outcome o) {
+    ProbeResult p;
+    p.routed = true;
+    p.family = Family::v6;
+    p.transport = Transport::tcp;
+    p.server = "[2001:db8:3::3]:443/tcp";
+    p.sent = connected;
+    p.arrival_interface = via;
+    p.arrival_class = cls;
+    p.outcome = std::move(o);
+    return p;
+  };
+  const probes::Reflexive exit{{*IpAddress::parse("2001:db8:3::66"), 50000}, false, probes::milliseconds{3}, 1};
+  auto bound_wg0 = [&] {
+    ProbeResult p;
+    p.interface = "wg0";
+    p.cls = InterfaceClass::tunnel;
+    p.family = Family::v6;
+    p.server = "[2001:db8:3::3]:3478/udp";
+    p.outcome = exit;
+    p.sent = true;
+    return p;
+  };
+  auto round = [&](ProbeResult routed) {
+    return daemon::to_outcome(probes::make_report(itfs, {bound_wg0(), std::move(routed)}, probes::milliseconds{5}));
+  };
+  const auto out = round(routed_tcp("eth0", InterfaceClass::physical, true, probes::TimedOut{1}));
+  CHECK(out.verdict == daemon::ProbeVerdict::leak);
+  REQUIRE(out.leaks.size() == 1);
+  CHECK(out.leaks[0].connected_only);
+  CHECK(out.leaks[0].routed);  // a page's path: escalated under on_exposure: escalate
+  CHECK(out.leaks[0].interface == "routed via eth0");
+  CHECK(out.leaks[0].reflexive.empty());
+  CHECK(out.summary.rfind("a web page's TCP connection to [2001:db8:3::3]:443/tcp was made outside the tunnel (routed via eth0", 0) == 0);
+  CHECK(std::find(out.routed_into_tunnel.begin(), out.routed_into_tunnel.end(), Family::v6) == out.routed_into_tunnel.end());
+  const auto j = nlohmann::json::parse(out.json);
+  bool marked = false;
+  for (const auto& g : j["interfaces"])
+    if (g["name"] == "route")
+      for (const auto& res : g["results"]) marked = marked || res.value("connected_outside", "") == "routed via eth0";
+  CHECK(marked);
+  // page_path_out says the same as soon as the probe ends (escalation at once, not at round's end).
+  const auto now = daemon::page_path_out(routed_tcp("eth0", InterfaceClass::physical, true, probes::TimedOut{1}));
+  REQUIRE(now);
+  CHECK(now->connected_only);
+  // The controls: through the tunnel, refused (a reset: the escalated block), or never connected.
+  CHECK(round(routed_tcp("wg0", InterfaceClass::tunnel, true, probes::TimedOut{1})).verdict == daemon::ProbeVerdict::ok);
+  CHECK(round(routed_tcp("", InterfaceClass::physical, false, probes::Blocked{ECONNREFUSED})).verdict == daemon::ProbeVerdict::ok);
+  CHECK_FALSE(daemon::page_path_out(routed_tcp("wg0", InterfaceClass::tunnel, true, probes::TimedOut{1})));
+}
