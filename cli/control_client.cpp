@@ -188,7 +188,8 @@ namespace {
 // What a stopped daemon leaves: with on_stop: keep (the default) its table stays in the kernel,
 // nothing defends it, and nothing here can lift it.
 constexpr const char* kBlockStays =
-    "\nleakguardctl: a block it left stays in place (on_stop: keep): nft delete table inet leakguard lifts it, as root";
+    "\nleakguardctl: if it stopped with on_stop: keep (the default), its block stays in place: nft delete table inet leakguard "
+    "lifts it, as root";
 }  // namespace
 
 Outcome from_dbus_error(const std::string& name, const std::string& message) {

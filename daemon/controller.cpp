@@ -499,11 +499,15 @@ void Controller::probe_finished(ProbeOutcome o) {
           !around.empty() && std::find(desired_.escalated.begin(), desired_.escalated.end(), f) == desired_.escalated.end()) {
         o.verdict = ProbeVerdict::unverified;
         o.verdict_text = "unverified";
-        o.summary = std::string("the routing sends some ") + (f == Family::v4 ? "IPv4" : "IPv6") + " traffic around the tunnel (" +
-                    around + "), and nothing closes it (probe.on_exposure: alert); " + o.summary;
+        const std::string why = std::string("the routing sends some ") + (f == Family::v4 ? "IPv4" : "IPv6") +
+                                " traffic around the tunnel (" + around + "), and nothing closes it (probe.on_exposure: alert)";
+        o.summary = why + "; " + o.summary;
         auto j = nlohmann::json::parse(o.json, nullptr, false);
         head_report(j, o.verdict_text);
-        if (!j.is_discarded()) o.json = json_text(j);
+        if (!j.is_discarded()) {
+          j["unverified_because"] = why;  // (leakguardctl probe said "the tunnel did not answer")
+          o.json = json_text(j);
+        }
         break;
       }
   switch (o.verdict) {

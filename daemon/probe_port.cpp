@@ -13,12 +13,25 @@ namespace leakguard::daemon {
 namespace {
 
 /// Device-bound probes out of non-tunnel interfaces whose request the kernel sent although
-/// `rules` refuse it (an answer with an address is a leak of the report's already).
+/// `rules` refuse it (an answer with an address is a leak of the report's already). Not for a
+/// server at this host's own, a loopback or the unspecified address: the kernel sends those
+/// through `lo` even from a socket bound to eth0, and loopback passes (a DNS blocklist answers
+/// 0.0.0.0 for STUN servers: every round read as a hole). Not for an interface the rules in
+/// force trust as a tunnel (their patterns may differ from the classification of a change the
+/// kernel refused).
 std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const firewall::Policy& rules) {
+  auto local = [&](const IpAddress& a) {
+    return a.is_unspecified() || a.is_loopback() ||
+           std::any_of(r.hosts.begin(), r.hosts.end(), [&](const probes::HostCandidate& h) { return h.address == a; });
+  };
+  auto trusted = [&](const std::string& ifname) {
+    return std::any_of(rules.tunnels.begin(), rules.tunnels.end(), [&](const IfnamePattern& t) { return t.matches(ifname); });
+  };
   std::vector<const probes::ProbeResult*> out;
   for (const auto& p : r.probes)
     if (p.sent && !p.routed && !p.address_bound && p.cls != InterfaceClass::tunnel && p.cls != InterfaceClass::loopback &&
-        p.server_address && !std::holds_alternative<probes::Reflexive>(p.outcome) &&
+        p.server_address && !std::holds_alternative<probes::Reflexive>(p.outcome) && !local(p.server_address->address) &&
+        !trusted(p.interface) &&
         firewall::refuses_outside_tunnel(rules, p.transport, p.server_address->address, p.server_address->port))
       out.push_back(&p);
   return out;

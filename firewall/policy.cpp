@@ -159,6 +159,7 @@ bool refuses_outside_tunnel(const Policy& p, Transport transport, const IpAddres
   if (p.emergency) return true;
   for (const auto& e : p.endpoints)
     if (e.address == to && e.transport == transport && e.port == port) return false;
+  if (port == 53 || port == 853) return true;  // DNS outside the tunnel, in both modes and to the LAN too
   if (transport == Transport::udp && (port == 67 || port == 547)) return false;  // DHCP, DHCPv6 servers
   if (p.allow_lan) {
     auto in = [&](const Prefix& n) { return n.contains(to); };

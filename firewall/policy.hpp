@@ -106,9 +106,11 @@ std::vector<Prefix> link_scope_ranges(Family f);
 
 /// Whether the rules built from `p` refuse what an ordinary local socket (no mark, whoever owns
 /// it) sends out of a non-tunnel interface to `to` over `transport`: every datagram in either
-/// mode, and TCP in strict or an escalated family; the emergency block everything. Where the
-/// rules may let it pass, false: a VPN endpoint, DHCP (UDP to port 67 or 547), and with allow_lan the
-/// LAN's subnets and link_scope_ranges(). What a probe bound to eth0 must meet: EPERM.
+/// mode, and TCP in strict or an escalated family; DNS (53, 853) in both; the emergency block
+/// everything. Where the rules may let it pass, false: a VPN endpoint (whatever its mark or owner
+/// test), DHCP (UDP to port 67 or 547, anywhere), and with allow_lan the LAN's subnets and
+/// link_scope_ranges(): looser than the rules, never stricter. What a probe bound to eth0 must
+/// meet: EPERM.
 bool refuses_outside_tunnel(const Policy& p, Transport transport, const IpAddress& to, std::uint16_t port);
 
 }  // namespace leakguard::firewall

@@ -309,12 +309,12 @@ Result<Message> parse(std::span<const std::uint8_t> b) {
       m.has_message_integrity = true;
       zone = t == attr::kMessageIntegrity ? Zone::after_mi : Zone::after_mi256;
     } else if (!understood(t)) {
-      return fail(step, "unknown comprehension-required attribute " + hex16(t));
-    } else if (t == attr::kXorMappedAddress || t == attr::kMappedAddress) {
-      const bool x = t == attr::kXorMappedAddress;
-      auto a = read_address(v, x, m.id, x ? "XOR-MAPPED-ADDRESS" : "MAPPED-ADDRESS");
+      if (m.unknown_required.size() < 16) m.unknown_required.push_back(t);
+    } else if (t == attr::kXorMappedAddress || t == attr::kMappedAddress || t == attr::kXorMappedAddressOld) {
+      const bool x = t != attr::kMappedAddress;
+      auto a = read_address(v, x, m.id, t == attr::kMappedAddress ? "MAPPED-ADDRESS" : "XOR-MAPPED-ADDRESS");
       if (!a) return tl::unexpected(a.error());
-      auto& slot = x ? m.xor_mapped : m.mapped;
+      auto& slot = t == attr::kXorMappedAddress ? m.xor_mapped : t == attr::kXorMappedAddressOld ? m.xor_mapped_old : m.mapped;
       if (!slot) slot = *a;  // RFC 8489 §14: only the first occurrence counts
     } else if (t == attr::kErrorCode) {
       if (len < 4) return fail(step, "ERROR-CODE shorter than 4 bytes");
@@ -322,15 +322,14 @@ Result<Message> parse(std::span<const std::uint8_t> b) {
       const int number = v[3];
       if (cls < 3 || cls > 6) return fail(step, "ERROR-CODE class " + std::to_string(cls) + " outside 3..6");
       if (number > 99) return fail(step, "ERROR-CODE number " + std::to_string(number) + " outside 0..99");
-      if (len - 4 > kMaxText) return fail(step, "ERROR-CODE reason longer than 763 bytes");
-      if (!m.error) m.error = ErrorCode{cls * 100 + number, std::string(v.begin() + 4, v.end())};
+      // (A reason longer than RFC 8489's 763 bytes is cut, not fatal: the code is what counts.)
+      if (!m.error) m.error = ErrorCode{cls * 100 + number, std::string(v.begin() + 4, v.begin() + 4 + std::min(len - 4, kMaxText))};
     } else if (t == attr::kUnknownAttributes) {
       if (len % 2 != 0) return fail(step, "UNKNOWN-ATTRIBUTES of odd length " + std::to_string(len));
       if (m.unknown_attributes.empty())
         for (std::size_t i = 0; i < len; i += 2) m.unknown_attributes.push_back(be16(v, i));
     } else if (t == attr::kSoftware) {
-      if (len > kMaxText) return fail(step, "SOFTWARE longer than 763 bytes");
-      if (!m.software) m.software = std::string(v.begin(), v.end());
+      if (!m.software) m.software = std::string(v.begin(), v.begin() + std::min(len, kMaxText));  // cut, not fatal
     }
     at += 4 + padded;
   }
@@ -341,9 +340,9 @@ Result<std::variant<BindingSuccess, BindingError>> read_binding_response(const M
   const std::string step = "read binding response";
   if (m.method != kMethodBinding) return fail(step, "method " + hex16(m.method) + " is not Binding");
   if (m.cls == Class::success) {
-    if (m.xor_mapped) {
-      if (m.xor_mapped->address.is_unspecified()) return fail(step, "XOR-MAPPED-ADDRESS is the unspecified address");
-      return BindingSuccess{*m.xor_mapped, false};
+    if (const auto& x = m.xor_mapped ? m.xor_mapped : m.xor_mapped_old) {
+      if (x->address.is_unspecified()) return fail(step, "XOR-MAPPED-ADDRESS is the unspecified address");
+      return BindingSuccess{*x, false};
     }
     if (!m.mapped) return fail(step, "success response without XOR-MAPPED-ADDRESS or MAPPED-ADDRESS");
     if (!legacy_allowed) return fail(step, "MAPPED-ADDRESS only (RFC 3489 answer) where RFC 3489 does not apply");

@@ -46,6 +46,9 @@ inline constexpr std::uint16_t kMessageIntegritySha256 = 0x001C;  ///< RFC 8489 
 inline constexpr std::uint16_t kPasswordAlgorithm = 0x001D;   ///< RFC 8489 §14.12
 inline constexpr std::uint16_t kUserhash = 0x001E;            ///< RFC 8489 §14.4
 inline constexpr std::uint16_t kXorMappedAddress = 0x0020;    ///< RFC 8489 §14.2
+/// XOR-MAPPED-ADDRESS as the rfc3489bis drafts numbered it before 0x0020, still sent by old
+/// servers and read by Firefox: encoded the same way, used when 0x0020 is absent.
+inline constexpr std::uint16_t kXorMappedAddressOld = 0x8020;
 inline constexpr std::uint16_t kPriority = 0x0024;            ///< RFC 8445 §16.1 (ICE)
 inline constexpr std::uint16_t kUseCandidate = 0x0025;        ///< RFC 8445 §16.1 (ICE)
 inline constexpr std::uint16_t kPadding = 0x0026;             ///< RFC 5780 §7.4
@@ -96,12 +99,17 @@ struct ErrorCode {
 };
 
 /// One parsed message. Only what a binding client uses is kept; every attribute was still checked
-/// for framing, and every comprehension-required one was understood or the message was rejected.
+/// for framing. Comprehension-required attributes this codec does not know are listed, not fatal:
+/// RFC 8489 §6.3.3 has a client discard such a response, but a browser that takes the address
+/// anyway learns it, and the probe asks what a page can learn (it would miss the answer, never
+/// invent one).
 struct Message {
   Class cls = Class::request;
   std::uint16_t method = 0;
   TransactionId id;
   std::optional<TransportAddress> xor_mapped;    ///< first XOR-MAPPED-ADDRESS, decoded
+  std::optional<TransportAddress> xor_mapped_old;  ///< first 0x8020 (kXorMappedAddressOld), decoded
+  std::vector<std::uint16_t> unknown_required;   ///< comprehension-required types not known here
   std::optional<TransportAddress> mapped;        ///< first MAPPED-ADDRESS
   std::optional<ErrorCode> error;                ///< first ERROR-CODE
   std::vector<std::uint16_t> unknown_attributes; ///< UNKNOWN-ATTRIBUTES, in order
@@ -128,7 +136,8 @@ std::uint32_t crc32(std::span<const std::uint8_t> data);
 /// Rejected, with the reason in the error: shorter than a header; top two bits not zero; length
 /// not a multiple of 4 or not matching the size; wrong magic cookie; an attribute running over the
 /// end; a bad address family or attribute length; an ERROR-CODE outside 300..699; a FINGERPRINT that
-/// is wrong or not last; an unknown comprehension-required attribute before MESSAGE-INTEGRITY.
+/// is wrong or not last. (An unknown comprehension-required attribute is listed, not fatal; an
+/// over-long SOFTWARE or error reason is cut to 763 bytes.)
 Result<Message> parse(std::span<const std::uint8_t> bytes);
 
 /// For TCP (RFC 8489 §6.2.2: messages follow each other on the stream, each framed by its own

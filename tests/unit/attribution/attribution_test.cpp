@@ -345,6 +345,10 @@ TEST_CASE("the daemon's own lookups are its own: the socket's holder is the daem
   CHECK(sent_by_self(dns, s, 0, 4242));
   s.pid = 4243;
   CHECK_FALSE(sent_by_self(dns, s, 0, 4242));
+  // Held by the daemon but another user's socket (passed to it in a D-Bus message): not its own.
+  s.pid = 4242;
+  dns.uid = 1000;
+  CHECK_FALSE(sent_by_self(dns, s, 0, 4242));
   LoggedPacket fwd;  // forwarded: no socket, no holder
   fwd.rule = "udp-fwd";
   CHECK_FALSE(sent_by_self(fwd, Sender{}, 108, 4242));

@@ -416,8 +416,8 @@ TEST_CASE("no system bus is not the same as no daemon") {
   // ... and that a block it left stays (a reviewer disabled the service and found the machine
   // still blocked, with nothing saying so).
   CHECK(has(from_dbus_error("org.freedesktop.DBus.Error.ServiceUnknown", "x").err,
-            "a block it left stays in place (on_stop: keep): nft delete table inet leakguard lifts it"));
-  CHECK(has(from_dbus_error("org.freedesktop.systemd1.NoSuchUnit", "Unit x not found.").err, "a block it left stays in place"));
+            "if it stopped with on_stop: keep (the default), its block stays in place: nft delete table inet leakguard lifts it"));
+  CHECK(has(from_dbus_error("org.freedesktop.systemd1.NoSuchUnit", "Unit x not found.").err, "its block stays in place"));
 }
 
 TEST_CASE("monitor: the daemon's coming and going, and the bus's, for people, as JSON and as notifications") {

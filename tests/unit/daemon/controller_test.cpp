@@ -425,6 +425,10 @@ TEST_CASE("on_exposure alert: a routing rule that sends some users around the tu
   CHECK(w.c.machine().state() == State::unverified);
   CHECK(w.out.lines.back().find("the routing sends some IPv4 traffic around the tunnel (") !=
         std::string::npos);
+  // The report says why, for leakguardctl probe (it fell back to "the tunnel did not answer").
+  const auto last = nlohmann::json::parse(w.c.status_json())["last_probe"];
+  CHECK(last["verdict"] == "unverified");
+  CHECK(last.value("unverified_because", "").find("the routing sends some IPv4 traffic around the tunnel (") == 0);
 }
 
 TEST_CASE("on_exposure escalate: a page's path out holds its family as strict until its route goes into the tunnel") {

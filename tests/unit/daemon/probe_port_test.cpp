@@ -134,6 +134,17 @@ TEST_CASE("a request the kernel sent out of eth0 although the block refuses it i
   firewall::Policy v6_only = udp;
   v6_only.escalated = {Family::v6};
   CHECK(round({tcp}, &v6_only).verdict == daemon::ProbeVerdict::ok);
+  // A server at 0.0.0.0 (a DNS blocklist's answer for a STUN name), loopback or this host's own
+  // address: the kernel sends it through lo even from a socket bound to eth0, and lo passes.
+  for (const char* at : {"0.0.0.0:3478", "127.0.0.1:3478", "192.0.2.10:3478"})
+    CHECK_MESSAGE(round({probe("eth0", InterfaceClass::physical, at, Transport::udp, probes::TimedOut{2}, true)}, &udp).verdict ==
+                      daemon::ProbeVerdict::ok,
+                  at);
+  // An interface the rules in force trust as a tunnel (a declaration's change the kernel refused
+  // left them so): no hole there.
+  firewall::Policy old_tunnel = udp;
+  old_tunnel.tunnels = {*IfnamePattern::parse("eth0")};
+  CHECK(round({silent}, &old_tunnel).verdict == daemon::ProbeVerdict::ok);
 }
 
 TEST_CASE("a family's way out goes into the tunnel when its routed probes answer there - no route at all is no refusal") {

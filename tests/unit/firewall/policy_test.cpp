@@ -152,11 +152,13 @@ TEST_CASE("what the rules refuse out of a non-tunnel interface: every datagram, 
   CHECK(refuses_outside_tunnel(p, Transport::tcp, ip("2001:db8:3::3"), 51820));
   p.allow_lan = true;
   p.lan_subnets = {*Prefix::parse("192.168.1.0/24")};
-  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("192.168.1.1"), 53));
+  CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("192.168.1.1"), 5353));
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("192.168.1.1"), 53));  // DNS outside the tunnel: the LAN's too
+  CHECK(refuses_outside_tunnel(p, Transport::tcp, ip("203.0.113.3"), 853));  // and over TCP in udp mode
   CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("169.254.7.7"), 5000));   // link-local
   CHECK_FALSE(refuses_outside_tunnel(p, Transport::udp, ip("ff02::fb"), 5353));      // mDNS, on the link
   CHECK(refuses_outside_tunnel(p, Transport::udp, ip("239.1.2.3"), 5000));           // multicast a router may carry
-  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("192.168.2.1"), 53));           // not the LAN's subnet
+  CHECK(refuses_outside_tunnel(p, Transport::udp, ip("192.168.2.1"), 5000));         // not the LAN's subnet
   p.mode = Mode::strict;
   CHECK(refuses_outside_tunnel(p, Transport::tcp, ip("203.0.113.3"), 443));
   p.emergency = true;  // everything, the exceptions too
