@@ -614,6 +614,16 @@ bool Controller::escalation_allowed() const {
 // a slow or silent server (up to its timeout), and the path should not stay open that long. The
 // round's end sees the family escalated already and keeps it (its routed probes leaked); its
 // summary says what was done.
+namespace {
+/// What a finding saw, for a log line: "203.0.113.2:4000 seen by SERVER", or for a finding without
+/// an address what showed the way out.
+std::string seen(const LeakFinding& l) {
+  if (l.connected_only) return "a TCP connection to " + l.server + " made";
+  if (l.unrefused) return "a request toward " + l.server + " not refused";
+  return l.reflexive + " seen by " + l.server;
+}
+}  // namespace
+
 void Controller::escalate_now(const LeakFinding& l) {
   // (Not in a round during which the kill switch was armed or disarmed: it tested other rules.)
   if (!probing_ || !l.routed || round_armed_changes_ != armed_changes_) return;
@@ -621,7 +631,7 @@ void Controller::escalate_now(const LeakFinding& l) {
   // its slowest server's timeout later), and `blocking` meanwhile would be a claim against the
   // evidence already in. Said now; the round's end reports the findings as always.
   if (machine_.armed() && !machine_.tunnel_up() && machine_.state() == State::blocking) {
-    feed(ProbeDone{ProbeVerdict::leak, "leak: " + l.reflexive + " seen by " + l.server + " through the " + l.interface +
+    feed(ProbeDone{ProbeVerdict::leak, "leak: " + seen(l) + " through the " + l.interface +
                                            " (the round goes on)"});
     return;
   }
@@ -633,7 +643,7 @@ void Controller::escalate_now(const LeakFinding& l) {
   std::sort(next.begin(), next.end());
   const std::string what = "escalated " + families_text({f}) + " to strict: a web page's path out of the tunnel answered";
   if (change([&] { escalated_ = next; }, what)) {
-    out_.error(what + " (" + l.interface + ": " + l.reflexive + " seen by " + l.server + "; the round goes on)");
+    out_.error(what + " (" + l.interface + ": " + seen(l) + "; the round goes on)");
     round_escalation_ += (round_escalation_.empty() ? "" : "; ") + what;
     probe_again_ = true;  // show it closed
     pending_reason_ = "escalation";

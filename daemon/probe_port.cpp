@@ -12,6 +12,18 @@ namespace leakguard::daemon {
 
 namespace {
 
+/// This host's own, a loopback or the unspecified address: what is sent there never leaves (the
+/// kernel routes it through `lo`, whatever the source address or the bound device).
+bool local_address(const IpAddress& a, const std::vector<IpAddress>& locals) {
+  return a.is_unspecified() || a.is_loopback() || std::find(locals.begin(), locals.end(), a) != locals.end();
+}
+
+std::vector<IpAddress> host_addresses(const probes::Report& r) {
+  std::vector<IpAddress> out;
+  for (const auto& h : r.hosts) out.push_back(h.address);
+  return out;
+}
+
 /// Device-bound probes out of non-tunnel interfaces whose request the kernel sent although
 /// `rules` refuse it (an answer with an address is a leak of the report's already). Not for a
 /// server at this host's own, a loopback or the unspecified address: the kernel sends those
@@ -20,10 +32,8 @@ namespace {
 /// force trust as a tunnel (their patterns may differ from the classification of a change the
 /// kernel refused).
 std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const firewall::Policy& rules) {
-  auto local = [&](const IpAddress& a) {
-    return a.is_unspecified() || a.is_loopback() ||
-           std::any_of(r.hosts.begin(), r.hosts.end(), [&](const probes::HostCandidate& h) { return h.address == a; });
-  };
+  const auto locals = host_addresses(r);
+  auto local = [&](const IpAddress& a) { return local_address(a, locals); };
   auto trusted = [&](const std::string& ifname) {
     return std::any_of(rules.tunnels.begin(), rules.tunnels.end(), [&](const IfnamePattern& t) { return t.matches(ifname); });
   };
@@ -37,12 +47,25 @@ std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const
   return out;
 }
 
-/// The routed TCP probe (a page's own socket) made its connection through a non-tunnel interface
-/// (the source address the kernel chose is that interface's) but got no STUN answer: the server
-/// listens for TLS only, or speaks something else. The handshake alone shows the page's way out.
-bool connected_outside(const probes::ProbeResult& p) {
-  return p.routed && p.transport == Transport::tcp && p.sent && p.arrival_class && *p.arrival_class != InterfaceClass::tunnel &&
-         *p.arrival_class != InterfaceClass::loopback && !std::holds_alternative<probes::Reflexive>(p.outcome);
+/// The routed TCP probe (a page's own socket) made its connection through an uplink (the source
+/// address the kernel chose is a physical interface's) but got no STUN answer: the server listens
+/// for TLS only, or speaks something else. The handshake alone shows the page's way out - unless
+/// the server is this host itself (a local service on eth0's address, a blocklist answering with
+/// it), behind a bridge of its own (a container: class other, no uplink), or on the LAN that the
+/// rules in force let through with allow_lan (the user's choice, not a way around the tunnel).
+bool connected_outside(const probes::ProbeResult& p, const std::vector<IpAddress>& locals, const firewall::Policy* rules) {
+  if (!p.routed || p.transport != Transport::tcp || !p.sent || !p.arrival_class || *p.arrival_class != InterfaceClass::physical ||
+      std::holds_alternative<probes::Reflexive>(p.outcome) || !p.server_address)
+    return false;
+  const IpAddress& to = p.server_address->address;
+  if (local_address(to, locals)) return false;
+  if (rules && rules->allow_lan) {
+    auto in = [&](const Prefix& n) { return n.contains(to); };
+    const auto link = firewall::link_scope_ranges(to.family);
+    if (std::any_of(rules->lan_subnets.begin(), rules->lan_subnets.end(), in) || std::any_of(link.begin(), link.end(), in))
+      return false;
+  }
+  return true;
 }
 
 LeakFinding connected_finding(const probes::ProbeResult& p) {
@@ -70,8 +93,9 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
     }
   const auto holes = rules ? unrefused(r, *rules) : std::vector<const probes::ProbeResult*>{};
   std::vector<const probes::ProbeResult*> connected;
+  const auto locals = host_addresses(r);
   for (const auto& p : r.probes)
-    if (connected_outside(p)) connected.push_back(&p);
+    if (connected_outside(p, locals, rules)) connected.push_back(&p);
   o.verdict = r.verdict == probes::Verdict::leak || !holes.empty() || !connected.empty() ? ProbeVerdict::leak
               : tunnel_answered && starved == 0                   ? ProbeVerdict::ok
                                                                   : ProbeVerdict::unverified;
@@ -144,6 +168,7 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
   auto j = probes::to_json(r);
   head_report(j, o.verdict_text);
   if (!why.empty()) j["unverified_because"] = why;
+  j["summary"] = o.summary;  // the round's, as its verdict: not the prober's "ok; ..." under a leak or unverified
   // Each such request marked where people read the round (leakguardctl probe).
   for (const auto* h : holes)
     for (auto& g : j["interfaces"])
@@ -168,8 +193,9 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
   return o;
 }
 
-std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p) {
-  if (connected_outside(p)) return connected_finding(p);
+std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p, const std::vector<IpAddress>& locals,
+                                         const firewall::Policy* rules) {
+  if (connected_outside(p, locals, rules)) return connected_finding(p);
   const auto* x = std::get_if<probes::Reflexive>(&p.outcome);
   if (!x || !(p.routed || p.address_bound) || !p.arrival_class || *p.arrival_class == InterfaceClass::tunnel ||
       *p.arrival_class == InterfaceClass::loopback)
@@ -198,8 +224,11 @@ void StunProbePort::start(std::function<void(ProbeOutcome)> done, std::function<
   auto plan = probes::plan_for(settings_(), probes::interfaces_from(model_(), is_tunnel_));
   plan.report.strict = strict_();
   probes::add_endpoint_hop_targets(plan, endpoints_());
-  plan.on_result = [path_out = std::move(path_out)](const probes::ProbeResult& p) {
-    if (auto l = page_path_out(p); l && path_out) path_out(*l);
+  std::vector<IpAddress> locals;
+  for (const auto& i : plan.interfaces) locals.insert(locals.end(), i.addresses.begin(), i.addresses.end());
+  plan.on_result = [this, locals = std::move(locals), path_out = std::move(path_out)](const probes::ProbeResult& p) {
+    const auto rules = rules_ ? rules_() : std::nullopt;
+    if (auto l = page_path_out(p, locals, rules ? &*rules : nullptr); l && path_out) path_out(*l);
   };
   // An interface made while the round runs: classified as it is when its answer comes, with the
   // tunnels declared then (wg-quick's PreUp declares wg0 before making it; the round its

@@ -31,9 +31,12 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules =
 /// A probe that shows by itself a web page's path out: a routed or address-bound probe whose answer
 /// came in through a non-tunnel interface (loopback excepted: a server on this machine). The report
 /// would call it a leak whatever the rest of the round shows (probes::make_report's first rule for
-/// a page's sockets). Also the routed TCP probe whose connection was made through a non-tunnel
-/// interface although no STUN answer came (a server that speaks TLS only): `connected_only`.
-std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p);
+/// a page's sockets). Also the routed TCP probe whose connection was made through an uplink although
+/// no STUN answer came (a server that speaks TLS only): `connected_only` - not to this host's own
+/// address, a container behind a bridge, nor the LAN that `rules` let through with allow_lan.
+/// `locals`: this host's addresses; `rules`: the block in force (null: none known).
+std::optional<LeakFinding> page_path_out(const probes::ProbeResult& p, const std::vector<IpAddress>& locals = {},
+                                         const firewall::Policy* rules = nullptr);
 
 class StunProbePort final : public ProbePort {
  public:

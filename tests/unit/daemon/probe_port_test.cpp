@@ -229,6 +229,7 @@ TEST_CASE("a web page's TCP connection made outside the tunnel is a leak even wh
     p.family = Family::v6;
     p.transport = Transport::tcp;
     p.server = "[2001:db8:3::3]:443/tcp";
+    p.server_address = probes::stun::TransportAddress{*IpAddress::parse("2001:db8:3::3"), 443};
     p.sent = connected;
     p.arrival_interface = via;
     p.arrival_class = cls;
@@ -268,6 +269,25 @@ TEST_CASE("a web page's TCP connection made outside the tunnel is a leak even wh
   const auto now = daemon::page_path_out(routed_tcp("eth0", InterfaceClass::physical, true, probes::TimedOut{1}));
   REQUIRE(now);
   CHECK(now->connected_only);
+  // Not a way out (a reviewer's three false alarms): the server is this host itself (a local
+  // service on eth0's address; the kernel picks eth0's address as the source and sends it through
+  // lo), behind a bridge of its own (a container: class other), or on the LAN the rules let through.
+  auto to = [&](const char* server, const char* via, InterfaceClass cls) {
+    auto p = routed_tcp(via, cls, true, probes::TimedOut{1});
+    const auto ep = *Endpoint::parse(server);
+    p.server = ep.str();
+    p.server_address = probes::stun::TransportAddress{ep.address, ep.port};
+    return p;
+  };
+  const std::vector<IpAddress> locals = {*IpAddress::parse("2001:db8:2::10")};
+  CHECK_FALSE(daemon::page_path_out(to("[2001:db8:2::10]:3478/tcp", "eth0", InterfaceClass::physical), locals));
+  CHECK(round(to("[2001:db8:2::10]:3478/tcp", "eth0", InterfaceClass::physical)).verdict == daemon::ProbeVerdict::ok);
+  CHECK_FALSE(daemon::page_path_out(to("[fd00:30::2]:3478/tcp", "br-doc", InterfaceClass::other), locals));
+  firewall::Policy lan;
+  lan.allow_lan = true;
+  lan.lan_subnets = {*Prefix::parse("2001:db8:2::/64")};
+  CHECK_FALSE(daemon::page_path_out(to("[2001:db8:2::1]:3478/tcp", "eth0", InterfaceClass::physical), locals, &lan));
+  CHECK(daemon::page_path_out(to("[2001:db8:2::1]:3478/tcp", "eth0", InterfaceClass::physical), locals));  // no allow_lan: a way out
   // The controls: through the tunnel, refused (a reset: the escalated block), or never connected.
   CHECK(round(routed_tcp("wg0", InterfaceClass::tunnel, true, probes::TimedOut{1})).verdict == daemon::ProbeVerdict::ok);
   CHECK(round(routed_tcp("", InterfaceClass::physical, false, probes::Blocked{ECONNREFUSED})).verdict == daemon::ProbeVerdict::ok);
