@@ -38,10 +38,9 @@ std::string app_of(const Sender& s, const LoggedPacket& p) {
 }
 
 bool sent_by_self(const LoggedPacket& p, const Sender& s, std::uint32_t own_uid, std::int32_t own_pid) {
-  // The holder must be this process and the socket this process's user's: a socket passed to the
-  // daemon (a file descriptor in a D-Bus message) keeps its owner.
-  if (s.pid && *s.pid == own_pid && p.uid == own_uid) return true;
-  return own_uid != 0 && p.uid == own_uid;
+  // Always the daemon's user's socket (one passed to the daemon in a D-Bus message keeps its
+  // owner); then a user of its own (not root's), or the daemon's process as its holder.
+  return p.uid == own_uid && (own_uid != 0 || (s.pid && *s.pid == own_pid));
 }
 
 namespace {

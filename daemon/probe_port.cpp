@@ -31,16 +31,15 @@ std::vector<IpAddress> host_addresses(const probes::Report& r) {
 /// 0.0.0.0 for STUN servers: every round read as a hole). Not for an interface the rules in
 /// force trust as a tunnel (their patterns may differ from the classification of a change the
 /// kernel refused).
-std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const firewall::Policy& rules) {
-  const auto locals = host_addresses(r);
-  auto local = [&](const IpAddress& a) { return local_address(a, locals); };
+std::vector<const probes::ProbeResult*> unrefused(const probes::Report& r, const std::vector<IpAddress>& locals,
+                                                  const firewall::Policy& rules) {
   auto trusted = [&](const std::string& ifname) {
     return std::any_of(rules.tunnels.begin(), rules.tunnels.end(), [&](const IfnamePattern& t) { return t.matches(ifname); });
   };
   std::vector<const probes::ProbeResult*> out;
   for (const auto& p : r.probes)
     if (p.sent && !p.routed && !p.address_bound && p.cls != InterfaceClass::tunnel && p.cls != InterfaceClass::loopback &&
-        p.server_address && !std::holds_alternative<probes::Reflexive>(p.outcome) && !local(p.server_address->address) &&
+        p.server_address && !std::holds_alternative<probes::Reflexive>(p.outcome) && !local_address(p.server_address->address, locals) &&
         !trusted(p.interface) &&
         firewall::refuses_outside_tunnel(rules, p.transport, p.server_address->address, p.server_address->port))
       out.push_back(&p);
@@ -58,14 +57,7 @@ bool connected_outside(const probes::ProbeResult& p, const std::vector<IpAddress
       std::holds_alternative<probes::Reflexive>(p.outcome) || !p.server_address)
     return false;
   const IpAddress& to = p.server_address->address;
-  if (local_address(to, locals)) return false;
-  if (rules && rules->allow_lan) {
-    auto in = [&](const Prefix& n) { return n.contains(to); };
-    const auto link = firewall::link_scope_ranges(to.family);
-    if (std::any_of(rules->lan_subnets.begin(), rules->lan_subnets.end(), in) || std::any_of(link.begin(), link.end(), in))
-      return false;
-  }
-  return true;
+  return !local_address(to, locals) && !(rules && firewall::lan_allows(*rules, to));
 }
 
 LeakFinding connected_finding(const probes::ProbeResult& p) {
@@ -91,9 +83,9 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
       ++starved;
       if (starved_why.empty()) starved_why = l->message.empty() ? std::to_string(l->error) : l->message;
     }
-  const auto holes = rules ? unrefused(r, *rules) : std::vector<const probes::ProbeResult*>{};
-  std::vector<const probes::ProbeResult*> connected;
   const auto locals = host_addresses(r);
+  const auto holes = rules ? unrefused(r, locals, *rules) : std::vector<const probes::ProbeResult*>{};
+  std::vector<const probes::ProbeResult*> connected;
   for (const auto& p : r.probes)
     if (connected_outside(p, locals, rules)) connected.push_back(&p);
   o.verdict = r.verdict == probes::Verdict::leak || !holes.empty() || !connected.empty() ? ProbeVerdict::leak
@@ -103,18 +95,22 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
                    : o.verdict == ProbeVerdict::leak     ? "leak"
                                                          : std::string(probes::to_string(r.verdict));
   o.summary = r.summary();
-  if (!connected.empty()) {
+  // Says first what the round's verdict rests on; the prober's own "ok; " (no leak, as it saw it)
+  // would read as a claim beside it ("ok; 2 probes (2 failed) in 3 ms").
+  auto lead_with = [&](const std::string& what) {
     if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
+    o.summary = what + "; " + o.summary;
+  };
+  if (!connected.empty()) {
     const auto& c = *connected.front();
-    o.summary = "a web page's TCP connection to " + c.server + " was made outside the tunnel (routed via " +
-                printable_ifname(c.arrival_interface) + ", no STUN answer); " + o.summary;
+    lead_with("a web page's TCP connection to " + c.server + " was made outside the tunnel (routed via " +
+              printable_ifname(c.arrival_interface) + ", no STUN answer)");
   }
   if (!holes.empty()) {
-    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
     const auto& h = *holes.front();
-    o.summary = std::to_string(holes.size()) + (holes.size() == 1 ? " request" : " requests") +
-                " left outside the tunnel although the block refuses them (first: " + printable_ifname(h.interface) + " " +
-                std::string(to_string(h.family)) + " toward " + h.server + "): the block does not hold; " + o.summary;
+    lead_with(std::to_string(holes.size()) + (holes.size() == 1 ? " request" : " requests") +
+              " left outside the tunnel although the block refuses them (first: " + printable_ifname(h.interface) + " " +
+              std::string(to_string(h.family)) + " toward " + h.server + "): the block does not hold");
   }
   // Why a round without a leak proves nothing, in words that fit what happened: no probe got as
   // far as a server (every one failed here: no name resolved, no socket), no tunnel was there to
@@ -133,9 +129,7 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
     else if (none_sent) why = "no probe reached a server: " + probes::str(r.probes.front().outcome);
     else if (!tunnel_probed) why = "no tunnel to probe: no VPN exit seen";
     else why = "the tunnel did not answer: no VPN exit seen";
-    // "ok; 2 probes (2 failed) in 3 ms": the probe's own "ok" (no leak) would read as a claim.
-    if (o.summary.rfind("ok; ", 0) == 0) o.summary.erase(0, 4);
-    o.summary = why + "; " + o.summary;
+    lead_with(why);
   }
   for (const auto* h : holes)
     o.leaks.push_back({printable_ifname(h->interface), std::string(to_string(h->family)), "", h->server, false, "", true});
@@ -169,26 +163,21 @@ ProbeOutcome to_outcome(const probes::Report& r, const firewall::Policy* rules) 
   head_report(j, o.verdict_text);
   if (!why.empty()) j["unverified_because"] = why;
   j["summary"] = o.summary;  // the round's, as its verdict: not the prober's "ok; ..." under a leak or unverified
-  // Each such request marked where people read the round (leakguardctl probe).
-  for (const auto* h : holes)
+  // Each such probe marked where people read the round (leakguardctl probe): on its line in its
+  // interface's group, the group's verdict leak.
+  auto mark = [&](const std::string& group, const probes::ProbeResult& p, const char* field, const nlohmann::json& value) {
     for (auto& g : j["interfaces"])
-      if (g["name"] == h->interface)
+      if (g["name"] == group)
         for (auto& res : g["results"])
-          if (res["server"] == h->server && res["family"] == std::string(to_string(h->family)) && res.value("sent", false)) {
-            res["leak"] = true;
-            res["unrefused"] = true;
-            g["verdict"] = "leak";
-          }
-  for (const auto* c : connected)
-    for (auto& g : j["interfaces"])
-      if (g["name"] == "route")
-        for (auto& res : g["results"])
-          if (res["server"] == c->server && res["family"] == std::string(to_string(c->family)) && res.value("sent", false) &&
+          if (res["server"] == p.server && res["family"] == std::string(to_string(p.family)) && res.value("sent", false) &&
               res["reflexive"].is_null()) {
             res["leak"] = true;
-            res["connected_outside"] = "routed via " + printable_ifname(c->arrival_interface);
+            res[field] = value;
             g["verdict"] = "leak";
           }
+  };
+  for (const auto* h : holes) mark(h->interface, *h, "unrefused", true);
+  for (const auto* c : connected) mark("route", *c, "connected_outside", "routed via " + printable_ifname(c->arrival_interface));
   o.json = json_text(j);
   return o;
 }
@@ -224,11 +213,13 @@ void StunProbePort::start(std::function<void(ProbeOutcome)> done, std::function<
   auto plan = probes::plan_for(settings_(), probes::interfaces_from(model_(), is_tunnel_));
   plan.report.strict = strict_();
   probes::add_endpoint_hop_targets(plan, endpoints_());
+  // The rules the round's requests met: those in force at its start (for a finding as it comes),
+  // and, for the round's verdict, only if still so at its end.
+  auto before = std::make_shared<const std::optional<firewall::Policy>>(rules_ ? rules_() : std::nullopt);
   std::vector<IpAddress> locals;
   for (const auto& i : plan.interfaces) locals.insert(locals.end(), i.addresses.begin(), i.addresses.end());
-  plan.on_result = [this, locals = std::move(locals), path_out = std::move(path_out)](const probes::ProbeResult& p) {
-    const auto rules = rules_ ? rules_() : std::nullopt;
-    if (auto l = page_path_out(p, locals, rules ? &*rules : nullptr); l && path_out) path_out(*l);
+  plan.on_result = [before, locals = std::move(locals), path_out = std::move(path_out)](const probes::ProbeResult& p) {
+    if (auto l = page_path_out(p, locals, *before ? &**before : nullptr); l && path_out) path_out(*l);
   };
   // An interface made while the round runs: classified as it is when its answer comes, with the
   // tunnels declared then (wg-quick's PreUp declares wg0 before making it; the round its
@@ -240,11 +231,9 @@ void StunProbePort::start(std::function<void(ProbeOutcome)> done, std::function<
     if (const auto* l = m.link(ifname)) return m.classify(*l, netwatch::Classifier{});
     return std::nullopt;
   };
-  // The rules the round's requests met: those in force at its start, if still so at its end.
-  auto before = rules_ ? rules_() : std::nullopt;
-  prober_->start(std::move(plan), [this, before = std::move(before), done = std::move(done)](probes::Report r) {
+  prober_->start(std::move(plan), [this, before, done = std::move(done)](probes::Report r) {
     const auto after = rules_ ? rules_() : std::nullopt;
-    done(to_outcome(r, before && after && *before == *after ? &*after : nullptr));
+    done(to_outcome(r, *before && after && **before == *after ? &*after : nullptr));
   });
 }
 

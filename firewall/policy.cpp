@@ -155,18 +155,20 @@ std::vector<Prefix> link_scope_ranges(Family f) {
   return out;
 }
 
+bool lan_allows(const Policy& p, const IpAddress& to) {
+  if (!p.allow_lan) return false;
+  auto in = [&](const Prefix& n) { return n.contains(to); };
+  const auto link = link_scope_ranges(to.family);
+  return std::any_of(p.lan_subnets.begin(), p.lan_subnets.end(), in) || std::any_of(link.begin(), link.end(), in);
+}
+
 bool refuses_outside_tunnel(const Policy& p, Transport transport, const IpAddress& to, std::uint16_t port) {
   if (p.emergency) return true;
   for (const auto& e : p.endpoints)
     if (e.address == to && e.transport == transport && e.port == port) return false;
   if (port == 53 || port == 853) return true;  // DNS outside the tunnel, in both modes and to the LAN too
   if (transport == Transport::udp && (port == 67 || port == 547)) return false;  // DHCP, DHCPv6 servers
-  if (p.allow_lan) {
-    auto in = [&](const Prefix& n) { return n.contains(to); };
-    if (std::any_of(p.lan_subnets.begin(), p.lan_subnets.end(), in)) return false;
-    const auto link = link_scope_ranges(to.family);
-    if (std::any_of(link.begin(), link.end(), in)) return false;
-  }
+  if (lan_allows(p, to)) return false;
   if (transport == Transport::udp) return true;
   return p.mode == Mode::strict || std::find(p.escalated.begin(), p.escalated.end(), to.family) != p.escalated.end();
 }

@@ -104,6 +104,10 @@ bool same_rules(const Policy& a, const Policy& b);
 /// limited broadcast.
 std::vector<Prefix> link_scope_ranges(Family f);
 
+/// Whether `p`'s allow_lan lets `to` through: its LAN subnets and link_scope_ranges() (false
+/// without allow_lan).
+bool lan_allows(const Policy& p, const IpAddress& to);
+
 /// Whether the rules built from `p` refuse what an ordinary local socket (no mark, whoever owns
 /// it) sends out of a non-tunnel interface to `to` over `transport`: every datagram in either
 /// mode, and TCP in strict or an escalated family; DNS (53, 853) in both; the emergency block
